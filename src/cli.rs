@@ -1,0 +1,245 @@
+//! The command tree (PRODUCT.md section 2). Names are the public contract; flags may grow.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::output::Format;
+use crate::ring::directory::ShardState;
+use crate::ring::tickets::Bits;
+use crate::types::{HostPort, ShardName, Weight};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "shardctl",
+    version,
+    about = "Admin and rebalancing toolkit for federated MySQL",
+    long_about = "Admin and rebalancing toolkit for federated MySQL: assigns users to weighted \
+                  shards, migrates accounts between shards under a held account lock, manages \
+                  locks, and drains half of every shard for maintenance.",
+    after_long_help = crate::exit_codes::HELP,
+    propagate_version = true
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Config file [default: $SHARDCTL_CONFIG, else ~/.config/shardctl/config.toml]
+    #[arg(long, global = true, env = "SHARDCTL_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Output format: a table for people, one JSON document for scripts
+    #[arg(long, global = true, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    /// Print nothing on stderr but warnings and errors
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Print more detail on stderr
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create or upgrade the global ring schema (idempotent)
+    Init,
+    /// Check every server: reachable, privileges, schema version, replication
+    Doctor(DoctorArgs),
+    /// Register shards and change their weight and state
+    #[command(subcommand)]
+    Shard(ShardCommand),
+    /// Place new users on shards and find where users live
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Globally unique IDs from the ticket servers
+    #[command(subcommand)]
+    Id(IdCommand),
+    /// Who did what, from the audit log
+    Audit(AuditArgs),
+    /// A local federation of MariaDB servers for trying shardctl
+    #[command(subcommand)]
+    Sandbox(SandboxCommand),
+    /// Print shell completions
+    Completions(CompletionsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Replication lag above this many seconds is a problem
+    #[arg(long, default_value_t = 10, value_name = "SECS")]
+    pub max_lag: u64,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ShardCommand {
+    /// Register a shard and its servers (halves a, b, a, ... in order)
+    Add(ShardAddArgs),
+    /// Weight, state, users, share against target share, and servers of every shard
+    List,
+    /// Change a shard's weight
+    SetWeight(ShardSetWeightArgs),
+    /// Change a shard's state (only active shards take new users)
+    SetState(ShardSetStateArgs),
+    /// Remove a shard that holds no users
+    Remove(ShardRemoveArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ShardAddArgs {
+    /// Shard name: letters, digits, `_`, `.`, `-`; at most 64 characters
+    pub name: ShardName,
+    /// How much of the user base this shard's hardware should carry (> 0)
+    #[arg(long, allow_negative_numbers = true)]
+    pub weight: Weight,
+    /// A server of the shard, HOST:PORT; repeat for each server
+    #[arg(long = "server", value_name = "HOST:PORT", required = true)]
+    pub servers: Vec<HostPort>,
+    /// Do not check that the servers answer and hold the shard database
+    #[arg(long)]
+    pub no_check: bool,
+    /// Show what would be registered, change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ShardSetWeightArgs {
+    pub name: ShardName,
+    /// The new weight (> 0)
+    #[arg(allow_negative_numbers = true)]
+    pub weight: Weight,
+    /// Show the change, make none
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ShardSetStateArgs {
+    pub name: ShardName,
+    #[arg(value_enum)]
+    pub state: ShardState,
+    /// Show the change, make none
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ShardRemoveArgs {
+    pub name: ShardName,
+    /// Check that the shard could be removed, change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Place new users on active shards at random, in proportion to weight
+    Assign(UserAssignArgs),
+    /// The user's shard, state, servers, and the server to use now
+    Locate(UserLocateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct UserAssignArgs {
+    /// User ids (unsigned 64-bit)
+    pub users: Vec<u64>,
+    /// Read user ids from a file, one per line (`-` for stdin)
+    #[arg(long, value_name = "F")]
+    pub file: Option<PathBuf>,
+    /// Seed the random choice, for a reproducible placement
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
+    /// Show how many users would be placed, change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct UserLocateArgs {
+    /// User id
+    pub user: u64,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IdCommand {
+    /// Take new IDs from the ticket servers
+    Next(IdNextArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct IdNextArgs {
+    /// 32- or 64-bit IDs
+    #[arg(long, value_enum, default_value = "64")]
+    pub bits: Bits,
+    /// How many IDs
+    #[arg(short = 'n', default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub count: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// Only entries newer than this (30m, 2h, 7d)
+    #[arg(long, value_name = "DUR", value_parser = crate::types::parse_duration)]
+    pub since: Option<std::time::Duration>,
+    /// Only this action (for example shard.add, user.assign)
+    #[arg(long, value_name = "A")]
+    pub action: Option<String>,
+    /// At most this many entries, newest first
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub limit: u64,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SandboxCommand {
+    /// Start (or restart what is down of) a local federation
+    Up(SandboxUpArgs),
+    /// The sandbox's servers and whether they run
+    Status(SandboxDirArgs),
+    /// Stop the sandbox's servers (by pid; idempotent)
+    Down(SandboxDirArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SandboxDirArgs {
+    /// The sandbox directory
+    #[arg(long, default_value = "shardctl-sandbox", value_name = "D")]
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct SandboxUpArgs {
+    #[command(flatten)]
+    pub dir: SandboxDirArgs,
+    /// Number of shards, two servers each
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=50))]
+    pub shards: u32,
+    /// Users to create, placed by weight, with skewed account sizes
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=10_000_000))]
+    pub users: u64,
+    /// First port: the ring server; shards take the ports after it
+    #[arg(long, default_value_t = 23400, value_parser = clap::value_parser!(u16).range(1024..))]
+    pub base_port: u16,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+/// The clap command, for completions, man pages and tests.
+pub fn command() -> clap::Command {
+    <Cli as clap::CommandFactory>::command()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn clap_tree_is_consistent() {
+        super::command().debug_assert();
+    }
+}

@@ -1,0 +1,331 @@
+use std::collections::HashSet;
+
+use serde::Serialize;
+
+use crate::cli::DoctorArgs;
+use crate::commands::Ctx;
+use crate::config::Config;
+use crate::db::Db;
+use crate::doctor::{self, Check};
+use crate::error::Result;
+use crate::exit_codes;
+use crate::output::{table, Outcome, Report};
+use crate::replica;
+use crate::ring::{directory, schema, tickets};
+use crate::types::HostPort;
+
+#[derive(Serialize)]
+struct DoctorReport {
+    ok: bool,
+    checks: Vec<Check>,
+}
+
+impl Report for DoctorReport {
+    fn human(&self) -> String {
+        let rows = self.checks.iter().map(|c| {
+            vec![
+                if c.ok { "ok" } else { "FAIL" }.to_string(),
+                c.target.clone(),
+                c.check.clone(),
+                c.detail.clone(),
+                c.fix.clone().unwrap_or_default(),
+            ]
+        });
+        let failed = self.checks.iter().filter(|c| !c.ok).count();
+        let summary = if failed == 0 {
+            format!("all {} checks passed", self.checks.len())
+        } else {
+            format!("{failed} of {} checks failed", self.checks.len())
+        };
+        format!(
+            "{}\n{summary}",
+            table(&["", "server", "check", "detail", "fix"], rows)
+        )
+    }
+
+    fn exit_code(&self) -> u8 {
+        if self.ok {
+            exit_codes::OK
+        } else {
+            exit_codes::FAILED
+        }
+    }
+}
+
+fn grants(db: &mut Db) -> Result<Vec<String>> {
+    db.exec("reading grants", "SHOW GRANTS", ())
+}
+
+fn ring_checks(cfg: &Config, out: &mut Vec<Check>) -> Option<Db> {
+    let mut first = None;
+    for server in &cfg.ring.servers {
+        let target = server.to_string();
+        let mut db = match Db::connect(server, &cfg.ring.login, None, &cfg.net) {
+            Ok(db) => db,
+            Err(e) => {
+                out.push(Check::fail(
+                    &target,
+                    "ring reachable",
+                    e.to_string(),
+                    "start the server or fix [ring] servers / credentials",
+                ));
+                continue;
+            }
+        };
+        out.push(Check::pass(
+            &target,
+            "ring reachable",
+            db.version().unwrap_or_default(),
+        ));
+        if let Ok(g) = grants(&mut db) {
+            let have = doctor::privileges_from_grants(&g, cfg.ring.database.as_str());
+            let missing = doctor::missing_privileges(&have, doctor::RING_NEEDS);
+            out.push(if missing.is_empty() {
+                Check::pass(&target, "ring privileges", "sufficient")
+            } else {
+                Check::fail(
+                    &target,
+                    "ring privileges",
+                    format!("missing {}", missing.join(", ")),
+                    format!(
+                        "GRANT {} ON `{}`.* TO the ring user",
+                        missing.join(", "),
+                        cfg.ring.database
+                    ),
+                )
+            });
+        }
+        match schema::recorded_version(&mut db, &cfg.ring.database) {
+            Ok(Some(v)) if v == schema::VERSION => {
+                out.push(Check::pass(&target, "schema version", format!("{v}")))
+            }
+            Ok(Some(v)) => out.push(Check::fail(
+                &target,
+                "schema version",
+                format!("{v}, expected {}", schema::VERSION),
+                "run `shardctl init`",
+            )),
+            Ok(None) => out.push(Check::fail(
+                &target,
+                "schema version",
+                format!("no schema in `{}`", cfg.ring.database),
+                "run `shardctl init`",
+            )),
+            Err(e) => out.push(Check::fail(
+                &target,
+                "schema version",
+                e.to_string(),
+                "check the ring user's privileges",
+            )),
+        }
+        if first.is_none() {
+            first = Some(db);
+        }
+    }
+    first
+}
+
+fn ticket_checks(cfg: &Config, out: &mut Vec<Check>) {
+    let mut settings = Vec::new();
+    for t in &cfg.tickets {
+        let target = format!("{}/{}", t.server, t.database);
+        match tickets::connect(cfg, t).and_then(|mut db| {
+            let io = tickets::increment_and_offset(&mut db)?;
+            let tables: Vec<String> = db.exec("reading the ticket tables",
+                "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME IN ('tickets32','tickets64')",
+                (t.database.as_str(),))?;
+            Ok((io, tables.len()))
+        }) {
+            Ok(((inc, off), tables)) => {
+                out.push(Check::pass(&target, "tickets reachable", format!("auto_increment_increment={inc} auto_increment_offset={off}")));
+                if tables < 2 {
+                    out.push(Check::fail(&target, "ticket tables", "tickets32/tickets64 missing", "run `shardctl init`"));
+                }
+                settings.push((target, inc, off));
+            }
+            Err(e) => out.push(Check::fail(&target, "tickets reachable", e.to_string(), "start the ticket server or fix [[tickets]]")),
+        }
+    }
+    for p in doctor::ticket_problems(&settings) {
+        out.push(Check::fail(
+            "tickets",
+            "ticket offsets",
+            p,
+            "give the ticket servers one increment >= their count and distinct offsets",
+        ));
+    }
+}
+
+/// Every check of one shard server.
+fn shard_server_checks(
+    cfg: &Config,
+    shard: &str,
+    addr: &HostPort,
+    paired: bool,
+    max_lag: u64,
+) -> Vec<Check> {
+    let target = format!("{addr} ({shard})");
+    let mut out = Vec::new();
+    let mut db = match Db::connect(addr, &cfg.shards.login, None, &cfg.net) {
+        Ok(db) => db,
+        Err(e) => {
+            out.push(Check::fail(
+                &target,
+                "reachable",
+                e.to_string(),
+                "start the server, or drain it with `shardctl maintenance drain`",
+            ));
+            return out;
+        }
+    };
+    out.push(Check::pass(
+        &target,
+        "reachable",
+        db.version().unwrap_or_default(),
+    ));
+    let db_name = cfg.shards.database.as_str();
+    let tables: Result<HashSet<(String, String)>> = db
+        .exec(
+            "reading the shard tables",
+            "SELECT TABLE_NAME, COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ?",
+            (db_name,),
+        )
+        .map(|v: Vec<(String, String)>| v.into_iter().collect());
+    match tables {
+        Ok(found) => {
+            let missing: Vec<String> = cfg
+                .shards
+                .tables
+                .iter()
+                .filter(|t| !found.contains(&(t.name.to_string(), t.owner_column.to_string())))
+                .map(|t| format!("{}.{}", t.name, t.owner_column))
+                .collect();
+            out.push(if missing.is_empty() {
+                Check::pass(
+                    &target,
+                    "tables",
+                    format!("{} per-user tables in `{db_name}`", cfg.shards.tables.len()),
+                )
+            } else {
+                Check::fail(
+                    &target,
+                    "tables",
+                    format!("missing {}", missing.join(", ")),
+                    format!("create the application schema in `{db_name}`"),
+                )
+            });
+        }
+        Err(e) => out.push(Check::fail(
+            &target,
+            "tables",
+            e.to_string(),
+            "grant SELECT on the shard database",
+        )),
+    }
+    if let Ok(g) = grants(&mut db) {
+        let missing = doctor::missing_privileges(
+            &doctor::privileges_from_grants(&g, db_name),
+            doctor::SHARD_NEEDS,
+        );
+        out.push(if missing.is_empty() {
+            Check::pass(&target, "privileges", "sufficient")
+        } else {
+            Check::fail(
+                &target,
+                "privileges",
+                format!("missing {}", missing.join(", ")),
+                "see the README's list of GRANT statements",
+            )
+        });
+    }
+    match replica::status(&mut db) {
+        Ok(Some(s)) => out.push(match s.problem(max_lag) {
+            None => Check::pass(
+                &target,
+                "replication",
+                format!("from {}, lag {}s", s.source, s.lag_seconds.unwrap_or(0)),
+            ),
+            Some(p) => Check::fail(
+                &target,
+                "replication",
+                p,
+                "fix and START SLAVE on this server",
+            ),
+        }),
+        Ok(None) if paired => out.push(Check::fail(
+            &target,
+            "replication",
+            "not replicating from its peer",
+            "CHANGE MASTER TO its peer and START SLAVE",
+        )),
+        Ok(None) => out.push(Check::pass(
+            &target,
+            "replication",
+            "single server; none expected",
+        )),
+        Err(e) => out.push(Check::fail(
+            &target,
+            "replication",
+            e.to_string(),
+            "grant REPLICATION CLIENT / SLAVE MONITOR",
+        )),
+    }
+    out
+}
+
+pub fn run(ctx: &Ctx, args: &DoctorArgs) -> Result<Outcome> {
+    let cfg = ctx.config()?;
+    let mut checks = Vec::new();
+    let ring_db = ring_checks(&cfg, &mut checks);
+    ticket_checks(&cfg, &mut checks);
+    if let Some(mut db) = ring_db {
+        let use_ring = format!("USE {}", cfg.ring.database.quoted());
+        match db
+            .query_drop("selecting the ring database", &use_ring)
+            .and_then(|_| directory::shards(&mut db))
+        {
+            Ok(shards) => {
+                if shards.is_empty() {
+                    checks.push(Check::fail(
+                        "ring",
+                        "shards",
+                        "no shards registered",
+                        "register one with `shardctl shard add`",
+                    ));
+                }
+                let jobs: Vec<(String, HostPort, bool)> = shards
+                    .iter()
+                    .flat_map(|s| {
+                        s.servers
+                            .iter()
+                            .map(move |v| (s.name.clone(), v.addr(), s.servers.len() > 1))
+                    })
+                    .collect();
+                // Unreachable servers cost a connect timeout each: check them all at once.
+                let results: Vec<Vec<Check>> = std::thread::scope(|scope| {
+                    let handles: Vec<_> = jobs
+                        .iter()
+                        .map(|(shard, addr, paired)| {
+                            scope.spawn(|| {
+                                shard_server_checks(&cfg, shard, addr, *paired, args.max_lag)
+                            })
+                        })
+                        .collect();
+                    handles
+                        .into_iter()
+                        .map(|h| h.join().unwrap_or_default())
+                        .collect()
+                });
+                checks.extend(results.into_iter().flatten());
+            }
+            Err(e) => checks.push(Check::fail(
+                "ring",
+                "shards",
+                e.to_string(),
+                "run `shardctl init`",
+            )),
+        }
+    }
+    let ok = checks.iter().all(|c| c.ok);
+    Outcome::of(&DoctorReport { ok, checks })
+}

@@ -1,0 +1,47 @@
+//! The command layer: turns parsed arguments into calls of the core and a `Report`.
+//! Nothing here speaks SQL directly or decides between table and JSON.
+
+mod audit;
+mod completions;
+mod doctor;
+mod id;
+mod init;
+mod sandbox;
+mod shard;
+mod user;
+
+use std::path::PathBuf;
+
+use crate::cli::{Cli, Command};
+use crate::config::{self, Config};
+use crate::error::Result;
+use crate::output::{Outcome, Ui};
+
+/// What every command may need: stderr, and the config (loaded only by commands that use it).
+pub struct Ctx {
+    pub ui: Ui,
+    config_path: Option<PathBuf>,
+}
+
+impl Ctx {
+    pub fn config(&self) -> Result<Config> {
+        Config::load(&config::locate(self.config_path.as_deref())?)
+    }
+}
+
+pub fn dispatch(cli: Cli, ui: Ui) -> Result<Outcome> {
+    let ctx = Ctx {
+        ui,
+        config_path: cli.global.config,
+    };
+    match cli.command {
+        Command::Init => init::run(&ctx),
+        Command::Doctor(args) => doctor::run(&ctx, &args),
+        Command::Shard(cmd) => shard::run(&ctx, cmd),
+        Command::User(cmd) => user::run(&ctx, cmd),
+        Command::Id(cmd) => id::run(&ctx, cmd),
+        Command::Audit(args) => audit::run(&ctx, &args),
+        Command::Sandbox(cmd) => sandbox::run(&ctx, cmd),
+        Command::Completions(args) => completions::run(&args),
+    }
+}

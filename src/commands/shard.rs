@@ -1,0 +1,252 @@
+use std::collections::HashMap;
+
+use serde::Serialize;
+use serde_json::json;
+
+use crate::balance::{self, Load};
+use crate::cli::{ShardAddArgs, ShardCommand};
+use crate::commands::Ctx;
+use crate::config::Config;
+use crate::db::Db;
+use crate::error::{Error, Result};
+use crate::output::{share_bar, table, Outcome, Report};
+use crate::ring;
+use crate::ring::directory::{self, Server};
+use crate::types::HostPort;
+
+#[derive(Serialize)]
+struct ShardRow {
+    name: String,
+    weight: f64,
+    state: directory::ShardState,
+    users: u64,
+    /// This shard's fraction of all users.
+    share: f64,
+    /// The fraction the weights ask for.
+    target_share: f64,
+    servers: Vec<Server>,
+}
+
+#[derive(Serialize)]
+#[serde(transparent)]
+struct ShardList(Vec<ShardRow>);
+
+impl Report for ShardList {
+    fn human(&self) -> String {
+        table(
+            &[
+                "shard", "weight", "state", "users", "share", "target", "", "servers",
+            ],
+            self.0.iter().map(|s| {
+                vec![
+                    s.name.clone(),
+                    s.weight.to_string(),
+                    s.state.to_string(),
+                    s.users.to_string(),
+                    format!("{:.1}%", s.share * 100.0),
+                    format!("{:.1}%", s.target_share * 100.0),
+                    format!(
+                        "{} {:+.1}",
+                        share_bar(s.share, 20),
+                        (s.share - s.target_share) * 100.0
+                    ),
+                    s.servers
+                        .iter()
+                        .map(|v| format!("{}:{} {} {}", v.host, v.port, v.half, v.status))
+                        .collect::<Vec<_>>()
+                        .join("\n"),
+                ]
+            }),
+        )
+    }
+}
+
+/// A change to one shard, or the note that there was none.
+#[derive(Serialize)]
+struct Change {
+    shard: String,
+    action: &'static str,
+    changed: bool,
+    dry_run: bool,
+    details: serde_json::Value,
+}
+
+impl Report for Change {
+    fn human(&self) -> String {
+        let verb = match (self.dry_run, self.changed) {
+            (true, true) => "would change",
+            (true, false) | (false, false) => "unchanged",
+            (false, true) => "done",
+        };
+        format!("{} {}: {verb} {}", self.action, self.shard, self.details)
+    }
+}
+
+pub fn run(ctx: &Ctx, cmd: ShardCommand) -> Result<Outcome> {
+    let cfg = ctx.config()?;
+    let mut db = ring::open(&cfg)?;
+    match cmd {
+        ShardCommand::List => Outcome::of(&list(&mut db)?),
+        ShardCommand::Add(args) => add(&cfg, &mut db, &args),
+        ShardCommand::SetWeight(args) => {
+            let shard = directory::shard(&mut db, &args.name)?;
+            let changed = shard.weight != args.weight.get();
+            if changed && !args.dry_run {
+                directory::set_weight(&mut db, &args.name, args.weight)?;
+            }
+            Outcome::of(&Change {
+                shard: shard.name,
+                action: "set-weight",
+                changed,
+                dry_run: args.dry_run,
+                details: json!({ "from": shard.weight, "to": args.weight.get() }),
+            })
+        }
+        ShardCommand::SetState(args) => {
+            let shard = directory::shard(&mut db, &args.name)?;
+            let changed = shard.state != args.state;
+            if changed && !args.dry_run {
+                directory::set_state(&mut db, &args.name, args.state)?;
+            }
+            Outcome::of(&Change {
+                shard: shard.name,
+                action: "set-state",
+                changed,
+                dry_run: args.dry_run,
+                details: json!({ "from": shard.state, "to": args.state }),
+            })
+        }
+        ShardCommand::Remove(args) => {
+            let shard = directory::shard(&mut db, &args.name)?;
+            let users = directory::user_counts(&mut db)?
+                .get(&shard.id)
+                .copied()
+                .unwrap_or(0);
+            if args.dry_run {
+                if users > 0 {
+                    return Err(Error::Conflict(format!(
+                        "shard `{}` still holds {users} users: move them first",
+                        shard.name
+                    )));
+                }
+            } else {
+                directory::remove_shard(&mut db, &args.name)?;
+            }
+            Outcome::of(&Change {
+                shard: shard.name,
+                action: "remove",
+                changed: true,
+                dry_run: args.dry_run,
+                details: json!({ "users": users }),
+            })
+        }
+    }
+}
+
+fn list(db: &mut Db) -> Result<ShardList> {
+    let shards = directory::shards(db)?;
+    let counts: HashMap<u32, u64> = directory::user_counts(db)?;
+    let loads: Vec<Load> = shards
+        .iter()
+        .map(|s| Load {
+            state: s.state,
+            weight: s.weight,
+            units: counts.get(&s.id).copied().unwrap_or(0),
+        })
+        .collect();
+    let targets = balance::targets(&loads);
+    let total: u64 = loads.iter().map(|l| l.units).sum();
+    let active_weight: f64 = loads
+        .iter()
+        .filter(|l| l.state == directory::ShardState::Active)
+        .map(|l| l.weight)
+        .sum();
+    let frac = |x: f64| if total == 0 { 0.0 } else { x / total as f64 };
+    Ok(ShardList(
+        shards
+            .into_iter()
+            .zip(loads.iter().zip(targets))
+            .map(|(s, (load, target))| ShardRow {
+                share: frac(load.units as f64),
+                // With no users yet, the target share still follows the weights.
+                target_share: if total == 0
+                    && s.state == directory::ShardState::Active
+                    && active_weight > 0.0
+                {
+                    s.weight / active_weight
+                } else {
+                    frac(target)
+                },
+                name: s.name,
+                weight: s.weight,
+                state: s.state,
+                users: load.units,
+                servers: s.servers,
+            })
+            .collect(),
+    ))
+}
+
+/// Checks a prospective shard server answers and holds the shard database and tables.
+fn check_server(cfg: &Config, addr: &HostPort) -> Result<()> {
+    let mut db = Db::connect(
+        addr,
+        &cfg.shards.login,
+        Some(&cfg.shards.database),
+        &cfg.net,
+    )?;
+    for t in &cfg.shards.tables {
+        let found: Option<u8> = db.exec_first(
+            "checking the per-user tables",
+            "SELECT 1 FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND COLUMN_NAME = ?",
+            (cfg.shards.database.as_str(), t.name.as_str(), t.owner_column.as_str()),
+        )?;
+        if found.is_none() {
+            return Err(Error::Refused(format!(
+                "{addr} has no table `{}`.`{}` with column `{}` (create the application schema first, or pass --no-check)",
+                cfg.shards.database, t.name, t.owner_column
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn add(cfg: &Config, db: &mut Db, args: &ShardAddArgs) -> Result<Outcome> {
+    let mut seen = std::collections::HashSet::new();
+    if let Some(dup) = args.servers.iter().find(|s| !seen.insert(*s)) {
+        return Err(Error::Usage(format!("server {dup} is given twice")));
+    }
+    if !args.no_check {
+        for s in &args.servers {
+            check_server(cfg, s)?;
+        }
+    }
+    let halves: Vec<String> = args
+        .servers
+        .iter()
+        .enumerate()
+        .map(|(i, s)| format!("{s} half {}", if i % 2 == 0 { "a" } else { "b" }))
+        .collect();
+    let changed = if args.dry_run {
+        if directory::shards(db)?
+            .iter()
+            .any(|s| s.name == args.name.as_str())
+        {
+            return Err(Error::Conflict(format!(
+                "a shard named `{}` already exists",
+                args.name
+            )));
+        }
+        true
+    } else {
+        directory::add_shard(db, &args.name, args.weight, &args.servers)?;
+        true
+    };
+    Outcome::of(&Change {
+        shard: args.name.to_string(),
+        action: "add",
+        changed,
+        dry_run: args.dry_run,
+        details: json!({ "weight": args.weight.get(), "servers": halves }),
+    })
+}

@@ -1,0 +1,151 @@
+//! Connections to MySQL servers: timeouts, TLS, and errors that name the server and what we were
+//! doing. A connection that saw an I/O or protocol error is dropped, never reused: the `mysql`
+//! crate may hand back a previous query's result after a read timeout.
+
+use mysql::prelude::{FromRow, Queryable};
+use mysql::{Conn, Opts, OptsBuilder, Params, SslOpts, Transaction, TxOpts};
+
+use crate::config::{Login, NetOptions, TlsMode};
+use crate::error::{Error, Result};
+use crate::types::{HostPort, Ident};
+
+/// One server connection, labelled with the server's address for error messages.
+pub struct Db {
+    conn: Option<Conn>,
+    pub server: HostPort,
+}
+
+fn opts(
+    addr: &HostPort,
+    login: &Login,
+    database: Option<&Ident>,
+    net: &NetOptions,
+    tls: bool,
+) -> Opts {
+    let mut b = OptsBuilder::new()
+        .ip_or_hostname(Some(addr.host.clone()))
+        .tcp_port(addr.port)
+        .user(Some(login.user.clone()))
+        .pass(login.password.as_ref().map(|p| p.expose().to_string()))
+        .db_name(database.map(|d| d.as_str().to_string()))
+        .prefer_socket(false)
+        .tcp_connect_timeout(Some(net.connect_timeout))
+        .read_timeout(Some(net.read_timeout))
+        .write_timeout(Some(net.write_timeout))
+        .stmt_cache_size(Some(64));
+    if tls {
+        let mut ssl = SslOpts::default().with_root_cert_path(net.ca.clone());
+        match net.tls {
+            // Encrypted but unverified, like the client's --ssl-mode=REQUIRED.
+            TlsMode::Preferred | TlsMode::Required => {
+                ssl = ssl.with_danger_accept_invalid_certs(true)
+            }
+            TlsMode::VerifyIdentity | TlsMode::Disabled => {}
+        }
+        b = b.ssl_opts(Some(ssl));
+    }
+    b.into()
+}
+
+/// True for errors after which the connection's state is unknown.
+fn is_broken(err: &mysql::Error) -> bool {
+    matches!(
+        err,
+        mysql::Error::IoError(_) | mysql::Error::DriverError(_) | mysql::Error::TlsError(_)
+    )
+}
+
+impl Db {
+    /// Connects, optionally selecting a database.
+    pub fn connect(
+        addr: &HostPort,
+        login: &Login,
+        database: Option<&Ident>,
+        net: &NetOptions,
+    ) -> Result<Db> {
+        let attempt = |tls| Conn::new(opts(addr, login, database, net, tls));
+        let conn = match net.tls {
+            TlsMode::Disabled => attempt(false),
+            TlsMode::Required | TlsMode::VerifyIdentity => attempt(true),
+            TlsMode::Preferred => attempt(true).or_else(|_| attempt(false)),
+        }
+        .map_err(|e| Error::db(&addr.to_string(), "connecting", e))?;
+        Ok(Db {
+            conn: Some(conn),
+            server: addr.clone(),
+        })
+    }
+
+    /// Runs `f` on the connection; on an I/O error the connection is dropped for good.
+    pub fn run<T>(
+        &mut self,
+        doing: &str,
+        f: impl FnOnce(&mut Conn) -> mysql::Result<T>,
+    ) -> Result<T> {
+        let server = self.server.to_string();
+        let conn = self.conn.as_mut().ok_or_else(|| {
+            Error::Unreachable(format!(
+                "{doing} on {server}: the connection was lost earlier"
+            ))
+        })?;
+        f(conn).map_err(|e| {
+            if is_broken(&e) {
+                self.conn = None;
+            }
+            Error::db(&server, doing, e)
+        })
+    }
+
+    pub fn query_drop(&mut self, doing: &str, sql: &str) -> Result<()> {
+        self.run(doing, |c| c.query_drop(sql))
+    }
+
+    pub fn exec_drop(&mut self, doing: &str, sql: &str, params: impl Into<Params>) -> Result<()> {
+        self.run(doing, |c| c.exec_drop(sql, params))
+    }
+
+    pub fn exec<T: FromRow>(
+        &mut self,
+        doing: &str,
+        sql: &str,
+        params: impl Into<Params>,
+    ) -> Result<Vec<T>> {
+        self.run(doing, |c| c.exec(sql, params))
+    }
+
+    pub fn exec_first<T: FromRow>(
+        &mut self,
+        doing: &str,
+        sql: &str,
+        params: impl Into<Params>,
+    ) -> Result<Option<T>> {
+        self.run(doing, |c| c.exec_first(sql, params))
+    }
+
+    /// Runs `f` in one transaction: committed if it returns Ok, rolled back otherwise.
+    pub fn transaction<T>(
+        &mut self,
+        doing: &str,
+        f: impl FnOnce(&mut Transaction) -> mysql::Result<T>,
+    ) -> Result<T> {
+        self.run(doing, |c| {
+            let mut tx = c.start_transaction(TxOpts::default())?;
+            let v = f(&mut tx)?;
+            tx.commit()?;
+            Ok(v)
+        })
+    }
+
+    /// The server's version string.
+    pub fn version(&mut self) -> Result<String> {
+        Ok(self
+            .exec_first::<String>("reading the version", "SELECT VERSION()", ())?
+            .unwrap_or_default())
+    }
+}
+
+/// `n` placeholders `(?, ?, ...)` repeated for `rows` rows, for multi-row statements.
+pub fn row_placeholders(rows: usize, cols: usize) -> String {
+    let one = format!("({})", vec!["?"; cols].join(","));
+    vec![one; rows].join(",")
+}

@@ -1,0 +1,96 @@
+//! Typed errors: the library says what went wrong, the edge maps it to an exit code.
+
+use crate::exit_codes;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The command line asked for something malformed (a bad value, a bad file).
+    #[error("{0}")]
+    Usage(String),
+    /// The configuration is missing, malformed, or its credentials are refused.
+    #[error("{0}")]
+    Config(String),
+    /// A user, shard, lock or migration that does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// A conflicting state: a duplicate name, a non-empty shard.
+    #[error("{0}")]
+    Conflict(String),
+    /// A server could not be reached.
+    #[error("{0}")]
+    Unreachable(String),
+    /// A server answered with an error.
+    #[error("{0}")]
+    Database(String),
+    /// A safety check refused the operation; nothing was changed.
+    #[error("{0}")]
+    Refused(String),
+    /// Anything else that failed: a local file, a process, a server that would not start.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl Error {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Usage(_) | Error::Config(_) => exit_codes::USAGE,
+            Error::Refused(_) => exit_codes::REFUSED,
+            Error::NotFound(_)
+            | Error::Conflict(_)
+            | Error::Unreachable(_)
+            | Error::Database(_)
+            | Error::Failed(_) => exit_codes::FAILED,
+        }
+    }
+
+    /// The stable `kind` of the JSON error object.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Usage(_) => "usage",
+            Error::Config(_) => "config",
+            Error::NotFound(_) => "not_found",
+            Error::Conflict(_) => "conflict",
+            Error::Unreachable(_) => "unreachable",
+            Error::Database(_) => "database",
+            Error::Refused(_) => "refused",
+            Error::Failed(_) => "failed",
+        }
+    }
+
+    /// An error from the `mysql` crate, with the server and what we were doing.
+    ///
+    /// Access denied and unknown database are configuration problems (exit 2); I/O and
+    /// connect failures mean the server is unreachable (exit 1).
+    pub fn db(server: &str, doing: &str, err: mysql::Error) -> Error {
+        let text = format!("{doing} on {server}: {}", one_line(&err.to_string()));
+        match &err {
+            mysql::Error::MySqlError(e) if matches!(e.code, 1044 | 1045 | 1049 | 1698) => {
+                Error::Config(text)
+            }
+            mysql::Error::IoError(_) | mysql::Error::DriverError(_) | mysql::Error::TlsError(_) => {
+                Error::Unreachable(text)
+            }
+            _ => Error::Database(text),
+        }
+    }
+
+    /// A local I/O failure with what we were doing.
+    pub fn io(doing: &str, err: std::io::Error) -> Error {
+        Error::Failed(format!("{doing}: {err}"))
+    }
+}
+
+/// Server messages may span lines; an error is one line.
+pub fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// The MySQL error code of a server error, if it is one.
+pub fn mysql_code(err: &mysql::Error) -> Option<u16> {
+    match err {
+        mysql::Error::MySqlError(e) => Some(e.code),
+        _ => None,
+    }
+}

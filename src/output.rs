@@ -1,0 +1,177 @@
+//! Rendering: every command returns a `Report`; this module alone decides between a table for
+//! people and one JSON document for scripts, and owns stderr (status lines, progress bars).
+
+use std::io::{IsTerminal, Write};
+use std::time::Duration;
+
+use comfy_table::{presets::UTF8_FULL_CONDENSED, ContentArrangement, Table};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+use crate::exit_codes;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+}
+
+/// What a command produced: the data in both shapes and the exit code it earned.
+pub trait Report: Serialize {
+    /// The text for people; empty prints nothing (cron-friendly quiet success).
+    fn human(&self) -> String;
+    fn exit_code(&self) -> u8 {
+        exit_codes::OK
+    }
+}
+
+pub struct Outcome {
+    pub code: u8,
+    pub json: Value,
+    pub human: String,
+}
+
+impl Outcome {
+    pub fn of<R: Report>(report: &R) -> Result<Outcome> {
+        let json = serde_json::to_value(report)
+            .map_err(|e| Error::Failed(format!("rendering the result as JSON: {e}")))?;
+        Ok(Outcome {
+            code: report.exit_code(),
+            json,
+            human: report.human(),
+        })
+    }
+
+    /// Writes the outcome to stdout. A closed pipe (`| head`) is not an error.
+    pub fn print(&self, format: Format) -> std::io::Result<()> {
+        let text = match format {
+            Format::Json => {
+                let mut s =
+                    serde_json::to_string_pretty(&self.json).map_err(std::io::Error::other)?;
+                s.push('\n');
+                s
+            }
+            Format::Table if self.human.is_empty() => return Ok(()),
+            Format::Table if self.human.ends_with('\n') => self.human.clone(),
+            Format::Table => format!("{}\n", self.human),
+        };
+        write_stdout(&text)
+    }
+}
+
+/// The JSON error object of PRODUCT.md section 3b.
+pub fn error_json(kind: &str, message: &str) -> Value {
+    serde_json::json!({ "error": { "kind": kind, "message": message } })
+}
+
+pub fn write_stdout(text: &str) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    }
+}
+
+/// A table for people.
+pub fn table(headers: &[&str], rows: impl IntoIterator<Item = Vec<String>>) -> String {
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Disabled)
+        .set_header(headers.to_vec());
+    for row in rows {
+        t.add_row(row);
+    }
+    t.to_string()
+}
+
+/// stderr: status lines, debug lines and progress bars, according to `-q`, `-v` and the format.
+#[derive(Clone, Debug)]
+pub struct Ui {
+    pub quiet: bool,
+    pub verbose: bool,
+    pub format: Format,
+    stderr_is_tty: bool,
+}
+
+impl Ui {
+    pub fn new(quiet: bool, verbose: bool, format: Format) -> Ui {
+        Ui {
+            quiet,
+            verbose,
+            format,
+            stderr_is_tty: std::io::stderr().is_terminal(),
+        }
+    }
+
+    /// A line of chatter for people; silent under `-q`.
+    pub fn status(&self, msg: &str) {
+        if !self.quiet {
+            eprintln!("{msg}");
+        }
+    }
+
+    /// A warning: shown even under `-q`.
+    pub fn warn(&self, msg: &str) {
+        eprintln!("warning: {msg}");
+    }
+
+    /// Detail shown only with `-v`.
+    pub fn debug(&self, msg: &str) {
+        if self.verbose {
+            eprintln!("{msg}");
+        }
+    }
+
+    /// Whether progress bars may be drawn: stderr is a terminal, not `-q`, not JSON.
+    pub fn shows_progress(&self) -> bool {
+        self.stderr_is_tty && !self.quiet && self.format == Format::Table
+    }
+
+    /// A counting bar, hidden where progress must not be drawn.
+    pub fn progress(&self, total: u64, what: &str) -> ProgressBar {
+        if !self.shows_progress() {
+            return ProgressBar::hidden();
+        }
+        let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+        let style = ProgressStyle::with_template(
+            "{msg:>12} [{bar:40.cyan/blue}] {human_pos}/{human_len} {per_sec} eta {eta}",
+        )
+        .map(|s| s.progress_chars("=> "))
+        .unwrap_or_else(|_| ProgressStyle::default_bar());
+        bar.set_style(style);
+        bar.set_message(what.to_string());
+        bar.enable_steady_tick(Duration::from_millis(200));
+        bar
+    }
+
+    /// A spinner for a step of unknown length.
+    pub fn spinner(&self, what: &str) -> ProgressBar {
+        if !self.shows_progress() {
+            return ProgressBar::hidden();
+        }
+        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+        bar.set_message(what.to_string());
+        bar.enable_steady_tick(Duration::from_millis(120));
+        bar
+    }
+}
+
+/// A share as a small text bar, so skew is visible at a glance.
+pub fn share_bar(share: f64, width: usize) -> String {
+    let filled = (share.clamp(0.0, 1.0) * width as f64).round() as usize;
+    format!("{}{}", "#".repeat(filled), ".".repeat(width - filled))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn share_bar_is_proportional() {
+        assert_eq!(share_bar(0.5, 10), "#####.....");
+        assert_eq!(share_bar(1.5, 4), "####");
+        assert_eq!(share_bar(0.0, 3), "...");
+    }
+}

@@ -1,0 +1,78 @@
+//! Replication state of one server, as `SHOW SLAVE STATUS` reports it.
+
+use mysql::prelude::Queryable;
+use serde::Serialize;
+
+use crate::db::Db;
+use crate::error::Result;
+
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct ReplicaStatus {
+    pub source: String,
+    pub io_running: bool,
+    pub sql_running: bool,
+    /// None while the SQL thread is not running.
+    pub lag_seconds: Option<u64>,
+    pub last_error: Option<String>,
+}
+
+impl ReplicaStatus {
+    pub fn healthy(&self, max_lag: u64) -> bool {
+        self.io_running && self.sql_running && self.lag_seconds.is_some_and(|l| l <= max_lag)
+    }
+
+    /// What is wrong, in words, or None when healthy.
+    pub fn problem(&self, max_lag: u64) -> Option<String> {
+        let err = self
+            .last_error
+            .as_deref()
+            .map(|e| format!(": {e}"))
+            .unwrap_or_default();
+        match (self.io_running, self.sql_running, self.lag_seconds) {
+            (false, _, _) => Some(format!(
+                "replication I/O thread from {} is not running{err}",
+                self.source
+            )),
+            (_, false, _) => Some(format!(
+                "replication SQL thread from {} is not running{err}",
+                self.source
+            )),
+            (_, _, Some(l)) if l > max_lag => Some(format!(
+                "replication from {} lags {l}s (max {max_lag}s)",
+                self.source
+            )),
+            (_, _, None) => Some(format!("replication lag from {} is unknown", self.source)),
+            _ => None,
+        }
+    }
+}
+
+/// The server's replication status, or None when it replicates from nobody.
+pub fn status(db: &mut Db) -> Result<Option<ReplicaStatus>> {
+    let row: Option<mysql::Row> = db.run("reading replication status", |c| {
+        c.query_first("SHOW SLAVE STATUS")
+    })?;
+    Ok(row.map(|r| {
+        let text = |name: &str| -> Option<String> {
+            r.get_opt::<Option<String>, _>(name)
+                .and_then(|v| v.ok())
+                .flatten()
+        };
+        let yes = |name: &str| text(name).as_deref() == Some("Yes");
+        let last_error = [text("Last_IO_Error"), text("Last_SQL_Error")]
+            .into_iter()
+            .flatten()
+            .find(|e| !e.is_empty());
+        ReplicaStatus {
+            source: format!(
+                "{}:{}",
+                text("Master_Host").unwrap_or_default(),
+                text("Master_Port").unwrap_or_default()
+            ),
+            io_running: yes("Slave_IO_Running"),
+            sql_running: yes("Slave_SQL_Running"),
+            lag_seconds: text("Seconds_Behind_Master").and_then(|s| s.parse().ok()),
+            last_error,
+        }
+    }))
+}

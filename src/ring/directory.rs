@@ -1,0 +1,300 @@
+//! The directory: shards, their servers, and which shard each user lives on.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::str::FromStr;
+
+use mysql::prelude::Queryable;
+use serde::Serialize;
+use serde_json::json;
+
+use crate::db::Db;
+use crate::error::{mysql_code, Error, Result};
+use crate::ring::audit;
+use crate::types::{HostPort, ShardName, Weight};
+
+/// Declares a string-valued enum stored as a MySQL ENUM, with its text both ways.
+macro_rules! sql_enum {
+    ($name:ident { $($variant:ident = $text:literal),+ $(,)? }) => {
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, clap::ValueEnum)]
+        #[serde(rename_all = "lowercase")]
+        pub enum $name { $($variant),+ }
+
+        impl $name {
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = String;
+            fn from_str(s: &str) -> Result<$name, String> {
+                match s {
+                    $($text => Ok($name::$variant),)+
+                    other => Err(format!("unexpected {} `{other}`", stringify!($name))),
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+sql_enum!(ShardState { Active = "active", Readonly = "readonly", Retiring = "retiring" });
+sql_enum!(Half { A = "a", B = "b" });
+sql_enum!(ServerStatus { Online = "online", Draining = "draining", Offline = "offline" });
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Server {
+    pub host: String,
+    pub port: u16,
+    pub half: Half,
+    pub status: ServerStatus,
+}
+
+impl Server {
+    pub fn addr(&self) -> HostPort {
+        HostPort::new(self.host.clone(), self.port)
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Shard {
+    pub id: u32,
+    pub name: String,
+    pub weight: f64,
+    pub state: ShardState,
+    pub servers: Vec<Server>,
+}
+
+fn parse_col<T: FromStr<Err = String>>(v: &str) -> Result<T> {
+    v.parse().map_err(Error::Database)
+}
+
+/// Every shard with its servers, by name.
+pub fn shards(db: &mut Db) -> Result<Vec<Shard>> {
+    let rows: Vec<(u32, String, f64, String)> = db.exec(
+        "reading shards",
+        "SELECT shard_id, name, weight, state FROM shards ORDER BY name",
+        (),
+    )?;
+    let server_rows: Vec<(u32, String, u16, String, String)> = db.exec(
+        "reading shard servers",
+        "SELECT shard_id, host, port, half, status FROM shard_servers ORDER BY shard_id, half, host, port",
+        (),
+    )?;
+    let mut servers: HashMap<u32, Vec<Server>> = HashMap::new();
+    for (id, host, port, half, status) in server_rows {
+        servers.entry(id).or_default().push(Server {
+            host,
+            port,
+            half: parse_col(&half)?,
+            status: parse_col(&status)?,
+        });
+    }
+    rows.into_iter()
+        .map(|(id, name, weight, state)| {
+            Ok(Shard {
+                id,
+                name,
+                weight,
+                state: parse_col(&state)?,
+                servers: servers.remove(&id).unwrap_or_default(),
+            })
+        })
+        .collect()
+}
+
+/// One shard by name, or a not-found error naming it.
+pub fn shard(db: &mut Db, name: &ShardName) -> Result<Shard> {
+    shards(db)?
+        .into_iter()
+        .find(|s| s.name == name.as_str())
+        .ok_or_else(|| Error::NotFound(format!("no shard named `{name}`")))
+}
+
+/// Users per shard id.
+pub fn user_counts(db: &mut Db) -> Result<HashMap<u32, u64>> {
+    let rows: Vec<(u32, u64)> = db.exec(
+        "counting users per shard",
+        "SELECT shard_id, COUNT(*) FROM users GROUP BY shard_id",
+        (),
+    )?;
+    Ok(rows.into_iter().collect())
+}
+
+/// Registers a shard and its servers (halves a, b, a, ... in order) in one transaction.
+pub fn add_shard(
+    db: &mut Db,
+    name: &ShardName,
+    weight: Weight,
+    servers: &[HostPort],
+) -> Result<u32> {
+    let taken: Vec<(String, u16, String)> = db.exec(
+        "checking the servers are not registered",
+        &format!(
+            "SELECT ss.host, ss.port, s.name FROM shard_servers ss JOIN shards s USING (shard_id)
+             WHERE (ss.host, ss.port) IN ({})",
+            vec!["(?, ?)"; servers.len()].join(",")
+        ),
+        servers
+            .iter()
+            .flat_map(|s| [mysql::Value::from(&s.host), mysql::Value::from(s.port)])
+            .collect::<Vec<_>>(),
+    )?;
+    if let Some((host, port, shard)) = taken.first() {
+        return Err(Error::Conflict(format!(
+            "server {} is already registered to shard `{shard}`",
+            HostPort::new(host.clone(), *port)
+        )));
+    }
+    let result = db.transaction("registering the shard", |tx| {
+        tx.exec_drop(
+            "INSERT INTO shards (name, weight, state, created_at) VALUES (?, ?, 'active', UTC_TIMESTAMP(6))",
+            (name.as_str(), weight.get()),
+        )?;
+        let id = tx.last_insert_id().unwrap_or_default() as u32;
+        for (i, s) in servers.iter().enumerate() {
+            let half = if i % 2 == 0 { Half::A } else { Half::B };
+            tx.exec_drop(
+                "INSERT INTO shard_servers (shard_id, host, port, half, status) VALUES (?, ?, ?, ?, 'online')",
+                (id, &s.host, s.port, half.as_str()),
+            )?;
+        }
+        audit::record(
+            tx,
+            "shard.add",
+            name.as_str(),
+            json!({ "weight": weight.get(), "servers": servers.iter().map(|s| s.to_string()).collect::<Vec<_>>() }),
+        )?;
+        Ok(id)
+    });
+    match result {
+        Err(Error::Database(msg)) if msg.contains("Duplicate entry") => Err(Error::Conflict(
+            format!("a shard named `{name}` already exists (or one of its servers is registered)"),
+        )),
+        other => other,
+    }
+}
+
+/// Changes a shard's weight. Returns the old weight, or None when unchanged.
+pub fn set_weight(db: &mut Db, name: &ShardName, weight: Weight) -> Result<Option<f64>> {
+    let shard = shard(db, name)?;
+    if shard.weight == weight.get() {
+        return Ok(None);
+    }
+    db.transaction("changing the shard weight", |tx| {
+        tx.exec_drop(
+            "UPDATE shards SET weight = ? WHERE shard_id = ?",
+            (weight.get(), shard.id),
+        )?;
+        audit::record(
+            tx,
+            "shard.set-weight",
+            name.as_str(),
+            json!({ "from": shard.weight, "to": weight.get() }),
+        )
+    })?;
+    Ok(Some(shard.weight))
+}
+
+/// Changes a shard's state. Returns the old state, or None when unchanged.
+pub fn set_state(db: &mut Db, name: &ShardName, state: ShardState) -> Result<Option<ShardState>> {
+    let shard = shard(db, name)?;
+    if shard.state == state {
+        return Ok(None);
+    }
+    db.transaction("changing the shard state", |tx| {
+        tx.exec_drop(
+            "UPDATE shards SET state = ? WHERE shard_id = ?",
+            (state.as_str(), shard.id),
+        )?;
+        audit::record(
+            tx,
+            "shard.set-state",
+            name.as_str(),
+            json!({ "from": shard.state, "to": state }),
+        )
+    })?;
+    Ok(Some(shard.state))
+}
+
+/// Removes an empty shard. The users index range is share-locked in the same transaction, so
+/// no concurrent assignment can slip a user onto the shard while it goes.
+pub fn remove_shard(db: &mut Db, name: &ShardName) -> Result<()> {
+    let shard = shard(db, name)?;
+    let removed = db.transaction("removing the shard", |tx| {
+        let holds: Option<u8> = tx.exec_first(
+            "SELECT 1 FROM users WHERE shard_id = ? LIMIT 1 LOCK IN SHARE MODE",
+            (shard.id,),
+        )?;
+        if holds.is_some() {
+            return Ok(false);
+        }
+        tx.exec_drop("DELETE FROM shard_servers WHERE shard_id = ?", (shard.id,))?;
+        tx.exec_drop("DELETE FROM shards WHERE shard_id = ?", (shard.id,))?;
+        audit::record(
+            tx,
+            "shard.remove",
+            name.as_str(),
+            json!({ "weight": shard.weight }),
+        )?;
+        Ok(true)
+    })?;
+    if removed {
+        Ok(())
+    } else {
+        Err(Error::Conflict(format!(
+            "shard `{name}` still holds users: move them first (set it retiring and rebalance)"
+        )))
+    }
+}
+
+/// Where a user lives: (shard id, state), or None for a user never assigned.
+pub fn user(db: &mut Db, user_id: u64) -> Result<Option<(u32, String)>> {
+    db.exec_first(
+        "locating the user",
+        "SELECT shard_id, state FROM users WHERE user_id = ?",
+        (user_id,),
+    )
+}
+
+/// Inserts new users in one multi-row statement inside `tx`. A duplicate key fails the whole
+/// statement (InnoDB statements are atomic), which the caller handles.
+pub fn insert_users(tx: &mut impl Queryable, rows: &[(u64, u32)]) -> mysql::Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let sql = format!(
+        "INSERT INTO users (user_id, shard_id) VALUES {}",
+        crate::db::row_placeholders(rows.len(), 2)
+    );
+    let params: Vec<mysql::Value> = rows
+        .iter()
+        .flat_map(|(u, s)| [mysql::Value::from(*u), mysql::Value::from(*s)])
+        .collect();
+    tx.exec_drop(sql, params)
+}
+
+/// The users among `ids` that already exist, with their shard; locks those keys and the gaps.
+pub fn existing_users(tx: &mut impl Queryable, ids: &[u64]) -> mysql::Result<Vec<(u64, u32)>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    tx.exec(
+        format!(
+            "SELECT user_id, shard_id FROM users WHERE user_id IN ({}) FOR UPDATE",
+            vec!["?"; ids.len()].join(",")
+        ),
+        ids.to_vec(),
+    )
+}
+
+/// True for the duplicate-key error.
+pub fn is_duplicate(err: &mysql::Error) -> bool {
+    mysql_code(err) == Some(1062)
+}

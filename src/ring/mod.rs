@@ -1,0 +1,96 @@
+//! The global ring: the directory (shards, servers, users), ticket IDs, locks, the migration
+//! journal and the audit log, all in one database on the ring's servers.
+
+pub mod assign;
+pub mod audit;
+pub mod directory;
+pub mod schema;
+pub mod tickets;
+
+use crate::config::Config;
+use crate::db::Db;
+use crate::error::{Error, Result};
+
+/// Connects to the first ring server that answers, in the configured order.
+///
+/// A refused login is a configuration error and is reported as such even when a later server
+/// is down; otherwise the error lists every server tried.
+pub fn connect(cfg: &Config, with_database: bool) -> Result<Db> {
+    let database = with_database.then_some(&cfg.ring.database);
+    let mut failures = Vec::new();
+    for server in &cfg.ring.servers {
+        match Db::connect(server, &cfg.ring.login, database, &cfg.net) {
+            Ok(db) => return Ok(db),
+            Err(Error::Config(msg)) if msg.contains("Unknown database") => {
+                return Err(Error::Config(format!(
+                    "{msg}: the ring schema does not exist yet; run `shardctl init`"
+                )))
+            }
+            Err(e @ Error::Config(_)) => return Err(e),
+            Err(e) => failures.push(e.to_string()),
+        }
+    }
+    Err(Error::Unreachable(format!(
+        "no global ring server answered: {}",
+        failures.join("; ")
+    )))
+}
+
+/// Connects and checks the schema is the version this build expects.
+pub fn open(cfg: &Config) -> Result<Db> {
+    let mut db = connect(cfg, true)?;
+    match schema::recorded_version(&mut db, &cfg.ring.database)? {
+        Some(v) if v == schema::VERSION => Ok(db),
+        Some(v) if v < schema::VERSION => Err(Error::Config(format!(
+            "the ring schema is version {v}, this shardctl needs {}: run `shardctl init` to upgrade",
+            schema::VERSION
+        ))),
+        Some(v) => Err(Error::Config(format!(
+            "the ring schema is version {v}, newer than this shardctl ({}): upgrade shardctl",
+            schema::VERSION
+        ))),
+        None => Err(Error::Config(format!(
+            "database `{}` on {} holds no shardctl schema: run `shardctl init`",
+            cfg.ring.database, db.server
+        ))),
+    }
+}
+
+/// What `init` did.
+#[derive(Debug, serde::Serialize)]
+pub struct InitOutcome {
+    pub server: String,
+    pub database: String,
+    pub from_version: Option<u32>,
+    pub version: u32,
+    pub ticket_servers: Vec<String>,
+}
+
+/// Creates or upgrades the ring schema and the ticket tables; idempotent.
+pub fn initialize(cfg: &Config) -> Result<InitOutcome> {
+    let mut db = connect(cfg, false)?;
+    let (from_version, version) = schema::upgrade(&mut db, &cfg.ring.database)?;
+    let mut ticket_servers = Vec::new();
+    for t in &cfg.tickets {
+        let mut tdb = Db::connect(&t.server, &cfg.ring.login, None, &cfg.net)?;
+        schema::create_ticket_tables(&mut tdb, &t.database)?;
+        ticket_servers.push(format!("{}/{}", t.server, t.database));
+    }
+    if from_version != Some(version) {
+        db.run("auditing", |c| {
+            audit::record(
+                c,
+                "init",
+                cfg.ring.database.as_str(),
+                serde_json::json!({ "from_version": from_version, "version": version }),
+            )
+        })?;
+    }
+    Ok(InitOutcome {
+        server: db.server.to_string(),
+        database: cfg.ring.database.to_string(),
+        from_version,
+        version,
+        ticket_servers,
+    })
+}

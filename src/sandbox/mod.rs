@@ -1,0 +1,463 @@
+//! A local federation of real MariaDB servers: one global ring server (with two ticket schemas)
+//! and N shards of two servers each in master-master replication. It is how people try shardctl
+//! and what the test suite and the benchmarks run against.
+
+pub mod demo;
+pub mod server;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Config, Login};
+use crate::db::Db;
+use crate::error::{Error, Result};
+use crate::output::Ui;
+use crate::replica;
+use crate::ring::directory::{self, Half};
+use crate::ring::{self, assign};
+use crate::types::{HostPort, Ident, ShardName, Weight};
+use server::{Binaries, ServerProcess};
+
+pub const RING_DATABASE: &str = "shardctl";
+pub const SECOND_TICKET_DATABASE: &str = "shardctl_tickets_b";
+const STATE_FILE: &str = "sandbox.json";
+const CONFIG_FILE: &str = "shardctl.toml";
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What a sandbox is: recorded on first `up` so later commands need only the directory.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Spec {
+    pub shards: u32,
+    pub base_port: u16,
+}
+
+#[derive(Clone, Debug)]
+pub struct Member {
+    pub role: &'static str,
+    pub shard: Option<String>,
+    pub half: Option<Half>,
+    pub process: ServerProcess,
+}
+
+pub fn shard_name(i: u32) -> String {
+    format!("shard{i}")
+}
+
+/// The servers of a sandbox: the ring server on the base port, then each shard's pair.
+pub fn layout(dir: &Path, spec: &Spec) -> Vec<Member> {
+    let files_dir = dir.join("files");
+    let mut members = vec![Member {
+        role: "global",
+        shard: None,
+        half: None,
+        process: ServerProcess {
+            dir: dir.join("global"),
+            port: spec.base_port,
+            server_id: 1,
+            pair: None,
+            files_dir: files_dir.clone(),
+        },
+    }];
+    for i in 1..=spec.shards {
+        for (k, half) in [Half::A, Half::B].into_iter().enumerate() {
+            members.push(Member {
+                role: "shard",
+                shard: Some(shard_name(i)),
+                half: Some(half),
+                process: ServerProcess {
+                    dir: dir.join(format!("{}{}", shard_name(i), half)),
+                    port: spec.base_port + 1 + 2 * (i - 1) as u16 + k as u16,
+                    server_id: 10 * i + 1 + k as u32,
+                    pair: Some((2, 1 + k as u32)),
+                    files_dir: files_dir.clone(),
+                },
+            });
+        }
+    }
+    members
+}
+
+fn root_login() -> Login {
+    Login {
+        user: "root".into(),
+        password: None,
+    }
+}
+
+fn config_text(members: &[Member]) -> String {
+    let ring = members[0].process.addr();
+    let tables: String = demo::tables()
+        .iter()
+        .map(|t| {
+            format!(
+                "\n[[shards.tables]]\nname = \"{}\"\nowner_column = \"{}\"\n",
+                t.name, t.owner_column
+            )
+        })
+        .collect();
+    format!(
+        "# Written by `shardctl sandbox up`.\n\
+         [ring]\nservers = [\"{ring}\"]\ndatabase = \"{RING_DATABASE}\"\n\n[ring.auth]\nuser = \"root\"\n\n\
+         # Both ticket schemas live on the one ring server, so the increment and offset are set\n\
+         # per session; production ticket servers set them server-wide.\n\
+         [[tickets]]\nserver = \"{ring}\"\ndatabase = \"{RING_DATABASE}\"\nauto_increment_increment = 2\nauto_increment_offset = 1\n\n\
+         [[tickets]]\nserver = \"{ring}\"\ndatabase = \"{SECOND_TICKET_DATABASE}\"\nauto_increment_increment = 2\nauto_increment_offset = 2\n\n\
+         [shards]\ndatabase = \"{}\"\n\n[shards.auth]\nuser = \"root\"\n{tables}",
+        demo::DATABASE
+    )
+}
+
+fn read_spec(dir: &Path) -> Result<Option<Spec>> {
+    match std::fs::read_to_string(dir.join(STATE_FILE)) {
+        Ok(text) => serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| Error::Failed(format!("{}: {e}", dir.join(STATE_FILE).display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io("reading the sandbox state", e)),
+    }
+}
+
+/// Where the prepared data directory is kept between sandboxes.
+fn template_cache(dir: &Path) -> PathBuf {
+    std::env::var_os("SHARDCTL_SANDBOX_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| dirs::cache_dir().map(|d| d.join("shardctl")))
+        .unwrap_or_else(|| dir.join(".cache"))
+}
+
+pub struct UpOptions {
+    pub dir: PathBuf,
+    pub spec: Spec,
+    pub users: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct UpOutcome {
+    pub config: PathBuf,
+    pub created: bool,
+    pub started: Vec<String>,
+    pub users: u64,
+    pub rows: u64,
+    pub notes: Vec<String>,
+}
+
+/// Brings the sandbox up: creates it the first time, afterwards restarts whatever is down.
+pub fn up(opts: &UpOptions, ui: &Ui) -> Result<UpOutcome> {
+    std::fs::create_dir_all(&opts.dir)
+        .map_err(|e| Error::io("creating the sandbox directory", e))?;
+    let dir = opts
+        .dir
+        .canonicalize()
+        .map_err(|e| Error::io("resolving the sandbox directory", e))?;
+    let recorded = read_spec(&dir)?;
+    let mut notes = Vec::new();
+    let spec = match &recorded {
+        Some(s) if *s != opts.spec => {
+            notes.push(format!(
+                "this sandbox was created with {} shards on base port {}; keeping that",
+                s.shards, s.base_port
+            ));
+            s.clone()
+        }
+        Some(s) => s.clone(),
+        None => opts.spec.clone(),
+    };
+    if spec.base_port as u32 + 2 * spec.shards + 1 > u16::MAX as u32 || spec.shards == 0 {
+        return Err(Error::Usage(
+            "--shards and --base-port leave no room for the servers' ports".into(),
+        ));
+    }
+    let bins = Binaries::locate()?;
+    let members = layout(&dir, &spec);
+    let spinner = ui.spinner("preparing data directories");
+    let template = server::template(&bins, &template_cache(&dir))?;
+    let mut started = Vec::new();
+    for m in &members {
+        m.process.prepare(&template)?;
+        if m.process.running_pid().is_none() {
+            m.process.spawn(&bins)?;
+            started.push(m.process.addr().to_string());
+        }
+    }
+    spinner.set_message(format!("waiting for {} servers", started.len()));
+    let login = root_login();
+    let mut conns = std::thread::scope(|s| {
+        let handles: Vec<_> = members
+            .iter()
+            .map(|m| s.spawn(|| m.process.wait_ready(&login, START_TIMEOUT)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(Error::Failed("a start-up thread panicked".into())))
+            })
+            .collect::<Result<Vec<Db>>>()
+    })?;
+    let config_path = dir.join(CONFIG_FILE);
+    let fresh = recorded.is_none();
+    let (mut users, mut rows) = (0, 0);
+    if fresh {
+        spinner.set_message("setting up replication");
+        for pair in members[1..].chunks(2).zip(conns[1..].chunks_mut(2)) {
+            let (ms, dbs) = pair;
+            link_pair(dbs, &[ms[0].process.port, ms[1].process.port])?;
+        }
+        std::fs::write(&config_path, config_text(&members))
+            .map_err(|e| Error::io("writing the sandbox config", e))?;
+        let cfg = Config::load(&config_path)?;
+        spinner.set_message("creating the ring and the shards");
+        ring::initialize(&cfg)?;
+        let mut ring_db = ring::open(&cfg)?;
+        let database: Ident = demo::DATABASE.parse().map_err(Error::Failed)?;
+        for (i, pair) in members[1..].chunks(2).enumerate() {
+            let name: ShardName = shard_name(i as u32 + 1).parse().map_err(Error::Failed)?;
+            let servers: Vec<HostPort> = pair.iter().map(|m| m.process.addr()).collect();
+            directory::add_shard(
+                &mut ring_db,
+                &name,
+                Weight::try_from(1.0).map_err(Error::Failed)?,
+                &servers,
+            )?;
+            demo::create_schema(&mut conns[1 + 2 * i], &database)?;
+        }
+        if opts.users > 0 {
+            spinner.set_message(format!(
+                "placing {} users and writing their rows",
+                opts.users
+            ));
+            let ids: Vec<u64> = (1..=opts.users).collect();
+            let placed = assign::assign(
+                &mut ring_db,
+                &ids,
+                Some(1),
+                &indicatif::ProgressBar::hidden(),
+            )?;
+            users = placed.assigned.len() as u64;
+            rows = write_demo_accounts(&cfg, &members, &placed.assigned)?;
+        }
+        std::fs::write(
+            dir.join(STATE_FILE),
+            serde_json::to_string_pretty(&spec).expect("plain data serialises"),
+        )
+        .map_err(|e| Error::io("writing the sandbox state", e))?;
+    }
+    spinner.set_message("waiting for replication");
+    for (m, db) in members.iter().zip(conns.iter_mut()) {
+        if m.role == "shard" {
+            ensure_replicating(db)?;
+        }
+    }
+    for pair in conns[1..].chunks_mut(2) {
+        wait_caught_up(pair)?;
+    }
+    spinner.finish_and_clear();
+    Ok(UpOutcome {
+        config: config_path,
+        created: fresh,
+        started,
+        users,
+        rows,
+        notes,
+    })
+}
+
+/// Points each server of a pair at the other and starts replication.
+fn link_pair(dbs: &mut [Db], ports: &[u16]) -> Result<()> {
+    for (i, db) in dbs.iter_mut().enumerate() {
+        let peer = ports[1 - i];
+        db.query_drop("stopping replication", "STOP SLAVE")?;
+        db.query_drop(
+            "configuring replication",
+            &format!(
+                "CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT={peer}, MASTER_USER='root', \
+                 MASTER_PASSWORD='', MASTER_USE_GTID=current_pos, MASTER_CONNECT_RETRY=1"
+            ),
+        )?;
+        db.query_drop("starting replication", "START SLAVE")?;
+    }
+    Ok(())
+}
+
+/// Starts stopped replication threads and waits until both run.
+fn ensure_replicating(db: &mut Db) -> Result<()> {
+    let start = std::time::Instant::now();
+    let mut kicked = false;
+    loop {
+        match replica::status(db)? {
+            Some(s) if s.io_running && s.sql_running => return Ok(()),
+            Some(_) if !kicked => {
+                db.query_drop("starting replication", "START SLAVE")?;
+                kicked = true;
+            }
+            None => {
+                return Err(Error::Failed(format!(
+                    "{} has no replication configured",
+                    db.server
+                )))
+            }
+            Some(s) if start.elapsed() > START_TIMEOUT => {
+                return Err(Error::Failed(format!(
+                    "{}: {}",
+                    db.server,
+                    s.problem(u64::MAX).unwrap_or_default()
+                )))
+            }
+            Some(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
+}
+
+/// Waits until each server of a pair has applied everything the other wrote.
+fn wait_caught_up(pair: &mut [Db]) -> Result<()> {
+    for i in 0..pair.len() {
+        let pos: String = pair[i]
+            .exec_first(
+                "reading the binlog position",
+                "SELECT @@gtid_binlog_pos",
+                (),
+            )?
+            .unwrap_or_default();
+        let other = &mut pair[1 - i];
+        let waited: Option<i64> = other.exec_first(
+            "waiting for replication to catch up",
+            "SELECT MASTER_GTID_WAIT(?, ?)",
+            (pos, START_TIMEOUT.as_secs()),
+        )?;
+        if waited != Some(0) {
+            return Err(Error::Failed(format!(
+                "{} did not catch up with its peer",
+                other.server
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Writes each placed user's demo account on its shard's half-a server, shards in parallel.
+fn write_demo_accounts(cfg: &Config, members: &[Member], placed: &[(u64, u32)]) -> Result<u64> {
+    let mut ring_db = ring::open(cfg)?;
+    let shards = directory::shards(&mut ring_db)?;
+    let mut sorted = placed.to_vec();
+    sorted.sort_unstable();
+    let owners: Vec<u64> = sorted.iter().map(|(u, _)| *u).collect();
+    let accounts = demo::plan_accounts(&owners, 1);
+    let database = cfg.shards.database.clone();
+    std::thread::scope(|s| {
+        let handles: Vec<_> = shards
+            .iter()
+            .map(|shard| {
+                let mine: Vec<demo::Account> = accounts
+                    .iter()
+                    .zip(&sorted)
+                    .filter(|(_, (_, sid))| *sid == shard.id)
+                    .map(|(a, _)| *a)
+                    .collect();
+                let addr = members
+                    .iter()
+                    .find(|m| {
+                        m.shard.as_deref() == Some(shard.name.as_str()) && m.half == Some(Half::A)
+                    })
+                    .map(|m| m.process.addr());
+                let database = &database;
+                s.spawn(move || -> Result<u64> {
+                    let addr =
+                        addr.ok_or_else(|| Error::Failed(format!("no server for {}", shard.name)))?;
+                    let mut db = Db::connect(&addr, &root_login(), None, &cfg.net)?;
+                    demo::write_accounts(&mut db, database, &mine)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(Error::Failed("a writer thread panicked".into())))
+            })
+            .sum::<Result<u64>>()
+    })
+}
+
+#[derive(Debug, Serialize)]
+pub struct ServerState {
+    pub role: &'static str,
+    pub shard: Option<String>,
+    pub half: Option<Half>,
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub running: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Status {
+    pub config: PathBuf,
+    pub global_database: String,
+    pub shard_database: String,
+    pub servers: Vec<ServerState>,
+}
+
+fn existing(dir: &Path) -> Result<(PathBuf, Spec)> {
+    let dir = dir.canonicalize().map_err(|_| {
+        Error::NotFound(format!(
+            "no sandbox in {}: run `shardctl sandbox up`",
+            dir.display()
+        ))
+    })?;
+    let spec = read_spec(&dir)?.ok_or_else(|| {
+        Error::NotFound(format!(
+            "no sandbox in {}: run `shardctl sandbox up`",
+            dir.display()
+        ))
+    })?;
+    Ok((dir, spec))
+}
+
+pub fn status(dir: &Path) -> Result<Status> {
+    let (dir, spec) = existing(dir)?;
+    let servers = layout(&dir, &spec)
+        .into_iter()
+        .map(|m| ServerState {
+            role: m.role,
+            shard: m.shard,
+            half: m.half,
+            host: "127.0.0.1".into(),
+            port: m.process.port,
+            user: "root".into(),
+            running: m.process.running_pid().is_some(),
+        })
+        .collect();
+    Ok(Status {
+        config: dir.join(CONFIG_FILE),
+        global_database: RING_DATABASE.into(),
+        shard_database: demo::DATABASE.into(),
+        servers,
+    })
+}
+
+/// Stops every server of the sandbox that runs (by pid); idempotent. Returns those stopped.
+pub fn down(dir: &Path) -> Result<Vec<String>> {
+    let Ok((dir, spec)) = existing(dir) else {
+        return Ok(Vec::new());
+    };
+    let members = layout(&dir, &spec);
+    let stopped = std::thread::scope(|s| {
+        let handles: Vec<_> = members
+            .iter()
+            .map(|m| {
+                s.spawn(|| {
+                    m.process
+                        .stop(Duration::from_secs(60))
+                        .then(|| m.process.addr().to_string())
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .filter_map(|h| h.join().ok().flatten())
+            .collect()
+    });
+    Ok(stopped)
+}

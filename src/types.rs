@@ -1,0 +1,241 @@
+//! Values parsed at the edge: anything past the argument parser is already valid.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Serialize, Serializer};
+
+/// A server address, `host:port` (IPv6 as `[::1]:3306`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct HostPort {
+    pub host: String,
+    pub port: u16,
+}
+
+impl HostPort {
+    pub fn new(host: impl Into<String>, port: u16) -> HostPort {
+        HostPort {
+            host: host.into(),
+            port,
+        }
+    }
+}
+
+impl FromStr for HostPort {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<HostPort, String> {
+        let bad = || format!("`{s}` is not HOST:PORT (for example 10.0.0.5:3306)");
+        let (host, port) = if let Some(rest) = s.strip_prefix('[') {
+            let (host, port) = rest.split_once("]:").ok_or_else(bad)?;
+            (host, port)
+        } else {
+            s.rsplit_once(':').ok_or_else(bad)?
+        };
+        let host_ok = !host.is_empty()
+            && host.len() <= 255
+            && host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':'));
+        if !host_ok {
+            return Err(bad());
+        }
+        let port: u16 = port.parse().map_err(|_| bad())?;
+        if port == 0 {
+            return Err(bad());
+        }
+        Ok(HostPort::new(host, port))
+    }
+}
+
+impl fmt::Display for HostPort {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// Checks a name against a character set and a length limit; the message names the rule.
+fn check_name(kind: &str, s: &str, max: usize, extra: &[char]) -> Result<(), String> {
+    let allowed = extra.iter().collect::<String>();
+    if s.is_empty() || s.len() > max {
+        return Err(format!("{kind} `{s}` must be 1 to {max} characters long"));
+    }
+    if !s
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || extra.contains(&c))
+    {
+        return Err(format!(
+            "{kind} `{s}` may only contain letters, digits and `{allowed}`"
+        ));
+    }
+    Ok(())
+}
+
+/// A shard name: `[A-Za-z0-9_.-]`, at most 64 characters.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ShardName(String);
+
+impl ShardName {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for ShardName {
+    type Err = String;
+    fn from_str(s: &str) -> Result<ShardName, String> {
+        check_name("shard name", s, 64, &['_', '.', '-'])?;
+        Ok(ShardName(s.to_string()))
+    }
+}
+
+impl fmt::Display for ShardName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Serialize for ShardName {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+/// A SQL identifier from the config (database, table, column): validated, then quoted.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Ident(String);
+
+impl Ident {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Backquoted for SQL text. Validation already excluded backquotes.
+    pub fn quoted(&self) -> String {
+        format!("`{}`", self.0)
+    }
+}
+
+impl FromStr for Ident {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Ident, String> {
+        check_name("identifier", s, 64, &['_', '$'])?;
+        Ok(Ident(s.to_string()))
+    }
+}
+
+impl fmt::Display for Ident {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A shard weight: a finite number above zero.
+#[derive(Clone, Copy, Debug, PartialEq, PartialOrd, Serialize)]
+pub struct Weight(f64);
+
+impl Weight {
+    pub fn get(self) -> f64 {
+        self.0
+    }
+}
+
+impl TryFrom<f64> for Weight {
+    type Error = String;
+    fn try_from(w: f64) -> Result<Weight, String> {
+        if w.is_finite() && w > 0.0 && w <= 1e9 {
+            Ok(Weight(w))
+        } else {
+            Err(format!(
+                "weight `{w}` must be a finite number above 0 (at most 1e9)"
+            ))
+        }
+    }
+}
+
+impl FromStr for Weight {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Weight, String> {
+        let w: f64 = s
+            .trim()
+            .parse()
+            .map_err(|_| format!("weight `{s}` is not a number"))?;
+        Weight::try_from(w)
+    }
+}
+
+impl fmt::Display for Weight {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// A duration as operators write it: `30s`, `10m`, `1h30m`.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let d = humantime::parse_duration(s.trim())
+        .map_err(|e| format!("`{s}` is not a duration like 30s, 10m or 1h30m ({e})"))?;
+    if d.as_secs() > 10 * 365 * 24 * 3600 {
+        return Err(format!("duration `{s}` is more than ten years"));
+    }
+    Ok(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_port_parses_and_rejects() {
+        assert_eq!(
+            "db1.example:3306".parse::<HostPort>().unwrap(),
+            HostPort::new("db1.example", 3306)
+        );
+        assert_eq!(
+            "[::1]:3307".parse::<HostPort>().unwrap(),
+            HostPort::new("::1", 3307)
+        );
+        assert_eq!(HostPort::new("::1", 3307).to_string(), "[::1]:3307");
+        for bad in [
+            "db1",
+            "db1:",
+            ":3306",
+            "db1:0",
+            "db1:70000",
+            "db1:x",
+            "a b:1",
+            "x';--:1",
+        ] {
+            assert!(bad.parse::<HostPort>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn names_are_checked() {
+        assert!("shard-1.a_b".parse::<ShardName>().is_ok());
+        assert!("x'; DROP TABLE users; --".parse::<ShardName>().is_err());
+        assert!("".parse::<ShardName>().is_err());
+        assert!("a".repeat(65).parse::<ShardName>().is_err());
+        assert!("photos".parse::<Ident>().is_ok());
+        assert!("pho`tos".parse::<Ident>().is_err());
+    }
+
+    #[test]
+    fn weights_are_positive_and_finite() {
+        assert_eq!("2.5".parse::<Weight>().unwrap().get(), 2.5);
+        for bad in ["0", "-1", "NaN", "inf", "-inf", "x", "", "1e300"] {
+            assert!(bad.parse::<Weight>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("10m").unwrap().as_secs(), 600);
+        assert_eq!(parse_duration("1h30m").unwrap().as_secs(), 5400);
+        assert!(parse_duration("ten").is_err());
+        assert!(parse_duration("-5s").is_err());
+    }
+}
