@@ -1,0 +1,248 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_shardctl_global_optspecs
+    string join \n config= format= q/quiet v/verbose h/help V/version
+end
+
+function __fish_shardctl_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_shardctl_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_shardctl_using_subcommand
+    set -l cmd (__fish_shardctl_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c shardctl -n "__fish_shardctl_needs_command" -l config -d 'Config file [default: $SHARDCTL_CONFIG, else ~/.config/shardctl/config.toml]' -r -F
+complete -c shardctl -n "__fish_shardctl_needs_command" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
+json\t''"
+complete -c shardctl -n "__fish_shardctl_needs_command" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
+complete -c shardctl -n "__fish_shardctl_needs_command" -s v -l verbose -d 'Print more detail on stderr'
+complete -c shardctl -n "__fish_shardctl_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c shardctl -n "__fish_shardctl_needs_command" -s V -l version -d 'Print version'
+complete -c shardctl -n "__fish_shardctl_needs_command" -f -a "init" -d 'Create or upgrade the global ring schema (idempotent)'
+complete -c shardctl -n "__fish_shardctl_needs_command" -f -a "doctor" -d 'Check every server: reachable, privileges, schema version, replication'
+complete -c shardctl -n "__fish_shardctl_needs_command" -f -a "shard" -d 'Register shards and change their weight and state'
+complete -c shardctl -n "__fish_shardctl_needs_command" -f -a "user" -d 'Place new users on shards and find where users live'
+complete -c shardctl -n "__fish_shardctl_needs_command" -f -a "id" -d 'Globally unique IDs from the ticket servers'
+complete -c shardctl -n "__fish_shardctl_needs_command" -f -a "audit" -d 'Who did what, from the audit log'
+complete -c shardctl -n "__fish_shardctl_needs_command" -f -a "sandbox" -d 'A local federation of MariaDB servers for trying shardctl'
+complete -c shardctl -n "__fish_shardctl_needs_command" -f -a "completions" -d 'Print shell completions'
+complete -c shardctl -n "__fish_shardctl_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c shardctl -n "__fish_shardctl_using_subcommand init" -l config -d 'Config file [default: $SHARDCTL_CONFIG, else ~/.config/shardctl/config.toml]' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand init" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
+json\t''"
+complete -c shardctl -n "__fish_shardctl_using_subcommand init" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
+complete -c shardctl -n "__fish_shardctl_using_subcommand init" -s v -l verbose -d 'Print more detail on stderr'
+complete -c shardctl -n "__fish_shardctl_using_subcommand init" -s h -l help -d 'Print help'
+complete -c shardctl -n "__fish_shardctl_using_subcommand init" -s V -l version -d 'Print version'
+complete -c shardctl -n "__fish_shardctl_using_subcommand doctor" -l max-lag -d 'Replication lag above this many seconds is a problem' -r
+complete -c shardctl -n "__fish_shardctl_using_subcommand doctor" -l config -d 'Config file [default: $SHARDCTL_CONFIG, else ~/.config/shardctl/config.toml]' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand doctor" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
+json\t''"
+complete -c shardctl -n "__fish_shardctl_using_subcommand doctor" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
+complete -c shardctl -n "__fish_shardctl_using_subcommand doctor" -s v -l verbose -d 'Print more detail on stderr'
+complete -c shardctl -n "__fish_shardctl_using_subcommand doctor" -s h -l help -d 'Print help'
+complete -c shardctl -n "__fish_shardctl_using_subcommand doctor" -s V -l version -d 'Print version'
+complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and not __fish_seen_subcommand_from add list set-weight set-state remove help" -l config -d 'Config file [default: $SHARDCTL_CONFIG, else ~/.config/shardctl/config.toml]' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and not __fish_seen_subcommand_from add list set-weight set-state remove help" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
+json\t''"
+complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and not __fish_seen_subcommand_from add list set-weight set-state remove help" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
+complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and not __fish_seen_subcommand_from add list set-weight set-state remove help" -s v -l verbose -d 'Print more detail on stderr'
+complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and not __fish_seen_subcommand_from add list set-weight set-state remove help" -s h -l help -d 'Print help'
+complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and not __fish_seen_subcommand_from add list set-weight set-state remove help" -s V -l version -d 'Print version'
+complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and not __fish_seen_subcommand_from add list set-weight set-state remove help" -f -a "add" -d 'Register a shard and its servers (halves a, b, a, ... in order)'
+complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and not __fish_seen_subcommand_from add list set-weight set-state remove help" -f -a "list" -d 'Weight, state, users, share against target share, and servers of every shard'
+complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and not __fish_seen_subcommand_from add list set-weight set-state remove help" -f -a "set-weight" -d 'Change a shard\'s weight'
+complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and not __fish_seen_subcommand_from add list set-weight set-state remove help" -f -a "set-state" -d 'Change a shard\'s state (only active shards take new users)'
+complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and not __fish_seen_subcommand_from add list set-weight set-state remove help" -f -a "remove" -d 'Remove a shard that holds no users'
+complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and not __fish_seen_subcommand_from add list set-weight set-state remove help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from add" -l weight -d 'How much of the user base this shard\'s hardware should carry (> 0)' -r
+complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from add" -l server -d 'A server of the shard, HOST:PORT; repeat for each server' -r
+complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from add" -l config -d 'Config file [default: $SHARDCTL_CONFIG, else ~/.config/shardctl/config.toml]' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from add" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
+json\t''"
+complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from add" -l no-check -d 'Do not check that the servers answer and hold the shard database'
+complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from add" -l dry-run -d 'Show what would be registered, change nothing'
+complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from add" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
+complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from add" -s v -l verbose -d 'Print more detail on stderr'
+complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from add" -s h -l help -d 'Print help'
+complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from add" -s V -l version -d 'Print version'
+complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from list" -l config -d 'Config file [default: $SHARDCTL_CONFIG, else ~/.config/shardctl/config.toml]' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from list" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
+json\t''"
+complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from list" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
+complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from list" -s v -l verbose -d 'Print more detail on stderr'
+complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
+complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
+complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from set-weight" -l config -d 'Config file [default: $SHARDCTL_CONFIG, else ~/.config/shardctl/config.toml]' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from set-weight" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
+json\t''"
+complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from set-weight" -l dry-run -d 'Show the change, make none'
+complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from set-weight" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
+complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from set-weight" -s v -l verbose -d 'Print more detail on stderr'
+complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from set-weight" -s h -l help -d 'Print help'
+complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from set-weight" -s V -l version -d 'Print version'
+complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from set-state" -l config -d 'Config file [default: $SHARDCTL_CONFIG, else ~/.config/shardctl/config.toml]' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from set-state" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
+json\t''"
+complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from set-state" -l dry-run -d 'Show the change, make none'
+complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from set-state" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
+complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from set-state" -s v -l verbose -d 'Print more detail on stderr'
+complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from set-state" -s h -l help -d 'Print help'
+complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from set-state" -s V -l version -d 'Print version'
+complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from remove" -l config -d 'Config file [default: $SHARDCTL_CONFIG, else ~/.config/shardctl/config.toml]' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from remove" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
+json\t''"
+complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from remove" -l dry-run -d 'Check that the shard could be removed, change nothing'
+complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from remove" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
+complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from remove" -s v -l verbose -d 'Print more detail on stderr'
+complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from remove" -s h -l help -d 'Print help'
+complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from remove" -s V -l version -d 'Print version'
+complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from help" -f -a "add" -d 'Register a shard and its servers (halves a, b, a, ... in order)'
+complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from help" -f -a "list" -d 'Weight, state, users, share against target share, and servers of every shard'
+complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from help" -f -a "set-weight" -d 'Change a shard\'s weight'
+complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from help" -f -a "set-state" -d 'Change a shard\'s state (only active shards take new users)'
+complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from help" -f -a "remove" -d 'Remove a shard that holds no users'
+complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c shardctl -n "__fish_shardctl_using_subcommand user; and not __fish_seen_subcommand_from assign locate help" -l config -d 'Config file [default: $SHARDCTL_CONFIG, else ~/.config/shardctl/config.toml]' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand user; and not __fish_seen_subcommand_from assign locate help" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
+json\t''"
+complete -c shardctl -n "__fish_shardctl_using_subcommand user; and not __fish_seen_subcommand_from assign locate help" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
+complete -c shardctl -n "__fish_shardctl_using_subcommand user; and not __fish_seen_subcommand_from assign locate help" -s v -l verbose -d 'Print more detail on stderr'
+complete -c shardctl -n "__fish_shardctl_using_subcommand user; and not __fish_seen_subcommand_from assign locate help" -s h -l help -d 'Print help'
+complete -c shardctl -n "__fish_shardctl_using_subcommand user; and not __fish_seen_subcommand_from assign locate help" -s V -l version -d 'Print version'
+complete -c shardctl -n "__fish_shardctl_using_subcommand user; and not __fish_seen_subcommand_from assign locate help" -f -a "assign" -d 'Place new users on active shards at random, in proportion to weight'
+complete -c shardctl -n "__fish_shardctl_using_subcommand user; and not __fish_seen_subcommand_from assign locate help" -f -a "locate" -d 'The user\'s shard, state, servers, and the server to use now'
+complete -c shardctl -n "__fish_shardctl_using_subcommand user; and not __fish_seen_subcommand_from assign locate help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c shardctl -n "__fish_shardctl_using_subcommand user; and __fish_seen_subcommand_from assign" -l file -d 'Read user ids from a file, one per line (`-` for stdin)' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand user; and __fish_seen_subcommand_from assign" -l seed -d 'Seed the random choice, for a reproducible placement' -r
+complete -c shardctl -n "__fish_shardctl_using_subcommand user; and __fish_seen_subcommand_from assign" -l config -d 'Config file [default: $SHARDCTL_CONFIG, else ~/.config/shardctl/config.toml]' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand user; and __fish_seen_subcommand_from assign" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
+json\t''"
+complete -c shardctl -n "__fish_shardctl_using_subcommand user; and __fish_seen_subcommand_from assign" -l dry-run -d 'Show how many users would be placed, change nothing'
+complete -c shardctl -n "__fish_shardctl_using_subcommand user; and __fish_seen_subcommand_from assign" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
+complete -c shardctl -n "__fish_shardctl_using_subcommand user; and __fish_seen_subcommand_from assign" -s v -l verbose -d 'Print more detail on stderr'
+complete -c shardctl -n "__fish_shardctl_using_subcommand user; and __fish_seen_subcommand_from assign" -s h -l help -d 'Print help'
+complete -c shardctl -n "__fish_shardctl_using_subcommand user; and __fish_seen_subcommand_from assign" -s V -l version -d 'Print version'
+complete -c shardctl -n "__fish_shardctl_using_subcommand user; and __fish_seen_subcommand_from locate" -l config -d 'Config file [default: $SHARDCTL_CONFIG, else ~/.config/shardctl/config.toml]' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand user; and __fish_seen_subcommand_from locate" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
+json\t''"
+complete -c shardctl -n "__fish_shardctl_using_subcommand user; and __fish_seen_subcommand_from locate" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
+complete -c shardctl -n "__fish_shardctl_using_subcommand user; and __fish_seen_subcommand_from locate" -s v -l verbose -d 'Print more detail on stderr'
+complete -c shardctl -n "__fish_shardctl_using_subcommand user; and __fish_seen_subcommand_from locate" -s h -l help -d 'Print help'
+complete -c shardctl -n "__fish_shardctl_using_subcommand user; and __fish_seen_subcommand_from locate" -s V -l version -d 'Print version'
+complete -c shardctl -n "__fish_shardctl_using_subcommand user; and __fish_seen_subcommand_from help" -f -a "assign" -d 'Place new users on active shards at random, in proportion to weight'
+complete -c shardctl -n "__fish_shardctl_using_subcommand user; and __fish_seen_subcommand_from help" -f -a "locate" -d 'The user\'s shard, state, servers, and the server to use now'
+complete -c shardctl -n "__fish_shardctl_using_subcommand user; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c shardctl -n "__fish_shardctl_using_subcommand id; and not __fish_seen_subcommand_from next help" -l config -d 'Config file [default: $SHARDCTL_CONFIG, else ~/.config/shardctl/config.toml]' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand id; and not __fish_seen_subcommand_from next help" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
+json\t''"
+complete -c shardctl -n "__fish_shardctl_using_subcommand id; and not __fish_seen_subcommand_from next help" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
+complete -c shardctl -n "__fish_shardctl_using_subcommand id; and not __fish_seen_subcommand_from next help" -s v -l verbose -d 'Print more detail on stderr'
+complete -c shardctl -n "__fish_shardctl_using_subcommand id; and not __fish_seen_subcommand_from next help" -s h -l help -d 'Print help'
+complete -c shardctl -n "__fish_shardctl_using_subcommand id; and not __fish_seen_subcommand_from next help" -s V -l version -d 'Print version'
+complete -c shardctl -n "__fish_shardctl_using_subcommand id; and not __fish_seen_subcommand_from next help" -f -a "next" -d 'Take new IDs from the ticket servers'
+complete -c shardctl -n "__fish_shardctl_using_subcommand id; and not __fish_seen_subcommand_from next help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c shardctl -n "__fish_shardctl_using_subcommand id; and __fish_seen_subcommand_from next" -l bits -d '32- or 64-bit IDs' -r -f -a "32\t''
+64\t''"
+complete -c shardctl -n "__fish_shardctl_using_subcommand id; and __fish_seen_subcommand_from next" -s n -d 'How many IDs' -r
+complete -c shardctl -n "__fish_shardctl_using_subcommand id; and __fish_seen_subcommand_from next" -l config -d 'Config file [default: $SHARDCTL_CONFIG, else ~/.config/shardctl/config.toml]' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand id; and __fish_seen_subcommand_from next" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
+json\t''"
+complete -c shardctl -n "__fish_shardctl_using_subcommand id; and __fish_seen_subcommand_from next" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
+complete -c shardctl -n "__fish_shardctl_using_subcommand id; and __fish_seen_subcommand_from next" -s v -l verbose -d 'Print more detail on stderr'
+complete -c shardctl -n "__fish_shardctl_using_subcommand id; and __fish_seen_subcommand_from next" -s h -l help -d 'Print help'
+complete -c shardctl -n "__fish_shardctl_using_subcommand id; and __fish_seen_subcommand_from next" -s V -l version -d 'Print version'
+complete -c shardctl -n "__fish_shardctl_using_subcommand id; and __fish_seen_subcommand_from help" -f -a "next" -d 'Take new IDs from the ticket servers'
+complete -c shardctl -n "__fish_shardctl_using_subcommand id; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c shardctl -n "__fish_shardctl_using_subcommand audit" -l since -d 'Only entries newer than this (30m, 2h, 7d)' -r
+complete -c shardctl -n "__fish_shardctl_using_subcommand audit" -l action -d 'Only this action (for example shard.add, user.assign)' -r
+complete -c shardctl -n "__fish_shardctl_using_subcommand audit" -l limit -d 'At most this many entries, newest first' -r
+complete -c shardctl -n "__fish_shardctl_using_subcommand audit" -l config -d 'Config file [default: $SHARDCTL_CONFIG, else ~/.config/shardctl/config.toml]' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand audit" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
+json\t''"
+complete -c shardctl -n "__fish_shardctl_using_subcommand audit" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
+complete -c shardctl -n "__fish_shardctl_using_subcommand audit" -s v -l verbose -d 'Print more detail on stderr'
+complete -c shardctl -n "__fish_shardctl_using_subcommand audit" -s h -l help -d 'Print help'
+complete -c shardctl -n "__fish_shardctl_using_subcommand audit" -s V -l version -d 'Print version'
+complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and not __fish_seen_subcommand_from up status down help" -l config -d 'Config file [default: $SHARDCTL_CONFIG, else ~/.config/shardctl/config.toml]' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and not __fish_seen_subcommand_from up status down help" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
+json\t''"
+complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and not __fish_seen_subcommand_from up status down help" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
+complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and not __fish_seen_subcommand_from up status down help" -s v -l verbose -d 'Print more detail on stderr'
+complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and not __fish_seen_subcommand_from up status down help" -s h -l help -d 'Print help'
+complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and not __fish_seen_subcommand_from up status down help" -s V -l version -d 'Print version'
+complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and not __fish_seen_subcommand_from up status down help" -f -a "up" -d 'Start (or restart what is down of) a local federation'
+complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and not __fish_seen_subcommand_from up status down help" -f -a "status" -d 'The sandbox\'s servers and whether they run'
+complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and not __fish_seen_subcommand_from up status down help" -f -a "down" -d 'Stop the sandbox\'s servers (by pid; idempotent)'
+complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and not __fish_seen_subcommand_from up status down help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and __fish_seen_subcommand_from up" -l dir -d 'The sandbox directory' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and __fish_seen_subcommand_from up" -l shards -d 'Number of shards, two servers each' -r
+complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and __fish_seen_subcommand_from up" -l users -d 'Users to create, placed by weight, with skewed account sizes' -r
+complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and __fish_seen_subcommand_from up" -l base-port -d 'First port: the ring server; shards take the ports after it' -r
+complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and __fish_seen_subcommand_from up" -l config -d 'Config file [default: $SHARDCTL_CONFIG, else ~/.config/shardctl/config.toml]' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and __fish_seen_subcommand_from up" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
+json\t''"
+complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and __fish_seen_subcommand_from up" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
+complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and __fish_seen_subcommand_from up" -s v -l verbose -d 'Print more detail on stderr'
+complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and __fish_seen_subcommand_from up" -s h -l help -d 'Print help'
+complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and __fish_seen_subcommand_from up" -s V -l version -d 'Print version'
+complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and __fish_seen_subcommand_from status" -l dir -d 'The sandbox directory' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and __fish_seen_subcommand_from status" -l config -d 'Config file [default: $SHARDCTL_CONFIG, else ~/.config/shardctl/config.toml]' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and __fish_seen_subcommand_from status" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
+json\t''"
+complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and __fish_seen_subcommand_from status" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
+complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and __fish_seen_subcommand_from status" -s v -l verbose -d 'Print more detail on stderr'
+complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and __fish_seen_subcommand_from status" -s h -l help -d 'Print help'
+complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and __fish_seen_subcommand_from status" -s V -l version -d 'Print version'
+complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and __fish_seen_subcommand_from down" -l dir -d 'The sandbox directory' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and __fish_seen_subcommand_from down" -l config -d 'Config file [default: $SHARDCTL_CONFIG, else ~/.config/shardctl/config.toml]' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and __fish_seen_subcommand_from down" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
+json\t''"
+complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and __fish_seen_subcommand_from down" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
+complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and __fish_seen_subcommand_from down" -s v -l verbose -d 'Print more detail on stderr'
+complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and __fish_seen_subcommand_from down" -s h -l help -d 'Print help'
+complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and __fish_seen_subcommand_from down" -s V -l version -d 'Print version'
+complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and __fish_seen_subcommand_from help" -f -a "up" -d 'Start (or restart what is down of) a local federation'
+complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and __fish_seen_subcommand_from help" -f -a "status" -d 'The sandbox\'s servers and whether they run'
+complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and __fish_seen_subcommand_from help" -f -a "down" -d 'Stop the sandbox\'s servers (by pid; idempotent)'
+complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c shardctl -n "__fish_shardctl_using_subcommand completions" -l config -d 'Config file [default: $SHARDCTL_CONFIG, else ~/.config/shardctl/config.toml]' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand completions" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
+json\t''"
+complete -c shardctl -n "__fish_shardctl_using_subcommand completions" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
+complete -c shardctl -n "__fish_shardctl_using_subcommand completions" -s v -l verbose -d 'Print more detail on stderr'
+complete -c shardctl -n "__fish_shardctl_using_subcommand completions" -s h -l help -d 'Print help'
+complete -c shardctl -n "__fish_shardctl_using_subcommand completions" -s V -l version -d 'Print version'
+complete -c shardctl -n "__fish_shardctl_using_subcommand help; and not __fish_seen_subcommand_from init doctor shard user id audit sandbox completions help" -f -a "init" -d 'Create or upgrade the global ring schema (idempotent)'
+complete -c shardctl -n "__fish_shardctl_using_subcommand help; and not __fish_seen_subcommand_from init doctor shard user id audit sandbox completions help" -f -a "doctor" -d 'Check every server: reachable, privileges, schema version, replication'
+complete -c shardctl -n "__fish_shardctl_using_subcommand help; and not __fish_seen_subcommand_from init doctor shard user id audit sandbox completions help" -f -a "shard" -d 'Register shards and change their weight and state'
+complete -c shardctl -n "__fish_shardctl_using_subcommand help; and not __fish_seen_subcommand_from init doctor shard user id audit sandbox completions help" -f -a "user" -d 'Place new users on shards and find where users live'
+complete -c shardctl -n "__fish_shardctl_using_subcommand help; and not __fish_seen_subcommand_from init doctor shard user id audit sandbox completions help" -f -a "id" -d 'Globally unique IDs from the ticket servers'
+complete -c shardctl -n "__fish_shardctl_using_subcommand help; and not __fish_seen_subcommand_from init doctor shard user id audit sandbox completions help" -f -a "audit" -d 'Who did what, from the audit log'
+complete -c shardctl -n "__fish_shardctl_using_subcommand help; and not __fish_seen_subcommand_from init doctor shard user id audit sandbox completions help" -f -a "sandbox" -d 'A local federation of MariaDB servers for trying shardctl'
+complete -c shardctl -n "__fish_shardctl_using_subcommand help; and not __fish_seen_subcommand_from init doctor shard user id audit sandbox completions help" -f -a "completions" -d 'Print shell completions'
+complete -c shardctl -n "__fish_shardctl_using_subcommand help; and not __fish_seen_subcommand_from init doctor shard user id audit sandbox completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c shardctl -n "__fish_shardctl_using_subcommand help; and __fish_seen_subcommand_from shard" -f -a "add" -d 'Register a shard and its servers (halves a, b, a, ... in order)'
+complete -c shardctl -n "__fish_shardctl_using_subcommand help; and __fish_seen_subcommand_from shard" -f -a "list" -d 'Weight, state, users, share against target share, and servers of every shard'
+complete -c shardctl -n "__fish_shardctl_using_subcommand help; and __fish_seen_subcommand_from shard" -f -a "set-weight" -d 'Change a shard\'s weight'
+complete -c shardctl -n "__fish_shardctl_using_subcommand help; and __fish_seen_subcommand_from shard" -f -a "set-state" -d 'Change a shard\'s state (only active shards take new users)'
+complete -c shardctl -n "__fish_shardctl_using_subcommand help; and __fish_seen_subcommand_from shard" -f -a "remove" -d 'Remove a shard that holds no users'
+complete -c shardctl -n "__fish_shardctl_using_subcommand help; and __fish_seen_subcommand_from user" -f -a "assign" -d 'Place new users on active shards at random, in proportion to weight'
+complete -c shardctl -n "__fish_shardctl_using_subcommand help; and __fish_seen_subcommand_from user" -f -a "locate" -d 'The user\'s shard, state, servers, and the server to use now'
+complete -c shardctl -n "__fish_shardctl_using_subcommand help; and __fish_seen_subcommand_from id" -f -a "next" -d 'Take new IDs from the ticket servers'
+complete -c shardctl -n "__fish_shardctl_using_subcommand help; and __fish_seen_subcommand_from sandbox" -f -a "up" -d 'Start (or restart what is down of) a local federation'
+complete -c shardctl -n "__fish_shardctl_using_subcommand help; and __fish_seen_subcommand_from sandbox" -f -a "status" -d 'The sandbox\'s servers and whether they run'
+complete -c shardctl -n "__fish_shardctl_using_subcommand help; and __fish_seen_subcommand_from sandbox" -f -a "down" -d 'Stop the sandbox\'s servers (by pid; idempotent)'

@@ -1,0 +1,316 @@
+//! One sandbox federation per test binary, started on first use and stopped at exit; each test
+//! works in databases of its own (ring, tickets and shard database named after the test), so
+//! tests run in parallel on the same servers without seeing each other.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use mysql::prelude::Queryable;
+use serde_json::Value;
+use shardctl::sandbox::demo;
+
+pub struct Federation {
+    pub dir: PathBuf,
+    pub status: Value,
+}
+
+static FEDERATION: OnceLock<Federation> = OnceLock::new();
+static DIR: OnceLock<PathBuf> = OnceLock::new();
+
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_shardctl"))
+}
+
+extern "C" fn stop_federation() {
+    if let Some(dir) = DIR.get() {
+        let _ = Command::new(bin())
+            .args(["sandbox", "down", "--dir"])
+            .arg(dir)
+            .output();
+    }
+}
+
+/// The binary's shared federation: `name` picks its directory, `base_port` its ports.
+pub fn federation(name: &str, base_port: u16, shards: u32) -> &'static Federation {
+    FEDERATION.get_or_init(|| {
+        let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+        let dir = root.join("sandboxes").join(name);
+        let out = Command::new(bin())
+            .args(["sandbox", "up", "--format", "json", "--dir"])
+            .arg(&dir)
+            .args([
+                "--shards",
+                &shards.to_string(),
+                "--base-port",
+                &base_port.to_string(),
+            ])
+            .env("SHARDCTL_SANDBOX_CACHE", root.join("template-cache"))
+            .output()
+            .expect("run shardctl sandbox up");
+        assert!(
+            out.status.success(),
+            "sandbox up failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        DIR.set(dir.clone()).expect("set once");
+        // SAFETY: registering a plain extern "C" function with no captured state.
+        unsafe { libc::atexit(stop_federation) };
+        let status = run_json(&dir, &["sandbox", "status", "--dir", dir.to_str().unwrap()]);
+        Federation { dir, status }
+    })
+}
+
+fn run_json(cwd: &Path, args: &[&str]) -> Value {
+    let out = Command::new(bin())
+        .current_dir(cwd)
+        .args(args)
+        .args(["--format", "json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+impl Federation {
+    pub fn ring_port(&self) -> u16 {
+        self.servers("global")[0].1
+    }
+
+    /// (shard, port) of every server with the role, in layout order.
+    pub fn servers(&self, role: &str) -> Vec<(String, u16, String)> {
+        self.status["servers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["role"] == role)
+            .map(|s| {
+                (
+                    s["shard"].as_str().unwrap_or("").to_string(),
+                    s["port"].as_u64().unwrap() as u16,
+                    s["half"].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .collect()
+    }
+
+    /// The sandbox shards as (name, [port a, port b]).
+    pub fn shards(&self) -> Vec<(String, Vec<u16>)> {
+        let mut out: Vec<(String, Vec<u16>)> = Vec::new();
+        for (shard, port, _) in self.servers("shard") {
+            match out.iter_mut().find(|(s, _)| *s == shard) {
+                Some((_, ports)) => ports.push(port),
+                None => out.push((shard, vec![port])),
+            }
+        }
+        out
+    }
+}
+
+pub fn conn(port: u16) -> mysql::Conn {
+    mysql::Conn::new(
+        mysql::OptsBuilder::new()
+            .ip_or_hostname(Some("127.0.0.1"))
+            .tcp_port(port)
+            .user(Some("root"))
+            .prefer_socket(false),
+    )
+    .unwrap_or_else(|e| panic!("connect to 127.0.0.1:{port}: {e}"))
+}
+
+/// What a shardctl run produced.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not JSON ({e}): {}\nstderr: {}",
+                self.stdout, self.stderr
+            )
+        })
+    }
+
+    pub fn ok(self) -> Run {
+        assert_eq!(
+            self.code, 0,
+            "stdout: {}\nstderr: {}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+}
+
+/// One test's world: its own ring database, ticket schemas and shard database.
+pub struct Env {
+    pub fed: &'static Federation,
+    pub name: String,
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+}
+
+impl Env {
+    /// A fresh world named `name`: databases dropped and recreated, schema initialised.
+    pub fn new(fed: &'static Federation, name: &str) -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("shardctl.toml");
+        let env = Env {
+            fed,
+            name: name.to_string(),
+            dir,
+            config,
+        };
+        let ring = fed.ring_port();
+        let mut c = conn(ring);
+        for db in [env.ring_db(), env.ticket_db('a'), env.ticket_db('b')] {
+            c.query_drop(format!("DROP DATABASE IF EXISTS {db}"))
+                .unwrap();
+        }
+        for (_, ports) in fed.shards() {
+            let mut s = conn(ports[0]);
+            s.query_drop(format!("DROP DATABASE IF EXISTS {}", env.shard_db()))
+                .unwrap();
+        }
+        std::fs::write(&env.config, env.config_text(ring, &env.ring_db())).unwrap();
+        env.run(&["init"]).ok();
+        env
+    }
+
+    pub fn ring_db(&self) -> String {
+        format!("t_{}", self.name)
+    }
+    pub fn ticket_db(&self, which: char) -> String {
+        format!("t_{}_tickets_{which}", self.name)
+    }
+    pub fn shard_db(&self) -> String {
+        format!("t_{}_app", self.name)
+    }
+
+    /// The config text for this world, pointing at `ring_port`.
+    pub fn config_text(&self, ring_port: u16, ring_db: &str) -> String {
+        let tables: String = demo::tables()
+            .iter()
+            .map(|t| {
+                format!(
+                    "[[shards.tables]]\nname = \"{}\"\nowner_column = \"{}\"\n",
+                    t.name, t.owner_column
+                )
+            })
+            .collect();
+        format!(
+            "[ring]\nservers = [\"127.0.0.1:{ring_port}\"]\ndatabase = \"{ring_db}\"\n\
+             [[tickets]]\nserver = \"127.0.0.1:{p}\"\ndatabase = \"{ta}\"\nauto_increment_increment = 2\nauto_increment_offset = 1\n\
+             [[tickets]]\nserver = \"127.0.0.1:{p}\"\ndatabase = \"{tb}\"\nauto_increment_increment = 2\nauto_increment_offset = 2\n\
+             [shards]\ndatabase = \"{sd}\"\n{tables}",
+            p = self.fed.ring_port(),
+            ta = self.ticket_db('a'),
+            tb = self.ticket_db('b'),
+            sd = self.shard_db(),
+        )
+    }
+
+    /// Runs shardctl with this world's config.
+    pub fn run(&self, args: &[&str]) -> Run {
+        self.run_with(args, &[])
+    }
+
+    pub fn run_with(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
+        let out = Command::new(bin())
+            .args(args)
+            .env("SHARDCTL_CONFIG", &self.config)
+            .env("SHARDCTL_OPERATOR", "test-operator")
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// Runs with `--format json`, asserts exit 0, returns the document.
+    pub fn json(&self, args: &[&str]) -> Value {
+        let mut all = args.to_vec();
+        all.extend(["--format", "json"]);
+        self.run(&all).ok().json()
+    }
+
+    /// Creates the demo application schema on every shard (half a; replication copies it to b).
+    pub fn create_app_schema(&self) {
+        for (_, ports) in self.fed.shards() {
+            let mut s = conn(ports[0]);
+            let db: shardctl::types::Ident = self.shard_db().parse().unwrap();
+            let mut d = shardctl::db::Db::connect(
+                &shardctl::types::HostPort::new("127.0.0.1", ports[0]),
+                &shardctl::config::Login {
+                    user: "root".into(),
+                    password: None,
+                },
+                None,
+                &Default::default(),
+            )
+            .unwrap();
+            demo::create_schema(&mut d, &db).unwrap();
+            wait_replicated(&mut s, ports[1]);
+        }
+    }
+
+    /// Registers every sandbox shard (weight 1) in this world's ring.
+    pub fn register_shards(&self) {
+        self.create_app_schema();
+        for (name, ports) in self.fed.shards() {
+            let a = format!("127.0.0.1:{}", ports[0]);
+            let b = format!("127.0.0.1:{}", ports[1]);
+            self.run(&[
+                "shard", "add", &name, "--weight", "1", "--server", &a, "--server", &b,
+            ])
+            .ok();
+        }
+    }
+
+    pub fn ring(&self) -> mysql::Conn {
+        let mut c = conn(self.fed.ring_port());
+        c.query_drop(format!("USE {}", self.ring_db())).unwrap();
+        c
+    }
+
+    /// A snapshot of the ring's directory tables, to prove a command changed nothing.
+    pub fn snapshot(&self) -> Vec<(String, Option<i64>)> {
+        let mut c = self.ring();
+        ["shards", "shard_servers", "users", "audit_log"]
+            .iter()
+            .map(|t| {
+                let row: Option<(String, Option<i64>)> =
+                    c.query_first(format!("CHECKSUM TABLE {t}")).unwrap();
+                row.unwrap()
+            })
+            .collect()
+    }
+}
+
+/// Waits until the server on `replica_port` has applied everything `source` wrote.
+pub fn wait_replicated(source: &mut mysql::Conn, replica_port: u16) {
+    let pos: String = source
+        .query_first("SELECT @@gtid_binlog_pos")
+        .unwrap()
+        .unwrap();
+    let mut r = conn(replica_port);
+    let waited: Option<i64> = r
+        .exec_first("SELECT MASTER_GTID_WAIT(?, 30)", (pos,))
+        .unwrap();
+    assert_eq!(
+        waited,
+        Some(0),
+        "replica on {replica_port} did not catch up"
+    );
+}

@@ -1,0 +1,32 @@
+//! Completions and man pages are generated from the clap tree and committed; this fails when the
+//! committed copies are stale. Regenerate with `UPDATE_GENERATED=1 cargo test --test generated`.
+
+use std::path::Path;
+
+#[test]
+fn completions_and_man_pages_match_the_binary() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    if std::env::var_os("UPDATE_GENERATED").is_some() {
+        shardctl::docs::write_all(root).unwrap();
+    }
+    let mut stale = Vec::new();
+    for (rel, text) in shardctl::docs::generated_files() {
+        match std::fs::read_to_string(root.join(&rel)) {
+            Ok(committed) if committed == text => {}
+            _ => stale.push(rel),
+        }
+    }
+    assert!(
+        stale.is_empty(),
+        "stale generated files {stale:?}: run `UPDATE_GENERATED=1 cargo test --test generated` and commit"
+    );
+}
+
+#[test]
+fn man_page_documents_the_exit_codes() {
+    let files = shardctl::docs::generated_files();
+    let (_, page) = files.iter().find(|(p, _)| p == "man/shardctl.1").unwrap();
+    for code in ["lock in use", "refused by a safety check", "partly done"] {
+        assert!(page.contains(code), "{code}");
+    }
+}
