@@ -9,7 +9,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::exit_codes;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -27,37 +27,46 @@ pub trait Report: Serialize {
     }
 }
 
+/// A finished command: its exit code and its report, rendered only in the format asked for
+/// (a million-row JSON document is streamed to stdout, never built in memory for a table).
 pub struct Outcome {
     pub code: u8,
-    pub json: Value,
-    pub human: String,
+    render: Box<dyn Fn(Format, &mut dyn Write) -> std::io::Result<()>>,
 }
 
 impl Outcome {
-    pub fn of<R: Report>(report: &R) -> Result<Outcome> {
-        let json = serde_json::to_value(report)
-            .map_err(|e| Error::Failed(format!("rendering the result as JSON: {e}")))?;
+    pub fn of<R: Report + 'static>(report: R) -> Result<Outcome> {
         Ok(Outcome {
             code: report.exit_code(),
-            json,
-            human: report.human(),
+            render: Box::new(move |format, out| match format {
+                Format::Json => {
+                    serde_json::to_writer_pretty(&mut *out, &report)
+                        .map_err(std::io::Error::other)?;
+                    out.write_all(b"\n")
+                }
+                Format::Table => {
+                    let text = report.human();
+                    if text.is_empty() {
+                        return Ok(());
+                    }
+                    out.write_all(text.as_bytes())?;
+                    if !text.ends_with('\n') {
+                        out.write_all(b"\n")?;
+                    }
+                    Ok(())
+                }
+            }),
         })
     }
 
     /// Writes the outcome to stdout. A closed pipe (`| head`) is not an error.
     pub fn print(&self, format: Format) -> std::io::Result<()> {
-        let text = match format {
-            Format::Json => {
-                let mut s =
-                    serde_json::to_string_pretty(&self.json).map_err(std::io::Error::other)?;
-                s.push('\n');
-                s
-            }
-            Format::Table if self.human.is_empty() => return Ok(()),
-            Format::Table if self.human.ends_with('\n') => self.human.clone(),
-            Format::Table => format!("{}\n", self.human),
-        };
-        write_stdout(&text)
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+        let written = (self.render)(format, &mut out).and_then(|_| out.flush());
+        match written {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+            other => other,
+        }
     }
 }
 

@@ -37,5 +37,5 @@ pub fn run(ctx: &Ctx, args: &AuditArgs) -> Result<Outcome> {
         args.action.as_deref(),
         args.limit,
     )?;
-    Outcome::of(&AuditReport(entries))
+    Outcome::of(AuditReport(entries))
 }

@@ -17,7 +17,7 @@ impl Report for Completions {
 }
 
 pub fn run(args: &CompletionsArgs) -> Result<Outcome> {
-    Outcome::of(&Completions {
+    Outcome::of(Completions {
         shell: args.shell.to_string(),
         script: crate::docs::completion_script(args.shell),
     })

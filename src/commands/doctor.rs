@@ -327,5 +327,5 @@ pub fn run(ctx: &Ctx, args: &DoctorArgs) -> Result<Outcome> {
         }
     }
     let ok = checks.iter().all(|c| c.ok);
-    Outcome::of(&DoctorReport { ok, checks })
+    Outcome::of(DoctorReport { ok, checks })
 }

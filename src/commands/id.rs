@@ -27,5 +27,5 @@ pub fn run(ctx: &Ctx, cmd: IdCommand) -> Result<Outcome> {
     // Start the round-robin at a different server in each process, to spread the load.
     let start = std::process::id() as usize;
     let ids = tickets::next_ids(&cfg, args.bits, args.count, start)?;
-    Outcome::of(&Ids { ids })
+    Outcome::of(Ids { ids })
 }

@@ -26,5 +26,5 @@ impl Report for InitOutcome {
 }
 
 pub fn run(ctx: &Ctx) -> Result<Outcome> {
-    Outcome::of(&ring::initialize(&ctx.config()?)?)
+    Outcome::of(ring::initialize(&ctx.config()?)?)
 }

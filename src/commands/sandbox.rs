@@ -88,12 +88,12 @@ pub fn run(ctx: &Ctx, cmd: SandboxCommand) -> Result<Outcome> {
                 &ctx.ui,
             )?;
             let export = format!("export SHARDCTL_CONFIG={}", outcome.config.display());
-            Outcome::of(&Up { outcome, export })
+            Outcome::of(Up { outcome, export })
         }
-        SandboxCommand::Status(args) => Outcome::of(&sandbox::status(&args.dir)?),
+        SandboxCommand::Status(args) => Outcome::of(sandbox::status(&args.dir)?),
         SandboxCommand::Down(args) => {
             let stopped = sandbox::down(&args.dir)?;
-            Outcome::of(&Down {
+            Outcome::of(Down {
                 dir: args.dir,
                 stopped,
             })

@@ -86,7 +86,7 @@ pub fn run(ctx: &Ctx, cmd: ShardCommand) -> Result<Outcome> {
     let cfg = ctx.config()?;
     let mut db = ring::open(&cfg)?;
     match cmd {
-        ShardCommand::List => Outcome::of(&list(&mut db)?),
+        ShardCommand::List => Outcome::of(list(&mut db)?),
         ShardCommand::Add(args) => add(&cfg, &mut db, &args),
         ShardCommand::SetWeight(args) => {
             let shard = directory::shard(&mut db, &args.name)?;
@@ -94,7 +94,7 @@ pub fn run(ctx: &Ctx, cmd: ShardCommand) -> Result<Outcome> {
             if changed && !args.dry_run {
                 directory::set_weight(&mut db, &args.name, args.weight)?;
             }
-            Outcome::of(&Change {
+            Outcome::of(Change {
                 shard: shard.name,
                 action: "set-weight",
                 changed,
@@ -108,7 +108,7 @@ pub fn run(ctx: &Ctx, cmd: ShardCommand) -> Result<Outcome> {
             if changed && !args.dry_run {
                 directory::set_state(&mut db, &args.name, args.state)?;
             }
-            Outcome::of(&Change {
+            Outcome::of(Change {
                 shard: shard.name,
                 action: "set-state",
                 changed,
@@ -132,7 +132,7 @@ pub fn run(ctx: &Ctx, cmd: ShardCommand) -> Result<Outcome> {
             } else {
                 directory::remove_shard(&mut db, &args.name)?;
             }
-            Outcome::of(&Change {
+            Outcome::of(Change {
                 shard: shard.name,
                 action: "remove",
                 changed: true,
@@ -242,7 +242,7 @@ fn add(cfg: &Config, db: &mut Db, args: &ShardAddArgs) -> Result<Outcome> {
         directory::add_shard(db, &args.name, args.weight, &args.servers)?;
         true
     };
-    Outcome::of(&Change {
+    Outcome::of(Change {
         shard: args.name.to_string(),
         action: "add",
         changed,

@@ -22,37 +22,97 @@ pub fn run(ctx: &Ctx, cmd: UserCommand) -> Result<Outcome> {
     }
 }
 
-#[derive(Serialize)]
-struct Placed {
-    user: u64,
-    shard: String,
+/// (user, shard id) pairs, serialised as `[{"user", "shard"}]` with the shard's name.
+struct PlacedList<'a> {
+    rows: &'a [(u64, u32)],
+    names: &'a HashMap<u32, String>,
 }
 
-#[derive(Serialize)]
+impl Serialize for PlacedList<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Placed<'n> {
+            user: u64,
+            shard: &'n str,
+        }
+        s.collect_seq(self.rows.iter().map(|(user, shard)| Placed {
+            user: *user,
+            shard: self.names.get(shard).map(String::as_str).unwrap_or("?"),
+        }))
+    }
+}
+
 struct AssignReport {
-    assigned: Vec<Placed>,
-    existing: Vec<Placed>,
+    result: assign::Assignment,
+    names: HashMap<u32, String>,
     dry_run: bool,
-    #[serde(skip)]
-    per_shard: BTreeMap<String, (u64, u64)>,
+    /// With --dry-run: how many users would be placed.
+    would_assign: usize,
+}
+
+impl Serialize for AssignReport {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("AssignReport", 4)?;
+        st.serialize_field(
+            "assigned",
+            &PlacedList {
+                rows: &self.result.assigned,
+                names: &self.names,
+            },
+        )?;
+        st.serialize_field(
+            "existing",
+            &PlacedList {
+                rows: &self.result.existing,
+                names: &self.names,
+            },
+        )?;
+        st.serialize_field("dry_run", &self.dry_run)?;
+        if self.dry_run {
+            st.serialize_field("would_assign", &self.would_assign)?;
+        }
+        st.end()
+    }
 }
 
 impl Report for AssignReport {
     fn human(&self) -> String {
-        let verb = if self.dry_run {
-            "would assign"
+        let mut per_shard: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+        let name = |id: &u32| self.names.get(id).map(String::as_str).unwrap_or("?");
+        for (_, s) in &self.result.assigned {
+            per_shard.entry(name(s)).or_default().0 += 1;
+        }
+        for (_, s) in &self.result.existing {
+            per_shard.entry(name(s)).or_default().1 += 1;
+        }
+        // A dry run places nobody, so only what already exists is known per shard.
+        let (headers, rows): (&[&str], Vec<Vec<String>>) = if self.dry_run {
+            (
+                &["shard", "existing"],
+                per_shard
+                    .iter()
+                    .map(|(s, (_, e))| vec![s.to_string(), e.to_string()])
+                    .collect(),
+            )
         } else {
-            "assigned"
+            (
+                &["shard", "assigned", "existing"],
+                per_shard
+                    .iter()
+                    .map(|(s, (a, e))| vec![s.to_string(), a.to_string(), e.to_string()])
+                    .collect(),
+            )
         };
-        let rows = self
-            .per_shard
-            .iter()
-            .map(|(s, (a, e))| vec![s.clone(), a.to_string(), e.to_string()]);
+        let summary = if self.dry_run {
+            format!("{} new users would be placed by weight", self.would_assign)
+        } else {
+            format!("{} new users placed", self.result.assigned.len())
+        };
         format!(
-            "{}\n{verb} {} new users; {} already placed and left alone",
-            table(&["shard", verb, "existing"], rows),
-            self.assigned.len(),
-            self.existing.len()
+            "{}\n{summary}; {} already placed and left alone",
+            table(headers, rows),
+            self.result.existing.len()
         )
     }
 }
@@ -107,31 +167,13 @@ fn assign_users(ctx: &Ctx, args: &UserAssignArgs) -> Result<Outcome> {
         bar.finish_and_clear();
         r
     };
-    let name = |id: &u32| names.get(id).cloned().unwrap_or_else(|| format!("#{id}"));
-    let mut per_shard: BTreeMap<String, (u64, u64)> = BTreeMap::new();
-    let mut placed = |list: &[(u64, u32)], existing: bool| -> Vec<Placed> {
-        list.iter()
-            .map(|(u, s)| {
-                let e = per_shard.entry(name(s)).or_default();
-                if existing {
-                    e.1 += 1
-                } else {
-                    e.0 += 1
-                }
-                Placed {
-                    user: *u,
-                    shard: name(s),
-                }
-            })
-            .collect()
-    };
-    let assigned = placed(&result.assigned, false);
-    let existing = placed(&result.existing, true);
-    Outcome::of(&AssignReport {
-        assigned,
-        existing,
+    let unique: std::collections::HashSet<u64> = ids.iter().copied().collect();
+    let would_assign = unique.len() - result.existing.len();
+    Outcome::of(AssignReport {
+        result,
+        names,
         dry_run: args.dry_run,
-        per_shard,
+        would_assign,
     })
 }
 
@@ -217,7 +259,7 @@ fn locate(ctx: &Ctx, args: &UserLocateArgs) -> Result<Outcome> {
             ))
         })?;
     let (server, skipped) = first_answering(&cfg, args.user, &shard.servers);
-    Outcome::of(&Location {
+    Outcome::of(Location {
         user: args.user,
         shard: shard.name,
         state,
