@@ -31,8 +31,11 @@ pub trait Report: Serialize {
 /// (a million-row JSON document is streamed to stdout, never built in memory for a table).
 pub struct Outcome {
     pub code: u8,
-    render: Box<dyn Fn(Format, &mut dyn Write) -> std::io::Result<()>>,
+    render: Box<Renderer>,
 }
+
+/// Writes a report in one format.
+type Renderer = dyn Fn(Format, &mut dyn Write) -> std::io::Result<()>;
 
 impl Outcome {
     pub fn of<R: Report + 'static>(report: R) -> Result<Outcome> {
