@@ -858,7 +858,7 @@ _shardctl() {
             return 0
             ;;
         shardctl__subcmd__sandbox__subcmd__up)
-            opts="-q -v -h -V --dir --shards --users --base-port --config --format --quiet --verbose --help --version"
+            opts="-q -v -h -V --dir --shards --users --base-port --buffer-pool-mb --config --format --quiet --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -877,6 +877,10 @@ _shardctl() {
                     return 0
                     ;;
                 --base-port)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --buffer-pool-mb)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

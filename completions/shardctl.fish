@@ -192,6 +192,7 @@ complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and __fish_se
 complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and __fish_seen_subcommand_from up" -l shards -d 'Number of shards, two servers each' -r
 complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and __fish_seen_subcommand_from up" -l users -d 'Users to create, placed by weight, with skewed account sizes' -r
 complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and __fish_seen_subcommand_from up" -l base-port -d 'First port: the ring server; shards take the ports after it' -r
+complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and __fish_seen_subcommand_from up" -l buffer-pool-mb -d 'InnoDB buffer pool of each server, in MB' -r
 complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and __fish_seen_subcommand_from up" -l config -d 'Config file [default: $SHARDCTL_CONFIG, else ~/.config/shardctl/config.toml]' -r -F
 complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and __fish_seen_subcommand_from up" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
 json\t''"

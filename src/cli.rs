@@ -223,6 +223,9 @@ pub struct SandboxUpArgs {
     /// First port: the ring server; shards take the ports after it
     #[arg(long, default_value_t = 23400, value_parser = clap::value_parser!(u16).range(1024..))]
     pub base_port: u16,
+    /// InnoDB buffer pool of each server, in MB
+    #[arg(long, default_value_t = crate::sandbox::DEFAULT_BUFFER_POOL_MB, value_parser = clap::value_parser!(u32).range(16..=65536))]
+    pub buffer_pool_mb: u32,
 }
 
 #[derive(Debug, Args)]

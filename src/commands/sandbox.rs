@@ -82,6 +82,7 @@ pub fn run(ctx: &Ctx, cmd: SandboxCommand) -> Result<Outcome> {
                     spec: Spec {
                         shards: args.shards,
                         base_port: args.base_port,
+                        buffer_pool_mb: args.buffer_pool_mb,
                     },
                     users: args.users,
                 },

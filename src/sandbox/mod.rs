@@ -31,6 +31,15 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct Spec {
     pub shards: u32,
     pub base_port: u16,
+    #[serde(default = "default_buffer_pool_mb")]
+    pub buffer_pool_mb: u32,
+}
+
+/// Small, so a sandbox of many servers fits a laptop.
+pub const DEFAULT_BUFFER_POOL_MB: u32 = 64;
+
+fn default_buffer_pool_mb() -> u32 {
+    DEFAULT_BUFFER_POOL_MB
 }
 
 #[derive(Clone, Debug)]
@@ -58,6 +67,7 @@ pub fn layout(dir: &Path, spec: &Spec) -> Vec<Member> {
             server_id: 1,
             pair: None,
             files_dir: files_dir.clone(),
+            buffer_pool_mb: spec.buffer_pool_mb,
         },
     }];
     for i in 1..=spec.shards {
@@ -72,6 +82,7 @@ pub fn layout(dir: &Path, spec: &Spec) -> Vec<Member> {
                     server_id: 10 * i + 1 + k as u32,
                     pair: Some((2, 1 + k as u32)),
                     files_dir: files_dir.clone(),
+                    buffer_pool_mb: spec.buffer_pool_mb,
                 },
             });
         }
@@ -156,8 +167,8 @@ pub fn up(opts: &UpOptions, ui: &Ui) -> Result<UpOutcome> {
     let spec = match &recorded {
         Some(s) if *s != opts.spec => {
             notes.push(format!(
-                "this sandbox was created with {} shards on base port {}; keeping that",
-                s.shards, s.base_port
+                "this sandbox was created with {} shards on base port {} and {} MB buffer pools; keeping that",
+                s.shards, s.base_port, s.buffer_pool_mb
             ));
             s.clone()
         }

@@ -60,7 +60,6 @@ impl Binaries {
 const COMMON_OPTIONS: &str = "\
 bind-address=127.0.0.1
 skip-name-resolve
-innodb-buffer-pool-size=64M
 innodb-log-file-size=48M
 innodb-flush-log-at-trx-commit=2
 sync-binlog=0
@@ -79,6 +78,7 @@ pub struct ServerProcess {
     /// (increment, offset) for master-master pairs; None for a standalone server.
     pub pair: Option<(u32, u32)>,
     pub files_dir: PathBuf,
+    pub buffer_pool_mb: u32,
 }
 
 impl ServerProcess {
@@ -101,7 +101,7 @@ impl ServerProcess {
     fn options(&self) -> String {
         let mut o = format!(
             "[mariadbd]\ndatadir={}\nport={}\nsocket={}\npid-file={}\nlog-error={}\nserver-id={}\n\
-             secure-file-priv={}\n{COMMON_OPTIONS}",
+             secure-file-priv={}\ninnodb-buffer-pool-size={}M\n{COMMON_OPTIONS}",
             self.datadir().display(),
             self.port,
             self.dir.join("mariadbd.sock").display(),
@@ -109,6 +109,7 @@ impl ServerProcess {
             self.error_log().display(),
             self.server_id,
             self.files_dir.display(),
+            self.buffer_pool_mb,
         );
         if let Some((inc, off)) = self.pair {
             // Each server of a pair writes its own binlog, in its own GTID domain, with
