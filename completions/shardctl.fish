@@ -36,6 +36,7 @@ complete -c shardctl -n "__fish_shardctl_needs_command" -f -a "doctor" -d 'Check
 complete -c shardctl -n "__fish_shardctl_needs_command" -f -a "shard" -d 'Register shards and change their weight and state'
 complete -c shardctl -n "__fish_shardctl_needs_command" -f -a "user" -d 'Place new users on shards and find where users live'
 complete -c shardctl -n "__fish_shardctl_needs_command" -f -a "id" -d 'Globally unique IDs from the ticket servers'
+complete -c shardctl -n "__fish_shardctl_needs_command" -f -a "lock" -d 'Account and job locks: acquire, inspect, release, sweep, run under a lock'
 complete -c shardctl -n "__fish_shardctl_needs_command" -f -a "audit" -d 'Who did what, from the audit log'
 complete -c shardctl -n "__fish_shardctl_needs_command" -f -a "sandbox" -d 'A local federation of MariaDB servers for trying shardctl'
 complete -c shardctl -n "__fish_shardctl_needs_command" -f -a "completions" -d 'Print shell completions'
@@ -167,6 +168,94 @@ complete -c shardctl -n "__fish_shardctl_using_subcommand id; and __fish_seen_su
 complete -c shardctl -n "__fish_shardctl_using_subcommand id; and __fish_seen_subcommand_from next" -s V -l version -d 'Print version'
 complete -c shardctl -n "__fish_shardctl_using_subcommand id; and __fish_seen_subcommand_from help" -f -a "next" -d 'Take new IDs from the ticket servers'
 complete -c shardctl -n "__fish_shardctl_using_subcommand id; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and not __fish_seen_subcommand_from acquire release show list run force-release sweep help" -l config -d 'Config file [default: $SHARDCTL_CONFIG, else ~/.config/shardctl/config.toml]' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and not __fish_seen_subcommand_from acquire release show list run force-release sweep help" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
+json\t''"
+complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and not __fish_seen_subcommand_from acquire release show list run force-release sweep help" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
+complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and not __fish_seen_subcommand_from acquire release show list run force-release sweep help" -s v -l verbose -d 'Print more detail on stderr'
+complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and not __fish_seen_subcommand_from acquire release show list run force-release sweep help" -s h -l help -d 'Print help'
+complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and not __fish_seen_subcommand_from acquire release show list run force-release sweep help" -s V -l version -d 'Print version'
+complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and not __fish_seen_subcommand_from acquire release show list run force-release sweep help" -f -a "acquire" -d 'Take a lock and print its fencing token'
+complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and not __fish_seen_subcommand_from acquire release show list run force-release sweep help" -f -a "release" -d 'Release a lock (only the current holder\'s, with --token)'
+complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and not __fish_seen_subcommand_from acquire release show list run force-release sweep help" -f -a "show" -d 'A lock\'s lease and its GET_LOCK holder'
+complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and not __fish_seen_subcommand_from acquire release show list run force-release sweep help" -f -a "list" -d 'Every lease: holder, age, time left, GET_LOCK session'
+complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and not __fish_seen_subcommand_from acquire release show list run force-release sweep help" -f -a "run" -d 'Hold (and renew) a lock while a command runs'
+complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and not __fish_seen_subcommand_from acquire release show list run force-release sweep help" -f -a "force-release" -d 'End whoever holds a lock: kill its GET_LOCK session, delete its lease'
+complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and not __fish_seen_subcommand_from acquire release show list run force-release sweep help" -f -a "sweep" -d 'Release every expired lock (for cron: prints nothing on success without -v)'
+complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and not __fish_seen_subcommand_from acquire release show list run force-release sweep help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from acquire" -l ttl -d 'How long the lease lasts unless renewed (30s, 10m)' -r
+complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from acquire" -l owner -d 'Who holds it [default: the operator]' -r
+complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from acquire" -l wait -d 'Keep trying this long while the lock is in use' -r
+complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from acquire" -l purpose -d 'Why it is held, recorded in the lease' -r
+complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from acquire" -l config -d 'Config file [default: $SHARDCTL_CONFIG, else ~/.config/shardctl/config.toml]' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from acquire" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
+json\t''"
+complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from acquire" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
+complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from acquire" -s v -l verbose -d 'Print more detail on stderr'
+complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from acquire" -s h -l help -d 'Print help'
+complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from acquire" -s V -l version -d 'Print version'
+complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from release" -l token -d 'Release only if the lock still carries this token' -r
+complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from release" -l config -d 'Config file [default: $SHARDCTL_CONFIG, else ~/.config/shardctl/config.toml]' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from release" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
+json\t''"
+complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from release" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
+complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from release" -s v -l verbose -d 'Print more detail on stderr'
+complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from release" -s h -l help -d 'Print help'
+complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from release" -s V -l version -d 'Print version'
+complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from show" -l config -d 'Config file [default: $SHARDCTL_CONFIG, else ~/.config/shardctl/config.toml]' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from show" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
+json\t''"
+complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from show" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
+complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from show" -s v -l verbose -d 'Print more detail on stderr'
+complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from show" -s h -l help -d 'Print help'
+complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from show" -s V -l version -d 'Print version'
+complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from list" -l prefix -d 'Only names starting with P' -r
+complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from list" -l owner -d 'Only leases held by O' -r
+complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from list" -l config -d 'Config file [default: $SHARDCTL_CONFIG, else ~/.config/shardctl/config.toml]' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from list" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
+json\t''"
+complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from list" -l expired -d 'Only expired leases'
+complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from list" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
+complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from list" -s v -l verbose -d 'Print more detail on stderr'
+complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
+complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
+complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from run" -l ttl -d 'How long the lease lasts unless renewed (30s, 10m)' -r
+complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from run" -l owner -d 'Who holds it [default: the operator]' -r
+complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from run" -l wait -d 'Keep trying this long while the lock is in use' -r
+complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from run" -l purpose -d 'Why it is held, recorded in the lease' -r
+complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from run" -l grace -d 'After SIGTERM, how long the command has before SIGKILL when the lock is lost' -r
+complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from run" -l config -d 'Config file [default: $SHARDCTL_CONFIG, else ~/.config/shardctl/config.toml]' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from run" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
+json\t''"
+complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from run" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
+complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from run" -s v -l verbose -d 'Print more detail on stderr'
+complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from run" -s h -l help -d 'Print help'
+complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from run" -s V -l version -d 'Print version'
+complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from force-release" -l reason -d 'Why, for the audit log' -r
+complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from force-release" -l config -d 'Config file [default: $SHARDCTL_CONFIG, else ~/.config/shardctl/config.toml]' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from force-release" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
+json\t''"
+complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from force-release" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
+complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from force-release" -s v -l verbose -d 'Print more detail on stderr'
+complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from force-release" -s h -l help -d 'Print help'
+complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from force-release" -s V -l version -d 'Print version'
+complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from sweep" -l limit -d 'Release at most N locks' -r
+complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from sweep" -l config -d 'Config file [default: $SHARDCTL_CONFIG, else ~/.config/shardctl/config.toml]' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from sweep" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
+json\t''"
+complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from sweep" -l dry-run -d 'List what would be released, release nothing'
+complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from sweep" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
+complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from sweep" -s v -l verbose -d 'Print more detail on stderr'
+complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from sweep" -s h -l help -d 'Print help'
+complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from sweep" -s V -l version -d 'Print version'
+complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from help" -f -a "acquire" -d 'Take a lock and print its fencing token'
+complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from help" -f -a "release" -d 'Release a lock (only the current holder\'s, with --token)'
+complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from help" -f -a "show" -d 'A lock\'s lease and its GET_LOCK holder'
+complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from help" -f -a "list" -d 'Every lease: holder, age, time left, GET_LOCK session'
+complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from help" -f -a "run" -d 'Hold (and renew) a lock while a command runs'
+complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from help" -f -a "force-release" -d 'End whoever holds a lock: kill its GET_LOCK session, delete its lease'
+complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from help" -f -a "sweep" -d 'Release every expired lock (for cron: prints nothing on success without -v)'
+complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c shardctl -n "__fish_shardctl_using_subcommand audit" -l since -d 'Only entries newer than this (30m, 2h, 7d)' -r
 complete -c shardctl -n "__fish_shardctl_using_subcommand audit" -l action -d 'Only this action (for example shard.add, user.assign)' -r
 complete -c shardctl -n "__fish_shardctl_using_subcommand audit" -l limit -d 'At most this many entries, newest first' -r
@@ -227,15 +316,16 @@ complete -c shardctl -n "__fish_shardctl_using_subcommand completions" -s q -l q
 complete -c shardctl -n "__fish_shardctl_using_subcommand completions" -s v -l verbose -d 'Print more detail on stderr'
 complete -c shardctl -n "__fish_shardctl_using_subcommand completions" -s h -l help -d 'Print help'
 complete -c shardctl -n "__fish_shardctl_using_subcommand completions" -s V -l version -d 'Print version'
-complete -c shardctl -n "__fish_shardctl_using_subcommand help; and not __fish_seen_subcommand_from init doctor shard user id audit sandbox completions help" -f -a "init" -d 'Create or upgrade the global ring schema (idempotent)'
-complete -c shardctl -n "__fish_shardctl_using_subcommand help; and not __fish_seen_subcommand_from init doctor shard user id audit sandbox completions help" -f -a "doctor" -d 'Check every server: reachable, privileges, schema version, replication'
-complete -c shardctl -n "__fish_shardctl_using_subcommand help; and not __fish_seen_subcommand_from init doctor shard user id audit sandbox completions help" -f -a "shard" -d 'Register shards and change their weight and state'
-complete -c shardctl -n "__fish_shardctl_using_subcommand help; and not __fish_seen_subcommand_from init doctor shard user id audit sandbox completions help" -f -a "user" -d 'Place new users on shards and find where users live'
-complete -c shardctl -n "__fish_shardctl_using_subcommand help; and not __fish_seen_subcommand_from init doctor shard user id audit sandbox completions help" -f -a "id" -d 'Globally unique IDs from the ticket servers'
-complete -c shardctl -n "__fish_shardctl_using_subcommand help; and not __fish_seen_subcommand_from init doctor shard user id audit sandbox completions help" -f -a "audit" -d 'Who did what, from the audit log'
-complete -c shardctl -n "__fish_shardctl_using_subcommand help; and not __fish_seen_subcommand_from init doctor shard user id audit sandbox completions help" -f -a "sandbox" -d 'A local federation of MariaDB servers for trying shardctl'
-complete -c shardctl -n "__fish_shardctl_using_subcommand help; and not __fish_seen_subcommand_from init doctor shard user id audit sandbox completions help" -f -a "completions" -d 'Print shell completions'
-complete -c shardctl -n "__fish_shardctl_using_subcommand help; and not __fish_seen_subcommand_from init doctor shard user id audit sandbox completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c shardctl -n "__fish_shardctl_using_subcommand help; and not __fish_seen_subcommand_from init doctor shard user id lock audit sandbox completions help" -f -a "init" -d 'Create or upgrade the global ring schema (idempotent)'
+complete -c shardctl -n "__fish_shardctl_using_subcommand help; and not __fish_seen_subcommand_from init doctor shard user id lock audit sandbox completions help" -f -a "doctor" -d 'Check every server: reachable, privileges, schema version, replication'
+complete -c shardctl -n "__fish_shardctl_using_subcommand help; and not __fish_seen_subcommand_from init doctor shard user id lock audit sandbox completions help" -f -a "shard" -d 'Register shards and change their weight and state'
+complete -c shardctl -n "__fish_shardctl_using_subcommand help; and not __fish_seen_subcommand_from init doctor shard user id lock audit sandbox completions help" -f -a "user" -d 'Place new users on shards and find where users live'
+complete -c shardctl -n "__fish_shardctl_using_subcommand help; and not __fish_seen_subcommand_from init doctor shard user id lock audit sandbox completions help" -f -a "id" -d 'Globally unique IDs from the ticket servers'
+complete -c shardctl -n "__fish_shardctl_using_subcommand help; and not __fish_seen_subcommand_from init doctor shard user id lock audit sandbox completions help" -f -a "lock" -d 'Account and job locks: acquire, inspect, release, sweep, run under a lock'
+complete -c shardctl -n "__fish_shardctl_using_subcommand help; and not __fish_seen_subcommand_from init doctor shard user id lock audit sandbox completions help" -f -a "audit" -d 'Who did what, from the audit log'
+complete -c shardctl -n "__fish_shardctl_using_subcommand help; and not __fish_seen_subcommand_from init doctor shard user id lock audit sandbox completions help" -f -a "sandbox" -d 'A local federation of MariaDB servers for trying shardctl'
+complete -c shardctl -n "__fish_shardctl_using_subcommand help; and not __fish_seen_subcommand_from init doctor shard user id lock audit sandbox completions help" -f -a "completions" -d 'Print shell completions'
+complete -c shardctl -n "__fish_shardctl_using_subcommand help; and not __fish_seen_subcommand_from init doctor shard user id lock audit sandbox completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c shardctl -n "__fish_shardctl_using_subcommand help; and __fish_seen_subcommand_from shard" -f -a "add" -d 'Register a shard and its servers (halves a, b, a, ... in order)'
 complete -c shardctl -n "__fish_shardctl_using_subcommand help; and __fish_seen_subcommand_from shard" -f -a "list" -d 'Weight, state, users, share against target share, and servers of every shard'
 complete -c shardctl -n "__fish_shardctl_using_subcommand help; and __fish_seen_subcommand_from shard" -f -a "set-weight" -d 'Change a shard\'s weight'
@@ -244,6 +334,13 @@ complete -c shardctl -n "__fish_shardctl_using_subcommand help; and __fish_seen_
 complete -c shardctl -n "__fish_shardctl_using_subcommand help; and __fish_seen_subcommand_from user" -f -a "assign" -d 'Place new users on active shards at random, in proportion to weight'
 complete -c shardctl -n "__fish_shardctl_using_subcommand help; and __fish_seen_subcommand_from user" -f -a "locate" -d 'The user\'s shard, state, servers, and the server to use now'
 complete -c shardctl -n "__fish_shardctl_using_subcommand help; and __fish_seen_subcommand_from id" -f -a "next" -d 'Take new IDs from the ticket servers'
+complete -c shardctl -n "__fish_shardctl_using_subcommand help; and __fish_seen_subcommand_from lock" -f -a "acquire" -d 'Take a lock and print its fencing token'
+complete -c shardctl -n "__fish_shardctl_using_subcommand help; and __fish_seen_subcommand_from lock" -f -a "release" -d 'Release a lock (only the current holder\'s, with --token)'
+complete -c shardctl -n "__fish_shardctl_using_subcommand help; and __fish_seen_subcommand_from lock" -f -a "show" -d 'A lock\'s lease and its GET_LOCK holder'
+complete -c shardctl -n "__fish_shardctl_using_subcommand help; and __fish_seen_subcommand_from lock" -f -a "list" -d 'Every lease: holder, age, time left, GET_LOCK session'
+complete -c shardctl -n "__fish_shardctl_using_subcommand help; and __fish_seen_subcommand_from lock" -f -a "run" -d 'Hold (and renew) a lock while a command runs'
+complete -c shardctl -n "__fish_shardctl_using_subcommand help; and __fish_seen_subcommand_from lock" -f -a "force-release" -d 'End whoever holds a lock: kill its GET_LOCK session, delete its lease'
+complete -c shardctl -n "__fish_shardctl_using_subcommand help; and __fish_seen_subcommand_from lock" -f -a "sweep" -d 'Release every expired lock (for cron: prints nothing on success without -v)'
 complete -c shardctl -n "__fish_shardctl_using_subcommand help; and __fish_seen_subcommand_from sandbox" -f -a "up" -d 'Start (or restart what is down of) a local federation'
 complete -c shardctl -n "__fish_shardctl_using_subcommand help; and __fish_seen_subcommand_from sandbox" -f -a "status" -d 'The sandbox\'s servers and whether they run'
 complete -c shardctl -n "__fish_shardctl_using_subcommand help; and __fish_seen_subcommand_from sandbox" -f -a "down" -d 'Stop the sandbox\'s servers (by pid; idempotent)'

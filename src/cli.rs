@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::output::Format;
 use crate::ring::directory::ShardState;
 use crate::ring::tickets::Bits;
-use crate::types::{HostPort, ShardName, Weight};
+use crate::types::{HostPort, LockName, ShardName, Weight};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -58,6 +58,9 @@ pub enum Command {
     /// Globally unique IDs from the ticket servers
     #[command(subcommand)]
     Id(IdCommand),
+    /// Account and job locks: acquire, inspect, release, sweep, run under a lock
+    #[command(subcommand)]
+    Lock(LockCommand),
     /// Who did what, from the audit log
     Audit(AuditArgs),
     /// A local federation of MariaDB servers for trying shardctl
@@ -178,6 +181,110 @@ pub struct IdNextArgs {
     /// How many IDs
     #[arg(short = 'n', default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub count: u64,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LockCommand {
+    /// Take a lock and print its fencing token
+    Acquire(LockAcquireArgs),
+    /// Release a lock (only the current holder's, with --token)
+    Release(LockReleaseArgs),
+    /// A lock's lease and its GET_LOCK holder
+    Show(LockNameArgs),
+    /// Every lease: holder, age, time left, GET_LOCK session
+    List(LockListArgs),
+    /// Hold (and renew) a lock while a command runs
+    Run(LockRunArgs),
+    /// End whoever holds a lock: kill its GET_LOCK session, delete its lease
+    ForceRelease(LockForceReleaseArgs),
+    /// Release every expired lock (for cron: prints nothing on success without -v)
+    Sweep(LockSweepArgs),
+}
+
+fn lock_name(s: &str) -> Result<LockName, String> {
+    s.parse()
+}
+
+fn duration(s: &str) -> Result<std::time::Duration, String> {
+    crate::types::parse_duration(s)
+}
+
+#[derive(Debug, Args)]
+pub struct LockAcquireArgs {
+    /// Lock name: letters, digits, `_ . : -`; at most 64; ACCOUNT_<uid>_<TASK> for account locks
+    #[arg(value_parser = lock_name)]
+    pub name: LockName,
+    /// How long the lease lasts unless renewed (30s, 10m)
+    #[arg(long, value_name = "DUR", value_parser = duration)]
+    pub ttl: std::time::Duration,
+    /// Who holds it [default: the operator]
+    #[arg(long, value_name = "O")]
+    pub owner: Option<String>,
+    /// Keep trying this long while the lock is in use
+    #[arg(long, value_name = "DUR", value_parser = duration)]
+    pub wait: Option<std::time::Duration>,
+    /// Why it is held, recorded in the lease
+    #[arg(long, value_name = "TEXT")]
+    pub purpose: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct LockReleaseArgs {
+    #[arg(value_parser = lock_name)]
+    pub name: LockName,
+    /// Release only if the lock still carries this token
+    #[arg(long, value_name = "T")]
+    pub token: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct LockNameArgs {
+    #[arg(value_parser = lock_name)]
+    pub name: LockName,
+}
+
+#[derive(Debug, Args)]
+pub struct LockListArgs {
+    /// Only expired leases
+    #[arg(long)]
+    pub expired: bool,
+    /// Only names starting with P
+    #[arg(long, value_name = "P")]
+    pub prefix: Option<String>,
+    /// Only leases held by O
+    #[arg(long, value_name = "O")]
+    pub owner: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct LockRunArgs {
+    #[command(flatten)]
+    pub lock: LockAcquireArgs,
+    /// After SIGTERM, how long the command has before SIGKILL when the lock is lost
+    #[arg(long, value_name = "DUR", value_parser = duration, default_value = "10s")]
+    pub grace: std::time::Duration,
+    /// The command and its arguments
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub command: Vec<std::ffi::OsString>,
+}
+
+#[derive(Debug, Args)]
+pub struct LockForceReleaseArgs {
+    #[arg(value_parser = lock_name)]
+    pub name: LockName,
+    /// Why, for the audit log
+    #[arg(long, value_name = "TEXT")]
+    pub reason: String,
+}
+
+#[derive(Debug, Args)]
+pub struct LockSweepArgs {
+    /// List what would be released, release nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Release at most N locks
+    #[arg(long, value_name = "N", default_value_t = u64::MAX, hide_default_value = true)]
+    pub limit: u64,
 }
 
 #[derive(Debug, Args)]

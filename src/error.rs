@@ -24,6 +24,12 @@ pub enum Error {
     /// A server answered with an error.
     #[error("{0}")]
     Database(String),
+    /// The lock is held by someone else.
+    #[error("{0}")]
+    LockInUse(String),
+    /// A lock this process held was lost (expired, taken over, force-released).
+    #[error("{0}")]
+    LockLost(String),
     /// A safety check refused the operation; nothing was changed.
     #[error("{0}")]
     Refused(String),
@@ -37,10 +43,12 @@ impl Error {
         match self {
             Error::Usage(_) | Error::Config(_) => exit_codes::USAGE,
             Error::Refused(_) => exit_codes::REFUSED,
+            Error::LockInUse(_) => exit_codes::LOCK_IN_USE,
             Error::NotFound(_)
             | Error::Conflict(_)
             | Error::Unreachable(_)
             | Error::Database(_)
+            | Error::LockLost(_)
             | Error::Failed(_) => exit_codes::FAILED,
         }
     }
@@ -55,6 +63,8 @@ impl Error {
             Error::Unreachable(_) => "unreachable",
             Error::Database(_) => "database",
             Error::Refused(_) => "refused",
+            Error::LockInUse(_) => "lock_in_use",
+            Error::LockLost(_) => "lock_lost",
             Error::Failed(_) => "failed",
         }
     }

@@ -12,6 +12,7 @@ pub mod docs;
 pub mod doctor;
 pub mod error;
 pub mod exit_codes;
+pub mod lock;
 pub mod optionfile;
 pub mod output;
 pub mod placement;

@@ -58,6 +58,12 @@ impl fmt::Display for HostPort {
     }
 }
 
+impl Serialize for HostPort {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
 /// Checks a name against a character set and a length limit; the message names the rule.
 fn check_name(kind: &str, s: &str, max: usize, extra: &[char]) -> Result<(), String> {
     let allowed = extra.iter().collect::<String>();
@@ -100,6 +106,51 @@ impl fmt::Display for ShardName {
 }
 
 impl Serialize for ShardName {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+/// A lock name: `[A-Za-z0-9_.:-]`, at most 64 characters (MySQL's GET_LOCK limit).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LockName(String);
+
+impl LockName {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The user of an account lock, `ACCOUNT_<uid>_<TASK>`; None for any other name.
+    pub fn account(&self) -> Option<u64> {
+        let rest = self.0.strip_prefix("ACCOUNT_")?;
+        let (uid, task) = rest.split_once('_')?;
+        if task.is_empty() {
+            return None;
+        }
+        uid.parse().ok()
+    }
+
+    /// The account lock for `user` and `task`.
+    pub fn for_account(user: u64, task: &str) -> Result<LockName, String> {
+        format!("ACCOUNT_{user}_{task}").parse()
+    }
+}
+
+impl FromStr for LockName {
+    type Err = String;
+    fn from_str(s: &str) -> Result<LockName, String> {
+        check_name("lock name", s, 64, &['_', '.', ':', '-'])?;
+        Ok(LockName(s.to_string()))
+    }
+}
+
+impl fmt::Display for LockName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Serialize for LockName {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&self.0)
     }
@@ -221,6 +272,23 @@ mod tests {
         assert!("a".repeat(65).parse::<ShardName>().is_err());
         assert!("photos".parse::<Ident>().is_ok());
         assert!("pho`tos".parse::<Ident>().is_err());
+    }
+
+    #[test]
+    fn lock_names() {
+        let n: LockName = "ACCOUNT_123_MIGRATE".parse().unwrap();
+        assert_eq!(n.account(), Some(123));
+        assert_eq!("ACCOUNT_123_".parse::<LockName>().unwrap().account(), None);
+        assert_eq!("ACCOUNT_x_T".parse::<LockName>().unwrap().account(), None);
+        assert_eq!(
+            "deploy:web-1.a".parse::<LockName>().unwrap().account(),
+            None
+        );
+        assert!("a".repeat(64).parse::<LockName>().is_ok());
+        assert!("a".repeat(65).parse::<LockName>().is_err());
+        for bad in ["", "has space", "semi;colon", "quote'", "slash/", "ü"] {
+            assert!(bad.parse::<LockName>().is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -6,6 +6,7 @@ mod completions;
 mod doctor;
 mod id;
 mod init;
+mod lock;
 mod sandbox;
 mod shard;
 mod user;
@@ -40,6 +41,7 @@ pub fn dispatch(cli: Cli, ui: Ui) -> Result<Outcome> {
         Command::Shard(cmd) => shard::run(&ctx, cmd),
         Command::User(cmd) => user::run(&ctx, cmd),
         Command::Id(cmd) => id::run(&ctx, cmd),
+        Command::Lock(cmd) => lock::run(&ctx, cmd),
         Command::Audit(args) => audit::run(&ctx, &args),
         Command::Sandbox(cmd) => sandbox::run(&ctx, cmd),
         Command::Completions(args) => completions::run(&args),

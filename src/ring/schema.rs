@@ -57,16 +57,22 @@ const V1: &[&str] = &[
         state ENUM('active','moving') NOT NULL DEFAULT 'active',
         KEY shard (shard_id)
     ) ENGINE=InnoDB",
+    // `token` is the fencing token: an auto-increment, so the INSERT that wins a lock also
+    // draws its token, from one sequence that only grows. `holder_*` name the session holding
+    // GET_LOCK for a holder that keeps one (lock run, migrations); NULL for a bare lease.
     "CREATE TABLE IF NOT EXISTS locks (
         name VARCHAR(64) NOT NULL PRIMARY KEY,
+        token BIGINT UNSIGNED NOT NULL AUTO_INCREMENT,
         owner VARCHAR(255) NOT NULL,
         host VARCHAR(255) NOT NULL,
         pid INT UNSIGNED NOT NULL,
         purpose VARCHAR(255) NOT NULL DEFAULT '',
-        token BIGINT UNSIGNED NOT NULL,
         acquired_at DATETIME(6) NOT NULL,
         expires_at DATETIME(6) NOT NULL,
         metadata JSON NOT NULL,
+        holder_server VARCHAR(300) NULL,
+        holder_connection BIGINT UNSIGNED NULL,
+        UNIQUE KEY token (token),
         KEY expires_at (expires_at)
     ) ENGINE=InnoDB",
     "CREATE TABLE IF NOT EXISTS migrations (

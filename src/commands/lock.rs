@@ -1,0 +1,313 @@
+use serde::Serialize;
+use serde_json::json;
+
+use crate::cli::{LockAcquireArgs, LockCommand};
+use crate::commands::Ctx;
+use crate::error::{Error, Result};
+use crate::lock::run::{run_under_lock, RunOptions, RunOutcome};
+use crate::lock::{ForceReleased, Held, Lease, LockClient, Request};
+use crate::output::{table, Outcome, Report};
+use crate::ring::audit;
+use crate::types::LockName;
+
+impl Report for Held {
+    fn human(&self) -> String {
+        self.token.to_string()
+    }
+}
+
+#[derive(Serialize)]
+#[serde(transparent)]
+struct LockList(Vec<Lease>);
+
+fn seconds(s: f64) -> String {
+    humantime::format_duration(std::time::Duration::from_secs(s.max(0.0) as u64)).to_string()
+}
+
+impl Report for LockList {
+    fn human(&self) -> String {
+        table(
+            &[
+                "name",
+                "owner",
+                "host",
+                "pid",
+                "token",
+                "age",
+                "left",
+                "GET_LOCK holder",
+            ],
+            self.0.iter().map(|l| {
+                vec![
+                    l.name.clone(),
+                    l.owner.clone(),
+                    l.host.clone(),
+                    l.pid.to_string(),
+                    l.token.to_string(),
+                    seconds(l.age_seconds),
+                    if l.expired {
+                        "expired".into()
+                    } else {
+                        seconds(l.remaining_seconds)
+                    },
+                    match (&l.holder_server, l.holder_connection) {
+                        (Some(s), Some(c)) => format!("{s} conn {c}"),
+                        _ => String::new(),
+                    },
+                ]
+            }),
+        )
+    }
+}
+
+#[derive(Serialize)]
+struct Shown {
+    name: String,
+    held: bool,
+    lease: Option<Lease>,
+    /// The session holding GET_LOCK right now: server and connection id.
+    getlock_holder: Option<GetLockHolder>,
+}
+
+#[derive(Serialize)]
+struct GetLockHolder {
+    server: String,
+    connection: u64,
+}
+
+impl Report for Shown {
+    fn human(&self) -> String {
+        let mut out = match &self.lease {
+            Some(l) => LockList(vec![l.clone()]).human(),
+            None => format!("{}: no lease", self.name),
+        };
+        if let Some(h) = &self.getlock_holder {
+            out.push_str(&format!(
+                "\nGET_LOCK held on {} by connection {}",
+                h.server, h.connection
+            ));
+        }
+        out
+    }
+}
+
+#[derive(Serialize)]
+struct Released {
+    name: String,
+    released: bool,
+    token: Option<u64>,
+}
+
+impl Report for Released {
+    fn human(&self) -> String {
+        if self.released {
+            format!("released {}", self.name)
+        } else {
+            format!("{} was not held", self.name)
+        }
+    }
+}
+
+impl Report for ForceReleased {
+    fn human(&self) -> String {
+        let mut lines: Vec<String> = self.killed.iter().map(|k| format!("ran {k}")).collect();
+        lines.push(if self.released {
+            format!(
+                "deleted the lease of {} (token {})",
+                self.name,
+                self.token.unwrap_or(0)
+            )
+        } else {
+            format!("{} had no lease", self.name)
+        });
+        lines.join("\n")
+    }
+}
+
+#[derive(Serialize)]
+struct Swept {
+    released: usize,
+    locks: Vec<String>,
+    dry_run: bool,
+    #[serde(skip)]
+    verbose: bool,
+}
+
+impl Report for Swept {
+    fn human(&self) -> String {
+        // Cron mails whatever a job prints: a sweep that worked prints nothing unless asked.
+        if !self.verbose && !self.dry_run {
+            return String::new();
+        }
+        let verb = if self.dry_run {
+            "would release"
+        } else {
+            "released"
+        };
+        format!(
+            "{verb} {} expired locks{}",
+            self.released,
+            if self.locks.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", self.locks.join(", "))
+            }
+        )
+    }
+}
+
+impl Report for RunOutcome {
+    fn human(&self) -> String {
+        String::new()
+    }
+    fn exit_code(&self) -> u8 {
+        self.exit_code.clamp(0, 255) as u8
+    }
+}
+
+fn request(args: &LockAcquireArgs, hold_session: bool, purpose: String) -> Result<Request> {
+    let ttl = crate::lock::lease::check_ttl(args.ttl).map_err(Error::Usage)?;
+    let owner = args.owner.clone().unwrap_or_else(audit::operator);
+    Ok(Request {
+        name: args.name.clone(),
+        ttl,
+        metadata: json!({ "owner": owner, "host": audit::hostname(), "pid": std::process::id(),
+                          "ttl_seconds": ttl.as_secs_f64(), "purpose": purpose }),
+        owner,
+        purpose,
+        hold_session,
+    })
+}
+
+fn audited(
+    client: &mut LockClient,
+    action: &str,
+    name: &LockName,
+    details: serde_json::Value,
+) -> Result<()> {
+    client.ring().run("auditing", |c| {
+        audit::record(c, action, name.as_str(), details)
+    })
+}
+
+pub fn run(ctx: &Ctx, cmd: LockCommand) -> Result<Outcome> {
+    let cfg = ctx.config()?;
+    match cmd {
+        LockCommand::Run(args) => {
+            let purpose = args
+                .command
+                .iter()
+                .map(|a| a.to_string_lossy())
+                .collect::<Vec<_>>()
+                .join(" ");
+            let req = request(&args.lock, true, purpose.chars().take(255).collect())?;
+            let outcome = run_under_lock(
+                &cfg,
+                &RunOptions {
+                    request: req,
+                    wait: args.lock.wait.unwrap_or_default(),
+                    command: args.command,
+                    grace: args.grace,
+                },
+                &ctx.ui,
+            )?;
+            Outcome::of(outcome)
+        }
+        other => {
+            let mut client = LockClient::new(&cfg)?;
+            one_shot(ctx, &mut client, other)
+        }
+    }
+}
+
+/// The verbs that act once on the ring and exit.
+fn one_shot(ctx: &Ctx, client: &mut LockClient, cmd: LockCommand) -> Result<Outcome> {
+    match cmd {
+        LockCommand::Acquire(args) => {
+            let req = request(&args, false, args.purpose.clone().unwrap_or_default())?;
+            let held = client.acquire(&req, args.wait.unwrap_or_default())?;
+            audited(
+                client,
+                "lock.acquire",
+                &held.name,
+                json!({ "token": held.token, "owner": held.owner, "ttl_seconds": req.ttl.as_secs_f64() }),
+            )?;
+            Outcome::of(held)
+        }
+        LockCommand::Release(args) => {
+            let lease = client.read(args.name.as_str())?;
+            let Some(lease) = lease else {
+                return Outcome::of(Released {
+                    name: args.name.to_string(),
+                    released: false,
+                    token: None,
+                });
+            };
+            if let Some(t) = args.token {
+                if t != lease.token {
+                    return Err(Error::LockInUse(format!(
+                                "lock {} now carries token {}, not {t}: it is someone else's; nothing released",
+                                args.name, lease.token
+                            )));
+                }
+            }
+            let released = client.delete_lease(args.name.as_str(), Some(lease.token))?;
+            if released {
+                audited(
+                    client,
+                    "lock.release",
+                    &args.name,
+                    json!({ "token": lease.token, "owner": lease.owner }),
+                )?;
+            }
+            Outcome::of(Released {
+                name: args.name.to_string(),
+                released,
+                token: Some(lease.token),
+            })
+        }
+        LockCommand::Show(args) => {
+            let lease = client.read(args.name.as_str())?;
+            let holder = client.live_holder(&args.name, lease.as_ref())?;
+            Outcome::of(Shown {
+                name: args.name.to_string(),
+                held: lease.as_ref().is_some_and(|l| !l.expired) || holder.is_some(),
+                lease,
+                getlock_holder: holder
+                    .map(|(server, connection)| GetLockHolder { server, connection }),
+            })
+        }
+        LockCommand::List(args) => Outcome::of(LockList(client.list(
+            args.expired,
+            args.prefix.as_deref(),
+            args.owner.as_deref(),
+        )?)),
+        LockCommand::ForceRelease(args) => {
+            if args.reason.trim().is_empty() {
+                return Err(Error::Usage("--reason must say why".into()));
+            }
+            let done = client.force_release(&args.name)?;
+            audited(
+                client,
+                "lock.force-release",
+                &args.name,
+                json!({ "reason": args.reason, "token": done.token,
+                        "owner": done.owner, "killed": done.killed, "released": done.released }),
+            )?;
+            Outcome::of(done)
+        }
+        LockCommand::Sweep(args) => {
+            let locks = client.sweep(args.limit, 10_000, args.dry_run)?;
+            Outcome::of(Swept {
+                released: locks.len(),
+                locks,
+                dry_run: args.dry_run,
+                verbose: ctx.ui.verbose,
+            })
+        }
+        LockCommand::Run(args) => Err(Error::Usage(format!(
+            "lock run {} needs its own session",
+            args.lock.name
+        ))),
+    }
+}

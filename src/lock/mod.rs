@@ -1,0 +1,666 @@
+//! Locks: a lease row in the ring (listable, with owner, expiry and a fencing token) united with
+//! MySQL's `GET_LOCK` on the server where the data lives (atomic, honoured by application jobs
+//! that use the classic protocol, and released by the server the moment the holder dies).
+//!
+//! The winner is decided by one statement: the lease `INSERT` (primary key on the name), which
+//! also draws the token from the table's auto-increment. Nothing checks and then acts.
+
+pub mod lease;
+pub mod run;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::config::Config;
+use crate::db::Db;
+use crate::error::{mysql_code, Error, Result};
+use crate::ring::{self, audit, directory};
+use crate::routing;
+use crate::types::{HostPort, LockName};
+use lease::{judge, Observed, Verdict};
+
+/// A lease as recorded, with what the ring says about its age.
+#[derive(Clone, Debug, Serialize)]
+pub struct Lease {
+    pub name: String,
+    pub owner: String,
+    pub host: String,
+    pub pid: u32,
+    pub purpose: String,
+    pub token: u64,
+    pub acquired_at: String,
+    pub expires_at: String,
+    pub expired: bool,
+    pub age_seconds: f64,
+    pub remaining_seconds: f64,
+    pub holder_server: Option<String>,
+    pub holder_connection: Option<u64>,
+    pub metadata: Value,
+}
+
+const LEASE_COLUMNS: &str = "name, owner, host, pid, purpose, token,
+    DATE_FORMAT(acquired_at, '%Y-%m-%dT%H:%i:%s.%fZ'), DATE_FORMAT(expires_at, '%Y-%m-%dT%H:%i:%s.%fZ'),
+    expires_at <= UTC_TIMESTAMP(6),
+    TIMESTAMPDIFF(MICROSECOND, acquired_at, UTC_TIMESTAMP(6)) / 1e6,
+    GREATEST(TIMESTAMPDIFF(MICROSECOND, UTC_TIMESTAMP(6), expires_at), 0) / 1e6,
+    holder_server, holder_connection, metadata";
+
+/// A row of `LEASE_COLUMNS` (more columns than the crate's tuples take).
+struct LeaseRow(Lease);
+
+impl mysql::prelude::FromRow for LeaseRow {
+    fn from_row_opt(mut row: mysql::Row) -> std::result::Result<Self, mysql::FromRowError> {
+        fn take<T: mysql::prelude::FromValue>(row: &mut mysql::Row, i: usize) -> Option<T> {
+            row.take_opt(i).and_then(|v| v.ok())
+        }
+        let r = &mut row;
+        let lease = (|| {
+            Some(Lease {
+                name: take(r, 0)?,
+                owner: take(r, 1)?,
+                host: take(r, 2)?,
+                pid: take(r, 3)?,
+                purpose: take(r, 4)?,
+                token: take(r, 5)?,
+                acquired_at: take(r, 6)?,
+                expires_at: take(r, 7)?,
+                expired: take::<u8>(r, 8)? != 0,
+                age_seconds: take(r, 9)?,
+                remaining_seconds: take(r, 10)?,
+                holder_server: take(r, 11)?,
+                holder_connection: take(r, 12)?,
+                metadata: serde_json::from_str(&take::<String>(r, 13)?).unwrap_or(Value::Null),
+            })
+        })();
+        lease.map(LeaseRow).ok_or(mysql::FromRowError(row))
+    }
+}
+
+impl Lease {
+    fn holder(&self) -> Option<(HostPort, u64)> {
+        let server = self.holder_server.as_deref()?.parse().ok()?;
+        Some((server, self.holder_connection?))
+    }
+
+    fn in_use(&self) -> Error {
+        Error::LockInUse(format!(
+            "lock {} is held by {} on {} (pid {}, token {}) until {}",
+            self.name, self.owner, self.host, self.pid, self.token, self.expires_at
+        ))
+    }
+}
+
+/// A swept lease: name, token, and the session that held its GET_LOCK.
+type SweptRow = (String, u64, Option<String>, Option<u64>);
+
+/// What to ask for.
+#[derive(Clone, Debug)]
+pub struct Request {
+    pub name: LockName,
+    pub ttl: Duration,
+    pub owner: String,
+    pub purpose: String,
+    /// Keep a session holding GET_LOCK for the lease's life (lock run, migrations). Without it,
+    /// GET_LOCK is held only while acquiring, and the lease lives until released or expired.
+    pub hold_session: bool,
+    pub metadata: Value,
+}
+
+/// A lock this process holds.
+#[derive(Clone, Debug, Serialize)]
+pub struct Held {
+    pub name: LockName,
+    pub token: u64,
+    pub owner: String,
+    pub expires_at: String,
+    #[serde(skip)]
+    pub ttl: Duration,
+    /// Where the GET_LOCK is held, when a session is kept.
+    pub session: Option<HostPort>,
+    /// Whether the lease replaced a stale one.
+    pub took_over: bool,
+}
+
+/// Talks to the ring and to the servers holding GET_LOCKs. One per thread.
+pub struct LockClient<'c> {
+    cfg: &'c Config,
+    ring: Db,
+    ring_connection_id: u64,
+    /// Dedicated connections to shard servers, each holding the GET_LOCKs taken on that server.
+    /// Plain `Conn`s, never pooled: returning a pooled connection resets it and drops its locks.
+    shards: HashMap<HostPort, Db>,
+    mariadb: bool,
+}
+
+impl<'c> LockClient<'c> {
+    pub fn new(cfg: &'c Config) -> Result<LockClient<'c>> {
+        LockClient::with_ring(cfg, ring::open(cfg)?)
+    }
+
+    pub fn with_ring(cfg: &'c Config, mut ring: Db) -> Result<LockClient<'c>> {
+        let (id, version): (u64, String) = ring
+            .exec_first(
+                "identifying the session",
+                "SELECT CONNECTION_ID(), VERSION()",
+                (),
+            )?
+            .unwrap_or_default();
+        Ok(LockClient {
+            cfg,
+            ring,
+            ring_connection_id: id,
+            shards: HashMap::new(),
+            mariadb: version.contains("MariaDB"),
+        })
+    }
+
+    pub fn ring(&mut self) -> &mut Db {
+        &mut self.ring
+    }
+
+    /// The server whose GET_LOCK guards `name`: for an account lock, the account's server by
+    /// the routing rule ("the locks and the data are in the same place"); otherwise the ring.
+    fn lock_server(&mut self, name: &LockName) -> Result<Option<HostPort>> {
+        let Some(user) = name.account() else {
+            return Ok(None);
+        };
+        let Some((shard_id, _)) = directory::user(&mut self.ring, user)? else {
+            return Ok(None);
+        };
+        let shard = directory::shards(&mut self.ring)?
+            .into_iter()
+            .find(|s| s.id == shard_id)
+            .ok_or_else(|| {
+                Error::Database(format!("user {user} names missing shard {shard_id}"))
+            })?;
+        Ok(routing::candidates(user, &shard.servers)
+            .first()
+            .map(|s| s.addr()))
+    }
+
+    /// The connection that takes GET_LOCKs on `server` (None: the ring connection).
+    fn session(&mut self, server: Option<&HostPort>) -> Result<&mut Db> {
+        match server {
+            None => Ok(&mut self.ring),
+            Some(addr) => {
+                if !self.shards.contains_key(addr) {
+                    let db = Db::connect(addr, &self.cfg.shards.login, None, &self.cfg.net)?;
+                    self.shards.insert(addr.clone(), db);
+                }
+                Ok(self.shards.get_mut(addr).expect("inserted above"))
+            }
+        }
+    }
+
+    fn session_connection_id(&mut self, server: Option<&HostPort>) -> Result<u64> {
+        if server.is_none() {
+            return Ok(self.ring_connection_id);
+        }
+        Ok(self
+            .session(server)?
+            .exec_first("identifying the session", "SELECT CONNECTION_ID()", ())?
+            .unwrap_or(0))
+    }
+
+    fn get_lock(
+        &mut self,
+        server: Option<&HostPort>,
+        name: &LockName,
+        wait_secs: u64,
+    ) -> Result<bool> {
+        let got: Option<Option<i64>> = self.session(server)?.exec_first(
+            "taking GET_LOCK",
+            "SELECT GET_LOCK(?, ?)",
+            (name.as_str(), wait_secs),
+        )?;
+        Ok(got.flatten() == Some(1))
+    }
+
+    fn release_lock(&mut self, server: Option<&HostPort>, name: &LockName) -> Result<()> {
+        self.session(server)?.exec_drop(
+            "releasing GET_LOCK",
+            "DO RELEASE_LOCK(?)",
+            (name.as_str(),),
+        )
+    }
+
+    /// The connection id holding GET_LOCK(name) on `server`, if any.
+    fn getlock_holder(&mut self, server: Option<&HostPort>, name: &str) -> Result<Option<u64>> {
+        Ok(self
+            .session(server)?
+            .exec_first(
+                "asking who holds GET_LOCK",
+                "SELECT IS_USED_LOCK(?)",
+                (name,),
+            )?
+            .flatten())
+    }
+
+    /// The server a lease's holder names, as a session key (None for the ring itself).
+    fn as_session(&self, server: &HostPort) -> Option<HostPort> {
+        (*server != self.ring.server).then(|| server.clone())
+    }
+
+    /// Kills connection `conn` on `server` if it still holds GET_LOCK(name). Returns the
+    /// statement run, for the operator's record.
+    fn kill_holder(&mut self, server: &HostPort, name: &str, conn: u64) -> Result<Option<String>> {
+        let session = self.as_session(server);
+        if self.getlock_holder(session.as_ref(), name)? != Some(conn) {
+            return Ok(None);
+        }
+        let kill = format!("KILL CONNECTION {conn}");
+        match self
+            .session(session.as_ref())?
+            .query_drop("killing the holder's session", &kill)
+        {
+            Ok(()) => {}
+            // Already gone: what we wanted.
+            Err(Error::Database(msg)) if msg.contains("Unknown thread") => return Ok(None),
+            Err(e) => return Err(e),
+        }
+        Ok(Some(format!("{kill} on {server}")))
+    }
+
+    pub fn read(&mut self, name: &str) -> Result<Option<Lease>> {
+        let row: Option<LeaseRow> = self.ring.exec_first(
+            "reading the lease",
+            &format!("SELECT {LEASE_COLUMNS} FROM locks WHERE name = ?"),
+            (name,),
+        )?;
+        Ok(row.map(|r| r.0))
+    }
+
+    /// Whether the session a lease names still holds its GET_LOCK.
+    fn session_alive(&mut self, lease: &Lease) -> Result<bool> {
+        let Some((server, conn)) = lease.holder() else {
+            return Ok(false);
+        };
+        let session = self.as_session(&server);
+        match self.getlock_holder(session.as_ref(), &lease.name) {
+            Ok(holder) => Ok(holder == Some(conn)),
+            // Its server is down: so is the holder's session.
+            Err(Error::Unreachable(_)) => {
+                self.shards.remove(&server);
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// One attempt: the lock, or `LockInUse`.
+    pub fn try_acquire(&mut self, req: &Request) -> Result<Held> {
+        let server = self.lock_server(&req.name)?;
+        let mut got = self.get_lock(server.as_ref(), &req.name, 0)?;
+        if !got {
+            // Someone holds the GET_LOCK. If it is a lease holder whose lease expired, its
+            // session is stale: end it, then the lock comes free.
+            let lease = self.read(req.name.as_str())?;
+            let stale = lease
+                .as_ref()
+                .filter(|l| l.expired)
+                .and_then(|l| l.holder());
+            let Some((holder_server, conn)) = stale else {
+                return Err(match lease {
+                    Some(l) => l.in_use(),
+                    None => Error::LockInUse(format!(
+                        "lock {} is held with GET_LOCK on {} by a session that has no lease (an application job)",
+                        req.name,
+                        server.as_ref().unwrap_or(&self.ring.server)
+                    )),
+                });
+            };
+            self.kill_holder(&holder_server, req.name.as_str(), conn)?;
+            got = self.get_lock(server.as_ref(), &req.name, 2)?;
+            if !got {
+                return Err(lease.map(|l| l.in_use()).unwrap_or_else(|| {
+                    Error::LockInUse(format!("lock {} is held with GET_LOCK", req.name))
+                }));
+            }
+        }
+        let result = self.insert_lease(req, server.as_ref());
+        if !req.hold_session || result.is_err() {
+            self.release_lock(server.as_ref(), &req.name)?;
+        }
+        result
+    }
+
+    fn insert_lease(&mut self, req: &Request, server: Option<&HostPort>) -> Result<Held> {
+        let (holder_server, holder_conn) = if req.hold_session {
+            let id = self.session_connection_id(server)?;
+            (
+                Some(server.unwrap_or(&self.ring.server).to_string()),
+                Some(id),
+            )
+        } else {
+            (None, None)
+        };
+        let mut took_over = false;
+        for _ in 0..3 {
+            let inserted = self.ring.run("recording the lease", |c| {
+                use mysql::prelude::Queryable;
+                let r = c.exec_drop(
+                    "INSERT INTO locks (name, owner, host, pid, purpose, acquired_at, expires_at, metadata,
+                                        holder_server, holder_connection)
+                     VALUES (?, ?, ?, ?, ?, UTC_TIMESTAMP(6), UTC_TIMESTAMP(6) + INTERVAL ? MICROSECOND, ?, ?, ?)",
+                    (
+                        req.name.as_str(),
+                        &req.owner,
+                        audit::hostname(),
+                        std::process::id(),
+                        &req.purpose,
+                        req.ttl.as_micros() as u64,
+                        req.metadata.to_string(),
+                        &holder_server,
+                        holder_conn,
+                    ),
+                );
+                match r {
+                    Ok(()) => Ok(Some(c.last_insert_id())),
+                    Err(e) if mysql_code(&e) == Some(1062) => Ok(None),
+                    Err(e) => Err(e),
+                }
+            })?;
+            if let Some(token) = inserted {
+                let expires: Option<String> = self.ring.exec_first(
+                    "reading the expiry",
+                    "SELECT DATE_FORMAT(expires_at, '%Y-%m-%dT%H:%i:%s.%fZ') FROM locks WHERE name = ? AND token = ?",
+                    (req.name.as_str(), token),
+                )?;
+                return Ok(Held {
+                    name: req.name.clone(),
+                    token,
+                    owner: req.owner.clone(),
+                    expires_at: expires.unwrap_or_default(),
+                    ttl: req.ttl,
+                    session: req
+                        .hold_session
+                        .then(|| server.unwrap_or(&self.ring.server).clone()),
+                    took_over,
+                });
+            }
+            let Some(existing) = self.read(req.name.as_str())? else {
+                continue;
+            };
+            let observed = Observed {
+                expired: existing.expired,
+                has_session: existing.holder().is_some(),
+                session_alive: self.session_alive(&existing)?,
+            };
+            match judge(observed) {
+                Verdict::InUse => return Err(existing.in_use()),
+                Verdict::TakeOver {
+                    reason,
+                    kill_session,
+                } => {
+                    let mut killed = None;
+                    if let (true, Some((s, conn))) = (kill_session, existing.holder()) {
+                        killed = self.kill_holder(&s, &existing.name, conn)?;
+                    }
+                    self.ring.run("taking over the lease", |c| {
+                        use mysql::prelude::Queryable;
+                        c.exec_drop("DELETE FROM locks WHERE name = ? AND token = ?", (&existing.name, existing.token))?;
+                        audit::record(
+                            c,
+                            "lock.takeover",
+                            &existing.name,
+                            json!({ "reason": reason, "old_token": existing.token, "old_owner": existing.owner,
+                                    "old_host": existing.host, "killed": killed, "new_owner": req.owner }),
+                        )
+                    })?;
+                    took_over = true;
+                }
+            }
+        }
+        Err(Error::LockInUse(format!(
+            "lock {} is contended; try again",
+            req.name
+        )))
+    }
+
+    /// Tries until the lock is won or `wait` has passed.
+    pub fn acquire(&mut self, req: &Request, wait: Duration) -> Result<Held> {
+        let deadline = Instant::now() + wait;
+        let mut pause = Duration::from_millis(20);
+        loop {
+            match self.try_acquire(req) {
+                Err(Error::LockInUse(msg)) if Instant::now() < deadline => {
+                    let _ = msg;
+                    std::thread::sleep(
+                        pause.min(deadline.saturating_duration_since(Instant::now())),
+                    );
+                    pause = (pause * 2).min(Duration::from_millis(500));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Extends the lease by its ttl. Fails with `LockLost` once the lease expired, was taken
+    /// over or force-released, or the session holding GET_LOCK is gone.
+    pub fn renew(&mut self, held: &Held) -> Result<()> {
+        let lost = |why: &str| {
+            Error::LockLost(format!(
+                "lock {} (token {}) was lost: {why}",
+                held.name, held.token
+            ))
+        };
+        let renewed = self.ring.run("renewing the lease", |c| {
+            use mysql::prelude::Queryable;
+            c.exec_drop(
+                "UPDATE locks SET expires_at = UTC_TIMESTAMP(6) + INTERVAL ? MICROSECOND
+                 WHERE name = ? AND token = ? AND expires_at > UTC_TIMESTAMP(6)",
+                (held.ttl.as_micros() as u64, held.name.as_str(), held.token),
+            )?;
+            Ok(c.affected_rows())
+        });
+        match renewed {
+            Ok(1) => {}
+            Ok(_) => return Err(lost("the lease expired, was taken over or was released")),
+            Err(e) => return Err(lost(&e.to_string())),
+        }
+        if let Some(server) = &held.session {
+            let session = self.as_session(server);
+            let mine: Result<Option<Option<i64>>> = self.session(session.as_ref()).and_then(|db| {
+                db.exec_first(
+                    "checking GET_LOCK",
+                    "SELECT IS_USED_LOCK(?) = CONNECTION_ID()",
+                    (held.name.as_str(),),
+                )
+            });
+            if mine.ok().flatten().flatten() != Some(1) {
+                return Err(lost("its GET_LOCK session was ended"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Releases a lock this process holds. False when the lease was no longer ours.
+    pub fn release(&mut self, held: &Held) -> Result<bool> {
+        let deleted = self.delete_lease(held.name.as_str(), Some(held.token))?;
+        if let Some(server) = &held.session {
+            let session = self.as_session(server);
+            // A killed session already dropped its lock.
+            let _ = self.release_lock(session.as_ref(), &held.name);
+        }
+        Ok(deleted)
+    }
+
+    /// Deletes a lease, only if it still carries `token` when one is given.
+    pub fn delete_lease(&mut self, name: &str, token: Option<u64>) -> Result<bool> {
+        let n = self.ring.run("deleting the lease", |c| {
+            use mysql::prelude::Queryable;
+            c.exec_drop(
+                "DELETE FROM locks WHERE name = ? AND (? IS NULL OR token = ?)",
+                (name, token, token),
+            )?;
+            Ok(c.affected_rows())
+        })?;
+        Ok(n == 1)
+    }
+
+    /// Ends whoever holds the lock: kills the GET_LOCK holder's session on the lock's server
+    /// (whether it is a lease holder or an application job) and deletes the lease.
+    pub fn force_release(&mut self, name: &LockName) -> Result<ForceReleased> {
+        let lease = self.read(name.as_str())?;
+        let server = match lease.as_ref().and_then(|l| l.holder()) {
+            Some((s, _)) => Some(s),
+            None => self
+                .lock_server(name)?
+                .or_else(|| Some(self.ring.server.clone())),
+        };
+        let mut killed = Vec::new();
+        if let Some(server) = server {
+            let session = self.as_session(&server);
+            if let Some(conn) = self.getlock_holder(session.as_ref(), name.as_str())? {
+                if conn != self.ring_connection_id || session.is_some() {
+                    killed.extend(self.kill_holder(&server, name.as_str(), conn)?);
+                }
+            }
+        }
+        let released = self.delete_lease(name.as_str(), lease.as_ref().map(|l| l.token))?;
+        Ok(ForceReleased {
+            name: name.to_string(),
+            released,
+            token: lease.as_ref().map(|l| l.token),
+            owner: lease.map(|l| l.owner),
+            killed,
+        })
+    }
+
+    /// Leases matching the filters, oldest expiry first.
+    pub fn list(
+        &mut self,
+        expired_only: bool,
+        prefix: Option<&str>,
+        owner: Option<&str>,
+    ) -> Result<Vec<Lease>> {
+        let like = prefix.map(|p| {
+            format!(
+                "{}%",
+                p.replace('\\', "\\\\")
+                    .replace('%', "\\%")
+                    .replace('_', "\\_")
+            )
+        });
+        let rows: Vec<LeaseRow> = self.ring.exec(
+            "listing locks",
+            &format!(
+                "SELECT {LEASE_COLUMNS} FROM locks
+                 WHERE (? = 0 OR expires_at <= UTC_TIMESTAMP(6)) AND (? IS NULL OR name LIKE ?) AND (? IS NULL OR owner = ?)
+                 ORDER BY expires_at, name"
+            ),
+            (expired_only as u8, &like, &like, owner, owner),
+        )?;
+        Ok(rows.into_iter().map(|r| r.0).collect())
+    }
+
+    /// Releases expired leases, `chunk` at a time by the `expires_at` index, at most `limit`.
+    /// Each chunk is one statement; the sessions of their holders are ended. Two sweeps at once
+    /// each delete distinct rows (a row is deleted once), so their counts add up.
+    pub fn sweep(&mut self, limit: u64, chunk: u64, dry_run: bool) -> Result<Vec<String>> {
+        let mut released = Vec::new();
+        while (released.len() as u64) < limit {
+            let n = chunk.min(limit - released.len() as u64);
+            let rows: Vec<SweptRow> = if dry_run {
+                self.ring.exec(
+                    "listing expired leases",
+                    "SELECT name, token, holder_server, holder_connection FROM locks
+                     WHERE expires_at <= UTC_TIMESTAMP(6) ORDER BY expires_at LIMIT ? OFFSET ?",
+                    (n, released.len() as u64),
+                )?
+            } else if self.mariadb {
+                self.ring.exec(
+                    "sweeping expired leases",
+                    "DELETE FROM locks WHERE expires_at <= UTC_TIMESTAMP(6) ORDER BY expires_at LIMIT ?
+                     RETURNING name, token, holder_server, holder_connection",
+                    (n,),
+                )?
+            } else {
+                self.sweep_chunk_portable(n)?
+            };
+            let got = rows.len() as u64;
+            if !dry_run && got > 0 {
+                for (name, _, server, conn) in &rows {
+                    if let (Some(s), Some(c)) = (
+                        server.as_deref().and_then(|s| s.parse::<HostPort>().ok()),
+                        conn,
+                    ) {
+                        // A holder that is unreachable has no session left to end.
+                        let _ = self.kill_holder(&s, name, *c);
+                    }
+                }
+                let names: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
+                self.ring.run("auditing the sweep", |c| {
+                    audit::record(
+                        c,
+                        "lock.sweep",
+                        &format!("{got} locks"),
+                        json!({ "released": names }),
+                    )
+                })?;
+            }
+            released.extend(rows.into_iter().map(|r| r.0));
+            if got < n {
+                break;
+            }
+        }
+        Ok(released)
+    }
+
+    /// MySQL has no DELETE ... RETURNING: select the chunk, then delete exactly those rows
+    /// that are still expired with the same token.
+    fn sweep_chunk_portable(&mut self, n: u64) -> Result<Vec<SweptRow>> {
+        self.ring.transaction("sweeping expired leases", |tx| {
+            use mysql::prelude::Queryable;
+            let rows: Vec<SweptRow> = tx.exec(
+                "SELECT name, token, holder_server, holder_connection FROM locks
+                 WHERE expires_at <= UTC_TIMESTAMP(6) ORDER BY expires_at LIMIT ? FOR UPDATE",
+                (n,),
+            )?;
+            if !rows.is_empty() {
+                let names: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
+                tx.exec_drop(
+                    format!(
+                        "DELETE FROM locks WHERE name IN ({}) AND expires_at <= UTC_TIMESTAMP(6)",
+                        vec!["?"; names.len()].join(",")
+                    ),
+                    names,
+                )?;
+            }
+            Ok(rows)
+        })
+    }
+
+    /// The GET_LOCK holder of `name` on its server right now, as (server, connection id).
+    pub fn live_holder(
+        &mut self,
+        name: &LockName,
+        lease: Option<&Lease>,
+    ) -> Result<Option<(String, u64)>> {
+        let server = match lease.and_then(|l| l.holder()) {
+            Some((s, _)) => Some(s),
+            None => self.lock_server(name)?,
+        };
+        let session = server.as_ref().and_then(|s| self.as_session(s));
+        let shown = server
+            .unwrap_or_else(|| self.ring.server.clone())
+            .to_string();
+        Ok(self
+            .getlock_holder(session.as_ref(), name.as_str())?
+            .map(|c| (shown, c)))
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct ForceReleased {
+    pub name: String,
+    /// A lease was deleted.
+    pub released: bool,
+    pub token: Option<u64>,
+    pub owner: Option<String>,
+    /// The KILL statements run, with their server.
+    pub killed: Vec<String>,
+}
