@@ -136,6 +136,14 @@ impl Db {
         })
     }
 
+    /// This session's connection id, from the handshake (no round trip).
+    pub fn connection_id(&self) -> u64 {
+        self.conn
+            .as_ref()
+            .map(|c| c.connection_id() as u64)
+            .unwrap_or(0)
+    }
+
     /// The server's version string.
     pub fn version(&mut self) -> Result<String> {
         Ok(self

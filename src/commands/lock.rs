@@ -5,12 +5,22 @@ use crate::cli::{LockAcquireArgs, LockCommand};
 use crate::commands::Ctx;
 use crate::error::{Error, Result};
 use crate::lock::run::{run_under_lock, RunOptions, RunOutcome};
-use crate::lock::{ForceReleased, Held, Lease, LockClient, Request};
+use crate::lock::{ForceReleased, Lease, LockClient, Request};
 use crate::output::{table, Outcome, Report};
 use crate::ring::audit;
 use crate::types::LockName;
 
-impl Report for Held {
+#[derive(Serialize)]
+struct Acquired {
+    name: String,
+    token: u64,
+    owner: String,
+    expires_at: String,
+    /// The lease replaced a dead or expired holder's.
+    took_over: bool,
+}
+
+impl Report for Acquired {
     fn human(&self) -> String {
         self.token.to_string()
     }
@@ -232,7 +242,14 @@ fn one_shot(ctx: &Ctx, client: &mut LockClient, cmd: LockCommand) -> Result<Outc
                 &held.name,
                 json!({ "token": held.token, "owner": held.owner, "ttl_seconds": req.ttl.as_secs_f64() }),
             )?;
-            Outcome::of(held)
+            let lease = client.read(held.name.as_str())?;
+            Outcome::of(Acquired {
+                name: held.name.to_string(),
+                token: held.token,
+                owner: held.owner,
+                expires_at: lease.map(|l| l.expires_at).unwrap_or_default(),
+                took_over: held.took_over,
+            })
         }
         LockCommand::Release(args) => {
             let lease = client.read(args.name.as_str())?;

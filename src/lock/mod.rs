@@ -93,6 +93,14 @@ impl Lease {
     }
 }
 
+enum Inserted {
+    Won(u64),
+    /// A lease with this name exists.
+    Exists,
+    /// GET_LOCK was refused, so no row was written.
+    Refused,
+}
+
 /// A swept lease: name, token, and the session that held its GET_LOCK.
 type SweptRow = (String, u64, Option<String>, Option<u64>);
 
@@ -115,7 +123,6 @@ pub struct Held {
     pub name: LockName,
     pub token: u64,
     pub owner: String,
-    pub expires_at: String,
     #[serde(skip)]
     pub ttl: Duration,
     /// Where the GET_LOCK is held, when a session is kept.
@@ -132,7 +139,8 @@ pub struct LockClient<'c> {
     /// Dedicated connections to shard servers, each holding the GET_LOCKs taken on that server.
     /// Plain `Conn`s, never pooled: returning a pooled connection resets it and drops its locks.
     shards: HashMap<HostPort, Db>,
-    mariadb: bool,
+    /// Whether the ring runs MariaDB (which has DELETE ... RETURNING); asked when first needed.
+    mariadb: Option<bool>,
 }
 
 impl<'c> LockClient<'c> {
@@ -140,21 +148,21 @@ impl<'c> LockClient<'c> {
         LockClient::with_ring(cfg, ring::open(cfg)?)
     }
 
-    pub fn with_ring(cfg: &'c Config, mut ring: Db) -> Result<LockClient<'c>> {
-        let (id, version): (u64, String) = ring
-            .exec_first(
-                "identifying the session",
-                "SELECT CONNECTION_ID(), VERSION()",
-                (),
-            )?
-            .unwrap_or_default();
+    pub fn with_ring(cfg: &'c Config, ring: Db) -> Result<LockClient<'c>> {
         Ok(LockClient {
             cfg,
+            ring_connection_id: ring.connection_id(),
             ring,
-            ring_connection_id: id,
             shards: HashMap::new(),
-            mariadb: version.contains("MariaDB"),
+            mariadb: None,
         })
+    }
+
+    fn ring_is_mariadb(&mut self) -> Result<bool> {
+        if self.mariadb.is_none() {
+            self.mariadb = Some(self.ring.version()?.contains("MariaDB"));
+        }
+        Ok(self.mariadb == Some(true))
     }
 
     pub fn ring(&mut self) -> &mut Db {
@@ -196,13 +204,7 @@ impl<'c> LockClient<'c> {
     }
 
     fn session_connection_id(&mut self, server: Option<&HostPort>) -> Result<u64> {
-        if server.is_none() {
-            return Ok(self.ring_connection_id);
-        }
-        Ok(self
-            .session(server)?
-            .exec_first("identifying the session", "SELECT CONNECTION_ID()", ())?
-            .unwrap_or(0))
+        Ok(self.session(server)?.connection_id())
     }
 
     fn get_lock(
@@ -293,6 +295,21 @@ impl<'c> LockClient<'c> {
     /// One attempt: the lock, or `LockInUse`.
     pub fn try_acquire(&mut self, req: &Request) -> Result<Held> {
         let server = self.lock_server(&req.name)?;
+        if server.is_none() {
+            // The GET_LOCK lives on the ring connection itself: one statement takes it and
+            // records the lease, so an uncontended lock costs what bare GET_LOCK costs.
+            match self.insert_row(req, None, true)? {
+                Inserted::Won(token) => {
+                    if !req.hold_session {
+                        self.release_lock(None, &req.name)?;
+                    }
+                    return Ok(self.held(req, None, token, false));
+                }
+                // We hold the GET_LOCK now; the lease decides.
+                Inserted::Exists => return self.record_lease(req, None),
+                Inserted::Refused => {}
+            }
+        }
         let mut got = self.get_lock(server.as_ref(), &req.name, 0)?;
         if !got {
             // Someone holds the GET_LOCK. If it is a lease holder whose lease expired, its
@@ -320,14 +337,39 @@ impl<'c> LockClient<'c> {
                 }));
             }
         }
-        let result = self.insert_lease(req, server.as_ref());
+        self.record_lease(req, server.as_ref())
+    }
+
+    /// With the GET_LOCK held: records the lease, then keeps or gives back the GET_LOCK.
+    fn record_lease(&mut self, req: &Request, server: Option<&HostPort>) -> Result<Held> {
+        let result = self.insert_lease(req, server);
         if !req.hold_session || result.is_err() {
-            self.release_lock(server.as_ref(), &req.name)?;
+            self.release_lock(server, &req.name)?;
         }
         result
     }
 
-    fn insert_lease(&mut self, req: &Request, server: Option<&HostPort>) -> Result<Held> {
+    fn held(&self, req: &Request, server: Option<&HostPort>, token: u64, took_over: bool) -> Held {
+        Held {
+            name: req.name.clone(),
+            token,
+            owner: req.owner.clone(),
+            ttl: req.ttl,
+            session: req
+                .hold_session
+                .then(|| server.unwrap_or(&self.ring.server).clone()),
+            took_over,
+        }
+    }
+
+    /// One lease INSERT. `with_get_lock` makes the row conditional on taking GET_LOCK on the
+    /// ring connection in the same statement.
+    fn insert_row(
+        &mut self,
+        req: &Request,
+        server: Option<&HostPort>,
+        with_get_lock: bool,
+    ) -> Result<Inserted> {
         let (holder_server, holder_conn) = if req.hold_session {
             let id = self.session_connection_id(server)?;
             (
@@ -337,49 +379,45 @@ impl<'c> LockClient<'c> {
         } else {
             (None, None)
         };
+        let guard = if with_get_lock {
+            "WHERE GET_LOCK(?, 0) = 1"
+        } else {
+            "WHERE ? IS NOT NULL"
+        };
+        let sql = format!(
+            "INSERT INTO locks (name, owner, host, pid, purpose, acquired_at, expires_at, metadata,
+                                holder_server, holder_connection)
+             SELECT ?, ?, ?, ?, ?, UTC_TIMESTAMP(6), UTC_TIMESTAMP(6) + INTERVAL ? MICROSECOND, ?, ?, ?
+             FROM DUAL {guard}"
+        );
+        self.ring.run("recording the lease", |c| {
+            use mysql::prelude::Queryable;
+            let params: Vec<mysql::Value> = vec![
+                req.name.as_str().into(),
+                req.owner.as_str().into(),
+                audit::hostname().into(),
+                std::process::id().into(),
+                req.purpose.as_str().into(),
+                (req.ttl.as_micros() as u64).into(),
+                req.metadata.to_string().into(),
+                holder_server.clone().into(),
+                holder_conn.into(),
+                req.name.as_str().into(),
+            ];
+            match c.exec_drop(&sql, params) {
+                Ok(()) if c.affected_rows() == 1 => Ok(Inserted::Won(c.last_insert_id())),
+                Ok(()) => Ok(Inserted::Refused),
+                Err(e) if mysql_code(&e) == Some(1062) => Ok(Inserted::Exists),
+                Err(e) => Err(e),
+            }
+        })
+    }
+
+    fn insert_lease(&mut self, req: &Request, server: Option<&HostPort>) -> Result<Held> {
         let mut took_over = false;
         for _ in 0..3 {
-            let inserted = self.ring.run("recording the lease", |c| {
-                use mysql::prelude::Queryable;
-                let r = c.exec_drop(
-                    "INSERT INTO locks (name, owner, host, pid, purpose, acquired_at, expires_at, metadata,
-                                        holder_server, holder_connection)
-                     VALUES (?, ?, ?, ?, ?, UTC_TIMESTAMP(6), UTC_TIMESTAMP(6) + INTERVAL ? MICROSECOND, ?, ?, ?)",
-                    (
-                        req.name.as_str(),
-                        &req.owner,
-                        audit::hostname(),
-                        std::process::id(),
-                        &req.purpose,
-                        req.ttl.as_micros() as u64,
-                        req.metadata.to_string(),
-                        &holder_server,
-                        holder_conn,
-                    ),
-                );
-                match r {
-                    Ok(()) => Ok(Some(c.last_insert_id())),
-                    Err(e) if mysql_code(&e) == Some(1062) => Ok(None),
-                    Err(e) => Err(e),
-                }
-            })?;
-            if let Some(token) = inserted {
-                let expires: Option<String> = self.ring.exec_first(
-                    "reading the expiry",
-                    "SELECT DATE_FORMAT(expires_at, '%Y-%m-%dT%H:%i:%s.%fZ') FROM locks WHERE name = ? AND token = ?",
-                    (req.name.as_str(), token),
-                )?;
-                return Ok(Held {
-                    name: req.name.clone(),
-                    token,
-                    owner: req.owner.clone(),
-                    expires_at: expires.unwrap_or_default(),
-                    ttl: req.ttl,
-                    session: req
-                        .hold_session
-                        .then(|| server.unwrap_or(&self.ring.server).clone()),
-                    took_over,
-                });
+            if let Inserted::Won(token) = self.insert_row(req, server, false)? {
+                return Ok(self.held(req, server, token, took_over));
             }
             let Some(existing) = self.read(req.name.as_str())? else {
                 continue;
@@ -426,8 +464,7 @@ impl<'c> LockClient<'c> {
         let mut pause = Duration::from_millis(20);
         loop {
             match self.try_acquire(req) {
-                Err(Error::LockInUse(msg)) if Instant::now() < deadline => {
-                    let _ = msg;
+                Err(Error::LockInUse(_)) if Instant::now() < deadline => {
                     std::thread::sleep(
                         pause.min(deadline.saturating_duration_since(Instant::now())),
                     );
@@ -479,6 +516,22 @@ impl<'c> LockClient<'c> {
 
     /// Releases a lock this process holds. False when the lease was no longer ours.
     pub fn release(&mut self, held: &Held) -> Result<bool> {
+        let on_ring = held.session.as_ref() == Some(&self.ring.server);
+        if on_ring {
+            // Lease and GET_LOCK on the same connection: one statement drops both. RELEASE_LOCK
+            // is evaluated only for our own row; COALESCE keeps the condition true either way.
+            let n = self.ring.run("releasing the lock", |c| {
+                use mysql::prelude::Queryable;
+                c.exec_drop(
+                    "DELETE FROM locks WHERE name = ? AND token = ? AND COALESCE(RELEASE_LOCK(?), 0) >= 0",
+                    (held.name.as_str(), held.token, held.name.as_str()),
+                )?;
+                Ok(c.affected_rows())
+            })?;
+            if n == 1 {
+                return Ok(true);
+            }
+        }
         let deleted = self.delete_lease(held.name.as_str(), Some(held.token))?;
         if let Some(server) = &held.session {
             let session = self.as_session(server);
@@ -571,7 +624,7 @@ impl<'c> LockClient<'c> {
                      WHERE expires_at <= UTC_TIMESTAMP(6) ORDER BY expires_at LIMIT ? OFFSET ?",
                     (n, released.len() as u64),
                 )?
-            } else if self.mariadb {
+            } else if self.ring_is_mariadb()? {
                 self.ring.exec(
                     "sweeping expired leases",
                     "DELETE FROM locks WHERE expires_at <= UTC_TIMESTAMP(6) ORDER BY expires_at LIMIT ?
