@@ -379,21 +379,27 @@ impl<'c> LockClient<'c> {
         } else {
             (None, None)
         };
-        let guard = if with_get_lock {
-            "WHERE GET_LOCK(?, 0) = 1"
+        // A VALUES insert (not INSERT ... SELECT) takes InnoDB's auto-increment mutex only
+        // briefly, not the table-level AUTO-INC lock, so concurrent acquirers do not queue. To
+        // fuse GET_LOCK in, a refused GET_LOCK makes `owner` NULL, which its NOT NULL column
+        // rejects (error 1048) before anything is written.
+        let owner = if with_get_lock {
+            "IF(GET_LOCK(?, 0) = 1, ?, NULL)"
         } else {
-            "WHERE ? IS NOT NULL"
+            "?"
         };
         let sql = format!(
             "INSERT INTO locks (name, owner, host, pid, purpose, acquired_at, expires_at, metadata,
                                 holder_server, holder_connection)
-             SELECT ?, ?, ?, ?, ?, UTC_TIMESTAMP(6), UTC_TIMESTAMP(6) + INTERVAL ? MICROSECOND, ?, ?, ?
-             FROM DUAL {guard}"
+             VALUES (?, {owner}, ?, ?, ?, UTC_TIMESTAMP(6), UTC_TIMESTAMP(6) + INTERVAL ? MICROSECOND, ?, ?, ?)"
         );
         self.ring.run("recording the lease", |c| {
             use mysql::prelude::Queryable;
-            let params: Vec<mysql::Value> = vec![
-                req.name.as_str().into(),
+            let mut params: Vec<mysql::Value> = vec![req.name.as_str().into()];
+            if with_get_lock {
+                params.push(req.name.as_str().into());
+            }
+            params.extend([
                 req.owner.as_str().into(),
                 audit::hostname().into(),
                 std::process::id().into(),
@@ -402,12 +408,11 @@ impl<'c> LockClient<'c> {
                 req.metadata.to_string().into(),
                 holder_server.clone().into(),
                 holder_conn.into(),
-                req.name.as_str().into(),
-            ];
+            ]);
             match c.exec_drop(&sql, params) {
-                Ok(()) if c.affected_rows() == 1 => Ok(Inserted::Won(c.last_insert_id())),
-                Ok(()) => Ok(Inserted::Refused),
+                Ok(()) => Ok(Inserted::Won(c.last_insert_id())),
                 Err(e) if mysql_code(&e) == Some(1062) => Ok(Inserted::Exists),
+                Err(e) if with_get_lock && mysql_code(&e) == Some(1048) => Ok(Inserted::Refused),
                 Err(e) => Err(e),
             }
         })
