@@ -58,6 +58,8 @@ pub enum Command {
     /// Globally unique IDs from the ticket servers
     #[command(subcommand)]
     Id(IdCommand),
+    /// Move a user's rows to another shard: journaled, verified, fenced, resumable
+    Migrate(MigrateArgs),
     /// Account and job locks: acquire, inspect, release, sweep, run under a lock
     #[command(subcommand)]
     Lock(LockCommand),
@@ -181,6 +183,74 @@ pub struct IdNextArgs {
     /// How many IDs
     #[arg(short = 'n', default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub count: u64,
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct MigrateArgs {
+    #[command(subcommand)]
+    pub command: Option<MigrateCommand>,
+    #[command(flatten)]
+    pub run: MigrateRunArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateRunArgs {
+    /// The user to move
+    #[arg(value_name = "UID", required = true)]
+    pub user: Option<u64>,
+    /// The shard to move the user to
+    #[arg(long, value_name = "SHARD", required = true)]
+    pub to: Option<ShardName>,
+    /// Leave the user's rows on the source (`migrate resume` deletes them later)
+    #[arg(long)]
+    pub keep_source: bool,
+    #[command(flatten)]
+    pub lock: MigrateLockArgs,
+    /// Wait while a peer of the source or destination lags more than this many seconds
+    #[arg(long, value_name = "SECS", default_value_t = 5)]
+    pub max_lag: u64,
+    /// Show what would be moved, change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateLockArgs {
+    /// The account lock's lease, renewed every third of it while working
+    #[arg(long, value_name = "DUR", value_parser = duration, default_value = "30s")]
+    pub lock_ttl: std::time::Duration,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MigrateCommand {
+    /// Finish (past the flip) or roll back (before it) interrupted migrations
+    Resume(MigrateResumeArgs),
+    /// The migration journal
+    Status(MigrateStatusArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateResumeArgs {
+    /// The user whose migration to resume
+    #[arg(
+        value_name = "UID",
+        required_unless_present = "all",
+        conflicts_with = "all"
+    )]
+    pub user: Option<u64>,
+    /// Every unfinished migration
+    #[arg(long)]
+    pub all: bool,
+    #[command(flatten)]
+    pub lock: MigrateLockArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateStatusArgs {
+    /// Only this user's migrations [default: unfinished ones and the latest]
+    #[arg(value_name = "UID")]
+    pub user: Option<u64>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -96,6 +96,17 @@ impl Db {
         })
     }
 
+    /// The connection itself, for streaming reads that outlive one call. A stream that fails
+    /// must drop this `Db`: its state is unknown.
+    pub fn raw(&mut self, doing: &str) -> Result<&mut Conn> {
+        let server = self.server.to_string();
+        self.conn.as_mut().ok_or_else(|| {
+            Error::Unreachable(format!(
+                "{doing} on {server}: the connection was lost earlier"
+            ))
+        })
+    }
+
     pub fn query_drop(&mut self, doing: &str, sql: &str) -> Result<()> {
         self.run(doing, |c| c.query_drop(sql))
     }

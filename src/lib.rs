@@ -12,7 +12,10 @@ pub mod docs;
 pub mod doctor;
 pub mod error;
 pub mod exit_codes;
+#[macro_use]
+pub mod failpoint;
 pub mod lock;
+pub mod migrate;
 pub mod optionfile;
 pub mod output;
 pub mod placement;
@@ -21,6 +24,7 @@ pub mod ring;
 pub mod routing;
 pub mod sandbox;
 pub mod secret;
+pub mod signals;
 pub mod types;
 
 use std::ffi::OsString;

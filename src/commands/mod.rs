@@ -7,6 +7,7 @@ mod doctor;
 mod id;
 mod init;
 mod lock;
+mod migrate;
 mod sandbox;
 mod shard;
 mod user;
@@ -41,6 +42,7 @@ pub fn dispatch(cli: Cli, ui: Ui) -> Result<Outcome> {
         Command::Shard(cmd) => shard::run(&ctx, cmd),
         Command::User(cmd) => user::run(&ctx, cmd),
         Command::Id(cmd) => id::run(&ctx, cmd),
+        Command::Migrate(args) => migrate::run(&ctx, args),
         Command::Lock(cmd) => lock::run(&ctx, cmd),
         Command::Audit(args) => audit::run(&ctx, &args),
         Command::Sandbox(cmd) => sandbox::run(&ctx, cmd),

@@ -5,7 +5,6 @@
 use std::ffi::OsString;
 use std::os::unix::process::CommandExt;
 use std::process::Command;
-use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -32,21 +31,6 @@ pub struct RunOutcome {
     pub renewals: u64,
 }
 
-/// The last termination signal shardctl itself received, to pass on to the command.
-static PENDING: AtomicI32 = AtomicI32::new(0);
-
-extern "C" fn note_signal(sig: libc::c_int) {
-    PENDING.store(sig, Ordering::SeqCst);
-}
-
-fn install_handlers() {
-    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
-        // SAFETY: the handler only stores to an atomic, which is async-signal-safe. Handlers
-        // (unlike ignored signals) are reset to the default in the child at exec.
-        unsafe { libc::signal(sig, note_signal as *const () as libc::sighandler_t) };
-    }
-}
-
 fn signal(pid: u32, sig: libc::c_int) {
     // SAFETY: signalling our own child by pid.
     unsafe { libc::kill(pid as libc::pid_t, sig) };
@@ -67,7 +51,7 @@ pub fn run_under_lock(cfg: &Config, opts: &RunOptions, ui: &Ui) -> Result<RunOut
     let mut client = LockClient::new(cfg)?;
     let held = client.acquire(&opts.request, opts.wait)?;
     ui.debug(&format!("holding {} with token {}", held.name, held.token));
-    install_handlers();
+    crate::signals::catch_termination();
     let mut cmd = Command::new(program);
     cmd.args(&opts.command[1..])
         .env("SHARDCTL_LOCK_NAME", held.name.as_str())
@@ -115,9 +99,8 @@ pub fn run_under_lock(cfg: &Config, opts: &RunOptions, ui: &Ui) -> Result<RunOut
                 Err(e) => Err(e),
             };
         }
-        let sig = PENDING.swap(0, Ordering::SeqCst);
         // At a terminal, Ctrl-C already reached the command through the process group.
-        if sig != 0 && !(sig == libc::SIGINT && interactive) {
+        if let Some(sig) = crate::signals::take().filter(|s| !(*s == libc::SIGINT && interactive)) {
             signal(child.id(), sig);
         }
         if Instant::now() >= next_renewal {

@@ -75,6 +75,8 @@ const V1: &[&str] = &[
         UNIQUE KEY token (token),
         KEY expires_at (expires_at)
     ) ENGINE=InnoDB",
+    // The migration journal. `token` is the fencing token of the lock holder driving the row;
+    // every journal write is conditional on it, so a stale holder cannot rewrite history.
     "CREATE TABLE IF NOT EXISTS migrations (
         migration_id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,
         user_id BIGINT UNSIGNED NOT NULL,
@@ -82,6 +84,9 @@ const V1: &[&str] = &[
         to_shard INT UNSIGNED NOT NULL,
         state VARCHAR(32) NOT NULL,
         token BIGINT UNSIGNED NULL,
+        keep_source TINYINT(1) NOT NULL DEFAULT 0,
+        source_server VARCHAR(300) NULL,
+        dest_server VARCHAR(300) NULL,
         row_counts JSON NULL,
         checksums JSON NULL,
         timings JSON NULL,

@@ -1,0 +1,172 @@
+use serde::Serialize;
+
+use crate::cli::{MigrateArgs, MigrateCommand};
+use crate::commands::Ctx;
+use crate::error::{Error, Result};
+use crate::exit_codes;
+use crate::migrate::{self, Entry, Options, Report as MigrateReport, Resumed};
+use crate::output::{table, Outcome, Report};
+use crate::ring;
+
+impl Report for MigrateReport {
+    fn human(&self) -> String {
+        let mut out = format!(
+            "user {}: {} -> {}: {}",
+            self.user, self.from, self.to, self.state
+        );
+        if !self.rows.is_empty() {
+            let rows = self
+                .rows
+                .iter()
+                .map(|(t, n)| vec![t.clone(), n.to_string()]);
+            out.push_str(&format!("\n{}", table(&["table", "rows"], rows)));
+        }
+        if !self.timings.is_empty() {
+            let t: Vec<String> = self
+                .timings
+                .iter()
+                .map(|(k, v)| format!("{k} {v:.2}s"))
+                .collect();
+            out.push_str(&format!("\n{}", t.join(", ")));
+        }
+        if !self.note.is_empty() {
+            out.push_str(&format!("\n{}", self.note));
+        }
+        out
+    }
+}
+
+#[derive(Serialize)]
+struct ResumeReport {
+    resumed: Vec<Resumed>,
+    failed: Vec<Failure>,
+}
+
+#[derive(Serialize)]
+struct Failure {
+    user: u64,
+    error: String,
+}
+
+impl Report for ResumeReport {
+    fn human(&self) -> String {
+        if self.resumed.is_empty() && self.failed.is_empty() {
+            return "nothing to resume".into();
+        }
+        let mut out = table(
+            &["migration", "user", "from", "to", "was", "now"],
+            self.resumed.iter().map(|r| {
+                vec![
+                    r.migration_id.to_string(),
+                    r.user.to_string(),
+                    r.from.clone(),
+                    r.to.clone(),
+                    r.was.to_string(),
+                    r.now.to_string(),
+                ]
+            }),
+        );
+        for f in &self.failed {
+            out.push_str(&format!("\nuser {}: {}", f.user, f.error));
+        }
+        out
+    }
+
+    fn exit_code(&self) -> u8 {
+        match (self.resumed.is_empty(), self.failed.is_empty()) {
+            (_, true) => exit_codes::OK,
+            (false, false) => exit_codes::PARTIAL,
+            (true, false) => exit_codes::FAILED,
+        }
+    }
+}
+
+#[derive(Serialize)]
+#[serde(transparent)]
+struct Journal(Vec<Entry>);
+
+impl Report for Journal {
+    fn human(&self) -> String {
+        table(
+            &[
+                "migration",
+                "user",
+                "from",
+                "to",
+                "state",
+                "token",
+                "updated",
+                "error",
+            ],
+            self.0.iter().map(|e| {
+                vec![
+                    e.migration_id.to_string(),
+                    e.user.to_string(),
+                    e.from.clone(),
+                    e.to.clone(),
+                    e.state.to_string(),
+                    e.token.map(|t| t.to_string()).unwrap_or_default(),
+                    e.updated_at.clone(),
+                    e.error.clone().unwrap_or_default(),
+                ]
+            }),
+        )
+    }
+}
+
+pub fn run(ctx: &Ctx, args: MigrateArgs) -> Result<Outcome> {
+    let cfg = ctx.config()?;
+    match args.command {
+        Some(MigrateCommand::Status(a)) => {
+            let mut db = ring::open(&cfg)?;
+            let mut entries = migrate::journal(&mut db, a.user, false)?;
+            if a.user.is_none() {
+                // Unfinished ones always; of the finished, the latest 50.
+                let mut finished = 0;
+                entries.retain(|e| {
+                    !e.state.is_final() || {
+                        finished += 1;
+                        finished <= 50
+                    }
+                });
+            }
+            Outcome::of(Journal(entries))
+        }
+        Some(MigrateCommand::Resume(a)) => {
+            crate::signals::catch_termination();
+            let outcome = migrate::resume(&cfg, a.user, a.lock.lock_ttl, &ctx.ui)?;
+            Outcome::of(ResumeReport {
+                resumed: outcome.resumed,
+                failed: outcome
+                    .failed
+                    .into_iter()
+                    .map(|(user, e)| Failure {
+                        user,
+                        error: e.to_string(),
+                    })
+                    .collect(),
+            })
+        }
+        None => {
+            let (Some(user), Some(to)) = (args.run.user, args.run.to) else {
+                return Err(Error::Usage("migrate needs UID and --to SHARD".into()));
+            };
+            let ttl =
+                crate::lock::lease::check_ttl(args.run.lock.lock_ttl).map_err(Error::Usage)?;
+            crate::signals::catch_termination();
+            let report = migrate::migrate(
+                &cfg,
+                &Options {
+                    user,
+                    to,
+                    keep_source: args.run.keep_source,
+                    lock_ttl: ttl,
+                    max_lag: args.run.max_lag,
+                    dry_run: args.run.dry_run,
+                },
+                &ctx.ui,
+            )?;
+            Outcome::of(report)
+        }
+    }
+}

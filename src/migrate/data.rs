@@ -1,0 +1,449 @@
+//! Moving one user's rows between shard servers: table metadata, the fence, copy streams,
+//! chunked deletes and checksums. Every write is a transaction that first checks the fence, so
+//! a holder that lost its lock cannot write a single chunk afterwards.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use mysql::prelude::Queryable;
+use mysql::{Conn, TxOpts};
+use serde::Serialize;
+
+use crate::config::{Config, TableSpec};
+use crate::db::{row_placeholders, Db};
+use crate::error::{Error, Result};
+use crate::types::{HostPort, Ident};
+
+/// The fence table on every shard: the highest lock token that has written for each user.
+const FENCE: &str = "shardctl_fence";
+
+/// Rows per write: large, but far below 65,535 placeholders.
+fn chunk_rows(columns: usize) -> usize {
+    (60_000 / columns.max(1)).min(5_000)
+}
+
+pub fn connect(cfg: &Config, addr: &HostPort) -> Result<Db> {
+    Db::connect(
+        addr,
+        &cfg.shards.login,
+        Some(&cfg.shards.database),
+        &cfg.net,
+    )
+}
+
+/// What the copy needs to know of a per-user table.
+#[derive(Clone, Debug)]
+pub struct Table {
+    pub name: Ident,
+    pub owner: Ident,
+    pub columns: Vec<Ident>,
+    pub primary_key: Vec<Ident>,
+}
+
+impl Table {
+    fn column_list(&self) -> String {
+        self.columns
+            .iter()
+            .map(Ident::quoted)
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    fn order_by(&self) -> String {
+        self.primary_key
+            .iter()
+            .map(Ident::quoted)
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// The column whose value ranges split the copy into parallel streams: a single-column
+    /// primary key (the owner index orders rows by it).
+    fn split_column(&self) -> Option<&Ident> {
+        match self.primary_key.as_slice() {
+            [only] if only != &self.owner => Some(only),
+            _ => None,
+        }
+    }
+}
+
+/// Reads the table's columns and primary key from `db`'s information_schema.
+pub fn describe(db: &mut Db, database: &Ident, spec: &TableSpec) -> Result<Table> {
+    let parse = |names: Vec<String>| -> Result<Vec<Ident>> {
+        names
+            .iter()
+            .map(|n| n.parse().map_err(Error::Refused))
+            .collect()
+    };
+    let columns: Vec<String> = db.exec(
+        "reading the table's columns",
+        "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
+        (database.as_str(), spec.name.as_str()),
+    )?;
+    let key: Vec<String> = db.exec(
+        "reading the table's primary key",
+        "SELECT COLUMN_NAME FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND INDEX_NAME = 'PRIMARY' ORDER BY SEQ_IN_INDEX",
+        (database.as_str(), spec.name.as_str()),
+    )?;
+    if columns.is_empty() {
+        return Err(Error::Refused(format!(
+            "{}: table `{}` does not exist",
+            db.server, spec.name
+        )));
+    }
+    if key.is_empty() {
+        return Err(Error::Refused(format!(
+            "{}: table `{}` has no primary key",
+            db.server, spec.name
+        )));
+    }
+    let columns = parse(columns)?;
+    if !columns.contains(&spec.owner_column) {
+        return Err(Error::Refused(format!(
+            "{}: table `{}` has no column `{}`",
+            db.server, spec.name, spec.owner_column
+        )));
+    }
+    Ok(Table {
+        name: spec.name.clone(),
+        owner: spec.owner_column.clone(),
+        columns,
+        primary_key: parse(key)?,
+    })
+}
+
+/// Creates the fence table if it is missing.
+pub fn ensure_fence(db: &mut Db) -> Result<()> {
+    db.query_drop(
+        "creating the fence table",
+        &format!(
+            "CREATE TABLE IF NOT EXISTS {FENCE} (
+                user_id BIGINT UNSIGNED NOT NULL PRIMARY KEY,
+                token BIGINT UNSIGNED NOT NULL,
+                updated_at DATETIME(6) NOT NULL
+            ) ENGINE=InnoDB"
+        ),
+    )
+}
+
+/// Raises the user's fence to `token`; fails with `LockLost` if a newer token is already there.
+/// Waits for every in-flight chunk of an older holder (they hold the fence row shared).
+pub fn raise_fence(db: &mut Db, user: u64, token: u64) -> Result<()> {
+    ensure_fence(db)?;
+    let current: Option<u64> = db.transaction("raising the fence", |tx| {
+        tx.exec_drop(
+            format!(
+                "INSERT INTO {FENCE} (user_id, token, updated_at) VALUES (?, ?, UTC_TIMESTAMP(6))
+                 ON DUPLICATE KEY UPDATE token = GREATEST(token, VALUES(token)), updated_at = VALUES(updated_at)"
+            ),
+            (user, token),
+        )?;
+        tx.exec_first(format!("SELECT token FROM {FENCE} WHERE user_id = ?"), (user,))
+    })?;
+    match current {
+        Some(t) if t == token => Ok(()),
+        other => Err(fenced_out(&db.server, user, token, other)),
+    }
+}
+
+fn fenced_out(server: &HostPort, user: u64, token: u64, fence: Option<u64>) -> Error {
+    Error::LockLost(format!(
+        "fenced out on {server}: user {user}'s fence carries token {}, ours is {token}; a newer lock holder took over",
+        fence.map(|t| t.to_string()).unwrap_or_else(|| "none".into())
+    ))
+}
+
+/// Why a stream stopped before its end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stop {
+    Interrupted,
+    LockLost,
+}
+
+/// Shared by the streams of one step: stop requests, a replication pause, and progress.
+#[derive(Default)]
+pub struct Control {
+    pub stop: AtomicBool,
+    pub lock_lost: AtomicBool,
+    pub pause: AtomicBool,
+    pub rows: AtomicU64,
+}
+
+impl Control {
+    /// Between chunks: waits out a replication pause; says whether to stop.
+    fn checkpoint(&self) -> Option<Stop> {
+        loop {
+            if self.lock_lost.load(Ordering::SeqCst) {
+                return Some(Stop::LockLost);
+            }
+            if self.stop.load(Ordering::SeqCst) || crate::signals::received() {
+                return Some(Stop::Interrupted);
+            }
+            if !self.pause.load(Ordering::SeqCst) {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+fn stopped(stop: Stop, what: &str) -> Error {
+    match stop {
+        Stop::Interrupted => Error::Failed(format!(
+            "interrupted while {what}; the journal is resumable"
+        )),
+        Stop::LockLost => Error::LockLost(format!("the migration lock was lost while {what}")),
+    }
+}
+
+/// Runs `f` in a transaction after checking the fence still carries `token`.
+fn fenced<T>(
+    conn: &mut Conn,
+    server: &HostPort,
+    user: u64,
+    token: u64,
+    f: impl FnOnce(&mut mysql::Transaction) -> mysql::Result<T>,
+) -> Result<T> {
+    let mut tx = conn
+        .start_transaction(TxOpts::default())
+        .map_err(|e| Error::db(&server.to_string(), "starting a chunk", e))?;
+    let fence: Option<u64> = tx
+        .exec_first(
+            format!("SELECT token FROM {FENCE} WHERE user_id = ? LOCK IN SHARE MODE"),
+            (user,),
+        )
+        .map_err(|e| Error::db(&server.to_string(), "checking the fence", e))?;
+    if fence != Some(token) {
+        let _ = tx.rollback();
+        return Err(fenced_out(server, user, token, fence));
+    }
+    let v = f(&mut tx).map_err(|e| Error::db(&server.to_string(), "writing a chunk", e))?;
+    tx.commit()
+        .map_err(|e| Error::db(&server.to_string(), "committing a chunk", e))?;
+    Ok(v)
+}
+
+/// Rows of `user` in `table` on `db`.
+pub fn count(db: &mut Db, table: &Table, user: u64) -> Result<u64> {
+    Ok(db
+        .exec_first(
+            "counting the user's rows",
+            &format!(
+                "SELECT COUNT(*) FROM {} WHERE {} = ?",
+                table.name.quoted(),
+                table.owner.quoted()
+            ),
+            (user,),
+        )?
+        .unwrap_or(0))
+}
+
+/// An order-independent fingerprint of the user's rows, computed by the server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Checksum {
+    pub rows: u64,
+    pub sum: u64,
+    pub xor: u64,
+}
+
+pub fn checksum(db: &mut Db, table: &Table, user: u64) -> Result<Checksum> {
+    // Each column with its NULL flag, so (NULL, 'a') and ('a', NULL) differ.
+    let row = table
+        .columns
+        .iter()
+        .map(|c| format!("{0}, ISNULL({0})", c.quoted()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let (rows, sum, xor): (u64, u64, u64) = db
+        .exec_first(
+            "checksumming the user's rows",
+            &format!(
+                "SELECT COUNT(*), CAST(COALESCE(SUM(CRC32(CONCAT_WS('#', {row}))), 0) AS UNSIGNED),
+                        BIT_XOR(CRC32(CONCAT_WS('|', {row}, 'x')))
+                 FROM {} WHERE {} = ?",
+                table.name.quoted(),
+                table.owner.quoted()
+            ),
+            (user,),
+        )?
+        .unwrap_or((0, 0, 0));
+    Ok(Checksum { rows, sum, xor })
+}
+
+/// Value ranges of the split column, so `streams` streams share the rows; None for one stream.
+pub fn ranges(
+    db: &mut Db,
+    table: &Table,
+    user: u64,
+    rows: u64,
+    streams: usize,
+) -> Result<Vec<Option<(u64, u64)>>> {
+    let Some(col) = table.split_column() else {
+        return Ok(vec![None]);
+    };
+    if streams < 2 || rows < 50_000 {
+        return Ok(vec![None]);
+    }
+    let bounds: Option<(Option<u64>, Option<u64>)> = db.exec_first(
+        "finding the key range",
+        &format!(
+            "SELECT MIN({c}), MAX({c}) FROM {} WHERE {} = ?",
+            table.name.quoted(),
+            table.owner.quoted(),
+            c = col.quoted()
+        ),
+        (user,),
+    )?;
+    let (Some((Some(lo), Some(hi))), true) = (bounds, true) else {
+        return Ok(vec![None]);
+    };
+    let span = (hi - lo) / streams as u64 + 1;
+    Ok((0..streams as u64)
+        .map(|i| Some((lo + i * span, (lo + (i + 1) * span - 1).min(hi))))
+        .filter(|r| r.is_some_and(|(a, b)| a <= b))
+        .collect())
+}
+
+fn range_clause(table: &Table, range: Option<(u64, u64)>) -> String {
+    match (range, table.split_column()) {
+        (Some(_), Some(col)) => format!(" AND {} BETWEEN ? AND ?", col.quoted()),
+        _ => String::new(),
+    }
+}
+
+fn range_params(user: u64, range: Option<(u64, u64)>) -> Vec<mysql::Value> {
+    let mut p = vec![mysql::Value::from(user)];
+    if let Some((a, b)) = range {
+        p.extend([a.into(), b.into()]);
+    }
+    p
+}
+
+/// One stream's share of a step: a table (or a key range of it) of one user, under a token.
+pub struct Job<'a> {
+    pub cfg: &'a Config,
+    pub table: &'a Table,
+    pub user: u64,
+    pub token: u64,
+    pub range: Option<(u64, u64)>,
+    pub control: &'a Control,
+}
+
+/// Copies the job's rows from `src_addr` to `dst_addr`, streaming: at most one chunk is in
+/// memory. Calls `after_first_chunk` once, for the crash tests.
+pub fn copy_stream(
+    job: &Job,
+    src_addr: &HostPort,
+    dst_addr: &HostPort,
+    after_first_chunk: &dyn Fn(),
+) -> Result<u64> {
+    let Job {
+        cfg,
+        table,
+        user,
+        token,
+        range,
+        control,
+    } = *job;
+    let mut src = connect(cfg, src_addr)?;
+    let mut dst = connect(cfg, dst_addr)?;
+    let ncols = table.columns.len();
+    let chunk = chunk_rows(ncols);
+    let select = format!(
+        "SELECT {} FROM {} WHERE {} = ?{} ORDER BY {}",
+        table.column_list(),
+        table.name.quoted(),
+        table.owner.quoted(),
+        range_clause(table, range),
+        table.order_by()
+    );
+    let insert = format!(
+        "INSERT INTO {} ({}) VALUES ",
+        table.name.quoted(),
+        table.column_list()
+    );
+    let src_name = src_addr.to_string();
+    let dst_conn = dst.raw("copying")?;
+    let mut written = 0u64;
+    let mut first = true;
+    let mut flush = |buf: &mut Vec<mysql::Value>| -> Result<()> {
+        let rows = buf.len() / ncols;
+        if rows == 0 {
+            return Ok(());
+        }
+        if let Some(stop) = control.checkpoint() {
+            return Err(stopped(stop, "copying"));
+        }
+        let sql = format!("{insert}{}", row_placeholders(rows, ncols));
+        let params = std::mem::take(buf);
+        fenced(dst_conn, dst_addr, user, token, |tx| {
+            tx.exec_drop(&sql, params)
+        })?;
+        written += rows as u64;
+        control.rows.fetch_add(rows as u64, Ordering::Relaxed);
+        if first {
+            first = false;
+            after_first_chunk();
+        }
+        Ok(())
+    };
+    let src_conn = src.raw("copying")?;
+    let mut result = src_conn
+        .exec_iter(&select, range_params(user, range))
+        .map_err(|e| Error::db(&src_name, "reading the user's rows", e))?;
+    let mut buf: Vec<mysql::Value> = Vec::with_capacity(chunk * ncols);
+    for row in result.by_ref() {
+        let row = row.map_err(|e| Error::db(&src_name, "reading the user's rows", e))?;
+        buf.extend(row.unwrap());
+        if buf.len() >= chunk * ncols {
+            flush(&mut buf)?;
+        }
+    }
+    flush(&mut buf)?;
+    Ok(written)
+}
+
+/// Deletes the job's rows on `addr` in fenced chunks.
+pub fn delete_stream(job: &Job, addr: &HostPort, after_first_chunk: &dyn Fn()) -> Result<u64> {
+    let Job {
+        cfg,
+        table,
+        user,
+        token,
+        range,
+        control,
+    } = *job;
+    let mut db = connect(cfg, addr)?;
+    let conn = db.raw("deleting")?;
+    let sql = format!(
+        "DELETE FROM {} WHERE {} = ?{} ORDER BY {} LIMIT {}",
+        table.name.quoted(),
+        table.owner.quoted(),
+        range_clause(table, range),
+        table.order_by(),
+        chunk_rows(1)
+    );
+    let mut deleted = 0u64;
+    loop {
+        if let Some(stop) = control.checkpoint() {
+            return Err(stopped(stop, "deleting"));
+        }
+        let n = match fenced(conn, addr, user, token, |tx| {
+            tx.exec_drop(&sql, range_params(user, range))?;
+            Ok(tx.affected_rows())
+        }) {
+            Ok(n) => n,
+            // Neighbouring streams' gap locks can deadlock; the chunk was rolled back whole.
+            Err(Error::Database(msg)) if msg.contains("Deadlock") => continue,
+            Err(e) => return Err(e),
+        };
+        deleted += n;
+        control.rows.fetch_add(n, Ordering::Relaxed);
+        if deleted == n && n > 0 {
+            after_first_chunk();
+        }
+        if n < chunk_rows(1) as u64 {
+            return Ok(deleted);
+        }
+    }
+}

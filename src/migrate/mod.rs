@@ -1,0 +1,920 @@
+//! Moving one user between shards, so that at every instant the user's rows are whole on the
+//! shard the directory names, whatever fails.
+//!
+//! The steps (each journaled in `migrations`, each safe to repeat): take the account lock; mark
+//! the user `moving`; copy every per-user table; verify counts and checksums computed by both
+//! servers; flip the directory in one ring transaction checked against the lock's token — the
+//! commit point; delete the source's rows; release. Writes to shards are fenced by the token
+//! where the data lives (`data::raise_fence`), writes to the ring by the lease row, so a holder
+//! that lost its lock cannot change anything afterwards.
+
+pub mod data;
+pub mod state;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use mysql::prelude::Queryable;
+use serde::Serialize;
+use serde_json::json;
+
+use crate::config::Config;
+use crate::db::Db;
+use crate::error::{Error, Result};
+use crate::lock::{Held, LockClient, Request};
+use crate::output::Ui;
+use crate::replica;
+use crate::ring::directory::{self, Shard};
+use crate::ring::{self, audit};
+use crate::routing;
+use crate::types::{HostPort, LockName, ShardName};
+use data::{Checksum, Control, Table};
+use state::{resume_action, Resume, State};
+
+/// Parallel streams per large table (value ranges of its key).
+const STREAMS_PER_TABLE: usize = 4;
+
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub user: u64,
+    pub to: ShardName,
+    pub keep_source: bool,
+    pub lock_ttl: Duration,
+    pub max_lag: u64,
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Report {
+    pub user: u64,
+    pub from: String,
+    pub to: String,
+    pub state: String,
+    pub rows: BTreeMap<String, u64>,
+    pub migration_id: Option<u64>,
+    pub token: Option<u64>,
+    pub checksums: BTreeMap<String, Checksum>,
+    /// Seconds per step.
+    pub timings: BTreeMap<String, f64>,
+    pub note: String,
+}
+
+/// A journal row.
+#[derive(Clone, Debug, Serialize)]
+pub struct Entry {
+    pub migration_id: u64,
+    pub user: u64,
+    pub from: String,
+    pub to: String,
+    #[serde(skip)]
+    pub from_id: u32,
+    #[serde(skip)]
+    pub to_id: u32,
+    pub state: State,
+    pub token: Option<u64>,
+    pub keep_source: bool,
+    pub source_server: Option<String>,
+    pub dest_server: Option<String>,
+    pub rows: serde_json::Value,
+    pub error: Option<String>,
+    pub started_at: String,
+    pub updated_at: String,
+}
+
+pub fn lock_name(user: u64) -> Result<LockName> {
+    LockName::for_account(user, "MIGRATE").map_err(Error::Failed)
+}
+
+/// Journal entries, newest first: one user's, or (None) all unfinished ones and the latest 50.
+pub fn journal(db: &mut Db, user: Option<u64>, unfinished_only: bool) -> Result<Vec<Entry>> {
+    let rows: Vec<mysql::Row> = db.exec(
+        "reading the migration journal",
+        "SELECT m.migration_id, m.user_id, COALESCE(f.name, CONCAT('#', m.from_shard)), COALESCE(t.name, CONCAT('#', m.to_shard)),
+                m.from_shard, m.to_shard, m.state, m.token, m.keep_source, m.source_server, m.dest_server,
+                COALESCE(m.row_counts, '{}'), m.error,
+                DATE_FORMAT(m.started_at, '%Y-%m-%dT%H:%i:%s.%fZ'), DATE_FORMAT(m.updated_at, '%Y-%m-%dT%H:%i:%s.%fZ')
+         FROM migrations m LEFT JOIN shards f ON f.shard_id = m.from_shard LEFT JOIN shards t ON t.shard_id = m.to_shard
+         WHERE (? IS NULL OR m.user_id = ?) AND (? = 0 OR m.state NOT IN ('done', 'rolled_back'))
+         ORDER BY m.migration_id DESC LIMIT 1000",
+        (user, user, unfinished_only as u8),
+    )?;
+    rows.into_iter()
+        .map(|mut r| {
+            let mut take = |i: usize| r.take::<mysql::Value, _>(i).unwrap_or(mysql::Value::NULL);
+            let text = |v: mysql::Value| mysql::from_value_opt::<Option<String>>(v).ok().flatten();
+            let num = |v: mysql::Value| mysql::from_value_opt::<Option<u64>>(v).ok().flatten();
+            let state: String = text(take(6)).unwrap_or_default();
+            Ok(Entry {
+                migration_id: num(take(0)).unwrap_or(0),
+                user: num(take(1)).unwrap_or(0),
+                from: text(take(2)).unwrap_or_default(),
+                to: text(take(3)).unwrap_or_default(),
+                from_id: num(take(4)).unwrap_or(0) as u32,
+                to_id: num(take(5)).unwrap_or(0) as u32,
+                state: state.parse().map_err(Error::Database)?,
+                token: num(take(7)),
+                keep_source: num(take(8)) == Some(1),
+                source_server: text(take(9)),
+                dest_server: text(take(10)),
+                rows: serde_json::from_str(&text(take(11)).unwrap_or_default()).unwrap_or_default(),
+                error: text(take(12)),
+                started_at: text(take(13)).unwrap_or_default(),
+                updated_at: text(take(14)).unwrap_or_default(),
+            })
+        })
+        .collect()
+}
+
+/// Moves a journal entry to `state`, only while `token` drives it. False when it does not.
+fn journal_state(
+    db: &mut Db,
+    id: u64,
+    token: u64,
+    state: State,
+    extra: &[(&str, String)],
+) -> Result<bool> {
+    let mut sets = vec![
+        "state = ?".to_string(),
+        "updated_at = UTC_TIMESTAMP(6)".to_string(),
+    ];
+    let mut params: Vec<mysql::Value> = vec![state.as_str().into()];
+    for (col, v) in extra {
+        sets.push(format!("{col} = ?"));
+        params.push(v.clone().into());
+    }
+    if state.is_final() {
+        sets.push("finished_at = UTC_TIMESTAMP(6)".into());
+    }
+    params.extend([id.into(), token.into()]);
+    let n = db.run("updating the migration journal", |c| {
+        c.exec_drop(
+            format!(
+                "UPDATE migrations SET {} WHERE migration_id = ? AND token = ?",
+                sets.join(", ")
+            ),
+            params,
+        )?;
+        Ok(c.affected_rows())
+    })?;
+    Ok(n == 1)
+}
+
+/// Runs one ring transaction after checking the lease still carries `token` and is current:
+/// the directory changes are fenced where they are stored.
+fn fenced_ring<T>(
+    db: &mut Db,
+    name: &LockName,
+    token: u64,
+    f: impl FnOnce(&mut mysql::Transaction) -> mysql::Result<T>,
+) -> Result<T> {
+    let result = db.transaction("changing the directory", |tx| {
+        let lease: Option<u64> = tx.exec_first(
+            "SELECT token FROM locks WHERE name = ? AND expires_at > UTC_TIMESTAMP(6) FOR UPDATE",
+            (name.as_str(),),
+        )?;
+        if lease != Some(token) {
+            return Ok(None);
+        }
+        f(tx).map(Some)
+    })?;
+    result.ok_or_else(|| {
+        Error::LockLost(format!(
+            "lock {name} no longer carries token {token}; nothing changed"
+        ))
+    })
+}
+
+/// The first of the shard's servers, in the user's routing order, that answers.
+fn pick_server(
+    cfg: &Config,
+    user: u64,
+    shard: &Shard,
+    preferred: Option<&str>,
+) -> Result<HostPort> {
+    let mut order: Vec<HostPort> = routing::candidates(user, &shard.servers)
+        .iter()
+        .map(|s| s.addr())
+        .collect();
+    if let Some(p) = preferred.and_then(|p| p.parse::<HostPort>().ok()) {
+        order.retain(|a| *a != p);
+        order.insert(0, p);
+    }
+    let mut failures = Vec::new();
+    for addr in order {
+        match data::connect(cfg, &addr) {
+            Ok(_) => return Ok(addr),
+            Err(e) => failures.push(e.to_string()),
+        }
+    }
+    Err(Error::Unreachable(format!(
+        "no server of shard `{}` answers: {}",
+        shard.name,
+        if failures.is_empty() {
+            "none is online".into()
+        } else {
+            failures.join("; ")
+        }
+    )))
+}
+
+/// Waits until `server` has applied everything its shard peers wrote, so a copy read from it
+/// misses none of the user's last writes (MariaDB GTIDs).
+fn catch_up_with_peers(cfg: &Config, shard: &Shard, server: &HostPort, ui: &Ui) -> Result<()> {
+    let mut db = data::connect(cfg, server)?;
+    for peer in shard
+        .servers
+        .iter()
+        .map(|s| s.addr())
+        .filter(|a| a != server)
+    {
+        let pos: Option<String> = match data::connect(cfg, &peer).and_then(|mut p| {
+            p.exec_first(
+                "reading the binlog position",
+                "SELECT @@gtid_binlog_pos",
+                (),
+            )
+        }) {
+            Ok(p) => p,
+            Err(e) => {
+                ui.warn(&format!(
+                    "cannot read {peer}'s position ({e}); copying without waiting for it"
+                ));
+                continue;
+            }
+        };
+        let Some(pos) = pos.filter(|p| !p.is_empty()) else {
+            continue;
+        };
+        let waited: Option<Option<i64>> = db.exec_first(
+            "waiting for replication",
+            "SELECT MASTER_GTID_WAIT(?, 60)",
+            (pos,),
+        )?;
+        let waited = waited.flatten();
+        if waited != Some(0) {
+            return Err(Error::Refused(format!(
+                "{server} did not catch up with {peer} within 60s; nothing was copied"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Keeps `pause` set while any peer of `servers` lags more than `max_lag` seconds.
+fn watch_lag(
+    cfg: &Config,
+    shards: &[&Shard],
+    servers: &[HostPort],
+    max_lag: u64,
+    control: &Control,
+    done: &AtomicBool,
+) {
+    let peers: Vec<HostPort> = shards
+        .iter()
+        .flat_map(|s| s.servers.iter().map(|v| v.addr()))
+        .filter(|a| !servers.contains(a))
+        .collect();
+    let mut conns: Vec<Option<Db>> = peers.iter().map(|p| data::connect(cfg, p).ok()).collect();
+    while !done.load(Ordering::SeqCst) {
+        let lagging = conns.iter_mut().any(|c| {
+            c.as_mut()
+                .and_then(|db| replica::status(db).ok().flatten())
+                .is_some_and(|s| s.lag_seconds.is_some_and(|l| l > max_lag))
+        });
+        control.pause.store(lagging, Ordering::SeqCst);
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    control.pause.store(false, Ordering::SeqCst);
+}
+
+/// What one stream of a step does with its job.
+type StreamWork<'a> = dyn Fn(&data::Job) -> Result<u64> + Sync + 'a;
+
+/// Everything a running migration works with.
+struct Run<'a> {
+    cfg: &'a Config,
+    ui: &'a Ui,
+    user: u64,
+    token: u64,
+    name: LockName,
+    migration_id: u64,
+    from: &'a Shard,
+    to: &'a Shard,
+    src: HostPort,
+    dst: HostPort,
+    tables: Vec<Table>,
+    max_lag: u64,
+    lock_lost: &'a AtomicBool,
+}
+
+impl Run<'_> {
+    fn ring(&self) -> Result<Db> {
+        ring::open(self.cfg)
+    }
+
+    fn set_state(&self, state: State, extra: &[(&str, String)]) -> Result<()> {
+        if journal_state(
+            &mut self.ring()?,
+            self.migration_id,
+            self.token,
+            state,
+            extra,
+        )? {
+            Ok(())
+        } else {
+            Err(Error::LockLost(format!(
+                "migration #{} is driven by another holder now",
+                self.migration_id
+            )))
+        }
+    }
+
+    /// Runs `work` for every (table, range) stream in parallel, with a progress bar and the lag
+    /// watcher; returns rows per table.
+    fn streams(
+        &self,
+        what: &str,
+        total: u64,
+        ranges_on: &HostPort,
+        work: &StreamWork<'_>,
+    ) -> Result<BTreeMap<String, u64>> {
+        let control = Control::default();
+        let done = AtomicBool::new(false);
+        let mut jobs = Vec::new();
+        {
+            let mut db = data::connect(self.cfg, ranges_on)?;
+            for t in &self.tables {
+                let rows = data::count(&mut db, t, self.user)?;
+                for r in data::ranges(&mut db, t, self.user, rows, STREAMS_PER_TABLE)? {
+                    jobs.push((t, r));
+                }
+            }
+        }
+        let bar = self.ui.progress(total, what);
+        let shards = [self.from, self.to];
+        let servers = [self.src.clone(), self.dst.clone()];
+        let results: Vec<(String, Result<u64>)> = std::thread::scope(|s| {
+            s.spawn(|| watch_lag(self.cfg, &shards, &servers, self.max_lag, &control, &done));
+            let handles: Vec<_> = jobs
+                .iter()
+                .map(|(t, r)| {
+                    let control = &control;
+                    let job = data::Job {
+                        cfg: self.cfg,
+                        table: t,
+                        user: self.user,
+                        token: self.token,
+                        range: *r,
+                        control,
+                    };
+                    (t.name.to_string(), s.spawn(move || work(&job)))
+                })
+                .collect();
+            while !handles.iter().all(|(_, h)| h.is_finished()) {
+                if self.lock_lost.load(Ordering::SeqCst) {
+                    control.lock_lost.store(true, Ordering::SeqCst);
+                }
+                bar.set_position(control.rows.load(Ordering::Relaxed));
+                bar.set_message(if control.pause.load(Ordering::SeqCst) {
+                    format!("{what} (waiting for replication)")
+                } else {
+                    what.to_string()
+                });
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            done.store(true, Ordering::SeqCst);
+            handles
+                .into_iter()
+                .map(|(name, h)| {
+                    (
+                        name,
+                        h.join().unwrap_or_else(|_| {
+                            Err(Error::Failed("a copy thread panicked".into()))
+                        }),
+                    )
+                })
+                .collect()
+        });
+        bar.finish_and_clear();
+        let mut per_table = BTreeMap::new();
+        let mut first_error = None;
+        for (name, r) in results {
+            match r {
+                Ok(n) => *per_table.entry(name).or_insert(0) += n,
+                // A lost lock explains every other failure; report it first.
+                Err(e @ Error::LockLost(_)) => first_error = Some(e),
+                Err(e) => {
+                    control.stop.store(true, Ordering::SeqCst);
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(per_table),
+        }
+    }
+
+    /// Deletes the user's rows of every table on `addr`.
+    fn delete_all(
+        &self,
+        addr: &HostPort,
+        what: &str,
+        total: u64,
+        failpoint_name: &'static str,
+    ) -> Result<BTreeMap<String, u64>> {
+        let hit = std::sync::Once::new();
+        self.streams(what, total, addr, &|job| {
+            data::delete_stream(job, addr, &|| {
+                hit.call_once(|| {
+                    let _ = failpoint_name;
+                    failpoint!(failpoint_name);
+                })
+            })
+        })
+    }
+
+    fn copy_all(&self, total: u64) -> Result<BTreeMap<String, u64>> {
+        let hit = std::sync::Once::new();
+        self.streams("copying", total, &self.src, &|job| {
+            data::copy_stream(job, &self.src, &self.dst, &|| {
+                hit.call_once(|| {
+                    failpoint!("migrate.copy_mid");
+                })
+            })
+        })
+    }
+
+    /// Counts and checksums on both servers, tables and sides in parallel.
+    fn verify(&self) -> Result<BTreeMap<String, Checksum>> {
+        let results: Vec<(String, Result<(Checksum, Checksum)>)> = std::thread::scope(|s| {
+            let handles: Vec<_> = self
+                .tables
+                .iter()
+                .map(|t| {
+                    let side = |addr: HostPort| {
+                        s.spawn(move || {
+                            data::connect(self.cfg, &addr)
+                                .and_then(|mut db| data::checksum(&mut db, t, self.user))
+                        })
+                    };
+                    let (a, b) = (side(self.src.clone()), side(self.dst.clone()));
+                    (t.name.to_string(), a, b)
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|(n, a, b)| {
+                    let join = |h: std::thread::ScopedJoinHandle<Result<Checksum>>| {
+                        h.join().unwrap_or_else(|_| {
+                            Err(Error::Failed("a checksum thread panicked".into()))
+                        })
+                    };
+                    (n, join(a).and_then(|x| join(b).map(|y| (x, y))))
+                })
+                .collect()
+        });
+        let mut sums = BTreeMap::new();
+        for (name, r) in results {
+            let (src, dst) = r?;
+            if src != dst {
+                return Err(Error::Failed(format!(
+                    "verification failed for table {name}: source {} rows (sum {}, xor {}), destination {} rows (sum {}, xor {})",
+                    src.rows, src.sum, src.xor, dst.rows, dst.sum, dst.xor
+                )));
+            }
+            sums.insert(name, src);
+        }
+        Ok(sums)
+    }
+
+    /// Before the flip, something failed: clear the destination and give the user back to the
+    /// source. Returns the state reached (`rolled_back`, or `aborted` if the destination could
+    /// not be cleared).
+    fn abort(&self, cause: &str) -> Result<State> {
+        let cleared = self
+            .delete_all(&self.dst, "clearing", 0, "migrate.abort_mid")
+            .is_ok();
+        let user = self.user;
+        let from = self.from.id;
+        fenced_ring(&mut self.ring()?, &self.name, self.token, |tx| {
+            tx.exec_drop(
+                "UPDATE users SET state = 'active' WHERE user_id = ? AND shard_id = ?",
+                (user, from),
+            )
+        })?;
+        let state = if cleared {
+            State::RolledBack
+        } else {
+            State::Aborted
+        };
+        self.set_state(state, &[("error", cause.to_string())])?;
+        Ok(state)
+    }
+}
+
+/// Renews the lock until `stop`; sets `lost` if a renewal fails. Returns the client for release.
+fn keep_lock<'c>(
+    mut client: LockClient<'c>,
+    held: &Held,
+    stop: &AtomicBool,
+    lost: &AtomicBool,
+) -> LockClient<'c> {
+    let interval = crate::lock::lease::renew_interval(held.ttl);
+    let mut next = Instant::now() + interval;
+    while !stop.load(Ordering::SeqCst) {
+        if Instant::now() >= next {
+            if client.renew(held).is_err() {
+                lost.store(true, Ordering::SeqCst);
+                return client;
+            }
+            next = Instant::now() + interval;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    client
+}
+
+/// Takes the account's migration lock, runs `f` while it is renewed, then releases it.
+fn with_lock<T>(
+    cfg: &Config,
+    user: u64,
+    ttl: Duration,
+    purpose: &str,
+    f: impl FnOnce(&Held, &AtomicBool) -> Result<T>,
+) -> Result<T> {
+    let mut client = LockClient::new(cfg)?;
+    let req = Request {
+        name: lock_name(user)?,
+        ttl,
+        owner: audit::operator(),
+        purpose: purpose.into(),
+        hold_session: true,
+        metadata: json!({ "purpose": purpose, "user": user, "pid": std::process::id(), "host": audit::hostname() }),
+    };
+    let held = client.try_acquire(&req)?;
+    failpoint!("migrate.after_lock");
+    let stop = AtomicBool::new(false);
+    let lost = AtomicBool::new(false);
+    let (result, mut client) = std::thread::scope(|s| {
+        let keeper = s.spawn(|| keep_lock(client, &held, &stop, &lost));
+        let result = f(&held, &lost);
+        stop.store(true, Ordering::SeqCst);
+        (
+            result,
+            keeper
+                .join()
+                .map_err(|_| Error::Failed("the lock keeper panicked".into())),
+        )
+    });
+    let client = client.as_mut().map_err(|e| Error::Failed(e.to_string()))?;
+    if lost.load(Ordering::SeqCst) {
+        return Err(match result {
+            Err(e @ Error::LockLost(_)) => e,
+            _ => Error::LockLost(format!("lock {} was lost during the migration", held.name)),
+        });
+    }
+    let released = client.release(&held);
+    let value = result?;
+    released?;
+    Ok(value)
+}
+
+fn shard_by_id(shards: &[Shard], id: u32) -> Result<&Shard> {
+    shards
+        .iter()
+        .find(|s| s.id == id)
+        .ok_or_else(|| Error::Database(format!("shard id {id} is not registered")))
+}
+
+fn describe_tables(cfg: &Config, src: &HostPort, dst: &HostPort) -> Result<Vec<Table>> {
+    let mut s = data::connect(cfg, src)?;
+    let mut d = data::connect(cfg, dst)?;
+    cfg.shards
+        .tables
+        .iter()
+        .map(|spec| {
+            let a = data::describe(&mut s, &cfg.shards.database, spec)?;
+            let b = data::describe(&mut d, &cfg.shards.database, spec)?;
+            if a.columns != b.columns || a.primary_key != b.primary_key {
+                return Err(Error::Refused(format!(
+                    "table `{}` differs between {src} and {dst}; nothing was copied",
+                    spec.name
+                )));
+            }
+            Ok(a)
+        })
+        .collect()
+}
+
+/// Moves a user. Re-running after it finished changes nothing; after an interruption it first
+/// resolves the unfinished journal entry, then moves.
+pub fn migrate(cfg: &Config, opts: &Options, ui: &Ui) -> Result<Report> {
+    let mut ring_db = ring::open(cfg)?;
+    let shards = directory::shards(&mut ring_db)?;
+    let to = shards
+        .iter()
+        .find(|s| s.name == opts.to.as_str())
+        .ok_or_else(|| Error::NotFound(format!("no shard named `{}`", opts.to)))?;
+    if directory::user(&mut ring_db, opts.user)?.is_none() {
+        return Err(Error::NotFound(format!(
+            "user {} is not assigned to any shard",
+            opts.user
+        )));
+    }
+    if !opts.dry_run {
+        for entry in journal(&mut ring_db, Some(opts.user), true)? {
+            ui.status(&format!(
+                "resolving interrupted migration #{} ({}) first",
+                entry.migration_id, entry.state
+            ));
+            resume_entry(cfg, &entry, opts.lock_ttl, ui)?;
+        }
+    }
+    let (from_id, state) = directory::user(&mut ring_db, opts.user)?.unwrap_or_default();
+    let from = shard_by_id(&shards, from_id)?;
+    let mut report = Report {
+        user: opts.user,
+        from: from.name.clone(),
+        to: to.name.clone(),
+        ..Report::default()
+    };
+    if from.id == to.id {
+        report.state = "done".into();
+        report.note = format!(
+            "user {} already lives on {}; nothing to do",
+            opts.user, to.name
+        );
+        return Ok(report);
+    }
+    if state != "active" {
+        return Err(Error::Refused(format!(
+            "user {} is `{state}` with no unfinished migration in the journal",
+            opts.user
+        )));
+    }
+    if to.state != directory::ShardState::Active {
+        return Err(Error::Refused(format!(
+            "shard `{}` is {}: only active shards take users",
+            to.name, to.state
+        )));
+    }
+    let src = pick_server(cfg, opts.user, from, None)?;
+    let dst = pick_server(cfg, opts.user, to, None)?;
+    let tables = describe_tables(cfg, &src, &dst)?;
+    {
+        let mut s = data::connect(cfg, &src)?;
+        for t in &tables {
+            report
+                .rows
+                .insert(t.name.to_string(), data::count(&mut s, t, opts.user)?);
+        }
+    }
+    if opts.dry_run {
+        report.state = "planned".into();
+        report.note = format!("would copy from {src} to {dst}");
+        return Ok(report);
+    }
+    let total: u64 = report.rows.values().sum();
+    let started = Instant::now();
+    let name = lock_name(opts.user)?;
+    let outcome = with_lock(
+        cfg,
+        opts.user,
+        opts.lock_ttl,
+        &format!("migrate to {}", to.name),
+        |held, lost| {
+            let mut ring_db = ring::open(cfg)?;
+            let migration_id = ring_db.run("journaling the migration", |c| {
+            c.exec_drop(
+                "INSERT INTO migrations (user_id, from_shard, to_shard, state, token, keep_source, source_server, dest_server,
+                                         row_counts, started_at, updated_at)
+                 VALUES (?, ?, ?, 'started', ?, ?, ?, ?, ?, UTC_TIMESTAMP(6), UTC_TIMESTAMP(6))",
+                (opts.user, from.id, to.id, held.token, opts.keep_source, src.to_string(), dst.to_string(), json!(report.rows).to_string()),
+            )?;
+            Ok(c.last_insert_id())
+        })?;
+            report.migration_id = Some(migration_id);
+            report.token = Some(held.token);
+            let run = Run {
+                cfg,
+                ui,
+                user: opts.user,
+                token: held.token,
+                name: name.clone(),
+                migration_id,
+                from,
+                to,
+                src: src.clone(),
+                dst: dst.clone(),
+                tables,
+                max_lag: opts.max_lag,
+                lock_lost: lost,
+            };
+            for addr in [&src, &dst] {
+                data::raise_fence(&mut data::connect(cfg, addr)?, opts.user, held.token)?;
+            }
+            let mut step = Instant::now();
+            let mut timed = |report: &mut Report, what: &str| {
+                report
+                    .timings
+                    .insert(what.into(), step.elapsed().as_secs_f64());
+                step = Instant::now();
+            };
+            fenced_ring(&mut ring_db, &name, held.token, |tx| {
+                tx.exec_drop(
+                    "UPDATE users SET state = 'moving' WHERE user_id = ? AND shard_id = ?",
+                    (opts.user, from.id),
+                )?;
+                tx.exec_drop("UPDATE migrations SET state = 'moving', updated_at = UTC_TIMESTAMP(6) WHERE migration_id = ?", (migration_id,))
+            })?;
+            failpoint!("migrate.after_moving");
+            let before_flip = (|| -> Result<BTreeMap<String, Checksum>> {
+                catch_up_with_peers(cfg, from, &src, ui)?;
+                run.set_state(State::Copying, &[])?;
+                // Rows left by an earlier failed attempt go first.
+                run.delete_all(&dst, "clearing", 0, "migrate.clear_mid")?;
+                run.copy_all(total)?;
+                failpoint!("migrate.after_copy");
+                timed(&mut report, "copy");
+                let sums = run.verify()?;
+                timed(&mut report, "verify");
+                Ok(sums)
+            })();
+            let sums = match before_flip {
+                Ok(s) => s,
+                Err(e @ Error::LockLost(_)) => return Err(e),
+                Err(e) => {
+                    let reached = run.abort(&e.to_string())?;
+                    ui.warn(&format!("migration #{migration_id} stopped before the flip and was {reached}: the user stays on {}", from.name));
+                    return Err(e);
+                }
+            };
+            run.set_state(State::Verified, &[("checksums", json!(sums).to_string())])?;
+            report.checksums = sums;
+            failpoint!("migrate.after_verify");
+            // The commit point: one ring transaction, checked against the lease's token.
+            let flipped = fenced_ring(&mut ring_db, &name, held.token, |tx| {
+                tx.exec_drop(
+                "UPDATE users SET shard_id = ?, state = 'active' WHERE user_id = ? AND shard_id = ? AND state = 'moving'",
+                (to.id, opts.user, from.id),
+            )?;
+                if tx.affected_rows() != 1 {
+                    return Ok(false);
+                }
+                tx.exec_drop("UPDATE migrations SET state = 'flipped', updated_at = UTC_TIMESTAMP(6) WHERE migration_id = ?", (migration_id,))?;
+                Ok(true)
+            })?;
+            if !flipped {
+                return Err(Error::Failed(format!(
+                    "user {} was not `moving` on {} at the flip; nothing changed",
+                    opts.user, from.name
+                )));
+            }
+            timed(&mut report, "flip");
+            failpoint!("migrate.after_flip");
+            if opts.keep_source {
+                report.state = State::Flipped.to_string();
+                report.note = format!(
+                    "source rows kept on {src}; `shardctl migrate resume {}` deletes them",
+                    opts.user
+                );
+                return Ok(());
+            }
+            run.set_state(State::Cleaning, &[])?;
+            run.delete_all(&src, "cleaning up", total, "migrate.cleanup_mid")?;
+            failpoint!("migrate.after_cleanup");
+            run.set_state(State::Done, &[])?;
+            timed(&mut report, "cleanup");
+            report.state = State::Done.to_string();
+            Ok(())
+        },
+    );
+    report
+        .timings
+        .insert("total".into(), started.elapsed().as_secs_f64());
+    outcome?;
+    let mut ring_db = ring::open(cfg)?;
+    ring_db.run("auditing", |c| {
+        audit::record(c, "migrate", &opts.user.to_string(), json!({ "from": report.from, "to": report.to, "state": report.state,
+            "rows": report.rows, "migration_id": report.migration_id, "token": report.token, "seconds": report.timings.get("total") }))
+    })?;
+    Ok(report)
+}
+
+/// What `resume` did with one entry.
+#[derive(Debug, Serialize)]
+pub struct Resumed {
+    pub migration_id: u64,
+    pub user: u64,
+    pub from: String,
+    pub to: String,
+    pub was: State,
+    pub now: State,
+}
+
+/// Finishes (past the flip) or rolls back (before it) one unfinished journal entry.
+pub fn resume_entry(cfg: &Config, entry: &Entry, ttl: Duration, ui: &Ui) -> Result<Resumed> {
+    let mut ring_db = ring::open(cfg)?;
+    let shards = directory::shards(&mut ring_db)?;
+    let from = shard_by_id(&shards, entry.from_id)?;
+    let to = shard_by_id(&shards, entry.to_id)?;
+    let action = resume_action(entry.state);
+    let now = with_lock(
+        cfg,
+        entry.user,
+        ttl,
+        &format!("resume migration #{}", entry.migration_id),
+        |held, lost| {
+            let mut ring_db = ring::open(cfg)?;
+            // Take the entry over: from here on only our token may write it.
+            ring_db.exec_drop(
+            "taking over the journal entry",
+            "UPDATE migrations SET token = ?, updated_at = UTC_TIMESTAMP(6) WHERE migration_id = ? AND state = ?",
+            (held.token, entry.migration_id, entry.state.as_str()),
+        )?;
+            let src = pick_server(cfg, entry.user, from, entry.source_server.as_deref())?;
+            let dst = pick_server(cfg, entry.user, to, entry.dest_server.as_deref())?;
+            for addr in [&src, &dst] {
+                data::raise_fence(&mut data::connect(cfg, addr)?, entry.user, held.token)?;
+            }
+            let tables = describe_tables(cfg, &src, &dst)?;
+            let run = Run {
+                cfg,
+                ui,
+                user: entry.user,
+                token: held.token,
+                name: lock_name(entry.user)?,
+                migration_id: entry.migration_id,
+                from,
+                to,
+                src: src.clone(),
+                dst: dst.clone(),
+                tables,
+                max_lag: u64::MAX,
+                lock_lost: lost,
+            };
+            match action {
+                Resume::Nothing => Ok(entry.state),
+                Resume::RollBack => {
+                    run.delete_all(&dst, "clearing", 0, "migrate.resume_clear_mid")?;
+                    fenced_ring(&mut ring_db, &run.name, held.token, |tx| {
+                        tx.exec_drop(
+                            "UPDATE users SET state = 'active' WHERE user_id = ? AND shard_id = ?",
+                            (entry.user, from.id),
+                        )?;
+                        tx.exec_drop("UPDATE migrations SET state = 'rolled_back', updated_at = UTC_TIMESTAMP(6), finished_at = UTC_TIMESTAMP(6) WHERE migration_id = ?", (entry.migration_id,))
+                    })?;
+                    Ok(State::RolledBack)
+                }
+                Resume::Finish => {
+                    run.set_state(State::Cleaning, &[])?;
+                    run.delete_all(&src, "cleaning up", 0, "migrate.resume_cleanup_mid")?;
+                    run.set_state(State::Done, &[])?;
+                    Ok(State::Done)
+                }
+            }
+        },
+    )?;
+    ring::open(cfg)?.run("auditing", |c| {
+        audit::record(
+            c,
+            "migrate.resume",
+            &entry.user.to_string(),
+            json!({ "migration_id": entry.migration_id, "was": entry.state, "now": now }),
+        )
+    })?;
+    Ok(Resumed {
+        migration_id: entry.migration_id,
+        user: entry.user,
+        from: entry.from.clone(),
+        to: entry.to.clone(),
+        was: entry.state,
+        now,
+    })
+}
+
+/// What `resume` did: the entries resolved and the users whose entry could not be.
+pub struct ResumeOutcome {
+    pub resumed: Vec<Resumed>,
+    pub failed: Vec<(u64, Error)>,
+}
+
+/// Resumes the unfinished entries of one user, or of everyone.
+pub fn resume(cfg: &Config, user: Option<u64>, ttl: Duration, ui: &Ui) -> Result<ResumeOutcome> {
+    let mut ring_db = ring::open(cfg)?;
+    let entries = journal(&mut ring_db, user, true)?;
+    let mut done = Vec::new();
+    let mut failed = Vec::new();
+    for e in entries {
+        match resume_entry(cfg, &e, ttl, ui) {
+            Ok(r) => done.push(r),
+            Err(err) => failed.push((e.user, err)),
+        }
+    }
+    Ok(ResumeOutcome {
+        resumed: done,
+        failed,
+    })
+}

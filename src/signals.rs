@@ -1,0 +1,32 @@
+//! Termination signals noted rather than obeyed at once, so long work can stop at a safe point
+//! (a chunk boundary) and leave things resumable.
+
+use std::sync::atomic::{AtomicI32, Ordering};
+
+static PENDING: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn note(sig: libc::c_int) {
+    PENDING.store(sig, Ordering::SeqCst);
+}
+
+/// From now on SIGINT, SIGTERM and SIGHUP only set a flag. Handlers (unlike ignored signals)
+/// are reset to the default in child processes at exec.
+pub fn catch_termination() {
+    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+        unsafe { libc::signal(sig, note as *const () as libc::sighandler_t) };
+    }
+}
+
+/// The signal received since the last call, if any; clears it.
+pub fn take() -> Option<i32> {
+    match PENDING.swap(0, Ordering::SeqCst) {
+        0 => None,
+        s => Some(s),
+    }
+}
+
+/// Whether a termination signal has arrived (without clearing it).
+pub fn received() -> bool {
+    PENDING.load(Ordering::SeqCst) != 0
+}
