@@ -37,6 +37,9 @@ _shardctl() {
             shardctl,lock)
                 cmd="shardctl__subcmd__lock"
                 ;;
+            shardctl,migrate)
+                cmd="shardctl__subcmd__migrate"
+                ;;
             shardctl,sandbox)
                 cmd="shardctl__subcmd__sandbox"
                 ;;
@@ -66,6 +69,9 @@ _shardctl() {
                 ;;
             shardctl__subcmd__help,lock)
                 cmd="shardctl__subcmd__help__subcmd__lock"
+                ;;
+            shardctl__subcmd__help,migrate)
+                cmd="shardctl__subcmd__help__subcmd__migrate"
                 ;;
             shardctl__subcmd__help,sandbox)
                 cmd="shardctl__subcmd__help__subcmd__sandbox"
@@ -99,6 +105,12 @@ _shardctl() {
                 ;;
             shardctl__subcmd__help__subcmd__lock,sweep)
                 cmd="shardctl__subcmd__help__subcmd__lock__subcmd__sweep"
+                ;;
+            shardctl__subcmd__help__subcmd__migrate,resume)
+                cmd="shardctl__subcmd__help__subcmd__migrate__subcmd__resume"
+                ;;
+            shardctl__subcmd__help__subcmd__migrate,status)
+                cmd="shardctl__subcmd__help__subcmd__migrate__subcmd__status"
                 ;;
             shardctl__subcmd__help__subcmd__sandbox,down)
                 cmd="shardctl__subcmd__help__subcmd__sandbox__subcmd__down"
@@ -190,6 +202,24 @@ _shardctl() {
             shardctl__subcmd__lock__subcmd__help,sweep)
                 cmd="shardctl__subcmd__lock__subcmd__help__subcmd__sweep"
                 ;;
+            shardctl__subcmd__migrate,help)
+                cmd="shardctl__subcmd__migrate__subcmd__help"
+                ;;
+            shardctl__subcmd__migrate,resume)
+                cmd="shardctl__subcmd__migrate__subcmd__resume"
+                ;;
+            shardctl__subcmd__migrate,status)
+                cmd="shardctl__subcmd__migrate__subcmd__status"
+                ;;
+            shardctl__subcmd__migrate__subcmd__help,help)
+                cmd="shardctl__subcmd__migrate__subcmd__help__subcmd__help"
+                ;;
+            shardctl__subcmd__migrate__subcmd__help,resume)
+                cmd="shardctl__subcmd__migrate__subcmd__help__subcmd__resume"
+                ;;
+            shardctl__subcmd__migrate__subcmd__help,status)
+                cmd="shardctl__subcmd__migrate__subcmd__help__subcmd__status"
+                ;;
             shardctl__subcmd__sandbox,down)
                 cmd="shardctl__subcmd__sandbox__subcmd__down"
                 ;;
@@ -275,7 +305,7 @@ _shardctl() {
 
     case "${cmd}" in
         shardctl)
-            opts="-q -v -h -V --config --format --quiet --verbose --help --version init doctor shard user id lock audit sandbox completions help"
+            opts="-q -v -h -V --config --format --quiet --verbose --help --version init doctor shard user id migrate lock audit sandbox completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -379,7 +409,7 @@ _shardctl() {
             return 0
             ;;
         shardctl__subcmd__help)
-            opts="init doctor shard user id lock audit sandbox completions help"
+            opts="init doctor shard user id migrate lock audit sandbox completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -589,6 +619,48 @@ _shardctl() {
             return 0
             ;;
         shardctl__subcmd__help__subcmd__lock__subcmd__sweep)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        shardctl__subcmd__help__subcmd__migrate)
+            opts="resume status"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        shardctl__subcmd__help__subcmd__migrate__subcmd__resume)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        shardctl__subcmd__help__subcmd__migrate__subcmd__status)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1243,6 +1315,144 @@ _shardctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --format)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        shardctl__subcmd__migrate)
+            opts="-q -v -h -V --to --keep-source --lock-ttl --max-lag --dry-run --config --format --quiet --verbose --help --version resume status help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --to)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --lock-ttl)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-lag)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --format)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        shardctl__subcmd__migrate__subcmd__help)
+            opts="resume status help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        shardctl__subcmd__migrate__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        shardctl__subcmd__migrate__subcmd__help__subcmd__resume)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        shardctl__subcmd__migrate__subcmd__help__subcmd__status)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        shardctl__subcmd__migrate__subcmd__resume)
+            opts="-q -v -h -V --all --lock-ttl --config --format --quiet --verbose --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --lock-ttl)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --format)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        shardctl__subcmd__migrate__subcmd__status)
+            opts="-q -v -h -V --config --format --quiet --verbose --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

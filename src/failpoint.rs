@@ -2,7 +2,8 @@
 //! in a normal build `failpoint!` expands to nothing, so it cannot fire by accident.
 //!
 //! With the feature, `SHARDCTL_FAILPOINT=NAME` makes the process SIGKILL itself when it reaches
-//! NAME — no unwinding, no cleanup, exactly like a crash.
+//! NAME — no unwinding, no cleanup, exactly like a crash; `SHARDCTL_FAILPOINT_STOP=NAME` makes it
+//! SIGSTOP itself there (a pause, as by a debugger or a stalled VM), to be resumed by SIGCONT.
 
 #[macro_export]
 macro_rules! failpoint {
@@ -14,8 +15,13 @@ macro_rules! failpoint {
 
 #[cfg(feature = "failpoints")]
 pub fn hit(name: &str) {
-    if std::env::var("SHARDCTL_FAILPOINT").is_ok_and(|v| v == name) {
+    let is = |var: &str| std::env::var(var).is_ok_and(|v| v == name);
+    if is("SHARDCTL_FAILPOINT") {
         // SAFETY: signalling ourselves; SIGKILL cannot be caught, as a crash would not be.
         unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+    }
+    if is("SHARDCTL_FAILPOINT_STOP") {
+        // SAFETY: as above; the whole process stops until SIGCONT.
+        unsafe { libc::kill(libc::getpid(), libc::SIGSTOP) };
     }
 }

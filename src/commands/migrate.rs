@@ -40,6 +40,7 @@ impl Report for MigrateReport {
 struct ResumeReport {
     resumed: Vec<Resumed>,
     failed: Vec<Failure>,
+    released_locks: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -50,8 +51,13 @@ struct Failure {
 
 impl Report for ResumeReport {
     fn human(&self) -> String {
+        let released = self
+            .released_locks
+            .iter()
+            .map(|l| format!("\nreleased {l}, left by a dead holder"))
+            .collect::<String>();
         if self.resumed.is_empty() && self.failed.is_empty() {
-            return "nothing to resume".into();
+            return format!("nothing to resume{released}");
         }
         let mut out = table(
             &["migration", "user", "from", "to", "was", "now"],
@@ -69,7 +75,7 @@ impl Report for ResumeReport {
         for f in &self.failed {
             out.push_str(&format!("\nuser {}: {}", f.user, f.error));
         }
-        out
+        out + &released
     }
 
     fn exit_code(&self) -> u8 {
@@ -136,6 +142,7 @@ pub fn run(ctx: &Ctx, args: MigrateArgs) -> Result<Outcome> {
             crate::signals::catch_termination();
             let outcome = migrate::resume(&cfg, a.user, a.lock.lock_ttl, &ctx.ui)?;
             Outcome::of(ResumeReport {
+                released_locks: outcome.released_locks,
                 resumed: outcome.resumed,
                 failed: outcome
                     .failed

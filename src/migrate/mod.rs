@@ -899,6 +899,44 @@ pub fn resume_entry(cfg: &Config, entry: &Entry, ttl: Duration, ui: &Ui) -> Resu
 pub struct ResumeOutcome {
     pub resumed: Vec<Resumed>,
     pub failed: Vec<(u64, Error)>,
+    /// Migration locks left by holders that died before journaling anything, now released.
+    pub released_locks: Vec<String>,
+}
+
+/// Releases migration locks whose holder is dead or expired (a crash between taking the lock and
+/// journaling leaves one). A live holder's lock is left alone.
+fn release_dead_locks(cfg: &Config, user: Option<u64>, ttl: Duration) -> Result<Vec<String>> {
+    let mut client = LockClient::new(cfg)?;
+    let names: Vec<String> = client
+        .list(false, Some("ACCOUNT_"), None)?
+        .into_iter()
+        .map(|l| l.name)
+        .filter(|n| n.ends_with("_MIGRATE"))
+        .filter(|n| user.is_none_or(|u| *n == format!("ACCOUNT_{u}_MIGRATE")))
+        .collect();
+    let mut released = Vec::new();
+    for name in names {
+        let Ok(name) = name.parse::<LockName>() else {
+            continue;
+        };
+        let req = Request {
+            name: name.clone(),
+            ttl,
+            owner: audit::operator(),
+            purpose: "migrate resume: releasing a dead holder's lock".into(),
+            hold_session: false,
+            metadata: json!({}),
+        };
+        match client.try_acquire(&req) {
+            Ok(held) => {
+                client.release(&held)?;
+                released.push(name.to_string());
+            }
+            Err(Error::LockInUse(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(released)
 }
 
 /// Resumes the unfinished entries of one user, or of everyone.
@@ -913,8 +951,10 @@ pub fn resume(cfg: &Config, user: Option<u64>, ttl: Duration, ui: &Ui) -> Result
             Err(err) => failed.push((e.user, err)),
         }
     }
+    let released_locks = release_dead_locks(cfg, user, ttl)?;
     Ok(ResumeOutcome {
         resumed: done,
         failed,
+        released_locks,
     })
 }

@@ -314,3 +314,118 @@ pub fn wait_replicated(source: &mut mysql::Conn, replica_port: u16) {
         "replica on {replica_port} did not catch up"
     );
 }
+
+/// Per table: (rows, order-independent checksum) of one user's rows on one server.
+pub type Fingerprint = Vec<(String, u64, u64)>;
+
+pub fn fingerprint(port: u16, database: &str, user: u64) -> Fingerprint {
+    let mut c = conn(port);
+    ["comments", "favorites", "photos"]
+        .iter()
+        .map(|t| {
+            let (n, sum): (u64, u64) = c
+                .exec_first(
+                    format!(
+                        "SELECT COUNT(*), CAST(COALESCE(SUM(CRC32(CONCAT_WS('#', {}))), 0) AS UNSIGNED) FROM {database}.{t} WHERE owner_id = ?",
+                        columns(t)
+                    ),
+                    (user,),
+                )
+                .unwrap()
+                .unwrap();
+            (t.to_string(), n, sum)
+        })
+        .collect()
+}
+
+fn columns(table: &str) -> String {
+    match table {
+        "photos" => "photo_id, owner_id, title, taken_at, views",
+        "comments" => "comment_id, owner_id, photo_id, body, created_at",
+        _ => "owner_id, photo_id, created_at",
+    }
+    .to_string()
+}
+
+impl Env {
+    /// Places `user` and writes an account of `photos` photos for it on its shard (half a,
+    /// replicated to b). Returns the shard's name.
+    pub fn seed_user(&self, user: u64, photos: u64) -> String {
+        let placed = self.json(&["user", "assign", &user.to_string()]);
+        let shard = placed["assigned"][0]["shard"]
+            .as_str()
+            .expect("newly placed")
+            .to_string();
+        let ports = self.shard_ports(&shard);
+        let account = demo::Account {
+            owner: user,
+            size: demo::AccountSize {
+                photos,
+                comments: photos * 3 / 10,
+                favorites: (photos / 5).min(500),
+            },
+            first_photo_id: user * 10_000_000 + 1,
+            first_comment_id: user * 10_000_000 + 1,
+        };
+        let mut db = shardctl::db::Db::connect(
+            &shardctl::types::HostPort::new("127.0.0.1", ports[0]),
+            &shardctl::config::Login {
+                user: "root".into(),
+                password: None,
+            },
+            None,
+            &Default::default(),
+        )
+        .unwrap();
+        demo::write_accounts(&mut db, &self.shard_db().parse().unwrap(), &[account]).unwrap();
+        wait_replicated(&mut conn(ports[0]), ports[1]);
+        shard
+    }
+
+    pub fn shard_ports(&self, shard: &str) -> Vec<u16> {
+        self.fed
+            .shards()
+            .into_iter()
+            .find(|(n, _)| n == shard)
+            .map(|(_, p)| p)
+            .expect("a sandbox shard")
+    }
+
+    /// Where the directory says `user` lives, and its state.
+    pub fn directory(&self, user: u64) -> (String, String) {
+        self.ring()
+            .exec_first(
+                "SELECT s.name, u.state FROM users u JOIN shards s USING (shard_id) WHERE u.user_id = ?",
+                (user,),
+            )
+            .unwrap()
+            .unwrap()
+    }
+
+    /// Asserts the user's rows are exactly `expected` on both servers of the shard the
+    /// directory names, and absent from every other shard; and that no lock is left.
+    pub fn assert_whole(&self, user: u64, expected: &Fingerprint) {
+        let (home, state) = self.directory(user);
+        assert_eq!(state, "active", "user {user} left `{state}`");
+        for (shard, ports) in self.fed.shards() {
+            wait_replicated(&mut conn(ports[0]), ports[1]);
+            wait_replicated(&mut conn(ports[1]), ports[0]);
+            for port in ports {
+                let got = fingerprint(port, &self.shard_db(), user);
+                if shard == home {
+                    assert_eq!(&got, expected, "user {user} on {shard} ({port})");
+                } else {
+                    assert!(
+                        got.iter().all(|(_, n, _)| *n == 0),
+                        "user {user} left rows on {shard} ({port}): {got:?}"
+                    );
+                }
+            }
+        }
+        let leases: Option<u64> = self
+            .ring()
+            .query_first("SELECT COUNT(*) FROM locks")
+            .unwrap();
+        assert_eq!(leases, Some(0), "a lock was left behind");
+    }
+}
