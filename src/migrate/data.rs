@@ -16,6 +16,9 @@ use crate::types::{HostPort, Ident};
 
 /// The fence table on every shard: the highest lock token that has written for each user.
 const FENCE: &str = "shardctl_fence";
+/// The connections writing for a user under a token, so a newer holder can end a stale
+/// holder's open transactions (a paused process keeps them, and their locks, open).
+const SESSIONS: &str = "shardctl_fence_sessions";
 
 /// Rows per write: large, but far below 65,535 placeholders.
 fn chunk_rows(columns: usize) -> usize {
@@ -112,7 +115,7 @@ pub fn describe(db: &mut Db, database: &Ident, spec: &TableSpec) -> Result<Table
     })
 }
 
-/// Creates the fence table if it is missing.
+/// Creates the fence tables if they are missing.
 pub fn ensure_fence(db: &mut Db) -> Result<()> {
     db.query_drop(
         "creating the fence table",
@@ -123,13 +126,61 @@ pub fn ensure_fence(db: &mut Db) -> Result<()> {
                 updated_at DATETIME(6) NOT NULL
             ) ENGINE=InnoDB"
         ),
+    )?;
+    db.query_drop(
+        "creating the fence sessions table",
+        &format!(
+            "CREATE TABLE IF NOT EXISTS {SESSIONS} (
+                user_id BIGINT UNSIGNED NOT NULL,
+                server_id INT UNSIGNED NOT NULL,
+                connection_id BIGINT UNSIGNED NOT NULL,
+                token BIGINT UNSIGNED NOT NULL,
+                PRIMARY KEY (user_id, server_id, connection_id)
+            ) ENGINE=InnoDB"
+        ),
     )
 }
 
+/// Records a writing connection of `user` under `token`.
+fn register(conn: &mut Conn, server: &HostPort, user: u64, token: u64) -> Result<()> {
+    conn.exec_drop(
+        format!("INSERT IGNORE INTO {SESSIONS} (user_id, server_id, connection_id, token) VALUES (?, @@server_id, CONNECTION_ID(), ?)"),
+        (user, token),
+    )
+    .map_err(|e| Error::db(&server.to_string(), "registering the session", e))
+}
+
+fn unregister(conn: &mut Conn, user: u64) {
+    let _ = conn.exec_drop(
+        format!("DELETE FROM {SESSIONS} WHERE user_id = ? AND server_id = @@server_id AND connection_id = CONNECTION_ID()"),
+        (user,),
+    );
+}
+
 /// Raises the user's fence to `token`; fails with `LockLost` if a newer token is already there.
-/// Waits for every in-flight chunk of an older holder (they hold the fence row shared).
+/// Older holders' connections on this server are ended first, so their open transactions (and
+/// the locks they hold) cannot make us wait; their later chunks then fail the fence check.
 pub fn raise_fence(db: &mut Db, user: u64, token: u64) -> Result<()> {
     ensure_fence(db)?;
+    let stale: Vec<u64> = db.exec(
+        "finding stale sessions",
+        &format!("SELECT connection_id FROM {SESSIONS} WHERE user_id = ? AND token < ? AND server_id = @@server_id"),
+        (user, token),
+    )?;
+    for id in &stale {
+        match db.query_drop("ending a stale session", &format!("KILL CONNECTION {id}")) {
+            Ok(()) => {}
+            Err(Error::Database(msg)) if msg.contains("Unknown thread") => {}
+            Err(e) => return Err(e),
+        }
+    }
+    db.exec_drop(
+        "forgetting stale sessions",
+        &format!(
+            "DELETE FROM {SESSIONS} WHERE user_id = ? AND token < ? AND server_id = @@server_id"
+        ),
+        (user, token),
+    )?;
     let current: Option<u64> = db.transaction("raising the fence", |tx| {
         tx.exec_drop(
             format!(
@@ -364,6 +415,7 @@ pub fn copy_stream(
     );
     let src_name = src_addr.to_string();
     let dst_conn = dst.raw("copying")?;
+    register(dst_conn, dst_addr, user, token)?;
     let mut written = 0u64;
     let mut first = true;
     let mut flush = |buf: &mut Vec<mysql::Value>| -> Result<()> {
@@ -400,6 +452,8 @@ pub fn copy_stream(
         }
     }
     flush(&mut buf)?;
+    drop(flush);
+    unregister(dst_conn, user);
     Ok(written)
 }
 
@@ -415,6 +469,7 @@ pub fn delete_stream(job: &Job, addr: &HostPort, after_first_chunk: &dyn Fn()) -
     } = *job;
     let mut db = connect(cfg, addr)?;
     let conn = db.raw("deleting")?;
+    register(conn, addr, user, token)?;
     let sql = format!(
         "DELETE FROM {} WHERE {} = ?{} ORDER BY {} LIMIT {}",
         table.name.quoted(),
@@ -443,6 +498,7 @@ pub fn delete_stream(job: &Job, addr: &HostPort, after_first_chunk: &dyn Fn()) -
             after_first_chunk();
         }
         if n < chunk_rows(1) as u64 {
+            unregister(conn, user);
             return Ok(deleted);
         }
     }

@@ -180,7 +180,7 @@ fn fenced_ring<T>(
     })?;
     result.ok_or_else(|| {
         Error::LockLost(format!(
-            "lock {name} no longer carries token {token}; nothing changed"
+            "lock {name} was lost (it no longer carries token {token}); nothing changed"
         ))
     })
 }
