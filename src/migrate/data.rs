@@ -452,7 +452,6 @@ pub fn copy_stream(
         }
     }
     flush(&mut buf)?;
-    drop(flush);
     unregister(dst_conn, user);
     Ok(written)
 }
