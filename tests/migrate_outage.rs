@@ -1,0 +1,68 @@
+//! A destination server killed in the middle of a copy: the migration fails cleanly (exit 1,
+//! the user active on its source, the source untouched), and once the server is back a resume
+//! clears the partial copy and the move can be made. Its own federation: it kills a server.
+#![cfg(feature = "failpoints")]
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{federation, fingerprint, Env};
+
+fn stopped(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|s| s.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('T')))
+}
+
+#[test]
+fn a_destination_dying_mid_copy_leaves_the_source_whole() {
+    let fed = federation("migrate_outage", 24900, 2);
+    let env = Env::new(fed, "outage");
+    env.register_shards();
+    let user = 401;
+    let from = env.seed_user(user, 20_000);
+    let to = fed.shards().into_iter().map(|(n, _)| n).find(|n| *n != from).unwrap();
+    let original = fingerprint(env.shard_ports(&from)[0], &env.shard_db(), user);
+
+    let child = Command::new(common::bin())
+        .args(["migrate", &user.to_string(), "--to", &to])
+        .env("SHARDCTL_CONFIG", &env.config)
+        .env("SHARDCTL_FAILPOINT_STOP", "migrate.copy_mid")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while !stopped(child.id()) {
+        assert!(start.elapsed() < Duration::from_secs(30), "never reached the middle of the copy");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The routing rule's server for this user on the destination: online servers by half,
+    // index user mod 2.
+    let half = if user % 2 == 0 { "a" } else { "b" };
+    let pid_file = fed.dir.join(format!("{to}{half}")).join("mariadbd.pid");
+    let pid: i32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
+    unsafe {
+        libc::kill(pid, libc::SIGKILL);
+        libc::kill(child.id() as i32, libc::SIGCONT);
+    }
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(env.directory(user), (from.clone(), "active".to_string()));
+    for port in env.shard_ports(&from) {
+        assert_eq!(fingerprint(port, &env.shard_db(), user), original, "the source is untouched");
+    }
+    let journal = env.json(&["migrate", "status", &user.to_string()]);
+    assert_eq!(journal[0]["state"], "aborted", "{journal}");
+
+    // The server comes back; resume clears what the copy left, and the move goes through.
+    env.json(&["sandbox", "up", "--dir", fed.dir.to_str().unwrap()]);
+    let resumed = env.json(&["migrate", "resume", &user.to_string()]);
+    assert_eq!(resumed["resumed"][0]["now"], "rolled_back", "{resumed}");
+    env.assert_whole(user, &original);
+    let done = env.json(&["migrate", &user.to_string(), "--to", &to]);
+    assert_eq!(done["state"], "done");
+    env.assert_whole(user, &original);
+}
