@@ -65,4 +65,15 @@ fn a_destination_dying_mid_copy_leaves_the_source_whole() {
     let done = env.json(&["migrate", &user.to_string(), "--to", &to]);
     assert_eq!(done["state"], "done");
     env.assert_whole(user, &original);
+
+    // A server that refuses LOAD DATA LOCAL INFILE gets multi-row INSERTs instead.
+    for port in env.shard_ports(&from) {
+        mysql::prelude::Queryable::query_drop(&mut common::conn(port), "SET GLOBAL local_infile = 0").unwrap();
+    }
+    let back = env.json(&["migrate", &user.to_string(), "--to", &from]);
+    assert_eq!(back["state"], "done");
+    env.assert_whole(user, &original);
+    for port in env.shard_ports(&from) {
+        mysql::prelude::Queryable::query_drop(&mut common::conn(port), "SET GLOBAL local_infile = 1").unwrap();
+    }
 }

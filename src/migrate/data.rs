@@ -380,22 +380,73 @@ pub struct Job<'a> {
     pub control: &'a Control,
 }
 
+/// The only file name our LOAD DATA LOCAL handler serves: a server asking for anything else
+/// gets an error, never a file.
+const STREAM_FILE: &str = "shardctl-copy-stream";
+
+/// A chunk for LOAD DATA is written out at this size.
+const LOAD_CHUNK_BYTES: usize = 4 << 20;
+
+/// Appends one value in LOAD DATA's default text format (tab-separated, backslash escapes,
+/// `\N` for NULL).
+pub fn encode_value(out: &mut Vec<u8>, v: &mysql::Value) {
+    use mysql::Value::*;
+    use std::io::Write;
+    match v {
+        NULL => out.extend_from_slice(b"\\N"),
+        Bytes(b) => {
+            for &c in b {
+                match c {
+                    b'\\' => out.extend_from_slice(b"\\\\"),
+                    b'\t' => out.extend_from_slice(b"\\t"),
+                    b'\n' => out.extend_from_slice(b"\\n"),
+                    b'\r' => out.extend_from_slice(b"\\r"),
+                    0 => out.extend_from_slice(b"\\0"),
+                    c => out.push(c),
+                }
+            }
+        }
+        Int(i) => {
+            let _ = write!(out, "{i}");
+        }
+        UInt(u) => {
+            let _ = write!(out, "{u}");
+        }
+        // Rust prints the shortest representation that reads back as the same number.
+        Float(f) => {
+            let _ = write!(out, "{f}");
+        }
+        Double(d) => {
+            let _ = write!(out, "{d}");
+        }
+        Date(y, mo, d, h, mi, s, us) => {
+            let _ = write!(out, "{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}");
+            if *us > 0 {
+                let _ = write!(out, ".{us:06}");
+            }
+        }
+        Time(neg, days, h, mi, s, us) => {
+            let hours = *days as u64 * 24 + *h as u64;
+            let _ = write!(out, "{}{hours:02}:{mi:02}:{s:02}", if *neg { "-" } else { "" });
+            if *us > 0 {
+                let _ = write!(out, ".{us:06}");
+            }
+        }
+    }
+}
+
+/// How a copy stream writes: LOAD DATA LOCAL INFILE fed from the stream (fastest), or
+/// multi-row INSERTs where the server refuses local files.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Writer {
+    Load,
+    Insert,
+}
+
 /// Copies the job's rows from `src_addr` to `dst_addr`, streaming: at most one chunk is in
 /// memory. Calls `after_first_chunk` once, for the crash tests.
-pub fn copy_stream(
-    job: &Job,
-    src_addr: &HostPort,
-    dst_addr: &HostPort,
-    after_first_chunk: &dyn Fn(),
-) -> Result<u64> {
-    let Job {
-        cfg,
-        table,
-        user,
-        token,
-        range,
-        control,
-    } = *job;
+pub fn copy_stream(job: &Job, src_addr: &HostPort, dst_addr: &HostPort, after_first_chunk: &dyn Fn()) -> Result<u64> {
+    let Job { cfg, table, user, token, range, control } = *job;
     let mut src = connect(cfg, src_addr)?;
     let mut dst = connect(cfg, dst_addr)?;
     let ncols = table.columns.len();
@@ -408,31 +459,70 @@ pub fn copy_stream(
         range_clause(table, range),
         table.order_by()
     );
-    let insert = format!(
-        "INSERT INTO {} ({}) VALUES ",
+    let insert = format!("INSERT INTO {} ({}) VALUES ", table.name.quoted(), table.column_list());
+    let load = format!(
+        "LOAD DATA LOCAL INFILE '{STREAM_FILE}' INTO TABLE {} CHARACTER SET utf8mb4 ({})",
         table.name.quoted(),
         table.column_list()
     );
     let src_name = src_addr.to_string();
     let dst_conn = dst.raw("copying")?;
     register(dst_conn, dst_addr, user, token)?;
+    // The handler hands the server the chunk prepared below, and nothing else.
+    let staged: std::sync::Arc<std::sync::Mutex<Vec<u8>>> = Default::default();
+    let feed = staged.clone();
+    dst_conn.set_local_infile_handler(Some(mysql::LocalInfileHandler::new(move |name, out| {
+        if name != STREAM_FILE.as_bytes() {
+            return Err(std::io::Error::other("the server asked for a file shardctl did not offer"));
+        }
+        let data = std::mem::take(&mut *feed.lock().map_err(|_| std::io::Error::other("poisoned"))?);
+        std::io::Write::write_all(out, &data)
+    })));
+    let mut writer = Writer::Load;
     let mut written = 0u64;
     let mut first = true;
-    let mut flush = |buf: &mut Vec<mysql::Value>| -> Result<()> {
-        let rows = buf.len() / ncols;
-        if rows == 0 {
+    // Rows of the current chunk, as values (for INSERT) or encoded text (for LOAD DATA).
+    let mut values: Vec<mysql::Value> = Vec::with_capacity(chunk * ncols);
+    let mut text: Vec<u8> = Vec::new();
+    let mut rows_in_chunk = 0usize;
+    let mut probing = true;
+    let mut flush = |values: &mut Vec<mysql::Value>, text: &mut Vec<u8>, rows: &mut usize, writer: &mut Writer| -> Result<()> {
+        if *rows == 0 {
             return Ok(());
         }
         if let Some(stop) = control.checkpoint() {
             return Err(stopped(stop, "copying"));
         }
-        let sql = format!("{insert}{}", row_placeholders(rows, ncols));
-        let params = std::mem::take(buf);
-        fenced(dst_conn, dst_addr, user, token, |tx| {
-            tx.exec_drop(&sql, params)
-        })?;
-        written += rows as u64;
-        control.rows.fetch_add(rows as u64, Ordering::Relaxed);
+        let n = *rows as u64;
+        if *writer == Writer::Load {
+            *staged.lock().map_err(|_| Error::Failed("poisoned chunk buffer".into()))? = std::mem::take(text);
+            let loaded = fenced(dst_conn, dst_addr, user, token, |tx| {
+                tx.query_drop(&load)?;
+                Ok(tx.affected_rows())
+            });
+            match loaded {
+                Ok(got) if got == n => {}
+                Ok(got) => {
+                    return Err(Error::Failed(format!("{dst_addr}: LOAD DATA took {got} of {n} rows of {}", table.name)))
+                }
+                // Local files are disabled on this server: write these rows (kept below) with
+                // INSERTs instead, from now on.
+                Err(Error::Database(msg)) if msg.contains("1148") || msg.contains("not allowed") => *writer = Writer::Insert,
+                Err(e) => return Err(e),
+            }
+        }
+        if *writer == Writer::Insert {
+            // A chunk kept for LOAD DATA may be larger than one INSERT may carry.
+            for part in values.chunks(chunk * ncols) {
+                let sql = format!("{insert}{}", row_placeholders(part.len() / ncols, ncols));
+                fenced(dst_conn, dst_addr, user, token, |tx| tx.exec_drop(&sql, part.to_vec()))?;
+            }
+        }
+        values.clear();
+        text.clear();
+        *rows = 0;
+        written += n;
+        control.rows.fetch_add(n, Ordering::Relaxed);
         if first {
             first = false;
             after_first_chunk();
@@ -443,15 +533,32 @@ pub fn copy_stream(
     let mut result = src_conn
         .exec_iter(&select, range_params(user, range))
         .map_err(|e| Error::db(&src_name, "reading the user's rows", e))?;
-    let mut buf: Vec<mysql::Value> = Vec::with_capacity(chunk * ncols);
     for row in result.by_ref() {
-        let row = row.map_err(|e| Error::db(&src_name, "reading the user's rows", e))?;
-        buf.extend(row.unwrap());
-        if buf.len() >= chunk * ncols {
-            flush(&mut buf)?;
+        let row = row.map_err(|e| Error::db(&src_name, "reading the user's rows", e))?.unwrap();
+        if writer == Writer::Load {
+            for (i, v) in row.iter().enumerate() {
+                if i > 0 {
+                    text.push(b'\t');
+                }
+                encode_value(&mut text, v);
+            }
+            text.push(b'\n');
+        }
+        // The first chunk's values are kept too, in case the server refuses LOAD DATA.
+        if writer == Writer::Insert || probing {
+            values.extend(row);
+        }
+        rows_in_chunk += 1;
+        let full = match writer {
+            Writer::Load => text.len() >= LOAD_CHUNK_BYTES,
+            Writer::Insert => rows_in_chunk >= chunk,
+        };
+        if full {
+            flush(&mut values, &mut text, &mut rows_in_chunk, &mut writer)?;
+            probing = false;
         }
     }
-    flush(&mut buf)?;
+    flush(&mut values, &mut text, &mut rows_in_chunk, &mut writer)?;
     unregister(dst_conn, user);
     Ok(written)
 }
@@ -500,5 +607,29 @@ pub fn delete_stream(job: &Job, addr: &HostPort, after_first_chunk: &dyn Fn()) -
             unregister(conn, user);
             return Ok(deleted);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mysql::Value;
+
+    fn enc(v: Value) -> String {
+        let mut out = Vec::new();
+        encode_value(&mut out, &v);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn values_are_encoded_for_load_data() {
+        assert_eq!(enc(Value::NULL), "\\N");
+        assert_eq!(enc(Value::Bytes(b"a\tb\nc\\d\re\0f".to_vec())), "a\\tb\\nc\\\\d\\re\\0f");
+        assert_eq!(enc(Value::Int(-5)), "-5");
+        assert_eq!(enc(Value::UInt(u64::MAX)), "18446744073709551615");
+        assert_eq!(enc(Value::Double(0.1)), "0.1");
+        assert_eq!(enc(Value::Date(2024, 1, 2, 3, 4, 5, 0)), "2024-01-02 03:04:05");
+        assert_eq!(enc(Value::Date(2024, 1, 2, 3, 4, 5, 7)), "2024-01-02 03:04:05.000007");
+        assert_eq!(enc(Value::Time(true, 1, 2, 3, 4, 0)), "-26:03:04");
     }
 }

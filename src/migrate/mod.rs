@@ -283,7 +283,13 @@ fn watch_lag(
                 .is_some_and(|s| s.lag_seconds.is_some_and(|l| l > max_lag))
         });
         control.pause.store(lagging, Ordering::SeqCst);
-        std::thread::sleep(Duration::from_millis(500));
+        // Check twice a second, but notice the end of the step at once.
+        for _ in 0..20 {
+            if done.load(Ordering::SeqCst) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
     }
     control.pause.store(false, Ordering::SeqCst);
 }
