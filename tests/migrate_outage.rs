@@ -11,8 +11,10 @@ use std::time::{Duration, Instant};
 use common::{federation, fingerprint, Env};
 
 fn stopped(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .is_ok_and(|s| s.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('T')))
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        s.rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('T'))
+    })
 }
 
 #[test]
@@ -22,7 +24,12 @@ fn a_destination_dying_mid_copy_leaves_the_source_whole() {
     env.register_shards();
     let user = 401;
     let from = env.seed_user(user, 20_000);
-    let to = fed.shards().into_iter().map(|(n, _)| n).find(|n| *n != from).unwrap();
+    let to = fed
+        .shards()
+        .into_iter()
+        .map(|(n, _)| n)
+        .find(|n| *n != from)
+        .unwrap();
     let original = fingerprint(env.shard_ports(&from)[0], &env.shard_db(), user);
 
     let child = Command::new(common::bin())
@@ -35,14 +42,21 @@ fn a_destination_dying_mid_copy_leaves_the_source_whole() {
         .unwrap();
     let start = Instant::now();
     while !stopped(child.id()) {
-        assert!(start.elapsed() < Duration::from_secs(30), "never reached the middle of the copy");
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "never reached the middle of the copy"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     // The routing rule's server for this user on the destination: online servers by half,
     // index user mod 2.
     let half = if user % 2 == 0 { "a" } else { "b" };
     let pid_file = fed.dir.join(format!("{to}{half}")).join("mariadbd.pid");
-    let pid: i32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     unsafe {
         libc::kill(pid, libc::SIGKILL);
         libc::kill(child.id() as i32, libc::SIGCONT);
@@ -52,7 +66,11 @@ fn a_destination_dying_mid_copy_leaves_the_source_whole() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert_eq!(env.directory(user), (from.clone(), "active".to_string()));
     for port in env.shard_ports(&from) {
-        assert_eq!(fingerprint(port, &env.shard_db(), user), original, "the source is untouched");
+        assert_eq!(
+            fingerprint(port, &env.shard_db(), user),
+            original,
+            "the source is untouched"
+        );
     }
     let journal = env.json(&["migrate", "status", &user.to_string()]);
     assert_eq!(journal[0]["state"], "aborted", "{journal}");
@@ -68,12 +86,20 @@ fn a_destination_dying_mid_copy_leaves_the_source_whole() {
 
     // A server that refuses LOAD DATA LOCAL INFILE gets multi-row INSERTs instead.
     for port in env.shard_ports(&from) {
-        mysql::prelude::Queryable::query_drop(&mut common::conn(port), "SET GLOBAL local_infile = 0").unwrap();
+        mysql::prelude::Queryable::query_drop(
+            &mut common::conn(port),
+            "SET GLOBAL local_infile = 0",
+        )
+        .unwrap();
     }
     let back = env.json(&["migrate", &user.to_string(), "--to", &from]);
     assert_eq!(back["state"], "done");
     env.assert_whole(user, &original);
     for port in env.shard_ports(&from) {
-        mysql::prelude::Queryable::query_drop(&mut common::conn(port), "SET GLOBAL local_infile = 1").unwrap();
+        mysql::prelude::Queryable::query_drop(
+            &mut common::conn(port),
+            "SET GLOBAL local_infile = 1",
+        )
+        .unwrap();
     }
 }

@@ -25,6 +25,10 @@ fn chunk_rows(columns: usize) -> usize {
     (60_000 / columns.max(1)).min(5_000)
 }
 
+/// Rows per DELETE chunk: large enough that a million-row account goes in a few dozen
+/// statements, small enough that one chunk holds its locks only briefly.
+const DELETE_CHUNK: u64 = 20_000;
+
 pub fn connect(cfg: &Config, addr: &HostPort) -> Result<Db> {
     Db::connect(
         addr,
@@ -298,11 +302,18 @@ pub struct Checksum {
 }
 
 pub fn checksum(db: &mut Db, table: &Table, user: u64) -> Result<Checksum> {
-    // Each column with its NULL flag, so (NULL, 'a') and ('a', NULL) differ.
+    // Each column with its NULL flag, so (NULL, 'a') and ('a', NULL) differ. The sum covers
+    // whole rows; the xor, cheaper, covers the keys, so a row moved to another key shows too.
     let row = table
         .columns
         .iter()
         .map(|c| format!("{0}, ISNULL({0})", c.quoted()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let key = table
+        .primary_key
+        .iter()
+        .map(Ident::quoted)
         .collect::<Vec<_>>()
         .join(", ");
     let (rows, sum, xor): (u64, u64, u64) = db
@@ -310,7 +321,7 @@ pub fn checksum(db: &mut Db, table: &Table, user: u64) -> Result<Checksum> {
             "checksumming the user's rows",
             &format!(
                 "SELECT COUNT(*), CAST(COALESCE(SUM(CRC32(CONCAT_WS('#', {row}))), 0) AS UNSIGNED),
-                        BIT_XOR(CRC32(CONCAT_WS('|', {row}, 'x')))
+                        BIT_XOR(CRC32(CONCAT_WS('|', {key})))
                  FROM {} WHERE {} = ?",
                 table.name.quoted(),
                 table.owner.quoted()
@@ -427,7 +438,11 @@ pub fn encode_value(out: &mut Vec<u8>, v: &mysql::Value) {
         }
         Time(neg, days, h, mi, s, us) => {
             let hours = *days as u64 * 24 + *h as u64;
-            let _ = write!(out, "{}{hours:02}:{mi:02}:{s:02}", if *neg { "-" } else { "" });
+            let _ = write!(
+                out,
+                "{}{hours:02}:{mi:02}:{s:02}",
+                if *neg { "-" } else { "" }
+            );
             if *us > 0 {
                 let _ = write!(out, ".{us:06}");
             }
@@ -445,8 +460,20 @@ enum Writer {
 
 /// Copies the job's rows from `src_addr` to `dst_addr`, streaming: at most one chunk is in
 /// memory. Calls `after_first_chunk` once, for the crash tests.
-pub fn copy_stream(job: &Job, src_addr: &HostPort, dst_addr: &HostPort, after_first_chunk: &dyn Fn()) -> Result<u64> {
-    let Job { cfg, table, user, token, range, control } = *job;
+pub fn copy_stream(
+    job: &Job,
+    src_addr: &HostPort,
+    dst_addr: &HostPort,
+    after_first_chunk: &dyn Fn(),
+) -> Result<u64> {
+    let Job {
+        cfg,
+        table,
+        user,
+        token,
+        range,
+        control,
+    } = *job;
     let mut src = connect(cfg, src_addr)?;
     let mut dst = connect(cfg, dst_addr)?;
     let ncols = table.columns.len();
@@ -459,7 +486,11 @@ pub fn copy_stream(job: &Job, src_addr: &HostPort, dst_addr: &HostPort, after_fi
         range_clause(table, range),
         table.order_by()
     );
-    let insert = format!("INSERT INTO {} ({}) VALUES ", table.name.quoted(), table.column_list());
+    let insert = format!(
+        "INSERT INTO {} ({}) VALUES ",
+        table.name.quoted(),
+        table.column_list()
+    );
     let load = format!(
         "LOAD DATA LOCAL INFILE '{STREAM_FILE}' INTO TABLE {} CHARACTER SET utf8mb4 ({})",
         table.name.quoted(),
@@ -473,9 +504,12 @@ pub fn copy_stream(job: &Job, src_addr: &HostPort, dst_addr: &HostPort, after_fi
     let feed = staged.clone();
     dst_conn.set_local_infile_handler(Some(mysql::LocalInfileHandler::new(move |name, out| {
         if name != STREAM_FILE.as_bytes() {
-            return Err(std::io::Error::other("the server asked for a file shardctl did not offer"));
+            return Err(std::io::Error::other(
+                "the server asked for a file shardctl did not offer",
+            ));
         }
-        let data = std::mem::take(&mut *feed.lock().map_err(|_| std::io::Error::other("poisoned"))?);
+        let data =
+            std::mem::take(&mut *feed.lock().map_err(|_| std::io::Error::other("poisoned"))?);
         std::io::Write::write_all(out, &data)
     })));
     let mut writer = Writer::Load;
@@ -486,7 +520,11 @@ pub fn copy_stream(job: &Job, src_addr: &HostPort, dst_addr: &HostPort, after_fi
     let mut text: Vec<u8> = Vec::new();
     let mut rows_in_chunk = 0usize;
     let mut probing = true;
-    let mut flush = |values: &mut Vec<mysql::Value>, text: &mut Vec<u8>, rows: &mut usize, writer: &mut Writer| -> Result<()> {
+    let mut flush = |values: &mut Vec<mysql::Value>,
+                     text: &mut Vec<u8>,
+                     rows: &mut usize,
+                     writer: &mut Writer|
+     -> Result<()> {
         if *rows == 0 {
             return Ok(());
         }
@@ -495,7 +533,9 @@ pub fn copy_stream(job: &Job, src_addr: &HostPort, dst_addr: &HostPort, after_fi
         }
         let n = *rows as u64;
         if *writer == Writer::Load {
-            *staged.lock().map_err(|_| Error::Failed("poisoned chunk buffer".into()))? = std::mem::take(text);
+            *staged
+                .lock()
+                .map_err(|_| Error::Failed("poisoned chunk buffer".into()))? = std::mem::take(text);
             let loaded = fenced(dst_conn, dst_addr, user, token, |tx| {
                 tx.query_drop(&load)?;
                 Ok(tx.affected_rows())
@@ -503,11 +543,18 @@ pub fn copy_stream(job: &Job, src_addr: &HostPort, dst_addr: &HostPort, after_fi
             match loaded {
                 Ok(got) if got == n => {}
                 Ok(got) => {
-                    return Err(Error::Failed(format!("{dst_addr}: LOAD DATA took {got} of {n} rows of {}", table.name)))
+                    return Err(Error::Failed(format!(
+                        "{dst_addr}: LOAD DATA took {got} of {n} rows of {}",
+                        table.name
+                    )))
                 }
                 // Local files are disabled on this server: write these rows (kept below) with
                 // INSERTs instead, from now on.
-                Err(Error::Database(msg)) if msg.contains("1148") || msg.contains("not allowed") => *writer = Writer::Insert,
+                Err(Error::Database(msg))
+                    if msg.contains("1148") || msg.contains("not allowed") =>
+                {
+                    *writer = Writer::Insert
+                }
                 Err(e) => return Err(e),
             }
         }
@@ -515,7 +562,9 @@ pub fn copy_stream(job: &Job, src_addr: &HostPort, dst_addr: &HostPort, after_fi
             // A chunk kept for LOAD DATA may be larger than one INSERT may carry.
             for part in values.chunks(chunk * ncols) {
                 let sql = format!("{insert}{}", row_placeholders(part.len() / ncols, ncols));
-                fenced(dst_conn, dst_addr, user, token, |tx| tx.exec_drop(&sql, part.to_vec()))?;
+                fenced(dst_conn, dst_addr, user, token, |tx| {
+                    tx.exec_drop(&sql, part.to_vec())
+                })?;
             }
         }
         values.clear();
@@ -534,7 +583,9 @@ pub fn copy_stream(job: &Job, src_addr: &HostPort, dst_addr: &HostPort, after_fi
         .exec_iter(&select, range_params(user, range))
         .map_err(|e| Error::db(&src_name, "reading the user's rows", e))?;
     for row in result.by_ref() {
-        let row = row.map_err(|e| Error::db(&src_name, "reading the user's rows", e))?.unwrap();
+        let row = row
+            .map_err(|e| Error::db(&src_name, "reading the user's rows", e))?
+            .unwrap();
         if writer == Writer::Load {
             for (i, v) in row.iter().enumerate() {
                 if i > 0 {
@@ -582,7 +633,7 @@ pub fn delete_stream(job: &Job, addr: &HostPort, after_first_chunk: &dyn Fn()) -
         table.owner.quoted(),
         range_clause(table, range),
         table.order_by(),
-        chunk_rows(1)
+        DELETE_CHUNK
     );
     let mut deleted = 0u64;
     loop {
@@ -603,7 +654,7 @@ pub fn delete_stream(job: &Job, addr: &HostPort, after_first_chunk: &dyn Fn()) -
         if deleted == n && n > 0 {
             after_first_chunk();
         }
-        if n < chunk_rows(1) as u64 {
+        if n < DELETE_CHUNK {
             unregister(conn, user);
             return Ok(deleted);
         }
@@ -624,12 +675,21 @@ mod tests {
     #[test]
     fn values_are_encoded_for_load_data() {
         assert_eq!(enc(Value::NULL), "\\N");
-        assert_eq!(enc(Value::Bytes(b"a\tb\nc\\d\re\0f".to_vec())), "a\\tb\\nc\\\\d\\re\\0f");
+        assert_eq!(
+            enc(Value::Bytes(b"a\tb\nc\\d\re\0f".to_vec())),
+            "a\\tb\\nc\\\\d\\re\\0f"
+        );
         assert_eq!(enc(Value::Int(-5)), "-5");
         assert_eq!(enc(Value::UInt(u64::MAX)), "18446744073709551615");
         assert_eq!(enc(Value::Double(0.1)), "0.1");
-        assert_eq!(enc(Value::Date(2024, 1, 2, 3, 4, 5, 0)), "2024-01-02 03:04:05");
-        assert_eq!(enc(Value::Date(2024, 1, 2, 3, 4, 5, 7)), "2024-01-02 03:04:05.000007");
+        assert_eq!(
+            enc(Value::Date(2024, 1, 2, 3, 4, 5, 0)),
+            "2024-01-02 03:04:05"
+        );
+        assert_eq!(
+            enc(Value::Date(2024, 1, 2, 3, 4, 5, 7)),
+            "2024-01-02 03:04:05.000007"
+        );
         assert_eq!(enc(Value::Time(true, 1, 2, 3, 4, 0)), "-26:03:04");
     }
 }

@@ -32,8 +32,9 @@ use crate::types::{HostPort, LockName, ShardName};
 use data::{Checksum, Control, Table};
 use state::{resume_action, Resume, State};
 
-/// Parallel streams per large table (value ranges of its key).
-const STREAMS_PER_TABLE: usize = 4;
+/// Parallel streams per large table (value ranges of its key). On a busy pair of servers more
+/// streams only contend; two keep both the reading and the writing side busy.
+const STREAMS_PER_TABLE: usize = 2;
 
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -452,47 +453,72 @@ impl Run<'_> {
         })
     }
 
-    /// Counts and checksums on both servers, tables and sides in parallel.
-    fn verify(&self) -> Result<BTreeMap<String, Checksum>> {
-        let results: Vec<(String, Result<(Checksum, Checksum)>)> = std::thread::scope(|s| {
+    /// Checksums of every table on `addr`, tables in parallel.
+    fn checksums(&self, addr: &HostPort) -> Result<BTreeMap<String, Checksum>> {
+        std::thread::scope(|s| {
             let handles: Vec<_> = self
                 .tables
                 .iter()
                 .map(|t| {
-                    let side = |addr: HostPort| {
-                        s.spawn(move || {
-                            data::connect(self.cfg, &addr)
-                                .and_then(|mut db| data::checksum(&mut db, t, self.user))
-                        })
+                    let sum = move || {
+                        data::connect(self.cfg, addr)
+                            .and_then(|mut db| data::checksum(&mut db, t, self.user))
                     };
-                    let (a, b) = (side(self.src.clone()), side(self.dst.clone()));
-                    (t.name.to_string(), a, b)
+                    (t.name.to_string(), s.spawn(sum))
                 })
                 .collect();
             handles
                 .into_iter()
-                .map(|(n, a, b)| {
-                    let join = |h: std::thread::ScopedJoinHandle<Result<Checksum>>| {
+                .map(|(n, h)| {
+                    Ok((
+                        n,
                         h.join().unwrap_or_else(|_| {
                             Err(Error::Failed("a checksum thread panicked".into()))
-                        })
-                    };
-                    (n, join(a).and_then(|x| join(b).map(|y| (x, y))))
+                        })?,
+                    ))
                 })
                 .collect()
+        })
+    }
+
+    /// Copies, checksumming the source meanwhile (the user is read-only, and the source is
+    /// mostly idle while the destination writes), then checksums the destination and compares.
+    fn copy_and_verify(
+        &self,
+        total: u64,
+        report: &mut Report,
+    ) -> Result<BTreeMap<String, Checksum>> {
+        let mut step = Instant::now();
+        let (copied, source) = std::thread::scope(|s| {
+            let source = s.spawn(|| self.checksums(&self.src));
+            let copied = self.copy_all(total);
+            (
+                copied,
+                source
+                    .join()
+                    .unwrap_or_else(|_| Err(Error::Failed("a checksum thread panicked".into()))),
+            )
         });
-        let mut sums = BTreeMap::new();
-        for (name, r) in results {
-            let (src, dst) = r?;
-            if src != dst {
+        copied?;
+        failpoint!("migrate.after_copy");
+        lap(report, "copy", &mut step);
+        let source = source?;
+        let dest = self.checksums(&self.dst)?;
+        lap(report, "verify", &mut step);
+        for (name, src) in &source {
+            let dst = dest.get(name).copied().unwrap_or(Checksum {
+                rows: 0,
+                sum: 0,
+                xor: 0,
+            });
+            if *src != dst {
                 return Err(Error::Failed(format!(
                     "verification failed for table {name}: source {} rows (sum {}, xor {}), destination {} rows (sum {}, xor {})",
                     src.rows, src.sum, src.xor, dst.rows, dst.sum, dst.xor
                 )));
             }
-            sums.insert(name, src);
         }
-        Ok(sums)
+        Ok(source)
     }
 
     /// Before the flip, something failed: clear the destination and give the user back to the
@@ -518,6 +544,14 @@ impl Run<'_> {
         self.set_state(state, &[("error", cause.to_string())])?;
         Ok(state)
     }
+}
+
+/// Records the time since `step` under `what`, and starts the next step.
+fn lap(report: &mut Report, what: &str, step: &mut Instant) {
+    report
+        .timings
+        .insert(what.into(), step.elapsed().as_secs_f64());
+    *step = Instant::now();
 }
 
 /// Renews the lock until `stop`; sets `lost` if a renewal fails. Returns the client for release.
@@ -721,13 +755,6 @@ pub fn migrate(cfg: &Config, opts: &Options, ui: &Ui) -> Result<Report> {
             for addr in [&src, &dst] {
                 data::raise_fence(&mut data::connect(cfg, addr)?, opts.user, held.token)?;
             }
-            let mut step = Instant::now();
-            let mut timed = |report: &mut Report, what: &str| {
-                report
-                    .timings
-                    .insert(what.into(), step.elapsed().as_secs_f64());
-                step = Instant::now();
-            };
             fenced_ring(&mut ring_db, &name, held.token, |tx| {
                 tx.exec_drop(
                     "UPDATE users SET state = 'moving' WHERE user_id = ? AND shard_id = ?",
@@ -741,13 +768,9 @@ pub fn migrate(cfg: &Config, opts: &Options, ui: &Ui) -> Result<Report> {
                 run.set_state(State::Copying, &[])?;
                 // Rows left by an earlier failed attempt go first.
                 run.delete_all(&dst, "clearing", 0, "migrate.clear_mid")?;
-                run.copy_all(total)?;
-                failpoint!("migrate.after_copy");
-                timed(&mut report, "copy");
-                let sums = run.verify()?;
-                timed(&mut report, "verify");
-                Ok(sums)
+                run.copy_and_verify(total, &mut report)
             })();
+            let mut step = Instant::now();
             let sums = match before_flip {
                 Ok(s) => s,
                 Err(e @ Error::LockLost(_)) => return Err(e),
@@ -778,7 +801,7 @@ pub fn migrate(cfg: &Config, opts: &Options, ui: &Ui) -> Result<Report> {
                     opts.user, from.name
                 )));
             }
-            timed(&mut report, "flip");
+            lap(&mut report, "flip", &mut step);
             failpoint!("migrate.after_flip");
             if opts.keep_source {
                 report.state = State::Flipped.to_string();
@@ -792,7 +815,7 @@ pub fn migrate(cfg: &Config, opts: &Options, ui: &Ui) -> Result<Report> {
             run.delete_all(&src, "cleaning up", total, "migrate.cleanup_mid")?;
             failpoint!("migrate.after_cleanup");
             run.set_state(State::Done, &[])?;
-            timed(&mut report, "cleanup");
+            lap(&mut report, "cleanup", &mut step);
             report.state = State::Done.to_string();
             Ok(())
         },
