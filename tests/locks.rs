@@ -4,40 +4,18 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
-use common::{federation, Env, Federation};
+use common::{federation, wait_until, Env, Federation};
 use mysql::prelude::Queryable;
 
 fn fed() -> &'static Federation {
     federation("locks", 24700, 2)
 }
 
-fn spawn(env: &Env, args: &[&str]) -> Child {
-    Command::new(common::bin())
-        .args(args)
-        .env("SHARDCTL_CONFIG", &env.config)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
 fn token_of(env: &Env, name: &str) -> Option<u64> {
     env.json(&["lock", "show", name])["lease"]["token"].as_u64()
-}
-
-fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 fn alive(pid: i32) -> bool {
@@ -63,7 +41,7 @@ fn signal(pid: u32, sig: i32) {
 fn fifty_processes_one_winner() {
     let env = Env::new(fed(), "lock_race");
     let children: Vec<Child> = (0..50)
-        .map(|_| spawn(&env, &["lock", "acquire", "race", "--ttl", "60s"]))
+        .map(|_| env.spawn(&["lock", "acquire", "race", "--ttl", "60s"], &[]))
         .collect();
     let codes: Vec<i32> = children
         .into_iter()
@@ -110,11 +88,11 @@ fn acquire_release_and_tokens() {
     let again = env.json(&["lock", "acquire", "deploy", "--ttl", "60s"]);
     assert!(again["token"].as_u64().unwrap() > t, "tokens only grow");
     // --wait gets the lock once it is released.
-    let waiter = spawn(
-        &env,
+    let waiter = env.spawn(
         &[
             "lock", "acquire", "deploy", "--ttl", "60s", "--wait", "20s", "--format", "json",
         ],
+        &[],
     );
     std::thread::sleep(Duration::from_millis(300));
     env.json(&["lock", "release", "deploy"]);
@@ -190,11 +168,11 @@ fn a_killed_lock_run_holder_frees_the_lock_at_once() {
     let env = Env::new(fed(), "lock_sigkill");
     let pidfile = env.dir.path().join("cmd.pid");
     let script = format!("echo $$ > {}; exec sleep 60", pidfile.display());
-    let mut holder = spawn(
-        &env,
+    let mut holder = env.spawn(
         &[
             "lock", "run", "job", "--ttl", "60s", "--", "sh", "-c", &script,
         ],
+        &[],
     );
     let cmd_pid = pid_in(&pidfile);
     let t1 = token_of(&env, "job").expect("lease recorded");
@@ -215,11 +193,11 @@ fn a_paused_holder_loses_the_lock_and_stops_its_command() {
     let env = Env::new(fed(), "lock_sigstop");
     let pidfile = env.dir.path().join("cmd.pid");
     let script = format!("echo $$ > {}; exec sleep 60", pidfile.display());
-    let holder = spawn(
-        &env,
+    let holder = env.spawn(
         &[
             "lock", "run", "paused", "--ttl", "2s", "--grace", "2s", "--", "sh", "-c", &script,
         ],
+        &[],
     );
     let cmd_pid = pid_in(&pidfile);
     let t1 = token_of(&env, "paused").unwrap();
@@ -271,9 +249,9 @@ fn lock_run_passes_exit_code_and_interrupts() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(r.json()["renewals"].as_u64().unwrap() >= 3);
     // An interrupt reaches the command, and the lock is released.
-    let holder = spawn(
-        &env,
+    let holder = env.spawn(
         &["lock", "run", "r3", "--ttl", "30s", "--", "sleep", "30"],
+        &[],
     );
     wait_until("the lease", || token_of(&env, "r3").is_some());
     signal(holder.id(), libc::SIGINT);
@@ -292,9 +270,9 @@ fn account_locks_meet_application_jobs_on_the_shard() {
         .unwrap() as u16;
     let name = "ACCOUNT_42_RESIZE";
     // A lock run holds GET_LOCK on the account's server for its whole life.
-    let mut holder = spawn(
-        &env,
+    let mut holder = env.spawn(
         &["lock", "run", name, "--ttl", "30s", "--", "sleep", "30"],
+        &[],
     );
     wait_until("the lease", || token_of(&env, name).is_some());
     let mut shard = common::conn(server);
@@ -359,8 +337,8 @@ fn sweep_releases_expired_leases_quietly_and_sweeps_do_not_collide() {
     let limited = env.json(&["lock", "sweep", "--limit", "500"]);
     assert_eq!(limited["released"], 500);
     // Two sweeps at once: each lock released exactly once.
-    let a = spawn(&env, &["lock", "sweep", "--format", "json"]);
-    let b = spawn(&env, &["lock", "sweep", "--format", "json"]);
+    let a = env.spawn(&["lock", "sweep", "--format", "json"], &[]);
+    let b = env.spawn(&["lock", "sweep", "--format", "json"], &[]);
     let total: u64 = [a, b]
         .into_iter()
         .map(|c| {

@@ -117,8 +117,7 @@ fn a_held_account_lock_blocks_the_migration() {
 mod crashes {
     use super::*;
     use std::os::unix::process::ExitStatusExt;
-    use std::process::{Command, Stdio};
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
     fn crash_at(point: &str, user: u64) {
         let (env, from, to, original) =
@@ -183,36 +182,10 @@ mod crashes {
         crash_after_cleanup => "migrate.after_cleanup", 208;
     }
 
-    fn stopped(pid: u32) -> bool {
-        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
-            s.rsplit_once(") ")
-                .is_some_and(|(_, rest)| rest.starts_with('T'))
-        })
-    }
-
-    fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
-        let start = Instant::now();
-        while !f() {
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "timed out waiting for {what}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
     #[test]
     fn a_paused_migration_is_fenced_out_after_its_lease_is_swept() {
         let (env, from, to, original) = world("migrate_fenced", 301, 20_000);
-        let stale = Command::new(common::bin())
-            .args(["migrate", "301", "--to", &to, "--lock-ttl", "1s"])
-            .env("SHARDCTL_CONFIG", &env.config)
-            .env("SHARDCTL_FAILPOINT_STOP", "migrate.copy_mid")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        wait_until("the migration to pause mid-copy", || stopped(stale.id()));
+        let stale = env.migration_paused_mid_copy(301, &to, &["--lock-ttl", "1s"]);
         std::thread::sleep(Duration::from_millis(1500));
         let swept = env.json(&["lock", "sweep"]);
         assert_eq!(swept["locks"][0], "ACCOUNT_301_MIGRATE");
@@ -242,15 +215,7 @@ mod crashes {
     #[test]
     fn an_interrupted_migration_releases_its_lock_and_is_resumable() {
         let (env, from, to, original) = world("migrate_ctrl_c", 302, 20_000);
-        let child = Command::new(common::bin())
-            .args(["migrate", "302", "--to", &to])
-            .env("SHARDCTL_CONFIG", &env.config)
-            .env("SHARDCTL_FAILPOINT_STOP", "migrate.copy_mid")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        wait_until("the migration to pause mid-copy", || stopped(child.id()));
+        let child = env.migration_paused_mid_copy(302, &to, &[]);
         unsafe {
             libc::kill(child.id() as i32, libc::SIGINT);
             libc::kill(child.id() as i32, libc::SIGCONT);

@@ -5,17 +5,7 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
-
 use common::{federation, fingerprint, Env};
-
-fn stopped(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
-        s.rsplit_once(") ")
-            .is_some_and(|(_, rest)| rest.starts_with('T'))
-    })
-}
 
 #[test]
 fn a_destination_dying_mid_copy_leaves_the_source_whole() {
@@ -32,22 +22,7 @@ fn a_destination_dying_mid_copy_leaves_the_source_whole() {
         .unwrap();
     let original = fingerprint(env.shard_ports(&from)[0], &env.shard_db(), user);
 
-    let child = Command::new(common::bin())
-        .args(["migrate", &user.to_string(), "--to", &to])
-        .env("SHARDCTL_CONFIG", &env.config)
-        .env("SHARDCTL_FAILPOINT_STOP", "migrate.copy_mid")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    while !stopped(child.id()) {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "never reached the middle of the copy"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let child = env.migration_paused_mid_copy(user, &to, &[]);
     // The routing rule's server for this user on the destination: online servers by half,
     // index user mod 2.
     let half = if user % 2 == 0 { "a" } else { "b" };

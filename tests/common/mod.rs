@@ -123,6 +123,40 @@ pub fn conn(port: u16) -> mysql::Conn {
     .unwrap_or_else(|e| panic!("connect to 127.0.0.1:{port}: {e}"))
 }
 
+/// shardctl's own connection type, as root on a sandbox server.
+pub fn root_db(port: u16) -> shardctl::db::Db {
+    shardctl::db::Db::connect(
+        &shardctl::types::HostPort::new("127.0.0.1", port),
+        &shardctl::config::Login {
+            user: "root".into(),
+            password: None,
+        },
+        None,
+        &Default::default(),
+    )
+    .unwrap()
+}
+
+/// Polls `f` until it holds; fails the test after 30 s.
+pub fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !f() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(30),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Whether process `pid` is stopped (SIGSTOP).
+pub fn is_stopped(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        s.rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('T'))
+    })
+}
+
 /// What a shardctl run produced.
 pub struct Run {
     pub code: i32,
@@ -245,22 +279,41 @@ impl Env {
         self.run(&all).ok().json()
     }
 
+    /// Starts shardctl in the background with this world's config (and `env`), pipes captured.
+    pub fn spawn(&self, args: &[&str], env: &[(&str, &str)]) -> std::process::Child {
+        Command::new(bin())
+            .args(args)
+            .env("SHARDCTL_CONFIG", &self.config)
+            .envs(env.iter().copied())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    /// Starts `migrate USER --to TO` and waits until it has paused itself in the middle of
+    /// the copy (test builds only: the `failpoints` feature).
+    pub fn migration_paused_mid_copy(
+        &self,
+        user: u64,
+        to: &str,
+        extra: &[&str],
+    ) -> std::process::Child {
+        let user = user.to_string();
+        let mut args = vec!["migrate", &user, "--to", to];
+        args.extend(extra);
+        let child = self.spawn(&args, &[("SHARDCTL_FAILPOINT_STOP", "migrate.copy_mid")]);
+        wait_until("the migration to pause mid-copy", || is_stopped(child.id()));
+        child
+    }
+
     /// Creates the demo application schema on every shard (half a; replication copies it to b).
     pub fn create_app_schema(&self) {
         for (_, ports) in self.fed.shards() {
             let mut s = conn(ports[0]);
             let db: shardctl::types::Ident = self.shard_db().parse().unwrap();
-            let mut d = shardctl::db::Db::connect(
-                &shardctl::types::HostPort::new("127.0.0.1", ports[0]),
-                &shardctl::config::Login {
-                    user: "root".into(),
-                    password: None,
-                },
-                None,
-                &Default::default(),
-            )
-            .unwrap();
-            demo::create_schema(&mut d, &db).unwrap();
+            demo::create_schema(&mut root_db(ports[0]), &db).unwrap();
             wait_replicated(&mut s, ports[1]);
         }
     }
@@ -367,17 +420,12 @@ impl Env {
             first_photo_id: user * 10_000_000 + 1,
             first_comment_id: user * 10_000_000 + 1,
         };
-        let mut db = shardctl::db::Db::connect(
-            &shardctl::types::HostPort::new("127.0.0.1", ports[0]),
-            &shardctl::config::Login {
-                user: "root".into(),
-                password: None,
-            },
-            None,
-            &Default::default(),
+        demo::write_accounts(
+            &mut root_db(ports[0]),
+            &self.shard_db().parse().unwrap(),
+            &[account],
         )
         .unwrap();
-        demo::write_accounts(&mut db, &self.shard_db().parse().unwrap(), &[account]).unwrap();
         wait_replicated(&mut conn(ports[0]), ports[1]);
         shard
     }
