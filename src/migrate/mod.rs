@@ -435,6 +435,7 @@ impl Run<'_> {
         self.streams(what, total, addr, &|job| {
             data::delete_stream(job, addr, &|| {
                 hit.call_once(|| {
+                    // Used only where failpoints are compiled in.
                     let _ = failpoint_name;
                     failpoint!(failpoint_name);
                 })
