@@ -951,7 +951,7 @@ _shardctl() {
             return 0
             ;;
         shardctl__subcmd__init)
-            opts="-q -v -h -V --config --format --quiet --verbose --help --version"
+            opts="-q -v -h -V --dry-run --config --format --quiet --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -995,7 +995,7 @@ _shardctl() {
             return 0
             ;;
         shardctl__subcmd__lock__subcmd__acquire)
-            opts="-q -v -h -V --ttl --owner --wait --purpose --config --format --quiet --verbose --help --version"
+            opts="-q -v -h -V --ttl --owner --wait --purpose --dry-run --config --format --quiet --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1033,7 +1033,7 @@ _shardctl() {
             return 0
             ;;
         shardctl__subcmd__lock__subcmd__force__subcmd__release)
-            opts="-q -v -h -V --reason --config --format --quiet --verbose --help --version"
+            opts="-q -v -h -V --reason --dry-run --config --format --quiet --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1215,7 +1215,7 @@ _shardctl() {
             return 0
             ;;
         shardctl__subcmd__lock__subcmd__release)
-            opts="-q -v -h -V --token --config --format --quiet --verbose --help --version"
+            opts="-q -v -h -V --token --dry-run --config --format --quiet --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1241,7 +1241,7 @@ _shardctl() {
             return 0
             ;;
         shardctl__subcmd__lock__subcmd__run)
-            opts="-q -v -h -V --ttl --owner --wait --purpose --grace --config --format --quiet --verbose --help --version"
+            opts="-q -v -h -V --ttl --owner --wait --purpose --dry-run --grace --config --format --quiet --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

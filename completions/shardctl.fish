@@ -45,6 +45,7 @@ complete -c shardctl -n "__fish_shardctl_needs_command" -f -a "help" -d 'Print t
 complete -c shardctl -n "__fish_shardctl_using_subcommand init" -l config -d 'Config file [default: $SHARDCTL_CONFIG, else ~/.config/shardctl/config.toml]' -r -F
 complete -c shardctl -n "__fish_shardctl_using_subcommand init" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
 json\t''"
+complete -c shardctl -n "__fish_shardctl_using_subcommand init" -l dry-run -d 'Say what would be created or upgraded, change nothing'
 complete -c shardctl -n "__fish_shardctl_using_subcommand init" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
 complete -c shardctl -n "__fish_shardctl_using_subcommand init" -s v -l verbose -d 'Print more detail on stderr'
 complete -c shardctl -n "__fish_shardctl_using_subcommand init" -s h -l help -d 'Print help'
@@ -225,6 +226,7 @@ complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from acquire" -l config -d 'Config file [default: $SHARDCTL_CONFIG, else ~/.config/shardctl/config.toml]' -r -F
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from acquire" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
 json\t''"
+complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from acquire" -l dry-run -d 'Say whether the lock could be taken now (exit 3 if not), take nothing'
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from acquire" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from acquire" -s v -l verbose -d 'Print more detail on stderr'
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from acquire" -s h -l help -d 'Print help'
@@ -233,6 +235,7 @@ complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from release" -l config -d 'Config file [default: $SHARDCTL_CONFIG, else ~/.config/shardctl/config.toml]' -r -F
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from release" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
 json\t''"
+complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from release" -l dry-run -d 'Say what would be released, release nothing'
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from release" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from release" -s v -l verbose -d 'Print more detail on stderr'
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from release" -s h -l help -d 'Print help'
@@ -262,6 +265,7 @@ complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from run" -l config -d 'Config file [default: $SHARDCTL_CONFIG, else ~/.config/shardctl/config.toml]' -r -F
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from run" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
 json\t''"
+complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from run" -l dry-run -d 'Say whether the lock could be taken now (exit 3 if not), take nothing'
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from run" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from run" -s v -l verbose -d 'Print more detail on stderr'
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from run" -s h -l help -d 'Print help'
@@ -270,6 +274,7 @@ complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from force-release" -l config -d 'Config file [default: $SHARDCTL_CONFIG, else ~/.config/shardctl/config.toml]' -r -F
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from force-release" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
 json\t''"
+complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from force-release" -l dry-run -d 'Show the lease and the session that would be killed, change nothing'
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from force-release" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from force-release" -s v -l verbose -d 'Print more detail on stderr'
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from force-release" -s h -l help -d 'Print help'

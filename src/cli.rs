@@ -46,7 +46,7 @@ pub struct GlobalArgs {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Create or upgrade the global ring schema (idempotent)
-    Init,
+    Init(InitArgs),
     /// Check every server: reachable, privileges, schema version, replication
     Doctor(DoctorArgs),
     /// Register shards and change their weight and state
@@ -70,6 +70,13 @@ pub enum Command {
     Sandbox(SandboxCommand),
     /// Print shell completions
     Completions(CompletionsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Say what would be created or upgraded, change nothing
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]
@@ -296,6 +303,9 @@ pub struct LockAcquireArgs {
     /// Why it is held, recorded in the lease
     #[arg(long, value_name = "TEXT")]
     pub purpose: Option<String>,
+    /// Say whether the lock could be taken now (exit 3 if not), take nothing
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]
@@ -305,6 +315,9 @@ pub struct LockReleaseArgs {
     /// Release only if the lock still carries this token
     #[arg(long, value_name = "T")]
     pub token: Option<u64>,
+    /// Say what would be released, release nothing
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]
@@ -345,6 +358,9 @@ pub struct LockForceReleaseArgs {
     /// Why, for the audit log
     #[arg(long, value_name = "TEXT")]
     pub reason: String,
+    /// Show the lease and the session that would be killed, change nothing
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]

@@ -106,6 +106,36 @@ fn init_twice_is_idempotent_and_audited_once() {
 }
 
 #[test]
+fn init_dry_run_creates_nothing() {
+    let env = Env::new(fed(), "init_dry");
+    let fresh = env.dir.path().join("fresh.toml");
+    let text = std::fs::read_to_string(&env.config)
+        .unwrap()
+        .replace(&env.ring_db(), "t_init_dry_never");
+    std::fs::write(&fresh, text).unwrap();
+    let r = env
+        .run(&[
+            "init",
+            "--dry-run",
+            "--format",
+            "json",
+            "--config",
+            fresh.to_str().unwrap(),
+        ])
+        .ok();
+    let doc = r.json();
+    assert_eq!(doc["dry_run"], true);
+    assert!(doc["from_version"].is_null());
+    let exists: Option<String> = env
+        .ring()
+        .query_first("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = 't_init_dry_never'")
+        .unwrap();
+    assert_eq!(exists, None);
+    let same = env.json(&["init", "--dry-run"]);
+    assert_eq!(same["from_version"], same["version"]);
+}
+
+#[test]
 fn doctor_passes_on_a_healthy_federation() {
     let env = Env::new(fed(), "doctor_ok");
     env.register_shards();

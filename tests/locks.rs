@@ -111,6 +111,64 @@ fn acquire_release_and_tokens() {
 }
 
 #[test]
+fn dry_runs_change_nothing() {
+    let env = Env::new(fed(), "lock_dry");
+    let free = env.json(&["lock", "acquire", "d1", "--ttl", "60s", "--dry-run"]);
+    assert_eq!(free["would"], true);
+    assert_eq!(token_of(&env, "d1"), None);
+    let held = env.json(&["lock", "acquire", "d1", "--ttl", "60s"]);
+    let token = held["token"].as_u64().unwrap();
+    let before = env.snapshot();
+    let r = env.run(&[
+        "lock",
+        "acquire",
+        "d1",
+        "--ttl",
+        "60s",
+        "--dry-run",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(r.code, 3);
+    assert_eq!(r.json()["would"], false);
+    let r = env.run(&[
+        "lock",
+        "run",
+        "d1",
+        "--ttl",
+        "60s",
+        "--dry-run",
+        "--",
+        "true",
+    ]);
+    assert_eq!(r.code, 3);
+    assert_eq!(
+        env.json(&["lock", "release", "d1", "--dry-run"])["would"],
+        true
+    );
+    let r = env.run(&[
+        "lock",
+        "release",
+        "d1",
+        "--token",
+        &(token + 1).to_string(),
+        "--dry-run",
+    ]);
+    assert_eq!(r.code, 3);
+    let forced = env.json(&[
+        "lock",
+        "force-release",
+        "d1",
+        "--reason",
+        "test",
+        "--dry-run",
+    ]);
+    assert_eq!(forced["would"], true);
+    assert_eq!(before, env.snapshot());
+    assert_eq!(token_of(&env, "d1"), Some(token));
+}
+
+#[test]
 fn list_filters_and_names() {
     let env = Env::new(fed(), "lock_list");
     env.json(&["lock", "acquire", "ab_1", "--ttl", "60s", "--owner", "bob"]);

@@ -1,3 +1,4 @@
+use crate::cli::InitArgs;
 use crate::commands::Ctx;
 use crate::error::Result;
 use crate::output::{Outcome, Report};
@@ -5,10 +6,15 @@ use crate::ring::{self, InitOutcome};
 
 impl Report for InitOutcome {
     fn human(&self) -> String {
+        let (upgraded, created) = if self.dry_run {
+            ("would upgrade", "would create")
+        } else {
+            ("upgraded", "created")
+        };
         let what = match self.from_version {
             Some(v) if v == self.version => format!("already at schema version {v}; nothing to do"),
-            Some(v) => format!("upgraded from schema version {v} to {}", self.version),
-            None => format!("created at schema version {}", self.version),
+            Some(v) => format!("{upgraded} from schema version {v} to {}", self.version),
+            None => format!("{created} at schema version {}", self.version),
         };
         let tickets = if self.ticket_servers.is_empty() {
             String::new()
@@ -25,6 +31,6 @@ impl Report for InitOutcome {
     }
 }
 
-pub fn run(ctx: &Ctx) -> Result<Outcome> {
-    Outcome::of(ring::initialize(&ctx.config()?)?)
+pub fn run(ctx: &Ctx, args: &InitArgs) -> Result<Outcome> {
+    Outcome::of(ring::initialize(&ctx.config()?, args.dry_run)?)
 }

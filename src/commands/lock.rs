@@ -101,6 +101,76 @@ impl Report for Shown {
     }
 }
 
+/// What a lock command would do, for `--dry-run`.
+#[derive(Serialize)]
+struct Preview {
+    name: String,
+    action: &'static str,
+    /// Whether the action would go through now.
+    would: bool,
+    lease: Option<Lease>,
+    getlock_holder: Option<GetLockHolder>,
+    dry_run: bool,
+    /// Exit 3 when a would-be acquisition or release would meet someone else's lock.
+    #[serde(skip)]
+    in_use_code: bool,
+}
+
+impl Report for Preview {
+    fn human(&self) -> String {
+        let mut out = format!(
+            "{} {}: {}",
+            self.action,
+            self.name,
+            if self.would {
+                "would go through"
+            } else {
+                "would not: the lock is someone else's"
+            }
+        );
+        if let Some(l) = &self.lease {
+            out.push_str(&format!(
+                "\nlease: {} on {} (pid {}, token {}), expires {}",
+                l.owner, l.host, l.pid, l.token, l.expires_at
+            ));
+        }
+        if let Some(h) = &self.getlock_holder {
+            out.push_str(&format!(
+                "\nGET_LOCK held on {} by connection {}",
+                h.server, h.connection
+            ));
+        }
+        out
+    }
+
+    fn exit_code(&self) -> u8 {
+        if self.in_use_code && !self.would {
+            crate::exit_codes::LOCK_IN_USE
+        } else {
+            crate::exit_codes::OK
+        }
+    }
+}
+
+/// The lock's lease and live GET_LOCK holder, and whether a new holder could take it now: free,
+/// expired, or its holder's session gone.
+fn preview(client: &mut LockClient, name: &LockName, action: &'static str) -> Result<Preview> {
+    let lease = client.read(name.as_str())?;
+    let holder = client.live_holder(name, lease.as_ref())?;
+    let lease_free = lease
+        .as_ref()
+        .is_none_or(|l| l.expired || (l.holder_connection.is_some() && holder.is_none()));
+    Ok(Preview {
+        name: name.to_string(),
+        action,
+        would: lease_free && holder.is_none(),
+        lease,
+        getlock_holder: holder.map(|(server, connection)| GetLockHolder { server, connection }),
+        dry_run: true,
+        in_use_code: true,
+    })
+}
+
 #[derive(Serialize)]
 struct Released {
     name: String,
@@ -203,6 +273,10 @@ fn audited(
 pub fn run(ctx: &Ctx, cmd: LockCommand) -> Result<Outcome> {
     let cfg = ctx.config()?;
     match cmd {
+        LockCommand::Run(args) if args.lock.dry_run => {
+            let mut client = LockClient::new(&cfg)?;
+            Outcome::of(preview(&mut client, &args.lock.name, "run")?)
+        }
         LockCommand::Run(args) => {
             let purpose = args
                 .command
@@ -233,6 +307,9 @@ pub fn run(ctx: &Ctx, cmd: LockCommand) -> Result<Outcome> {
 /// The verbs that act once on the ring and exit.
 fn one_shot(ctx: &Ctx, client: &mut LockClient, cmd: LockCommand) -> Result<Outcome> {
     match cmd {
+        LockCommand::Acquire(args) if args.dry_run => {
+            Outcome::of(preview(client, &args.name, "acquire")?)
+        }
         LockCommand::Acquire(args) => {
             let req = request(&args, false, args.purpose.clone().unwrap_or_default())?;
             let held = client.acquire(&req, args.wait.unwrap_or_default())?;
@@ -250,6 +327,15 @@ fn one_shot(ctx: &Ctx, client: &mut LockClient, cmd: LockCommand) -> Result<Outc
                 expires_at: lease.map(|l| l.expires_at).unwrap_or_default(),
                 took_over: held.took_over,
             })
+        }
+        LockCommand::Release(args) if args.dry_run => {
+            let mut p = preview(client, &args.name, "release")?;
+            p.would = p
+                .lease
+                .as_ref()
+                .is_some_and(|l| args.token.is_none_or(|t| t == l.token));
+            p.in_use_code = p.lease.is_some();
+            Outcome::of(p)
         }
         LockCommand::Release(args) => {
             let lease = client.read(args.name.as_str())?;
@@ -302,6 +388,12 @@ fn one_shot(ctx: &Ctx, client: &mut LockClient, cmd: LockCommand) -> Result<Outc
         LockCommand::ForceRelease(args) => {
             if args.reason.trim().is_empty() {
                 return Err(Error::Usage("--reason must say why".into()));
+            }
+            if args.dry_run {
+                let mut p = preview(client, &args.name, "force-release")?;
+                p.would = p.lease.is_some() || p.getlock_holder.is_some();
+                p.in_use_code = false;
+                return Outcome::of(p);
             }
             let done = client.force_release(&args.name)?;
             audited(

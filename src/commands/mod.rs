@@ -37,7 +37,7 @@ pub fn dispatch(cli: Cli, ui: Ui) -> Result<Outcome> {
         config_path: cli.global.config,
     };
     match cli.command {
-        Command::Init => init::run(&ctx),
+        Command::Init(args) => init::run(&ctx, &args),
         Command::Doctor(args) => doctor::run(&ctx, &args),
         Command::Shard(cmd) => shard::run(&ctx, cmd),
         Command::User(cmd) => user::run(&ctx, cmd),

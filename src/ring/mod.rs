@@ -71,11 +71,28 @@ pub struct InitOutcome {
     pub from_version: Option<u32>,
     pub version: u32,
     pub ticket_servers: Vec<String>,
+    pub dry_run: bool,
 }
 
-/// Creates or upgrades the ring schema and the ticket tables; idempotent.
-pub fn initialize(cfg: &Config) -> Result<InitOutcome> {
+/// Creates or upgrades the ring schema and the ticket tables; idempotent. With `dry_run`, only
+/// reads the recorded version.
+pub fn initialize(cfg: &Config, dry_run: bool) -> Result<InitOutcome> {
     let mut db = connect(cfg, false)?;
+    if dry_run {
+        let from_version = schema::recorded_version(&mut db, &cfg.ring.database)?;
+        return Ok(InitOutcome {
+            server: db.server.to_string(),
+            database: cfg.ring.database.to_string(),
+            version: schema::VERSION.max(from_version.unwrap_or(0)),
+            from_version,
+            ticket_servers: cfg
+                .tickets
+                .iter()
+                .map(|t| format!("{}/{}", t.server, t.database))
+                .collect(),
+            dry_run,
+        });
+    }
     let (from_version, version) = schema::upgrade(&mut db, &cfg.ring.database)?;
     let mut ticket_servers = Vec::new();
     for t in &cfg.tickets {
@@ -99,5 +116,6 @@ pub fn initialize(cfg: &Config) -> Result<InitOutcome> {
         from_version,
         version,
         ticket_servers,
+        dry_run,
     })
 }

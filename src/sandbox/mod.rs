@@ -220,7 +220,7 @@ pub fn up(opts: &UpOptions, ui: &Ui) -> Result<UpOutcome> {
             .map_err(|e| Error::io("writing the sandbox config", e))?;
         let cfg = Config::load(&config_path)?;
         spinner.set_message("creating the ring and the shards");
-        ring::initialize(&cfg)?;
+        ring::initialize(&cfg, false)?;
         let mut ring_db = ring::open(&cfg)?;
         let database: Ident = demo::DATABASE.parse().map_err(Error::Failed)?;
         for (i, pair) in members[1..].chunks(2).enumerate() {
