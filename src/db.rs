@@ -147,6 +147,11 @@ impl Db {
         })
     }
 
+    /// Whether an I/O error ended this connection (it is never used again).
+    pub fn is_lost(&self) -> bool {
+        self.conn.is_none()
+    }
+
     /// This session's connection id, from the handshake (no round trip).
     pub fn connection_id(&self) -> u64 {
         self.conn

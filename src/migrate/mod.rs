@@ -13,6 +13,7 @@ pub mod state;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use mysql::prelude::Queryable;
@@ -313,21 +314,26 @@ struct Run<'a> {
     tables: Vec<Table>,
     max_lag: u64,
     lock_lost: &'a AtomicBool,
+    /// The migration's one ring connection (streams run on other threads, hence the mutex).
+    ring: Mutex<&'a mut Db>,
 }
 
 impl Run<'_> {
-    fn ring(&self) -> Result<Db> {
-        ring::open(self.cfg)
+    /// Runs `f` on the ring connection, reconnecting first if an I/O error ended it (the ring
+    /// may have failed over to its other server between two steps).
+    fn with_ring<T>(&self, f: impl FnOnce(&mut Db) -> Result<T>) -> Result<T> {
+        let mut db = self
+            .ring
+            .lock()
+            .map_err(|_| Error::Failed("the ring connection's lock was poisoned".into()))?;
+        if db.is_lost() {
+            **db = ring::open(self.cfg)?;
+        }
+        f(&mut db)
     }
 
     fn set_state(&self, state: State, extra: &[(&str, String)]) -> Result<()> {
-        if journal_state(
-            &mut self.ring()?,
-            self.migration_id,
-            self.token,
-            state,
-            extra,
-        )? {
+        if self.with_ring(|db| journal_state(db, self.migration_id, self.token, state, extra))? {
             Ok(())
         } else {
             Err(Error::LockLost(format!(
@@ -531,11 +537,13 @@ impl Run<'_> {
             .is_ok();
         let user = self.user;
         let from = self.from.id;
-        fenced_ring(&mut self.ring()?, &self.name, self.token, |tx| {
-            tx.exec_drop(
-                "UPDATE users SET state = 'active' WHERE user_id = ? AND shard_id = ?",
-                (user, from),
-            )
+        self.with_ring(|db| {
+            fenced_ring(db, &self.name, self.token, |tx| {
+                tx.exec_drop(
+                    "UPDATE users SET state = 'active' WHERE user_id = ? AND shard_id = ?",
+                    (user, from),
+                )
+            })
         })?;
         let state = if cleared {
             State::RolledBack
@@ -670,7 +678,7 @@ pub fn migrate(cfg: &Config, opts: &Options, ui: &Ui) -> Result<Report> {
                 "resolving interrupted migration #{} ({}) first",
                 entry.migration_id, entry.state
             ));
-            resume_entry(cfg, &entry, opts.lock_ttl, ui)?;
+            resume_entry(cfg, &mut ring_db, &entry, opts.lock_ttl, ui)?;
         }
     }
     let (from_id, state) = directory::user(&mut ring_db, opts.user)?.unwrap_or_default();
@@ -726,7 +734,6 @@ pub fn migrate(cfg: &Config, opts: &Options, ui: &Ui) -> Result<Report> {
         opts.lock_ttl,
         &format!("migrate to {}", to.name),
         |held, lost| {
-            let mut ring_db = ring::open(cfg)?;
             let migration_id = ring_db.run("journaling the migration", |c| {
             c.exec_drop(
                 "INSERT INTO migrations (user_id, from_shard, to_shard, state, token, keep_source, source_server, dest_server,
@@ -752,17 +759,18 @@ pub fn migrate(cfg: &Config, opts: &Options, ui: &Ui) -> Result<Report> {
                 tables,
                 max_lag: opts.max_lag,
                 lock_lost: lost,
+                ring: Mutex::new(&mut ring_db),
             };
             for addr in [&src, &dst] {
                 data::raise_fence(&mut data::connect(cfg, addr)?, opts.user, held.token)?;
             }
-            fenced_ring(&mut ring_db, &name, held.token, |tx| {
+            run.with_ring(|db| fenced_ring(db, &name, held.token, |tx| {
                 tx.exec_drop(
                     "UPDATE users SET state = 'moving' WHERE user_id = ? AND shard_id = ?",
                     (opts.user, from.id),
                 )?;
                 tx.exec_drop("UPDATE migrations SET state = 'moving', updated_at = UTC_TIMESTAMP(6) WHERE migration_id = ?", (migration_id,))
-            })?;
+            }))?;
             failpoint!("migrate.after_moving");
             let before_flip = (|| -> Result<BTreeMap<String, Checksum>> {
                 catch_up_with_peers(cfg, from, &src, ui)?;
@@ -785,7 +793,7 @@ pub fn migrate(cfg: &Config, opts: &Options, ui: &Ui) -> Result<Report> {
             report.checksums = sums;
             failpoint!("migrate.after_verify");
             // The commit point: one ring transaction, checked against the lease's token.
-            let flipped = fenced_ring(&mut ring_db, &name, held.token, |tx| {
+            let flipped = run.with_ring(|db| fenced_ring(db, &name, held.token, |tx| {
                 tx.exec_drop(
                 "UPDATE users SET shard_id = ?, state = 'active' WHERE user_id = ? AND shard_id = ? AND state = 'moving'",
                 (to.id, opts.user, from.id),
@@ -795,7 +803,7 @@ pub fn migrate(cfg: &Config, opts: &Options, ui: &Ui) -> Result<Report> {
                 }
                 tx.exec_drop("UPDATE migrations SET state = 'flipped', updated_at = UTC_TIMESTAMP(6) WHERE migration_id = ?", (migration_id,))?;
                 Ok(true)
-            })?;
+            }))?;
             if !flipped {
                 return Err(Error::Failed(format!(
                     "user {} was not `moving` on {} at the flip; nothing changed",
@@ -825,7 +833,6 @@ pub fn migrate(cfg: &Config, opts: &Options, ui: &Ui) -> Result<Report> {
         .timings
         .insert("total".into(), started.elapsed().as_secs_f64());
     outcome?;
-    let mut ring_db = ring::open(cfg)?;
     ring_db.run("auditing", |c| {
         audit::record(c, "migrate", &opts.user.to_string(), json!({ "from": report.from, "to": report.to, "state": report.state,
             "rows": report.rows, "migration_id": report.migration_id, "token": report.token, "seconds": report.timings.get("total") }))
@@ -845,9 +852,14 @@ pub struct Resumed {
 }
 
 /// Finishes (past the flip) or rolls back (before it) one unfinished journal entry.
-pub fn resume_entry(cfg: &Config, entry: &Entry, ttl: Duration, ui: &Ui) -> Result<Resumed> {
-    let mut ring_db = ring::open(cfg)?;
-    let shards = directory::shards(&mut ring_db)?;
+pub fn resume_entry(
+    cfg: &Config,
+    ring_db: &mut Db,
+    entry: &Entry,
+    ttl: Duration,
+    ui: &Ui,
+) -> Result<Resumed> {
+    let shards = directory::shards(ring_db)?;
     let from = shard_by_id(&shards, entry.from_id)?;
     let to = shard_by_id(&shards, entry.to_id)?;
     let action = resume_action(entry.state);
@@ -857,7 +869,6 @@ pub fn resume_entry(cfg: &Config, entry: &Entry, ttl: Duration, ui: &Ui) -> Resu
         ttl,
         &format!("resume migration #{}", entry.migration_id),
         |held, lost| {
-            let mut ring_db = ring::open(cfg)?;
             // Take the entry over: from here on only our token may write it.
             ring_db.exec_drop(
             "taking over the journal entry",
@@ -884,18 +895,19 @@ pub fn resume_entry(cfg: &Config, entry: &Entry, ttl: Duration, ui: &Ui) -> Resu
                 tables,
                 max_lag: u64::MAX,
                 lock_lost: lost,
+                ring: Mutex::new(&mut *ring_db),
             };
             match action {
                 Resume::Nothing => Ok(entry.state),
                 Resume::RollBack => {
                     run.delete_all(&dst, "clearing", 0, "migrate.resume_clear_mid")?;
-                    fenced_ring(&mut ring_db, &run.name, held.token, |tx| {
+                    run.with_ring(|db| fenced_ring(db, &run.name, held.token, |tx| {
                         tx.exec_drop(
                             "UPDATE users SET state = 'active' WHERE user_id = ? AND shard_id = ?",
                             (entry.user, from.id),
                         )?;
                         tx.exec_drop("UPDATE migrations SET state = 'rolled_back', updated_at = UTC_TIMESTAMP(6), finished_at = UTC_TIMESTAMP(6) WHERE migration_id = ?", (entry.migration_id,))
-                    })?;
+                    }))?;
                     Ok(State::RolledBack)
                 }
                 Resume::Finish => {
@@ -907,7 +919,7 @@ pub fn resume_entry(cfg: &Config, entry: &Entry, ttl: Duration, ui: &Ui) -> Resu
             }
         },
     )?;
-    ring::open(cfg)?.run("auditing", |c| {
+    ring_db.run("auditing", |c| {
         audit::record(
             c,
             "migrate.resume",
@@ -976,7 +988,7 @@ pub fn resume(cfg: &Config, user: Option<u64>, ttl: Duration, ui: &Ui) -> Result
     let mut done = Vec::new();
     let mut failed = Vec::new();
     for e in entries {
-        match resume_entry(cfg, &e, ttl, ui) {
+        match resume_entry(cfg, &mut ring_db, &e, ttl, ui) {
             Ok(r) => done.push(r),
             Err(err) => failed.push((e.user, err)),
         }
