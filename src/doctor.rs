@@ -124,7 +124,7 @@ pub fn ticket_problems(settings: &[(String, u64, u64)]) -> Vec<String> {
                 "{server}: auto_increment_increment={inc} differs from another ticket server's"
             ));
         }
-        if !offsets.insert((*off - 1) % (*inc).max(1)) {
+        if !offsets.insert(off.saturating_sub(1) % (*inc).max(1)) {
             problems.push(format!(
                 "{server}: auto_increment_offset={off} repeats another ticket server's"
             ));
@@ -160,6 +160,9 @@ mod tests {
         assert!(ticket_problems(&ok).is_empty());
         let clash = vec![("a".to_string(), 2, 1), ("b".to_string(), 2, 1)];
         assert_eq!(ticket_problems(&clash).len(), 1);
+        // An offset of 0 (a misconfigured server) is reported, not a crash.
+        let zero = vec![("a".to_string(), 2, 0), ("b".to_string(), 2, 1)];
+        assert_eq!(ticket_problems(&zero).len(), 1);
         let small = vec![("a".to_string(), 1, 1), ("b".to_string(), 1, 1)];
         assert!(ticket_problems(&small).len() >= 2);
     }

@@ -357,7 +357,7 @@ pub fn ranges(
         ),
         (user,),
     )?;
-    let (Some((Some(lo), Some(hi))), true) = (bounds, true) else {
+    let Some((Some(lo), Some(hi))) = bounds else {
         return Ok(vec![None]);
     };
     let span = (hi - lo) / streams as u64 + 1;
