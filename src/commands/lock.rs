@@ -272,10 +272,11 @@ fn audited(
 
 pub fn run(ctx: &Ctx, cmd: LockCommand) -> Result<Outcome> {
     let cfg = ctx.config()?;
+    // Every verb but `lock run` (which owns its client for the command's life) opens one here.
+    let connect = || LockClient::new(&cfg);
     match cmd {
         LockCommand::Run(args) if args.lock.dry_run => {
-            let mut client = LockClient::new(&cfg)?;
-            Outcome::of(preview(&mut client, &args.lock.name, "run")?)
+            Outcome::of(preview(&mut connect()?, &args.lock.name, "run")?)
         }
         LockCommand::Run(args) => {
             let purpose = args
@@ -297,21 +298,12 @@ pub fn run(ctx: &Ctx, cmd: LockCommand) -> Result<Outcome> {
             )?;
             Outcome::of(outcome)
         }
-        other => {
-            let mut client = LockClient::new(&cfg)?;
-            one_shot(ctx, &mut client, other)
-        }
-    }
-}
-
-/// The verbs that act once on the ring and exit.
-fn one_shot(ctx: &Ctx, client: &mut LockClient, cmd: LockCommand) -> Result<Outcome> {
-    match cmd {
         LockCommand::Acquire(args) if args.dry_run => {
-            Outcome::of(preview(client, &args.name, "acquire")?)
+            Outcome::of(preview(&mut connect()?, &args.name, "acquire")?)
         }
         LockCommand::Acquire(args) => {
             let req = request(&args, false, args.purpose.clone().unwrap_or_default())?;
+            let client = &mut connect()?;
             let held = client.acquire(&req, args.wait.unwrap_or_default())?;
             audited(
                 client,
@@ -329,6 +321,7 @@ fn one_shot(ctx: &Ctx, client: &mut LockClient, cmd: LockCommand) -> Result<Outc
             })
         }
         LockCommand::Release(args) if args.dry_run => {
+            let client = &mut connect()?;
             let mut p = preview(client, &args.name, "release")?;
             p.would = p
                 .lease
@@ -338,6 +331,7 @@ fn one_shot(ctx: &Ctx, client: &mut LockClient, cmd: LockCommand) -> Result<Outc
             Outcome::of(p)
         }
         LockCommand::Release(args) => {
+            let client = &mut connect()?;
             let lease = client.read(args.name.as_str())?;
             let Some(lease) = lease else {
                 return Outcome::of(Released {
@@ -370,6 +364,7 @@ fn one_shot(ctx: &Ctx, client: &mut LockClient, cmd: LockCommand) -> Result<Outc
             })
         }
         LockCommand::Show(args) => {
+            let client = &mut connect()?;
             let lease = client.read(args.name.as_str())?;
             let holder = client.live_holder(&args.name, lease.as_ref())?;
             Outcome::of(Shown {
@@ -380,7 +375,7 @@ fn one_shot(ctx: &Ctx, client: &mut LockClient, cmd: LockCommand) -> Result<Outc
                     .map(|(server, connection)| GetLockHolder { server, connection }),
             })
         }
-        LockCommand::List(args) => Outcome::of(LockList(client.list(
+        LockCommand::List(args) => Outcome::of(LockList(connect()?.list(
             args.expired,
             args.prefix.as_deref(),
             args.owner.as_deref(),
@@ -389,6 +384,7 @@ fn one_shot(ctx: &Ctx, client: &mut LockClient, cmd: LockCommand) -> Result<Outc
             if args.reason.trim().is_empty() {
                 return Err(Error::Usage("--reason must say why".into()));
             }
+            let client = &mut connect()?;
             if args.dry_run {
                 let mut p = preview(client, &args.name, "force-release")?;
                 p.would = p.lease.is_some() || p.getlock_holder.is_some();
@@ -406,6 +402,7 @@ fn one_shot(ctx: &Ctx, client: &mut LockClient, cmd: LockCommand) -> Result<Outc
             Outcome::of(done)
         }
         LockCommand::Sweep(args) => {
+            let client = &mut connect()?;
             let locks = client.sweep(args.limit, 10_000, args.dry_run)?;
             Outcome::of(Swept {
                 released: locks.len(),
@@ -414,9 +411,5 @@ fn one_shot(ctx: &Ctx, client: &mut LockClient, cmd: LockCommand) -> Result<Outc
                 verbose: ctx.ui.verbose,
             })
         }
-        LockCommand::Run(args) => Err(Error::Usage(format!(
-            "lock run {} needs its own session",
-            args.lock.name
-        ))),
     }
 }
