@@ -273,6 +273,29 @@ fn usage_errors_print_a_json_error_object() {
     let r = env.run(&["shard", "list", "--format", "yaml"]);
     assert_eq!(r.code, 2);
     assert_eq!(r.stderr.lines().count(), 1);
+    let before = env.snapshot();
+    #[rustfmt::skip]
+    let cases: [&[&str]; 9] = [
+        &["audit", "--since", "soon"],
+        &["audit", "--limit", "0"],
+        &["completions", "cmd.exe"],
+        &["doctor", "--max-lag", "-1"],
+        &["sandbox", "up", "--shards", "0"],
+        &["sandbox", "up", "--base-port", "80"],
+        &["sandbox", "status", "--dir", "/nonexistent/sandbox"],
+        &["migrate", "status", "abc"],
+        &["init", "--dry-run", "extra"],
+    ];
+    for args in cases {
+        let mut a = args.to_vec();
+        a.extend(["--format", "json"]);
+        let r = env.run(&a);
+        assert_ne!(r.code, 0, "{args:?}");
+        assert!(r.code == 1 || r.code == 2, "{args:?}: exit {}", r.code);
+        assert_eq!(r.stderr.lines().count(), 1, "{args:?}: {}", r.stderr);
+        assert!(r.json()["error"]["kind"].is_string(), "{args:?}");
+    }
+    assert_eq!(before, env.snapshot());
 }
 
 #[test]
