@@ -61,11 +61,20 @@ pub fn run(args: Vec<OsString>) -> u8 {
             return exit_codes::OK;
         }
         Err(e) => {
+            // clap names the offending argument on the lines after the first; keep everything
+            // before the usage block (`fail` folds it onto one line).
             let text = e.render().to_string();
-            let first = text.lines().next().unwrap_or("invalid arguments");
+            let detail = text
+                .split("\n\nUsage:")
+                .next()
+                .unwrap_or("invalid arguments");
+            let detail = detail
+                .split("\n\nFor more information")
+                .next()
+                .unwrap_or(detail);
             return fail(
                 "usage",
-                first.trim_start_matches("error: "),
+                detail.trim_start_matches("error: "),
                 json,
                 exit_codes::USAGE,
             );

@@ -270,6 +270,18 @@ fn usage_errors_print_a_json_error_object() {
     let r = env.run(&["--format=json", "no-such-command"]);
     assert_eq!(r.code, 2);
     assert_eq!(r.json()["error"]["kind"], "usage");
+    // A missing argument is named, on the one line.
+    let r = env.run(&["lock", "acquire", "x", "--format", "json"]);
+    assert_eq!(r.code, 2);
+    assert!(
+        r.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("--ttl"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(r.stderr.lines().count(), 1, "{}", r.stderr);
     let r = env.run(&["shard", "list", "--format", "yaml"]);
     assert_eq!(r.code, 2);
     assert_eq!(r.stderr.lines().count(), 1);
