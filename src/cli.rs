@@ -60,6 +60,9 @@ pub enum Command {
     Id(IdCommand),
     /// Move a user's rows to another shard: journaled, verified, fenced, resumable
     Migrate(MigrateArgs),
+    /// Plan and apply moves of users so every shard carries its weight's share
+    #[command(subcommand)]
+    Rebalance(RebalanceCommand),
     /// Account and job locks: acquire, inspect, release, sweep, run under a lock
     #[command(subcommand)]
     Lock(LockCommand),
@@ -258,6 +261,70 @@ pub struct MigrateStatusArgs {
     /// Only this user's migrations [default: unfinished ones and the latest]
     #[arg(value_name = "UID")]
     pub user: Option<u64>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RebalanceCommand {
+    /// The fewest moves that bring every shard within the tolerance of its target
+    Plan(RebalancePlanArgs),
+    /// Apply a plan (or plan now and apply): parallel, resumable, safe to run twice
+    Apply(RebalanceApplyArgs),
+}
+
+fn percent(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .trim_end_matches('%')
+        .parse()
+        .map_err(|_| format!("`{s}` is not a percentage"))?;
+    if !(0.0..=100.0).contains(&v) {
+        return Err(format!("{s} is not between 0 and 100"));
+    }
+    Ok(v)
+}
+
+#[derive(Debug, Args)]
+pub struct PlanOptions {
+    /// A shard is balanced within this many percent of its target
+    #[arg(long, value_name = "PCT", default_value = "2", value_parser = percent)]
+    pub tolerance: f64,
+    /// Balance the count of users, or their rows
+    #[arg(long, value_enum, default_value = "users")]
+    pub by: crate::rebalance::plan::By,
+    /// Plan at most N moves (the most pressing first)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_moves: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct RebalancePlanArgs {
+    #[command(flatten)]
+    pub plan: PlanOptions,
+    /// Write the plan to this file (JSON), for `rebalance apply`
+    #[arg(short = 'o', long = "output", value_name = "PLAN.json")]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct RebalanceApplyArgs {
+    /// A plan from `rebalance plan -o` [default: plan now with the options below]
+    #[arg(value_name = "PLAN.json")]
+    pub plan_file: Option<PathBuf>,
+    /// Workers moving accounts in parallel
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub jobs: u64,
+    /// At most N moves touching any one shard at a time
+    #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub per_shard: u64,
+    /// Wait while a server of a shard being moved lags more than this many seconds
+    #[arg(long, value_name = "SECS", default_value_t = 5)]
+    pub max_lag: u64,
+    #[command(flatten)]
+    pub lock: MigrateLockArgs,
+    /// Say what would move, move nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub plan: PlanOptions,
 }
 
 #[derive(Debug, Subcommand)]

@@ -168,6 +168,22 @@ impl Db {
     }
 }
 
+/// Runs a statement or transaction again when InnoDB chose it as a deadlock victim (it was
+/// rolled back whole, so running it again is safe). Concurrent workers inserting and deleting
+/// neighbouring keys of one table meet this now and then.
+pub fn retry_deadlocks<T>(mut f: impl FnMut() -> Result<T>) -> Result<T> {
+    let mut attempt = 0;
+    loop {
+        match f() {
+            Err(Error::Database(msg)) if msg.contains("1213") && attempt < 6 => {
+                attempt += 1;
+                std::thread::sleep(std::time::Duration::from_millis(5 << attempt));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// `n` placeholders `(?, ?, ...)` repeated for `rows` rows, for multi-row statements.
 pub fn row_placeholders(rows: usize, cols: usize) -> String {
     let one = format!("({})", vec!["?"; cols].join(","));

@@ -4,7 +4,7 @@ use crate::exit_codes;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum Error {
     /// The command line asked for something malformed (a bad value, a bad file).
     #[error("{0}")]

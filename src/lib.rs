@@ -19,6 +19,7 @@ pub mod migrate;
 pub mod optionfile;
 pub mod output;
 pub mod placement;
+pub mod rebalance;
 pub mod replica;
 pub mod ring;
 pub mod routing;

@@ -5,7 +5,7 @@ use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
 use comfy_table::{presets::UTF8_FULL_CONDENSED, ContentArrangement, Table};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -105,6 +105,8 @@ pub struct Ui {
     pub verbose: bool,
     pub format: Format,
     stderr_is_tty: bool,
+    /// While several bars share the terminal: lines are printed above them.
+    multi: Option<MultiProgress>,
 }
 
 impl Ui {
@@ -114,25 +116,51 @@ impl Ui {
             verbose,
             format,
             stderr_is_tty: std::io::stderr().is_terminal(),
+            multi: None,
+        }
+    }
+
+    /// A copy whose bars share the terminal (each new bar is a line of its own) and whose
+    /// messages are printed above them.
+    pub fn multi(&self) -> Ui {
+        Ui {
+            multi: self
+                .shows_progress()
+                .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr())),
+            ..self.clone()
+        }
+    }
+
+    fn line(&self, msg: &str) {
+        match &self.multi {
+            Some(m) => m.suspend(|| eprintln!("{msg}")),
+            None => eprintln!("{msg}"),
+        }
+    }
+
+    fn add(&self, bar: ProgressBar) -> ProgressBar {
+        match &self.multi {
+            Some(m) => m.add(bar),
+            None => bar,
         }
     }
 
     /// A line of chatter for people; silent under `-q`.
     pub fn status(&self, msg: &str) {
         if !self.quiet {
-            eprintln!("{msg}");
+            self.line(msg);
         }
     }
 
     /// A warning: shown even under `-q`.
     pub fn warn(&self, msg: &str) {
-        eprintln!("warning: {msg}");
+        self.line(&format!("warning: {msg}"));
     }
 
     /// Detail shown only with `-v`.
     pub fn debug(&self, msg: &str) {
         if self.verbose {
-            eprintln!("{msg}");
+            self.line(msg);
         }
     }
 
@@ -146,7 +174,10 @@ impl Ui {
         if !self.shows_progress() {
             return ProgressBar::hidden();
         }
-        let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+        let bar = self.add(ProgressBar::with_draw_target(
+            Some(total),
+            ProgressDrawTarget::stderr(),
+        ));
         let style = ProgressStyle::with_template(
             "{msg:>12} [{bar:40.cyan/blue}] {human_pos}/{human_len} {per_sec} eta {eta}",
         )
@@ -163,9 +194,35 @@ impl Ui {
         if !self.shows_progress() {
             return ProgressBar::hidden();
         }
-        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+        let bar = self.add(ProgressBar::with_draw_target(
+            None,
+            ProgressDrawTarget::stderr(),
+        ));
         bar.set_message(what.to_string());
         bar.enable_steady_tick(Duration::from_millis(120));
+        bar
+    }
+}
+
+impl Ui {
+    /// The overall bar of a long job counted in accounts, with rows and the rate in its
+    /// message (`{msg}`), hidden where progress must not be drawn.
+    pub fn accounts_bar(&self, total: u64) -> ProgressBar {
+        if !self.shows_progress() {
+            return ProgressBar::hidden();
+        }
+        let bar = self.add(ProgressBar::with_draw_target(
+            Some(total),
+            ProgressDrawTarget::stderr(),
+        ));
+        let style = ProgressStyle::with_template(
+            "{prefix:>8} [{bar:30.cyan/blue}] {human_pos}/{human_len} accounts {per_sec} eta {eta} {msg}",
+        )
+        .map(|s| s.progress_chars("=> "))
+        .unwrap_or_else(|_| ProgressStyle::default_bar());
+        bar.set_style(style);
+        bar.set_prefix("moving");
+        bar.enable_steady_tick(Duration::from_millis(200));
         bar
     }
 }

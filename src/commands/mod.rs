@@ -8,6 +8,7 @@ mod id;
 mod init;
 mod lock;
 mod migrate;
+mod rebalance;
 mod sandbox;
 mod shard;
 mod user;
@@ -43,6 +44,7 @@ pub fn dispatch(cli: Cli, ui: Ui) -> Result<Outcome> {
         Command::User(cmd) => user::run(&ctx, cmd),
         Command::Id(cmd) => id::run(&ctx, cmd),
         Command::Migrate(args) => migrate::run(&ctx, args),
+        Command::Rebalance(cmd) => rebalance::run(&ctx, cmd),
         Command::Lock(cmd) => lock::run(&ctx, cmd),
         Command::Audit(args) => audit::run(&ctx, &args),
         Command::Sandbox(cmd) => sandbox::run(&ctx, cmd),

@@ -15,7 +15,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::config::Config;
-use crate::db::Db;
+use crate::db::{retry_deadlocks, Db};
 use crate::error::{mysql_code, Error, Result};
 use crate::ring::{self, audit, directory};
 use crate::routing;
@@ -340,6 +340,172 @@ impl<'c> LockClient<'c> {
         self.record_lease(req, server.as_ref())
     }
 
+    /// Many account locks at once, all guarded on `server` (the accounts' routing server),
+    /// each kept on one session: one `GET_LOCK` statement and one lease `INSERT` for the lot,
+    /// where one lock at a time would cost a round trip or three per account. A lock that is
+    /// not free at once goes the one-at-a-time way (`try_acquire`), which knows how to take over
+    /// a dead or expired holder. Results are in the order of `reqs`.
+    pub fn try_acquire_many(
+        &mut self,
+        reqs: &[Request],
+        server: &HostPort,
+    ) -> Result<Vec<Result<Held>>> {
+        if reqs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let session = self.as_session(server);
+        let names: Vec<mysql::Value> = reqs.iter().map(|r| r.name.as_str().into()).collect();
+        let got: Vec<mysql::Value> = self
+            .session(session.as_ref())?
+            .exec_first::<mysql::Row>(
+                "taking GET_LOCKs",
+                &format!("SELECT {}", vec!["GET_LOCK(?, 0)"; reqs.len()].join(", ")),
+                names,
+            )?
+            .map(|r| r.unwrap())
+            .unwrap_or_default();
+        let won_getlock: Vec<bool> = (0..reqs.len())
+            .map(|i| got.get(i) == Some(&mysql::Value::Int(1)))
+            .collect();
+        let conn = self.session_connection_id(session.as_ref())?;
+        let ours: Vec<&Request> = reqs
+            .iter()
+            .zip(&won_getlock)
+            .filter(|(_, w)| **w)
+            .map(|(r, _)| r)
+            .collect();
+        let mut tokens: HashMap<String, u64> = HashMap::new();
+        if !ours.is_empty() {
+            // IGNORE: a lease left by a dead holder keeps its row; that lock goes the slow way.
+            let sql = format!(
+                "INSERT IGNORE INTO locks (name, owner, host, pid, purpose, acquired_at, expires_at, metadata,
+                                           holder_server, holder_connection)
+                 VALUES {}",
+                vec!["(?, ?, ?, ?, ?, UTC_TIMESTAMP(6), UTC_TIMESTAMP(6) + INTERVAL ? MICROSECOND, ?, ?, ?)"; ours.len()].join(", ")
+            );
+            let host = audit::hostname();
+            let pid = std::process::id();
+            let mut params: Vec<mysql::Value> = Vec::with_capacity(ours.len() * 9);
+            for r in &ours {
+                params.extend([
+                    r.name.as_str().into(),
+                    r.owner.as_str().into(),
+                    host.as_str().into(),
+                    pid.into(),
+                    r.purpose.as_str().into(),
+                    (r.ttl.as_micros() as u64).into(),
+                    r.metadata.to_string().into(),
+                    server.to_string().into(),
+                    conn.into(),
+                ]);
+            }
+            let lookup = format!(
+                "SELECT name, token FROM locks WHERE name IN ({}) AND holder_server = ? AND holder_connection = ?",
+                vec!["?"; ours.len()].join(", ")
+            );
+            let mut look: Vec<mysql::Value> = ours.iter().map(|r| r.name.as_str().into()).collect();
+            look.extend([server.to_string().into(), conn.into()]);
+            let ring = &mut self.ring;
+            let rows: Result<Vec<(String, u64)>> = retry_deadlocks(|| {
+                ring.run("recording the leases", |c| {
+                    use mysql::prelude::Queryable;
+                    c.exec_drop(&sql, params.clone())?;
+                    c.exec(&lookup, look.clone())
+                })
+            });
+            match rows {
+                Ok(rows) => tokens.extend(rows),
+                Err(e) => {
+                    // Give the GET_LOCKs back, or they would block everyone until we exit.
+                    let names: Vec<mysql::Value> =
+                        ours.iter().map(|r| r.name.as_str().into()).collect();
+                    let sql = format!("DO {}", vec!["RELEASE_LOCK(?)"; names.len()].join(", "));
+                    let _ = self
+                        .session(session.as_ref())
+                        .and_then(|db| db.exec_drop("releasing GET_LOCKs", &sql, names));
+                    return Err(e);
+                }
+            }
+        }
+        let mut out = Vec::with_capacity(reqs.len());
+        for (req, getlock) in reqs.iter().zip(won_getlock) {
+            let result = match tokens.get(req.name.as_str()) {
+                Some(&token) => Ok(self.held(req, Some(server), token, false)),
+                // We hold the GET_LOCK, but a lease row is there: judge it.
+                None if getlock => self.record_lease(req, session.as_ref()),
+                None => self.try_acquire(req),
+            };
+            out.push(result);
+        }
+        Ok(out)
+    }
+
+    /// Extends many leases held on one session. Fails with `LockLost` unless every one of them
+    /// was still current and its GET_LOCK still held.
+    pub fn renew_many(&mut self, held: &[Held]) -> Result<()> {
+        let Some(first) = held.first() else {
+            return Ok(());
+        };
+        let mut params = vec![mysql::Value::from(first.ttl.as_micros() as u64)];
+        params.extend(held.iter().map(|h| mysql::Value::from(h.name.as_str())));
+        params.extend(held.iter().map(|h| mysql::Value::from(h.token)));
+        let sql = format!(
+            "UPDATE locks SET expires_at = UTC_TIMESTAMP(6) + INTERVAL ? MICROSECOND
+             WHERE name IN ({0}) AND token IN ({0}) AND expires_at > UTC_TIMESTAMP(6)",
+            vec!["?"; held.len()].join(", ")
+        );
+        let ring = &mut self.ring;
+        let renewed = retry_deadlocks(|| {
+            ring.run("renewing the leases", |c| {
+                use mysql::prelude::Queryable;
+                c.exec_drop(&sql, params.clone())?;
+                Ok(c.affected_rows())
+            })
+        })?;
+        if renewed != held.len() as u64 {
+            return Err(Error::LockLost(format!(
+                "{} of {} account locks were lost (expired, taken over or released)",
+                held.len() as u64 - renewed,
+                held.len()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Releases many locks this process holds (leases first, then their GET_LOCKs).
+    pub fn release_many(&mut self, held: &[Held]) -> Result<()> {
+        if held.is_empty() {
+            return Ok(());
+        }
+        // By primary key (with the tokens, so only our own leases go): record locks only, no
+        // gaps for a concurrent acquirer's insert to deadlock with.
+        let mut params: Vec<mysql::Value> = held.iter().map(|h| h.name.as_str().into()).collect();
+        params.extend(held.iter().map(|h| mysql::Value::from(h.token)));
+        let sql = format!(
+            "DELETE FROM locks WHERE name IN ({0}) AND token IN ({0})",
+            vec!["?"; held.len()].join(", ")
+        );
+        let ring = &mut self.ring;
+        retry_deadlocks(|| ring.exec_drop("releasing the leases", &sql, params.clone()))?;
+        let mut by_session: HashMap<Option<HostPort>, Vec<mysql::Value>> = HashMap::new();
+        for h in held {
+            if let Some(server) = &h.session {
+                by_session
+                    .entry(self.as_session(server))
+                    .or_default()
+                    .push(h.name.as_str().into());
+            }
+        }
+        for (session, names) in by_session {
+            let sql = format!("DO {}", vec!["RELEASE_LOCK(?)"; names.len()].join(", "));
+            // A killed session already dropped its locks.
+            let _ = self
+                .session(session.as_ref())
+                .and_then(|db| db.exec_drop("releasing GET_LOCKs", &sql, names));
+        }
+        Ok(())
+    }
+
     /// With the GET_LOCK held: records the lease, then keeps or gives back the GET_LOCK.
     fn record_lease(&mut self, req: &Request, server: Option<&HostPort>) -> Result<Held> {
         let result = self.insert_lease(req, server);
@@ -393,29 +559,41 @@ impl<'c> LockClient<'c> {
                                 holder_server, holder_connection)
              VALUES (?, {owner}, ?, ?, ?, UTC_TIMESTAMP(6), UTC_TIMESTAMP(6) + INTERVAL ? MICROSECOND, ?, ?, ?)"
         );
-        self.ring.run("recording the lease", |c| {
-            use mysql::prelude::Queryable;
-            let mut params: Vec<mysql::Value> = vec![req.name.as_str().into()];
-            if with_get_lock {
-                params.push(req.name.as_str().into());
-            }
-            params.extend([
-                req.owner.as_str().into(),
-                audit::hostname().into(),
-                std::process::id().into(),
-                req.purpose.as_str().into(),
-                (req.ttl.as_micros() as u64).into(),
-                req.metadata.to_string().into(),
-                holder_server.clone().into(),
-                holder_conn.into(),
-            ]);
-            match c.exec_drop(&sql, params) {
-                Ok(()) => Ok(Inserted::Won(c.last_insert_id())),
-                Err(e) if mysql_code(&e) == Some(1062) => Ok(Inserted::Exists),
-                Err(e) if with_get_lock && mysql_code(&e) == Some(1048) => Ok(Inserted::Refused),
-                Err(e) => Err(e),
-            }
-        })
+        let ring = &mut self.ring;
+        let mut attempt = || {
+            ring.run("recording the lease", |c| {
+                use mysql::prelude::Queryable;
+                let mut params: Vec<mysql::Value> = vec![req.name.as_str().into()];
+                if with_get_lock {
+                    params.push(req.name.as_str().into());
+                }
+                params.extend([
+                    req.owner.as_str().into(),
+                    audit::hostname().into(),
+                    std::process::id().into(),
+                    req.purpose.as_str().into(),
+                    (req.ttl.as_micros() as u64).into(),
+                    req.metadata.to_string().into(),
+                    holder_server.clone().into(),
+                    holder_conn.into(),
+                ]);
+                match c.exec_drop(&sql, params) {
+                    Ok(()) => Ok(Inserted::Won(c.last_insert_id())),
+                    Err(e) if mysql_code(&e) == Some(1062) => Ok(Inserted::Exists),
+                    Err(e) if with_get_lock && mysql_code(&e) == Some(1048) => {
+                        Ok(Inserted::Refused)
+                    }
+                    Err(e) => Err(e),
+                }
+            })
+        };
+        // A fused GET_LOCK is not undone by a rollback (and would nest if taken again): only a
+        // plain insert is retried after a deadlock.
+        if with_get_lock {
+            attempt()
+        } else {
+            retry_deadlocks(attempt)
+        }
     }
 
     fn insert_lease(&mut self, req: &Request, server: Option<&HostPort>) -> Result<Held> {

@@ -302,7 +302,8 @@ pub struct Checksum {
     pub xor: u64,
 }
 
-pub fn checksum(db: &mut Db, table: &Table, user: u64) -> Result<Checksum> {
+/// The checksum's select list: rows, sum over whole rows, xor over keys.
+fn checksum_exprs(table: &Table) -> String {
     // Each column with its NULL flag, so (NULL, 'a') and ('a', NULL) differ. The sum covers
     // whole rows; the xor, cheaper, covers the keys, so a row moved to another key shows too.
     let row = table
@@ -317,13 +318,19 @@ pub fn checksum(db: &mut Db, table: &Table, user: u64) -> Result<Checksum> {
         .map(Ident::quoted)
         .collect::<Vec<_>>()
         .join(", ");
+    format!(
+        "COUNT(*), CAST(COALESCE(SUM(CRC32(CONCAT_WS('#', {row}))), 0) AS UNSIGNED),
+         COALESCE(BIT_XOR(CRC32(CONCAT_WS('|', {key}))), 0)"
+    )
+}
+
+pub fn checksum(db: &mut Db, table: &Table, user: u64) -> Result<Checksum> {
     let (rows, sum, xor): (u64, u64, u64) = db
         .exec_first(
             "checksumming the user's rows",
             &format!(
-                "SELECT COUNT(*), CAST(COALESCE(SUM(CRC32(CONCAT_WS('#', {row}))), 0) AS UNSIGNED),
-                        BIT_XOR(CRC32(CONCAT_WS('|', {key})))
-                 FROM {} WHERE {} = ?",
+                "SELECT {} FROM {} WHERE {} = ?",
+                checksum_exprs(table),
                 table.name.quoted(),
                 table.owner.quoted()
             ),
@@ -667,6 +674,220 @@ pub fn delete_stream(job: &Job, addr: &HostPort, after_first_chunk: &dyn Fn()) -
             return Ok(deleted);
         }
     }
+}
+
+// Many small accounts at once: the same fence and the same checks, one statement per table
+// for the whole group instead of one per account.
+
+/// `?, ?, ...` for `n` values.
+pub fn placeholders(n: usize) -> String {
+    vec!["?"; n].join(", ")
+}
+
+fn values<T: Into<mysql::Value> + Copy>(items: &[T]) -> Vec<mysql::Value> {
+    items.iter().map(|&v| v.into()).collect()
+}
+
+/// Raises each user's fence to its token, as `raise_fence` does for one: stale holders'
+/// sessions on this server are ended first. `LockLost` if any fence carries a newer token.
+pub fn raise_fences(db: &mut Db, tokens: &[(u64, u64)]) -> Result<()> {
+    if tokens.is_empty() {
+        return Ok(());
+    }
+    let ours: std::collections::HashMap<u64, u64> = tokens.iter().copied().collect();
+    let users: Vec<u64> = tokens.iter().map(|t| t.0).collect();
+    let sessions: Vec<(u64, u64, u64)> = db.exec(
+        "finding stale sessions",
+        &format!(
+            "SELECT user_id, connection_id, token FROM {SESSIONS} WHERE server_id = @@server_id AND user_id IN ({})",
+            placeholders(users.len())
+        ),
+        values(&users),
+    )?;
+    let stale: Vec<u64> = sessions
+        .iter()
+        .filter(|(u, _, t)| ours.get(u).is_some_and(|ours| t < ours))
+        .map(|s| s.1)
+        .collect();
+    for id in &stale {
+        match db.query_drop("ending a stale session", &format!("KILL CONNECTION {id}")) {
+            Ok(()) => {}
+            Err(Error::Database(msg)) if msg.contains("Unknown thread") => {}
+            Err(e) => return Err(e),
+        }
+    }
+    if !stale.is_empty() {
+        db.exec_drop(
+            "forgetting stale sessions",
+            &format!(
+                "DELETE FROM {SESSIONS} WHERE server_id = @@server_id AND connection_id IN ({})",
+                placeholders(stale.len())
+            ),
+            values(&stale),
+        )?;
+    }
+    let mut params = Vec::with_capacity(tokens.len() * 2);
+    for (u, t) in tokens {
+        params.extend([mysql::Value::from(*u), mysql::Value::from(*t)]);
+    }
+    let current: Vec<(u64, u64)> = db.transaction("raising the fences", |tx| {
+        tx.exec_drop(
+            format!(
+                "INSERT INTO {FENCE} (user_id, token, updated_at) VALUES {}
+                 ON DUPLICATE KEY UPDATE token = GREATEST(token, VALUES(token)), updated_at = VALUES(updated_at)",
+                vec!["(?, ?, UTC_TIMESTAMP(6))"; tokens.len()].join(", ")
+            ),
+            params,
+        )?;
+        tx.exec(
+            format!("SELECT user_id, token FROM {FENCE} WHERE user_id IN ({})", placeholders(users.len())),
+            values(&users),
+        )
+    })?;
+    for (user, fence) in current {
+        let token = ours[&user];
+        if fence != token {
+            return Err(fenced_out(&db.server, user, token, Some(fence)));
+        }
+    }
+    Ok(())
+}
+
+/// Records this connection as writing for every user of the group.
+pub fn register_all(db: &mut Db, tokens: &[(u64, u64)]) -> Result<()> {
+    let mut params = Vec::with_capacity(tokens.len() * 2);
+    for (u, t) in tokens {
+        params.extend([mysql::Value::from(*u), mysql::Value::from(*t)]);
+    }
+    db.exec_drop(
+        "registering the session",
+        &format!(
+            "INSERT IGNORE INTO {SESSIONS} (user_id, server_id, connection_id, token) VALUES {}",
+            vec!["(?, @@server_id, CONNECTION_ID(), ?)"; tokens.len()].join(", ")
+        ),
+        params,
+    )
+}
+
+/// Forgets every registration of this connection.
+pub fn unregister_all(db: &mut Db) -> Result<()> {
+    db.query_drop(
+        "unregistering the session",
+        &format!("DELETE FROM {SESSIONS} WHERE server_id = @@server_id AND connection_id = CONNECTION_ID()"),
+    )
+}
+
+/// Runs `f` in a transaction after checking every user's fence still carries its token.
+pub fn fenced_all<T>(
+    db: &mut Db,
+    tokens: &[(u64, u64)],
+    doing: &str,
+    f: impl FnOnce(&mut mysql::Transaction) -> mysql::Result<T>,
+) -> Result<T> {
+    let users: Vec<u64> = tokens.iter().map(|t| t.0).collect();
+    let toks: Vec<u64> = tokens.iter().map(|t| t.1).collect();
+    let mut params = values(&users);
+    params.extend(values(&toks));
+    // Tokens are unique to one grant of one account's lock, so matching both lists matches
+    // each user with its own token.
+    let check = format!(
+        "SELECT COUNT(*) FROM {FENCE} WHERE user_id IN ({}) AND token IN ({}) LOCK IN SHARE MODE",
+        placeholders(users.len()),
+        placeholders(toks.len())
+    );
+    let out = db.transaction(doing, |tx| {
+        let fenced: Option<u64> = tx.exec_first(&check, params)?;
+        if fenced != Some(tokens.len() as u64) {
+            return Ok(None);
+        }
+        f(tx).map(Some)
+    })?;
+    out.ok_or_else(|| {
+        Error::LockLost(format!(
+            "fenced out on {}: a newer lock holder took over one of {} accounts",
+            db.server,
+            tokens.len()
+        ))
+    })
+}
+
+/// The group's rows of `table`, as flat values (columns in table order).
+pub fn read_rows(db: &mut Db, table: &Table, users: &[u64]) -> Result<(usize, Vec<mysql::Value>)> {
+    let rows: Vec<mysql::Row> = db.exec(
+        "reading the accounts' rows",
+        &format!(
+            "SELECT {} FROM {} WHERE {} IN ({})",
+            table.column_list(),
+            table.name.quoted(),
+            table.owner.quoted(),
+            placeholders(users.len())
+        ),
+        values(users),
+    )?;
+    let n = rows.len();
+    Ok((n, rows.into_iter().flat_map(|r| r.unwrap()).collect()))
+}
+
+/// Inside a fenced transaction: deletes the group's rows of `table`, then inserts `rows`.
+pub fn replace_rows(
+    tx: &mut mysql::Transaction,
+    table: &Table,
+    users: &[u64],
+    rows: &[mysql::Value],
+) -> mysql::Result<()> {
+    delete_rows(tx, table, users)?;
+    let ncols = table.columns.len();
+    for part in rows.chunks(chunk_rows(ncols) * ncols) {
+        tx.exec_drop(
+            format!(
+                "INSERT INTO {} ({}) VALUES {}",
+                table.name.quoted(),
+                table.column_list(),
+                row_placeholders(part.len() / ncols, ncols)
+            ),
+            part.to_vec(),
+        )?;
+    }
+    Ok(())
+}
+
+/// Inside a fenced transaction: deletes the group's rows of `table`.
+pub fn delete_rows(tx: &mut mysql::Transaction, table: &Table, users: &[u64]) -> mysql::Result<()> {
+    tx.exec_drop(
+        format!(
+            "DELETE FROM {} WHERE {} IN ({})",
+            table.name.quoted(),
+            table.owner.quoted(),
+            placeholders(users.len())
+        ),
+        values(users),
+    )
+}
+
+/// Checksums of every user of the group in `table`, computed by the server; users without
+/// rows are absent.
+pub fn checksums_by_owner(
+    db: &mut Db,
+    table: &Table,
+    users: &[u64],
+) -> Result<std::collections::HashMap<u64, Checksum>> {
+    let rows: Vec<(u64, u64, u64, u64)> = db.exec(
+        "checksumming the accounts' rows",
+        &format!(
+            "SELECT {}, {} FROM {} WHERE {} IN ({}) GROUP BY {}",
+            table.owner.quoted(),
+            checksum_exprs(table),
+            table.name.quoted(),
+            table.owner.quoted(),
+            placeholders(users.len()),
+            table.owner.quoted()
+        ),
+        values(users),
+    )?;
+    Ok(rows
+        .into_iter()
+        .map(|(u, rows, sum, xor)| (u, Checksum { rows, sum, xor }))
+        .collect())
 }
 
 #[cfg(test)]

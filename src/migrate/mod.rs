@@ -8,6 +8,7 @@
 //! where the data lives (`data::raise_fence`), writes to the ring by the lease row, so a holder
 //! that lost its lock cannot change anything afterwards.
 
+pub mod batch;
 pub mod data;
 pub mod state;
 
@@ -162,27 +163,33 @@ fn journal_state(
     Ok(n == 1)
 }
 
-/// Runs one ring transaction after checking the lease still carries `token` and is current:
-/// the directory changes are fenced where they are stored.
+/// Runs one ring transaction after checking that the leases carrying `tokens` are all still
+/// there and current: the directory changes are fenced where they are stored.
 fn fenced_ring<T>(
     db: &mut Db,
-    name: &LockName,
-    token: u64,
+    tokens: &[u64],
     f: impl FnOnce(&mut mysql::Transaction) -> mysql::Result<T>,
 ) -> Result<T> {
+    let check = format!(
+        "SELECT COUNT(*) FROM locks WHERE token IN ({}) AND expires_at > UTC_TIMESTAMP(6) FOR UPDATE",
+        data::placeholders(tokens.len())
+    );
+    let params: Vec<mysql::Value> = tokens.iter().map(|&t| t.into()).collect();
     let result = db.transaction("changing the directory", |tx| {
-        let lease: Option<u64> = tx.exec_first(
-            "SELECT token FROM locks WHERE name = ? AND expires_at > UTC_TIMESTAMP(6) FOR UPDATE",
-            (name.as_str(),),
-        )?;
-        if lease != Some(token) {
+        let current: Option<u64> = tx.exec_first(&check, params)?;
+        if current != Some(tokens.len() as u64) {
             return Ok(None);
         }
         f(tx).map(Some)
     })?;
     result.ok_or_else(|| {
         Error::LockLost(format!(
-            "lock {name} was lost (it no longer carries token {token}); nothing changed"
+            "the account lock was lost (token {} is no longer current); nothing changed",
+            tokens
+                .iter()
+                .map(u64::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
         ))
     })
 }
@@ -285,12 +292,13 @@ fn watch_lag(
                 .is_some_and(|s| s.lag_seconds.is_some_and(|l| l > max_lag))
         });
         control.pause.store(lagging, Ordering::SeqCst);
-        // Check twice a second, but notice the end of the step at once.
-        for _ in 0..20 {
+        // Check twice a second, but notice the end of the step at once (a small account's
+        // step takes milliseconds).
+        for _ in 0..100 {
             if done.load(Ordering::SeqCst) {
                 break;
             }
-            std::thread::sleep(Duration::from_millis(25));
+            std::thread::sleep(Duration::from_millis(5));
         }
     }
     control.pause.store(false, Ordering::SeqCst);
@@ -305,7 +313,6 @@ struct Run<'a> {
     ui: &'a Ui,
     user: u64,
     token: u64,
-    name: LockName,
     migration_id: u64,
     from: &'a Shard,
     to: &'a Shard,
@@ -394,7 +401,7 @@ impl Run<'_> {
                 } else {
                     what.to_string()
                 });
-                std::thread::sleep(Duration::from_millis(50));
+                std::thread::sleep(Duration::from_millis(5));
             }
             done.store(true, Ordering::SeqCst);
             handles
@@ -538,7 +545,7 @@ impl Run<'_> {
         let user = self.user;
         let from = self.from.id;
         self.with_ring(|db| {
-            fenced_ring(db, &self.name, self.token, |tx| {
+            fenced_ring(db, &[self.token], |tx| {
                 tx.exec_drop(
                     "UPDATE users SET state = 'active' WHERE user_id = ? AND shard_id = ?",
                     (user, from),
@@ -580,7 +587,8 @@ fn keep_lock<'c>(
             }
             next = Instant::now() + interval;
         }
-        std::thread::sleep(Duration::from_millis(50));
+        // Woken early by `with_lock` when the work is done.
+        std::thread::park_timeout(next.saturating_duration_since(Instant::now()));
     }
     client
 }
@@ -610,6 +618,7 @@ fn with_lock<T>(
         let keeper = s.spawn(|| keep_lock(client, &held, &stop, &lost));
         let result = f(&held, &lost);
         stop.store(true, Ordering::SeqCst);
+        keeper.thread().unpark();
         (
             result,
             keeper
@@ -727,7 +736,6 @@ pub fn migrate(cfg: &Config, opts: &Options, ui: &Ui) -> Result<Report> {
     }
     let total: u64 = report.rows.values().sum();
     let started = Instant::now();
-    let name = lock_name(opts.user)?;
     let outcome = with_lock(
         cfg,
         opts.user,
@@ -750,7 +758,6 @@ pub fn migrate(cfg: &Config, opts: &Options, ui: &Ui) -> Result<Report> {
                 ui,
                 user: opts.user,
                 token: held.token,
-                name: name.clone(),
                 migration_id,
                 from,
                 to,
@@ -764,7 +771,7 @@ pub fn migrate(cfg: &Config, opts: &Options, ui: &Ui) -> Result<Report> {
             for addr in [&src, &dst] {
                 data::raise_fence(&mut data::connect(cfg, addr)?, opts.user, held.token)?;
             }
-            run.with_ring(|db| fenced_ring(db, &name, held.token, |tx| {
+            run.with_ring(|db| fenced_ring(db, &[held.token], |tx| {
                 tx.exec_drop(
                     "UPDATE users SET state = 'moving' WHERE user_id = ? AND shard_id = ?",
                     (opts.user, from.id),
@@ -793,7 +800,7 @@ pub fn migrate(cfg: &Config, opts: &Options, ui: &Ui) -> Result<Report> {
             report.checksums = sums;
             failpoint!("migrate.after_verify");
             // The commit point: one ring transaction, checked against the lease's token.
-            let flipped = run.with_ring(|db| fenced_ring(db, &name, held.token, |tx| {
+            let flipped = run.with_ring(|db| fenced_ring(db, &[held.token], |tx| {
                 tx.exec_drop(
                 "UPDATE users SET shard_id = ?, state = 'active' WHERE user_id = ? AND shard_id = ? AND state = 'moving'",
                 (to.id, opts.user, from.id),
@@ -870,11 +877,26 @@ pub fn resume_entry(
         &format!("resume migration #{}", entry.migration_id),
         |held, lost| {
             // Take the entry over: from here on only our token may write it.
-            ring_db.exec_drop(
-            "taking over the journal entry",
-            "UPDATE migrations SET token = ?, updated_at = UTC_TIMESTAMP(6) WHERE migration_id = ? AND state = ?",
-            (held.token, entry.migration_id, entry.state.as_str()),
-        )?;
+            let taken = ring_db.run("taking over the journal entry", |c| {
+                c.exec_drop(
+                    "UPDATE migrations SET token = ?, updated_at = UTC_TIMESTAMP(6) WHERE migration_id = ? AND state = ?",
+                    (held.token, entry.migration_id, entry.state.as_str()),
+                )?;
+                Ok(c.affected_rows())
+            })?;
+            if taken != 1 {
+                // Its holder moved it on between our reading it and our taking the lock: what
+                // we read is stale, so acting on it could undo a finished move. Leave it.
+                let now: Option<String> = ring_db.exec_first(
+                    "reading the journal entry",
+                    "SELECT state FROM migrations WHERE migration_id = ?",
+                    (entry.migration_id,),
+                )?;
+                return now
+                    .unwrap_or_default()
+                    .parse::<State>()
+                    .map_err(Error::Database);
+            }
             let src = pick_server(cfg, entry.user, from, entry.source_server.as_deref())?;
             let dst = pick_server(cfg, entry.user, to, entry.dest_server.as_deref())?;
             for addr in [&src, &dst] {
@@ -886,7 +908,6 @@ pub fn resume_entry(
                 ui,
                 user: entry.user,
                 token: held.token,
-                name: lock_name(entry.user)?,
                 migration_id: entry.migration_id,
                 from,
                 to,
@@ -901,7 +922,7 @@ pub fn resume_entry(
                 Resume::Nothing => Ok(entry.state),
                 Resume::RollBack => {
                     run.delete_all(&dst, "clearing", 0, "migrate.resume_clear_mid")?;
-                    run.with_ring(|db| fenced_ring(db, &run.name, held.token, |tx| {
+                    run.with_ring(|db| fenced_ring(db, &[held.token], |tx| {
                         tx.exec_drop(
                             "UPDATE users SET state = 'active' WHERE user_id = ? AND shard_id = ?",
                             (entry.user, from.id),

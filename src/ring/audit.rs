@@ -45,6 +45,35 @@ pub fn record(
     )
 }
 
+/// Writes one audit entry per (target, details), in one statement.
+pub fn record_many(
+    conn: &mut impl Queryable,
+    action: &str,
+    entries: &[(String, Value)],
+) -> mysql::Result<()> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let (operator, host) = (operator(), hostname());
+    let mut params: Vec<mysql::Value> = Vec::with_capacity(entries.len() * 5);
+    for (target, details) in entries {
+        params.extend([
+            operator.as_str().into(),
+            host.as_str().into(),
+            action.into(),
+            target.as_str().into(),
+            details.to_string().into(),
+        ]);
+    }
+    conn.exec_drop(
+        format!(
+            "INSERT INTO audit_log (at, operator, host, action, target, details) VALUES {}",
+            vec!["(UTC_TIMESTAMP(6), ?, ?, ?, ?, ?)"; entries.len()].join(", ")
+        ),
+        params,
+    )
+}
+
 #[derive(Debug, Serialize)]
 pub struct Entry {
     pub id: u64,

@@ -16,7 +16,7 @@ use crate::types::{HostPort, ShardName, Weight};
 /// Declares a string-valued enum stored as a MySQL ENUM, with its text both ways.
 macro_rules! sql_enum {
     ($name:ident { $($variant:ident = $text:literal),+ $(,)? }) => {
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, clap::ValueEnum)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, serde::Deserialize, clap::ValueEnum)]
         #[serde(rename_all = "lowercase")]
         pub enum $name { $($variant),+ }
 

@@ -1,0 +1,730 @@
+//! Moving many small accounts between the same two shards at once, keeping every invariant of a
+//! single migration per account: each account has its own lock, token, fence and journal entry,
+//! goes through the same states, and is verified on its own checksums. What is shared is the
+//! round trips: one GET_LOCK statement and one lease insert for all the locks, one copy
+//! statement per table, one checksum query per table grouped by owner, one fenced flip.
+//!
+//! A crash anywhere leaves ordinary journal entries that `migrate resume` (or the next
+//! `rebalance apply`) finishes or rolls back one by one.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use mysql::prelude::Queryable;
+use serde_json::json;
+
+use super::data::{self, placeholders, Checksum, Table};
+use super::state::State;
+use super::{catch_up_with_peers, describe_tables, fenced_ring, lock_name};
+use crate::config::Config;
+use crate::db::{retry_deadlocks, Db};
+use crate::error::{Error, Result};
+use crate::lock::{Held, LockClient, Request};
+use crate::output::Ui;
+use crate::replica;
+use crate::ring::audit;
+use crate::ring::directory::Shard;
+use crate::routing;
+use crate::types::HostPort;
+
+/// What happened to each account of a batch.
+#[derive(Debug, Default)]
+pub struct BatchOutcome {
+    /// Moved: (user, rows).
+    pub done: Vec<(u64, u64)>,
+    /// Not moved because it was not where the caller said: (user, why).
+    pub skipped: Vec<(u64, String)>,
+    /// Not moved: (user, error). Lock-in-use failures are marked by `Error::LockInUse`.
+    pub failed: Vec<(u64, Error)>,
+}
+
+impl BatchOutcome {
+    fn fail_all(&mut self, users: &[u64], e: &Error) {
+        for &u in users {
+            self.failed.push((u, e.clone()));
+        }
+    }
+}
+
+/// One worker's mover: its lock client (whose ring connection also writes the journal) and
+/// its shard connections, kept from batch to batch.
+pub struct Mover<'c> {
+    cfg: &'c Config,
+    ui: &'c Ui,
+    locks: LockClient<'c>,
+    conns: HashMap<HostPort, Db>,
+    tables: HashMap<(HostPort, HostPort), Vec<Table>>,
+    fences_ready: HashSet<HostPort>,
+    lock_ttl: Duration,
+    max_lag: u64,
+}
+
+/// The accounts of one group with what they hold.
+struct Group<'a> {
+    from: &'a Shard,
+    to: &'a Shard,
+    src: HostPort,
+    dst: HostPort,
+    users: Vec<u64>,
+    held: Vec<Held>,
+    /// (user, token), for the fences.
+    tokens: Vec<(u64, u64)>,
+    migration_ids: Vec<u64>,
+}
+
+impl Group<'_> {
+    fn lock_tokens(&self) -> Vec<u64> {
+        self.held.iter().map(|h| h.token).collect()
+    }
+}
+
+impl<'c> Mover<'c> {
+    pub fn new(cfg: &'c Config, ui: &'c Ui, lock_ttl: Duration, max_lag: u64) -> Result<Self> {
+        Ok(Mover {
+            cfg,
+            ui,
+            locks: LockClient::new(cfg)?,
+            conns: HashMap::new(),
+            tables: HashMap::new(),
+            fences_ready: HashSet::new(),
+            lock_ttl,
+            max_lag,
+        })
+    }
+
+    /// A connection to a shard server, reconnected if an earlier error lost it.
+    fn conn(&mut self, addr: &HostPort) -> Result<&mut Db> {
+        if self.conns.get(addr).is_none_or(Db::is_lost) {
+            let mut db = data::connect(self.cfg, addr)?;
+            // Minimal row images: every migrated table has a primary key (see `delete_stream`).
+            let _ = db.query_drop(
+                "choosing minimal row images",
+                "SET SESSION binlog_row_image = 'MINIMAL'",
+            );
+            // Workers write neighbouring owners' rows of the same tables at once: under
+            // REPEATABLE READ the gap locks of one's `DELETE ... WHERE owner IN` deadlock with
+            // the other's inserts. Each statement here names its rows exactly; no gap needs
+            // locking.
+            db.query_drop(
+                "choosing the isolation level",
+                "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
+            )?;
+            self.conns.insert(addr.clone(), db);
+        }
+        Ok(self.conns.get_mut(addr).expect("inserted above"))
+    }
+
+    fn ring(&mut self) -> &mut Db {
+        self.locks.ring()
+    }
+
+    /// The first of `candidates` that answers.
+    fn reachable(&mut self, candidates: &[HostPort], shard: &Shard) -> Result<HostPort> {
+        let mut failures = Vec::new();
+        for addr in candidates {
+            match self.conn(addr) {
+                Ok(_) => return Ok(addr.clone()),
+                Err(e) => failures.push(e.to_string()),
+            }
+        }
+        Err(Error::Unreachable(format!(
+            "no server of shard `{}` answers: {}",
+            shard.name,
+            if failures.is_empty() {
+                "none is online".into()
+            } else {
+                failures.join("; ")
+            }
+        )))
+    }
+
+    /// Moves `users` from `from` to `to`, grouped by the servers their routing names (each
+    /// account is read from and written to its own server, as the application uses it).
+    /// `phase` hears which step is running.
+    pub fn move_batch(
+        &mut self,
+        from: &Shard,
+        to: &Shard,
+        users: &[u64],
+        phase: &dyn Fn(&str),
+    ) -> BatchOutcome {
+        let mut out = BatchOutcome::default();
+        let route = |u: u64, s: &Shard| -> Vec<HostPort> {
+            routing::candidates(u, &s.servers)
+                .iter()
+                .map(|v| v.addr())
+                .collect()
+        };
+        let mut groups: BTreeMap<(Vec<HostPort>, Vec<HostPort>), Vec<u64>> = BTreeMap::new();
+        for &u in users {
+            groups
+                .entry((route(u, from), route(u, to)))
+                .or_default()
+                .push(u);
+        }
+        for ((src, dst), users) in groups {
+            let servers = self
+                .reachable(&src, from)
+                .and_then(|s| Ok((s, self.reachable(&dst, to)?)));
+            match servers {
+                Ok((src, dst)) => self.move_group(from, to, src, dst, &users, phase, &mut out),
+                Err(e) => out.fail_all(&users, &e),
+            }
+        }
+        out
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn move_group(
+        &mut self,
+        from: &Shard,
+        to: &Shard,
+        src: HostPort,
+        dst: HostPort,
+        users: &[u64],
+        phase: &dyn Fn(&str),
+        out: &mut BatchOutcome,
+    ) {
+        if let Err(e) = self.wait_for_lag(from, to, phase) {
+            return out.fail_all(users, &e);
+        }
+        phase("locking");
+        let owner = audit::operator();
+        let purpose = format!("rebalance to {}", to.name);
+        let reqs: Result<Vec<Request>> = users
+            .iter()
+            .map(|&u| {
+                Ok(Request {
+                    name: lock_name(u)?,
+                    ttl: self.lock_ttl,
+                    owner: owner.clone(),
+                    purpose: purpose.clone(),
+                    hold_session: true,
+                    metadata: json!({ "purpose": purpose, "user": u, "pid": std::process::id(), "host": audit::hostname() }),
+                })
+            })
+            .collect();
+        let acquired = reqs.and_then(|reqs| self.locks.try_acquire_many(&reqs, &src));
+        let acquired = match acquired {
+            Ok(a) => a,
+            Err(e) => return out.fail_all(users, &e),
+        };
+        let mut held = Vec::new();
+        for (&u, r) in users.iter().zip(acquired) {
+            match r {
+                Ok(h) => held.push((u, h)),
+                Err(e) => out.failed.push((u, e)),
+            }
+        }
+        failpoint!("migrate.after_lock");
+        let (go, release) = match self.still_there(from, to, held, out) {
+            Ok(split) => split,
+            Err((e, held)) => {
+                let users: Vec<u64> = held.iter().map(|h| h.0).collect();
+                out.fail_all(&users, &e);
+                let held: Vec<Held> = held.into_iter().map(|h| h.1).collect();
+                let _ = self.locks.release_many(&held);
+                return;
+            }
+        };
+        if let Err(e) = self.locks.release_many(&release) {
+            self.ui.warn(&format!("releasing account locks: {e}"));
+        }
+        if go.is_empty() {
+            return;
+        }
+        let mut group = Group {
+            from,
+            to,
+            src,
+            dst,
+            users: go.iter().map(|g| g.0).collect(),
+            tokens: go.iter().map(|g| (g.0, g.1.token)).collect(),
+            held: go.into_iter().map(|g| g.1).collect(),
+            migration_ids: Vec::new(),
+        };
+        match self.run_group(&mut group, phase) {
+            Ok(rows) => out.done.extend(rows),
+            Err(e) => out.fail_all(&group.users, &e),
+        }
+        for addr in [&group.src, &group.dst] {
+            if let Some(db) = self.conns.get_mut(addr) {
+                // A connection that failed is dropped, and its registrations with it.
+                let _ = data::unregister_all(db);
+            }
+        }
+        if let Err(e) = self.locks.release_many(&group.held) {
+            self.ui.warn(&format!("releasing account locks: {e}"));
+        }
+    }
+
+    /// Splits the locked accounts into those still active on `from` and the rest (skipped,
+    /// with why), whose locks are handed back for release.
+    #[allow(clippy::type_complexity)]
+    fn still_there(
+        &mut self,
+        from: &Shard,
+        to: &Shard,
+        held: Vec<(u64, Held)>,
+        out: &mut BatchOutcome,
+    ) -> std::result::Result<(Vec<(u64, Held)>, Vec<Held>), (Error, Vec<(u64, Held)>)> {
+        if held.is_empty() {
+            return Ok((held, Vec::new()));
+        }
+        let ids: Vec<mysql::Value> = held.iter().map(|h| h.0.into()).collect();
+        let sql = format!(
+            "SELECT user_id, shard_id, state FROM users WHERE user_id IN ({})",
+            placeholders(ids.len())
+        );
+        let ring = self.ring();
+        let placed: Result<Vec<(u64, u32, String)>> =
+            retry_deadlocks(|| ring.exec("reading the accounts' shards", &sql, ids.clone()));
+        let placed: HashMap<u64, (u32, String)> = match placed {
+            Ok(p) => p.into_iter().map(|(u, s, st)| (u, (s, st))).collect(),
+            Err(e) => return Err((e, held)),
+        };
+        let mut go = Vec::new();
+        let mut release = Vec::new();
+        for (u, h) in held {
+            let why = match placed.get(&u) {
+                Some((s, st)) if *s == from.id && st == "active" => {
+                    go.push((u, h));
+                    continue;
+                }
+                Some((s, _)) if *s == to.id => format!("already on {}", to.name),
+                Some((s, st)) if *s == from.id => {
+                    format!(
+                        "{st} on {} (an unfinished migration: run `shardctl migrate resume {u}`)",
+                        from.name
+                    )
+                }
+                Some((s, _)) => format!("no longer on {} (now on shard #{s})", from.name),
+                None => "no longer in the directory".into(),
+            };
+            out.skipped.push((u, why));
+            release.push(h);
+        }
+        Ok((go, release))
+    }
+
+    /// Waits while a server of either shard lags more than `max_lag` seconds.
+    fn wait_for_lag(&mut self, from: &Shard, to: &Shard, phase: &dyn Fn(&str)) -> Result<()> {
+        if self.max_lag == u64::MAX {
+            return Ok(());
+        }
+        let servers: Vec<HostPort> = from
+            .servers
+            .iter()
+            .chain(&to.servers)
+            .map(|s| s.addr())
+            .collect();
+        loop {
+            let mut lagging = None;
+            for addr in &servers {
+                // An unreachable server is not lagging here: the copy itself will say so.
+                let Ok(db) = self.conn(addr) else { continue };
+                if let Ok(Some(s)) = replica::status(db) {
+                    if s.lag_seconds.is_some_and(|l| l > self.max_lag) {
+                        lagging = Some(addr.clone());
+                    }
+                }
+            }
+            let Some(addr) = lagging else {
+                return Ok(());
+            };
+            if crate::signals::received() {
+                return Err(Error::Failed(
+                    "interrupted while waiting for replication".into(),
+                ));
+            }
+            phase(&format!("waiting: {addr} lags"));
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    fn tables(&mut self, src: &HostPort, dst: &HostPort) -> Result<Vec<Table>> {
+        let key = (src.clone(), dst.clone());
+        if !self.tables.contains_key(&key) {
+            let t = describe_tables(self.cfg, src, dst)?;
+            self.tables.insert(key.clone(), t);
+        }
+        Ok(self.tables[&key].clone())
+    }
+
+    fn raise_fences(&mut self, addr: &HostPort, tokens: &[(u64, u64)]) -> Result<()> {
+        let ready = self.fences_ready.contains(addr);
+        let db = self.conn(addr)?;
+        if !ready {
+            data::ensure_fence(db)?;
+        }
+        retry_deadlocks(|| data::raise_fences(db, tokens))?;
+        self.fences_ready.insert(addr.clone());
+        Ok(())
+    }
+
+    /// Moves the group's journal entries to `state`, only while our tokens drive them.
+    fn journal(&mut self, g: &Group, state: State, error: Option<&str>) -> Result<()> {
+        let mut params: Vec<mysql::Value> = vec![state.as_str().into(), error.into()];
+        params.extend(g.migration_ids.iter().map(|&i| mysql::Value::from(i)));
+        params.extend(g.held.iter().map(|h| mysql::Value::from(h.token)));
+        let finished = if state.is_final() {
+            ", finished_at = UTC_TIMESTAMP(6)"
+        } else {
+            ""
+        };
+        let n = g.migration_ids.len();
+        self.journal_update(
+            format!(
+                "UPDATE migrations SET state = ?, error = COALESCE(?, error), updated_at = UTC_TIMESTAMP(6){finished}
+                 WHERE migration_id IN ({}) AND token IN ({})",
+                placeholders(n),
+                placeholders(n)
+            ),
+            params,
+            n,
+        )
+    }
+
+    /// Runs a journal UPDATE that must change all `n` entries: fewer means another holder
+    /// took some over.
+    fn journal_update(&mut self, sql: String, params: Vec<mysql::Value>, n: usize) -> Result<()> {
+        let ring = self.ring();
+        let changed = retry_deadlocks(|| {
+            ring.run("updating the migration journal", |c| {
+                c.exec_drop(&sql, params.clone())?;
+                Ok(c.affected_rows())
+            })
+        })?;
+        if changed != n as u64 {
+            return Err(Error::LockLost(format!(
+                "{} of {n} migrations are driven by another holder now",
+                n as u64 - changed
+            )));
+        }
+        Ok(())
+    }
+
+    fn run_group(&mut self, g: &mut Group, phase: &dyn Fn(&str)) -> Result<Vec<(u64, u64)>> {
+        let started = Instant::now();
+        let tables = self.tables(&g.src, &g.dst)?;
+        g.migration_ids = self.journal_start(g)?;
+        phase("fencing");
+        self.raise_fences(&g.src.clone(), &g.tokens)?;
+        self.raise_fences(&g.dst.clone(), &g.tokens)?;
+        let (users, from_id, ids) = (g.users.clone(), g.from.id, g.migration_ids.clone());
+        let tokens = g.lock_tokens();
+        self.ring_step(&tokens, |tx| {
+            let n = users.len() as u64;
+            let mut p: Vec<mysql::Value> = vec![from_id.into()];
+            p.extend(users.iter().map(|&u| mysql::Value::from(u)));
+            tx.exec_drop(
+                format!("UPDATE users SET state = 'moving' WHERE shard_id = ? AND state = 'active' AND user_id IN ({})", placeholders(users.len())),
+                p,
+            )?;
+            if tx.affected_rows() != n {
+                return Ok(false);
+            }
+            tx.exec_drop(
+                format!("UPDATE migrations SET state = 'moving', updated_at = UTC_TIMESTAMP(6) WHERE migration_id IN ({})", placeholders(ids.len())),
+                ids.iter().map(|&i| mysql::Value::from(i)).collect::<Vec<_>>(),
+            )?;
+            Ok(true)
+        }, "the accounts were no longer all active on the source")?;
+        failpoint!("migrate.after_moving");
+        let copied = self.copy_and_verify(g, &tables, phase);
+        let sums = match copied {
+            Ok(s) => s,
+            Err(e @ Error::LockLost(_)) => return Err(e),
+            Err(e) => {
+                let reached = self.abort(g, &tables, &e.to_string());
+                self.ui.warn(&format!(
+                    "{} accounts stopped before the flip and were {}: they stay on {}",
+                    g.users.len(),
+                    reached
+                        .map(|s| s.to_string())
+                        .unwrap_or_else(|e| format!("left for `migrate resume` ({e})")),
+                    g.from.name
+                ));
+                return Err(e);
+            }
+        };
+        self.journal_verified(g, &sums)?;
+        failpoint!("migrate.after_verify");
+        phase("flipping");
+        let (to_id, n) = (g.to.id, g.users.len() as u64);
+        self.ring_step(&tokens, |tx| {
+            let mut p: Vec<mysql::Value> = vec![to_id.into(), from_id.into()];
+            p.extend(users.iter().map(|&u| mysql::Value::from(u)));
+            tx.exec_drop(
+                format!("UPDATE users SET shard_id = ?, state = 'active' WHERE shard_id = ? AND state = 'moving' AND user_id IN ({})", placeholders(users.len())),
+                p,
+            )?;
+            if tx.affected_rows() != n {
+                return Ok(false);
+            }
+            tx.exec_drop(
+                format!("UPDATE migrations SET state = 'flipped', updated_at = UTC_TIMESTAMP(6) WHERE migration_id IN ({})", placeholders(ids.len())),
+                ids.iter().map(|&i| mysql::Value::from(i)).collect::<Vec<_>>(),
+            )?;
+            Ok(true)
+        }, "the accounts were no longer all `moving` on the source at the flip")?;
+        failpoint!("migrate.after_flip");
+        self.journal(g, State::Cleaning, None)?;
+        phase("cleaning up");
+        self.delete_everywhere(&g.src.clone(), g, &tables, "migrate.cleanup_mid")?;
+        failpoint!("migrate.after_cleanup");
+        self.journal(g, State::Done, None)?;
+        let seconds = started.elapsed().as_secs_f64();
+        let rows: Vec<(u64, u64)> = g
+            .users
+            .iter()
+            .map(|u| {
+                (
+                    *u,
+                    sums.get(u)
+                        .map(|t| t.values().map(|c| c.rows).sum())
+                        .unwrap_or(0),
+                )
+            })
+            .collect();
+        let entries: Vec<(String, serde_json::Value)> = rows
+            .iter()
+            .zip(&g.migration_ids)
+            .map(|((u, r), id)| {
+                (
+                    u.to_string(),
+                    json!({ "from": g.from.name, "to": g.to.name, "state": "done", "rows": r,
+                    "migration_id": id, "batch_of": g.users.len(), "seconds": seconds }),
+                )
+            })
+            .collect();
+        let ring = self.ring();
+        retry_deadlocks(|| ring.run("auditing", |c| audit::record_many(c, "migrate", &entries)))?;
+        Ok(rows)
+    }
+
+    /// Journals the group's migrations as started; their ids, in the order of `g.users`.
+    fn journal_start(&mut self, g: &Group) -> Result<Vec<u64>> {
+        let mut params: Vec<mysql::Value> = Vec::new();
+        for (u, t) in &g.tokens {
+            params.extend([
+                mysql::Value::from(*u),
+                g.from.id.into(),
+                g.to.id.into(),
+                (*t).into(),
+                g.src.to_string().into(),
+                g.dst.to_string().into(),
+            ]);
+        }
+        let tokens: Vec<mysql::Value> = g.tokens.iter().map(|t| t.1.into()).collect();
+        let n = g.tokens.len();
+        let ring = self.ring();
+        let rows: Vec<(u64, u64)> = retry_deadlocks(|| {
+            ring.run("journaling the migrations", |c| {
+            c.exec_drop(
+                format!(
+                    "INSERT INTO migrations (user_id, from_shard, to_shard, state, token, keep_source, source_server,
+                                             dest_server, row_counts, started_at, updated_at)
+                     VALUES {}",
+                    vec!["(?, ?, ?, 'started', ?, 0, ?, ?, '{}', UTC_TIMESTAMP(6), UTC_TIMESTAMP(6))"; n].join(", ")
+                ),
+                params.clone(),
+            )?;
+            c.exec(
+                format!("SELECT user_id, migration_id FROM migrations WHERE token IN ({})", placeholders(n)),
+                tokens.clone(),
+            )
+        })
+        })?;
+        let by_user: HashMap<u64, u64> = rows.into_iter().collect();
+        g.users
+            .iter()
+            .map(|u| {
+                by_user.get(u).copied().ok_or_else(|| {
+                    Error::Database(format!("the journal entry of user {u} was not found"))
+                })
+            })
+            .collect()
+    }
+
+    /// One ring transaction fenced by the group's leases; `f` says whether the directory was
+    /// as expected (if not, the transaction is rolled back and `unexpected` reported).
+    fn ring_step(
+        &mut self,
+        tokens: &[u64],
+        f: impl Fn(&mut mysql::Transaction) -> mysql::Result<bool>,
+        unexpected: &str,
+    ) -> Result<()> {
+        let db = self.ring();
+        let ok = retry_deadlocks(|| {
+            fenced_ring(db, tokens, |tx| {
+                let ok = f(tx)?;
+                if !ok {
+                    // Undo whatever `f` changed before it noticed; the COMMIT that follows
+                    // then commits nothing.
+                    tx.query_drop("ROLLBACK")?;
+                }
+                Ok(ok)
+            })
+        })?;
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::Failed(format!("{unexpected}; nothing changed")))
+        }
+    }
+
+    /// Catches the source up, copies every table (one fenced transaction each, replacing any
+    /// partial copy), and compares per-account checksums computed by both servers.
+    fn copy_and_verify(
+        &mut self,
+        g: &Group,
+        tables: &[Table],
+        phase: &dyn Fn(&str),
+    ) -> Result<HashMap<u64, BTreeMap<String, Checksum>>> {
+        catch_up_with_peers(self.cfg, g.from, &g.src, self.ui)?;
+        self.journal(g, State::Copying, None)?;
+        self.renew(g)?;
+        phase("copying");
+        let db = self.conn(&g.dst)?;
+        retry_deadlocks(|| data::register_all(db, &g.tokens))?;
+        for (i, t) in tables.iter().enumerate() {
+            let (_, rows) = data::read_rows(self.conn(&g.src)?, t, &g.users)?;
+            let db = self.conn(&g.dst)?;
+            retry_deadlocks(|| {
+                data::fenced_all(db, &g.tokens, "copying", |tx| {
+                    data::replace_rows(tx, t, &g.users, &rows)
+                })
+            })?;
+            if i == 0 {
+                failpoint!("migrate.copy_mid");
+            }
+        }
+        failpoint!("migrate.after_copy");
+        phase("verifying");
+        let mut sums: HashMap<u64, BTreeMap<String, Checksum>> = HashMap::new();
+        for t in tables {
+            let source = data::checksums_by_owner(self.conn(&g.src)?, t, &g.users)?;
+            let dest = data::checksums_by_owner(self.conn(&g.dst)?, t, &g.users)?;
+            let none = Checksum {
+                rows: 0,
+                sum: 0,
+                xor: 0,
+            };
+            for &u in &g.users {
+                let (s, d) = (
+                    source.get(&u).copied().unwrap_or(none),
+                    dest.get(&u).copied().unwrap_or(none),
+                );
+                if s != d {
+                    return Err(Error::Failed(format!(
+                        "verification failed for user {u}, table {}: source {} rows (sum {}, xor {}), destination {} rows (sum {}, xor {})",
+                        t.name, s.rows, s.sum, s.xor, d.rows, d.sum, d.xor
+                    )));
+                }
+                sums.entry(u).or_default().insert(t.name.to_string(), s);
+            }
+        }
+        Ok(sums)
+    }
+
+    fn journal_verified(
+        &mut self,
+        g: &Group,
+        sums: &HashMap<u64, BTreeMap<String, Checksum>>,
+    ) -> Result<()> {
+        // One statement: each entry gets its own counts and checksums.
+        let mut params: Vec<mysql::Value> = Vec::new();
+        let mut cases_rows = Vec::new();
+        let mut cases_sums = Vec::new();
+        let mut rows_params = Vec::new();
+        for (u, id) in g.users.iter().zip(&g.migration_ids) {
+            let s = sums.get(u).cloned().unwrap_or_default();
+            let counts: BTreeMap<&String, u64> = s.iter().map(|(k, v)| (k, v.rows)).collect();
+            cases_rows.push("WHEN ? THEN ?");
+            rows_params.extend([mysql::Value::from(*id), json!(counts).to_string().into()]);
+            cases_sums.push("WHEN ? THEN ?");
+            params.extend([mysql::Value::from(*id), json!(s).to_string().into()]);
+        }
+        rows_params.extend(params);
+        rows_params.extend(g.migration_ids.iter().map(|&i| mysql::Value::from(i)));
+        rows_params.extend(g.held.iter().map(|h| mysql::Value::from(h.token)));
+        let n = g.migration_ids.len();
+        self.journal_update(
+            format!(
+                "UPDATE migrations SET state = 'verified', updated_at = UTC_TIMESTAMP(6),
+                        row_counts = CASE migration_id {} END, checksums = CASE migration_id {} END
+                 WHERE migration_id IN ({}) AND token IN ({})",
+                cases_rows.join(" "),
+                cases_sums.join(" "),
+                placeholders(n),
+                placeholders(n)
+            ),
+            rows_params,
+            n,
+        )
+    }
+
+    /// Deletes the group's rows of every table on `addr`, one fenced transaction per table.
+    fn delete_everywhere(
+        &mut self,
+        addr: &HostPort,
+        g: &Group,
+        tables: &[Table],
+        failpoint_name: &'static str,
+    ) -> Result<()> {
+        let db = self.conn(addr)?;
+        retry_deadlocks(|| data::register_all(db, &g.tokens))?;
+        for (i, t) in tables.iter().enumerate() {
+            let db = self.conn(addr)?;
+            retry_deadlocks(|| {
+                data::fenced_all(db, &g.tokens, "deleting", |tx| {
+                    data::delete_rows(tx, t, &g.users)
+                })
+            })?;
+            if i == 0 {
+                // Used only where failpoints are compiled in.
+                let _ = failpoint_name;
+                failpoint!(failpoint_name);
+            }
+        }
+        Ok(())
+    }
+
+    /// Before the flip, something failed: clear the destination and give the accounts back
+    /// to the source. The state reached, as in a single migration's abort.
+    fn abort(&mut self, g: &Group, tables: &[Table], cause: &str) -> Result<State> {
+        let cleared = self
+            .delete_everywhere(&g.dst.clone(), g, tables, "migrate.abort_mid")
+            .is_ok();
+        let (users, from_id) = (g.users.clone(), g.from.id);
+        self.ring_step(
+            &g.lock_tokens(),
+            |tx| {
+                let mut p: Vec<mysql::Value> = vec![from_id.into()];
+                p.extend(users.iter().map(|&u| mysql::Value::from(u)));
+                tx.exec_drop(
+                    format!(
+                        "UPDATE users SET state = 'active' WHERE shard_id = ? AND user_id IN ({})",
+                        placeholders(users.len())
+                    ),
+                    p,
+                )?;
+                Ok(true)
+            },
+            "",
+        )?;
+        let state = if cleared {
+            State::RolledBack
+        } else {
+            State::Aborted
+        };
+        self.journal(g, state, Some(cause))?;
+        Ok(state)
+    }
+
+    /// Extends the group's leases (a batch is short, but a slow server may stretch it).
+    fn renew(&mut self, g: &Group) -> Result<()> {
+        self.locks.renew_many(&g.held)
+    }
+}

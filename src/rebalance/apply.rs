@@ -1,0 +1,484 @@
+//! Applying a plan: interrupted migrations of the plan's users are resolved first, moves whose
+//! user is no longer where the plan says are skipped, and the rest run on a pool of workers
+//! (batches of small accounts, large ones alone), at most `per_shard` at a time on any shard.
+//! Re-running the same plan finishes what is left and does nothing twice.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use super::schedule::{self, Queue, Task};
+use super::PlanFile;
+use crate::config::Config;
+use crate::db::Db;
+use crate::error::{Error, Result};
+use crate::migrate::batch::{BatchOutcome, Mover};
+use crate::migrate::{self, data::placeholders};
+use crate::output::Ui;
+use crate::ring::directory::{self, Shard, ShardState};
+use crate::ring::{self, audit};
+
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub jobs: usize,
+    pub per_shard: usize,
+    pub max_lag: u64,
+    pub lock_ttl: Duration,
+    pub dry_run: bool,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Failed {
+    pub user: u64,
+    pub from: String,
+    pub to: String,
+    pub error: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Skipped {
+    pub user: u64,
+    pub from: String,
+    pub to: String,
+    pub reason: String,
+}
+
+/// What `rebalance apply` did (PRODUCT.md 3b pins `done` and `failed`).
+#[derive(Debug, Default, Serialize)]
+pub struct Report {
+    /// Accounts moved by this run.
+    pub done: u64,
+    pub failed: Vec<Failed>,
+    pub skipped: Vec<Skipped>,
+    /// Moves of the plan.
+    pub planned: u64,
+    /// Moves found already done (the user is where the plan sends it).
+    pub already_done: u64,
+    /// Interrupted migrations of the plan's users resolved before starting.
+    pub resumed: u64,
+    /// Rows moved by this run.
+    pub rows: u64,
+    pub seconds: f64,
+    pub accounts_per_second: f64,
+    pub rows_per_second: f64,
+    pub jobs: usize,
+    pub per_shard: usize,
+    pub dry_run: bool,
+    /// Under --dry-run: the accounts and rows that would move.
+    pub would_move: u64,
+    pub would_move_rows: u64,
+    /// Accounts left unstarted after an interruption (Ctrl-C).
+    pub left: u64,
+    pub interrupted: bool,
+    /// Users per shard at the end.
+    pub shards: Vec<ShardUsers>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ShardUsers {
+    pub name: String,
+    pub state: ShardState,
+    pub users: u64,
+}
+
+/// Where each of `users` is now: (shard id, state).
+fn placement(ring: &mut Db, users: &[u64]) -> Result<HashMap<u64, (u32, String)>> {
+    let mut out = HashMap::with_capacity(users.len());
+    for chunk in users.chunks(10_000) {
+        let rows: Vec<(u64, u32, String)> = ring.exec(
+            "reading where the plan's users are",
+            &format!(
+                "SELECT user_id, shard_id, state FROM users WHERE user_id IN ({})",
+                placeholders(chunk.len())
+            ),
+            chunk
+                .iter()
+                .map(|&u| mysql::Value::from(u))
+                .collect::<Vec<_>>(),
+        )?;
+        out.extend(rows.into_iter().map(|(u, s, st)| (u, (s, st))));
+    }
+    Ok(out)
+}
+
+/// Shared by the workers: the queue, the tallies, the display.
+struct Work<'a> {
+    cfg: &'a Config,
+    ui: &'a Ui,
+    shards: &'a [Shard],
+    opts: &'a Options,
+    queue: Mutex<Queue>,
+    ready: Condvar,
+    results: Mutex<Vec<(Task, BatchOutcome)>>,
+    rows: AtomicU64,
+    overall: indicatif::ProgressBar,
+    total_rows: u64,
+}
+
+impl Work<'_> {
+    /// The next task a worker may run, waiting while every pending one is gated; None when
+    /// nothing is left (or an interruption stops handing out work).
+    fn next(&self) -> Option<Task> {
+        let mut q = self.queue.lock().ok()?;
+        loop {
+            if q.is_empty() || crate::signals::received() {
+                return None;
+            }
+            if let Some(t) = q.take() {
+                return Some(t);
+            }
+            q = self.ready.wait(q).ok()?;
+        }
+    }
+
+    fn finish(&self, task: Task, outcome: BatchOutcome) {
+        let rows: u64 = outcome.done.iter().map(|d| d.1).sum();
+        let moved = rows + self.rows.fetch_add(rows, Ordering::Relaxed);
+        self.overall
+            .inc((outcome.done.len() + outcome.skipped.len() + outcome.failed.len()) as u64);
+        self.overall.set_message(format!(
+            "· {} / {} rows",
+            indicatif::HumanCount(moved),
+            indicatif::HumanCount(self.total_rows)
+        ));
+        if let Ok(mut q) = self.queue.lock() {
+            q.finish(&task);
+        }
+        self.ready.notify_all();
+        if let Ok(mut r) = self.results.lock() {
+            r.push((task, outcome));
+        }
+    }
+
+    fn worker(&self, number: usize) {
+        let line = self.ui.spinner(&format!("worker {number}: starting"));
+        let mut mover: Option<Mover> = None;
+        while let Some(task) = self.next() {
+            let [from, to] = task.shards().map(|i| &self.shards[i]);
+            let what = format!(
+                "worker {number}: {} → {} · {} account{} ({} rows)",
+                from.name,
+                to.name,
+                task.accounts(),
+                if task.accounts() == 1 { "" } else { "s" },
+                indicatif::HumanCount(task.rows())
+            );
+            let phase = |p: &str| line.set_message(format!("{what} · {p}"));
+            phase("starting");
+            let outcome = match &task {
+                Task::Batch { users, .. } => {
+                    let ids: Vec<u64> = users.iter().map(|u| u.0).collect();
+                    if mover.is_none() {
+                        match Mover::new(self.cfg, self.ui, self.opts.lock_ttl, self.opts.max_lag) {
+                            Ok(m) => mover = Some(m),
+                            Err(e) => {
+                                let mut o = BatchOutcome::default();
+                                o.failed.extend(ids.iter().map(|&u| (u, e.clone())));
+                                self.finish(task, o);
+                                continue;
+                            }
+                        }
+                    }
+                    let m = mover.as_mut().expect("set above");
+                    m.move_batch(from, to, &ids, &phase)
+                }
+                Task::Single { user, .. } => self.single(*user, from, to, &phase),
+            };
+            self.finish(task, outcome);
+        }
+        line.finish_and_clear();
+    }
+
+    /// One large account, through the streaming migration.
+    fn single(&self, user: u64, from: &Shard, to: &Shard, phase: &dyn Fn(&str)) -> BatchOutcome {
+        let mut out = BatchOutcome::default();
+        phase("migrating");
+        let opts = migrate::Options {
+            user,
+            to: match to.name.parse() {
+                Ok(n) => n,
+                Err(e) => {
+                    out.failed.push((user, Error::Failed(e)));
+                    return out;
+                }
+            },
+            keep_source: false,
+            lock_ttl: self.opts.lock_ttl,
+            max_lag: self.opts.max_lag,
+            dry_run: false,
+        };
+        // The plan's source is checked first: a user that moved elsewhere is not chased.
+        let here = ring::open(self.cfg)
+            .and_then(|mut db| directory::user(&mut db, user))
+            .map(|p| p.map(|(s, _)| s));
+        match here {
+            Ok(Some(s)) if s == from.id => match migrate::migrate(self.cfg, &opts, self.ui) {
+                Ok(r) => out.done.push((user, r.rows.values().sum())),
+                Err(e) => out.failed.push((user, e)),
+            },
+            Ok(Some(s)) if s == to.id => {
+                out.skipped.push((user, format!("already on {}", to.name)))
+            }
+            Ok(_) => out
+                .skipped
+                .push((user, format!("no longer on {}", from.name))),
+            Err(e) => out.failed.push((user, e)),
+        }
+        out
+    }
+}
+
+/// Runs `tasks` on `opts.jobs` workers; the outcomes, and the accounts left unstarted.
+fn run_tasks(
+    cfg: &Config,
+    ui: &Ui,
+    shards: &[Shard],
+    opts: &Options,
+    tasks: Vec<Task>,
+) -> Result<(Vec<(Task, BatchOutcome)>, u64)> {
+    let accounts: usize = tasks.iter().map(Task::accounts).sum();
+    let total_rows: u64 = tasks.iter().map(Task::rows).sum();
+    let work = Work {
+        cfg,
+        ui,
+        shards,
+        opts,
+        queue: Mutex::new(Queue::new(tasks, shards.len(), opts.per_shard)),
+        ready: Condvar::new(),
+        results: Mutex::new(Vec::new()),
+        rows: AtomicU64::new(0),
+        overall: ui.accounts_bar(accounts as u64),
+        total_rows,
+    };
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(opts.jobs)
+        .thread_name(|i| format!("rebalance-{i}"))
+        .build()
+        .map_err(|e| Error::Failed(format!("starting {} workers: {e}", opts.jobs)))?;
+    pool.scope(|s| {
+        for n in 1..=opts.jobs {
+            let work = &work;
+            s.spawn(move |_| work.worker(n));
+        }
+    });
+    work.overall.finish_and_clear();
+    let left = work
+        .queue
+        .lock()
+        .map(|mut q| q.abandon() as u64)
+        .unwrap_or(0);
+    let results = work.results.into_inner().unwrap_or_default();
+    Ok((results, left))
+}
+
+/// Applies `plan`.
+pub fn apply(cfg: &Config, plan: &PlanFile, opts: &Options, ui: &Ui) -> Result<Report> {
+    let started = Instant::now();
+    let mut ring_db = ring::open(cfg)?;
+    let shards = directory::shards(&mut ring_db)?;
+    let index: HashMap<&str, usize> = shards
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.name.as_str(), i))
+        .collect();
+    for m in &plan.moves {
+        for name in [&m.from, &m.to] {
+            if !index.contains_key(name.as_str()) {
+                return Err(Error::NotFound(format!(
+                    "the plan moves user {} via shard `{name}`, which is not registered; nothing was moved",
+                    m.user
+                )));
+            }
+        }
+    }
+    let mut report = Report {
+        planned: plan.moves.len() as u64,
+        jobs: opts.jobs,
+        per_shard: opts.per_shard,
+        dry_run: opts.dry_run,
+        ..Report::default()
+    };
+    let users: Vec<u64> = plan.moves.iter().map(|m| m.user).collect();
+    if !opts.dry_run {
+        report.resumed = resume_interrupted(cfg, &mut ring_db, &users, opts, ui)?;
+    }
+    let now = placement(&mut ring_db, &users)?;
+    let mut pending: Vec<schedule::Move> = Vec::new();
+    for m in &plan.moves {
+        let (from, to) = (index[m.from.as_str()], index[m.to.as_str()]);
+        let skip = |reason: String| Skipped {
+            user: m.user,
+            from: m.from.clone(),
+            to: m.to.clone(),
+            reason,
+        };
+        match now.get(&m.user) {
+            Some((s, _)) if *s == shards[to].id => report.already_done += 1,
+            Some((s, st)) if *s == shards[from].id && st == "active" => {
+                if shards[to].state != ShardState::Active {
+                    report.skipped.push(skip(format!(
+                        "shard {} is {}: only active shards take users",
+                        m.to, shards[to].state
+                    )));
+                } else {
+                    pending.push((m.user, m.rows, from, to));
+                }
+            }
+            Some((s, st)) if *s == shards[from].id => {
+                report.skipped.push(skip(format!("{st} on {}", m.from)))
+            }
+            Some(_) => report
+                .skipped
+                .push(skip(format!("no longer on {}", m.from))),
+            None => report
+                .skipped
+                .push(skip("no longer in the directory".into())),
+        }
+    }
+    if opts.dry_run {
+        report.would_move = pending.len() as u64;
+        report.would_move_rows = pending.iter().map(|m| m.1).sum();
+        report.shards = users_per_shard(&mut ring_db, &shards)?;
+        return Ok(report);
+    }
+    if !pending.is_empty() {
+        ui.status(&format!(
+            "moving {} accounts ({} rows) with {} workers, at most {} per shard",
+            pending.len(),
+            pending.iter().map(|m| m.1).sum::<u64>(),
+            opts.jobs,
+            opts.per_shard
+        ));
+    }
+    let run_ui = ui.multi();
+    let (mut results, left) = run_tasks(cfg, &run_ui, &shards, opts, schedule::tasks(&pending))?;
+    // Accounts whose lock was in use (another job, or a concurrent apply) get one more try once
+    // everything else is done; by then a concurrent apply has usually moved them.
+    let busy: Vec<schedule::Move> = results
+        .iter_mut()
+        .flat_map(|(task, o)| {
+            let [from, to] = task.shards();
+            let (busy, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut o.failed)
+                .into_iter()
+                .partition(|(_, e)| matches!(e, Error::LockInUse(_)));
+            o.failed = rest;
+            busy.into_iter()
+                .map(move |(u, _)| (u, 0, from, to))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    if !busy.is_empty() && !crate::signals::received() {
+        std::thread::sleep(Duration::from_millis(500));
+        let (again, _) = run_tasks(cfg, &run_ui, &shards, opts, schedule::tasks(&busy))?;
+        results.extend(again);
+    }
+    for (task, o) in results {
+        let [from, to] = task.shards().map(|i| shards[i].name.clone());
+        report.done += o.done.len() as u64;
+        report.rows += o.done.iter().map(|d| d.1).sum::<u64>();
+        for (user, reason) in o.skipped {
+            if reason.starts_with("already on") {
+                report.already_done += 1;
+                continue;
+            }
+            report.skipped.push(Skipped {
+                user,
+                from: from.clone(),
+                to: to.clone(),
+                reason,
+            });
+        }
+        report
+            .failed
+            .extend(o.failed.into_iter().map(|(user, e)| Failed {
+                user,
+                from: from.clone(),
+                to: to.clone(),
+                error: e.to_string(),
+            }));
+    }
+    report.failed.sort_by_key(|f| f.user);
+    report.skipped.sort_by_key(|s| s.user);
+    report.left = left;
+    report.interrupted = crate::signals::received();
+    report.seconds = started.elapsed().as_secs_f64();
+    if report.seconds > 0.0 {
+        report.accounts_per_second = report.done as f64 / report.seconds;
+        report.rows_per_second = report.rows as f64 / report.seconds;
+    }
+    if ring_db.is_lost() {
+        ring_db = ring::open(cfg)?;
+    }
+    report.shards = users_per_shard(&mut ring_db, &shards)?;
+    ring_db.run("auditing", |c| {
+        audit::record(
+            c,
+            "rebalance.apply",
+            &format!("{} moves", report.planned),
+            serde_json::json!({ "done": report.done, "failed": report.failed.len(), "skipped": report.skipped.len(),
+                                "already_done": report.already_done, "rows": report.rows, "seconds": report.seconds,
+                                "jobs": report.jobs, "interrupted": report.interrupted }),
+        )
+    })?;
+    Ok(report)
+}
+
+/// Resolves unfinished migrations of the plan's users (a crashed earlier apply leaves them),
+/// so their moves start from a known state. The count resolved. A holder that just died may
+/// still hold its GET_LOCKs for a moment, and a live one (a concurrent apply) finishes its
+/// batch in a moment: locks in use are tried again for a while.
+fn resume_interrupted(
+    cfg: &Config,
+    ring_db: &mut Db,
+    users: &[u64],
+    opts: &Options,
+    ui: &Ui,
+) -> Result<u64> {
+    let wanted: HashSet<u64> = users.iter().copied().collect();
+    let deadline = Instant::now() + opts.lock_ttl.max(Duration::from_secs(5));
+    let mut resolved = 0;
+    loop {
+        let entries: Vec<migrate::Entry> = migrate::journal(ring_db, None, true)?
+            .into_iter()
+            .filter(|e| wanted.contains(&e.user))
+            .collect();
+        if entries.is_empty() {
+            return Ok(resolved);
+        }
+        ui.status(&format!(
+            "resolving {} interrupted migrations first",
+            entries.len()
+        ));
+        let mut busy = false;
+        for e in &entries {
+            match migrate::resume_entry(cfg, ring_db, e, opts.lock_ttl, ui) {
+                Ok(r) if r.now.is_final() => resolved += 1,
+                Ok(_) => busy = true,
+                Err(Error::LockInUse(_)) => busy = true,
+                Err(err) => return Err(err),
+            }
+        }
+        if busy {
+            if Instant::now() >= deadline || crate::signals::received() {
+                // Their moves are skipped and reported; a later run resolves them.
+                return Ok(resolved);
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+}
+
+fn users_per_shard(ring_db: &mut Db, shards: &[Shard]) -> Result<Vec<ShardUsers>> {
+    let counts = directory::user_counts(ring_db)?;
+    Ok(shards
+        .iter()
+        .map(|s| ShardUsers {
+            name: s.name.clone(),
+            state: s.state,
+            users: counts.get(&s.id).copied().unwrap_or(0),
+        })
+        .collect())
+}
