@@ -40,6 +40,9 @@ _shardctl() {
             shardctl,migrate)
                 cmd="shardctl__subcmd__migrate"
                 ;;
+            shardctl,rebalance)
+                cmd="shardctl__subcmd__rebalance"
+                ;;
             shardctl,sandbox)
                 cmd="shardctl__subcmd__sandbox"
                 ;;
@@ -72,6 +75,9 @@ _shardctl() {
                 ;;
             shardctl__subcmd__help,migrate)
                 cmd="shardctl__subcmd__help__subcmd__migrate"
+                ;;
+            shardctl__subcmd__help,rebalance)
+                cmd="shardctl__subcmd__help__subcmd__rebalance"
                 ;;
             shardctl__subcmd__help,sandbox)
                 cmd="shardctl__subcmd__help__subcmd__sandbox"
@@ -111,6 +117,12 @@ _shardctl() {
                 ;;
             shardctl__subcmd__help__subcmd__migrate,status)
                 cmd="shardctl__subcmd__help__subcmd__migrate__subcmd__status"
+                ;;
+            shardctl__subcmd__help__subcmd__rebalance,apply)
+                cmd="shardctl__subcmd__help__subcmd__rebalance__subcmd__apply"
+                ;;
+            shardctl__subcmd__help__subcmd__rebalance,plan)
+                cmd="shardctl__subcmd__help__subcmd__rebalance__subcmd__plan"
                 ;;
             shardctl__subcmd__help__subcmd__sandbox,down)
                 cmd="shardctl__subcmd__help__subcmd__sandbox__subcmd__down"
@@ -220,6 +232,24 @@ _shardctl() {
             shardctl__subcmd__migrate__subcmd__help,status)
                 cmd="shardctl__subcmd__migrate__subcmd__help__subcmd__status"
                 ;;
+            shardctl__subcmd__rebalance,apply)
+                cmd="shardctl__subcmd__rebalance__subcmd__apply"
+                ;;
+            shardctl__subcmd__rebalance,help)
+                cmd="shardctl__subcmd__rebalance__subcmd__help"
+                ;;
+            shardctl__subcmd__rebalance,plan)
+                cmd="shardctl__subcmd__rebalance__subcmd__plan"
+                ;;
+            shardctl__subcmd__rebalance__subcmd__help,apply)
+                cmd="shardctl__subcmd__rebalance__subcmd__help__subcmd__apply"
+                ;;
+            shardctl__subcmd__rebalance__subcmd__help,help)
+                cmd="shardctl__subcmd__rebalance__subcmd__help__subcmd__help"
+                ;;
+            shardctl__subcmd__rebalance__subcmd__help,plan)
+                cmd="shardctl__subcmd__rebalance__subcmd__help__subcmd__plan"
+                ;;
             shardctl__subcmd__sandbox,down)
                 cmd="shardctl__subcmd__sandbox__subcmd__down"
                 ;;
@@ -305,7 +335,7 @@ _shardctl() {
 
     case "${cmd}" in
         shardctl)
-            opts="-q -v -h -V --config --format --quiet --verbose --help --version init doctor shard user id migrate lock audit sandbox completions help"
+            opts="-q -v -h -V --config --format --quiet --verbose --help --version init doctor shard user id migrate rebalance lock audit sandbox completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -409,7 +439,7 @@ _shardctl() {
             return 0
             ;;
         shardctl__subcmd__help)
-            opts="init doctor shard user id migrate lock audit sandbox completions help"
+            opts="init doctor shard user id migrate rebalance lock audit sandbox completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -661,6 +691,48 @@ _shardctl() {
             return 0
             ;;
         shardctl__subcmd__help__subcmd__migrate__subcmd__status)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        shardctl__subcmd__help__subcmd__rebalance)
+            opts="plan apply"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        shardctl__subcmd__help__subcmd__rebalance__subcmd__apply)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        shardctl__subcmd__help__subcmd__rebalance__subcmd__plan)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1453,6 +1525,176 @@ _shardctl() {
                 return 0
             fi
             case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --format)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        shardctl__subcmd__rebalance)
+            opts="-q -v -h -V --config --format --quiet --verbose --help --version plan apply help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --format)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        shardctl__subcmd__rebalance__subcmd__apply)
+            opts="-q -v -h -V --jobs --per-shard --max-lag --lock-ttl --dry-run --tolerance --by --max-moves --config --format --quiet --verbose --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --jobs)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --per-shard)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-lag)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --lock-ttl)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tolerance)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --by)
+                    COMPREPLY=($(compgen -W "users rows" -- "${cur}"))
+                    return 0
+                    ;;
+                --max-moves)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --format)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        shardctl__subcmd__rebalance__subcmd__help)
+            opts="plan apply help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        shardctl__subcmd__rebalance__subcmd__help__subcmd__apply)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        shardctl__subcmd__rebalance__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        shardctl__subcmd__rebalance__subcmd__help__subcmd__plan)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        shardctl__subcmd__rebalance__subcmd__plan)
+            opts="-o -q -v -h -V --tolerance --by --max-moves --output --config --format --quiet --verbose --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --tolerance)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --by)
+                    COMPREPLY=($(compgen -W "users rows" -- "${cur}"))
+                    return 0
+                    ;;
+                --max-moves)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

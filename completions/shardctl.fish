@@ -37,6 +37,7 @@ complete -c shardctl -n "__fish_shardctl_needs_command" -f -a "shard" -d 'Regist
 complete -c shardctl -n "__fish_shardctl_needs_command" -f -a "user" -d 'Place new users on shards and find where users live'
 complete -c shardctl -n "__fish_shardctl_needs_command" -f -a "id" -d 'Globally unique IDs from the ticket servers'
 complete -c shardctl -n "__fish_shardctl_needs_command" -f -a "migrate" -d 'Move a user\'s rows to another shard: journaled, verified, fenced, resumable'
+complete -c shardctl -n "__fish_shardctl_needs_command" -f -a "rebalance" -d 'Plan and apply moves of users so every shard carries its weight\'s share'
 complete -c shardctl -n "__fish_shardctl_needs_command" -f -a "lock" -d 'Account and job locks: acquire, inspect, release, sweep, run under a lock'
 complete -c shardctl -n "__fish_shardctl_needs_command" -f -a "audit" -d 'Who did what, from the audit log'
 complete -c shardctl -n "__fish_shardctl_needs_command" -f -a "sandbox" -d 'A local federation of MariaDB servers for trying shardctl'
@@ -204,6 +205,47 @@ complete -c shardctl -n "__fish_shardctl_using_subcommand migrate; and __fish_se
 complete -c shardctl -n "__fish_shardctl_using_subcommand migrate; and __fish_seen_subcommand_from help" -f -a "resume" -d 'Finish (past the flip) or roll back (before it) interrupted migrations'
 complete -c shardctl -n "__fish_shardctl_using_subcommand migrate; and __fish_seen_subcommand_from help" -f -a "status" -d 'The migration journal'
 complete -c shardctl -n "__fish_shardctl_using_subcommand migrate; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c shardctl -n "__fish_shardctl_using_subcommand rebalance; and not __fish_seen_subcommand_from plan apply help" -l config -d 'Config file [default: $SHARDCTL_CONFIG, else ~/.config/shardctl/config.toml]' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand rebalance; and not __fish_seen_subcommand_from plan apply help" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
+json\t''"
+complete -c shardctl -n "__fish_shardctl_using_subcommand rebalance; and not __fish_seen_subcommand_from plan apply help" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
+complete -c shardctl -n "__fish_shardctl_using_subcommand rebalance; and not __fish_seen_subcommand_from plan apply help" -s v -l verbose -d 'Print more detail on stderr'
+complete -c shardctl -n "__fish_shardctl_using_subcommand rebalance; and not __fish_seen_subcommand_from plan apply help" -s h -l help -d 'Print help'
+complete -c shardctl -n "__fish_shardctl_using_subcommand rebalance; and not __fish_seen_subcommand_from plan apply help" -s V -l version -d 'Print version'
+complete -c shardctl -n "__fish_shardctl_using_subcommand rebalance; and not __fish_seen_subcommand_from plan apply help" -f -a "plan" -d 'The fewest moves that bring every shard within the tolerance of its target'
+complete -c shardctl -n "__fish_shardctl_using_subcommand rebalance; and not __fish_seen_subcommand_from plan apply help" -f -a "apply" -d 'Apply a plan (or plan now and apply): parallel, resumable, safe to run twice'
+complete -c shardctl -n "__fish_shardctl_using_subcommand rebalance; and not __fish_seen_subcommand_from plan apply help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c shardctl -n "__fish_shardctl_using_subcommand rebalance; and __fish_seen_subcommand_from plan" -l tolerance -d 'A shard is balanced within this many percent of its target' -r
+complete -c shardctl -n "__fish_shardctl_using_subcommand rebalance; and __fish_seen_subcommand_from plan" -l by -d 'Balance the count of users, or their rows' -r -f -a "users\t''
+rows\t''"
+complete -c shardctl -n "__fish_shardctl_using_subcommand rebalance; and __fish_seen_subcommand_from plan" -l max-moves -d 'Plan at most N moves (the most pressing first)' -r
+complete -c shardctl -n "__fish_shardctl_using_subcommand rebalance; and __fish_seen_subcommand_from plan" -s o -l output -d 'Write the plan to this file (JSON), for `rebalance apply`' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand rebalance; and __fish_seen_subcommand_from plan" -l config -d 'Config file [default: $SHARDCTL_CONFIG, else ~/.config/shardctl/config.toml]' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand rebalance; and __fish_seen_subcommand_from plan" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
+json\t''"
+complete -c shardctl -n "__fish_shardctl_using_subcommand rebalance; and __fish_seen_subcommand_from plan" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
+complete -c shardctl -n "__fish_shardctl_using_subcommand rebalance; and __fish_seen_subcommand_from plan" -s v -l verbose -d 'Print more detail on stderr'
+complete -c shardctl -n "__fish_shardctl_using_subcommand rebalance; and __fish_seen_subcommand_from plan" -s h -l help -d 'Print help'
+complete -c shardctl -n "__fish_shardctl_using_subcommand rebalance; and __fish_seen_subcommand_from plan" -s V -l version -d 'Print version'
+complete -c shardctl -n "__fish_shardctl_using_subcommand rebalance; and __fish_seen_subcommand_from apply" -l jobs -d 'Workers moving accounts in parallel' -r
+complete -c shardctl -n "__fish_shardctl_using_subcommand rebalance; and __fish_seen_subcommand_from apply" -l per-shard -d 'At most N moves touching any one shard at a time' -r
+complete -c shardctl -n "__fish_shardctl_using_subcommand rebalance; and __fish_seen_subcommand_from apply" -l max-lag -d 'Wait while a server of a shard being moved lags more than this many seconds' -r
+complete -c shardctl -n "__fish_shardctl_using_subcommand rebalance; and __fish_seen_subcommand_from apply" -l lock-ttl -d 'The account lock\'s lease, renewed every third of it while working' -r
+complete -c shardctl -n "__fish_shardctl_using_subcommand rebalance; and __fish_seen_subcommand_from apply" -l tolerance -d 'A shard is balanced within this many percent of its target' -r
+complete -c shardctl -n "__fish_shardctl_using_subcommand rebalance; and __fish_seen_subcommand_from apply" -l by -d 'Balance the count of users, or their rows' -r -f -a "users\t''
+rows\t''"
+complete -c shardctl -n "__fish_shardctl_using_subcommand rebalance; and __fish_seen_subcommand_from apply" -l max-moves -d 'Plan at most N moves (the most pressing first)' -r
+complete -c shardctl -n "__fish_shardctl_using_subcommand rebalance; and __fish_seen_subcommand_from apply" -l config -d 'Config file [default: $SHARDCTL_CONFIG, else ~/.config/shardctl/config.toml]' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand rebalance; and __fish_seen_subcommand_from apply" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
+json\t''"
+complete -c shardctl -n "__fish_shardctl_using_subcommand rebalance; and __fish_seen_subcommand_from apply" -l dry-run -d 'Say what would move, move nothing'
+complete -c shardctl -n "__fish_shardctl_using_subcommand rebalance; and __fish_seen_subcommand_from apply" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
+complete -c shardctl -n "__fish_shardctl_using_subcommand rebalance; and __fish_seen_subcommand_from apply" -s v -l verbose -d 'Print more detail on stderr'
+complete -c shardctl -n "__fish_shardctl_using_subcommand rebalance; and __fish_seen_subcommand_from apply" -s h -l help -d 'Print help'
+complete -c shardctl -n "__fish_shardctl_using_subcommand rebalance; and __fish_seen_subcommand_from apply" -s V -l version -d 'Print version'
+complete -c shardctl -n "__fish_shardctl_using_subcommand rebalance; and __fish_seen_subcommand_from help" -f -a "plan" -d 'The fewest moves that bring every shard within the tolerance of its target'
+complete -c shardctl -n "__fish_shardctl_using_subcommand rebalance; and __fish_seen_subcommand_from help" -f -a "apply" -d 'Apply a plan (or plan now and apply): parallel, resumable, safe to run twice'
+complete -c shardctl -n "__fish_shardctl_using_subcommand rebalance; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and not __fish_seen_subcommand_from acquire release show list run force-release sweep help" -l config -d 'Config file [default: $SHARDCTL_CONFIG, else ~/.config/shardctl/config.toml]' -r -F
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and not __fish_seen_subcommand_from acquire release show list run force-release sweep help" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
 json\t''"
@@ -356,17 +398,18 @@ complete -c shardctl -n "__fish_shardctl_using_subcommand completions" -s q -l q
 complete -c shardctl -n "__fish_shardctl_using_subcommand completions" -s v -l verbose -d 'Print more detail on stderr'
 complete -c shardctl -n "__fish_shardctl_using_subcommand completions" -s h -l help -d 'Print help'
 complete -c shardctl -n "__fish_shardctl_using_subcommand completions" -s V -l version -d 'Print version'
-complete -c shardctl -n "__fish_shardctl_using_subcommand help; and not __fish_seen_subcommand_from init doctor shard user id migrate lock audit sandbox completions help" -f -a "init" -d 'Create or upgrade the global ring schema (idempotent)'
-complete -c shardctl -n "__fish_shardctl_using_subcommand help; and not __fish_seen_subcommand_from init doctor shard user id migrate lock audit sandbox completions help" -f -a "doctor" -d 'Check every server: reachable, privileges, schema version, replication'
-complete -c shardctl -n "__fish_shardctl_using_subcommand help; and not __fish_seen_subcommand_from init doctor shard user id migrate lock audit sandbox completions help" -f -a "shard" -d 'Register shards and change their weight and state'
-complete -c shardctl -n "__fish_shardctl_using_subcommand help; and not __fish_seen_subcommand_from init doctor shard user id migrate lock audit sandbox completions help" -f -a "user" -d 'Place new users on shards and find where users live'
-complete -c shardctl -n "__fish_shardctl_using_subcommand help; and not __fish_seen_subcommand_from init doctor shard user id migrate lock audit sandbox completions help" -f -a "id" -d 'Globally unique IDs from the ticket servers'
-complete -c shardctl -n "__fish_shardctl_using_subcommand help; and not __fish_seen_subcommand_from init doctor shard user id migrate lock audit sandbox completions help" -f -a "migrate" -d 'Move a user\'s rows to another shard: journaled, verified, fenced, resumable'
-complete -c shardctl -n "__fish_shardctl_using_subcommand help; and not __fish_seen_subcommand_from init doctor shard user id migrate lock audit sandbox completions help" -f -a "lock" -d 'Account and job locks: acquire, inspect, release, sweep, run under a lock'
-complete -c shardctl -n "__fish_shardctl_using_subcommand help; and not __fish_seen_subcommand_from init doctor shard user id migrate lock audit sandbox completions help" -f -a "audit" -d 'Who did what, from the audit log'
-complete -c shardctl -n "__fish_shardctl_using_subcommand help; and not __fish_seen_subcommand_from init doctor shard user id migrate lock audit sandbox completions help" -f -a "sandbox" -d 'A local federation of MariaDB servers for trying shardctl'
-complete -c shardctl -n "__fish_shardctl_using_subcommand help; and not __fish_seen_subcommand_from init doctor shard user id migrate lock audit sandbox completions help" -f -a "completions" -d 'Print shell completions'
-complete -c shardctl -n "__fish_shardctl_using_subcommand help; and not __fish_seen_subcommand_from init doctor shard user id migrate lock audit sandbox completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c shardctl -n "__fish_shardctl_using_subcommand help; and not __fish_seen_subcommand_from init doctor shard user id migrate rebalance lock audit sandbox completions help" -f -a "init" -d 'Create or upgrade the global ring schema (idempotent)'
+complete -c shardctl -n "__fish_shardctl_using_subcommand help; and not __fish_seen_subcommand_from init doctor shard user id migrate rebalance lock audit sandbox completions help" -f -a "doctor" -d 'Check every server: reachable, privileges, schema version, replication'
+complete -c shardctl -n "__fish_shardctl_using_subcommand help; and not __fish_seen_subcommand_from init doctor shard user id migrate rebalance lock audit sandbox completions help" -f -a "shard" -d 'Register shards and change their weight and state'
+complete -c shardctl -n "__fish_shardctl_using_subcommand help; and not __fish_seen_subcommand_from init doctor shard user id migrate rebalance lock audit sandbox completions help" -f -a "user" -d 'Place new users on shards and find where users live'
+complete -c shardctl -n "__fish_shardctl_using_subcommand help; and not __fish_seen_subcommand_from init doctor shard user id migrate rebalance lock audit sandbox completions help" -f -a "id" -d 'Globally unique IDs from the ticket servers'
+complete -c shardctl -n "__fish_shardctl_using_subcommand help; and not __fish_seen_subcommand_from init doctor shard user id migrate rebalance lock audit sandbox completions help" -f -a "migrate" -d 'Move a user\'s rows to another shard: journaled, verified, fenced, resumable'
+complete -c shardctl -n "__fish_shardctl_using_subcommand help; and not __fish_seen_subcommand_from init doctor shard user id migrate rebalance lock audit sandbox completions help" -f -a "rebalance" -d 'Plan and apply moves of users so every shard carries its weight\'s share'
+complete -c shardctl -n "__fish_shardctl_using_subcommand help; and not __fish_seen_subcommand_from init doctor shard user id migrate rebalance lock audit sandbox completions help" -f -a "lock" -d 'Account and job locks: acquire, inspect, release, sweep, run under a lock'
+complete -c shardctl -n "__fish_shardctl_using_subcommand help; and not __fish_seen_subcommand_from init doctor shard user id migrate rebalance lock audit sandbox completions help" -f -a "audit" -d 'Who did what, from the audit log'
+complete -c shardctl -n "__fish_shardctl_using_subcommand help; and not __fish_seen_subcommand_from init doctor shard user id migrate rebalance lock audit sandbox completions help" -f -a "sandbox" -d 'A local federation of MariaDB servers for trying shardctl'
+complete -c shardctl -n "__fish_shardctl_using_subcommand help; and not __fish_seen_subcommand_from init doctor shard user id migrate rebalance lock audit sandbox completions help" -f -a "completions" -d 'Print shell completions'
+complete -c shardctl -n "__fish_shardctl_using_subcommand help; and not __fish_seen_subcommand_from init doctor shard user id migrate rebalance lock audit sandbox completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c shardctl -n "__fish_shardctl_using_subcommand help; and __fish_seen_subcommand_from shard" -f -a "add" -d 'Register a shard and its servers (halves a, b, a, ... in order)'
 complete -c shardctl -n "__fish_shardctl_using_subcommand help; and __fish_seen_subcommand_from shard" -f -a "list" -d 'Weight, state, users, share against target share, and servers of every shard'
 complete -c shardctl -n "__fish_shardctl_using_subcommand help; and __fish_seen_subcommand_from shard" -f -a "set-weight" -d 'Change a shard\'s weight'
@@ -377,6 +420,8 @@ complete -c shardctl -n "__fish_shardctl_using_subcommand help; and __fish_seen_
 complete -c shardctl -n "__fish_shardctl_using_subcommand help; and __fish_seen_subcommand_from id" -f -a "next" -d 'Take new IDs from the ticket servers'
 complete -c shardctl -n "__fish_shardctl_using_subcommand help; and __fish_seen_subcommand_from migrate" -f -a "resume" -d 'Finish (past the flip) or roll back (before it) interrupted migrations'
 complete -c shardctl -n "__fish_shardctl_using_subcommand help; and __fish_seen_subcommand_from migrate" -f -a "status" -d 'The migration journal'
+complete -c shardctl -n "__fish_shardctl_using_subcommand help; and __fish_seen_subcommand_from rebalance" -f -a "plan" -d 'The fewest moves that bring every shard within the tolerance of its target'
+complete -c shardctl -n "__fish_shardctl_using_subcommand help; and __fish_seen_subcommand_from rebalance" -f -a "apply" -d 'Apply a plan (or plan now and apply): parallel, resumable, safe to run twice'
 complete -c shardctl -n "__fish_shardctl_using_subcommand help; and __fish_seen_subcommand_from lock" -f -a "acquire" -d 'Take a lock and print its fencing token'
 complete -c shardctl -n "__fish_shardctl_using_subcommand help; and __fish_seen_subcommand_from lock" -f -a "release" -d 'Release a lock (only the current holder\'s, with --token)'
 complete -c shardctl -n "__fish_shardctl_using_subcommand help; and __fish_seen_subcommand_from lock" -f -a "show" -d 'A lock\'s lease and its GET_LOCK holder'
