@@ -230,20 +230,34 @@ fn pick_server(
 /// Waits until `server` has applied everything its shard peers wrote, so a copy read from it
 /// misses none of the user's last writes (MariaDB GTIDs).
 fn catch_up_with_peers(cfg: &Config, shard: &Shard, server: &HostPort, ui: &Ui) -> Result<()> {
-    let mut db = data::connect(cfg, server)?;
-    for peer in shard
+    let positions = shard
         .servers
         .iter()
         .map(|s| s.addr())
         .filter(|a| a != server)
-    {
-        let pos: Option<String> = match data::connect(cfg, &peer).and_then(|mut p| {
-            p.exec_first(
-                "reading the binlog position",
-                "SELECT @@gtid_binlog_pos",
-                (),
-            )
-        }) {
+        .map(|peer| {
+            let pos = data::connect(cfg, &peer).and_then(|mut p| {
+                p.exec_first::<Option<String>>(
+                    "reading the binlog position",
+                    "SELECT @@gtid_binlog_pos",
+                    (),
+                )
+            });
+            (peer, pos.map(Option::flatten))
+        })
+        .collect();
+    wait_for_positions(&mut data::connect(cfg, server)?, positions, ui)
+}
+
+/// Waits on `db` until it has applied each peer's binlog position (as read from the peer).
+/// A peer whose position could not be read is warned about and not waited for.
+fn wait_for_positions(
+    db: &mut Db,
+    positions: Vec<(HostPort, Result<Option<String>>)>,
+    ui: &Ui,
+) -> Result<()> {
+    for (peer, pos) in positions {
+        let pos = match pos {
             Ok(p) => p,
             Err(e) => {
                 ui.warn(&format!(
@@ -260,10 +274,10 @@ fn catch_up_with_peers(cfg: &Config, shard: &Shard, server: &HostPort, ui: &Ui) 
             "SELECT MASTER_GTID_WAIT(?, 60)",
             (pos,),
         )?;
-        let waited = waited.flatten();
-        if waited != Some(0) {
+        if waited.flatten() != Some(0) {
             return Err(Error::Refused(format!(
-                "{server} did not catch up with {peer} within 60s; nothing was copied"
+                "{} did not catch up with {peer} within 60s; nothing was copied",
+                db.server
             )));
         }
     }

@@ -7,9 +7,9 @@ use std::collections::{BTreeMap, VecDeque};
 /// per table); larger ones move alone, streamed.
 pub const SMALL_ACCOUNT_ROWS: u64 = 2_000;
 /// A batch holds at most this many accounts...
-pub const BATCH_ACCOUNTS: usize = 200;
+pub const BATCH_ACCOUNTS: usize = 400;
 /// ...and at most this many rows.
-pub const BATCH_ROWS: u64 = 20_000;
+pub const BATCH_ROWS: u64 = 40_000;
 
 /// Work for one worker. Shards are indexes into the caller's list.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -160,8 +160,8 @@ mod tests {
         moves.push((5001, 3_000, 0, 2));
         let t = tasks(&moves);
         let sizes: Vec<usize> = t.iter().map(Task::accounts).collect();
-        // Pairs take turns: (0,1) 200, (2,1) 10, (0,1) 200, (0,1) 50, then the large, small first.
-        assert_eq!(sizes, vec![200, 10, 200, 50, 1, 1]);
+        // Pairs take turns: (0,1) 400, (2,1) 10, (0,1) 50, then the large, small first.
+        assert_eq!(sizes, vec![400, 10, 50, 1, 1]);
         assert_eq!(t[4].rows(), 3_000);
         assert_eq!(t[5].rows(), 1_000_000);
         let total: usize = sizes.iter().sum();
@@ -170,7 +170,7 @@ mod tests {
 
     #[test]
     fn batches_are_bounded_by_rows() {
-        let moves: Vec<Move> = (0..30).map(|u| (u, 1_500, 0, 1)).collect();
+        let moves: Vec<Move> = (0..60).map(|u| (u, 1_500, 0, 1)).collect();
         let t = tasks(&moves);
         assert!(t.iter().all(|t| t.rows() <= BATCH_ROWS));
         assert_eq!(t.len(), 3);
