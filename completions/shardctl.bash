@@ -1855,7 +1855,7 @@ _shardctl() {
             return 0
             ;;
         shardctl__subcmd__sandbox__subcmd__up)
-            opts="-q -v -h -V --dir --shards --users --base-port --buffer-pool-mb --config --format --quiet --verbose --help --version"
+            opts="-q -v -h -V --dir --shards --spare-shards --users --base-port --buffer-pool-mb --config --format --quiet --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1866,6 +1866,10 @@ _shardctl() {
                     return 0
                     ;;
                 --shards)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --spare-shards)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

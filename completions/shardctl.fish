@@ -361,6 +361,7 @@ complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and not __fis
 complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and not __fish_seen_subcommand_from up status down help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and __fish_seen_subcommand_from up" -l dir -d 'The sandbox directory' -r -F
 complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and __fish_seen_subcommand_from up" -l shards -d 'Number of shards, two servers each' -r
+complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and __fish_seen_subcommand_from up" -l spare-shards -d 'More shards whose servers run with the schema but are not registered: hardware to add with `shard add`' -r
 complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and __fish_seen_subcommand_from up" -l users -d 'Users to create, placed by weight, with skewed account sizes' -r
 complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and __fish_seen_subcommand_from up" -l base-port -d 'First port: the ring server; shards take the ports after it' -r
 complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and __fish_seen_subcommand_from up" -l buffer-pool-mb -d 'InnoDB buffer pool of each server, in MB' -r

@@ -477,6 +477,10 @@ pub struct SandboxUpArgs {
     /// Number of shards, two servers each
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=50))]
     pub shards: u32,
+    /// More shards whose servers run with the schema but are not registered: hardware to add
+    /// with `shard add`
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=10))]
+    pub spare_shards: u32,
     /// Users to create, placed by weight, with skewed account sizes
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=10_000_000))]
     pub users: u64,

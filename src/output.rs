@@ -198,6 +198,9 @@ impl Ui {
             None,
             ProgressDrawTarget::stderr(),
         ));
+        if let Ok(style) = ProgressStyle::with_template("{spinner:.green} {msg}") {
+            bar.set_style(style);
+        }
         bar.set_message(what.to_string());
         bar.enable_steady_tick(Duration::from_millis(120));
         bar
@@ -216,7 +219,7 @@ impl Ui {
             ProgressDrawTarget::stderr(),
         ));
         let style = ProgressStyle::with_template(
-            "{prefix:>8} [{bar:30.cyan/blue}] {human_pos}/{human_len} accounts {per_sec} eta {eta} {msg}",
+            "{prefix:>8} [{bar:30.cyan/blue}] {human_pos}/{human_len} accounts {msg} · eta {eta}",
         )
         .map(|s| s.progress_chars("=> "))
         .unwrap_or_else(|_| ProgressStyle::default_bar());

@@ -83,6 +83,7 @@ pub fn run(ctx: &Ctx, cmd: SandboxCommand) -> Result<Outcome> {
                         shards: args.shards,
                         base_port: args.base_port,
                         buffer_pool_mb: args.buffer_pool_mb,
+                        spare_shards: args.spare_shards,
                     },
                     users: args.users,
                 },

@@ -139,10 +139,12 @@ impl Work<'_> {
         let moved = rows + self.rows.fetch_add(rows, Ordering::Relaxed);
         self.overall
             .inc((outcome.done.len() + outcome.skipped.len() + outcome.failed.len()) as u64);
+        let seconds = self.overall.elapsed().as_secs_f64().max(0.001);
         self.overall.set_message(format!(
-            "· {} / {} rows",
+            "· {} / {} rows · {:.0} accounts/s",
             indicatif::HumanCount(moved),
-            indicatif::HumanCount(self.total_rows)
+            indicatif::HumanCount(self.total_rows),
+            self.overall.position() as f64 / seconds
         ));
         if let Ok(mut q) = self.queue.lock() {
             q.finish(&task);

@@ -33,6 +33,10 @@ pub struct Spec {
     pub base_port: u16,
     #[serde(default = "default_buffer_pool_mb")]
     pub buffer_pool_mb: u32,
+    /// Shards whose servers run (schema included) but are not registered in the ring: new
+    /// hardware for `shard add`.
+    #[serde(default)]
+    pub spare_shards: u32,
 }
 
 /// Small, so a sandbox of many servers fits a laptop.
@@ -70,7 +74,7 @@ pub fn layout(dir: &Path, spec: &Spec) -> Vec<Member> {
             buffer_pool_mb: spec.buffer_pool_mb,
         },
     }];
-    for i in 1..=spec.shards {
+    for i in 1..=spec.shards + spec.spare_shards {
         for (k, half) in [Half::A, Half::B].into_iter().enumerate() {
             members.push(Member {
                 role: "shard",
@@ -167,15 +171,17 @@ pub fn up(opts: &UpOptions, ui: &Ui) -> Result<UpOutcome> {
     let spec = match &recorded {
         Some(s) if *s != opts.spec => {
             notes.push(format!(
-                "this sandbox was created with {} shards on base port {} and {} MB buffer pools; keeping that",
-                s.shards, s.base_port, s.buffer_pool_mb
+                "this sandbox was created with {} shards (and {} spare) on base port {} and {} MB buffer pools; keeping that",
+                s.shards, s.spare_shards, s.base_port, s.buffer_pool_mb
             ));
             s.clone()
         }
         Some(s) => s.clone(),
         None => opts.spec.clone(),
     };
-    if spec.base_port as u32 + 2 * spec.shards + 1 > u16::MAX as u32 || spec.shards == 0 {
+    if spec.base_port as u32 + 2 * (spec.shards + spec.spare_shards) + 1 > u16::MAX as u32
+        || spec.shards == 0
+    {
         return Err(Error::Usage(
             "--shards and --base-port leave no room for the servers' ports".into(),
         ));
@@ -226,12 +232,14 @@ pub fn up(opts: &UpOptions, ui: &Ui) -> Result<UpOutcome> {
         for (i, pair) in members[1..].chunks(2).enumerate() {
             let name: ShardName = shard_name(i as u32 + 1).parse().map_err(Error::Failed)?;
             let servers: Vec<HostPort> = pair.iter().map(|m| m.process.addr()).collect();
-            directory::add_shard(
-                &mut ring_db,
-                &name,
-                Weight::try_from(1.0).map_err(Error::Failed)?,
-                &servers,
-            )?;
+            if (i as u32) < spec.shards {
+                directory::add_shard(
+                    &mut ring_db,
+                    &name,
+                    Weight::try_from(1.0).map_err(Error::Failed)?,
+                    &servers,
+                )?;
+            }
             demo::create_schema(&mut conns[1 + 2 * i], &database)?;
         }
         if opts.users > 0 {
