@@ -31,7 +31,7 @@ fn main() {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
-        let rows = if x % 1000 == 0 {
+        let rows = if x.is_multiple_of(1000) {
             20_000 + x % 20_000
         } else {
             x % 60
