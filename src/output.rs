@@ -171,6 +171,17 @@ impl Ui {
 
     /// A counting bar, hidden where progress must not be drawn.
     pub fn progress(&self, total: u64, what: &str) -> ProgressBar {
+        let bar = self.counting_bar(
+            total,
+            "{msg:>12} [{bar:40.cyan/blue}] {human_pos}/{human_len} {per_sec} eta {eta}",
+        );
+        bar.set_message(what.to_string());
+        bar
+    }
+
+    /// A bar counting to `total` in `template`'s style, ticking; hidden where progress must not
+    /// be drawn.
+    fn counting_bar(&self, total: u64, template: &str) -> ProgressBar {
         if !self.shows_progress() {
             return ProgressBar::hidden();
         }
@@ -178,13 +189,10 @@ impl Ui {
             Some(total),
             ProgressDrawTarget::stderr(),
         ));
-        let style = ProgressStyle::with_template(
-            "{msg:>12} [{bar:40.cyan/blue}] {human_pos}/{human_len} {per_sec} eta {eta}",
-        )
-        .map(|s| s.progress_chars("=> "))
-        .unwrap_or_else(|_| ProgressStyle::default_bar());
+        let style = ProgressStyle::with_template(template)
+            .map(|s| s.progress_chars("=> "))
+            .unwrap_or_else(|_| ProgressStyle::default_bar());
         bar.set_style(style);
-        bar.set_message(what.to_string());
         bar.enable_steady_tick(Duration::from_millis(200));
         bar
     }
@@ -211,21 +219,11 @@ impl Ui {
     /// The overall bar of a long job counted in accounts, with rows and the rate in its
     /// message (`{msg}`), hidden where progress must not be drawn.
     pub fn accounts_bar(&self, total: u64) -> ProgressBar {
-        if !self.shows_progress() {
-            return ProgressBar::hidden();
-        }
-        let bar = self.add(ProgressBar::with_draw_target(
-            Some(total),
-            ProgressDrawTarget::stderr(),
-        ));
-        let style = ProgressStyle::with_template(
+        let bar = self.counting_bar(
+            total,
             "{prefix:>8} [{bar:30.cyan/blue}] {human_pos}/{human_len} accounts {msg} · eta {eta}",
-        )
-        .map(|s| s.progress_chars("=> "))
-        .unwrap_or_else(|_| ProgressStyle::default_bar());
-        bar.set_style(style);
+        );
         bar.set_prefix("moving");
-        bar.enable_steady_tick(Duration::from_millis(200));
         bar
     }
 }

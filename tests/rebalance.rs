@@ -20,11 +20,12 @@ fn fed() -> &'static Federation {
 const TABLES: [&str; 3] = ["photos", "comments", "favorites"];
 
 /// A world with `users` users placed by weight, each with a demo account (skewed sizes: a few
-/// large ones, most small).
-fn world(name: &str, users: u64) -> Env {
+/// large ones, most small). User ids start at `first`: GET_LOCK names are per server, not per
+/// database, so tests running at once on the same servers must not share account ids.
+fn world(name: &str, first: u64, users: u64) -> Env {
     let env = Env::new(fed(), name);
     env.register_shards();
-    let ids: String = (1..=users).map(|u| format!("{u}\n")).collect();
+    let ids: String = (first..first + users).map(|u| format!("{u}\n")).collect();
     let file = env.dir.path().join("users.txt");
     std::fs::write(&file, ids).unwrap();
     let placed = env.json(&[
@@ -43,7 +44,7 @@ fn world(name: &str, users: u64) -> Env {
             .push(p["user"].as_u64().unwrap());
     }
     let accounts: HashMap<u64, demo::Account> =
-        demo::plan_accounts(&(1..=users).collect::<Vec<_>>(), 7)
+        demo::plan_accounts(&(first..first + users).collect::<Vec<_>>(), 7)
             .into_iter()
             .map(|a| (a.owner, a))
             .collect();
@@ -187,7 +188,7 @@ fn json_any(env: &Env, args: &[&str]) -> (i32, Value) {
 
 #[test]
 fn weights_1_1_4_balance_within_tolerance_keeping_every_row() {
-    let env = world("rebalance_weights", 3000);
+    let env = world("rebalance_weights", 1, 3000);
     let before = grand_totals(&env);
     set_weights(&env, &[("shard1", "1"), ("shard2", "1"), ("shard3", "4")]);
     let plan_file = env.dir.path().join("plan.json");
@@ -255,7 +256,7 @@ fn weights_1_1_4_balance_within_tolerance_keeping_every_row() {
 
 #[test]
 fn a_retiring_shard_is_emptied_then_removed() {
-    let env = world("rebalance_retire", 900);
+    let env = world("rebalance_retire", 100_000, 900);
     let before = grand_totals(&env);
     env.run(&["shard", "set-state", "shard1", "retiring"]).ok();
     // Without a plan file: plan, then apply.
@@ -271,7 +272,7 @@ fn a_retiring_shard_is_emptied_then_removed() {
 
 #[test]
 fn a_failed_move_is_reported_and_the_rest_go_on() {
-    let env = world("rebalance_failure", 300);
+    let env = world("rebalance_failure", 200_000, 300);
     let before = grand_totals(&env);
     set_weights(&env, &[("shard3", "6")]);
     let plan_file = env.dir.path().join("plan.json");
@@ -312,7 +313,7 @@ fn a_failed_move_is_reported_and_the_rest_go_on() {
 
 #[test]
 fn two_applies_of_one_plan_move_each_user_once() {
-    let env = world("rebalance_twice", 1200);
+    let env = world("rebalance_twice", 300_000, 1200);
     let before = grand_totals(&env);
     set_weights(&env, &[("shard1", "5")]);
     let plan_file = env.dir.path().join("plan.json");
@@ -352,7 +353,7 @@ fn two_applies_of_one_plan_move_each_user_once() {
 
 #[test]
 fn bad_plans_and_options_change_nothing() {
-    let env = world("rebalance_bad", 60);
+    let env = world("rebalance_bad", 400_000, 60);
     set_weights(&env, &[("shard2", "3")]);
     let good = env.json(&["rebalance", "plan"]);
     let dir = env.dir.path();
@@ -412,7 +413,7 @@ fn bad_plans_and_options_change_nothing() {
 #[cfg(feature = "failpoints")]
 #[test]
 fn a_crash_at_every_point_of_a_batch_is_finished_by_the_next_apply() {
-    let env = world("rebalance_crash", 400);
+    let env = world("rebalance_crash", 500_000, 400);
     let before = grand_totals(&env);
     let points = [
         "migrate.after_lock",
@@ -465,7 +466,11 @@ fn a_crash_at_every_point_of_a_batch_is_finished_by_the_next_apply() {
             0,
             "{point}: {finished}"
         );
-        assert_eq!(grand_totals(&env), before, "{point}: rows lost or doubled");
+        assert_eq!(
+            grand_totals(&env),
+            before,
+            "{point}: rows lost or doubled; {finished}"
+        );
         assert_rows_where_directory_says(&env);
         assert!(
             env.json(&["rebalance", "plan"])["moves"]

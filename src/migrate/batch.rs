@@ -135,22 +135,9 @@ impl<'c> Mover<'c> {
 
     /// The first of `candidates` that answers.
     fn reachable(&mut self, candidates: &[HostPort], shard: &Shard) -> Result<HostPort> {
-        let mut failures = Vec::new();
-        for addr in candidates {
-            match self.conn(addr) {
-                Ok(_) => return Ok(addr.clone()),
-                Err(e) => failures.push(e.to_string()),
-            }
-        }
-        Err(Error::Unreachable(format!(
-            "no server of shard `{}` answers: {}",
-            shard.name,
-            if failures.is_empty() {
-                "none is online".into()
-            } else {
-                failures.join("; ")
-            }
-        )))
+        data::first_answering(&shard.name, candidates.iter().cloned(), |addr| {
+            self.conn(addr).map(|_| addr.clone())
+        })
     }
 
     /// Moves `users` from `from` to `to`, grouped by the servers their routing names (each

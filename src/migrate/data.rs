@@ -39,6 +39,30 @@ pub fn connect(cfg: &Config, addr: &HostPort) -> Result<Db> {
     )
 }
 
+/// Runs `f` on the first of `servers` (a shard's, in order) where it succeeds; otherwise one
+/// error naming the shard and every server's failure.
+pub fn first_answering<T>(
+    shard: &str,
+    servers: impl IntoIterator<Item = HostPort>,
+    mut f: impl FnMut(&HostPort) -> Result<T>,
+) -> Result<T> {
+    let mut failures = Vec::new();
+    for addr in servers {
+        match f(&addr) {
+            Ok(v) => return Ok(v),
+            Err(e) => failures.push(e.to_string()),
+        }
+    }
+    Err(Error::Unreachable(format!(
+        "no server of shard `{shard}` answers: {}",
+        if failures.is_empty() {
+            "none is online".into()
+        } else {
+            failures.join("; ")
+        }
+    )))
+}
+
 /// What the copy needs to know of a per-user table.
 #[derive(Clone, Debug)]
 pub struct Table {

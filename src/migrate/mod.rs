@@ -209,22 +209,9 @@ fn pick_server(
         order.retain(|a| *a != p);
         order.insert(0, p);
     }
-    let mut failures = Vec::new();
-    for addr in order {
-        match data::connect(cfg, &addr) {
-            Ok(_) => return Ok(addr),
-            Err(e) => failures.push(e.to_string()),
-        }
-    }
-    Err(Error::Unreachable(format!(
-        "no server of shard `{}` answers: {}",
-        shard.name,
-        if failures.is_empty() {
-            "none is online".into()
-        } else {
-            failures.join("; ")
-        }
-    )))
+    data::first_answering(&shard.name, order, |addr| {
+        data::connect(cfg, addr).map(|_| addr.clone())
+    })
 }
 
 /// Waits until `server` has applied everything its shard peers wrote, so a copy read from it

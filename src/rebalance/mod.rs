@@ -111,41 +111,28 @@ impl PlanFile {
 
 /// Rows per user on one shard (any of its servers that answers), over every per-user table.
 fn rows_per_user(cfg: &Config, shard: &Shard) -> Result<HashMap<u64, u64>> {
-    let mut failures = Vec::new();
-    for server in routing::candidates(0, &shard.servers) {
-        let addr = server.addr();
-        let counted = data::connect(cfg, &addr).and_then(|mut db| {
-            let mut rows: HashMap<u64, u64> = HashMap::new();
-            for t in &cfg.shards.tables {
-                let counts: Vec<(u64, u64)> = db.exec(
-                    "counting rows per user",
-                    &format!(
-                        "SELECT {0}, COUNT(*) FROM {1} GROUP BY {0}",
-                        t.owner_column.quoted(),
-                        t.name.quoted()
-                    ),
-                    (),
-                )?;
-                for (u, n) in counts {
-                    *rows.entry(u).or_default() += n;
-                }
+    let servers = routing::candidates(0, &shard.servers)
+        .into_iter()
+        .map(|s| s.addr());
+    data::first_answering(&shard.name, servers, |addr| {
+        let mut db = data::connect(cfg, addr)?;
+        let mut rows: HashMap<u64, u64> = HashMap::new();
+        for t in &cfg.shards.tables {
+            let counts: Vec<(u64, u64)> = db.exec(
+                "counting rows per user",
+                &format!(
+                    "SELECT {0}, COUNT(*) FROM {1} GROUP BY {0}",
+                    t.owner_column.quoted(),
+                    t.name.quoted()
+                ),
+                (),
+            )?;
+            for (u, n) in counts {
+                *rows.entry(u).or_default() += n;
             }
-            Ok(rows)
-        });
-        match counted {
-            Ok(rows) => return Ok(rows),
-            Err(e) => failures.push(e.to_string()),
         }
-    }
-    Err(Error::Unreachable(format!(
-        "cannot count rows on shard `{}`: {}",
-        shard.name,
-        if failures.is_empty() {
-            "no server is online".into()
-        } else {
-            failures.join("; ")
-        }
-    )))
+        Ok(rows)
+    })
 }
 
 /// The directory's shards with their active users and each user's rows (counted on every

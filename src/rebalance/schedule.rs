@@ -162,8 +162,8 @@ mod tests {
         let sizes: Vec<usize> = t.iter().map(Task::accounts).collect();
         // Pairs take turns: (0,1) 400, (2,1) 10, (0,1) 50, then the large, small first.
         assert_eq!(sizes, vec![400, 10, 50, 1, 1]);
-        assert_eq!(t[4].rows(), 3_000);
-        assert_eq!(t[5].rows(), 1_000_000);
+        assert_eq!(t[3].rows(), 3_000);
+        assert_eq!(t[4].rows(), 1_000_000);
         let total: usize = sizes.iter().sum();
         assert_eq!(total, moves.len());
     }
