@@ -147,6 +147,24 @@ impl Db {
         })
     }
 
+    /// Runs `f` in one transaction, committed only if it returns `Some`: `None` says the data
+    /// was not as expected, and whatever `f` changed before noticing is rolled back.
+    pub fn transaction_if<T>(
+        &mut self,
+        doing: &str,
+        f: impl FnOnce(&mut Transaction) -> mysql::Result<Option<T>>,
+    ) -> Result<Option<T>> {
+        self.run(doing, |c| {
+            let mut tx = c.start_transaction(TxOpts::default())?;
+            let v = f(&mut tx)?;
+            match v {
+                Some(_) => tx.commit()?,
+                None => tx.rollback()?,
+            }
+            Ok(v)
+        })
+    }
+
     /// Whether an I/O error ended this connection (it is never used again).
     pub fn is_lost(&self) -> bool {
         self.conn.is_none()

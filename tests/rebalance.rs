@@ -406,7 +406,13 @@ fn bad_plans_and_options_change_nothing() {
     ] {
         let mut args = vec!["rebalance", "plan"];
         args.extend(bad);
-        assert_eq!(env.run(&args).code, 2, "{args:?}");
+        let r = env.run(&args);
+        assert_eq!(r.code, 2, "{args:?}");
+        assert_eq!(r.stderr.trim().lines().count(), 1, "{args:?}: {}", r.stderr);
+        let (jcode, doc) = json_any(&env, &args);
+        assert_eq!(jcode, 2);
+        assert!(doc["error"]["message"].is_string(), "{args:?}: {doc}");
+        assert_eq!(env.snapshot(), snapshot, "{args:?} changed the ring");
     }
 }
 
@@ -415,17 +421,8 @@ fn bad_plans_and_options_change_nothing() {
 fn a_crash_at_every_point_of_a_batch_is_finished_by_the_next_apply() {
     let env = world("rebalance_crash", 500_000, 400);
     let before = grand_totals(&env);
-    let points = [
-        "migrate.after_lock",
-        "migrate.after_moving",
-        "migrate.copy_mid",
-        "migrate.after_copy",
-        "migrate.after_verify",
-        "migrate.after_flip",
-        "migrate.cleanup_mid",
-        "migrate.after_cleanup",
-    ];
-    for (i, point) in points.iter().enumerate() {
+    // Every named point a migration passes; the batch passes them too.
+    for (i, point) in shardctl::migrate::state::FAILPOINTS.iter().enumerate() {
         // Alternate the weights so every round has moves to make.
         let heavy = ["shard1", "shard2"][i % 2];
         set_weights(

@@ -4,6 +4,7 @@ use crate::error::Result;
 use crate::exit_codes;
 use crate::output::{table, Outcome, Report};
 use crate::rebalance::apply::{self, Report as ApplyReport};
+use crate::rebalance::plan::Params;
 use crate::rebalance::{self, PlanFile};
 use crate::ring;
 
@@ -16,7 +17,12 @@ pub fn run(ctx: &Ctx, cmd: RebalanceCommand) -> Result<Outcome> {
 
 /// Plans from the directory as it is now.
 fn plan_now(ctx: &Ctx, opts: &PlanOptions) -> Result<PlanFile> {
-    let params = rebalance::params(opts.by, opts.tolerance, opts.max_moves.map(|n| n as usize))?;
+    // The tolerance was checked (0 to 100) when the arguments were parsed.
+    let params = Params {
+        by: opts.by,
+        tolerance_pct: opts.tolerance,
+        max_moves: opts.max_moves.map(|n| n as usize),
+    };
     let cfg = ctx.config()?;
     let mut ring_db = ring::open(&cfg)?;
     let spinner = ctx.ui.spinner("reading the directory and counting rows");

@@ -417,12 +417,8 @@ impl<'c> LockClient<'c> {
                 Ok(rows) => tokens.extend(rows),
                 Err(e) => {
                     // Give the GET_LOCKs back, or they would block everyone until we exit.
-                    let names: Vec<mysql::Value> =
-                        ours.iter().map(|r| r.name.as_str().into()).collect();
-                    let sql = format!("DO {}", vec!["RELEASE_LOCK(?)"; names.len()].join(", "));
-                    let _ = self
-                        .session(session.as_ref())
-                        .and_then(|db| db.exec_drop("releasing GET_LOCKs", &sql, names));
+                    let names = ours.iter().map(|r| r.name.as_str().into()).collect();
+                    self.release_locks(session.as_ref(), names);
                     return Err(e);
                 }
             }
@@ -497,13 +493,18 @@ impl<'c> LockClient<'c> {
             }
         }
         for (session, names) in by_session {
-            let sql = format!("DO {}", vec!["RELEASE_LOCK(?)"; names.len()].join(", "));
-            // A killed session already dropped its locks.
-            let _ = self
-                .session(session.as_ref())
-                .and_then(|db| db.exec_drop("releasing GET_LOCKs", &sql, names));
+            self.release_locks(session.as_ref(), names);
         }
         Ok(())
+    }
+
+    /// Releases the GET_LOCKs `names` held on `server`'s session, in one statement. Best
+    /// effort: a session that was killed already dropped its locks.
+    fn release_locks(&mut self, server: Option<&HostPort>, names: Vec<mysql::Value>) {
+        let sql = format!("DO {}", vec!["RELEASE_LOCK(?)"; names.len()].join(", "));
+        let _ = self
+            .session(server)
+            .and_then(|db| db.exec_drop("releasing GET_LOCKs", &sql, names));
     }
 
     /// With the GET_LOCK held: records the lease, then keeps or gives back the GET_LOCK.

@@ -23,7 +23,7 @@ use crate::lock::{Held, LockClient, Request};
 use crate::output::Ui;
 use crate::replica;
 use crate::ring::audit;
-use crate::ring::directory::Shard;
+use crate::ring::directory::{self, Shard};
 use crate::routing;
 use crate::types::HostPort;
 
@@ -32,6 +32,8 @@ use crate::types::HostPort;
 pub struct BatchOutcome {
     /// Moved: (user, rows).
     pub done: Vec<(u64, u64)>,
+    /// Already where the caller sends them (a re-run, or a concurrent run moved them).
+    pub already: Vec<u64>,
     /// Not moved because it was not where the caller said: (user, why).
     pub skipped: Vec<(u64, String)>,
     /// Not moved: (user, error). Lock-in-use failures are marked by `Error::LockInUse`.
@@ -52,6 +54,33 @@ fn checksums(db: &mut Db, tables: &[Table], users: &[u64]) -> Result<Vec<HashMap
         .iter()
         .map(|t| data::checksums_by_owner(db, t, users))
         .collect()
+}
+
+/// Where an account is, against where a move expects it.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Placement {
+    /// Active on the source: it may move.
+    Movable,
+    /// On the destination already.
+    Arrived,
+    /// Anywhere else, or mid-migration: why it is skipped.
+    Elsewhere(String),
+}
+
+/// Judges `placed` (shard id, state) of `user` for a move from `from` to `to`.
+pub fn placement(user: u64, placed: Option<&(u32, String)>, from: &Shard, to: &Shard) -> Placement {
+    match placed {
+        Some((s, st)) if *s == from.id && st == "active" => Placement::Movable,
+        Some((s, _)) if *s == to.id => Placement::Arrived,
+        Some((s, st)) if *s == from.id => Placement::Elsewhere(format!(
+            "{st} on {} (an unfinished migration: run `shardctl migrate resume {user}`)",
+            from.name
+        )),
+        Some((s, _)) => {
+            Placement::Elsewhere(format!("no longer on {} (now on shard #{s})", from.name))
+        }
+        None => Placement::Elsewhere("no longer in the directory".into()),
+    }
 }
 
 /// One worker's mover: its lock client (whose ring connection also writes the journal) and
@@ -78,6 +107,8 @@ struct Group<'a> {
     /// (user, token), for the fences.
     tokens: Vec<(u64, u64)>,
     migration_ids: Vec<u64>,
+    /// When the leases were taken or last extended.
+    renewed_at: Instant,
 }
 
 impl Group<'_> {
@@ -191,7 +222,7 @@ impl<'c> Mover<'c> {
             return out.fail_all(users, &e);
         }
         phase("locking");
-        let owner = audit::operator();
+        let (owner, host, pid) = (audit::operator(), audit::hostname(), std::process::id());
         let purpose = format!("rebalance to {}", to.name);
         let reqs: Result<Vec<Request>> = users
             .iter()
@@ -202,7 +233,7 @@ impl<'c> Mover<'c> {
                     owner: owner.clone(),
                     purpose: purpose.clone(),
                     hold_session: true,
-                    metadata: json!({ "purpose": purpose, "user": u, "pid": std::process::id(), "host": audit::hostname() }),
+                    metadata: json!({ "purpose": purpose, "user": u, "pid": pid, "host": host }),
                 })
             })
             .collect();
@@ -219,16 +250,31 @@ impl<'c> Mover<'c> {
             }
         }
         failpoint!("migrate.after_lock");
-        let (go, release) = match self.still_there(from, to, held, out) {
-            Ok(split) => split,
-            Err((e, held)) => {
-                let users: Vec<u64> = held.iter().map(|h| h.0).collect();
-                out.fail_all(&users, &e);
+        // Under the locks: which accounts are still where the caller saw them.
+        let ids: Vec<u64> = held.iter().map(|h| h.0).collect();
+        let placed = match directory::placements(self.ring(), &ids) {
+            Ok(p) => p,
+            Err(e) => {
+                out.fail_all(&ids, &e);
                 let held: Vec<Held> = held.into_iter().map(|h| h.1).collect();
                 let _ = self.locks.release_many(&held);
                 return;
             }
         };
+        let (mut go, mut release) = (Vec::new(), Vec::new());
+        for (u, h) in held {
+            match placement(u, placed.get(&u), from, to) {
+                Placement::Movable => go.push((u, h)),
+                Placement::Arrived => {
+                    out.already.push(u);
+                    release.push(h);
+                }
+                Placement::Elsewhere(why) => {
+                    out.skipped.push((u, why));
+                    release.push(h);
+                }
+            }
+        }
         if let Err(e) = self.locks.release_many(&release) {
             self.ui.warn(&format!("releasing account locks: {e}"));
         }
@@ -244,6 +290,7 @@ impl<'c> Mover<'c> {
             tokens: go.iter().map(|g| (g.0, g.1.token)).collect(),
             held: go.into_iter().map(|g| g.1).collect(),
             migration_ids: Vec::new(),
+            renewed_at: Instant::now(),
         };
         match self.run_group(&mut group, phase) {
             Ok(rows) => out.done.extend(rows),
@@ -258,55 +305,6 @@ impl<'c> Mover<'c> {
         if let Err(e) = self.locks.release_many(&group.held) {
             self.ui.warn(&format!("releasing account locks: {e}"));
         }
-    }
-
-    /// Splits the locked accounts into those still active on `from` and the rest (skipped,
-    /// with why), whose locks are handed back for release.
-    #[allow(clippy::type_complexity)]
-    fn still_there(
-        &mut self,
-        from: &Shard,
-        to: &Shard,
-        held: Vec<(u64, Held)>,
-        out: &mut BatchOutcome,
-    ) -> std::result::Result<(Vec<(u64, Held)>, Vec<Held>), (Error, Vec<(u64, Held)>)> {
-        if held.is_empty() {
-            return Ok((held, Vec::new()));
-        }
-        let ids: Vec<mysql::Value> = held.iter().map(|h| h.0.into()).collect();
-        let sql = format!(
-            "SELECT user_id, shard_id, state FROM users WHERE user_id IN ({})",
-            placeholders(ids.len())
-        );
-        let ring = self.ring();
-        let placed: Result<Vec<(u64, u32, String)>> =
-            retry_deadlocks(|| ring.exec("reading the accounts' shards", &sql, ids.clone()));
-        let placed: HashMap<u64, (u32, String)> = match placed {
-            Ok(p) => p.into_iter().map(|(u, s, st)| (u, (s, st))).collect(),
-            Err(e) => return Err((e, held)),
-        };
-        let mut go = Vec::new();
-        let mut release = Vec::new();
-        for (u, h) in held {
-            let why = match placed.get(&u) {
-                Some((s, st)) if *s == from.id && st == "active" => {
-                    go.push((u, h));
-                    continue;
-                }
-                Some((s, _)) if *s == to.id => format!("already on {}", to.name),
-                Some((s, st)) if *s == from.id => {
-                    format!(
-                        "{st} on {} (an unfinished migration: run `shardctl migrate resume {u}`)",
-                        from.name
-                    )
-                }
-                Some((s, _)) => format!("no longer on {} (now on shard #{s})", from.name),
-                None => "no longer in the directory".into(),
-            };
-            out.skipped.push((u, why));
-            release.push(h);
-        }
-        Ok((go, release))
     }
 
     /// Waits while a server of either shard lags more than `max_lag` seconds.
@@ -413,25 +411,13 @@ impl<'c> Mover<'c> {
         phase("fencing");
         self.raise_fences(&g.src.clone(), &g.tokens)?;
         self.raise_fences(&g.dst.clone(), &g.tokens)?;
-        let (users, from_id, ids) = (g.users.clone(), g.from.id, g.migration_ids.clone());
-        let tokens = g.lock_tokens();
-        self.ring_step(&tokens, |tx| {
-            let n = users.len() as u64;
-            let mut p: Vec<mysql::Value> = vec![from_id.into()];
-            p.extend(users.iter().map(|&u| mysql::Value::from(u)));
-            tx.exec_drop(
-                format!("UPDATE users SET state = 'moving' WHERE shard_id = ? AND state = 'active' AND user_id IN ({})", placeholders(users.len())),
-                p,
-            )?;
-            if tx.affected_rows() != n {
-                return Ok(false);
-            }
-            tx.exec_drop(
-                format!("UPDATE migrations SET state = 'moving', updated_at = UTC_TIMESTAMP(6) WHERE migration_id IN ({})", placeholders(ids.len())),
-                ids.iter().map(|&i| mysql::Value::from(i)).collect::<Vec<_>>(),
-            )?;
-            Ok(true)
-        }, "the accounts were no longer all active on the source")?;
+        self.directory_step(
+            g,
+            ("active", "moving"),
+            None,
+            Some(State::Moving),
+            "the accounts were no longer all active on the source",
+        )?;
         failpoint!("migrate.after_moving");
         let copied = self.copy_and_verify(g, &tables, phase);
         let sums = match copied {
@@ -452,24 +438,15 @@ impl<'c> Mover<'c> {
         };
         self.journal_verified(g, &sums)?;
         failpoint!("migrate.after_verify");
+        self.renew_if_due(g)?;
         phase("flipping");
-        let (to_id, n) = (g.to.id, g.users.len() as u64);
-        self.ring_step(&tokens, |tx| {
-            let mut p: Vec<mysql::Value> = vec![to_id.into(), from_id.into()];
-            p.extend(users.iter().map(|&u| mysql::Value::from(u)));
-            tx.exec_drop(
-                format!("UPDATE users SET shard_id = ?, state = 'active' WHERE shard_id = ? AND state = 'moving' AND user_id IN ({})", placeholders(users.len())),
-                p,
-            )?;
-            if tx.affected_rows() != n {
-                return Ok(false);
-            }
-            tx.exec_drop(
-                format!("UPDATE migrations SET state = 'flipped', updated_at = UTC_TIMESTAMP(6) WHERE migration_id IN ({})", placeholders(ids.len())),
-                ids.iter().map(|&i| mysql::Value::from(i)).collect::<Vec<_>>(),
-            )?;
-            Ok(true)
-        }, "the accounts were no longer all `moving` on the source at the flip")?;
+        self.directory_step(
+            g,
+            ("moving", "active"),
+            Some(g.to.id),
+            Some(State::Flipped),
+            "the accounts were no longer all `moving` on the source at the flip",
+        )?;
         failpoint!("migrate.after_flip");
         self.journal(g, State::Cleaning, None)?;
         phase("cleaning up");
@@ -554,44 +531,66 @@ impl<'c> Mover<'c> {
             .collect()
     }
 
-    /// One ring transaction fenced by the group's leases; `f` says whether the directory was
-    /// as expected (if not, the transaction is rolled back and `unexpected` reported).
-    fn ring_step(
+    /// One ring transaction fenced by the group's leases: every account of the group goes from
+    /// state `was` to `now` (and to shard `to`, for the flip) on the source shard, or none does;
+    /// their journal entries go to `journal` in the same transaction.
+    fn directory_step(
         &mut self,
-        tokens: &[u64],
-        f: impl Fn(&mut mysql::Transaction) -> mysql::Result<bool>,
+        g: &Group,
+        (was, now): (&str, &str),
+        to: Option<u32>,
+        journal: Option<State>,
         unexpected: &str,
     ) -> Result<()> {
+        let n = g.users.len();
+        let mut moved: Vec<mysql::Value> = vec![
+            to.unwrap_or(g.from.id).into(),
+            now.into(),
+            g.from.id.into(),
+            was.into(),
+        ];
+        moved.extend(g.users.iter().map(|&u| mysql::Value::from(u)));
+        let users_sql = format!(
+            "UPDATE users SET shard_id = ?, state = ? WHERE shard_id = ? AND state = ? AND user_id IN ({})",
+            placeholders(n)
+        );
+        let mut journaled: Vec<mysql::Value> = journal
+            .map(|s| mysql::Value::from(s.as_str()))
+            .into_iter()
+            .collect();
+        journaled.extend(g.migration_ids.iter().map(|&i| mysql::Value::from(i)));
+        let journal_sql = format!(
+            "UPDATE migrations SET state = ?, updated_at = UTC_TIMESTAMP(6) WHERE migration_id IN ({})",
+            placeholders(g.migration_ids.len())
+        );
+        let tokens = g.lock_tokens();
         let db = self.ring();
-        let ok = retry_deadlocks(|| {
-            fenced_ring(db, tokens, |tx| {
-                let ok = f(tx)?;
-                if !ok {
-                    // Undo whatever `f` changed before it noticed; the COMMIT that follows
-                    // then commits nothing.
-                    tx.query_drop("ROLLBACK")?;
+        let done = retry_deadlocks(|| {
+            fenced_ring(db, &tokens, |tx| {
+                tx.exec_drop(&users_sql, moved.clone())?;
+                if tx.affected_rows() != n as u64 {
+                    return Ok(None);
                 }
-                Ok(ok)
+                if journal.is_some() {
+                    tx.exec_drop(&journal_sql, journaled.clone())?;
+                }
+                Ok(Some(()))
             })
         })?;
-        if ok {
-            Ok(())
-        } else {
-            Err(Error::Failed(format!("{unexpected}; nothing changed")))
-        }
+        done.ok_or_else(|| Error::Failed(format!("{unexpected}; nothing changed")))
     }
 
     /// Catches the source up, copies every table (one fenced transaction each, replacing any
     /// partial copy), and compares per-account checksums computed by both servers.
     fn copy_and_verify(
         &mut self,
-        g: &Group,
+        g: &mut Group,
         tables: &[Table],
         phase: &dyn Fn(&str),
     ) -> Result<HashMap<u64, BTreeMap<String, Checksum>>> {
         self.catch_up(g.from, &g.src)?;
         self.journal(g, State::Copying, None)?;
-        self.renew(g)?;
+        self.renew_if_due(g)?;
         phase("copying");
         let mut rows = Vec::with_capacity(tables.len());
         for t in tables {
@@ -747,22 +746,12 @@ impl<'c> Mover<'c> {
         let cleared = self
             .delete_everywhere(&g.dst.clone(), g, tables, "migrate.abort_mid")
             .is_ok();
-        let (users, from_id) = (g.users.clone(), g.from.id);
-        self.ring_step(
-            &g.lock_tokens(),
-            |tx| {
-                let mut p: Vec<mysql::Value> = vec![from_id.into()];
-                p.extend(users.iter().map(|&u| mysql::Value::from(u)));
-                tx.exec_drop(
-                    format!(
-                        "UPDATE users SET state = 'active' WHERE shard_id = ? AND user_id IN ({})",
-                        placeholders(users.len())
-                    ),
-                    p,
-                )?;
-                Ok(true)
-            },
-            "",
+        self.directory_step(
+            g,
+            ("moving", "active"),
+            None,
+            None,
+            "the accounts were no longer all `moving` on the source",
         )?;
         let state = if cleared {
             State::RolledBack
@@ -773,8 +762,13 @@ impl<'c> Mover<'c> {
         Ok(state)
     }
 
-    /// Extends the group's leases (a batch is short, but a slow server may stretch it).
-    fn renew(&mut self, g: &Group) -> Result<()> {
-        self.locks.renew_many(&g.held)
+    /// Extends the group's leases once a third of their time has passed (a batch takes well
+    /// under a second, but waiting for replication may stretch it).
+    fn renew_if_due(&mut self, g: &mut Group) -> Result<()> {
+        if g.renewed_at.elapsed() >= crate::lock::lease::renew_interval(self.lock_ttl) {
+            self.locks.renew_many(&g.held)?;
+            g.renewed_at = Instant::now();
+        }
+        Ok(())
     }
 }

@@ -164,33 +164,34 @@ fn journal_state(
 }
 
 /// Runs one ring transaction after checking that the leases carrying `tokens` are all still
-/// there and current: the directory changes are fenced where they are stored.
+/// there and current: the directory changes are fenced where they are stored. `f` returns None
+/// when the directory is not as it expects; the transaction is then rolled back, and so is
+/// the result.
 fn fenced_ring<T>(
     db: &mut Db,
     tokens: &[u64],
-    f: impl FnOnce(&mut mysql::Transaction) -> mysql::Result<T>,
-) -> Result<T> {
+    f: impl FnOnce(&mut mysql::Transaction) -> mysql::Result<Option<T>>,
+) -> Result<Option<T>> {
     let check = format!(
         "SELECT COUNT(*) FROM locks WHERE token IN ({}) AND expires_at > UTC_TIMESTAMP(6) FOR UPDATE",
         data::placeholders(tokens.len())
     );
     let params: Vec<mysql::Value> = tokens.iter().map(|&t| t.into()).collect();
-    let result = db.transaction("changing the directory", |tx| {
+    let result = db.transaction_if("changing the directory", |tx| {
         let current: Option<u64> = tx.exec_first(&check, params)?;
         if current != Some(tokens.len() as u64) {
             return Ok(None);
         }
-        f(tx).map(Some)
+        Ok(Some(f(tx)?))
     })?;
-    result.ok_or_else(|| {
-        Error::LockLost(format!(
-            "the account lock was lost (token {} is no longer current); nothing changed",
-            tokens
-                .iter()
-                .map(u64::to_string)
-                .collect::<Vec<_>>()
-                .join(", ")
-        ))
+    result.ok_or_else(|| match tokens {
+        [token] => Error::LockLost(format!(
+            "the account lock was lost (token {token} is no longer current); nothing changed"
+        )),
+        _ => Error::LockLost(format!(
+            "account locks were lost (not all of {} tokens are current); nothing changed",
+            tokens.len()
+        )),
     })
 }
 
@@ -551,6 +552,7 @@ impl Run<'_> {
                     "UPDATE users SET state = 'active' WHERE user_id = ? AND shard_id = ?",
                     (user, from),
                 )
+                .map(Some)
             })
         })?;
         let state = if cleared {
@@ -777,7 +779,7 @@ pub fn migrate(cfg: &Config, opts: &Options, ui: &Ui) -> Result<Report> {
                     "UPDATE users SET state = 'moving' WHERE user_id = ? AND shard_id = ?",
                     (opts.user, from.id),
                 )?;
-                tx.exec_drop("UPDATE migrations SET state = 'moving', updated_at = UTC_TIMESTAMP(6) WHERE migration_id = ?", (migration_id,))
+                tx.exec_drop("UPDATE migrations SET state = 'moving', updated_at = UTC_TIMESTAMP(6) WHERE migration_id = ?", (migration_id,)).map(Some)
             }))?;
             failpoint!("migrate.after_moving");
             let before_flip = (|| -> Result<BTreeMap<String, Checksum>> {
@@ -807,12 +809,12 @@ pub fn migrate(cfg: &Config, opts: &Options, ui: &Ui) -> Result<Report> {
                 (to.id, opts.user, from.id),
             )?;
                 if tx.affected_rows() != 1 {
-                    return Ok(false);
+                    return Ok(None);
                 }
                 tx.exec_drop("UPDATE migrations SET state = 'flipped', updated_at = UTC_TIMESTAMP(6) WHERE migration_id = ?", (migration_id,))?;
-                Ok(true)
+                Ok(Some(()))
             }))?;
-            if !flipped {
+            if flipped.is_none() {
                 return Err(Error::Failed(format!(
                     "user {} was not `moving` on {} at the flip; nothing changed",
                     opts.user, from.name
@@ -928,7 +930,7 @@ pub fn resume_entry(
                             "UPDATE users SET state = 'active' WHERE user_id = ? AND shard_id = ?",
                             (entry.user, from.id),
                         )?;
-                        tx.exec_drop("UPDATE migrations SET state = 'rolled_back', updated_at = UTC_TIMESTAMP(6), finished_at = UTC_TIMESTAMP(6) WHERE migration_id = ?", (entry.migration_id,))
+                        tx.exec_drop("UPDATE migrations SET state = 'rolled_back', updated_at = UTC_TIMESTAMP(6), finished_at = UTC_TIMESTAMP(6) WHERE migration_id = ?", (entry.migration_id,)).map(Some)
                     }))?;
                     Ok(State::RolledBack)
                 }

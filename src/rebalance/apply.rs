@@ -15,8 +15,8 @@ use super::PlanFile;
 use crate::config::Config;
 use crate::db::Db;
 use crate::error::{Error, Result};
-use crate::migrate::batch::{BatchOutcome, Mover};
-use crate::migrate::{self, data::placeholders};
+use crate::migrate;
+use crate::migrate::batch::{placement, BatchOutcome, Mover, Placement};
 use crate::output::Ui;
 use crate::ring::directory::{self, Shard, ShardState};
 use crate::ring::{self, audit};
@@ -82,26 +82,6 @@ pub struct ShardUsers {
     pub name: String,
     pub state: ShardState,
     pub users: u64,
-}
-
-/// Where each of `users` is now: (shard id, state).
-fn placement(ring: &mut Db, users: &[u64]) -> Result<HashMap<u64, (u32, String)>> {
-    let mut out = HashMap::with_capacity(users.len());
-    for chunk in users.chunks(10_000) {
-        let rows: Vec<(u64, u32, String)> = ring.exec(
-            "reading where the plan's users are",
-            &format!(
-                "SELECT user_id, shard_id, state FROM users WHERE user_id IN ({})",
-                placeholders(chunk.len())
-            ),
-            chunk
-                .iter()
-                .map(|&u| mysql::Value::from(u))
-                .collect::<Vec<_>>(),
-        )?;
-        out.extend(rows.into_iter().map(|(u, s, st)| (u, (s, st))));
-    }
-    Ok(out)
 }
 
 /// Shared by the workers: the queue, the tallies, the display.
@@ -213,20 +193,14 @@ impl Work<'_> {
             dry_run: false,
         };
         // The plan's source is checked first: a user that moved elsewhere is not chased.
-        let here = ring::open(self.cfg)
-            .and_then(|mut db| directory::user(&mut db, user))
-            .map(|p| p.map(|(s, _)| s));
-        match here {
-            Ok(Some(s)) if s == from.id => match migrate::migrate(self.cfg, &opts, self.ui) {
+        let here = ring::open(self.cfg).and_then(|mut db| directory::user(&mut db, user));
+        match here.map(|p| placement(user, p.as_ref(), from, to)) {
+            Ok(Placement::Movable) => match migrate::migrate(self.cfg, &opts, self.ui) {
                 Ok(r) => out.done.push((user, r.rows.values().sum())),
                 Err(e) => out.failed.push((user, e)),
             },
-            Ok(Some(s)) if s == to.id => {
-                out.skipped.push((user, format!("already on {}", to.name)))
-            }
-            Ok(_) => out
-                .skipped
-                .push((user, format!("no longer on {}", from.name))),
+            Ok(Placement::Arrived) => out.already.push(user),
+            Ok(Placement::Elsewhere(why)) => out.skipped.push((user, why)),
             Err(e) => out.failed.push((user, e)),
         }
         out
@@ -307,7 +281,7 @@ pub fn apply(cfg: &Config, plan: &PlanFile, opts: &Options, ui: &Ui) -> Result<R
     if !opts.dry_run {
         report.resumed = resume_interrupted(cfg, &mut ring_db, &users, opts, ui)?;
     }
-    let now = placement(&mut ring_db, &users)?;
+    let now = directory::placements(&mut ring_db, &users)?;
     let mut pending: Vec<schedule::Move> = Vec::new();
     for m in &plan.moves {
         let (from, to) = (index[m.from.as_str()], index[m.to.as_str()]);
@@ -317,27 +291,16 @@ pub fn apply(cfg: &Config, plan: &PlanFile, opts: &Options, ui: &Ui) -> Result<R
             to: m.to.clone(),
             reason,
         };
-        match now.get(&m.user) {
-            Some((s, _)) if *s == shards[to].id => report.already_done += 1,
-            Some((s, st)) if *s == shards[from].id && st == "active" => {
-                if shards[to].state != ShardState::Active {
-                    report.skipped.push(skip(format!(
-                        "shard {} is {}: only active shards take users",
-                        m.to, shards[to].state
-                    )));
-                } else {
-                    pending.push((m.user, m.rows, from, to));
-                }
+        match placement(m.user, now.get(&m.user), &shards[from], &shards[to]) {
+            Placement::Arrived => report.already_done += 1,
+            Placement::Movable if shards[to].state != ShardState::Active => {
+                report.skipped.push(skip(format!(
+                    "shard {} is {}: only active shards take users",
+                    m.to, shards[to].state
+                )))
             }
-            Some((s, st)) if *s == shards[from].id => {
-                report.skipped.push(skip(format!("{st} on {}", m.from)))
-            }
-            Some(_) => report
-                .skipped
-                .push(skip(format!("no longer on {}", m.from))),
-            None => report
-                .skipped
-                .push(skip("no longer in the directory".into())),
+            Placement::Movable => pending.push((m.user, m.rows, from, to)),
+            Placement::Elsewhere(why) => report.skipped.push(skip(why)),
         }
     }
     if opts.dry_run {
@@ -359,6 +322,7 @@ pub fn apply(cfg: &Config, plan: &PlanFile, opts: &Options, ui: &Ui) -> Result<R
     let (mut results, left) = run_tasks(cfg, &run_ui, &shards, opts, schedule::tasks(&pending))?;
     // Accounts whose lock was in use (another job, or a concurrent apply) get one more try once
     // everything else is done; by then a concurrent apply has usually moved them.
+    let rows: HashMap<u64, u64> = pending.iter().map(|m| (m.0, m.1)).collect();
     let busy: Vec<schedule::Move> = results
         .iter_mut()
         .flat_map(|(task, o)| {
@@ -367,8 +331,9 @@ pub fn apply(cfg: &Config, plan: &PlanFile, opts: &Options, ui: &Ui) -> Result<R
                 .into_iter()
                 .partition(|(_, e)| matches!(e, Error::LockInUse(_)));
             o.failed = rest;
+            // With their planned rows, so a large account goes the streaming way again.
             busy.into_iter()
-                .map(move |(u, _)| (u, 0, from, to))
+                .map(|(u, _)| (u, rows[&u], from, to))
                 .collect::<Vec<_>>()
         })
         .collect();
@@ -380,12 +345,9 @@ pub fn apply(cfg: &Config, plan: &PlanFile, opts: &Options, ui: &Ui) -> Result<R
     for (task, o) in results {
         let [from, to] = task.shards().map(|i| shards[i].name.clone());
         report.done += o.done.len() as u64;
+        report.already_done += o.already.len() as u64;
         report.rows += o.done.iter().map(|d| d.1).sum::<u64>();
         for (user, reason) in o.skipped {
-            if reason.starts_with("already on") {
-                report.already_done += 1;
-                continue;
-            }
             report.skipped.push(Skipped {
                 user,
                 from: from.clone(),

@@ -223,17 +223,3 @@ pub fn make_plan(loads: &[ShardLoad], params: &Params) -> PlanFile {
 fn now_utc() -> String {
     humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
 }
-
-/// Checks the planning options: a tolerance must be a number from 0 to 100.
-pub fn params(by: By, tolerance_pct: f64, max_moves: Option<usize>) -> Result<Params> {
-    if !(0.0..=100.0).contains(&tolerance_pct) {
-        return Err(Error::Usage(format!(
-            "--tolerance must be between 0 and 100 (percent), not {tolerance_pct}"
-        )));
-    }
-    Ok(Params {
-        by,
-        tolerance_pct,
-        max_moves,
-    })
-}

@@ -193,9 +193,11 @@ impl State<'_> {
             let u = units(self.by, &a);
             let mut popped = Vec::new();
             let mut chosen = None;
-            while let Some((key, Reverse(i))) = heap.pop() {
+            // Each receiver is in the heap once, with its current key (popped ones go back
+            // with fresh keys below).
+            while let Some((_, Reverse(i))) = heap.pop() {
                 popped.push(i);
-                if key == self.receiver_key(i) && i != from && self.load[i] + u <= self.hi[i] {
+                if i != from && self.load[i] + u <= self.hi[i] {
                     chosen = Some(i);
                     break;
                 }
@@ -262,15 +264,11 @@ impl State<'_> {
     ) -> bool {
         let mut aside = Vec::new();
         let mut moved = false;
+        // The heap holds each donor once, with its current key and above its target; `r`,
+        // below its band, is never among them.
         while let Some((key, Reverse(d))) = donors.pop() {
-            if key.0 != self.load[d] as f64 - self.target[d] {
-                continue; // stale
-            }
-            if d == r || self.load[d] as f64 <= self.target[d] {
-                if d == r {
-                    aside.push((key, Reverse(d)));
-                }
-                continue;
+            while cursor[d] < self.order[d].len() && self.taken[d][cursor[d]] {
+                cursor[d] += 1;
             }
             let cap_receiver = self.hi[r].saturating_sub(self.load[r]);
             let cap_donor = self.load[d].saturating_sub(self.lo[d]);
@@ -283,9 +281,6 @@ impl State<'_> {
             match found {
                 Some(k) => {
                     self.taken[d][k] = true;
-                    if k == cursor[d] {
-                        cursor[d] += 1;
-                    }
                     let a = self.order[d][k];
                     self.record(d, r, a);
                     if self.load[d] as f64 > self.target[d] {

@@ -263,6 +263,26 @@ pub fn user(db: &mut Db, user_id: u64) -> Result<Option<(u32, String)>> {
     )
 }
 
+/// Where each of `users` lives now: (shard id, state); users never assigned are absent.
+pub fn placements(db: &mut Db, users: &[u64]) -> Result<HashMap<u64, (u32, String)>> {
+    let mut out = HashMap::with_capacity(users.len());
+    for chunk in users.chunks(10_000) {
+        let rows: Vec<(u64, u32, String)> = db.exec(
+            "locating the users",
+            &format!(
+                "SELECT user_id, shard_id, state FROM users WHERE user_id IN ({})",
+                vec!["?"; chunk.len()].join(", ")
+            ),
+            chunk
+                .iter()
+                .map(|&u| mysql::Value::from(u))
+                .collect::<Vec<_>>(),
+        )?;
+        out.extend(rows.into_iter().map(|(u, s, st)| (u, (s, st))));
+    }
+    Ok(out)
+}
+
 /// Inserts new users in one multi-row statement inside `tx`. A duplicate key fails the whole
 /// statement (InnoDB statements are atomic), which the caller handles.
 pub fn insert_users(tx: &mut impl Queryable, rows: &[(u64, u32)]) -> mysql::Result<()> {
