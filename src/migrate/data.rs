@@ -819,7 +819,7 @@ pub fn fenced_all<T>(
         placeholders(users.len()),
         placeholders(toks.len())
     );
-    let out = db.transaction(doing, |tx| {
+    let out = db.transaction_if(doing, |tx| {
         let fenced: Option<u64> = tx.exec_first(&check, params)?;
         if fenced != Some(tokens.len() as u64) {
             return Ok(None);
