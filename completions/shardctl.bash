@@ -37,6 +37,9 @@ _shardctl() {
             shardctl,lock)
                 cmd="shardctl__subcmd__lock"
                 ;;
+            shardctl,maintenance)
+                cmd="shardctl__subcmd__maintenance"
+                ;;
             shardctl,migrate)
                 cmd="shardctl__subcmd__migrate"
                 ;;
@@ -72,6 +75,9 @@ _shardctl() {
                 ;;
             shardctl__subcmd__help,lock)
                 cmd="shardctl__subcmd__help__subcmd__lock"
+                ;;
+            shardctl__subcmd__help,maintenance)
+                cmd="shardctl__subcmd__help__subcmd__maintenance"
                 ;;
             shardctl__subcmd__help,migrate)
                 cmd="shardctl__subcmd__help__subcmd__migrate"
@@ -112,6 +118,15 @@ _shardctl() {
             shardctl__subcmd__help__subcmd__lock,sweep)
                 cmd="shardctl__subcmd__help__subcmd__lock__subcmd__sweep"
                 ;;
+            shardctl__subcmd__help__subcmd__maintenance,drain)
+                cmd="shardctl__subcmd__help__subcmd__maintenance__subcmd__drain"
+                ;;
+            shardctl__subcmd__help__subcmd__maintenance,restore)
+                cmd="shardctl__subcmd__help__subcmd__maintenance__subcmd__restore"
+                ;;
+            shardctl__subcmd__help__subcmd__maintenance,status)
+                cmd="shardctl__subcmd__help__subcmd__maintenance__subcmd__status"
+                ;;
             shardctl__subcmd__help__subcmd__migrate,resume)
                 cmd="shardctl__subcmd__help__subcmd__migrate__subcmd__resume"
                 ;;
@@ -141,6 +156,9 @@ _shardctl() {
                 ;;
             shardctl__subcmd__help__subcmd__shard,remove)
                 cmd="shardctl__subcmd__help__subcmd__shard__subcmd__remove"
+                ;;
+            shardctl__subcmd__help__subcmd__shard,set-capacity)
+                cmd="shardctl__subcmd__help__subcmd__shard__subcmd__set__subcmd__capacity"
                 ;;
             shardctl__subcmd__help__subcmd__shard,set-state)
                 cmd="shardctl__subcmd__help__subcmd__shard__subcmd__set__subcmd__state"
@@ -214,6 +232,30 @@ _shardctl() {
             shardctl__subcmd__lock__subcmd__help,sweep)
                 cmd="shardctl__subcmd__lock__subcmd__help__subcmd__sweep"
                 ;;
+            shardctl__subcmd__maintenance,drain)
+                cmd="shardctl__subcmd__maintenance__subcmd__drain"
+                ;;
+            shardctl__subcmd__maintenance,help)
+                cmd="shardctl__subcmd__maintenance__subcmd__help"
+                ;;
+            shardctl__subcmd__maintenance,restore)
+                cmd="shardctl__subcmd__maintenance__subcmd__restore"
+                ;;
+            shardctl__subcmd__maintenance,status)
+                cmd="shardctl__subcmd__maintenance__subcmd__status"
+                ;;
+            shardctl__subcmd__maintenance__subcmd__help,drain)
+                cmd="shardctl__subcmd__maintenance__subcmd__help__subcmd__drain"
+                ;;
+            shardctl__subcmd__maintenance__subcmd__help,help)
+                cmd="shardctl__subcmd__maintenance__subcmd__help__subcmd__help"
+                ;;
+            shardctl__subcmd__maintenance__subcmd__help,restore)
+                cmd="shardctl__subcmd__maintenance__subcmd__help__subcmd__restore"
+                ;;
+            shardctl__subcmd__maintenance__subcmd__help,status)
+                cmd="shardctl__subcmd__maintenance__subcmd__help__subcmd__status"
+                ;;
             shardctl__subcmd__migrate,help)
                 cmd="shardctl__subcmd__migrate__subcmd__help"
                 ;;
@@ -286,6 +328,9 @@ _shardctl() {
             shardctl__subcmd__shard,remove)
                 cmd="shardctl__subcmd__shard__subcmd__remove"
                 ;;
+            shardctl__subcmd__shard,set-capacity)
+                cmd="shardctl__subcmd__shard__subcmd__set__subcmd__capacity"
+                ;;
             shardctl__subcmd__shard,set-state)
                 cmd="shardctl__subcmd__shard__subcmd__set__subcmd__state"
                 ;;
@@ -303,6 +348,9 @@ _shardctl() {
                 ;;
             shardctl__subcmd__shard__subcmd__help,remove)
                 cmd="shardctl__subcmd__shard__subcmd__help__subcmd__remove"
+                ;;
+            shardctl__subcmd__shard__subcmd__help,set-capacity)
+                cmd="shardctl__subcmd__shard__subcmd__help__subcmd__set__subcmd__capacity"
                 ;;
             shardctl__subcmd__shard__subcmd__help,set-state)
                 cmd="shardctl__subcmd__shard__subcmd__help__subcmd__set__subcmd__state"
@@ -335,7 +383,7 @@ _shardctl() {
 
     case "${cmd}" in
         shardctl)
-            opts="-q -v -h -V --config --format --quiet --verbose --help --version init doctor shard user id migrate rebalance lock audit sandbox completions help"
+            opts="-q -v -h -V --config --format --quiet --verbose --help --version init doctor shard user id migrate rebalance lock maintenance audit sandbox completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -439,7 +487,7 @@ _shardctl() {
             return 0
             ;;
         shardctl__subcmd__help)
-            opts="init doctor shard user id migrate rebalance lock audit sandbox completions help"
+            opts="init doctor shard user id migrate rebalance lock maintenance audit sandbox completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -662,6 +710,62 @@ _shardctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        shardctl__subcmd__help__subcmd__maintenance)
+            opts="status drain restore"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        shardctl__subcmd__help__subcmd__maintenance__subcmd__drain)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        shardctl__subcmd__help__subcmd__maintenance__subcmd__restore)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        shardctl__subcmd__help__subcmd__maintenance__subcmd__status)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         shardctl__subcmd__help__subcmd__migrate)
             opts="resume status"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -803,7 +907,7 @@ _shardctl() {
             return 0
             ;;
         shardctl__subcmd__help__subcmd__shard)
-            opts="add list set-weight set-state remove"
+            opts="add list set-weight set-state remove set-capacity"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -845,6 +949,20 @@ _shardctl() {
             return 0
             ;;
         shardctl__subcmd__help__subcmd__shard__subcmd__remove)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        shardctl__subcmd__help__subcmd__shard__subcmd__set__subcmd__capacity)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1402,6 +1520,188 @@ _shardctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        shardctl__subcmd__maintenance)
+            opts="-q -v -h -V --config --format --quiet --verbose --help --version status drain restore help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --format)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        shardctl__subcmd__maintenance__subcmd__drain)
+            opts="-q -v -h -V --half --timeout --max-lag --dry-run --skip-unsafe --config --format --quiet --verbose --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --half)
+                    COMPREPLY=($(compgen -W "a b" -- "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-lag)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --format)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        shardctl__subcmd__maintenance__subcmd__help)
+            opts="status drain restore help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        shardctl__subcmd__maintenance__subcmd__help__subcmd__drain)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        shardctl__subcmd__maintenance__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        shardctl__subcmd__maintenance__subcmd__help__subcmd__restore)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        shardctl__subcmd__maintenance__subcmd__help__subcmd__status)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        shardctl__subcmd__maintenance__subcmd__restore)
+            opts="-q -v -h -V --half --max-lag --timeout --dry-run --config --format --quiet --verbose --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --half)
+                    COMPREPLY=($(compgen -W "a b" -- "${cur}"))
+                    return 0
+                    ;;
+                --max-lag)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --format)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        shardctl__subcmd__maintenance__subcmd__status)
+            opts="-q -v -h -V --config --format --quiet --verbose --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --format)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         shardctl__subcmd__migrate)
             opts="-q -v -h -V --to --keep-source --lock-ttl --max-lag --dry-run --config --format --quiet --verbose --help --version resume status help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -1901,7 +2201,7 @@ _shardctl() {
             return 0
             ;;
         shardctl__subcmd__shard)
-            opts="-q -v -h -V --config --format --quiet --verbose --help --version add list set-weight set-state remove help"
+            opts="-q -v -h -V --config --format --quiet --verbose --help --version add list set-weight set-state remove set-capacity help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1953,7 +2253,7 @@ _shardctl() {
             return 0
             ;;
         shardctl__subcmd__shard__subcmd__help)
-            opts="add list set-weight set-state remove help"
+            opts="add list set-weight set-state remove set-capacity help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2009,6 +2309,20 @@ _shardctl() {
             return 0
             ;;
         shardctl__subcmd__shard__subcmd__help__subcmd__remove)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        shardctl__subcmd__shard__subcmd__help__subcmd__set__subcmd__capacity)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -2079,6 +2393,32 @@ _shardctl() {
                 return 0
             fi
             case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --format)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        shardctl__subcmd__shard__subcmd__set__subcmd__capacity)
+            opts="-q -v -h -V --server --dry-run --config --format --quiet --verbose --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --server)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

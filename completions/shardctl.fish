@@ -39,6 +39,7 @@ complete -c shardctl -n "__fish_shardctl_needs_command" -f -a "id" -d 'Globally 
 complete -c shardctl -n "__fish_shardctl_needs_command" -f -a "migrate" -d 'Move a user\'s rows to another shard: journaled, verified, fenced, resumable'
 complete -c shardctl -n "__fish_shardctl_needs_command" -f -a "rebalance" -d 'Plan and apply moves of users so every shard carries its weight\'s share'
 complete -c shardctl -n "__fish_shardctl_needs_command" -f -a "lock" -d 'Account and job locks: acquire, inspect, release, sweep, run under a lock'
+complete -c shardctl -n "__fish_shardctl_needs_command" -f -a "maintenance" -d 'Drain half of every shard for maintenance, and bring it back'
 complete -c shardctl -n "__fish_shardctl_needs_command" -f -a "audit" -d 'Who did what, from the audit log'
 complete -c shardctl -n "__fish_shardctl_needs_command" -f -a "sandbox" -d 'A local federation of MariaDB servers for trying shardctl'
 complete -c shardctl -n "__fish_shardctl_needs_command" -f -a "completions" -d 'Print shell completions'
@@ -59,19 +60,20 @@ complete -c shardctl -n "__fish_shardctl_using_subcommand doctor" -s q -l quiet 
 complete -c shardctl -n "__fish_shardctl_using_subcommand doctor" -s v -l verbose -d 'Print more detail on stderr'
 complete -c shardctl -n "__fish_shardctl_using_subcommand doctor" -s h -l help -d 'Print help'
 complete -c shardctl -n "__fish_shardctl_using_subcommand doctor" -s V -l version -d 'Print version'
-complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and not __fish_seen_subcommand_from add list set-weight set-state remove help" -l config -d 'Config file [default: $SHARDCTL_CONFIG, else ~/.config/shardctl/config.toml]' -r -F
-complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and not __fish_seen_subcommand_from add list set-weight set-state remove help" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
+complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and not __fish_seen_subcommand_from add list set-weight set-state remove set-capacity help" -l config -d 'Config file [default: $SHARDCTL_CONFIG, else ~/.config/shardctl/config.toml]' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and not __fish_seen_subcommand_from add list set-weight set-state remove set-capacity help" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
 json\t''"
-complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and not __fish_seen_subcommand_from add list set-weight set-state remove help" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
-complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and not __fish_seen_subcommand_from add list set-weight set-state remove help" -s v -l verbose -d 'Print more detail on stderr'
-complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and not __fish_seen_subcommand_from add list set-weight set-state remove help" -s h -l help -d 'Print help'
-complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and not __fish_seen_subcommand_from add list set-weight set-state remove help" -s V -l version -d 'Print version'
-complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and not __fish_seen_subcommand_from add list set-weight set-state remove help" -f -a "add" -d 'Register a shard and its servers (halves a, b, a, ... in order)'
-complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and not __fish_seen_subcommand_from add list set-weight set-state remove help" -f -a "list" -d 'Weight, state, users, share against target share, and servers of every shard'
-complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and not __fish_seen_subcommand_from add list set-weight set-state remove help" -f -a "set-weight" -d 'Change a shard\'s weight'
-complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and not __fish_seen_subcommand_from add list set-weight set-state remove help" -f -a "set-state" -d 'Change a shard\'s state (only active shards take new users)'
-complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and not __fish_seen_subcommand_from add list set-weight set-state remove help" -f -a "remove" -d 'Remove a shard that holds no users'
-complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and not __fish_seen_subcommand_from add list set-weight set-state remove help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and not __fish_seen_subcommand_from add list set-weight set-state remove set-capacity help" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
+complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and not __fish_seen_subcommand_from add list set-weight set-state remove set-capacity help" -s v -l verbose -d 'Print more detail on stderr'
+complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and not __fish_seen_subcommand_from add list set-weight set-state remove set-capacity help" -s h -l help -d 'Print help'
+complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and not __fish_seen_subcommand_from add list set-weight set-state remove set-capacity help" -s V -l version -d 'Print version'
+complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and not __fish_seen_subcommand_from add list set-weight set-state remove set-capacity help" -f -a "add" -d 'Register a shard and its servers (halves a, b, a, ... in order)'
+complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and not __fish_seen_subcommand_from add list set-weight set-state remove set-capacity help" -f -a "list" -d 'Weight, state, users, share against target share, and servers of every shard'
+complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and not __fish_seen_subcommand_from add list set-weight set-state remove set-capacity help" -f -a "set-weight" -d 'Change a shard\'s weight'
+complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and not __fish_seen_subcommand_from add list set-weight set-state remove set-capacity help" -f -a "set-state" -d 'Change a shard\'s state (only active shards take new users)'
+complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and not __fish_seen_subcommand_from add list set-weight set-state remove set-capacity help" -f -a "remove" -d 'Remove a shard that holds no users'
+complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and not __fish_seen_subcommand_from add list set-weight set-state remove set-capacity help" -f -a "set-capacity" -d 'Set the queries per second a shard\'s servers can carry (checked before a drain)'
+complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and not __fish_seen_subcommand_from add list set-weight set-state remove set-capacity help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from add" -l weight -d 'How much of the user base this shard\'s hardware should carry (> 0)' -r
 complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from add" -l server -d 'A server of the shard, HOST:PORT; repeat for each server' -r
 complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from add" -l config -d 'Config file [default: $SHARDCTL_CONFIG, else ~/.config/shardctl/config.toml]' -r -F
@@ -114,11 +116,21 @@ complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen
 complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from remove" -s v -l verbose -d 'Print more detail on stderr'
 complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from remove" -s h -l help -d 'Print help'
 complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from remove" -s V -l version -d 'Print version'
+complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from set-capacity" -l server -d 'Only this server of the shard [default: every server]; repeat for several' -r
+complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from set-capacity" -l config -d 'Config file [default: $SHARDCTL_CONFIG, else ~/.config/shardctl/config.toml]' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from set-capacity" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
+json\t''"
+complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from set-capacity" -l dry-run -d 'Show the change, make none'
+complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from set-capacity" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
+complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from set-capacity" -s v -l verbose -d 'Print more detail on stderr'
+complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from set-capacity" -s h -l help -d 'Print help'
+complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from set-capacity" -s V -l version -d 'Print version'
 complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from help" -f -a "add" -d 'Register a shard and its servers (halves a, b, a, ... in order)'
 complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from help" -f -a "list" -d 'Weight, state, users, share against target share, and servers of every shard'
 complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from help" -f -a "set-weight" -d 'Change a shard\'s weight'
 complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from help" -f -a "set-state" -d 'Change a shard\'s state (only active shards take new users)'
 complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from help" -f -a "remove" -d 'Remove a shard that holds no users'
+complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from help" -f -a "set-capacity" -d 'Set the queries per second a shard\'s servers can carry (checked before a drain)'
 complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c shardctl -n "__fish_shardctl_using_subcommand user; and not __fish_seen_subcommand_from assign locate help" -l config -d 'Config file [default: $SHARDCTL_CONFIG, else ~/.config/shardctl/config.toml]' -r -F
 complete -c shardctl -n "__fish_shardctl_using_subcommand user; and not __fish_seen_subcommand_from assign locate help" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
@@ -338,6 +350,53 @@ complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from help" -f -a "force-release" -d 'End whoever holds a lock: kill its GET_LOCK session, delete its lease'
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from help" -f -a "sweep" -d 'Release every expired lock (for cron: prints nothing on success without -v)'
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and not __fish_seen_subcommand_from status drain restore help" -l config -d 'Config file [default: $SHARDCTL_CONFIG, else ~/.config/shardctl/config.toml]' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and not __fish_seen_subcommand_from status drain restore help" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
+json\t''"
+complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and not __fish_seen_subcommand_from status drain restore help" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
+complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and not __fish_seen_subcommand_from status drain restore help" -s v -l verbose -d 'Print more detail on stderr'
+complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and not __fish_seen_subcommand_from status drain restore help" -s h -l help -d 'Print help'
+complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and not __fish_seen_subcommand_from status drain restore help" -s V -l version -d 'Print version'
+complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and not __fish_seen_subcommand_from status drain restore help" -f -a "status" -d 'Every shard server: half, status, reachable, replication and lag, application sessions'
+complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and not __fish_seen_subcommand_from status drain restore help" -f -a "drain" -d 'Take half of every shard out of service: check, mark draining, wait, mark offline'
+complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and not __fish_seen_subcommand_from status drain restore help" -f -a "restore" -d 'Bring a drained half back online once each server has caught up'
+complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and not __fish_seen_subcommand_from status drain restore help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from status" -l config -d 'Config file [default: $SHARDCTL_CONFIG, else ~/.config/shardctl/config.toml]' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from status" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
+json\t''"
+complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from status" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
+complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from status" -s v -l verbose -d 'Print more detail on stderr'
+complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from status" -s h -l help -d 'Print help'
+complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from status" -s V -l version -d 'Print version'
+complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from drain" -l half -d 'The half to drain' -r -f -a "a\t''
+b\t''"
+complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from drain" -l timeout -d 'How long to wait for application sessions to end before giving up (servers left draining)' -r
+complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from drain" -l max-lag -d 'Refuse when replication between the halves lags more than this many seconds' -r
+complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from drain" -l config -d 'Config file [default: $SHARDCTL_CONFIG, else ~/.config/shardctl/config.toml]' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from drain" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
+json\t''"
+complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from drain" -l dry-run -d 'Check and show what would be drained, change nothing'
+complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from drain" -l skip-unsafe -d 'Drain the shards that pass the checks and list the rest (exit 5), instead of refusing all'
+complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from drain" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
+complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from drain" -s v -l verbose -d 'Print more detail on stderr'
+complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from drain" -s h -l help -d 'Print help'
+complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from drain" -s V -l version -d 'Print version'
+complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from restore" -l half -d 'The half to bring back' -r -f -a "a\t''
+b\t''"
+complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from restore" -l max-lag -d 'A server goes online only once its replication lags at most this many seconds' -r
+complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from restore" -l timeout -d 'How long to wait for servers to answer and catch up (the rest stay offline)' -r
+complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from restore" -l config -d 'Config file [default: $SHARDCTL_CONFIG, else ~/.config/shardctl/config.toml]' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from restore" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
+json\t''"
+complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from restore" -l dry-run -d 'Show which servers are ready to come back now, change nothing'
+complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from restore" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
+complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from restore" -s v -l verbose -d 'Print more detail on stderr'
+complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from restore" -s h -l help -d 'Print help'
+complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from restore" -s V -l version -d 'Print version'
+complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from help" -f -a "status" -d 'Every shard server: half, status, reachable, replication and lag, application sessions'
+complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from help" -f -a "drain" -d 'Take half of every shard out of service: check, mark draining, wait, mark offline'
+complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from help" -f -a "restore" -d 'Bring a drained half back online once each server has caught up'
+complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c shardctl -n "__fish_shardctl_using_subcommand audit" -l since -d 'Only entries newer than this (30m, 2h, 7d)' -r
 complete -c shardctl -n "__fish_shardctl_using_subcommand audit" -l action -d 'Only this action (for example shard.add, user.assign)' -r
 complete -c shardctl -n "__fish_shardctl_using_subcommand audit" -l limit -d 'At most this many entries, newest first' -r
@@ -399,23 +458,25 @@ complete -c shardctl -n "__fish_shardctl_using_subcommand completions" -s q -l q
 complete -c shardctl -n "__fish_shardctl_using_subcommand completions" -s v -l verbose -d 'Print more detail on stderr'
 complete -c shardctl -n "__fish_shardctl_using_subcommand completions" -s h -l help -d 'Print help'
 complete -c shardctl -n "__fish_shardctl_using_subcommand completions" -s V -l version -d 'Print version'
-complete -c shardctl -n "__fish_shardctl_using_subcommand help; and not __fish_seen_subcommand_from init doctor shard user id migrate rebalance lock audit sandbox completions help" -f -a "init" -d 'Create or upgrade the global ring schema (idempotent)'
-complete -c shardctl -n "__fish_shardctl_using_subcommand help; and not __fish_seen_subcommand_from init doctor shard user id migrate rebalance lock audit sandbox completions help" -f -a "doctor" -d 'Check every server: reachable, privileges, schema version, replication'
-complete -c shardctl -n "__fish_shardctl_using_subcommand help; and not __fish_seen_subcommand_from init doctor shard user id migrate rebalance lock audit sandbox completions help" -f -a "shard" -d 'Register shards and change their weight and state'
-complete -c shardctl -n "__fish_shardctl_using_subcommand help; and not __fish_seen_subcommand_from init doctor shard user id migrate rebalance lock audit sandbox completions help" -f -a "user" -d 'Place new users on shards and find where users live'
-complete -c shardctl -n "__fish_shardctl_using_subcommand help; and not __fish_seen_subcommand_from init doctor shard user id migrate rebalance lock audit sandbox completions help" -f -a "id" -d 'Globally unique IDs from the ticket servers'
-complete -c shardctl -n "__fish_shardctl_using_subcommand help; and not __fish_seen_subcommand_from init doctor shard user id migrate rebalance lock audit sandbox completions help" -f -a "migrate" -d 'Move a user\'s rows to another shard: journaled, verified, fenced, resumable'
-complete -c shardctl -n "__fish_shardctl_using_subcommand help; and not __fish_seen_subcommand_from init doctor shard user id migrate rebalance lock audit sandbox completions help" -f -a "rebalance" -d 'Plan and apply moves of users so every shard carries its weight\'s share'
-complete -c shardctl -n "__fish_shardctl_using_subcommand help; and not __fish_seen_subcommand_from init doctor shard user id migrate rebalance lock audit sandbox completions help" -f -a "lock" -d 'Account and job locks: acquire, inspect, release, sweep, run under a lock'
-complete -c shardctl -n "__fish_shardctl_using_subcommand help; and not __fish_seen_subcommand_from init doctor shard user id migrate rebalance lock audit sandbox completions help" -f -a "audit" -d 'Who did what, from the audit log'
-complete -c shardctl -n "__fish_shardctl_using_subcommand help; and not __fish_seen_subcommand_from init doctor shard user id migrate rebalance lock audit sandbox completions help" -f -a "sandbox" -d 'A local federation of MariaDB servers for trying shardctl'
-complete -c shardctl -n "__fish_shardctl_using_subcommand help; and not __fish_seen_subcommand_from init doctor shard user id migrate rebalance lock audit sandbox completions help" -f -a "completions" -d 'Print shell completions'
-complete -c shardctl -n "__fish_shardctl_using_subcommand help; and not __fish_seen_subcommand_from init doctor shard user id migrate rebalance lock audit sandbox completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c shardctl -n "__fish_shardctl_using_subcommand help; and not __fish_seen_subcommand_from init doctor shard user id migrate rebalance lock maintenance audit sandbox completions help" -f -a "init" -d 'Create or upgrade the global ring schema (idempotent)'
+complete -c shardctl -n "__fish_shardctl_using_subcommand help; and not __fish_seen_subcommand_from init doctor shard user id migrate rebalance lock maintenance audit sandbox completions help" -f -a "doctor" -d 'Check every server: reachable, privileges, schema version, replication'
+complete -c shardctl -n "__fish_shardctl_using_subcommand help; and not __fish_seen_subcommand_from init doctor shard user id migrate rebalance lock maintenance audit sandbox completions help" -f -a "shard" -d 'Register shards and change their weight and state'
+complete -c shardctl -n "__fish_shardctl_using_subcommand help; and not __fish_seen_subcommand_from init doctor shard user id migrate rebalance lock maintenance audit sandbox completions help" -f -a "user" -d 'Place new users on shards and find where users live'
+complete -c shardctl -n "__fish_shardctl_using_subcommand help; and not __fish_seen_subcommand_from init doctor shard user id migrate rebalance lock maintenance audit sandbox completions help" -f -a "id" -d 'Globally unique IDs from the ticket servers'
+complete -c shardctl -n "__fish_shardctl_using_subcommand help; and not __fish_seen_subcommand_from init doctor shard user id migrate rebalance lock maintenance audit sandbox completions help" -f -a "migrate" -d 'Move a user\'s rows to another shard: journaled, verified, fenced, resumable'
+complete -c shardctl -n "__fish_shardctl_using_subcommand help; and not __fish_seen_subcommand_from init doctor shard user id migrate rebalance lock maintenance audit sandbox completions help" -f -a "rebalance" -d 'Plan and apply moves of users so every shard carries its weight\'s share'
+complete -c shardctl -n "__fish_shardctl_using_subcommand help; and not __fish_seen_subcommand_from init doctor shard user id migrate rebalance lock maintenance audit sandbox completions help" -f -a "lock" -d 'Account and job locks: acquire, inspect, release, sweep, run under a lock'
+complete -c shardctl -n "__fish_shardctl_using_subcommand help; and not __fish_seen_subcommand_from init doctor shard user id migrate rebalance lock maintenance audit sandbox completions help" -f -a "maintenance" -d 'Drain half of every shard for maintenance, and bring it back'
+complete -c shardctl -n "__fish_shardctl_using_subcommand help; and not __fish_seen_subcommand_from init doctor shard user id migrate rebalance lock maintenance audit sandbox completions help" -f -a "audit" -d 'Who did what, from the audit log'
+complete -c shardctl -n "__fish_shardctl_using_subcommand help; and not __fish_seen_subcommand_from init doctor shard user id migrate rebalance lock maintenance audit sandbox completions help" -f -a "sandbox" -d 'A local federation of MariaDB servers for trying shardctl'
+complete -c shardctl -n "__fish_shardctl_using_subcommand help; and not __fish_seen_subcommand_from init doctor shard user id migrate rebalance lock maintenance audit sandbox completions help" -f -a "completions" -d 'Print shell completions'
+complete -c shardctl -n "__fish_shardctl_using_subcommand help; and not __fish_seen_subcommand_from init doctor shard user id migrate rebalance lock maintenance audit sandbox completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c shardctl -n "__fish_shardctl_using_subcommand help; and __fish_seen_subcommand_from shard" -f -a "add" -d 'Register a shard and its servers (halves a, b, a, ... in order)'
 complete -c shardctl -n "__fish_shardctl_using_subcommand help; and __fish_seen_subcommand_from shard" -f -a "list" -d 'Weight, state, users, share against target share, and servers of every shard'
 complete -c shardctl -n "__fish_shardctl_using_subcommand help; and __fish_seen_subcommand_from shard" -f -a "set-weight" -d 'Change a shard\'s weight'
 complete -c shardctl -n "__fish_shardctl_using_subcommand help; and __fish_seen_subcommand_from shard" -f -a "set-state" -d 'Change a shard\'s state (only active shards take new users)'
 complete -c shardctl -n "__fish_shardctl_using_subcommand help; and __fish_seen_subcommand_from shard" -f -a "remove" -d 'Remove a shard that holds no users'
+complete -c shardctl -n "__fish_shardctl_using_subcommand help; and __fish_seen_subcommand_from shard" -f -a "set-capacity" -d 'Set the queries per second a shard\'s servers can carry (checked before a drain)'
 complete -c shardctl -n "__fish_shardctl_using_subcommand help; and __fish_seen_subcommand_from user" -f -a "assign" -d 'Place new users on active shards at random, in proportion to weight'
 complete -c shardctl -n "__fish_shardctl_using_subcommand help; and __fish_seen_subcommand_from user" -f -a "locate" -d 'The user\'s shard, state, servers, and the server to use now'
 complete -c shardctl -n "__fish_shardctl_using_subcommand help; and __fish_seen_subcommand_from id" -f -a "next" -d 'Take new IDs from the ticket servers'
@@ -430,6 +491,9 @@ complete -c shardctl -n "__fish_shardctl_using_subcommand help; and __fish_seen_
 complete -c shardctl -n "__fish_shardctl_using_subcommand help; and __fish_seen_subcommand_from lock" -f -a "run" -d 'Hold (and renew) a lock while a command runs'
 complete -c shardctl -n "__fish_shardctl_using_subcommand help; and __fish_seen_subcommand_from lock" -f -a "force-release" -d 'End whoever holds a lock: kill its GET_LOCK session, delete its lease'
 complete -c shardctl -n "__fish_shardctl_using_subcommand help; and __fish_seen_subcommand_from lock" -f -a "sweep" -d 'Release every expired lock (for cron: prints nothing on success without -v)'
+complete -c shardctl -n "__fish_shardctl_using_subcommand help; and __fish_seen_subcommand_from maintenance" -f -a "status" -d 'Every shard server: half, status, reachable, replication and lag, application sessions'
+complete -c shardctl -n "__fish_shardctl_using_subcommand help; and __fish_seen_subcommand_from maintenance" -f -a "drain" -d 'Take half of every shard out of service: check, mark draining, wait, mark offline'
+complete -c shardctl -n "__fish_shardctl_using_subcommand help; and __fish_seen_subcommand_from maintenance" -f -a "restore" -d 'Bring a drained half back online once each server has caught up'
 complete -c shardctl -n "__fish_shardctl_using_subcommand help; and __fish_seen_subcommand_from sandbox" -f -a "up" -d 'Start (or restart what is down of) a local federation'
 complete -c shardctl -n "__fish_shardctl_using_subcommand help; and __fish_seen_subcommand_from sandbox" -f -a "status" -d 'The sandbox\'s servers and whether they run'
 complete -c shardctl -n "__fish_shardctl_using_subcommand help; and __fish_seen_subcommand_from sandbox" -f -a "down" -d 'Stop the sandbox\'s servers (by pid; idempotent)'

@@ -66,6 +66,9 @@ pub enum Command {
     /// Account and job locks: acquire, inspect, release, sweep, run under a lock
     #[command(subcommand)]
     Lock(LockCommand),
+    /// Drain half of every shard for maintenance, and bring it back
+    #[command(subcommand)]
+    Maintenance(MaintenanceCommand),
     /// Who did what, from the audit log
     Audit(AuditArgs),
     /// A local federation of MariaDB servers for trying shardctl
@@ -101,6 +104,8 @@ pub enum ShardCommand {
     SetState(ShardSetStateArgs),
     /// Remove a shard that holds no users
     Remove(ShardRemoveArgs),
+    /// Set the queries per second a shard's servers can carry (checked before a drain)
+    SetCapacity(ShardSetCapacityArgs),
 }
 
 #[derive(Debug, Args)]
@@ -137,6 +142,36 @@ pub struct ShardSetStateArgs {
     pub name: ShardName,
     #[arg(value_enum)]
     pub state: ShardState,
+    /// Show the change, make none
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// A server's capacity in queries per second, or `none` to stop checking it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Capacity(pub Option<f64>);
+
+fn capacity(s: &str) -> Result<Capacity, String> {
+    if s == "none" {
+        return Ok(Capacity(None));
+    }
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(Capacity(Some(v))),
+        _ => Err(format!(
+            "`{s}` is not a capacity: give queries per second (> 0) or `none`"
+        )),
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ShardSetCapacityArgs {
+    pub name: ShardName,
+    /// Queries per second one server can carry, or `none`
+    #[arg(value_name = "QPS", value_parser = capacity, allow_negative_numbers = true)]
+    pub capacity: Capacity,
+    /// Only this server of the shard [default: every server]; repeat for several
+    #[arg(long = "server", value_name = "HOST:PORT")]
+    pub servers: Vec<HostPort>,
     /// Show the change, make none
     #[arg(long)]
     pub dry_run: bool,
@@ -451,6 +486,51 @@ pub struct AuditArgs {
     /// At most this many entries, newest first
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub limit: u64,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MaintenanceCommand {
+    /// Every shard server: half, status, reachable, replication and lag, application sessions
+    Status,
+    /// Take half of every shard out of service: check, mark draining, wait, mark offline
+    Drain(DrainArgs),
+    /// Bring a drained half back online once each server has caught up
+    Restore(RestoreArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DrainArgs {
+    /// The half to drain
+    #[arg(long, value_enum)]
+    pub half: crate::ring::directory::Half,
+    /// How long to wait for application sessions to end before giving up (servers left draining)
+    #[arg(long, value_name = "DUR", value_parser = duration, default_value = "60s")]
+    pub timeout: std::time::Duration,
+    /// Refuse when replication between the halves lags more than this many seconds
+    #[arg(long, value_name = "SECS", default_value_t = 5)]
+    pub max_lag: u64,
+    /// Check and show what would be drained, change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Drain the shards that pass the checks and list the rest (exit 5), instead of refusing all
+    #[arg(long)]
+    pub skip_unsafe: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// The half to bring back
+    #[arg(long, value_enum)]
+    pub half: crate::ring::directory::Half,
+    /// A server goes online only once its replication lags at most this many seconds
+    #[arg(long, value_name = "SECS", default_value_t = 5)]
+    pub max_lag: u64,
+    /// How long to wait for servers to answer and catch up (the rest stay offline)
+    #[arg(long, value_name = "DUR", value_parser = duration, default_value = "5m")]
+    pub timeout: std::time::Duration,
+    /// Show which servers are ready to come back now, change nothing
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Subcommand)]

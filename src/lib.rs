@@ -15,6 +15,7 @@ pub mod exit_codes;
 #[macro_use]
 pub mod failpoint;
 pub mod lock;
+pub mod maintenance;
 pub mod migrate;
 pub mod optionfile;
 pub mod output;

@@ -76,3 +76,25 @@ pub fn status(db: &mut Db) -> Result<Option<ReplicaStatus>> {
         }
     }))
 }
+
+/// The GTID position of everything the server has written to its binlog (its own writes and,
+/// with `log_slave_updates`, what it replicated), or None when it writes no binlog.
+pub fn binlog_position(db: &mut Db) -> Result<Option<String>> {
+    let pos: Option<Option<String>> = db.exec_first(
+        "reading the binlog position",
+        "SELECT @@gtid_binlog_pos",
+        (),
+    )?;
+    Ok(pos.flatten().filter(|p| !p.is_empty()))
+}
+
+/// Waits up to `timeout` until the server has applied `position` (MariaDB GTIDs). True when it
+/// has.
+pub fn wait_for(db: &mut Db, position: &str, timeout: std::time::Duration) -> Result<bool> {
+    let waited: Option<Option<i64>> = db.exec_first(
+        "waiting for replication",
+        "SELECT MASTER_GTID_WAIT(?, ?)",
+        (position, timeout.as_secs_f64()),
+    )?;
+    Ok(waited.flatten() == Some(0))
+}

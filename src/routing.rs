@@ -30,6 +30,7 @@ mod tests {
             port,
             half,
             status,
+            capacity_qps: None,
         }
     }
 

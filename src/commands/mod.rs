@@ -7,6 +7,7 @@ mod doctor;
 mod id;
 mod init;
 mod lock;
+mod maintenance;
 mod migrate;
 mod rebalance;
 mod sandbox;
@@ -46,6 +47,7 @@ pub fn dispatch(cli: Cli, ui: Ui) -> Result<Outcome> {
         Command::Migrate(args) => migrate::run(&ctx, args),
         Command::Rebalance(cmd) => rebalance::run(&ctx, cmd),
         Command::Lock(cmd) => lock::run(&ctx, cmd),
+        Command::Maintenance(cmd) => maintenance::run(&ctx, cmd),
         Command::Audit(args) => audit::run(&ctx, &args),
         Command::Sandbox(cmd) => sandbox::run(&ctx, cmd),
         Command::Completions(args) => completions::run(&args),

@@ -116,6 +116,42 @@ pub fn run(ctx: &Ctx, cmd: ShardCommand) -> Result<Outcome> {
                 details: json!({ "from": shard.state, "to": args.state }),
             })
         }
+        ShardCommand::SetCapacity(args) => {
+            let shard = directory::shard(&mut db, &args.name)?;
+            if let Some(stranger) = args
+                .servers
+                .iter()
+                .find(|a| !shard.servers.iter().any(|s| s.addr() == **a))
+            {
+                return Err(Error::NotFound(format!(
+                    "{stranger} is not a server of shard `{}`",
+                    shard.name
+                )));
+            }
+            let targeted =
+                |s: &&Server| args.servers.is_empty() || args.servers.contains(&s.addr());
+            let changed = shard
+                .servers
+                .iter()
+                .filter(targeted)
+                .any(|s| s.capacity_qps != args.capacity.0);
+            if changed && !args.dry_run {
+                directory::set_capacity(&mut db, &shard, &args.servers, args.capacity.0)?;
+            }
+            let servers: Vec<String> = shard
+                .servers
+                .iter()
+                .filter(targeted)
+                .map(|s| s.addr().to_string())
+                .collect();
+            Outcome::of(Change {
+                shard: shard.name,
+                action: "set-capacity",
+                changed,
+                dry_run: args.dry_run,
+                details: json!({ "capacity_qps": args.capacity.0, "servers": servers }),
+            })
+        }
         ShardCommand::Remove(args) => {
             let shard = directory::shard(&mut db, &args.name)?;
             let users = directory::user_counts(&mut db)?

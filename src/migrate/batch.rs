@@ -667,14 +667,8 @@ impl<'c> Mover<'c> {
             .map(|s| s.addr())
             .filter(|a| a != server)
         {
-            let pos = self.conn(&peer).and_then(|db| {
-                db.exec_first::<Option<String>>(
-                    "reading the binlog position",
-                    "SELECT @@gtid_binlog_pos",
-                    (),
-                )
-            });
-            positions.push((peer, pos.map(Option::flatten)));
+            let pos = self.conn(&peer).and_then(replica::binlog_position);
+            positions.push((peer, pos));
         }
         let ui = self.ui;
         wait_for_positions(self.conn(server)?, positions, ui)

@@ -224,14 +224,8 @@ fn catch_up_with_peers(cfg: &Config, shard: &Shard, server: &HostPort, ui: &Ui) 
         .map(|s| s.addr())
         .filter(|a| a != server)
         .map(|peer| {
-            let pos = data::connect(cfg, &peer).and_then(|mut p| {
-                p.exec_first::<Option<String>>(
-                    "reading the binlog position",
-                    "SELECT @@gtid_binlog_pos",
-                    (),
-                )
-            });
-            (peer, pos.map(Option::flatten))
+            let pos = data::connect(cfg, &peer).and_then(|mut p| replica::binlog_position(&mut p));
+            (peer, pos)
         })
         .collect();
     wait_for_positions(&mut data::connect(cfg, server)?, positions, ui)
@@ -254,15 +248,10 @@ fn wait_for_positions(
                 continue;
             }
         };
-        let Some(pos) = pos.filter(|p| !p.is_empty()) else {
+        let Some(pos) = pos else {
             continue;
         };
-        let waited: Option<Option<i64>> = db.exec_first(
-            "waiting for replication",
-            "SELECT MASTER_GTID_WAIT(?, 60)",
-            (pos,),
-        )?;
-        if waited.flatten() != Some(0) {
+        if !replica::wait_for(db, &pos, Duration::from_secs(60))? {
             return Err(Error::Refused(format!(
                 "{} did not catch up with {peer} within 60s; nothing was copied",
                 db.server

@@ -48,12 +48,24 @@ sql_enum!(ShardState { Active = "active", Readonly = "readonly", Retiring = "ret
 sql_enum!(Half { A = "a", B = "b" });
 sql_enum!(ServerStatus { Online = "online", Draining = "draining", Offline = "offline" });
 
+impl Half {
+    pub fn other(self) -> Half {
+        match self {
+            Half::A => Half::B,
+            Half::B => Half::A,
+        }
+    }
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct Server {
     pub host: String,
     pub port: u16,
     pub half: Half,
     pub status: ServerStatus,
+    /// Queries per second the server can carry, where configured: a drain refuses to leave a
+    /// shard on servers that cannot carry its load.
+    pub capacity_qps: Option<f64>,
 }
 
 impl Server {
@@ -82,18 +94,19 @@ pub fn shards(db: &mut Db) -> Result<Vec<Shard>> {
         "SELECT shard_id, name, weight, state FROM shards ORDER BY name",
         (),
     )?;
-    let server_rows: Vec<(u32, String, u16, String, String)> = db.exec(
+    let server_rows: Vec<(u32, String, u16, String, String, Option<f64>)> = db.exec(
         "reading shard servers",
-        "SELECT shard_id, host, port, half, status FROM shard_servers ORDER BY shard_id, half, host, port",
+        "SELECT shard_id, host, port, half, status, capacity_qps FROM shard_servers ORDER BY shard_id, half, host, port",
         (),
     )?;
     let mut servers: HashMap<u32, Vec<Server>> = HashMap::new();
-    for (id, host, port, half, status) in server_rows {
+    for (id, host, port, half, status, capacity_qps) in server_rows {
         servers.entry(id).or_default().push(Server {
             host,
             port,
             half: parse_col(&half)?,
             status: parse_col(&status)?,
+            capacity_qps,
         });
     }
     rows.into_iter()
@@ -221,6 +234,34 @@ pub fn set_state(db: &mut Db, name: &ShardName, state: ShardState) -> Result<Opt
         )
     })?;
     Ok(Some(shard.state))
+}
+
+/// Sets the capacity of `servers` (all the shard's when empty) in one audited transaction.
+pub fn set_capacity(
+    db: &mut Db,
+    shard: &Shard,
+    servers: &[HostPort],
+    capacity_qps: Option<f64>,
+) -> Result<()> {
+    let targets: Vec<HostPort> = if servers.is_empty() {
+        shard.servers.iter().map(Server::addr).collect()
+    } else {
+        servers.to_vec()
+    };
+    db.transaction("changing server capacity", |tx| {
+        for t in &targets {
+            tx.exec_drop(
+                "UPDATE shard_servers SET capacity_qps = ? WHERE shard_id = ? AND host = ? AND port = ?",
+                (capacity_qps, shard.id, &t.host, t.port),
+            )?;
+        }
+        audit::record(
+            tx,
+            "shard.set-capacity",
+            &shard.name,
+            json!({ "capacity_qps": capacity_qps, "servers": targets.iter().map(|t| t.to_string()).collect::<Vec<_>>() }),
+        )
+    })
 }
 
 /// Removes an empty shard. The users index range is share-locked in the same transaction, so

@@ -1,0 +1,230 @@
+use serde::Serialize;
+
+use crate::cli::MaintenanceCommand;
+use crate::commands::Ctx;
+use crate::error::Result;
+use crate::exit_codes;
+use crate::maintenance::{self, DrainOptions, Outcome as Done, RestoreOptions, ServerState};
+use crate::output::{table, Outcome, Report};
+
+pub fn run(ctx: &Ctx, cmd: MaintenanceCommand) -> Result<Outcome> {
+    let cfg = ctx.config()?;
+    match cmd {
+        MaintenanceCommand::Status => Outcome::of(StatusReport {
+            servers: maintenance::status(&cfg)?,
+        }),
+        MaintenanceCommand::Drain(a) => Outcome::of(Change {
+            action: "drain",
+            done: maintenance::drain(
+                &cfg,
+                &DrainOptions {
+                    half: a.half,
+                    timeout: a.timeout,
+                    max_lag: a.max_lag,
+                    dry_run: a.dry_run,
+                    skip_unsafe: a.skip_unsafe,
+                },
+                &ctx.ui,
+            )?,
+        }),
+        MaintenanceCommand::Restore(a) => Outcome::of(Change {
+            action: "restore",
+            done: maintenance::restore(
+                &cfg,
+                &RestoreOptions {
+                    half: a.half,
+                    timeout: a.timeout,
+                    max_lag: a.max_lag,
+                    dry_run: a.dry_run,
+                },
+                &ctx.ui,
+            )?,
+        }),
+    }
+}
+
+#[derive(Serialize)]
+struct StatusReport {
+    servers: Vec<ServerState>,
+}
+
+impl Report for StatusReport {
+    fn human(&self) -> String {
+        table(
+            &[
+                "shard",
+                "server",
+                "half",
+                "status",
+                "reachable",
+                "replication",
+                "lag",
+                "app sessions",
+            ],
+            self.servers.iter().map(|s| {
+                let (replication, lag) = match &s.replication {
+                    Some(r) => (
+                        format!(
+                            "from {} io {} sql {}",
+                            r.source,
+                            yes_no(r.io_running),
+                            yes_no(r.sql_running)
+                        ),
+                        r.lag_seconds
+                            .map(|l| format!("{l}s"))
+                            .unwrap_or_else(|| "-".into()),
+                    ),
+                    None => ("none".into(), "-".into()),
+                };
+                vec![
+                    s.shard.clone(),
+                    format!("{}:{}", s.host, s.port),
+                    s.half.to_string(),
+                    s.status.to_string(),
+                    match &s.error {
+                        None => "yes".into(),
+                        Some(e) => format!("no: {e}"),
+                    },
+                    replication,
+                    lag,
+                    s.connections.to_string(),
+                ]
+            }),
+        )
+    }
+}
+
+fn yes_no(b: bool) -> &'static str {
+    if b {
+        "yes"
+    } else {
+        "no"
+    }
+}
+
+/// A drain or a restore.
+#[derive(Serialize)]
+struct Change {
+    #[serde(skip)]
+    action: &'static str,
+    #[serde(flatten)]
+    done: Done,
+}
+
+impl Report for Change {
+    fn human(&self) -> String {
+        let d = &self.done;
+        let mut out = table(
+            &["shard", "server", "status", "note"],
+            d.servers.iter().map(|s| {
+                vec![
+                    s.shard.clone(),
+                    format!("{}:{}", s.host, s.port),
+                    if s.changed {
+                        format!("{} (changed)", s.status)
+                    } else {
+                        s.status.to_string()
+                    },
+                    s.note.clone().unwrap_or_default(),
+                ]
+            }),
+        );
+        if !d.refused.is_empty() {
+            out.push_str("\nrefused:\n");
+            out.push_str(&table(
+                &["shard", "reason"],
+                d.refused
+                    .iter()
+                    .map(|r| vec![r.shard.clone(), r.reason.clone()]),
+            ));
+        }
+        if !d.sessions.is_empty() {
+            out.push_str(if d.dry_run {
+                "\napplication sessions open now (a drain waits for them):\n"
+            } else {
+                "\napplication sessions still open:\n"
+            });
+            out.push_str(&table(
+                &[
+                    "shard", "server", "id", "user", "client", "time", "state", "query",
+                ],
+                d.sessions.iter().map(|h| {
+                    vec![
+                        h.shard.clone(),
+                        h.server.clone(),
+                        h.session.id.to_string(),
+                        h.session.user.clone(),
+                        h.session.host.clone(),
+                        format!("{}s", h.session.time),
+                        h.session
+                            .state
+                            .clone()
+                            .unwrap_or_else(|| h.session.command.clone()),
+                        h.session.info.clone().unwrap_or_default(),
+                    ]
+                }),
+            ));
+        }
+        out.push('\n');
+        out.push_str(&self.summary());
+        out
+    }
+
+    fn exit_code(&self) -> u8 {
+        let d = &self.done;
+        if d.blocked {
+            exit_codes::REFUSED
+        } else if !d.refused.is_empty()
+            || (!d.dry_run && d.servers.iter().any(|s| s.note.is_some()))
+        {
+            exit_codes::PARTIAL
+        } else {
+            exit_codes::OK
+        }
+    }
+}
+
+impl Change {
+    fn summary(&self) -> String {
+        let d = &self.done;
+        let half = d.half;
+        if d.blocked {
+            return format!(
+                "refused: {} shards are not safe to {} half {half}; nothing was changed \
+                 (--skip-unsafe {}s the rest)",
+                d.refused.len(),
+                self.action,
+                self.action
+            );
+        }
+        if d.dry_run {
+            return format!("dry run: nothing was changed ({:.1}s)", d.seconds);
+        }
+        let target = if self.action == "drain" {
+            "offline"
+        } else {
+            "online"
+        };
+        let at_target = d
+            .servers
+            .iter()
+            .filter(|s| s.status.as_str() == target)
+            .count();
+        let mut line = if d.changed == 0 && d.refused.is_empty() && at_target == d.servers.len() {
+            format!("half {half} is already {target}: nothing changed")
+        } else {
+            format!(
+                "{at_target} of {} servers of half {half} {target} ({} changed) in {:.1}s",
+                d.servers.len(),
+                d.changed,
+                d.seconds
+            )
+        };
+        if self.action == "drain" && at_target > 0 {
+            line.push_str(&format!(
+                "\nupgrade the {target} servers, then `shardctl maintenance restore --half {half}`"
+            ));
+        }
+        line
+    }
+}

@@ -1,0 +1,750 @@
+//! Taking half of every shard out of service and bringing it back (`maintenance`).
+//!
+//! A drain checks every shard at once (rules in `rules`), marks the half `draining` in one ring
+//! transaction that checks again that the other half is online (two drains at once cannot take
+//! both halves), waits for the application sessions on the drained servers to end and for the
+//! other half to apply everything they wrote, then marks them `offline`. A restore waits until
+//! each server answers and its replication has caught up before marking it `online`.
+
+pub mod rules;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use mysql::prelude::Queryable;
+use serde::Serialize;
+use serde_json::json;
+
+use crate::config::Config;
+use crate::db::Db;
+use crate::error::Result;
+use crate::output::Ui;
+use crate::replica::{self, ReplicaStatus};
+use crate::ring::directory::{self, Half, Server, ServerStatus, Shard};
+use crate::ring::{self, audit};
+use crate::types::HostPort;
+use rules::{Facts, Probe};
+
+/// How long the query rate is sampled, where capacities ask for it.
+const RATE_SAMPLE: Duration = Duration::from_secs(1);
+/// How often a waiting drain or restore looks again.
+const POLL: Duration = Duration::from_millis(100);
+
+/// An application session on a server: one whose default database is the shard database
+/// (replication threads, system threads and monitoring sessions without that database are not
+/// application work).
+#[derive(Clone, Debug, Serialize)]
+pub struct Session {
+    pub id: u64,
+    pub user: String,
+    /// The client's host:port.
+    pub host: String,
+    pub command: String,
+    /// Seconds in the current state.
+    pub time: u64,
+    pub state: Option<String>,
+    pub info: Option<String>,
+}
+
+fn connect(cfg: &Config, addr: &HostPort) -> Result<Db> {
+    // No default database, so our own session is never counted as application work.
+    Db::connect(addr, &cfg.shards.login, None, &cfg.net)
+}
+
+fn sessions(cfg: &Config, db: &mut Db) -> Result<Vec<Session>> {
+    let rows: Vec<mysql::Row> = db.exec(
+        "listing application sessions",
+        "SELECT ID, USER, HOST, COMMAND, TIME, STATE, INFO FROM information_schema.PROCESSLIST
+         WHERE DB = ? AND ID <> CONNECTION_ID() AND USER <> 'system user'
+           AND COMMAND NOT IN ('Binlog Dump', 'Binlog Dump GTID', 'Slave_IO', 'Slave_SQL',
+                               'Slave_worker', 'Daemon')
+         ORDER BY TIME DESC, ID",
+        (cfg.shards.database.as_str(),),
+    )?;
+    Ok(rows
+        .into_iter()
+        .map(|mut r| Session {
+            id: r.take("ID").unwrap_or_default(),
+            user: r.take("USER").unwrap_or_default(),
+            host: r.take("HOST").unwrap_or_default(),
+            command: r.take("COMMAND").unwrap_or_default(),
+            time: r.take("TIME").unwrap_or_default(),
+            state: r
+                .take::<Option<String>, _>("STATE")
+                .flatten()
+                .filter(|s| !s.is_empty()),
+            info: r.take::<Option<String>, _>("INFO").flatten(),
+        })
+        .collect())
+}
+
+fn questions(db: &mut Db) -> Result<u64> {
+    let v: Option<String> = db.exec_first(
+        "reading the query counter",
+        "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'QUESTIONS'",
+        (),
+    )?;
+    Ok(v.and_then(|v| v.parse().ok()).unwrap_or(0))
+}
+
+/// Connects to `addr` and reads its replication, its application sessions and, when `sample`
+/// is set, its query rate over that long.
+fn probe_on(cfg: &Config, db: &mut Db, sample: Option<Duration>) -> Result<Probe> {
+    let qps = match sample {
+        Some(d) => {
+            let (q0, t0) = (questions(db)?, Instant::now());
+            std::thread::sleep(d);
+            let q1 = questions(db)?;
+            Some(q1.saturating_sub(q0) as f64 / t0.elapsed().as_secs_f64())
+        }
+        None => None,
+    };
+    Ok(Probe {
+        replica: replica::status(db)?,
+        sessions: sessions(cfg, db)?,
+        qps,
+    })
+}
+
+fn probe(cfg: &Config, addr: &HostPort, sample: Option<Duration>) -> Result<Probe, String> {
+    connect(cfg, addr)
+        .and_then(|mut db| probe_on(cfg, &mut db, sample))
+        .map_err(|e| e.to_string())
+}
+
+/// Runs `f` on every item in a thread of its own (checks of many servers cost the slowest one,
+/// not their sum), results in order.
+fn in_parallel<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = items.iter().map(|i| scope.spawn(|| f(i))).collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("probe thread panicked"))
+            .collect()
+    })
+}
+
+/// The servers of `shards` worth probing for a drain of `half` (not those of the half already
+/// offline: they serve nobody and may be down), probed at once. The query rate is sampled only
+/// on shards whose other half has capacities configured.
+fn shard_facts(cfg: &Config, shards: &[&Shard], half: Half) -> Vec<Vec<Facts>> {
+    let targets: Vec<(usize, Server, Option<Duration>)> = shards
+        .iter()
+        .enumerate()
+        .flat_map(|(i, shard)| {
+            let others: Vec<&Server> = shard.servers.iter().filter(|s| s.half != half).collect();
+            let sample = (!others.is_empty() && others.iter().all(|s| s.capacity_qps.is_some()))
+                .then_some(RATE_SAMPLE);
+            shard
+                .servers
+                .iter()
+                .filter(|s| !(s.half == half && s.status == ServerStatus::Offline))
+                .map(move |s| (i, s.clone(), sample))
+        })
+        .collect();
+    let probes = in_parallel(&targets, |(_, s, sample)| probe(cfg, &s.addr(), *sample));
+    let mut out: Vec<Vec<Facts>> = vec![Vec::new(); shards.len()];
+    for ((i, server, _), probe) in targets.into_iter().zip(probes) {
+        out[i].push(Facts { server, probe });
+    }
+    out
+}
+
+/// One server of the half, as the command leaves it.
+#[derive(Clone, Debug, Serialize)]
+pub struct ServerReport {
+    pub shard: String,
+    pub host: String,
+    pub port: u16,
+    pub half: Half,
+    pub status: ServerStatus,
+    /// Whether this run changed its status.
+    pub changed: bool,
+    /// Why it did not reach the status asked for, or what a dry run would do.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Refusal {
+    pub shard: String,
+    pub reason: String,
+}
+
+/// An application session that kept a server from draining.
+#[derive(Clone, Debug, Serialize)]
+pub struct Holdout {
+    pub shard: String,
+    pub server: String,
+    #[serde(flatten)]
+    pub session: Session,
+}
+
+/// What a drain or restore did (or, in a dry run, would do).
+#[derive(Debug, Serialize)]
+pub struct Outcome {
+    pub half: Half,
+    pub dry_run: bool,
+    /// Every server of the half, with its status now.
+    pub servers: Vec<ServerReport>,
+    /// Shards a drain refused, and why.
+    pub refused: Vec<Refusal>,
+    /// Application sessions still open on servers that did not drain (for a dry run: open now).
+    pub sessions: Vec<Holdout>,
+    /// How many servers changed status.
+    pub changed: usize,
+    pub seconds: f64,
+    /// A refusal stopped the whole command before it changed anything.
+    #[serde(skip)]
+    pub blocked: bool,
+}
+
+/// Marks a dry run's servers that would change.
+const WOULD: &str = "would change";
+
+/// The half's servers of every shard, with the status each has after `changes`.
+fn half_report(
+    shards: &[Shard],
+    half: Half,
+    changes: &HashMap<HostPort, ServerStatus>,
+    notes: &HashMap<HostPort, String>,
+) -> Vec<ServerReport> {
+    shards
+        .iter()
+        .flat_map(|shard| {
+            shard.servers.iter().filter(|s| s.half == half).map(|s| {
+                let addr = s.addr();
+                let new = changes.get(&addr).copied();
+                ServerReport {
+                    shard: shard.name.clone(),
+                    host: s.host.clone(),
+                    port: s.port,
+                    half,
+                    status: new.unwrap_or(s.status),
+                    changed: new.is_some_and(|n| n != s.status),
+                    note: notes.get(&addr).cloned(),
+                }
+            })
+        })
+        .collect()
+}
+
+pub struct DrainOptions {
+    pub half: Half,
+    pub timeout: Duration,
+    pub max_lag: u64,
+    pub dry_run: bool,
+    pub skip_unsafe: bool,
+}
+
+/// Why a server did not finish draining.
+enum Stuck {
+    Sessions(Vec<Session>),
+    Problem(String),
+}
+
+pub fn drain(cfg: &Config, opts: &DrainOptions, ui: &Ui) -> Result<Outcome> {
+    let start = Instant::now();
+    let half = opts.half;
+    let mut ring = ring::open(cfg)?;
+    let shards = directory::shards(&mut ring)?;
+    let pending: Vec<&Shard> = shards
+        .iter()
+        .filter(|s| rules::drain_pending(half, &s.servers))
+        .collect();
+    let checking = ui.spinner(&format!(
+        "checking {} shards before draining half {half}",
+        pending.len()
+    ));
+    let facts = shard_facts(cfg, &pending, half);
+    checking.finish_and_clear();
+
+    let mut refused = Vec::new();
+    let mut safe: Vec<(&Shard, &Vec<Facts>)> = Vec::new();
+    for (shard, f) in pending.iter().zip(&facts) {
+        match rules::drain_refusal(half, f, opts.max_lag) {
+            Ok(()) => safe.push((shard, f)),
+            Err(reason) => refused.push(Refusal {
+                shard: shard.name.clone(),
+                reason,
+            }),
+        }
+    }
+    let mut notes: HashMap<HostPort, String> = HashMap::new();
+    let outcome = |changes: HashMap<HostPort, ServerStatus>,
+                   notes: &HashMap<HostPort, String>,
+                   refused: Vec<Refusal>,
+                   sessions: Vec<Holdout>| {
+        let servers = half_report(&shards, half, &changes, notes);
+        let changed = servers.iter().filter(|s| s.changed).count();
+        Outcome {
+            half,
+            dry_run: opts.dry_run,
+            blocked: !refused.is_empty() && !opts.skip_unsafe,
+            changed,
+            servers,
+            refused,
+            sessions,
+            seconds: start.elapsed().as_secs_f64(),
+        }
+    };
+    if !refused.is_empty() && !opts.skip_unsafe {
+        return Ok(outcome(HashMap::new(), &notes, refused, Vec::new()));
+    }
+    if opts.dry_run {
+        let mut open = Vec::new();
+        for (shard, f) in &safe {
+            for fact in f.iter().filter(|f| f.server.half == half) {
+                notes.insert(fact.server.addr(), WOULD.into());
+                open.extend(holdouts(shard, &fact.server, sessions_of(fact)));
+            }
+        }
+        return Ok(outcome(HashMap::new(), &notes, refused, open));
+    }
+
+    let safe_shards: Vec<&Shard> = safe.iter().map(|(s, _)| *s).collect();
+    let (marked, raced) = mark_draining(&mut ring, half, &safe_shards, opts.skip_unsafe)?;
+    refused.extend(raced);
+    if marked.is_empty() {
+        return Ok(outcome(HashMap::new(), &notes, refused, Vec::new()));
+    }
+
+    let deadline = start + opts.timeout.max(Duration::ZERO);
+    let draining: Vec<(&Shard, &Server)> = marked
+        .iter()
+        .flat_map(|shard| {
+            shard
+                .servers
+                .iter()
+                .filter(|s| s.half == half && s.status != ServerStatus::Offline)
+                .map(move |s| (*shard, s))
+        })
+        .collect();
+    let waiting = ui.spinner(&format!(
+        "half {half} draining: waiting for application sessions on {} servers to end",
+        draining.len()
+    ));
+    let results = in_parallel(&draining, |(shard, server)| {
+        wait_drained(cfg, shard, server, deadline)
+    });
+    waiting.finish_and_clear();
+
+    let mut changes: HashMap<HostPort, ServerStatus> = HashMap::new();
+    let mut open = Vec::new();
+    let mut done = Vec::new();
+    for ((shard, server), result) in draining.iter().zip(results) {
+        let addr = server.addr();
+        changes.insert(addr.clone(), ServerStatus::Draining);
+        match result {
+            Ok(()) => done.push((*shard, *server)),
+            Err(Stuck::Sessions(s)) => {
+                notes.insert(
+                    addr,
+                    format!("{} application sessions still open; left draining", s.len()),
+                );
+                open.extend(holdouts(shard, server, s));
+            }
+            Err(Stuck::Problem(p)) => {
+                notes.insert(addr, format!("{p}; left draining"));
+            }
+        }
+    }
+    for addr in set_status(
+        &mut ring,
+        &done,
+        &[ServerStatus::Draining],
+        ServerStatus::Offline,
+        half,
+    )? {
+        changes.insert(addr, ServerStatus::Offline);
+    }
+    Ok(outcome(changes, &notes, refused, open))
+}
+
+fn sessions_of(f: &Facts) -> Vec<Session> {
+    f.probe
+        .as_ref()
+        .map(|p| p.sessions.clone())
+        .unwrap_or_default()
+}
+
+fn holdouts(shard: &Shard, server: &Server, sessions: Vec<Session>) -> Vec<Holdout> {
+    sessions
+        .into_iter()
+        .map(|session| Holdout {
+            shard: shard.name.clone(),
+            server: server.addr().to_string(),
+            session,
+        })
+        .collect()
+}
+
+/// Marks `half` of `shards` draining in one transaction, after checking again, on rows locked
+/// for the change, that the other half of each is still all online. Returns the shards marked
+/// and those refused by the second look. Without `skip_unsafe`, one refusal marks nothing.
+fn mark_draining<'s>(
+    ring: &mut Db,
+    half: Half,
+    shards: &[&'s Shard],
+    skip_unsafe: bool,
+) -> Result<(Vec<&'s Shard>, Vec<Refusal>)> {
+    if shards.is_empty() {
+        return Ok((Vec::new(), Vec::new()));
+    }
+    let ids: Vec<u32> = shards.iter().map(|s| s.id).collect();
+    let marked = ring.transaction_if("marking the half draining", |tx| {
+        let rows: Vec<(u32, String, u16, String, String)> = tx.exec(
+            format!(
+                "SELECT shard_id, host, port, half, status FROM shard_servers
+                 WHERE shard_id IN ({}) FOR UPDATE",
+                vec!["?"; ids.len()].join(",")
+            ),
+            ids.clone(),
+        )?;
+        let mut ok = Vec::new();
+        let mut raced = Vec::new();
+        for shard in shards {
+            let now: Vec<Server> = rows
+                .iter()
+                .filter(|r| r.0 == shard.id)
+                .map(|(_, host, port, h, status)| Server {
+                    host: host.clone(),
+                    port: *port,
+                    half: h.parse().unwrap_or(half),
+                    status: status.parse().unwrap_or(ServerStatus::Offline),
+                    capacity_qps: None,
+                })
+                .collect();
+            match rules::other_half_online(half, &now) {
+                Ok(()) => ok.push(*shard),
+                Err(reason) => raced.push(Refusal {
+                    shard: shard.name.clone(),
+                    reason: format!("changed while checking: {reason}"),
+                }),
+            }
+        }
+        if !raced.is_empty() && !skip_unsafe {
+            return Ok(None);
+        }
+        if !ok.is_empty() {
+            tx.exec_drop(
+                format!(
+                    "UPDATE shard_servers SET status = 'draining'
+                     WHERE shard_id IN ({}) AND half = ? AND status = 'online'",
+                    vec!["?"; ok.len()].join(",")
+                ),
+                ok.iter()
+                    .map(|s| mysql::Value::from(s.id))
+                    .chain([mysql::Value::from(half.as_str())])
+                    .collect::<Vec<_>>(),
+            )?;
+            let entries: Vec<(String, serde_json::Value)> = ok
+                .iter()
+                .map(|s| {
+                    (
+                        s.name.clone(),
+                        json!({ "half": half, "status": "draining" }),
+                    )
+                })
+                .collect();
+            audit::record_many(tx, "maintenance.drain", &entries)?;
+        }
+        Ok(Some((ok, raced)))
+    })?;
+    Ok(match marked {
+        Some(v) => v,
+        // Rolled back: report every shard the second look refused, none marked.
+        None => (Vec::new(), second_look_refusals(ring, half, shards)?),
+    })
+}
+
+/// The refusals of a second look that rolled back, read again for the report.
+fn second_look_refusals(ring: &mut Db, half: Half, shards: &[&Shard]) -> Result<Vec<Refusal>> {
+    let now = directory::shards(ring)?;
+    Ok(shards
+        .iter()
+        .filter_map(|s| {
+            let current = now.iter().find(|n| n.id == s.id)?;
+            rules::other_half_online(half, &current.servers)
+                .err()
+                .map(|reason| Refusal {
+                    shard: s.name.clone(),
+                    reason: format!("changed while checking: {reason}"),
+                })
+        })
+        .collect())
+}
+
+/// Waits until `server` has no application sessions, then until every server of the other half
+/// has applied everything it wrote, or until `deadline`.
+fn wait_drained(
+    cfg: &Config,
+    shard: &Shard,
+    server: &Server,
+    deadline: Instant,
+) -> Result<(), Stuck> {
+    let problem = |e: crate::error::Error| Stuck::Problem(e.to_string());
+    let mut db = connect(cfg, &server.addr()).map_err(problem)?;
+    loop {
+        let open = sessions(cfg, &mut db).map_err(problem)?;
+        if open.is_empty() {
+            break;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(Stuck::Sessions(open));
+        }
+        std::thread::sleep(left.min(POLL));
+    }
+    let Some(position) = replica::binlog_position(&mut db).map_err(problem)? else {
+        return Ok(());
+    };
+    for peer in shard.servers.iter().filter(|s| s.half != server.half) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let caught_up = connect(cfg, &peer.addr())
+            .and_then(|mut p| replica::wait_for(&mut p, &position, left))
+            .map_err(problem)?;
+        if !caught_up {
+            return Err(Stuck::Problem(format!(
+                "{} has not applied all of its writes yet",
+                peer.addr()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Sets `servers` to `to`, each only if its status is still one of `from` (a restore or
+/// another drain may have moved it on meanwhile), in one ring transaction audited per shard.
+/// Returns the servers changed.
+fn set_status(
+    ring: &mut Db,
+    servers: &[(&Shard, &Server)],
+    from: &[ServerStatus],
+    to: ServerStatus,
+    half: Half,
+) -> Result<Vec<HostPort>> {
+    if servers.is_empty() {
+        return Ok(Vec::new());
+    }
+    let action = match to {
+        ServerStatus::Online => "maintenance.restore",
+        ServerStatus::Offline => "maintenance.offline",
+        ServerStatus::Draining => "maintenance.drain",
+    };
+    let sql = format!(
+        "UPDATE shard_servers SET status = ? WHERE host = ? AND port = ? AND status IN ({})",
+        vec!["?"; from.len()].join(",")
+    );
+    ring.transaction("changing server status", |tx| {
+        let mut changed = Vec::new();
+        let mut by_shard: Vec<(String, Vec<String>)> = Vec::new();
+        for (shard, server) in servers {
+            let params: Vec<mysql::Value> = [
+                to.as_str().into(),
+                server.host.as_str().into(),
+                server.port.into(),
+            ]
+            .into_iter()
+            .chain(from.iter().map(|f| f.as_str().into()))
+            .collect();
+            tx.exec_drop(&sql, params)?;
+            if tx.affected_rows() == 0 {
+                continue;
+            }
+            changed.push(server.addr());
+            match by_shard.iter_mut().find(|(s, _)| *s == shard.name) {
+                Some((_, list)) => list.push(server.addr().to_string()),
+                None => by_shard.push((shard.name.clone(), vec![server.addr().to_string()])),
+            }
+        }
+        let entries: Vec<(String, serde_json::Value)> = by_shard
+            .into_iter()
+            .map(|(shard, list)| {
+                (
+                    shard,
+                    json!({ "half": half, "status": to, "servers": list }),
+                )
+            })
+            .collect();
+        audit::record_many(tx, action, &entries)?;
+        Ok(changed)
+    })
+}
+
+pub struct RestoreOptions {
+    pub half: Half,
+    pub timeout: Duration,
+    pub max_lag: u64,
+    pub dry_run: bool,
+}
+
+pub fn restore(cfg: &Config, opts: &RestoreOptions, ui: &Ui) -> Result<Outcome> {
+    let start = Instant::now();
+    let half = opts.half;
+    let mut ring = ring::open(cfg)?;
+    let shards = directory::shards(&mut ring)?;
+    let pending: Vec<(&Shard, &Server)> = shards
+        .iter()
+        .flat_map(|shard| {
+            shard
+                .servers
+                .iter()
+                .filter(|s| s.half == half && s.status != ServerStatus::Online)
+                .map(move |s| (shard, s))
+        })
+        .collect();
+    let deadline = start + opts.timeout;
+    let waiting = ui.spinner(&format!(
+        "half {half}: waiting for {} servers to answer and catch up",
+        pending.len()
+    ));
+    let results = in_parallel(&pending, |(shard, server)| {
+        if opts.dry_run {
+            let facts = Facts {
+                server: (*server).clone(),
+                probe: probe(cfg, &server.addr(), None),
+            };
+            rules::restore_problem(&facts, opts.max_lag).map_or(Ok(()), Err)
+        } else {
+            wait_restorable(cfg, shard, server, opts.max_lag, deadline)
+        }
+    });
+    waiting.finish_and_clear();
+
+    let mut notes = HashMap::new();
+    let mut ready = Vec::new();
+    for (&(shard, server), result) in pending.iter().zip(results) {
+        match result {
+            Ok(()) if opts.dry_run => {
+                notes.insert(server.addr(), WOULD.to_string());
+            }
+            Ok(()) => ready.push((shard, server)),
+            Err(p) => {
+                notes.insert(server.addr(), format!("{p}; left {}", server.status));
+            }
+        }
+    }
+    let changes: HashMap<HostPort, ServerStatus> = set_status(
+        &mut ring,
+        &ready,
+        &[ServerStatus::Draining, ServerStatus::Offline],
+        ServerStatus::Online,
+        half,
+    )?
+    .into_iter()
+    .map(|a| (a, ServerStatus::Online))
+    .collect();
+    let servers = half_report(&shards, half, &changes, &notes);
+    Ok(Outcome {
+        half,
+        dry_run: opts.dry_run,
+        changed: servers.iter().filter(|s| s.changed).count(),
+        servers,
+        refused: Vec::new(),
+        sessions: Vec::new(),
+        seconds: start.elapsed().as_secs_f64(),
+        blocked: false,
+    })
+}
+
+/// Waits until `server` answers, replicates within `max_lag`, and has applied everything its
+/// online peers wrote, or until `deadline`; the last problem seen otherwise. A server just
+/// restarted after its upgrade may still be starting: it is asked again until the deadline.
+fn wait_restorable(
+    cfg: &Config,
+    shard: &Shard,
+    server: &Server,
+    max_lag: u64,
+    deadline: Instant,
+) -> Result<(), String> {
+    loop {
+        let attempt = restorable_now(cfg, shard, server, max_lag, deadline);
+        let left = deadline.saturating_duration_since(Instant::now());
+        match attempt {
+            Err(_) if !left.is_zero() => std::thread::sleep(left.min(POLL)),
+            other => return other,
+        }
+    }
+}
+
+fn restorable_now(
+    cfg: &Config,
+    shard: &Shard,
+    server: &Server,
+    max_lag: u64,
+    deadline: Instant,
+) -> Result<(), String> {
+    let mut db = connect(cfg, &server.addr()).map_err(|e| format!("does not answer: {e}"))?;
+    let facts = Facts {
+        server: server.clone(),
+        probe: probe_on(cfg, &mut db, None).map_err(|e| e.to_string()),
+    };
+    if let Some(problem) = rules::restore_problem(&facts, max_lag) {
+        return Err(problem);
+    }
+    for peer in shard
+        .servers
+        .iter()
+        .filter(|p| p.status == ServerStatus::Online && p.addr() != server.addr())
+    {
+        let position = connect(cfg, &peer.addr())
+            .and_then(|mut p| replica::binlog_position(&mut p))
+            .map_err(|e| format!("cannot read the position of its peer {}: {e}", peer.addr()))?;
+        let Some(position) = position else { continue };
+        let left = deadline.saturating_duration_since(Instant::now());
+        if !replica::wait_for(&mut db, &position, left).map_err(|e| e.to_string())? {
+            return Err(format!(
+                "has not caught up with {} (replication lag)",
+                peer.addr()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// One server as `maintenance status` shows it.
+#[derive(Debug, Serialize)]
+pub struct ServerState {
+    pub shard: String,
+    pub host: String,
+    pub port: u16,
+    pub half: Half,
+    pub status: ServerStatus,
+    pub reachable: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// None when it replicates from nobody (or did not answer).
+    pub replication: Option<ReplicaStatus>,
+    /// Application sessions open now.
+    pub connections: usize,
+    pub capacity_qps: Option<f64>,
+}
+
+/// Every shard server's status, reachability, replication and application sessions, probed
+/// at once.
+pub fn status(cfg: &Config) -> Result<Vec<ServerState>> {
+    let mut ring = ring::open(cfg)?;
+    let shards = directory::shards(&mut ring)?;
+    let servers: Vec<(&Shard, &Server)> = shards
+        .iter()
+        .flat_map(|shard| shard.servers.iter().map(move |s| (shard, s)))
+        .collect();
+    let probes = in_parallel(&servers, |(_, s)| probe(cfg, &s.addr(), None));
+    Ok(servers
+        .into_iter()
+        .zip(probes)
+        .map(|((shard, s), p)| ServerState {
+            shard: shard.name.clone(),
+            host: s.host.clone(),
+            port: s.port,
+            half: s.half,
+            status: s.status,
+            reachable: p.is_ok(),
+            replication: p.as_ref().ok().and_then(|p| p.replica.clone()),
+            connections: p.as_ref().map(|p| p.sessions.len()).unwrap_or(0),
+            error: p.err(),
+            capacity_qps: s.capacity_qps,
+        })
+        .collect())
+}
