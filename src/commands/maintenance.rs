@@ -213,8 +213,9 @@ impl Change {
         let mut line = if d.changed == 0 && d.refused.is_empty() && at_target == d.servers.len() {
             format!("half {half} is already {target}: nothing changed")
         } else {
+            let left = d.servers.len() - at_target;
             format!(
-                "{at_target} of {} servers of half {half} {target} ({} changed) in {:.1}s",
+                "{at_target} of {} servers of half {half} {target} ({} changed, {left} not) in {:.1}s",
                 d.servers.len(),
                 d.changed,
                 d.seconds

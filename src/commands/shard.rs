@@ -52,7 +52,13 @@ impl Report for ShardList {
                     ),
                     s.servers
                         .iter()
-                        .map(|v| format!("{}:{} {} {}", v.host, v.port, v.half, v.status))
+                        .map(|v| {
+                            let capacity = v
+                                .capacity_qps
+                                .map(|c| format!(" ≤{c} q/s"))
+                                .unwrap_or_default();
+                            format!("{}:{} {} {}{capacity}", v.host, v.port, v.half, v.status)
+                        })
                         .collect::<Vec<_>>()
                         .join("\n"),
                 ]

@@ -309,7 +309,7 @@ pub fn drain(cfg: &Config, opts: &DrainOptions, ui: &Ui) -> Result<Outcome> {
         return Ok(outcome(HashMap::new(), &notes, refused, Vec::new()));
     }
 
-    let deadline = start + opts.timeout.max(Duration::ZERO);
+    let deadline = start + opts.timeout;
     let draining: Vec<(&Shard, &Server)> = marked
         .iter()
         .flat_map(|shard| {
@@ -340,7 +340,10 @@ pub fn drain(cfg: &Config, opts: &DrainOptions, ui: &Ui) -> Result<Outcome> {
             Err(Stuck::Sessions(s)) => {
                 notes.insert(
                     addr,
-                    format!("{} application sessions still open; left draining", s.len()),
+                    format!(
+                        "application sessions still open: {}; left draining",
+                        s.len()
+                    ),
                 );
                 open.extend(holdouts(shard, server, s));
             }
