@@ -70,7 +70,7 @@ fn run_json(env: &Env, args: &[&str]) -> (i32, Value) {
     (r.code, r.json())
 }
 
-fn server<'a>(doc: &'a Value, port: u16) -> &'a Value {
+fn server(doc: &Value, port: u16) -> &Value {
     doc["servers"]
         .as_array()
         .unwrap()
