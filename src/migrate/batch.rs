@@ -397,7 +397,7 @@ impl<'c> Mover<'c> {
         })?;
         if changed != n as u64 {
             return Err(Error::LockLost(format!(
-                "{} of {n} migrations are driven by another holder now",
+                "fenced out of the journal: {} of {n} migrations are driven by a newer lock holder now",
                 n as u64 - changed
             )));
         }

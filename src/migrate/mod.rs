@@ -335,7 +335,7 @@ impl Run<'_> {
             Ok(())
         } else {
             Err(Error::LockLost(format!(
-                "migration #{} is driven by another holder now",
+                "fenced out of the journal: migration #{} is driven by a newer lock holder now",
                 self.migration_id
             )))
         }
