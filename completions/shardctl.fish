@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_shardctl_global_optspecs
-    string join \n config= format= q/quiet v/verbose h/help V/version
+    string join \n config= defaults-file= defaults-extra-file= no-defaults format= q/quiet v/verbose h/help V/version
 end
 
 function __fish_shardctl_needs_command
@@ -25,8 +25,11 @@ function __fish_shardctl_using_subcommand
 end
 
 complete -c shardctl -n "__fish_shardctl_needs_command" -l config -d 'Config file [default: $SHARDCTL_CONFIG, else ~/.config/shardctl/config.toml]' -r -F
+complete -c shardctl -n "__fish_shardctl_needs_command" -l defaults-file -d 'Read credentials from only this MySQL option file (for auth sections naming none)' -r -F
+complete -c shardctl -n "__fish_shardctl_needs_command" -l defaults-extra-file -d 'Read this MySQL option file after the global ones, before ~/.my.cnf' -r -F
 complete -c shardctl -n "__fish_shardctl_needs_command" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
 json\t''"
+complete -c shardctl -n "__fish_shardctl_needs_command" -l no-defaults -d 'Read no MySQL option file'
 complete -c shardctl -n "__fish_shardctl_needs_command" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
 complete -c shardctl -n "__fish_shardctl_needs_command" -s v -l verbose -d 'Print more detail on stderr'
 complete -c shardctl -n "__fish_shardctl_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
@@ -45,24 +48,33 @@ complete -c shardctl -n "__fish_shardctl_needs_command" -f -a "sandbox" -d 'A lo
 complete -c shardctl -n "__fish_shardctl_needs_command" -f -a "completions" -d 'Print shell completions'
 complete -c shardctl -n "__fish_shardctl_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c shardctl -n "__fish_shardctl_using_subcommand init" -l config -d 'Config file [default: $SHARDCTL_CONFIG, else ~/.config/shardctl/config.toml]' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand init" -l defaults-file -d 'Read credentials from only this MySQL option file (for auth sections naming none)' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand init" -l defaults-extra-file -d 'Read this MySQL option file after the global ones, before ~/.my.cnf' -r -F
 complete -c shardctl -n "__fish_shardctl_using_subcommand init" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
 json\t''"
 complete -c shardctl -n "__fish_shardctl_using_subcommand init" -l dry-run -d 'Say what would be created or upgraded, change nothing'
+complete -c shardctl -n "__fish_shardctl_using_subcommand init" -l no-defaults -d 'Read no MySQL option file'
 complete -c shardctl -n "__fish_shardctl_using_subcommand init" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
 complete -c shardctl -n "__fish_shardctl_using_subcommand init" -s v -l verbose -d 'Print more detail on stderr'
 complete -c shardctl -n "__fish_shardctl_using_subcommand init" -s h -l help -d 'Print help'
 complete -c shardctl -n "__fish_shardctl_using_subcommand init" -s V -l version -d 'Print version'
 complete -c shardctl -n "__fish_shardctl_using_subcommand doctor" -l max-lag -d 'Replication lag above this many seconds is a problem' -r
 complete -c shardctl -n "__fish_shardctl_using_subcommand doctor" -l config -d 'Config file [default: $SHARDCTL_CONFIG, else ~/.config/shardctl/config.toml]' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand doctor" -l defaults-file -d 'Read credentials from only this MySQL option file (for auth sections naming none)' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand doctor" -l defaults-extra-file -d 'Read this MySQL option file after the global ones, before ~/.my.cnf' -r -F
 complete -c shardctl -n "__fish_shardctl_using_subcommand doctor" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
 json\t''"
+complete -c shardctl -n "__fish_shardctl_using_subcommand doctor" -l no-defaults -d 'Read no MySQL option file'
 complete -c shardctl -n "__fish_shardctl_using_subcommand doctor" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
 complete -c shardctl -n "__fish_shardctl_using_subcommand doctor" -s v -l verbose -d 'Print more detail on stderr'
 complete -c shardctl -n "__fish_shardctl_using_subcommand doctor" -s h -l help -d 'Print help'
 complete -c shardctl -n "__fish_shardctl_using_subcommand doctor" -s V -l version -d 'Print version'
 complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and not __fish_seen_subcommand_from add list set-weight set-state remove set-capacity help" -l config -d 'Config file [default: $SHARDCTL_CONFIG, else ~/.config/shardctl/config.toml]' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and not __fish_seen_subcommand_from add list set-weight set-state remove set-capacity help" -l defaults-file -d 'Read credentials from only this MySQL option file (for auth sections naming none)' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and not __fish_seen_subcommand_from add list set-weight set-state remove set-capacity help" -l defaults-extra-file -d 'Read this MySQL option file after the global ones, before ~/.my.cnf' -r -F
 complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and not __fish_seen_subcommand_from add list set-weight set-state remove set-capacity help" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
 json\t''"
+complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and not __fish_seen_subcommand_from add list set-weight set-state remove set-capacity help" -l no-defaults -d 'Read no MySQL option file'
 complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and not __fish_seen_subcommand_from add list set-weight set-state remove set-capacity help" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
 complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and not __fish_seen_subcommand_from add list set-weight set-state remove set-capacity help" -s v -l verbose -d 'Print more detail on stderr'
 complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and not __fish_seen_subcommand_from add list set-weight set-state remove set-capacity help" -s h -l help -d 'Print help'
@@ -77,50 +89,68 @@ complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and not __fish_
 complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from add" -l weight -d 'How much of the user base this shard\'s hardware should carry (> 0)' -r
 complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from add" -l server -d 'A server of the shard, HOST:PORT; repeat for each server' -r
 complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from add" -l config -d 'Config file [default: $SHARDCTL_CONFIG, else ~/.config/shardctl/config.toml]' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from add" -l defaults-file -d 'Read credentials from only this MySQL option file (for auth sections naming none)' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from add" -l defaults-extra-file -d 'Read this MySQL option file after the global ones, before ~/.my.cnf' -r -F
 complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from add" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
 json\t''"
 complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from add" -l no-check -d 'Do not check that the servers answer and hold the shard database'
 complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from add" -l dry-run -d 'Show what would be registered, change nothing'
+complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from add" -l no-defaults -d 'Read no MySQL option file'
 complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from add" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
 complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from add" -s v -l verbose -d 'Print more detail on stderr'
 complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from add" -s h -l help -d 'Print help'
 complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from add" -s V -l version -d 'Print version'
 complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from list" -l config -d 'Config file [default: $SHARDCTL_CONFIG, else ~/.config/shardctl/config.toml]' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from list" -l defaults-file -d 'Read credentials from only this MySQL option file (for auth sections naming none)' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from list" -l defaults-extra-file -d 'Read this MySQL option file after the global ones, before ~/.my.cnf' -r -F
 complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from list" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
 json\t''"
+complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from list" -l no-defaults -d 'Read no MySQL option file'
 complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from list" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
 complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from list" -s v -l verbose -d 'Print more detail on stderr'
 complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
 complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
 complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from set-weight" -l config -d 'Config file [default: $SHARDCTL_CONFIG, else ~/.config/shardctl/config.toml]' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from set-weight" -l defaults-file -d 'Read credentials from only this MySQL option file (for auth sections naming none)' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from set-weight" -l defaults-extra-file -d 'Read this MySQL option file after the global ones, before ~/.my.cnf' -r -F
 complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from set-weight" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
 json\t''"
 complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from set-weight" -l dry-run -d 'Show the change, make none'
+complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from set-weight" -l no-defaults -d 'Read no MySQL option file'
 complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from set-weight" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
 complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from set-weight" -s v -l verbose -d 'Print more detail on stderr'
 complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from set-weight" -s h -l help -d 'Print help'
 complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from set-weight" -s V -l version -d 'Print version'
 complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from set-state" -l config -d 'Config file [default: $SHARDCTL_CONFIG, else ~/.config/shardctl/config.toml]' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from set-state" -l defaults-file -d 'Read credentials from only this MySQL option file (for auth sections naming none)' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from set-state" -l defaults-extra-file -d 'Read this MySQL option file after the global ones, before ~/.my.cnf' -r -F
 complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from set-state" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
 json\t''"
 complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from set-state" -l dry-run -d 'Show the change, make none'
+complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from set-state" -l no-defaults -d 'Read no MySQL option file'
 complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from set-state" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
 complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from set-state" -s v -l verbose -d 'Print more detail on stderr'
 complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from set-state" -s h -l help -d 'Print help'
 complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from set-state" -s V -l version -d 'Print version'
 complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from remove" -l config -d 'Config file [default: $SHARDCTL_CONFIG, else ~/.config/shardctl/config.toml]' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from remove" -l defaults-file -d 'Read credentials from only this MySQL option file (for auth sections naming none)' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from remove" -l defaults-extra-file -d 'Read this MySQL option file after the global ones, before ~/.my.cnf' -r -F
 complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from remove" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
 json\t''"
 complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from remove" -l dry-run -d 'Check that the shard could be removed, change nothing'
+complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from remove" -l no-defaults -d 'Read no MySQL option file'
 complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from remove" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
 complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from remove" -s v -l verbose -d 'Print more detail on stderr'
 complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from remove" -s h -l help -d 'Print help'
 complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from remove" -s V -l version -d 'Print version'
 complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from set-capacity" -l server -d 'Only this server of the shard [default: every server]; repeat for several' -r
 complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from set-capacity" -l config -d 'Config file [default: $SHARDCTL_CONFIG, else ~/.config/shardctl/config.toml]' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from set-capacity" -l defaults-file -d 'Read credentials from only this MySQL option file (for auth sections naming none)' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from set-capacity" -l defaults-extra-file -d 'Read this MySQL option file after the global ones, before ~/.my.cnf' -r -F
 complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from set-capacity" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
 json\t''"
 complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from set-capacity" -l dry-run -d 'Show the change, make none'
+complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from set-capacity" -l no-defaults -d 'Read no MySQL option file'
 complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from set-capacity" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
 complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from set-capacity" -s v -l verbose -d 'Print more detail on stderr'
 complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from set-capacity" -s h -l help -d 'Print help'
@@ -133,8 +163,11 @@ complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen
 complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from help" -f -a "set-capacity" -d 'Set the queries per second a shard\'s servers can carry (checked before a drain)'
 complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c shardctl -n "__fish_shardctl_using_subcommand user; and not __fish_seen_subcommand_from assign locate help" -l config -d 'Config file [default: $SHARDCTL_CONFIG, else ~/.config/shardctl/config.toml]' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand user; and not __fish_seen_subcommand_from assign locate help" -l defaults-file -d 'Read credentials from only this MySQL option file (for auth sections naming none)' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand user; and not __fish_seen_subcommand_from assign locate help" -l defaults-extra-file -d 'Read this MySQL option file after the global ones, before ~/.my.cnf' -r -F
 complete -c shardctl -n "__fish_shardctl_using_subcommand user; and not __fish_seen_subcommand_from assign locate help" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
 json\t''"
+complete -c shardctl -n "__fish_shardctl_using_subcommand user; and not __fish_seen_subcommand_from assign locate help" -l no-defaults -d 'Read no MySQL option file'
 complete -c shardctl -n "__fish_shardctl_using_subcommand user; and not __fish_seen_subcommand_from assign locate help" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
 complete -c shardctl -n "__fish_shardctl_using_subcommand user; and not __fish_seen_subcommand_from assign locate help" -s v -l verbose -d 'Print more detail on stderr'
 complete -c shardctl -n "__fish_shardctl_using_subcommand user; and not __fish_seen_subcommand_from assign locate help" -s h -l help -d 'Print help'
@@ -145,16 +178,22 @@ complete -c shardctl -n "__fish_shardctl_using_subcommand user; and not __fish_s
 complete -c shardctl -n "__fish_shardctl_using_subcommand user; and __fish_seen_subcommand_from assign" -l file -d 'Read user ids from a file, one per line (`-` for stdin)' -r -F
 complete -c shardctl -n "__fish_shardctl_using_subcommand user; and __fish_seen_subcommand_from assign" -l seed -d 'Seed the random choice, for a reproducible placement' -r
 complete -c shardctl -n "__fish_shardctl_using_subcommand user; and __fish_seen_subcommand_from assign" -l config -d 'Config file [default: $SHARDCTL_CONFIG, else ~/.config/shardctl/config.toml]' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand user; and __fish_seen_subcommand_from assign" -l defaults-file -d 'Read credentials from only this MySQL option file (for auth sections naming none)' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand user; and __fish_seen_subcommand_from assign" -l defaults-extra-file -d 'Read this MySQL option file after the global ones, before ~/.my.cnf' -r -F
 complete -c shardctl -n "__fish_shardctl_using_subcommand user; and __fish_seen_subcommand_from assign" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
 json\t''"
 complete -c shardctl -n "__fish_shardctl_using_subcommand user; and __fish_seen_subcommand_from assign" -l dry-run -d 'Show how many users would be placed, change nothing'
+complete -c shardctl -n "__fish_shardctl_using_subcommand user; and __fish_seen_subcommand_from assign" -l no-defaults -d 'Read no MySQL option file'
 complete -c shardctl -n "__fish_shardctl_using_subcommand user; and __fish_seen_subcommand_from assign" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
 complete -c shardctl -n "__fish_shardctl_using_subcommand user; and __fish_seen_subcommand_from assign" -s v -l verbose -d 'Print more detail on stderr'
 complete -c shardctl -n "__fish_shardctl_using_subcommand user; and __fish_seen_subcommand_from assign" -s h -l help -d 'Print help'
 complete -c shardctl -n "__fish_shardctl_using_subcommand user; and __fish_seen_subcommand_from assign" -s V -l version -d 'Print version'
 complete -c shardctl -n "__fish_shardctl_using_subcommand user; and __fish_seen_subcommand_from locate" -l config -d 'Config file [default: $SHARDCTL_CONFIG, else ~/.config/shardctl/config.toml]' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand user; and __fish_seen_subcommand_from locate" -l defaults-file -d 'Read credentials from only this MySQL option file (for auth sections naming none)' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand user; and __fish_seen_subcommand_from locate" -l defaults-extra-file -d 'Read this MySQL option file after the global ones, before ~/.my.cnf' -r -F
 complete -c shardctl -n "__fish_shardctl_using_subcommand user; and __fish_seen_subcommand_from locate" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
 json\t''"
+complete -c shardctl -n "__fish_shardctl_using_subcommand user; and __fish_seen_subcommand_from locate" -l no-defaults -d 'Read no MySQL option file'
 complete -c shardctl -n "__fish_shardctl_using_subcommand user; and __fish_seen_subcommand_from locate" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
 complete -c shardctl -n "__fish_shardctl_using_subcommand user; and __fish_seen_subcommand_from locate" -s v -l verbose -d 'Print more detail on stderr'
 complete -c shardctl -n "__fish_shardctl_using_subcommand user; and __fish_seen_subcommand_from locate" -s h -l help -d 'Print help'
@@ -163,8 +202,11 @@ complete -c shardctl -n "__fish_shardctl_using_subcommand user; and __fish_seen_
 complete -c shardctl -n "__fish_shardctl_using_subcommand user; and __fish_seen_subcommand_from help" -f -a "locate" -d 'The user\'s shard, state, servers, and the server to use now'
 complete -c shardctl -n "__fish_shardctl_using_subcommand user; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c shardctl -n "__fish_shardctl_using_subcommand id; and not __fish_seen_subcommand_from next help" -l config -d 'Config file [default: $SHARDCTL_CONFIG, else ~/.config/shardctl/config.toml]' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand id; and not __fish_seen_subcommand_from next help" -l defaults-file -d 'Read credentials from only this MySQL option file (for auth sections naming none)' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand id; and not __fish_seen_subcommand_from next help" -l defaults-extra-file -d 'Read this MySQL option file after the global ones, before ~/.my.cnf' -r -F
 complete -c shardctl -n "__fish_shardctl_using_subcommand id; and not __fish_seen_subcommand_from next help" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
 json\t''"
+complete -c shardctl -n "__fish_shardctl_using_subcommand id; and not __fish_seen_subcommand_from next help" -l no-defaults -d 'Read no MySQL option file'
 complete -c shardctl -n "__fish_shardctl_using_subcommand id; and not __fish_seen_subcommand_from next help" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
 complete -c shardctl -n "__fish_shardctl_using_subcommand id; and not __fish_seen_subcommand_from next help" -s v -l verbose -d 'Print more detail on stderr'
 complete -c shardctl -n "__fish_shardctl_using_subcommand id; and not __fish_seen_subcommand_from next help" -s h -l help -d 'Print help'
@@ -175,8 +217,11 @@ complete -c shardctl -n "__fish_shardctl_using_subcommand id; and __fish_seen_su
 64\t''"
 complete -c shardctl -n "__fish_shardctl_using_subcommand id; and __fish_seen_subcommand_from next" -s n -d 'How many IDs' -r
 complete -c shardctl -n "__fish_shardctl_using_subcommand id; and __fish_seen_subcommand_from next" -l config -d 'Config file [default: $SHARDCTL_CONFIG, else ~/.config/shardctl/config.toml]' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand id; and __fish_seen_subcommand_from next" -l defaults-file -d 'Read credentials from only this MySQL option file (for auth sections naming none)' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand id; and __fish_seen_subcommand_from next" -l defaults-extra-file -d 'Read this MySQL option file after the global ones, before ~/.my.cnf' -r -F
 complete -c shardctl -n "__fish_shardctl_using_subcommand id; and __fish_seen_subcommand_from next" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
 json\t''"
+complete -c shardctl -n "__fish_shardctl_using_subcommand id; and __fish_seen_subcommand_from next" -l no-defaults -d 'Read no MySQL option file'
 complete -c shardctl -n "__fish_shardctl_using_subcommand id; and __fish_seen_subcommand_from next" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
 complete -c shardctl -n "__fish_shardctl_using_subcommand id; and __fish_seen_subcommand_from next" -s v -l verbose -d 'Print more detail on stderr'
 complete -c shardctl -n "__fish_shardctl_using_subcommand id; and __fish_seen_subcommand_from next" -s h -l help -d 'Print help'
@@ -187,10 +232,13 @@ complete -c shardctl -n "__fish_shardctl_using_subcommand migrate; and not __fis
 complete -c shardctl -n "__fish_shardctl_using_subcommand migrate; and not __fish_seen_subcommand_from resume status help" -l lock-ttl -d 'The account lock\'s lease, renewed every third of it while working' -r
 complete -c shardctl -n "__fish_shardctl_using_subcommand migrate; and not __fish_seen_subcommand_from resume status help" -l max-lag -d 'Wait while a peer of the source or destination lags more than this many seconds' -r
 complete -c shardctl -n "__fish_shardctl_using_subcommand migrate; and not __fish_seen_subcommand_from resume status help" -l config -d 'Config file [default: $SHARDCTL_CONFIG, else ~/.config/shardctl/config.toml]' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand migrate; and not __fish_seen_subcommand_from resume status help" -l defaults-file -d 'Read credentials from only this MySQL option file (for auth sections naming none)' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand migrate; and not __fish_seen_subcommand_from resume status help" -l defaults-extra-file -d 'Read this MySQL option file after the global ones, before ~/.my.cnf' -r -F
 complete -c shardctl -n "__fish_shardctl_using_subcommand migrate; and not __fish_seen_subcommand_from resume status help" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
 json\t''"
 complete -c shardctl -n "__fish_shardctl_using_subcommand migrate; and not __fish_seen_subcommand_from resume status help" -l keep-source -d 'Leave the user\'s rows on the source (`migrate resume` deletes them later)'
 complete -c shardctl -n "__fish_shardctl_using_subcommand migrate; and not __fish_seen_subcommand_from resume status help" -l dry-run -d 'Show what would be moved, change nothing'
+complete -c shardctl -n "__fish_shardctl_using_subcommand migrate; and not __fish_seen_subcommand_from resume status help" -l no-defaults -d 'Read no MySQL option file'
 complete -c shardctl -n "__fish_shardctl_using_subcommand migrate; and not __fish_seen_subcommand_from resume status help" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
 complete -c shardctl -n "__fish_shardctl_using_subcommand migrate; and not __fish_seen_subcommand_from resume status help" -s v -l verbose -d 'Print more detail on stderr'
 complete -c shardctl -n "__fish_shardctl_using_subcommand migrate; and not __fish_seen_subcommand_from resume status help" -s h -l help -d 'Print help'
@@ -200,16 +248,22 @@ complete -c shardctl -n "__fish_shardctl_using_subcommand migrate; and not __fis
 complete -c shardctl -n "__fish_shardctl_using_subcommand migrate; and not __fish_seen_subcommand_from resume status help" -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c shardctl -n "__fish_shardctl_using_subcommand migrate; and __fish_seen_subcommand_from resume" -l lock-ttl -d 'The account lock\'s lease, renewed every third of it while working' -r
 complete -c shardctl -n "__fish_shardctl_using_subcommand migrate; and __fish_seen_subcommand_from resume" -l config -d 'Config file [default: $SHARDCTL_CONFIG, else ~/.config/shardctl/config.toml]' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand migrate; and __fish_seen_subcommand_from resume" -l defaults-file -d 'Read credentials from only this MySQL option file (for auth sections naming none)' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand migrate; and __fish_seen_subcommand_from resume" -l defaults-extra-file -d 'Read this MySQL option file after the global ones, before ~/.my.cnf' -r -F
 complete -c shardctl -n "__fish_shardctl_using_subcommand migrate; and __fish_seen_subcommand_from resume" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
 json\t''"
 complete -c shardctl -n "__fish_shardctl_using_subcommand migrate; and __fish_seen_subcommand_from resume" -l all -d 'Every unfinished migration'
+complete -c shardctl -n "__fish_shardctl_using_subcommand migrate; and __fish_seen_subcommand_from resume" -l no-defaults -d 'Read no MySQL option file'
 complete -c shardctl -n "__fish_shardctl_using_subcommand migrate; and __fish_seen_subcommand_from resume" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
 complete -c shardctl -n "__fish_shardctl_using_subcommand migrate; and __fish_seen_subcommand_from resume" -s v -l verbose -d 'Print more detail on stderr'
 complete -c shardctl -n "__fish_shardctl_using_subcommand migrate; and __fish_seen_subcommand_from resume" -s h -l help -d 'Print help'
 complete -c shardctl -n "__fish_shardctl_using_subcommand migrate; and __fish_seen_subcommand_from resume" -s V -l version -d 'Print version'
 complete -c shardctl -n "__fish_shardctl_using_subcommand migrate; and __fish_seen_subcommand_from status" -l config -d 'Config file [default: $SHARDCTL_CONFIG, else ~/.config/shardctl/config.toml]' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand migrate; and __fish_seen_subcommand_from status" -l defaults-file -d 'Read credentials from only this MySQL option file (for auth sections naming none)' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand migrate; and __fish_seen_subcommand_from status" -l defaults-extra-file -d 'Read this MySQL option file after the global ones, before ~/.my.cnf' -r -F
 complete -c shardctl -n "__fish_shardctl_using_subcommand migrate; and __fish_seen_subcommand_from status" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
 json\t''"
+complete -c shardctl -n "__fish_shardctl_using_subcommand migrate; and __fish_seen_subcommand_from status" -l no-defaults -d 'Read no MySQL option file'
 complete -c shardctl -n "__fish_shardctl_using_subcommand migrate; and __fish_seen_subcommand_from status" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
 complete -c shardctl -n "__fish_shardctl_using_subcommand migrate; and __fish_seen_subcommand_from status" -s v -l verbose -d 'Print more detail on stderr'
 complete -c shardctl -n "__fish_shardctl_using_subcommand migrate; and __fish_seen_subcommand_from status" -s h -l help -d 'Print help'
@@ -218,8 +272,11 @@ complete -c shardctl -n "__fish_shardctl_using_subcommand migrate; and __fish_se
 complete -c shardctl -n "__fish_shardctl_using_subcommand migrate; and __fish_seen_subcommand_from help" -f -a "status" -d 'The migration journal'
 complete -c shardctl -n "__fish_shardctl_using_subcommand migrate; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c shardctl -n "__fish_shardctl_using_subcommand rebalance; and not __fish_seen_subcommand_from plan apply help" -l config -d 'Config file [default: $SHARDCTL_CONFIG, else ~/.config/shardctl/config.toml]' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand rebalance; and not __fish_seen_subcommand_from plan apply help" -l defaults-file -d 'Read credentials from only this MySQL option file (for auth sections naming none)' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand rebalance; and not __fish_seen_subcommand_from plan apply help" -l defaults-extra-file -d 'Read this MySQL option file after the global ones, before ~/.my.cnf' -r -F
 complete -c shardctl -n "__fish_shardctl_using_subcommand rebalance; and not __fish_seen_subcommand_from plan apply help" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
 json\t''"
+complete -c shardctl -n "__fish_shardctl_using_subcommand rebalance; and not __fish_seen_subcommand_from plan apply help" -l no-defaults -d 'Read no MySQL option file'
 complete -c shardctl -n "__fish_shardctl_using_subcommand rebalance; and not __fish_seen_subcommand_from plan apply help" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
 complete -c shardctl -n "__fish_shardctl_using_subcommand rebalance; and not __fish_seen_subcommand_from plan apply help" -s v -l verbose -d 'Print more detail on stderr'
 complete -c shardctl -n "__fish_shardctl_using_subcommand rebalance; and not __fish_seen_subcommand_from plan apply help" -s h -l help -d 'Print help'
@@ -233,8 +290,11 @@ rows\t''"
 complete -c shardctl -n "__fish_shardctl_using_subcommand rebalance; and __fish_seen_subcommand_from plan" -l max-moves -d 'Plan at most N moves (the most pressing first)' -r
 complete -c shardctl -n "__fish_shardctl_using_subcommand rebalance; and __fish_seen_subcommand_from plan" -s o -l output -d 'Write the plan to this file (JSON), for `rebalance apply`' -r -F
 complete -c shardctl -n "__fish_shardctl_using_subcommand rebalance; and __fish_seen_subcommand_from plan" -l config -d 'Config file [default: $SHARDCTL_CONFIG, else ~/.config/shardctl/config.toml]' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand rebalance; and __fish_seen_subcommand_from plan" -l defaults-file -d 'Read credentials from only this MySQL option file (for auth sections naming none)' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand rebalance; and __fish_seen_subcommand_from plan" -l defaults-extra-file -d 'Read this MySQL option file after the global ones, before ~/.my.cnf' -r -F
 complete -c shardctl -n "__fish_shardctl_using_subcommand rebalance; and __fish_seen_subcommand_from plan" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
 json\t''"
+complete -c shardctl -n "__fish_shardctl_using_subcommand rebalance; and __fish_seen_subcommand_from plan" -l no-defaults -d 'Read no MySQL option file'
 complete -c shardctl -n "__fish_shardctl_using_subcommand rebalance; and __fish_seen_subcommand_from plan" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
 complete -c shardctl -n "__fish_shardctl_using_subcommand rebalance; and __fish_seen_subcommand_from plan" -s v -l verbose -d 'Print more detail on stderr'
 complete -c shardctl -n "__fish_shardctl_using_subcommand rebalance; and __fish_seen_subcommand_from plan" -s h -l help -d 'Print help'
@@ -248,9 +308,12 @@ complete -c shardctl -n "__fish_shardctl_using_subcommand rebalance; and __fish_
 rows\t''"
 complete -c shardctl -n "__fish_shardctl_using_subcommand rebalance; and __fish_seen_subcommand_from apply" -l max-moves -d 'Plan at most N moves (the most pressing first)' -r
 complete -c shardctl -n "__fish_shardctl_using_subcommand rebalance; and __fish_seen_subcommand_from apply" -l config -d 'Config file [default: $SHARDCTL_CONFIG, else ~/.config/shardctl/config.toml]' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand rebalance; and __fish_seen_subcommand_from apply" -l defaults-file -d 'Read credentials from only this MySQL option file (for auth sections naming none)' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand rebalance; and __fish_seen_subcommand_from apply" -l defaults-extra-file -d 'Read this MySQL option file after the global ones, before ~/.my.cnf' -r -F
 complete -c shardctl -n "__fish_shardctl_using_subcommand rebalance; and __fish_seen_subcommand_from apply" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
 json\t''"
 complete -c shardctl -n "__fish_shardctl_using_subcommand rebalance; and __fish_seen_subcommand_from apply" -l dry-run -d 'Say what would move, move nothing'
+complete -c shardctl -n "__fish_shardctl_using_subcommand rebalance; and __fish_seen_subcommand_from apply" -l no-defaults -d 'Read no MySQL option file'
 complete -c shardctl -n "__fish_shardctl_using_subcommand rebalance; and __fish_seen_subcommand_from apply" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
 complete -c shardctl -n "__fish_shardctl_using_subcommand rebalance; and __fish_seen_subcommand_from apply" -s v -l verbose -d 'Print more detail on stderr'
 complete -c shardctl -n "__fish_shardctl_using_subcommand rebalance; and __fish_seen_subcommand_from apply" -s h -l help -d 'Print help'
@@ -259,8 +322,11 @@ complete -c shardctl -n "__fish_shardctl_using_subcommand rebalance; and __fish_
 complete -c shardctl -n "__fish_shardctl_using_subcommand rebalance; and __fish_seen_subcommand_from help" -f -a "apply" -d 'Apply a plan (or plan now and apply): parallel, resumable, safe to run twice'
 complete -c shardctl -n "__fish_shardctl_using_subcommand rebalance; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and not __fish_seen_subcommand_from acquire release show list run force-release sweep help" -l config -d 'Config file [default: $SHARDCTL_CONFIG, else ~/.config/shardctl/config.toml]' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and not __fish_seen_subcommand_from acquire release show list run force-release sweep help" -l defaults-file -d 'Read credentials from only this MySQL option file (for auth sections naming none)' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and not __fish_seen_subcommand_from acquire release show list run force-release sweep help" -l defaults-extra-file -d 'Read this MySQL option file after the global ones, before ~/.my.cnf' -r -F
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and not __fish_seen_subcommand_from acquire release show list run force-release sweep help" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
 json\t''"
+complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and not __fish_seen_subcommand_from acquire release show list run force-release sweep help" -l no-defaults -d 'Read no MySQL option file'
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and not __fish_seen_subcommand_from acquire release show list run force-release sweep help" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and not __fish_seen_subcommand_from acquire release show list run force-release sweep help" -s v -l verbose -d 'Print more detail on stderr'
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and not __fish_seen_subcommand_from acquire release show list run force-release sweep help" -s h -l help -d 'Print help'
@@ -278,25 +344,34 @@ complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from acquire" -l wait -d 'Keep trying this long while the lock is in use' -r
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from acquire" -l purpose -d 'Why it is held, recorded in the lease' -r
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from acquire" -l config -d 'Config file [default: $SHARDCTL_CONFIG, else ~/.config/shardctl/config.toml]' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from acquire" -l defaults-file -d 'Read credentials from only this MySQL option file (for auth sections naming none)' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from acquire" -l defaults-extra-file -d 'Read this MySQL option file after the global ones, before ~/.my.cnf' -r -F
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from acquire" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
 json\t''"
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from acquire" -l dry-run -d 'Say whether the lock could be taken now (exit 3 if not), take nothing'
+complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from acquire" -l no-defaults -d 'Read no MySQL option file'
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from acquire" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from acquire" -s v -l verbose -d 'Print more detail on stderr'
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from acquire" -s h -l help -d 'Print help'
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from acquire" -s V -l version -d 'Print version'
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from release" -l token -d 'Release only if the lock still carries this token' -r
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from release" -l config -d 'Config file [default: $SHARDCTL_CONFIG, else ~/.config/shardctl/config.toml]' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from release" -l defaults-file -d 'Read credentials from only this MySQL option file (for auth sections naming none)' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from release" -l defaults-extra-file -d 'Read this MySQL option file after the global ones, before ~/.my.cnf' -r -F
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from release" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
 json\t''"
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from release" -l dry-run -d 'Say what would be released, release nothing'
+complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from release" -l no-defaults -d 'Read no MySQL option file'
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from release" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from release" -s v -l verbose -d 'Print more detail on stderr'
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from release" -s h -l help -d 'Print help'
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from release" -s V -l version -d 'Print version'
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from show" -l config -d 'Config file [default: $SHARDCTL_CONFIG, else ~/.config/shardctl/config.toml]' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from show" -l defaults-file -d 'Read credentials from only this MySQL option file (for auth sections naming none)' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from show" -l defaults-extra-file -d 'Read this MySQL option file after the global ones, before ~/.my.cnf' -r -F
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from show" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
 json\t''"
+complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from show" -l no-defaults -d 'Read no MySQL option file'
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from show" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from show" -s v -l verbose -d 'Print more detail on stderr'
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from show" -s h -l help -d 'Print help'
@@ -304,9 +379,12 @@ complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from list" -l prefix -d 'Only names starting with P' -r
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from list" -l owner -d 'Only leases held by O' -r
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from list" -l config -d 'Config file [default: $SHARDCTL_CONFIG, else ~/.config/shardctl/config.toml]' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from list" -l defaults-file -d 'Read credentials from only this MySQL option file (for auth sections naming none)' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from list" -l defaults-extra-file -d 'Read this MySQL option file after the global ones, before ~/.my.cnf' -r -F
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from list" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
 json\t''"
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from list" -l expired -d 'Only expired leases'
+complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from list" -l no-defaults -d 'Read no MySQL option file'
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from list" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from list" -s v -l verbose -d 'Print more detail on stderr'
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
@@ -317,27 +395,36 @@ complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from run" -l purpose -d 'Why it is held, recorded in the lease' -r
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from run" -l grace -d 'After SIGTERM, how long the command has before SIGKILL when the lock is lost' -r
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from run" -l config -d 'Config file [default: $SHARDCTL_CONFIG, else ~/.config/shardctl/config.toml]' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from run" -l defaults-file -d 'Read credentials from only this MySQL option file (for auth sections naming none)' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from run" -l defaults-extra-file -d 'Read this MySQL option file after the global ones, before ~/.my.cnf' -r -F
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from run" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
 json\t''"
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from run" -l dry-run -d 'Say whether the lock could be taken now (exit 3 if not), take nothing'
+complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from run" -l no-defaults -d 'Read no MySQL option file'
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from run" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from run" -s v -l verbose -d 'Print more detail on stderr'
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from run" -s h -l help -d 'Print help'
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from run" -s V -l version -d 'Print version'
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from force-release" -l reason -d 'Why, for the audit log' -r
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from force-release" -l config -d 'Config file [default: $SHARDCTL_CONFIG, else ~/.config/shardctl/config.toml]' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from force-release" -l defaults-file -d 'Read credentials from only this MySQL option file (for auth sections naming none)' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from force-release" -l defaults-extra-file -d 'Read this MySQL option file after the global ones, before ~/.my.cnf' -r -F
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from force-release" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
 json\t''"
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from force-release" -l dry-run -d 'Show the lease and the session that would be killed, change nothing'
+complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from force-release" -l no-defaults -d 'Read no MySQL option file'
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from force-release" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from force-release" -s v -l verbose -d 'Print more detail on stderr'
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from force-release" -s h -l help -d 'Print help'
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from force-release" -s V -l version -d 'Print version'
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from sweep" -l limit -d 'Release at most N locks' -r
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from sweep" -l config -d 'Config file [default: $SHARDCTL_CONFIG, else ~/.config/shardctl/config.toml]' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from sweep" -l defaults-file -d 'Read credentials from only this MySQL option file (for auth sections naming none)' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from sweep" -l defaults-extra-file -d 'Read this MySQL option file after the global ones, before ~/.my.cnf' -r -F
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from sweep" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
 json\t''"
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from sweep" -l dry-run -d 'List what would be released, release nothing'
+complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from sweep" -l no-defaults -d 'Read no MySQL option file'
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from sweep" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from sweep" -s v -l verbose -d 'Print more detail on stderr'
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from sweep" -s h -l help -d 'Print help'
@@ -351,8 +438,11 @@ complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from help" -f -a "sweep" -d 'Release every expired lock (for cron: prints nothing on success without -v)'
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and not __fish_seen_subcommand_from status drain restore help" -l config -d 'Config file [default: $SHARDCTL_CONFIG, else ~/.config/shardctl/config.toml]' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and not __fish_seen_subcommand_from status drain restore help" -l defaults-file -d 'Read credentials from only this MySQL option file (for auth sections naming none)' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and not __fish_seen_subcommand_from status drain restore help" -l defaults-extra-file -d 'Read this MySQL option file after the global ones, before ~/.my.cnf' -r -F
 complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and not __fish_seen_subcommand_from status drain restore help" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
 json\t''"
+complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and not __fish_seen_subcommand_from status drain restore help" -l no-defaults -d 'Read no MySQL option file'
 complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and not __fish_seen_subcommand_from status drain restore help" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
 complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and not __fish_seen_subcommand_from status drain restore help" -s v -l verbose -d 'Print more detail on stderr'
 complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and not __fish_seen_subcommand_from status drain restore help" -s h -l help -d 'Print help'
@@ -362,8 +452,11 @@ complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and not _
 complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and not __fish_seen_subcommand_from status drain restore help" -f -a "restore" -d 'Bring a drained half back online once each server has caught up'
 complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and not __fish_seen_subcommand_from status drain restore help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from status" -l config -d 'Config file [default: $SHARDCTL_CONFIG, else ~/.config/shardctl/config.toml]' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from status" -l defaults-file -d 'Read credentials from only this MySQL option file (for auth sections naming none)' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from status" -l defaults-extra-file -d 'Read this MySQL option file after the global ones, before ~/.my.cnf' -r -F
 complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from status" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
 json\t''"
+complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from status" -l no-defaults -d 'Read no MySQL option file'
 complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from status" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
 complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from status" -s v -l verbose -d 'Print more detail on stderr'
 complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from status" -s h -l help -d 'Print help'
@@ -373,10 +466,13 @@ b\t''"
 complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from drain" -l timeout -d 'How long to wait for application sessions to end before giving up (servers left draining)' -r
 complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from drain" -l max-lag -d 'Refuse when replication between the halves lags more than this many seconds' -r
 complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from drain" -l config -d 'Config file [default: $SHARDCTL_CONFIG, else ~/.config/shardctl/config.toml]' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from drain" -l defaults-file -d 'Read credentials from only this MySQL option file (for auth sections naming none)' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from drain" -l defaults-extra-file -d 'Read this MySQL option file after the global ones, before ~/.my.cnf' -r -F
 complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from drain" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
 json\t''"
 complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from drain" -l dry-run -d 'Check and show what would be drained, change nothing'
 complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from drain" -l skip-unsafe -d 'Drain the shards that pass the checks and list the rest (exit 5), instead of refusing all'
+complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from drain" -l no-defaults -d 'Read no MySQL option file'
 complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from drain" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
 complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from drain" -s v -l verbose -d 'Print more detail on stderr'
 complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from drain" -s h -l help -d 'Print help'
@@ -386,9 +482,12 @@ b\t''"
 complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from restore" -l max-lag -d 'A server goes online only once its replication lags at most this many seconds' -r
 complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from restore" -l timeout -d 'How long to wait for servers to answer and catch up (the rest stay offline)' -r
 complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from restore" -l config -d 'Config file [default: $SHARDCTL_CONFIG, else ~/.config/shardctl/config.toml]' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from restore" -l defaults-file -d 'Read credentials from only this MySQL option file (for auth sections naming none)' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from restore" -l defaults-extra-file -d 'Read this MySQL option file after the global ones, before ~/.my.cnf' -r -F
 complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from restore" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
 json\t''"
 complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from restore" -l dry-run -d 'Show which servers are ready to come back now, change nothing'
+complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from restore" -l no-defaults -d 'Read no MySQL option file'
 complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from restore" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
 complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from restore" -s v -l verbose -d 'Print more detail on stderr'
 complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from restore" -s h -l help -d 'Print help'
@@ -401,15 +500,21 @@ complete -c shardctl -n "__fish_shardctl_using_subcommand audit" -l since -d 'On
 complete -c shardctl -n "__fish_shardctl_using_subcommand audit" -l action -d 'Only this action (for example shard.add, user.assign)' -r
 complete -c shardctl -n "__fish_shardctl_using_subcommand audit" -l limit -d 'At most this many entries, newest first' -r
 complete -c shardctl -n "__fish_shardctl_using_subcommand audit" -l config -d 'Config file [default: $SHARDCTL_CONFIG, else ~/.config/shardctl/config.toml]' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand audit" -l defaults-file -d 'Read credentials from only this MySQL option file (for auth sections naming none)' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand audit" -l defaults-extra-file -d 'Read this MySQL option file after the global ones, before ~/.my.cnf' -r -F
 complete -c shardctl -n "__fish_shardctl_using_subcommand audit" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
 json\t''"
+complete -c shardctl -n "__fish_shardctl_using_subcommand audit" -l no-defaults -d 'Read no MySQL option file'
 complete -c shardctl -n "__fish_shardctl_using_subcommand audit" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
 complete -c shardctl -n "__fish_shardctl_using_subcommand audit" -s v -l verbose -d 'Print more detail on stderr'
 complete -c shardctl -n "__fish_shardctl_using_subcommand audit" -s h -l help -d 'Print help'
 complete -c shardctl -n "__fish_shardctl_using_subcommand audit" -s V -l version -d 'Print version'
 complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and not __fish_seen_subcommand_from up status down help" -l config -d 'Config file [default: $SHARDCTL_CONFIG, else ~/.config/shardctl/config.toml]' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and not __fish_seen_subcommand_from up status down help" -l defaults-file -d 'Read credentials from only this MySQL option file (for auth sections naming none)' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and not __fish_seen_subcommand_from up status down help" -l defaults-extra-file -d 'Read this MySQL option file after the global ones, before ~/.my.cnf' -r -F
 complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and not __fish_seen_subcommand_from up status down help" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
 json\t''"
+complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and not __fish_seen_subcommand_from up status down help" -l no-defaults -d 'Read no MySQL option file'
 complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and not __fish_seen_subcommand_from up status down help" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
 complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and not __fish_seen_subcommand_from up status down help" -s v -l verbose -d 'Print more detail on stderr'
 complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and not __fish_seen_subcommand_from up status down help" -s h -l help -d 'Print help'
@@ -425,24 +530,33 @@ complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and __fish_se
 complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and __fish_seen_subcommand_from up" -l base-port -d 'First port: the ring server; shards take the ports after it' -r
 complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and __fish_seen_subcommand_from up" -l buffer-pool-mb -d 'InnoDB buffer pool of each server, in MB' -r
 complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and __fish_seen_subcommand_from up" -l config -d 'Config file [default: $SHARDCTL_CONFIG, else ~/.config/shardctl/config.toml]' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and __fish_seen_subcommand_from up" -l defaults-file -d 'Read credentials from only this MySQL option file (for auth sections naming none)' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and __fish_seen_subcommand_from up" -l defaults-extra-file -d 'Read this MySQL option file after the global ones, before ~/.my.cnf' -r -F
 complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and __fish_seen_subcommand_from up" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
 json\t''"
+complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and __fish_seen_subcommand_from up" -l no-defaults -d 'Read no MySQL option file'
 complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and __fish_seen_subcommand_from up" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
 complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and __fish_seen_subcommand_from up" -s v -l verbose -d 'Print more detail on stderr'
 complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and __fish_seen_subcommand_from up" -s h -l help -d 'Print help'
 complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and __fish_seen_subcommand_from up" -s V -l version -d 'Print version'
 complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and __fish_seen_subcommand_from status" -l dir -d 'The sandbox directory' -r -F
 complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and __fish_seen_subcommand_from status" -l config -d 'Config file [default: $SHARDCTL_CONFIG, else ~/.config/shardctl/config.toml]' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and __fish_seen_subcommand_from status" -l defaults-file -d 'Read credentials from only this MySQL option file (for auth sections naming none)' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and __fish_seen_subcommand_from status" -l defaults-extra-file -d 'Read this MySQL option file after the global ones, before ~/.my.cnf' -r -F
 complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and __fish_seen_subcommand_from status" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
 json\t''"
+complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and __fish_seen_subcommand_from status" -l no-defaults -d 'Read no MySQL option file'
 complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and __fish_seen_subcommand_from status" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
 complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and __fish_seen_subcommand_from status" -s v -l verbose -d 'Print more detail on stderr'
 complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and __fish_seen_subcommand_from status" -s h -l help -d 'Print help'
 complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and __fish_seen_subcommand_from status" -s V -l version -d 'Print version'
 complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and __fish_seen_subcommand_from down" -l dir -d 'The sandbox directory' -r -F
 complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and __fish_seen_subcommand_from down" -l config -d 'Config file [default: $SHARDCTL_CONFIG, else ~/.config/shardctl/config.toml]' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and __fish_seen_subcommand_from down" -l defaults-file -d 'Read credentials from only this MySQL option file (for auth sections naming none)' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and __fish_seen_subcommand_from down" -l defaults-extra-file -d 'Read this MySQL option file after the global ones, before ~/.my.cnf' -r -F
 complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and __fish_seen_subcommand_from down" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
 json\t''"
+complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and __fish_seen_subcommand_from down" -l no-defaults -d 'Read no MySQL option file'
 complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and __fish_seen_subcommand_from down" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
 complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and __fish_seen_subcommand_from down" -s v -l verbose -d 'Print more detail on stderr'
 complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and __fish_seen_subcommand_from down" -s h -l help -d 'Print help'
@@ -452,8 +566,11 @@ complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and __fish_se
 complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and __fish_seen_subcommand_from help" -f -a "down" -d 'Stop the sandbox\'s servers (by pid; idempotent)'
 complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c shardctl -n "__fish_shardctl_using_subcommand completions" -l config -d 'Config file [default: $SHARDCTL_CONFIG, else ~/.config/shardctl/config.toml]' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand completions" -l defaults-file -d 'Read credentials from only this MySQL option file (for auth sections naming none)' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand completions" -l defaults-extra-file -d 'Read this MySQL option file after the global ones, before ~/.my.cnf' -r -F
 complete -c shardctl -n "__fish_shardctl_using_subcommand completions" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
 json\t''"
+complete -c shardctl -n "__fish_shardctl_using_subcommand completions" -l no-defaults -d 'Read no MySQL option file'
 complete -c shardctl -n "__fish_shardctl_using_subcommand completions" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
 complete -c shardctl -n "__fish_shardctl_using_subcommand completions" -s v -l verbose -d 'Print more detail on stderr'
 complete -c shardctl -n "__fish_shardctl_using_subcommand completions" -s h -l help -d 'Print help'

@@ -32,6 +32,25 @@ pub struct GlobalArgs {
     /// Config file [default: $SHARDCTL_CONFIG, else ~/.config/shardctl/config.toml]
     #[arg(long, global = true, env = "SHARDCTL_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Read credentials from only this MySQL option file (for auth sections naming none)
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILE",
+        conflicts_with = "no_defaults"
+    )]
+    pub defaults_file: Option<PathBuf>,
+    /// Read this MySQL option file after the global ones, before ~/.my.cnf
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILE",
+        conflicts_with = "no_defaults"
+    )]
+    pub defaults_extra_file: Option<PathBuf>,
+    /// Read no MySQL option file
+    #[arg(long, global = true)]
+    pub no_defaults: bool,
     /// Output format: a table for people, one JSON document for scripts
     #[arg(long, global = true, value_enum, default_value_t = Format::Table)]
     pub format: Format,

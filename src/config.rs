@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
-use crate::optionfile::OptionFile;
+use crate::optionfile::{Files, OptionFile};
 use crate::secret::Secret;
 use crate::types::{parse_duration, HostPort, Ident};
 
@@ -22,6 +22,8 @@ pub struct Config {
     pub tickets: Vec<TicketServer>,
     pub shards: ShardsConfig,
     pub net: NetOptions,
+    /// Things worth telling the operator about the config (a password file others can read).
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -127,6 +129,9 @@ struct RawAuth {
     password_file: Option<PathBuf>,
     password_env: Option<String>,
     defaults_file: Option<PathBuf>,
+    /// Log in without a password and read no option file (the sandbox's root).
+    #[serde(default)]
+    no_password: bool,
 }
 
 #[derive(Deserialize)]
@@ -183,8 +188,109 @@ pub fn locate(explicit: Option<&Path>) -> Result<PathBuf> {
     Ok(dir.join("shardctl").join("config.toml"))
 }
 
+/// Which MySQL option files supply credentials for an `auth` section that names no password
+/// source of its own, as the client's `--defaults-file`, `--defaults-extra-file` and
+/// `--no-defaults` choose them.
+#[derive(Clone, Debug, Default)]
+pub struct OptionSources {
+    /// Read only this file.
+    pub defaults_file: Option<PathBuf>,
+    /// Read this file after the global ones, before `~/.my.cnf`.
+    pub extra_file: Option<PathBuf>,
+    /// Read none.
+    pub none: bool,
+}
+
+/// The global option files the client reads, in its order.
+const GLOBAL_OPTION_FILES: &[&str] = &["/etc/my.cnf", "/etc/mysql/my.cnf"];
+
+impl OptionSources {
+    /// The option files in effect, read and merged in order (missing usual files are skipped;
+    /// a file named on the command line must exist).
+    fn read(&self) -> Result<Option<OptionFile>, String> {
+        if self.none {
+            return Ok(None);
+        }
+        if let Some(f) = &self.defaults_file {
+            return OptionFile::load(f, &Disk).map(Some);
+        }
+        let mut merged = OptionFile::default();
+        let user = dirs::home_dir().map(|h| h.join(".my.cnf"));
+        for path in GLOBAL_OPTION_FILES.iter().map(PathBuf::from) {
+            if path.exists() {
+                merged.load_more(&path, &Disk)?;
+            }
+        }
+        if let Some(extra) = &self.extra_file {
+            merged.load_more(extra, &Disk)?;
+        }
+        if let Some(path) = user.filter(|p| p.exists()) {
+            merged.load_more(&path, &Disk)?;
+        }
+        Ok(Some(merged))
+    }
+}
+
+/// The disk, as option files and password files are read from it: a file anyone may write is
+/// refused (whoever wrote it would choose the credentials, or the server, we log in to).
+struct Disk;
+
+fn refuse_world_writable(path: &Path) -> Result<std::fs::Metadata, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if meta.permissions().mode() & 0o002 != 0 {
+        return Err(format!(
+            "{} is world-writable: refusing to read credentials from it (chmod o-w {})",
+            path.display(),
+            path.display()
+        ));
+    }
+    Ok(meta)
+}
+
+fn world_readable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o004 != 0)
+}
+
+impl Files for Disk {
+    fn read(&self, path: &Path) -> Result<String, String> {
+        refuse_world_writable(path)?;
+        std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    fn list(&self, dir: &Path) -> Result<Vec<PathBuf>, String> {
+        let entries = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let mut files: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "cnf"))
+            .collect();
+        files.sort();
+        Ok(files)
+    }
+}
+
+/// Warnings for option files that hold a password anyone on the machine can read.
+fn readable_password_warnings(opts: &OptionFile) -> Vec<String> {
+    opts.files
+        .iter()
+        .filter(|(path, has_password)| *has_password && world_readable(path))
+        .map(|(path, _)| {
+            format!(
+                "{} holds a password and is readable by everyone (chmod 600 {})",
+                path.display(),
+                path.display()
+            )
+        })
+        .collect()
+}
+
 impl Config {
     pub fn load(path: &Path) -> Result<Config> {
+        Config::load_with(path, &OptionSources::default())
+    }
+
+    pub fn load_with(path: &Path, sources: &OptionSources) -> Result<Config> {
         let text = std::fs::read_to_string(path).map_err(|e| {
             Error::Config(format!(
                 "cannot read config file {}: {e} (pass --config FILE or set SHARDCTL_CONFIG; \
@@ -192,14 +298,43 @@ impl Config {
                 path.display()
             ))
         })?;
-        Config::parse(&text, path)
+        Config::parse_with(&text, path, sources)
     }
 
     pub fn parse(text: &str, path: &Path) -> Result<Config> {
+        Config::parse_with(text, path, &OptionSources::default())
+    }
+
+    pub fn parse_with(text: &str, path: &Path, sources: &OptionSources) -> Result<Config> {
         let bad = |msg: String| Error::Config(format!("config {}: {msg}", path.display()));
         let raw: RawConfig =
             toml::from_str(text).map_err(|e| bad(crate::error::one_line(&e.to_string())))?;
         let base = path.parent().unwrap_or(Path::new("."));
+        let mut warnings = Vec::new();
+        // Read the option files once, and only if an auth section needs them.
+        let mut discovered: Option<Option<OptionFile>> = None;
+        let mut login = |auth: &RawAuth, section: &str| -> Result<Login> {
+            let bad = |e: String| bad(format!("[{section}] {e}"));
+            if !auth.needs_option_files() {
+                return resolve_login(auth, base, None, &mut warnings).map_err(bad);
+            }
+            if discovered.is_none() {
+                let found = sources
+                    .read()
+                    .map_err(|e| bad(format!("option files: {e}")))?;
+                if let Some(f) = &found {
+                    warnings.extend(readable_password_warnings(f));
+                }
+                discovered = Some(found);
+            }
+            resolve_login(
+                auth,
+                base,
+                discovered.as_ref().and_then(Option::as_ref),
+                &mut Vec::new(),
+            )
+            .map_err(bad)
+        };
 
         if raw.ring.servers.is_empty() {
             return Err(bad("[ring] servers must name at least one HOST:PORT".into()));
@@ -216,8 +351,7 @@ impl Config {
         let ring = RingConfig {
             servers,
             database: ident("[ring] database", &raw.ring.database)?,
-            login: resolve_login(&raw.ring.auth, base)
-                .map_err(|e| bad(format!("[ring.auth] {e}")))?,
+            login: login(&raw.ring.auth, "ring.auth")?,
         };
         let tickets = raw
             .tickets
@@ -257,8 +391,7 @@ impl Config {
             .collect::<Result<Vec<_>>>()?;
         let shards = ShardsConfig {
             database: ident("[shards] database", &raw.shards.database)?,
-            login: resolve_login(&raw.shards.auth, base)
-                .map_err(|e| bad(format!("[shards.auth] {e}")))?,
+            login: login(&raw.shards.auth, "shards.auth")?,
             tables,
         };
         let timeout = |v: &Option<String>, default: Duration, key: &str| match v {
@@ -279,26 +412,55 @@ impl Config {
             tickets,
             shards,
             net,
+            warnings,
         })
     }
 }
 
-/// Resolves one `auth` section into a user and an optional password.
-fn resolve_login(auth: &RawAuth, base: &Path) -> Result<Login, String> {
+impl RawAuth {
+    /// Whether the section leaves its password (and perhaps user) to the option files.
+    fn needs_option_files(&self) -> bool {
+        !self.no_password
+            && self.password_file.is_none()
+            && self.password_env.is_none()
+            && self.defaults_file.is_none()
+    }
+}
+
+/// Resolves one `auth` section into a user and an optional password: from its own
+/// `password_file`, `password_env` or `defaults_file`, else from the option files in effect
+/// (`found`). Warnings about readable password files go to `warnings`.
+fn resolve_login(
+    auth: &RawAuth,
+    base: &Path,
+    found: Option<&OptionFile>,
+    warnings: &mut Vec<String>,
+) -> Result<Login, String> {
     let sources = [
         auth.password_file.is_some(),
         auth.password_env.is_some(),
         auth.defaults_file.is_some(),
+        auth.no_password,
     ];
     if sources.iter().filter(|s| **s).count() > 1 {
-        return Err("use only one of password_file, password_env and defaults_file".into());
+        return Err(
+            "use only one of password_file, password_env, defaults_file and no_password".into(),
+        );
     }
     let mut user = auth.user.clone();
     let mut password = None;
     if let Some(file) = &auth.password_file {
         let path = base.join(file);
+        refuse_world_writable(&path).map_err(|e| format!("password_file {e}"))?;
         let text = std::fs::read_to_string(&path)
             .map_err(|e| format!("password_file {}: {e}", path.display()))?;
+        if world_readable(&path) {
+            warnings.push(format!(
+                "password file {} is readable by everyone (chmod 600 {})",
+                path.display(),
+                path.display()
+            ));
+        }
         password = Some(Secret::new(text.trim_end_matches(['\n', '\r'])));
     }
     if let Some(var) = &auth.password_env {
@@ -306,12 +468,17 @@ fn resolve_login(auth: &RawAuth, base: &Path) -> Result<Login, String> {
             .map_err(|_| format!("password_env names ${var}, which is not set"))?;
         password = Some(Secret::new(value));
     }
-    if let Some(file) = &auth.defaults_file {
-        let path = base.join(file);
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| format!("defaults_file {}: {e}", path.display()))?;
-        let opts = OptionFile::parse(&text)
-            .map_err(|e| format!("defaults_file {}: {e}", path.display()))?;
+    let own_file;
+    let options = match &auth.defaults_file {
+        Some(file) => {
+            let path = base.join(file);
+            own_file = OptionFile::load(&path, &Disk).map_err(|e| format!("defaults_file {e}"))?;
+            warnings.extend(readable_password_warnings(&own_file));
+            Some(&own_file)
+        }
+        None => found,
+    };
+    if let Some(opts) = options {
         let groups = ["client", "shardctl"];
         if user.is_none() {
             user = opts.get(&groups, "user").map(str::to_string);
@@ -385,5 +552,109 @@ connect = "2s"
             assert!(matches!(err, Error::Config(_)), "case {i}: {err:?}");
             assert!(!err.to_string().contains('\n'), "case {i}: one line");
         }
+    }
+
+    fn write(dir: &Path, name: &str, text: &str, mode: u32) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+        p
+    }
+
+    const MINIMAL: &str = "[ring]\nservers = [\"db:3306\"]\n[shards]\ndatabase = \"app\"\n";
+
+    #[test]
+    fn option_files_with_includes_supply_credentials() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "secret.cnf",
+            "[shardctl]\npassword = \"in cl\\\"ude\"\n",
+            0o600,
+        );
+        std::fs::create_dir(dir.path().join("conf.d")).unwrap();
+        write(
+            &dir.path().join("conf.d"),
+            "user.cnf",
+            "[client]\nuser = ops\n",
+            0o600,
+        );
+        let main = write(
+            dir.path(),
+            "my.cnf",
+            "[client]\npassword = old\n!include secret.cnf\n!includedir conf.d\n",
+            0o644,
+        );
+        let sources = OptionSources {
+            defaults_file: Some(main.clone()),
+            ..Default::default()
+        };
+        let c = Config::parse_with(MINIMAL, &dir.path().join("c.toml"), &sources).unwrap();
+        assert_eq!(c.ring.login.user, "ops");
+        assert_eq!(
+            c.ring.login.password.as_ref().unwrap().expose(),
+            "in cl\"ude"
+        );
+        assert_eq!(c.shards.login.password, c.ring.login.password);
+        // my.cnf itself holds a password and anyone may read it.
+        assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+        assert!(c.warnings[0].contains("my.cnf holds a password"));
+
+        let none = OptionSources {
+            none: true,
+            ..Default::default()
+        };
+        let c = Config::parse_with(MINIMAL, &dir.path().join("c.toml"), &none).unwrap();
+        assert!(c.ring.login.password.is_none());
+        assert_eq!(c.ring.login.user, "root");
+
+        // The sandbox's way: no password, whatever the option files say.
+        let own = MINIMAL.replace("[shards]", "[ring.auth]\nno_password = true\n[shards]");
+        let c = Config::parse_with(&own, &dir.path().join("c.toml"), &sources).unwrap();
+        assert!(c.ring.login.password.is_none());
+        assert!(c.shards.login.password.is_some());
+    }
+
+    #[test]
+    fn world_writable_credentials_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let cnf = write(dir.path(), "open.cnf", "[client]\npassword = x\n", 0o666);
+        let pw = write(dir.path(), "pw", "x\n", 0o666);
+        let included = write(dir.path(), "inc.cnf", "!include open.cnf\n", 0o600);
+        for auth in [
+            format!("defaults_file = \"{}\"", cnf.display()),
+            format!("password_file = \"{}\"", pw.display()),
+            format!("defaults_file = \"{}\"", included.display()),
+        ] {
+            let text = MINIMAL.replace("[shards]", &format!("[ring.auth]\n{auth}\n[shards]"));
+            let err = Config::parse(&text, &dir.path().join("c.toml")).unwrap_err();
+            assert!(matches!(err, Error::Config(_)), "{err:?}");
+            assert!(err.to_string().contains("world-writable"), "{err}");
+        }
+        let sources = OptionSources {
+            defaults_file: Some(cnf),
+            ..Default::default()
+        };
+        let err = Config::parse_with(MINIMAL, &dir.path().join("c.toml"), &sources).unwrap_err();
+        assert!(err.to_string().contains("world-writable"), "{err}");
+    }
+
+    #[test]
+    fn readable_password_files_are_warned_about() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "pw", "hunter2\n", 0o644);
+        let text = MINIMAL.replace("[shards]", "[ring.auth]\npassword_file = \"pw\"\n[shards]");
+        let none = OptionSources {
+            none: true,
+            ..Default::default()
+        };
+        let c = Config::parse_with(&text, &dir.path().join("c.toml"), &none).unwrap();
+        assert_eq!(c.ring.login.password.as_ref().unwrap().expose(), "hunter2");
+        assert_eq!(c.warnings.len(), 1);
+        assert!(!c.warnings[0].contains("hunter2"));
+        write(dir.path(), "pw", "hunter2\n", 0o600);
+        let c = Config::parse_with(&text, &dir.path().join("c.toml"), &none).unwrap();
+        assert!(c.warnings.is_empty());
     }
 }

@@ -17,7 +17,7 @@ mod user;
 use std::path::PathBuf;
 
 use crate::cli::{Cli, Command};
-use crate::config::{self, Config};
+use crate::config::{self, Config, OptionSources};
 use crate::error::Result;
 use crate::output::{Outcome, Ui};
 
@@ -25,11 +25,19 @@ use crate::output::{Outcome, Ui};
 pub struct Ctx {
     pub ui: Ui,
     config_path: Option<PathBuf>,
+    option_files: OptionSources,
 }
 
 impl Ctx {
     pub fn config(&self) -> Result<Config> {
-        Config::load(&config::locate(self.config_path.as_deref())?)
+        let cfg = Config::load_with(
+            &config::locate(self.config_path.as_deref())?,
+            &self.option_files,
+        )?;
+        for w in &cfg.warnings {
+            self.ui.warn(w);
+        }
+        Ok(cfg)
     }
 }
 
@@ -37,6 +45,11 @@ pub fn dispatch(cli: Cli, ui: Ui) -> Result<Outcome> {
     let ctx = Ctx {
         ui,
         config_path: cli.global.config,
+        option_files: OptionSources {
+            defaults_file: cli.global.defaults_file,
+            extra_file: cli.global.defaults_extra_file,
+            none: cli.global.no_defaults,
+        },
     };
     match cli.command {
         Command::Init(args) => init::run(&ctx, &args),

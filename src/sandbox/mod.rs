@@ -114,12 +114,12 @@ fn config_text(members: &[Member]) -> String {
         .collect();
     format!(
         "# Written by `shardctl sandbox up`.\n\
-         [ring]\nservers = [\"{ring}\"]\ndatabase = \"{RING_DATABASE}\"\n\n[ring.auth]\nuser = \"root\"\n\n\
+         [ring]\nservers = [\"{ring}\"]\ndatabase = \"{RING_DATABASE}\"\n\n[ring.auth]\nuser = \"root\"\nno_password = true\n\n\
          # Both ticket schemas live on the one ring server, so the increment and offset are set\n\
          # per session; production ticket servers set them server-wide.\n\
          [[tickets]]\nserver = \"{ring}\"\ndatabase = \"{RING_DATABASE}\"\nauto_increment_increment = 2\nauto_increment_offset = 1\n\n\
          [[tickets]]\nserver = \"{ring}\"\ndatabase = \"{SECOND_TICKET_DATABASE}\"\nauto_increment_increment = 2\nauto_increment_offset = 2\n\n\
-         [shards]\ndatabase = \"{}\"\n\n[shards.auth]\nuser = \"root\"\n{tables}",
+         [shards]\ndatabase = \"{}\"\n\n[shards.auth]\nuser = \"root\"\nno_password = true\n{tables}",
         demo::DATABASE
     )
 }
