@@ -43,47 +43,161 @@ impl Check {
     }
 }
 
-/// Privileges as alternatives: each inner list is satisfied by any one of its members.
-pub type Need = &'static [&'static str];
+/// Which server family a server is: the privileges differ in name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flavor {
+    MariaDb,
+    MySql,
+}
+
+impl Flavor {
+    /// From `SELECT VERSION()`.
+    pub fn of(version: &str) -> Flavor {
+        if version.to_ascii_lowercase().contains("mariadb") {
+            Flavor::MariaDb
+        } else {
+            Flavor::MySql
+        }
+    }
+}
+
+/// One privilege shardctl needs, satisfied by any of `any_of` (the first is the one to grant);
+/// `global` ones can only be granted `ON *.*`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Need {
+    pub any_of: &'static [&'static str],
+    pub global: bool,
+    /// What it is for, for the operator reading doctor's output.
+    pub for_what: &'static str,
+}
+
+const fn db(p: &'static [&'static str], for_what: &'static str) -> Need {
+    Need {
+        any_of: p,
+        global: false,
+        for_what,
+    }
+}
+
+const fn global(p: &'static [&'static str], for_what: &'static str) -> Need {
+    Need {
+        any_of: p,
+        global: true,
+        for_what,
+    }
+}
+
+fn kill(f: Flavor) -> Need {
+    match f {
+        Flavor::MariaDb => global(
+            &["CONNECTION ADMIN", "SUPER"],
+            "KILL of a lock holder's session",
+        ),
+        Flavor::MySql => global(
+            &["CONNECTION_ADMIN", "SUPER"],
+            "KILL of a lock holder's session",
+        ),
+    }
+}
+
+/// Reading `SHOW SLAVE STATUS`: MariaDB 10.5.9 and later moved it from REPLICATION CLIENT to
+/// SLAVE MONITOR.
+fn replication_monitor(f: Flavor) -> Need {
+    match f {
+        Flavor::MariaDb => global(
+            &["SLAVE MONITOR", "REPLICA MONITOR", "SUPER"],
+            "replication state and lag",
+        ),
+        Flavor::MySql => global(
+            &["REPLICATION CLIENT", "SUPER"],
+            "replication state and lag",
+        ),
+    }
+}
 
 /// What shardctl does on the ring database.
-pub const RING_NEEDS: &[Need] = &[
-    &["SELECT"],
-    &["INSERT"],
-    &["UPDATE"],
-    &["DELETE"],
-    &["CREATE"],
-    &["INDEX"],
-    &["ALTER"],
-];
-/// What shardctl does on shard servers: rows of the shard database, lag, sessions, KILL.
-pub const SHARD_NEEDS: &[Need] = &[
-    &["SELECT"],
-    &["INSERT"],
-    &["UPDATE"],
-    &["DELETE"],
-    &["PROCESS"],
-    &[
-        "REPLICATION CLIENT",
-        "BINLOG MONITOR",
-        "SLAVE MONITOR",
-        "REPLICA MONITOR",
-        "SUPER",
-    ],
-    &["CONNECTION ADMIN", "SUPER"],
-];
+pub fn ring_needs(f: Flavor) -> Vec<Need> {
+    let dir = "the directory, locks, journal and audit log";
+    vec![
+        db(&["SELECT"], dir),
+        db(&["INSERT"], dir),
+        db(&["UPDATE"], dir),
+        db(&["DELETE"], dir),
+        db(&["CREATE"], "init"),
+        db(&["INDEX"], "init"),
+        db(&["ALTER"], "init upgrades"),
+        kill(f),
+    ]
+}
 
-/// The needed privileges missing from `have` (privilege names, upper case; `ALL PRIVILEGES`
-/// covers everything).
-pub fn missing_privileges(have: &HashSet<String>, needs: &[Need]) -> Vec<String> {
+/// What shardctl does on shard servers: users' rows, the fence tables, lag, sessions, KILL.
+pub fn shard_needs(f: Flavor) -> Vec<Need> {
+    let rows = "moving users' rows";
+    vec![
+        db(&["SELECT"], rows),
+        db(&["INSERT"], rows),
+        db(&["UPDATE"], rows),
+        db(&["DELETE"], rows),
+        db(&["CREATE"], "the fence tables"),
+        global(&["PROCESS"], "seeing application sessions (drain)"),
+        replication_monitor(f),
+        kill(f),
+    ]
+}
+
+/// What a drain must have on every shard server before it trusts what it sees: without
+/// PROCESS a server shows only our own session, and a drain would take "no sessions" for
+/// drained.
+pub fn drain_needs(f: Flavor) -> Vec<Need> {
+    vec![
+        global(&["PROCESS"], "seeing application sessions (drain)"),
+        replication_monitor(f),
+    ]
+}
+
+/// The needs not met by `have` (privilege names, upper case, `_` read as a space;
+/// `ALL PRIVILEGES` covers everything).
+pub fn missing_privileges(have: &HashSet<String>, needs: &[Need]) -> Vec<Need> {
     if have.contains("ALL PRIVILEGES") {
         return Vec::new();
     }
     needs
         .iter()
-        .filter(|alts| !alts.iter().any(|p| have.contains(*p)))
-        .map(|alts| alts.join(" or "))
+        .filter(|n| !n.any_of.iter().any(|p| have.contains(&p.replace('_', " "))))
+        .cloned()
         .collect()
+}
+
+/// The GRANT statements that give `account` (as `CURRENT_USER()` prints it, `user@host`) what
+/// is missing: one for the database, one `ON *.*`.
+pub fn grant_statements(missing: &[Need], database: &str, account: &str) -> Vec<String> {
+    let (user, host) = account.rsplit_once('@').unwrap_or((account, "%"));
+    let to = format!(
+        "'{}'@'{}'",
+        user.replace('\'', "''"),
+        host.replace('\'', "''")
+    );
+    let list = |global: bool| -> Vec<&str> {
+        missing
+            .iter()
+            .filter(|n| n.global == global)
+            .map(|n| n.any_of[0])
+            .collect()
+    };
+    let mut out = Vec::new();
+    let on_db = list(false);
+    if !on_db.is_empty() {
+        out.push(format!(
+            "GRANT {} ON `{}`.* TO {to};",
+            on_db.join(", "),
+            database.replace('`', "``")
+        ));
+    }
+    let on_all = list(true);
+    if !on_all.is_empty() {
+        out.push(format!("GRANT {} ON *.* TO {to};", on_all.join(", ")));
+    }
+    out
 }
 
 /// Parses the privilege names out of `SHOW GRANTS` lines that apply to `database` (or all).
@@ -101,7 +215,11 @@ pub fn privileges_from_grants(grants: &[String], database: &str) -> HashSet<Stri
             || object == format!("`{database}`.*")
             || object == format!("{database}.*");
         if applies {
-            have.extend(privs.split(',').map(|p| p.trim().to_ascii_uppercase()));
+            have.extend(
+                privs
+                    .split(',')
+                    .map(|p| p.trim().to_ascii_uppercase().replace('_', " ")),
+            );
         }
     }
     have
@@ -138,20 +256,40 @@ mod tests {
     use super::*;
 
     #[test]
-    fn reads_grants_for_the_database() {
+    fn reads_grants_and_writes_the_missing_ones() {
         let grants = vec![
             "GRANT PROCESS, REPLICATION CLIENT ON *.* TO `ops`@`%`".to_string(),
             "GRANT SELECT, INSERT ON `app`.* TO `ops`@`%`".to_string(),
             "GRANT DELETE ON `other`.* TO `ops`@`%`".to_string(),
         ];
         let have = privileges_from_grants(&grants, "app");
+        let missing = missing_privileges(&have, &shard_needs(Flavor::MariaDb));
         assert_eq!(
-            missing_privileges(&have, SHARD_NEEDS),
-            vec!["UPDATE", "DELETE", "CONNECTION ADMIN or SUPER"]
+            grant_statements(&missing, "app", "ops@%"),
+            [
+                "GRANT UPDATE, DELETE, CREATE ON `app`.* TO 'ops'@'%';",
+                "GRANT SLAVE MONITOR, CONNECTION ADMIN ON *.* TO 'ops'@'%';",
+            ]
         );
+        // MySQL's names: REPLICATION CLIENT still reads replica status; CONNECTION_ADMIN.
+        let missing = missing_privileges(&have, &shard_needs(Flavor::MySql));
+        assert_eq!(
+            grant_statements(&missing, "app", "ops@10.0.0.%"),
+            [
+                "GRANT UPDATE, DELETE, CREATE ON `app`.* TO 'ops'@'10.0.0.%';",
+                "GRANT CONNECTION_ADMIN ON *.* TO 'ops'@'10.0.0.%';",
+            ]
+        );
+        let mysql8 = privileges_from_grants(
+            &["GRANT CONNECTION_ADMIN ON *.* TO `ops`@`%`".into()],
+            "app",
+        );
+        assert!(missing_privileges(&mysql8, &[kill(Flavor::MySql)]).is_empty());
         let all =
             privileges_from_grants(&["GRANT ALL PRIVILEGES ON *.* TO `root`@`x`".into()], "app");
-        assert!(missing_privileges(&all, SHARD_NEEDS).is_empty());
+        assert!(missing_privileges(&all, &shard_needs(Flavor::MariaDb)).is_empty());
+        assert_eq!(Flavor::of("10.11.6-MariaDB-0+deb12u1-log"), Flavor::MariaDb);
+        assert_eq!(Flavor::of("8.0.36"), Flavor::MySql);
     }
 
     #[test]

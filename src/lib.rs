@@ -14,6 +14,7 @@ pub mod error;
 pub mod exit_codes;
 #[macro_use]
 pub mod failpoint;
+pub mod grants;
 pub mod lock;
 pub mod maintenance;
 pub mod migrate;

@@ -82,7 +82,7 @@ fn option_file_parser_survives_its_corpus_and_mutations() {
 
     let budget = Duration::from_secs(3);
     let start = Instant::now();
-    let mut rng = Rng(0x5eed_0f_c0ffee);
+    let mut rng = Rng(0x5eed_0fc0_ffee);
     let mut runs = 0u64;
     while start.elapsed() < budget {
         let mut input = corpus[rng.below(corpus.len())].clone();

@@ -6,9 +6,10 @@ use crate::cli::DoctorArgs;
 use crate::commands::Ctx;
 use crate::config::Config;
 use crate::db::Db;
-use crate::doctor::{self, Check};
+use crate::doctor::{self, Check, Flavor, Need};
 use crate::error::Result;
 use crate::exit_codes;
+use crate::grants;
 use crate::output::{table, Outcome, Report};
 use crate::replica;
 use crate::ring::{directory, schema, tickets};
@@ -52,8 +53,25 @@ impl Report for DoctorReport {
     }
 }
 
-fn grants(db: &mut Db) -> Result<Vec<String>> {
-    db.exec("reading grants", "SHOW GRANTS", ())
+/// Whether the login has what shardctl needs on this server; if not, the fix is the exact
+/// GRANT statements to run (as an administrator).
+fn privilege_check(
+    db: &mut Db,
+    target: &str,
+    check: &str,
+    database: &str,
+    needs: fn(Flavor) -> Vec<Need>,
+) -> Check {
+    match grants::gap(db, database, needs) {
+        Ok(None) => Check::pass(target, check, "sufficient"),
+        Ok(Some(gap)) => Check::fail(target, check, gap.describe(), gap.statements.join(" ")),
+        Err(e) => Check::fail(
+            target,
+            check,
+            e.to_string(),
+            "let the login run SHOW GRANTS",
+        ),
+    }
 }
 
 fn ring_checks(cfg: &Config, out: &mut Vec<Check>) -> Option<Db> {
@@ -77,24 +95,13 @@ fn ring_checks(cfg: &Config, out: &mut Vec<Check>) -> Option<Db> {
             "ring reachable",
             db.version().unwrap_or_default(),
         ));
-        if let Ok(g) = grants(&mut db) {
-            let have = doctor::privileges_from_grants(&g, cfg.ring.database.as_str());
-            let missing = doctor::missing_privileges(&have, doctor::RING_NEEDS);
-            out.push(if missing.is_empty() {
-                Check::pass(&target, "ring privileges", "sufficient")
-            } else {
-                Check::fail(
-                    &target,
-                    "ring privileges",
-                    format!("missing {}", missing.join(", ")),
-                    format!(
-                        "GRANT {} ON `{}`.* TO the ring user",
-                        missing.join(", "),
-                        cfg.ring.database
-                    ),
-                )
-            });
-        }
+        out.push(privilege_check(
+            &mut db,
+            &target,
+            "ring privileges",
+            cfg.ring.database.as_str(),
+            doctor::ring_needs,
+        ));
         match schema::recorded_version(&mut db, &cfg.ring.database) {
             Ok(Some(v)) if v == schema::VERSION => {
                 out.push(Check::pass(&target, "schema version", format!("{v}")))
@@ -222,22 +229,13 @@ fn shard_server_checks(
             "grant SELECT on the shard database",
         )),
     }
-    if let Ok(g) = grants(&mut db) {
-        let missing = doctor::missing_privileges(
-            &doctor::privileges_from_grants(&g, db_name),
-            doctor::SHARD_NEEDS,
-        );
-        out.push(if missing.is_empty() {
-            Check::pass(&target, "privileges", "sufficient")
-        } else {
-            Check::fail(
-                &target,
-                "privileges",
-                format!("missing {}", missing.join(", ")),
-                "see the README's list of GRANT statements",
-            )
-        });
-    }
+    out.push(privilege_check(
+        &mut db,
+        &target,
+        "privileges",
+        db_name,
+        doctor::shard_needs,
+    ));
     match replica::status(&mut db) {
         Ok(Some(s)) => out.push(match s.problem(max_lag) {
             None => Check::pass(

@@ -17,7 +17,9 @@ use serde_json::json;
 
 use crate::config::Config;
 use crate::db::Db;
-use crate::error::Result;
+use crate::doctor;
+use crate::error::{Error, Result};
+use crate::grants;
 use crate::output::Ui;
 use crate::replica::{self, ReplicaStatus};
 use crate::ring::directory::{self, Half, Server, ServerStatus, Shard};
@@ -87,9 +89,28 @@ fn questions(db: &mut Db) -> Result<u64> {
     Ok(v.and_then(|v| v.parse().ok()).unwrap_or(0))
 }
 
-/// Connects to `addr` and reads its replication, its application sessions and, when `sample`
-/// is set, its query rate over that long.
-fn probe_on(cfg: &Config, db: &mut Db, sample: Option<Duration>) -> Result<Probe> {
+/// How much to trust a probe.
+#[derive(Clone, Copy, PartialEq)]
+enum Trust {
+    /// Report what the server shows.
+    AsShown,
+    /// First check the login may see every session and the replication state: without
+    /// PROCESS a server lists only our own session, which a drain would take for drained.
+    CheckGrants,
+}
+
+/// Reads the server's replication, its application sessions and, when `sample` is set, its
+/// query rate over that long.
+fn probe_on(cfg: &Config, db: &mut Db, sample: Option<Duration>, trust: Trust) -> Result<Probe> {
+    if trust == Trust::CheckGrants {
+        if let Some(gap) = grants::gap(db, cfg.shards.database.as_str(), doctor::drain_needs)? {
+            return Err(Error::Refused(format!(
+                "{}; run: {}",
+                gap.describe(),
+                gap.statements.join(" ")
+            )));
+        }
+    }
     let qps = match sample {
         Some(d) => {
             let (q0, t0) = (questions(db)?, Instant::now());
@@ -106,9 +127,14 @@ fn probe_on(cfg: &Config, db: &mut Db, sample: Option<Duration>) -> Result<Probe
     })
 }
 
-fn probe(cfg: &Config, addr: &HostPort, sample: Option<Duration>) -> Result<Probe, String> {
+fn probe(
+    cfg: &Config,
+    addr: &HostPort,
+    sample: Option<Duration>,
+    trust: Trust,
+) -> Result<Probe, String> {
     connect(cfg, addr)
-        .and_then(|mut db| probe_on(cfg, &mut db, sample))
+        .and_then(|mut db| probe_on(cfg, &mut db, sample, trust))
         .map_err(|e| e.to_string())
 }
 
@@ -142,7 +168,9 @@ fn shard_facts(cfg: &Config, shards: &[&Shard], half: Half) -> Vec<Vec<Facts>> {
                 .map(move |s| (i, s.clone(), sample))
         })
         .collect();
-    let probes = in_parallel(&targets, |(_, s, sample)| probe(cfg, &s.addr(), *sample));
+    let probes = in_parallel(&targets, |(_, s, sample)| {
+        probe(cfg, &s.addr(), *sample, Trust::CheckGrants)
+    });
     let mut out: Vec<Vec<Facts>> = vec![Vec::new(); shards.len()];
     for ((i, server, _), probe) in targets.into_iter().zip(probes) {
         out[i].push(Facts { server, probe });
@@ -606,7 +634,7 @@ pub fn restore(cfg: &Config, opts: &RestoreOptions, ui: &Ui) -> Result<Outcome> 
         if opts.dry_run {
             let facts = Facts {
                 server: (*server).clone(),
-                probe: probe(cfg, &server.addr(), None),
+                probe: probe(cfg, &server.addr(), None, Trust::AsShown),
             };
             rules::restore_problem(&facts, opts.max_lag).map_or(Ok(()), Err)
         } else {
@@ -681,7 +709,7 @@ fn restorable_now(
     let mut db = connect(cfg, &server.addr()).map_err(|e| format!("does not answer: {e}"))?;
     let facts = Facts {
         server: server.clone(),
-        probe: probe_on(cfg, &mut db, None).map_err(|e| e.to_string()),
+        probe: probe_on(cfg, &mut db, None, Trust::AsShown).map_err(|e| e.to_string()),
     };
     if let Some(problem) = rules::restore_problem(&facts, max_lag) {
         return Err(problem);
@@ -733,7 +761,9 @@ pub fn status(cfg: &Config) -> Result<Vec<ServerState>> {
         .iter()
         .flat_map(|shard| shard.servers.iter().map(move |s| (shard, s)))
         .collect();
-    let probes = in_parallel(&servers, |(_, s)| probe(cfg, &s.addr(), None));
+    let probes = in_parallel(&servers, |(_, s)| {
+        probe(cfg, &s.addr(), None, Trust::AsShown)
+    });
     Ok(servers
         .into_iter()
         .zip(probes)

@@ -73,7 +73,7 @@ pub fn drain_refusal(half: Half, facts: &[Facts], max_lag: u64) -> Result<(), St
     for f in facts {
         let name = label(&f.server);
         match &f.probe {
-            Err(e) => reasons.push(format!("{name} does not answer: {e}")),
+            Err(e) => reasons.push(format!("{name} cannot be checked: {e}")),
             Ok(p) => match &p.replica {
                 None => reasons.push(format!("{name} does not replicate from its peer")),
                 Some(r) => {
@@ -212,7 +212,7 @@ mod tests {
         f[1].probe = Err("connection refused".into());
         assert!(drain_refusal(Half::A, &f, 5)
             .unwrap_err()
-            .contains("db:2 (half b) does not answer"));
+            .contains("db:2 (half b) cannot be checked: connection refused"));
         let mut f = pair();
         if let Ok(p) = &mut f[1].probe {
             p.replica = None;
