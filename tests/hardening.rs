@@ -1,0 +1,474 @@
+//! Hardening against real servers: no command prints a password or writes it to the audit
+//! log, whichever way it was given; doctor's GRANT statements are exactly what a login lacks
+//! (running them makes the check pass); a drain will not trust a server it cannot fully see;
+//! TLS to a server that requires it, with a certificate this test makes.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use common::{bin, conn, federation, Env, Federation, Run};
+use mysql::prelude::Queryable;
+use serde_json::Value;
+
+fn fed() -> &'static Federation {
+    federation("hardening", 25150, 2)
+}
+
+/// Every server of the federation, ring first.
+fn all_ports(env: &Env) -> Vec<u16> {
+    let mut ports = vec![env.fed.ring_port()];
+    ports.extend(env.fed.shards().into_iter().flat_map(|(_, p)| p));
+    ports
+}
+
+/// Creates `user` on every server (not replicated: each server gets its own), with `grants`
+/// run for it as given (`{u}` stands for the account).
+fn create_login(env: &Env, user: &str, password: &str, grants: &[String]) {
+    let account = format!("'{user}'@'127.0.0.1'");
+    for port in all_ports(env) {
+        let mut c = conn(port);
+        c.query_drop("SET SESSION sql_log_bin = 0").unwrap();
+        c.query_drop(format!("DROP USER IF EXISTS {account}"))
+            .unwrap();
+        // CREATE USER takes no placeholders; the test's passwords hold no quote.
+        c.query_drop(format!("CREATE USER {account} IDENTIFIED BY '{password}'"))
+            .unwrap();
+        for g in grants {
+            c.query_drop(g.replace("{u}", &account)).unwrap();
+        }
+    }
+}
+
+/// Appends auth sections to the world's config.
+fn with_auth(env: &Env, auth: &str) {
+    let mut text = std::fs::read_to_string(&env.config).unwrap();
+    text.push_str(auth);
+    std::fs::write(&env.config, text).unwrap();
+}
+
+fn write_private(path: &Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+const CANARY: &str = "Canary-pw-7f3e1d";
+
+#[test]
+fn no_command_prints_or_records_the_password() {
+    let env = Env::new(fed(), "hd_leak");
+    env.register_shards();
+    create_login(
+        &env,
+        "leaky",
+        CANARY,
+        &["GRANT ALL PRIVILEGES ON *.* TO {u}".to_string()],
+    );
+    let dir = env.dir.path();
+    write_private(&dir.join("pw"), &format!("{CANARY}\n"));
+    write_private(
+        &dir.join("creds.cnf"),
+        &format!("[client]\nuser = leaky\npassword = \"{CANARY}\"\n"),
+    );
+    write_private(&dir.join("my.cnf"), "[client]\n!include creds.cnf\n");
+    let base = std::fs::read_to_string(&env.config).unwrap();
+    let ways = [
+        "[ring.auth]\nuser = \"leaky\"\npassword_file = \"pw\"\n[shards.auth]\nuser = \"leaky\"\npassword_file = \"pw\"\n".to_string(),
+        "[ring.auth]\nuser = \"leaky\"\npassword_env = \"LEAK_PW\"\n[shards.auth]\nuser = \"leaky\"\npassword_env = \"LEAK_PW\"\n".to_string(),
+        "[ring.auth]\ndefaults_file = \"my.cnf\"\n[shards.auth]\ndefaults_file = \"my.cnf\"\n".to_string(),
+    ];
+    let plan = dir.join("plan.json");
+    let plan = plan.to_str().unwrap();
+    let commands: Vec<Vec<&str>> = vec![
+        vec!["init"],
+        vec!["doctor"],
+        vec!["shard", "list"],
+        vec!["shard", "set-weight", "shard1", "2"],
+        vec!["shard", "set-state", "shard2", "readonly"],
+        vec!["shard", "set-state", "shard2", "active"],
+        vec!["shard", "set-capacity", "shard1", "5000"],
+        vec!["shard", "remove", "nosuch"],
+        vec![
+            "shard",
+            "add",
+            "nope",
+            "--weight",
+            "1",
+            "--server",
+            "127.0.0.1:1",
+        ],
+        vec!["user", "assign", "11", "12", "13", "14"],
+        vec!["user", "locate", "11"],
+        vec!["user", "locate", "999999"],
+        vec!["id", "next", "-n", "3"],
+        vec!["migrate", "11", "--to", "shard1"],
+        vec!["migrate", "11", "--to", "shard2"],
+        vec!["migrate", "status"],
+        vec!["migrate", "resume", "--all"],
+        vec!["rebalance", "plan", "-o", plan],
+        vec!["rebalance", "apply", plan],
+        vec!["rebalance", "apply", "--dry-run"],
+        vec!["lock", "acquire", "JOB_LEAK", "--ttl", "1m"],
+        vec!["lock", "list"],
+        vec!["lock", "show", "JOB_LEAK"],
+        vec!["lock", "acquire", "JOB_LEAK", "--ttl", "1m"],
+        vec!["lock", "release", "JOB_LEAK"],
+        vec!["lock", "acquire", "JOB_LEAK2", "--ttl", "1m"],
+        vec!["lock", "force-release", "JOB_LEAK2", "--reason", "test"],
+        vec!["lock", "sweep"],
+        vec!["lock", "run", "JOB_RUN", "--ttl", "10s", "--", "true"],
+        vec!["maintenance", "status"],
+        vec!["maintenance", "drain", "--half", "a", "--dry-run"],
+        vec!["maintenance", "restore", "--half", "a"],
+        vec!["audit", "--since", "1h"],
+    ];
+    let mut runs = 0;
+    for (i, auth) in ways.iter().enumerate() {
+        std::fs::write(&env.config, format!("{base}{auth}")).unwrap();
+        for args in &commands {
+            for format in ["table", "json"] {
+                let mut all = args.clone();
+                all.extend(["--format", format, "-v"]);
+                let r = env.run_with(&all, &[("LEAK_PW", CANARY)]);
+                assert!(
+                    !r.stdout.contains(CANARY) && !r.stderr.contains(CANARY),
+                    "way {i}: {all:?} printed the password:\n{}\n{}",
+                    r.stdout,
+                    r.stderr
+                );
+                assert!(!r.stderr.contains("panicked"), "{all:?}: {}", r.stderr);
+                runs += 1;
+            }
+        }
+        // Logged in for real: the commands that succeed did (the password works).
+        assert_eq!(
+            env.run_with(&["shard", "list"], &[("LEAK_PW", CANARY)])
+                .code,
+            0,
+            "way {i} did not log in"
+        );
+    }
+    assert!(runs >= 150);
+
+    // A wrong password is a configuration error that names no password either.
+    std::fs::write(
+        &env.config,
+        format!("{base}[ring.auth]\nuser = \"leaky\"\npassword_env = \"LEAK_PW\"\n"),
+    )
+    .unwrap();
+    let wrong = "Wrong-canary-91b2";
+    let r = env.run_with(
+        &["shard", "list", "--format", "json"],
+        &[("LEAK_PW", wrong)],
+    );
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert_eq!(r.json()["error"]["kind"], "config");
+    assert!(!r.stdout.contains(wrong) && !r.stderr.contains(wrong));
+
+    // Nothing the commands stored holds it: audit log, locks, journal.
+    let mut ring = env.ring();
+    for table in [
+        "audit_log",
+        "locks",
+        "migrations",
+        "shards",
+        "shard_servers",
+    ] {
+        let rows: Vec<mysql::Row> = ring.query(format!("SELECT * FROM {table}")).unwrap();
+        let text = format!("{rows:?}");
+        assert!(!text.contains(CANARY), "{table} holds the password");
+    }
+    let audited: u64 = ring
+        .query_first("SELECT COUNT(*) FROM audit_log")
+        .unwrap()
+        .unwrap();
+    assert!(audited > 10, "the commands did write the audit log");
+}
+
+#[test]
+fn doctor_names_the_grants_and_they_are_enough() {
+    let env = Env::new(fed(), "hd_grants");
+    env.register_shards();
+    let ring_db = env.ring_db();
+    let shard_db = env.shard_db();
+    create_login(
+        &env,
+        "limited",
+        "limited-pw",
+        &[
+            format!("GRANT SELECT, INSERT, UPDATE, DELETE ON `{ring_db}`.* TO {{u}}"),
+            format!("GRANT SELECT ON `{shard_db}`.* TO {{u}}"),
+            format!(
+                "GRANT SELECT, INSERT, DELETE ON `{}`.* TO {{u}}",
+                env.ticket_db('a')
+            ),
+            format!(
+                "GRANT SELECT, INSERT, DELETE ON `{}`.* TO {{u}}",
+                env.ticket_db('b')
+            ),
+        ],
+    );
+    with_auth(
+        &env,
+        "[ring.auth]\nuser = \"limited\"\npassword_env = \"LIMITED_PW\"\n\
+         [shards.auth]\nuser = \"limited\"\npassword_env = \"LIMITED_PW\"\n",
+    );
+    let pw = [("LIMITED_PW", "limited-pw")];
+    let doctor = |env: &Env| -> (i32, Value) {
+        let r = env.run_with(&["doctor", "--format", "json"], &pw);
+        (r.code, r.json())
+    };
+    let (code, doc) = doctor(&env);
+    assert_eq!(code, 1, "{doc}");
+    let failed: Vec<&Value> = doc["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["ok"] == false)
+        .collect();
+    let ring_fix = failed
+        .iter()
+        .find(|c| c["check"] == "ring privileges")
+        .expect("the ring privileges check failed")["fix"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        ring_fix,
+        format!(
+            "GRANT CREATE, INDEX, ALTER ON `{ring_db}`.* TO 'limited'@'127.0.0.1'; \
+             GRANT CONNECTION ADMIN ON *.* TO 'limited'@'127.0.0.1';"
+        )
+    );
+    let shard_fixes: Vec<&str> = failed
+        .iter()
+        .filter(|c| c["check"] == "privileges")
+        .map(|c| c["fix"].as_str().unwrap())
+        .collect();
+    assert_eq!(shard_fixes.len(), 4, "{doc}");
+    for fix in &shard_fixes {
+        assert_eq!(
+            *fix,
+            format!(
+                "GRANT INSERT, UPDATE, DELETE, CREATE ON `{shard_db}`.* TO 'limited'@'127.0.0.1'; \
+                 GRANT PROCESS, SLAVE MONITOR, CONNECTION ADMIN ON *.* TO 'limited'@'127.0.0.1';"
+            )
+        );
+    }
+
+    // Before anything changes, a drain refuses servers whose sessions it cannot see.
+    let before = env.snapshot();
+    let r = env.run_with(
+        &["maintenance", "drain", "--half", "a", "--format", "json"],
+        &pw,
+    );
+    assert_eq!(r.code, 4, "{}", r.stdout);
+    let refused = r.json()["refused"].clone();
+    assert_eq!(refused.as_array().unwrap().len(), 2, "{refused}");
+    assert!(
+        refused[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("missing PROCESS"),
+        "{refused}"
+    );
+    assert_eq!(env.snapshot(), before);
+
+    // Running exactly what doctor printed is enough.
+    for port in all_ports(&env) {
+        let mut c = conn(port);
+        c.query_drop("SET SESSION sql_log_bin = 0").unwrap();
+        let fix = if port == env.fed.ring_port() {
+            ring_fix.clone()
+        } else {
+            shard_fixes[0].to_string()
+        };
+        c.query_drop(fix).unwrap();
+    }
+    let (code, doc) = doctor(&env);
+    let still: Vec<&Value> = doc["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["ok"] == false)
+        .collect();
+    assert!(still.is_empty(), "{still:?}");
+    assert_eq!(code, 0);
+}
+
+/// A CA and a server certificate for `localhost` signed by it, made with openssl.
+fn make_certs(dir: &Path, ca_name: &str) -> (PathBuf, PathBuf, PathBuf) {
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl is installed (scripts/install-deps)");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let key = |n: &str| format!("{ca_name}-{n}");
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-keyout",
+        &key("ca.key"),
+        "-out",
+        &key("ca.pem"),
+        "-subj",
+        &format!("/CN={ca_name}"),
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        &key("server.key"),
+        "-out",
+        &key("server.csr"),
+        "-subj",
+        "/CN=localhost",
+    ]);
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\n\
+         keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        &key("server.csr"),
+        "-CA",
+        &key("ca.pem"),
+        "-CAkey",
+        &key("ca.key"),
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-out",
+        &key("server.pem"),
+        "-extfile",
+        "ext.cnf",
+    ]);
+    (
+        dir.join(key("ca.pem")),
+        dir.join(key("server.pem")),
+        dir.join(key("server.key")),
+    )
+}
+
+#[test]
+fn tls_to_a_server_that_requires_it() {
+    use shardctl::sandbox::server::{template, Binaries, ServerProcess};
+    let fed = fed();
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = make_certs(dir.path(), "shardctl-test-ca");
+    let (other_ca, _, _) = make_certs(dir.path(), "some-other-ca");
+
+    let bins = Binaries::locate().unwrap();
+    let cache = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("template-cache");
+    let server = ServerProcess {
+        dir: dir.path().join("tls-server"),
+        port: 25160,
+        server_id: 160,
+        pair: None,
+        files_dir: dir.path().join("files"),
+        buffer_pool_mb: 32,
+    };
+    server.prepare(&template(&bins, &cache).unwrap()).unwrap();
+    let mut cnf = std::fs::read_to_string(server.dir.join("my.cnf")).unwrap();
+    cnf.push_str(&format!(
+        "ssl-ca={}\nssl-cert={}\nssl-key={}\nrequire-secure-transport=ON\n",
+        ca.display(),
+        cert.display(),
+        key.display()
+    ));
+    std::fs::write(server.dir.join("my.cnf"), cnf).unwrap();
+    server.spawn(&bins).unwrap();
+    struct Stop<'a>(&'a ServerProcess);
+    impl Drop for Stop<'_> {
+        fn drop(&mut self) {
+            self.0.stop(Duration::from_secs(10));
+        }
+    }
+    let _stop = Stop(&server);
+    // Ready once it answers over TLS.
+    let tls_login = |mode: &str, ca: &Path, host: &str| -> String {
+        format!(
+            "[ring]\nservers = [\"{host}:25160\"]\ndatabase = \"tls_ring\"\n\
+             [ring.auth]\nuser = \"root\"\nno_password = true\n\
+             [shards]\ndatabase = \"app\"\n[shards.auth]\nuser = \"root\"\nno_password = true\n\
+             [tls]\nmode = \"{mode}\"\nca = \"{}\"\n",
+            ca.display()
+        )
+    };
+    let run = |config: &str, args: &[&str]| -> Run {
+        let path = dir.path().join("shardctl.toml");
+        std::fs::write(&path, config).unwrap();
+        let out = Command::new(bin())
+            .args(args)
+            .args(["--format", "json"])
+            .env("SHARDCTL_CONFIG", &path)
+            .output()
+            .unwrap();
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    };
+    let required = tls_login("required", &ca, "127.0.0.1");
+    let start = std::time::Instant::now();
+    while run(&required, &["init"]).code != 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the TLS server did not come up: {}",
+            std::fs::read_to_string(server.error_log()).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // Encrypted and verified against the test's CA, by host name.
+    let verified = tls_login("verify_identity", &ca, "localhost");
+    let r = run(&verified, &["shard", "list"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+
+    // The server refuses plain connections (MariaDB answers "access denied"): a clear one-line
+    // configuration error naming the server, not a hang.
+    let plain = tls_login("disabled", &ca, "127.0.0.1");
+    let r = run(&plain, &["shard", "list"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("127.0.0.1:25160"), "{}", r.stderr);
+    assert_eq!(r.stderr.lines().count(), 1, "{}", r.stderr);
+    assert!(r.json()["error"]["message"].is_string());
+
+    // A certificate from a CA we do not trust is refused.
+    let untrusted = tls_login("verify_identity", &other_ca, "localhost");
+    let r = run(&untrusted, &["shard", "list"]);
+    assert_ne!(r.code, 0, "{}", r.stdout);
+    assert!(
+        r.stderr.to_ascii_lowercase().contains("certificate"),
+        "{}",
+        r.stderr
+    );
+
+    // `preferred` takes TLS where offered and plain text where not (the federation's ring).
+    let preferred = tls_login("preferred", &ca, "127.0.0.1")
+        .replace("127.0.0.1:25160", &format!("127.0.0.1:{}", fed.ring_port()));
+    let r = run(&preferred, &["init", "--dry-run"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+}
