@@ -417,7 +417,7 @@ complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from force-release" -s v -l verbose -d 'Print more detail on stderr'
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from force-release" -s h -l help -d 'Print help'
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from force-release" -s V -l version -d 'Print version'
-complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from sweep" -l limit -d 'Release at most N locks' -r
+complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from sweep" -l limit -d 'Release at most N locks (at least 1) [default: all]' -r
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from sweep" -l config -d 'Config file [default: $SHARDCTL_CONFIG, else ~/.config/shardctl/config.toml]' -r -F
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from sweep" -l defaults-file -d 'Read credentials from only this MySQL option file (for auth sections naming none)' -r -F
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from sweep" -l defaults-extra-file -d 'Read this MySQL option file after the global ones, before ~/.my.cnf' -r -F

@@ -489,8 +489,9 @@ pub struct LockSweepArgs {
     /// List what would be released, release nothing
     #[arg(long)]
     pub dry_run: bool,
-    /// Release at most N locks
-    #[arg(long, value_name = "N", default_value_t = u64::MAX, hide_default_value = true)]
+    /// Release at most N locks (at least 1) [default: all]
+    #[arg(long, value_name = "N", default_value_t = u64::MAX, hide_default_value = true,
+          value_parser = clap::value_parser!(u64).range(1..))]
     pub limit: u64,
 }
 

@@ -472,3 +472,230 @@ fn tls_to_a_server_that_requires_it() {
     let r = run(&preferred, &["init", "--dry-run"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
 }
+
+/// Checksums of every table a command could change: the ring's and each shard server's.
+fn world_snapshot(env: &Env) -> Vec<(String, Option<i64>)> {
+    let mut out = Vec::new();
+    let mut ring = env.ring();
+    for t in [
+        "shards",
+        "shard_servers",
+        "users",
+        "locks",
+        "migrations",
+        "audit_log",
+    ] {
+        let row: (String, Option<i64>) = ring
+            .query_first(format!("CHECKSUM TABLE {t}"))
+            .unwrap()
+            .unwrap();
+        out.push(row);
+    }
+    for (_, ports) in env.fed.shards() {
+        for port in ports {
+            let mut c = conn(port);
+            for t in ["photos", "comments", "favorites"] {
+                let row: (String, Option<i64>) = c
+                    .query_first(format!("CHECKSUM TABLE {}.{t}", env.shard_db()))
+                    .unwrap()
+                    .unwrap();
+                out.push((format!("{port}/{}", row.0), row.1));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn bad_input_corpus_gets_one_clear_error_and_changes_nothing() {
+    let env = Env::new(fed(), "hd_corpus");
+    env.register_shards();
+    let home = env.seed_user(1, 30);
+    env.json(&["user", "assign", "2", "3", "4", "5"]);
+    let dir = env.dir.path().to_path_buf();
+    let file = |name: &str, text: &str| -> String {
+        let p = dir.join(name);
+        write_private(&p, text);
+        p.to_str().unwrap().to_string()
+    };
+    let plan = env.dir.path().join("good.json");
+    env.run(&[
+        "rebalance",
+        "plan",
+        "--tolerance",
+        "0",
+        "-o",
+        plan.to_str().unwrap(),
+    ])
+    .ok();
+    let good: Value = serde_json::from_str(&std::fs::read_to_string(&plan).unwrap()).unwrap();
+    let mut v99 = good.clone();
+    v99["version"] = 99.into();
+    let mut stranger = good.clone();
+    stranger["moves"] =
+        serde_json::json!([{"user": 1, "from": "shard1", "to": "no-such-shard", "rows": 1}]);
+    let malformed = file("malformed.json", "{\"moves\": [");
+    let v99 = file("v99.json", &v99.to_string());
+    let stranger = file("stranger.json", &stranger.to_string());
+    let not_a_plan = file("not-a-plan.json", "[1, 2, 3]");
+    let bad_ids = file("ids.txt", "6\n7\nseven\n8\n");
+    let long_name = "x".repeat(65);
+    let config = std::fs::read_to_string(&env.config).unwrap();
+    let configs = [
+        ("malformed.toml", "[ring\nservers = 1".to_string()),
+        (
+            "unknown-key.toml",
+            config.replace("[shards]", "[shards]\nshard_count = 3"),
+        ),
+        (
+            "injection.toml",
+            config.replace(
+                &format!("\"{}\"", env.shard_db()),
+                "\"app`; DROP TABLE users; --\"",
+            ),
+        ),
+        (
+            "unreachable.toml",
+            config.replace(
+                &format!("servers = [\"127.0.0.1:{}\"]", env.fed.ring_port()),
+                "servers = [\"127.0.0.1:1\"]",
+            ),
+        ),
+        (
+            "wrong-password.toml",
+            format!("{config}[ring.auth]\nuser = \"root\"\npassword_env = \"CORPUS_PW\"\n"),
+        ),
+        (
+            "unset-env.toml",
+            format!("{config}[ring.auth]\npassword_env = \"CORPUS_PW_UNSET\"\n"),
+        ),
+        (
+            "bad-timeout.toml",
+            format!("{config}[timeouts]\nconnect = \"-1s\"\n"),
+        ),
+    ];
+    for (name, text) in &configs {
+        file(name, text);
+    }
+    let cfg = |name: &str| dir.join(name).to_str().unwrap().to_string();
+    let open_cnf = dir.join("open.cnf");
+    std::fs::write(&open_cnf, "[client]\npassword = x\n").unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&open_cnf, std::fs::Permissions::from_mode(0o666)).unwrap();
+    }
+    file(
+        "open-cnf.toml",
+        &format!(
+            "{config}[ring.auth]\ndefaults_file = \"{}\"\n",
+            open_cnf.display()
+        ),
+    );
+
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<String>>();
+    let with_config = |name: &str, args: &[&str]| {
+        let mut v = s(&["--config", &cfg(name)]);
+        v.extend(s(args));
+        v
+    };
+    #[rustfmt::skip]
+    let cases: Vec<(Vec<String>, i32)> = vec![
+        // Numbers: negative, zero, NaN, infinite, huge.
+        (s(&["shard", "add", "s9", "--weight", "-1", "--server", "127.0.0.1:1"]), 2),
+        (s(&["shard", "add", "s9", "--weight", "0", "--server", "127.0.0.1:1"]), 2),
+        (s(&["shard", "add", "s9", "--weight", "NaN", "--server", "127.0.0.1:1"]), 2),
+        (s(&["shard", "add", "s9", "--weight", "inf", "--server", "127.0.0.1:1"]), 2),
+        (s(&["shard", "add", "s9", "--weight", "1e400", "--server", "127.0.0.1:1"]), 2),
+        (s(&["shard", "set-weight", "shard1", "-5"]), 2),
+        (s(&["shard", "set-capacity", "shard1", "NaN"]), 2),
+        (s(&["shard", "set-capacity", "shard1", "-1"]), 2),
+        (s(&["user", "assign", "-1"]), 2),
+        (s(&["user", "assign", "18446744073709551616"]), 2),
+        (s(&["id", "next", "-n", "0"]), 2),
+        (s(&["id", "next", "-n", "1000001"]), 2),
+        (s(&["id", "next", "--bits", "16"]), 2),
+        (s(&["migrate", "1", "--to", "shard2", "--max-lag", "-3"]), 2),
+        (s(&["rebalance", "plan", "--tolerance", "150"]), 2),
+        (s(&["rebalance", "plan", "--tolerance", "NaN"]), 2),
+        (s(&["rebalance", "plan", "--max-moves", "0"]), 2),
+        (s(&["rebalance", "apply", "--jobs", "0"]), 2),
+        (s(&["lock", "sweep", "--limit", "0"]), 2),
+        (s(&["doctor", "--max-lag", "1e99"]), 2),
+        // Names: unknown and hostile.
+        (s(&["shard", "add", "bad name!", "--weight", "1", "--server", "127.0.0.1:1"]), 2),
+        (s(&["shard", "add", &long_name, "--weight", "1", "--server", "127.0.0.1:1"]), 2),
+        (s(&["shard", "add", "s9'; DROP TABLE users; --", "--weight", "1", "--server", "127.0.0.1:1"]), 2),
+        (s(&["shard", "set-weight", "nosuch", "2"]), 1),
+        (s(&["shard", "set-state", "shard1", "deleted"]), 2),
+        (s(&["shard", "remove", "nosuch"]), 1),
+        (s(&["shard", "remove", &home]), 1),
+        (s(&["user", "locate", "abc"]), 2),
+        (s(&["user", "locate", "999999999"]), 1),
+        (s(&["migrate", "1", "--to", "nosuch"]), 1),
+        (s(&["migrate", "999999999", "--to", "shard1"]), 1),
+        (s(&["lock", "acquire", &long_name, "--ttl", "1m"]), 2),
+        (s(&["lock", "acquire", "bad name", "--ttl", "1m"]), 2),
+        (s(&["lock", "show", "../../etc/passwd"]), 2),
+        (s(&["lock", "release", "JOB_X", "--token", "abc"]), 2),
+        (s(&["lock", "run", "JOB_X", "--ttl", "1s"]), 2),
+        (s(&["maintenance", "drain", "--half", "c"]), 2),
+        (s(&["maintenance", "restore"]), 2),
+        (s(&["completions", "cmd.exe"]), 2),
+        // HOST:PORT and durations.
+        (s(&["shard", "add", "s9", "--weight", "1", "--server", "127.0.0.1"]), 2),
+        (s(&["shard", "add", "s9", "--weight", "1", "--server", "127.0.0.1:99999"]), 2),
+        (s(&["shard", "add", "s9", "--weight", "1", "--server", ":3306"]), 2),
+        (s(&["shard", "add", "s9", "--weight", "1", "--server", "db:0"]), 2),
+        (s(&["shard", "set-capacity", "shard1", "10", "--server", "nohost"]), 2),
+        (s(&["lock", "acquire", "JOB_X", "--ttl", "-5s"]), 2),
+        (s(&["lock", "acquire", "JOB_X", "--ttl", "11years"]), 2),
+        (s(&["migrate", "1", "--to", "shard2", "--lock-ttl", "soon"]), 2),
+        (s(&["maintenance", "drain", "--half", "a", "--timeout", "NaN"]), 2),
+        (s(&["audit", "--since", "-1h"]), 2),
+        // Files: ids, plans.
+        (s(&["user", "assign", "--file", &bad_ids]), 2),
+        (s(&["user", "assign", "--file", "/nonexistent/ids.txt"]), 2),
+        (s(&["rebalance", "apply", &malformed]), 2),
+        (s(&["rebalance", "apply", &v99]), 2),
+        (s(&["rebalance", "apply", &not_a_plan]), 2),
+        (s(&["rebalance", "apply", &stranger]), 1),
+        (s(&["rebalance", "apply", "/nonexistent/plan.json"]), 2),
+        // Config files, servers, credentials.
+        (with_config("malformed.toml", &["shard", "list"]), 2),
+        (with_config("unknown-key.toml", &["shard", "list"]), 2),
+        (with_config("injection.toml", &["shard", "list"]), 2),
+        (with_config("unreachable.toml", &["shard", "list"]), 1),
+        (with_config("wrong-password.toml", &["shard", "list"]), 2),
+        (with_config("unset-env.toml", &["shard", "list"]), 2),
+        (with_config("bad-timeout.toml", &["shard", "list"]), 2),
+        (with_config("open-cnf.toml", &["shard", "list"]), 2),
+        (with_config("nonexistent.toml", &["shard", "list"]), 2),
+        (s(&["--defaults-file", "/nonexistent/my.cnf", "shard", "list"]), 2),
+    ];
+    assert!(cases.len() >= 40);
+
+    let before = world_snapshot(&env);
+    let mut wrong = Vec::new();
+    for (args, code) in &cases {
+        for json in [false, true] {
+            let mut all: Vec<&str> = args.iter().map(String::as_str).collect();
+            if json {
+                all.extend(["--format", "json"]);
+            }
+            let r = env.run_with(&all, &[("CORPUS_PW", "not-the-password")]);
+            let one_line = r.stderr.lines().count() == 1 && r.stderr.starts_with("error: ");
+            let json_ok = !json
+                || serde_json::from_str::<Value>(&r.stdout).is_ok_and(|v| {
+                    v["error"]["kind"].is_string() && v["error"]["message"].is_string()
+                });
+            if r.code != *code || !one_line || !json_ok || r.stderr.contains("panicked") {
+                wrong.push(format!(
+                    "{all:?}: exit {} (want {code}), stderr {:?}, stdout {:?}",
+                    r.code, r.stderr, r.stdout
+                ));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    assert_eq!(world_snapshot(&env), before);
+}
