@@ -20,6 +20,7 @@ pub mod maintenance;
 pub mod migrate;
 pub mod optionfile;
 pub mod output;
+pub mod parallel;
 pub mod placement;
 pub mod rebalance;
 pub mod replica;

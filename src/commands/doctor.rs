@@ -11,6 +11,7 @@ use crate::error::Result;
 use crate::exit_codes;
 use crate::grants;
 use crate::output::{table, Outcome, Report};
+use crate::parallel;
 use crate::replica;
 use crate::ring::{directory, schema, tickets};
 use crate::types::HostPort;
@@ -299,20 +300,8 @@ pub fn run(ctx: &Ctx, args: &DoctorArgs) -> Result<Outcome> {
                             .map(move |v| (s.name.clone(), v.addr(), s.servers.len() > 1))
                     })
                     .collect();
-                // Unreachable servers cost a connect timeout each: check them all at once.
-                let results: Vec<Vec<Check>> = std::thread::scope(|scope| {
-                    let handles: Vec<_> = jobs
-                        .iter()
-                        .map(|(shard, addr, paired)| {
-                            scope.spawn(|| {
-                                shard_server_checks(&cfg, shard, addr, *paired, args.max_lag)
-                            })
-                        })
-                        .collect();
-                    handles
-                        .into_iter()
-                        .map(|h| h.join().unwrap_or_default())
-                        .collect()
+                let results = parallel::each(&jobs, |(shard, addr, paired)| {
+                    shard_server_checks(&cfg, shard, addr, *paired, args.max_lag)
                 });
                 checks.extend(results.into_iter().flatten());
             }

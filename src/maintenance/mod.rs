@@ -21,6 +21,7 @@ use crate::doctor;
 use crate::error::{Error, Result};
 use crate::grants;
 use crate::output::Ui;
+use crate::parallel;
 use crate::replica::{self, ReplicaStatus};
 use crate::ring::directory::{self, Half, Server, ServerStatus, Shard};
 use crate::ring::{self, audit};
@@ -138,18 +139,6 @@ fn probe(
         .map_err(|e| e.to_string())
 }
 
-/// Runs `f` on every item in a thread of its own (checks of many servers cost the slowest one,
-/// not their sum), results in order.
-fn in_parallel<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = items.iter().map(|i| scope.spawn(|| f(i))).collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("probe thread panicked"))
-            .collect()
-    })
-}
-
 /// The servers of `shards` worth probing for a drain of `half` (not those of the half already
 /// offline: they serve nobody and may be down), probed at once. The query rate is sampled only
 /// on shards whose other half has capacities configured.
@@ -168,7 +157,7 @@ fn shard_facts(cfg: &Config, shards: &[&Shard], half: Half) -> Vec<Vec<Facts>> {
                 .map(move |s| (i, s.clone(), sample))
         })
         .collect();
-    let probes = in_parallel(&targets, |(_, s, sample)| {
+    let probes = parallel::each(&targets, |(_, s, sample)| {
         probe(cfg, &s.addr(), *sample, Trust::CheckGrants)
     });
     let mut out: Vec<Vec<Facts>> = vec![Vec::new(); shards.len()];
@@ -352,7 +341,7 @@ pub fn drain(cfg: &Config, opts: &DrainOptions, ui: &Ui) -> Result<Outcome> {
         "half {half} draining: waiting for application sessions on {} servers to end",
         draining.len()
     ));
-    let results = in_parallel(&draining, |(shard, server)| {
+    let results = parallel::each(&draining, |(shard, server)| {
         wait_drained(cfg, shard, server, deadline)
     });
     waiting.finish_and_clear();
@@ -630,7 +619,7 @@ pub fn restore(cfg: &Config, opts: &RestoreOptions, ui: &Ui) -> Result<Outcome> 
         "half {half}: waiting for {} servers to answer and catch up",
         pending.len()
     ));
-    let results = in_parallel(&pending, |(shard, server)| {
+    let results = parallel::each(&pending, |(shard, server)| {
         if opts.dry_run {
             let facts = Facts {
                 server: (*server).clone(),
@@ -761,7 +750,7 @@ pub fn status(cfg: &Config) -> Result<Vec<ServerState>> {
         .iter()
         .flat_map(|shard| shard.servers.iter().map(move |s| (shard, s)))
         .collect();
-    let probes = in_parallel(&servers, |(_, s)| {
+    let probes = parallel::each(&servers, |(_, s)| {
         probe(cfg, &s.addr(), None, Trust::AsShown)
     });
     Ok(servers

@@ -14,6 +14,7 @@ use crate::config::Config;
 use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::migrate::data;
+use crate::parallel;
 use crate::ring::directory::{self, Shard, ShardState};
 use crate::routing;
 use crate::types::ShardName;
@@ -144,19 +145,7 @@ pub fn gather(cfg: &Config, ring: &mut Db) -> Result<(Vec<Shard>, Vec<ShardLoad>
         "SELECT user_id, shard_id FROM users WHERE state = 'active'",
         (),
     )?;
-    let rows: Vec<Result<HashMap<u64, u64>>> = std::thread::scope(|s| {
-        let handles: Vec<_> = shards
-            .iter()
-            .map(|shard| s.spawn(move || rows_per_user(cfg, shard)))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(Error::Failed("a counting thread panicked".into())))
-            })
-            .collect()
-    });
+    let rows = parallel::each(&shards, |shard| rows_per_user(cfg, shard));
     let index: HashMap<u32, usize> = shards.iter().enumerate().map(|(i, s)| (s.id, i)).collect();
     let mut loads: Vec<ShardLoad> = shards
         .iter()

@@ -14,6 +14,7 @@ use crate::config::{Config, Login};
 use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::output::Ui;
+use crate::parallel;
 use crate::replica;
 use crate::ring::directory::{self, Half};
 use crate::ring::{self, assign};
@@ -200,19 +201,9 @@ pub fn up(opts: &UpOptions, ui: &Ui) -> Result<UpOutcome> {
     }
     spinner.set_message(format!("waiting for {} servers", started.len()));
     let login = root_login();
-    let mut conns = std::thread::scope(|s| {
-        let handles: Vec<_> = members
-            .iter()
-            .map(|m| s.spawn(|| m.process.wait_ready(&login, START_TIMEOUT)))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(Error::Failed("a start-up thread panicked".into())))
-            })
-            .collect::<Result<Vec<Db>>>()
-    })?;
+    let mut conns = parallel::each(&members, |m| m.process.wait_ready(&login, START_TIMEOUT))
+        .into_iter()
+        .collect::<Result<Vec<Db>>>()?;
     let config_path = dir.join(CONFIG_FILE);
     let fresh = recorded.is_none();
     let (mut users, mut rows) = (0, 0);
@@ -462,21 +453,13 @@ pub fn down(dir: &Path) -> Result<Vec<String>> {
         return Ok(Vec::new());
     };
     let members = layout(&dir, &spec);
-    let stopped = std::thread::scope(|s| {
-        let handles: Vec<_> = members
-            .iter()
-            .map(|m| {
-                s.spawn(|| {
-                    m.process
-                        .stop(Duration::from_secs(60))
-                        .then(|| m.process.addr().to_string())
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .filter_map(|h| h.join().ok().flatten())
-            .collect()
-    });
+    let stopped = parallel::each(&members, |m| {
+        m.process
+            .stop(Duration::from_secs(60))
+            .then(|| m.process.addr().to_string())
+    })
+    .into_iter()
+    .flatten()
+    .collect();
     Ok(stopped)
 }
