@@ -331,7 +331,7 @@ impl Config {
                 auth,
                 base,
                 discovered.as_ref().and_then(Option::as_ref),
-                &mut Vec::new(),
+                &mut warnings,
             )
             .map_err(bad)
         };
@@ -451,9 +451,7 @@ fn resolve_login(
     let mut password = None;
     if let Some(file) = &auth.password_file {
         let path = base.join(file);
-        refuse_world_writable(&path).map_err(|e| format!("password_file {e}"))?;
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| format!("password_file {}: {e}", path.display()))?;
+        let text = Disk.read(&path).map_err(|e| format!("password_file {e}"))?;
         if world_readable(&path) {
             warnings.push(format!(
                 "password file {} is readable by everyone (chmod 600 {})",

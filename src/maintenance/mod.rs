@@ -219,14 +219,17 @@ pub struct Outcome {
 /// Marks a dry run's servers that would change.
 const WOULD: &str = "would change";
 
-/// The half's servers of every shard, with the status each has after `changes`.
-fn half_report(
+/// The outcome as the half's servers of every shard stand after `changes` (statuses written),
+/// with `notes` on those that did not get where they were asked to go; no refusal or session.
+fn report(
     shards: &[Shard],
     half: Half,
+    dry_run: bool,
+    start: Instant,
     changes: &HashMap<HostPort, ServerStatus>,
     notes: &HashMap<HostPort, String>,
-) -> Vec<ServerReport> {
-    shards
+) -> Outcome {
+    let servers: Vec<ServerReport> = shards
         .iter()
         .flat_map(|shard| {
             shard.servers.iter().filter(|s| s.half == half).map(|s| {
@@ -243,7 +246,17 @@ fn half_report(
                 }
             })
         })
-        .collect()
+        .collect();
+    Outcome {
+        half,
+        dry_run,
+        changed: servers.iter().filter(|s| s.changed).count(),
+        servers,
+        refused: Vec::new(),
+        sessions: Vec::new(),
+        seconds: start.elapsed().as_secs_f64(),
+        blocked: false,
+    }
 }
 
 pub struct DrainOptions {
@@ -291,19 +304,11 @@ pub fn drain(cfg: &Config, opts: &DrainOptions, ui: &Ui) -> Result<Outcome> {
     let outcome = |changes: HashMap<HostPort, ServerStatus>,
                    notes: &HashMap<HostPort, String>,
                    refused: Vec<Refusal>,
-                   sessions: Vec<Holdout>| {
-        let servers = half_report(&shards, half, &changes, notes);
-        let changed = servers.iter().filter(|s| s.changed).count();
-        Outcome {
-            half,
-            dry_run: opts.dry_run,
-            blocked: !refused.is_empty() && !opts.skip_unsafe,
-            changed,
-            servers,
-            refused,
-            sessions,
-            seconds: start.elapsed().as_secs_f64(),
-        }
+                   sessions: Vec<Holdout>| Outcome {
+        blocked: !refused.is_empty() && !opts.skip_unsafe,
+        refused,
+        sessions,
+        ..report(&shards, half, opts.dry_run, start, &changes, notes)
     };
     if !refused.is_empty() && !opts.skip_unsafe {
         return Ok(outcome(HashMap::new(), &notes, refused, Vec::new()));
@@ -412,7 +417,7 @@ fn mark_draining<'s>(
         return Ok((Vec::new(), Vec::new()));
     }
     let ids: Vec<u32> = shards.iter().map(|s| s.id).collect();
-    let marked = ring.transaction_if("marking the half draining", |tx| {
+    ring.transaction("marking the half draining", |tx| {
         let rows: Vec<(u32, String, u16, String, String)> = tx.exec(
             format!(
                 "SELECT shard_id, host, port, half, status FROM shard_servers
@@ -424,18 +429,20 @@ fn mark_draining<'s>(
         let mut ok = Vec::new();
         let mut raced = Vec::new();
         for shard in shards {
-            let now: Vec<Server> = rows
+            let now: Result<Vec<Server>, String> = rows
                 .iter()
                 .filter(|r| r.0 == shard.id)
-                .map(|(_, host, port, h, status)| Server {
-                    host: host.clone(),
-                    port: *port,
-                    half: h.parse().unwrap_or(half),
-                    status: status.parse().unwrap_or(ServerStatus::Offline),
-                    capacity_qps: None,
+                .map(|(_, host, port, h, status)| {
+                    Ok(Server {
+                        host: host.clone(),
+                        port: *port,
+                        half: h.parse()?,
+                        status: status.parse()?,
+                        capacity_qps: None,
+                    })
                 })
                 .collect();
-            match rules::other_half_online(half, &now) {
+            match now.and_then(|servers| rules::other_half_online(half, &servers)) {
                 Ok(()) => ok.push(*shard),
                 Err(reason) => raced.push(Refusal {
                     shard: shard.name.clone(),
@@ -444,7 +451,8 @@ fn mark_draining<'s>(
             }
         }
         if !raced.is_empty() && !skip_unsafe {
-            return Ok(None);
+            // Nothing is written: committing releases the row locks, nothing more.
+            return Ok((Vec::new(), raced));
         }
         if !ok.is_empty() {
             tx.exec_drop(
@@ -469,30 +477,8 @@ fn mark_draining<'s>(
                 .collect();
             audit::record_many(tx, "maintenance.drain", &entries)?;
         }
-        Ok(Some((ok, raced)))
-    })?;
-    Ok(match marked {
-        Some(v) => v,
-        // Rolled back: report every shard the second look refused, none marked.
-        None => (Vec::new(), second_look_refusals(ring, half, shards)?),
+        Ok((ok, raced))
     })
-}
-
-/// The refusals of a second look that rolled back, read again for the report.
-fn second_look_refusals(ring: &mut Db, half: Half, shards: &[&Shard]) -> Result<Vec<Refusal>> {
-    let now = directory::shards(ring)?;
-    Ok(shards
-        .iter()
-        .filter_map(|s| {
-            let current = now.iter().find(|n| n.id == s.id)?;
-            rules::other_half_online(half, &current.servers)
-                .err()
-                .map(|reason| Refusal {
-                    shard: s.name.clone(),
-                    reason: format!("changed while checking: {reason}"),
-                })
-        })
-        .collect())
 }
 
 /// Waits until `server` has no application sessions, then until every server of the other half
@@ -655,17 +641,7 @@ pub fn restore(cfg: &Config, opts: &RestoreOptions, ui: &Ui) -> Result<Outcome> 
     .into_iter()
     .map(|a| (a, ServerStatus::Online))
     .collect();
-    let servers = half_report(&shards, half, &changes, &notes);
-    Ok(Outcome {
-        half,
-        dry_run: opts.dry_run,
-        changed: servers.iter().filter(|s| s.changed).count(),
-        servers,
-        refused: Vec::new(),
-        sessions: Vec::new(),
-        seconds: start.elapsed().as_secs_f64(),
-        blocked: false,
-    })
+    Ok(report(&shards, half, opts.dry_run, start, &changes, &notes))
 }
 
 /// Waits until `server` answers, replicates within `max_lag`, and has applied everything its
@@ -678,49 +654,44 @@ fn wait_restorable(
     max_lag: u64,
     deadline: Instant,
 ) -> Result<(), String> {
-    loop {
-        let attempt = restorable_now(cfg, shard, server, max_lag, deadline);
-        let left = deadline.saturating_duration_since(Instant::now());
-        match attempt {
-            Err(_) if !left.is_zero() => std::thread::sleep(left.min(POLL)),
-            other => return other,
+    let attempt = || -> Result<(), String> {
+        let mut db = connect(cfg, &server.addr()).map_err(|e| format!("does not answer: {e}"))?;
+        let facts = Facts {
+            server: server.clone(),
+            probe: probe_on(cfg, &mut db, None, Trust::AsShown).map_err(|e| e.to_string()),
+        };
+        if let Some(problem) = rules::restore_problem(&facts, max_lag) {
+            return Err(problem);
         }
-    }
-}
-
-fn restorable_now(
-    cfg: &Config,
-    shard: &Shard,
-    server: &Server,
-    max_lag: u64,
-    deadline: Instant,
-) -> Result<(), String> {
-    let mut db = connect(cfg, &server.addr()).map_err(|e| format!("does not answer: {e}"))?;
-    let facts = Facts {
-        server: server.clone(),
-        probe: probe_on(cfg, &mut db, None, Trust::AsShown).map_err(|e| e.to_string()),
+        for peer in shard
+            .servers
+            .iter()
+            .filter(|p| p.status == ServerStatus::Online && p.addr() != server.addr())
+        {
+            let position = connect(cfg, &peer.addr())
+                .and_then(|mut p| replica::binlog_position(&mut p))
+                .map_err(|e| {
+                    format!("cannot read the position of its peer {}: {e}", peer.addr())
+                })?;
+            let Some(position) = position else { continue };
+            let left = deadline.saturating_duration_since(Instant::now());
+            if !replica::wait_for(&mut db, &position, left).map_err(|e| e.to_string())? {
+                return Err(format!(
+                    "has not caught up with {} (replication lag)",
+                    peer.addr()
+                ));
+            }
+        }
+        Ok(())
     };
-    if let Some(problem) = rules::restore_problem(&facts, max_lag) {
-        return Err(problem);
-    }
-    for peer in shard
-        .servers
-        .iter()
-        .filter(|p| p.status == ServerStatus::Online && p.addr() != server.addr())
-    {
-        let position = connect(cfg, &peer.addr())
-            .and_then(|mut p| replica::binlog_position(&mut p))
-            .map_err(|e| format!("cannot read the position of its peer {}: {e}", peer.addr()))?;
-        let Some(position) = position else { continue };
+    loop {
+        let result = attempt();
         let left = deadline.saturating_duration_since(Instant::now());
-        if !replica::wait_for(&mut db, &position, left).map_err(|e| e.to_string())? {
-            return Err(format!(
-                "has not caught up with {} (replication lag)",
-                peer.addr()
-            ));
+        match result {
+            Err(_) if !left.is_zero() => std::thread::sleep(left.min(POLL)),
+            done => return done,
         }
     }
-    Ok(())
 }
 
 /// One server as `maintenance status` shows it.
