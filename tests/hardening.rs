@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::{bin, conn, federation, Env, Federation, Run};
+use common::{conn, federation, run_with_config, Env, Federation, Run};
 use mysql::prelude::Queryable;
 use serde_json::Value;
 
@@ -419,17 +419,9 @@ fn tls_to_a_server_that_requires_it() {
     let run = |config: &str, args: &[&str]| -> Run {
         let path = dir.path().join("shardctl.toml");
         std::fs::write(&path, config).unwrap();
-        let out = Command::new(bin())
-            .args(args)
-            .args(["--format", "json"])
-            .env("SHARDCTL_CONFIG", &path)
-            .output()
-            .unwrap();
-        Run {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        let mut all = args.to_vec();
+        all.extend(["--format", "json"]);
+        run_with_config(&path, &all, &[])
     };
     let required = tls_login("required", &ca, "127.0.0.1");
     let start = std::time::Instant::now();

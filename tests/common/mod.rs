@@ -184,6 +184,22 @@ impl Run {
     }
 }
 
+/// Runs shardctl with the config at `config` (and `env`), as operator `test-operator`.
+pub fn run_with_config(config: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
+    let out = Command::new(bin())
+        .args(args)
+        .env("SHARDCTL_CONFIG", config)
+        .env("SHARDCTL_OPERATOR", "test-operator")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
 /// One test's world: its own ring database, ticket schemas and shard database.
 pub struct Env {
     pub fed: &'static Federation,
@@ -258,18 +274,7 @@ impl Env {
     }
 
     pub fn run_with(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
-        let out = Command::new(bin())
-            .args(args)
-            .env("SHARDCTL_CONFIG", &self.config)
-            .env("SHARDCTL_OPERATOR", "test-operator")
-            .envs(env.iter().copied())
-            .output()
-            .unwrap();
-        Run {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        run_with_config(&self.config, args, env)
     }
 
     /// Runs with `--format json`, asserts exit 0, returns the document.
