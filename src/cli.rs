@@ -269,6 +269,10 @@ pub struct MigrateRunArgs {
     /// Leave the user's rows on the source (`migrate resume` deletes them later)
     #[arg(long)]
     pub keep_source: bool,
+    /// Delete rows of the user already on the destination before copying. Without it such
+    /// rows (which no migration explains) make the move refuse with exit 4
+    #[arg(long)]
+    pub clear_destination: bool,
     #[command(flatten)]
     pub lock: MigrateLockArgs,
     /// Wait while a peer of the source or destination lags more than this many seconds
@@ -282,7 +286,7 @@ pub struct MigrateRunArgs {
 #[derive(Debug, Args)]
 pub struct MigrateLockArgs {
     /// The account lock's lease, renewed every third of it while working
-    #[arg(long, value_name = "DUR", value_parser = duration, default_value = "30s")]
+    #[arg(long, value_name = "DUR", value_parser = ttl, default_value = "30s")]
     pub lock_ttl: std::time::Duration,
 }
 
@@ -407,13 +411,19 @@ fn duration(s: &str) -> Result<std::time::Duration, String> {
     crate::types::parse_duration(s)
 }
 
+/// A lease's ttl: a duration within the range every lock backend accepts, checked wherever a
+/// ttl is taken (a ttl of 0s would make every lease expire as it is written).
+fn ttl(s: &str) -> Result<std::time::Duration, String> {
+    crate::lock::lease::check_ttl(crate::types::parse_duration(s)?)
+}
+
 #[derive(Debug, Args)]
 pub struct LockAcquireArgs {
     /// Lock name: letters, digits, `_ . : -`; at most 64; ACCOUNT_<uid>_<TASK> for account locks
     #[arg(value_parser = lock_name)]
     pub name: LockName,
     /// How long the lease lasts unless renewed (30s, 10m)
-    #[arg(long, value_name = "DUR", value_parser = duration)]
+    #[arg(long, value_name = "DUR", value_parser = ttl)]
     pub ttl: std::time::Duration,
     /// Who holds it [default: the operator]
     #[arg(long, value_name = "O")]

@@ -389,6 +389,7 @@ impl Config {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
+        check_tables(&tables).map_err(bad)?;
         let shards = ShardsConfig {
             database: ident("[shards] database", &raw.shards.database)?,
             login: login(&raw.shards.auth, "shards.auth")?,
@@ -415,6 +416,24 @@ impl Config {
             warnings,
         })
     }
+}
+
+/// A move copies exactly the tables listed: with none listed it would flip a user with nothing
+/// copied, and the rows left behind would be deleted as strays by a later move. A table listed
+/// twice would be copied twice.
+fn check_tables(tables: &[TableSpec]) -> std::result::Result<(), String> {
+    if tables.is_empty() {
+        return Err("[shards] lists no per-user tables: add a [[shards.tables]] entry (name, owner_column) for every table that holds users' rows".into());
+    }
+    for (i, t) in tables.iter().enumerate() {
+        if tables[..i].iter().any(|u| u.name == t.name) {
+            return Err(format!(
+                "[[shards.tables]] lists table `{}` more than once",
+                t.name
+            ));
+        }
+    }
+    Ok(())
 }
 
 impl RawAuth {
@@ -542,6 +561,8 @@ connect = "2s"
             GOOD.replace("auto_increment_offset = 1", "auto_increment_offset = 0"),
             GOOD.replace("SHARDCTL_TEST_PW_GOOD", "SHARDCTL_TEST_PW_UNSET"),
             "[ring]\nservers = []\n[shards]\ndatabase = \"a\"\n".to_string(),
+            GOOD.replace("[[shards.tables]]\nname = \"photos\"\nowner_column = \"owner_id\"\n", ""),
+            GOOD.replace("owner_column = \"owner_id\"\n", "owner_column = \"owner_id\"\n[[shards.tables]]\nname = \"photos\"\nowner_column = \"user_id\"\n"),
             "not toml at all [".to_string(),
         ];
         std::env::set_var("SHARDCTL_TEST_PW_GOOD", "s3cret");
@@ -560,7 +581,7 @@ connect = "2s"
         p
     }
 
-    const MINIMAL: &str = "[ring]\nservers = [\"db:3306\"]\n[shards]\ndatabase = \"app\"\n";
+    const MINIMAL: &str = "[ring]\nservers = [\"db:3306\"]\n[shards]\ndatabase = \"app\"\n[[shards.tables]]\nname = \"photos\"\nowner_column = \"owner_id\"\n";
 
     #[test]
     fn option_files_with_includes_supply_credentials() {

@@ -2,6 +2,9 @@
 //! doing. A connection that saw an I/O or protocol error is dropped, never reused: the `mysql`
 //! crate may hand back a previous query's result after a read timeout.
 
+use std::net::TcpStream;
+use std::time::Duration;
+
 use mysql::prelude::{FromRow, Queryable};
 use mysql::{Conn, Opts, OptsBuilder, Params, SslOpts, Transaction, TxOpts};
 
@@ -63,17 +66,44 @@ impl Db {
         database: Option<&Ident>,
         net: &NetOptions,
     ) -> Result<Db> {
-        let attempt = |tls| Conn::new(opts(addr, login, database, net, tls));
+        // The handshake is a read like any other: bounded by the connect timeout, so a server
+        // that accepts TCP but never greets (SIGSTOP, a hung mysqld) costs at most that long.
+        let handshake = NetOptions {
+            read_timeout: net.connect_timeout,
+            write_timeout: net.connect_timeout,
+            ..net.clone()
+        };
+        let attempt = |tls| Conn::new(opts(addr, login, database, &handshake, tls));
         let conn = match net.tls {
             TlsMode::Disabled => attempt(false),
             TlsMode::Required | TlsMode::VerifyIdentity => attempt(true),
             TlsMode::Preferred => attempt(true).or_else(|_| attempt(false)),
         }
         .map_err(|e| Error::db(&addr.to_string(), "connecting", e))?;
-        Ok(Db {
+        let mut db = Db {
             conn: Some(conn),
             server: addr.clone(),
-        })
+        };
+        db.set_timeouts(net.read_timeout, net.write_timeout)?;
+        Ok(db)
+    }
+
+    /// Sets how long one read or write on this connection may block. Waits bounded by what
+    /// the operator asked (a drain's `--timeout`) lower it so a frozen server cannot hold them.
+    pub fn set_timeouts(&mut self, read: Duration, write: Duration) -> Result<()> {
+        use std::os::unix::io::{AsRawFd, FromRawFd};
+        let Some(conn) = self.conn.as_ref() else {
+            return Ok(());
+        };
+        // SAFETY: the descriptor belongs to `conn`, which outlives this borrow; ManuallyDrop
+        // keeps the temporary TcpStream from closing it.
+        let socket =
+            std::mem::ManuallyDrop::new(unsafe { TcpStream::from_raw_fd(conn.as_raw_fd()) });
+        let zero_is_none = |d: Duration| (!d.is_zero()).then_some(d);
+        socket
+            .set_read_timeout(zero_is_none(read))
+            .and_then(|()| socket.set_write_timeout(zero_is_none(write)))
+            .map_err(|e| Error::Failed(format!("setting timeouts on {}: {e}", self.server)))
     }
 
     /// Runs `f` on the connection; on an I/O error the connection is dropped for good.

@@ -412,6 +412,7 @@ fn tls_to_a_server_that_requires_it() {
             "[ring]\nservers = [\"{host}:25160\"]\ndatabase = \"tls_ring\"\n\
              [ring.auth]\nuser = \"root\"\nno_password = true\n\
              [shards]\ndatabase = \"app\"\n[shards.auth]\nuser = \"root\"\nno_password = true\n\
+             [[shards.tables]]\nname = \"photos\"\nowner_column = \"owner_id\"\n\
              [tls]\nmode = \"{mode}\"\nca = \"{}\"\n",
             ca.display()
         )

@@ -284,6 +284,19 @@ pub fn run(ctx: &Ctx, args: &DoctorArgs) -> Result<Outcome> {
             .and_then(|_| directory::shards(&mut db))
         {
             Ok(shards) => {
+                checks.push(match directory::users_on_unknown_shards(&mut db) {
+                    Ok((0, _)) => Check::pass("ring", "users' shards", "every user's shard is registered"),
+                    Ok((n, ids)) => Check::fail(
+                        "ring",
+                        "users' shards",
+                        format!(
+                            "{n} users are placed on unregistered shards (first: {})",
+                            ids.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(", ")
+                        ),
+                        "register the shard again with `shardctl shard add` (same servers) so the users can be moved",
+                    ),
+                    Err(e) => Check::fail("ring", "users' shards", e.to_string(), "check the ring user's privileges"),
+                });
                 if shards.is_empty() {
                     checks.push(Check::fail(
                         "ring",

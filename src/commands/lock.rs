@@ -246,13 +246,15 @@ impl Report for RunOutcome {
 }
 
 fn request(args: &LockAcquireArgs, hold_session: bool, purpose: String) -> Result<Request> {
-    let ttl = crate::lock::lease::check_ttl(args.ttl).map_err(Error::Usage)?;
+    let ttl = args.ttl;
     let owner = args.owner.clone().unwrap_or_else(audit::operator);
     Ok(Request {
         name: args.name.clone(),
         ttl,
         metadata: json!({ "owner": owner, "host": audit::hostname(), "pid": std::process::id(),
-                          "ttl_seconds": ttl.as_secs_f64(), "purpose": purpose }),
+                          "ttl_seconds": ttl.as_secs_f64(), "purpose": purpose,
+                          // Only `lock run` keeps a session, and it runs a command.
+                          "runs_command": hold_session }),
         owner,
         purpose,
         hold_session,

@@ -4,7 +4,7 @@ use crate::cli::{MigrateArgs, MigrateCommand};
 use crate::commands::Ctx;
 use crate::error::{Error, Result};
 use crate::exit_codes;
-use crate::migrate::{self, Entry, Options, Report as MigrateReport, Resumed};
+use crate::migrate::{self, Entry, InProgress, Options, Report as MigrateReport, Resumed};
 use crate::output::{table, Outcome, Report};
 use crate::ring;
 
@@ -34,11 +34,20 @@ impl Report for MigrateReport {
         }
         out
     }
+
+    fn exit_code(&self) -> u8 {
+        if self.cleanup_pending {
+            exit_codes::PARTIAL
+        } else {
+            exit_codes::OK
+        }
+    }
 }
 
 #[derive(Serialize)]
 struct ResumeReport {
     resumed: Vec<Resumed>,
+    in_progress: Vec<InProgress>,
     failed: Vec<Failure>,
     released_locks: Vec<String>,
 }
@@ -56,8 +65,18 @@ impl Report for ResumeReport {
             .iter()
             .map(|l| format!("\nreleased {l}, left by a dead holder"))
             .collect::<String>();
+        let running = self
+            .in_progress
+            .iter()
+            .map(|r| {
+                format!(
+                    "\nmigration #{} of user {} ({} -> {}, {}) is in progress: {}",
+                    r.migration_id, r.user, r.from, r.to, r.state, r.holder
+                )
+            })
+            .collect::<String>();
         if self.resumed.is_empty() && self.failed.is_empty() {
-            return format!("nothing to resume{released}");
+            return format!("nothing to resume{running}{released}");
         }
         let mut out = table(
             &["migration", "user", "from", "to", "was", "now"],
@@ -75,7 +94,7 @@ impl Report for ResumeReport {
         for f in &self.failed {
             out.push_str(&format!("\nuser {}: {}", f.user, f.error));
         }
-        out + &released
+        out + &running + &released
     }
 
     fn exit_code(&self) -> u8 {
@@ -143,6 +162,7 @@ pub fn run(ctx: &Ctx, args: MigrateArgs) -> Result<Outcome> {
             let outcome = migrate::resume(&cfg, a.user, a.lock.lock_ttl, &ctx.ui)?;
             Outcome::of(ResumeReport {
                 released_locks: outcome.released_locks,
+                in_progress: outcome.in_progress,
                 resumed: outcome.resumed,
                 failed: outcome
                     .failed
@@ -158,8 +178,7 @@ pub fn run(ctx: &Ctx, args: MigrateArgs) -> Result<Outcome> {
             let (Some(user), Some(to)) = (args.run.user, args.run.to) else {
                 return Err(Error::Usage("migrate needs UID and --to SHARD".into()));
             };
-            let ttl =
-                crate::lock::lease::check_ttl(args.run.lock.lock_ttl).map_err(Error::Usage)?;
+            let ttl = args.run.lock.lock_ttl;
             crate::signals::catch_termination();
             let report = migrate::migrate(
                 &cfg,
@@ -167,6 +186,7 @@ pub fn run(ctx: &Ctx, args: MigrateArgs) -> Result<Outcome> {
                     user,
                     to,
                     keep_source: args.run.keep_source,
+                    clear_destination: args.run.clear_destination,
                     lock_ttl: ttl,
                     max_lag: args.run.max_lag,
                     dry_run: args.run.dry_run,

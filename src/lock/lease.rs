@@ -2,7 +2,9 @@
 //!
 //! A lease is the lock's record in the ring. A holder that keeps a session also holds
 //! `GET_LOCK(name)` on one server; the server drops that lock the moment the holder's session
-//! ends, so a dead holder is visible at once and need not be waited out. A holder whose session
+//! ends, so a dead holder is visible at once and need not be waited out — unless it ran a
+//! command that may outlive it (`lock run`), or its server does not answer (unreachable is
+//! not dead): then the lease is waited out. A holder whose session
 //! is alive but whose lease has expired (paused, partitioned) has lost the lock: its session is
 //! killed so it cannot go on believing otherwise, and so the GET_LOCK comes free.
 
@@ -14,14 +16,19 @@ pub struct Observed {
     pub expired: bool,
     /// The lease names a session holding GET_LOCK.
     pub has_session: bool,
-    /// That session still holds the GET_LOCK.
-    pub session_alive: bool,
+    /// Whether that session still holds the GET_LOCK: None when its server did not answer.
+    /// An unreachable server is not a dead holder: the holder may be alive and working.
+    pub session_alive: Option<bool>,
+    /// The holder runs a command under the lock (`lock run`): the command may outlive it.
+    pub runs_command: bool,
+    /// That command's process group is known to be gone (checked on the holder's own host).
+    pub command_gone: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verdict {
-    /// Held by someone else.
-    InUse,
+    /// Held by someone else; with why, where that is not plain.
+    InUse(Option<&'static str>),
     /// May be taken over; `kill_session` when the stale holder's session is still alive.
     TakeOver {
         reason: &'static str,
@@ -30,16 +37,31 @@ pub enum Verdict {
 }
 
 pub fn judge(o: Observed) -> Verdict {
-    match (o.has_session, o.session_alive, o.expired) {
-        (true, false, _) => Verdict::TakeOver {
-            reason: "the holder's session is gone",
-            kill_session: false,
-        },
-        (_, _, false) => Verdict::InUse,
-        (has_session, alive, true) => Verdict::TakeOver {
-            reason: "the lease expired",
-            kill_session: has_session && alive,
-        },
+    let session_gone = o.has_session && o.session_alive == Some(false);
+    if !o.expired {
+        if session_gone && o.runs_command && !o.command_gone {
+            // Its holder died, but the command it ran may not have: only the lease's expiry
+            // says the command had its time.
+            return Verdict::InUse(Some(
+                "its holder died, but the command it ran may still be running; the lease must expire first",
+            ));
+        }
+        if session_gone {
+            return Verdict::TakeOver {
+                reason: "the holder's session is gone",
+                kill_session: false,
+            };
+        }
+        if o.has_session && o.session_alive.is_none() {
+            return Verdict::InUse(Some(
+                "the holder's server does not answer, so the holder may still be working; the lease must expire first",
+            ));
+        }
+        return Verdict::InUse(None);
+    }
+    Verdict::TakeOver {
+        reason: "the lease expired",
+        kill_session: o.has_session && o.session_alive == Some(true),
     }
 }
 
@@ -68,24 +90,26 @@ pub fn check_ttl(ttl: Duration) -> Result<Duration, String> {
 mod tests {
     use super::*;
 
-    fn o(expired: bool, has_session: bool, session_alive: bool) -> Verdict {
+    fn o(expired: bool, has_session: bool, session_alive: Option<bool>) -> Verdict {
         judge(Observed {
             expired,
             has_session,
             session_alive,
+            runs_command: false,
+            command_gone: false,
         })
     }
 
     #[test]
     fn a_live_lease_is_in_use() {
-        assert_eq!(o(false, false, false), Verdict::InUse);
-        assert_eq!(o(false, true, true), Verdict::InUse);
+        assert_eq!(o(false, false, None), Verdict::InUse(None));
+        assert_eq!(o(false, true, Some(true)), Verdict::InUse(None));
     }
 
     #[test]
     fn a_dead_session_frees_the_lock_before_expiry() {
         assert!(matches!(
-            o(false, true, false),
+            o(false, true, Some(false)),
             Verdict::TakeOver {
                 kill_session: false,
                 ..
@@ -94,16 +118,44 @@ mod tests {
     }
 
     #[test]
+    fn an_unreachable_holder_is_waited_out() {
+        assert!(matches!(o(false, true, None), Verdict::InUse(Some(_))));
+        assert!(matches!(
+            o(true, true, None),
+            Verdict::TakeOver {
+                kill_session: false,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn a_dead_lock_run_holder_is_waited_out_unless_its_command_is_gone() {
+        let run = |expired, command_gone| {
+            judge(Observed {
+                expired,
+                has_session: true,
+                session_alive: Some(false),
+                runs_command: true,
+                command_gone,
+            })
+        };
+        assert!(matches!(run(false, false), Verdict::InUse(Some(_))));
+        assert!(matches!(run(false, true), Verdict::TakeOver { .. }));
+        assert!(matches!(run(true, false), Verdict::TakeOver { .. }));
+    }
+
+    #[test]
     fn an_expired_lease_is_taken_over_and_a_paused_holder_killed() {
         assert!(matches!(
-            o(true, false, false),
+            o(true, false, None),
             Verdict::TakeOver {
                 kill_session: false,
                 ..
             }
         ));
         assert!(matches!(
-            o(true, true, true),
+            o(true, true, Some(true)),
             Verdict::TakeOver {
                 kill_session: true,
                 ..
@@ -118,6 +170,7 @@ mod tests {
             Duration::from_secs(10)
         );
         assert!(check_ttl(Duration::from_millis(500)).is_err());
+        assert!(check_ttl(Duration::ZERO).is_err());
         assert!(check_ttl(Duration::from_secs(10)).is_ok());
     }
 }

@@ -85,6 +85,25 @@ impl Lease {
         Some((server, self.holder_connection?))
     }
 
+    /// Whether the holder runs a command under the lock (`lock run` records it).
+    fn runs_command(&self) -> bool {
+        self.metadata.get("runs_command") == Some(&Value::Bool(true))
+    }
+
+    /// Whether the command's process group is gone. Only provable on the holder's own host
+    /// (process groups are per machine) and once `lock run` recorded the group.
+    fn command_gone(&self) -> bool {
+        let Some(pgid) = self.metadata.get("command_pgid").and_then(Value::as_i64) else {
+            return false;
+        };
+        if self.host != audit::hostname() || pgid <= 1 {
+            return false;
+        }
+        // SAFETY: signal 0 only asks whether the group exists; nothing is delivered.
+        let rc = unsafe { libc::kill(-(pgid as libc::pid_t), 0) };
+        rc != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
+    }
+
     fn in_use(&self) -> Error {
         Error::LockInUse(format!(
             "lock {} is held by {} on {} (pid {}, token {}) until {}",
@@ -141,6 +160,9 @@ pub struct LockClient<'c> {
     shards: HashMap<HostPort, Db>,
     /// Whether the ring runs MariaDB (which has DELETE ... RETURNING); asked when first needed.
     mariadb: Option<bool>,
+    /// The longest one read or write may block, where a holder must not wait longer than its
+    /// lease (see `bound_io`).
+    io_timeout: Option<Duration>,
 }
 
 impl<'c> LockClient<'c> {
@@ -155,7 +177,19 @@ impl<'c> LockClient<'c> {
             ring,
             shards: HashMap::new(),
             mariadb: None,
+            io_timeout: None,
         })
+    }
+
+    /// From now on no statement on any of this client's connections blocks longer than `d`: a
+    /// holder renewing against a frozen server learns within its lease that it cannot renew.
+    pub fn bound_io(&mut self, d: Duration) -> Result<()> {
+        self.io_timeout = Some(d);
+        self.ring.set_timeouts(d, d)?;
+        for db in self.shards.values_mut() {
+            db.set_timeouts(d, d)?;
+        }
+        Ok(())
     }
 
     fn ring_is_mariadb(&mut self) -> Result<bool> {
@@ -184,9 +218,28 @@ impl<'c> LockClient<'c> {
             .ok_or_else(|| {
                 Error::Database(format!("user {user} names missing shard {shard_id}"))
             })?;
-        Ok(routing::candidates(user, &shard.servers)
-            .first()
-            .map(|s| s.addr()))
+        // The routing rule with its fall-over, as `user locate` applies it: the first of the
+        // user's servers that answers. (Two acquirers that chose different servers still meet
+        // at the lease, whose insert alone decides the winner.)
+        let candidates: Vec<HostPort> = routing::candidates(user, &shard.servers)
+            .iter()
+            .map(|s| s.addr())
+            .collect();
+        if candidates.is_empty() {
+            return Ok(None);
+        }
+        let mut failures = Vec::new();
+        for addr in candidates {
+            match self.session(Some(&addr)) {
+                Ok(_) => return Ok(Some(addr)),
+                Err(e) => failures.push(e.to_string()),
+            }
+        }
+        Err(Error::Unreachable(format!(
+            "no server of shard `{}` answers for lock {name}: {}",
+            shard.name,
+            failures.join("; ")
+        )))
     }
 
     /// The connection that takes GET_LOCKs on `server` (None: the ring connection).
@@ -194,8 +247,11 @@ impl<'c> LockClient<'c> {
         match server {
             None => Ok(&mut self.ring),
             Some(addr) => {
-                if !self.shards.contains_key(addr) {
-                    let db = Db::connect(addr, &self.cfg.shards.login, None, &self.cfg.net)?;
+                if self.shards.get(addr).is_none_or(Db::is_lost) {
+                    let mut db = Db::connect(addr, &self.cfg.shards.login, None, &self.cfg.net)?;
+                    if let Some(d) = self.io_timeout {
+                        db.set_timeouts(d, d)?;
+                    }
                     self.shards.insert(addr.clone(), db);
                 }
                 Ok(self.shards.get_mut(addr).expect("inserted above"))
@@ -275,18 +331,18 @@ impl<'c> LockClient<'c> {
         Ok(row.map(|r| r.0))
     }
 
-    /// Whether the session a lease names still holds its GET_LOCK.
-    fn session_alive(&mut self, lease: &Lease) -> Result<bool> {
+    /// Whether the session a lease names still holds its GET_LOCK; None when its server does
+    /// not answer (the holder may be alive on the far side of a partition, or its server frozen).
+    fn session_alive(&mut self, lease: &Lease) -> Result<Option<bool>> {
         let Some((server, conn)) = lease.holder() else {
-            return Ok(false);
+            return Ok(Some(false));
         };
         let session = self.as_session(&server);
         match self.getlock_holder(session.as_ref(), &lease.name) {
-            Ok(holder) => Ok(holder == Some(conn)),
-            // Its server is down: so is the holder's session.
+            Ok(holder) => Ok(Some(holder == Some(conn))),
             Err(Error::Unreachable(_)) => {
                 self.shards.remove(&server);
-                Ok(false)
+                Ok(None)
             }
             Err(e) => Err(e),
         }
@@ -610,9 +666,14 @@ impl<'c> LockClient<'c> {
                 expired: existing.expired,
                 has_session: existing.holder().is_some(),
                 session_alive: self.session_alive(&existing)?,
+                runs_command: existing.runs_command(),
+                command_gone: existing.command_gone(),
             };
             match judge(observed) {
-                Verdict::InUse => return Err(existing.in_use()),
+                Verdict::InUse(None) => return Err(existing.in_use()),
+                Verdict::InUse(Some(why)) => {
+                    return Err(Error::LockInUse(format!("{}: {why}", existing.in_use())))
+                }
                 Verdict::TakeOver {
                     reason,
                     kill_session,
@@ -723,6 +784,16 @@ impl<'c> LockClient<'c> {
             let _ = self.release_lock(session.as_ref(), &held.name);
         }
         Ok(deleted)
+    }
+
+    /// Records in our lease the process group of the command `lock run` started, so a later
+    /// acquirer on this host can tell whether the command outlived us.
+    pub fn record_command_group(&mut self, held: &Held, pgid: u32) -> Result<()> {
+        self.ring.exec_drop(
+            "recording the command's process group",
+            "UPDATE locks SET metadata = JSON_SET(metadata, '$.command_pgid', ?) WHERE name = ? AND token = ?",
+            (pgid, held.name.as_str(), held.token),
+        )
     }
 
     /// Deletes a lease, only if it still carries `token` when one is given.

@@ -109,6 +109,8 @@ struct Group<'a> {
     migration_ids: Vec<u64>,
     /// When the leases were taken or last extended.
     renewed_at: Instant,
+    /// Whether the copy began: only then may the accounts' rows on the destination be ours.
+    copying: bool,
 }
 
 impl Group<'_> {
@@ -275,6 +277,28 @@ impl<'c> Mover<'c> {
                 }
             }
         }
+        // Rows already on the destination are no attempt of ours (those are resolved before
+        // a batch starts): refuse those accounts rather than overwrite what may be the only copy.
+        if !go.is_empty() {
+            let ids: Vec<u64> = go.iter().map(|g| g.0).collect();
+            let strays = self
+                .tables(&src, &dst)
+                .and_then(|tables| data::strays(self.conn(&dst)?, &tables, &ids));
+            match strays {
+                Ok(strays) => go.retain(|(u, h)| match strays.get(u) {
+                    Some(rows) => {
+                        out.failed.push((*u, data::strays_refusal(&dst, *u, rows)));
+                        release.push(h.clone());
+                        false
+                    }
+                    None => true,
+                }),
+                Err(e) => {
+                    out.fail_all(&ids, &e);
+                    release.extend(go.drain(..).map(|g| g.1));
+                }
+            }
+        }
         if let Err(e) = self.locks.release_many(&release) {
             self.ui.warn(&format!("releasing account locks: {e}"));
         }
@@ -291,6 +315,7 @@ impl<'c> Mover<'c> {
             held: go.into_iter().map(|g| g.1).collect(),
             migration_ids: Vec::new(),
             renewed_at: Instant::now(),
+            copying: false,
         };
         match self.run_group(&mut group, phase) {
             Ok(rows) => out.done.extend(rows),
@@ -440,13 +465,25 @@ impl<'c> Mover<'c> {
         failpoint!("migrate.after_verify");
         self.renew_if_due(g)?;
         phase("flipping");
-        self.directory_step(
+        let flipped = self.directory_step(
             g,
             ("moving", "active"),
             Some(g.to.id),
             Some(State::Flipped),
-            "the accounts were no longer all `moving` on the source at the flip",
-        )?;
+            &format!(
+                "the accounts were no longer all `moving` on the source, or shard `{}` is no longer active, at the flip",
+                g.to.name
+            ),
+        );
+        match flipped {
+            Ok(()) => {}
+            Err(e @ Error::LockLost(_)) => return Err(e),
+            Err(e) => {
+                // Nothing flipped: give the accounts back like any failure before the flip.
+                let _ = self.abort(g, &tables, &e.to_string());
+                return Err(e);
+            }
+        }
         failpoint!("migrate.after_flip");
         self.journal(g, State::Cleaning, None)?;
         phase("cleaning up");
@@ -567,6 +604,11 @@ impl<'c> Mover<'c> {
         let db = self.ring();
         let done = retry_deadlocks(|| {
             fenced_ring(db, &tokens, |tx| {
+                if let Some(to) = to {
+                    if !super::destination_active(tx, to)? {
+                        return Ok(None);
+                    }
+                }
                 tx.exec_drop(&users_sql, moved.clone())?;
                 if tx.affected_rows() != n as u64 {
                     return Ok(None);
@@ -589,6 +631,7 @@ impl<'c> Mover<'c> {
         phase: &dyn Fn(&str),
     ) -> Result<HashMap<u64, BTreeMap<String, Checksum>>> {
         self.catch_up(g.from, &g.src)?;
+        g.copying = true;
         self.journal(g, State::Copying, None)?;
         self.renew_if_due(g)?;
         phase("copying");
@@ -737,9 +780,10 @@ impl<'c> Mover<'c> {
     /// Before the flip, something failed: clear the destination and give the accounts back
     /// to the source. The state reached, as in a single migration's abort.
     fn abort(&mut self, g: &Group, tables: &[Table], cause: &str) -> Result<State> {
-        let cleared = self
-            .delete_everywhere(&g.dst.clone(), g, tables, "migrate.abort_mid")
-            .is_ok();
+        let cleared = !g.copying
+            || self
+                .delete_everywhere(&g.dst.clone(), g, tables, "migrate.abort_mid")
+                .is_ok();
         self.directory_step(
             g,
             ("moving", "active"),

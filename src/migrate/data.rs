@@ -2,6 +2,7 @@
 //! chunked deletes and checksums. Every write is a transaction that first checks the fence, so
 //! a holder that lost its lock cannot write a single chunk afterwards.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -316,6 +317,44 @@ pub fn count(db: &mut Db, table: &Table, user: u64) -> Result<u64> {
             (user,),
         )?
         .unwrap_or(0))
+}
+
+/// Rows of each of `users` already on this server, per table, for the users that have any.
+/// Before a copy these are strays: nothing of ours explains them (an earlier attempt of ours
+/// is always resolved first), so a move refuses rather than delete what may be a user's only
+/// copy.
+pub fn strays(
+    db: &mut Db,
+    tables: &[Table],
+    users: &[u64],
+) -> Result<BTreeMap<u64, BTreeMap<String, u64>>> {
+    let mut out: BTreeMap<u64, BTreeMap<String, u64>> = BTreeMap::new();
+    for t in tables {
+        let rows: Vec<(u64, u64)> = db.exec(
+            "looking for the users' rows on the destination",
+            &format!(
+                "SELECT {0}, COUNT(*) FROM {1} WHERE {0} IN ({2}) GROUP BY {0}",
+                t.owner.quoted(),
+                t.name.quoted(),
+                placeholders(users.len())
+            ),
+            values(users),
+        )?;
+        for (user, n) in rows {
+            out.entry(user).or_default().insert(t.name.to_string(), n);
+        }
+    }
+    Ok(out)
+}
+
+/// The refusal for rows found where a move was about to copy.
+pub fn strays_refusal(server: &HostPort, user: u64, found: &BTreeMap<String, u64>) -> Error {
+    let list: Vec<String> = found.iter().map(|(t, n)| format!("{t}: {n}")).collect();
+    Error::Refused(format!(
+        "{server} already holds rows of user {user} that no migration of ours put there ({}); nothing was changed. \
+         Check them by hand; `--clear-destination` deletes them before the copy",
+        list.join(", ")
+    ))
 }
 
 /// An order-independent fingerprint of the user's rows, computed by the server.

@@ -46,6 +46,9 @@ pub struct Options {
     pub lock_ttl: Duration,
     pub max_lag: u64,
     pub dry_run: bool,
+    /// Delete rows of the user already on the destination before the copy, though no
+    /// migration of ours explains them (the operator checked them).
+    pub clear_destination: bool,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -61,6 +64,10 @@ pub struct Report {
     /// Seconds per step.
     pub timings: BTreeMap<String, f64>,
     pub note: String,
+    /// The user moved, but the clean-up after the flip did not finish (`migrate resume`
+    /// finishes it): partly done.
+    #[serde(skip)]
+    pub cleanup_pending: bool,
 }
 
 /// A journal row.
@@ -314,6 +321,8 @@ struct Run<'a> {
     lock_lost: &'a AtomicBool,
     /// The migration's one ring connection (streams run on other threads, hence the mutex).
     ring: Mutex<&'a mut Db>,
+    /// Whether the copy began: only then may rows of the user on the destination be ours.
+    copying: AtomicBool,
 }
 
 impl Run<'_> {
@@ -331,6 +340,9 @@ impl Run<'_> {
     }
 
     fn set_state(&self, state: State, extra: &[(&str, String)]) -> Result<()> {
+        if state == State::Copying {
+            self.copying.store(true, Ordering::SeqCst);
+        }
         if self.with_ring(|db| journal_state(db, self.migration_id, self.token, state, extra))? {
             Ok(())
         } else {
@@ -530,9 +542,11 @@ impl Run<'_> {
     /// source. Returns the state reached (`rolled_back`, or `aborted` if the destination could
     /// not be cleared).
     fn abort(&self, cause: &str) -> Result<State> {
-        let cleared = self
-            .delete_all(&self.dst, "clearing", 0, "migrate.abort_mid")
-            .is_ok();
+        // Before the copy began, whatever the destination holds is not ours to delete.
+        let cleared = !self.copying.load(Ordering::SeqCst)
+            || self
+                .delete_all(&self.dst, "clearing", 0, "migrate.abort_mid")
+                .is_ok();
         let user = self.user;
         let from = self.from.id;
         self.with_ring(|db| {
@@ -620,10 +634,16 @@ fn with_lock<T>(
     });
     let client = client.as_mut().map_err(|e| Error::Failed(e.to_string()))?;
     if lost.load(Ordering::SeqCst) {
-        return Err(match result {
-            Err(e @ Error::LockLost(_)) => e,
-            _ => Error::LockLost(format!("lock {} was lost during the migration", held.name)),
-        });
+        // Work that finished did so with every write checked against the token; it stands.
+        // The lock is someone else's now: not ours to release.
+        return match result {
+            Ok(v) => Ok(v),
+            Err(e @ Error::LockLost(_)) => Err(e),
+            Err(_) => Err(Error::LockLost(format!(
+                "lock {} was lost during the migration",
+                held.name
+            ))),
+        };
     }
     let released = client.release(&held);
     let value = result?;
@@ -658,6 +678,26 @@ fn describe_tables(cfg: &Config, src: &HostPort, dst: &HostPort) -> Result<Vec<T
         .collect()
 }
 
+/// Refuses (exit 4) when `dst` holds rows of `user` already.
+fn refuse_strays(cfg: &Config, dst: &HostPort, tables: &[Table], user: u64) -> Result<()> {
+    let found = data::strays(&mut data::connect(cfg, dst)?, tables, &[user])?;
+    match found.get(&user) {
+        Some(rows) => Err(data::strays_refusal(dst, user, rows)),
+        None => Ok(()),
+    }
+}
+
+/// Inside the flip's transaction: whether the destination shard is still registered and
+/// active. Its row is read in share mode, so `shard remove` (which locks it for update) and
+/// the flip cannot interleave.
+fn destination_active(tx: &mut mysql::Transaction, shard_id: u32) -> mysql::Result<bool> {
+    let state: Option<String> = tx.exec_first(
+        "SELECT state FROM shards WHERE shard_id = ? LOCK IN SHARE MODE",
+        (shard_id,),
+    )?;
+    Ok(state.as_deref() == Some("active"))
+}
+
 /// Moves a user. Re-running after it finished changes nothing; after an interruption it first
 /// resolves the unfinished journal entry, then moves.
 pub fn migrate(cfg: &Config, opts: &Options, ui: &Ui) -> Result<Report> {
@@ -675,11 +715,20 @@ pub fn migrate(cfg: &Config, opts: &Options, ui: &Ui) -> Result<Report> {
     }
     if !opts.dry_run {
         for entry in journal(&mut ring_db, Some(opts.user), true)? {
-            ui.status(&format!(
-                "resolving interrupted migration #{} ({}) first",
-                entry.migration_id, entry.state
-            ));
-            resume_entry(cfg, &mut ring_db, &entry, opts.lock_ttl, ui)?;
+            match resume_entry(cfg, &mut ring_db, &entry, opts.lock_ttl, ui) {
+                Ok(r) => ui.status(&format!(
+                    "migration #{} had been interrupted ({}); it is {} now",
+                    r.migration_id, r.was, r.now
+                )),
+                // A live holder is driving it: it is in progress, not interrupted.
+                Err(Error::LockInUse(why)) => {
+                    return Err(Error::LockInUse(format!(
+                        "migration #{} of user {} to {} is in progress ({}): {why}",
+                        entry.migration_id, entry.user, entry.to, entry.state
+                    )))
+                }
+                Err(e) => return Err(e),
+            }
         }
     }
     let (from_id, state) = directory::user(&mut ring_db, opts.user)?.unwrap_or_default();
@@ -721,6 +770,9 @@ pub fn migrate(cfg: &Config, opts: &Options, ui: &Ui) -> Result<Report> {
                 .insert(t.name.to_string(), data::count(&mut s, t, opts.user)?);
         }
     }
+    if !opts.clear_destination {
+        refuse_strays(cfg, &dst, &tables, opts.user)?;
+    }
     if opts.dry_run {
         report.state = "planned".into();
         report.note = format!("would copy from {src} to {dst}");
@@ -759,6 +811,7 @@ pub fn migrate(cfg: &Config, opts: &Options, ui: &Ui) -> Result<Report> {
                 max_lag: opts.max_lag,
                 lock_lost: lost,
                 ring: Mutex::new(&mut ring_db),
+                copying: AtomicBool::new(false),
             };
             for addr in [&src, &dst] {
                 data::raise_fence(&mut data::connect(cfg, addr)?, opts.user, held.token)?;
@@ -773,9 +826,14 @@ pub fn migrate(cfg: &Config, opts: &Options, ui: &Ui) -> Result<Report> {
             failpoint!("migrate.after_moving");
             let before_flip = (|| -> Result<BTreeMap<String, Checksum>> {
                 catch_up_with_peers(cfg, from, &src, ui)?;
+                // Looked for again under the lock: every earlier attempt of ours has been
+                // resolved, so whatever is there now is not ours.
+                if opts.clear_destination {
+                    run.delete_all(&dst, "clearing", 0, "migrate.clear_mid")?;
+                } else {
+                    refuse_strays(cfg, &dst, &run.tables, opts.user)?;
+                }
                 run.set_state(State::Copying, &[])?;
-                // Rows left by an earlier failed attempt go first.
-                run.delete_all(&dst, "clearing", 0, "migrate.clear_mid")?;
                 run.copy_and_verify(total, &mut report)
             })();
             let mut step = Instant::now();
@@ -792,7 +850,12 @@ pub fn migrate(cfg: &Config, opts: &Options, ui: &Ui) -> Result<Report> {
             report.checksums = sums;
             failpoint!("migrate.after_verify");
             // The commit point: one ring transaction, checked against the lease's token.
+            let flip_audit = json!({ "from": from.name, "to": to.name, "migration_id": migration_id,
+                                     "token": held.token, "rows": report.rows });
             let flipped = run.with_ring(|db| fenced_ring(db, &[held.token], |tx| {
+                if !destination_active(tx, to.id)? {
+                    return Ok(Some(false));
+                }
                 tx.exec_drop(
                 "UPDATE users SET shard_id = ?, state = 'active' WHERE user_id = ? AND shard_id = ? AND state = 'moving'",
                 (to.id, opts.user, from.id),
@@ -801,30 +864,64 @@ pub fn migrate(cfg: &Config, opts: &Options, ui: &Ui) -> Result<Report> {
                     return Ok(None);
                 }
                 tx.exec_drop("UPDATE migrations SET state = 'flipped', updated_at = UTC_TIMESTAMP(6) WHERE migration_id = ?", (migration_id,))?;
-                Ok(Some(()))
-            }))?;
-            if flipped.is_none() {
-                return Err(Error::Failed(format!(
-                    "user {} was not `moving` on {} at the flip; nothing changed",
-                    opts.user, from.name
-                )));
+                audit::record(tx, "migrate.flip", &opts.user.to_string(), flip_audit.clone())?;
+                Ok(Some(true))
+            }));
+            match flipped {
+                Ok(Some(true)) => {}
+                Ok(Some(false)) => {
+                    let e = Error::Refused(format!(
+                        "shard `{}` was removed or is no longer active; the user stays on {}",
+                        to.name, from.name
+                    ));
+                    run.abort(&e.to_string())?;
+                    return Err(e);
+                }
+                Ok(None) => {
+                    return Err(Error::Failed(format!(
+                        "user {} was not `moving` on {} at the flip; nothing changed",
+                        opts.user, from.name
+                    )))
+                }
+                Err(e @ Error::LockLost(_)) => return Err(e),
+                Err(e) => {
+                    let reached = run.abort(&e.to_string())?;
+                    ui.warn(&format!("migration #{migration_id} could not flip and was {reached}: the user stays on {}", from.name));
+                    return Err(e);
+                }
             }
             lap(&mut report, "flip", &mut step);
             failpoint!("migrate.after_flip");
+            report.state = State::Flipped.to_string();
             if opts.keep_source {
-                report.state = State::Flipped.to_string();
                 report.note = format!(
                     "source rows kept on {src}; `shardctl migrate resume {}` deletes them",
                     opts.user
                 );
                 return Ok(());
             }
-            run.set_state(State::Cleaning, &[])?;
-            run.delete_all(&src, "cleaning up", total, "migrate.cleanup_mid")?;
-            failpoint!("migrate.after_cleanup");
-            run.set_state(State::Done, &[])?;
-            lap(&mut report, "cleanup", &mut step);
-            report.state = State::Done.to_string();
+            // Past the commit point the user has moved, whatever happens now: a failure here
+            // (a lost lock, Ctrl-C, the source going away) leaves a clean-up to finish.
+            let cleanup = (|| {
+                run.set_state(State::Cleaning, &[])?;
+                report.state = State::Cleaning.to_string();
+                run.delete_all(&src, "cleaning up", total, "migrate.cleanup_mid")?;
+                failpoint!("migrate.after_cleanup");
+                run.set_state(State::Done, &[])
+            })();
+            match cleanup {
+                Ok(()) => {
+                    lap(&mut report, "cleanup", &mut step);
+                    report.state = State::Done.to_string();
+                }
+                Err(e) => {
+                    report.cleanup_pending = true;
+                    report.note = format!(
+                        "user {} moved to {}, but the clean-up of {src} did not finish ({e}); `shardctl migrate resume {}` finishes it",
+                        opts.user, to.name, opts.user
+                    );
+                }
+            }
             Ok(())
         },
     );
@@ -909,11 +1006,15 @@ pub fn resume_entry(
                 max_lag: u64::MAX,
                 lock_lost: lost,
                 ring: Mutex::new(&mut *ring_db),
+                copying: AtomicBool::new(false),
             };
             match action {
                 Resume::Nothing => Ok(entry.state),
                 Resume::RollBack => {
-                    run.delete_all(&dst, "clearing", 0, "migrate.resume_clear_mid")?;
+                    // Only a copy that began can have left rows of ours on the destination.
+                    if state::may_have_copied(entry.state) {
+                        run.delete_all(&dst, "clearing", 0, "migrate.resume_clear_mid")?;
+                    }
                     run.with_ring(|db| fenced_ring(db, &[held.token], |tx| {
                         tx.exec_drop(
                             "UPDATE users SET state = 'active' WHERE user_id = ? AND shard_id = ?",
@@ -950,9 +1051,23 @@ pub fn resume_entry(
     })
 }
 
+/// A journal entry whose migration is running now (its lock is held by a live holder).
+#[derive(Debug, Serialize)]
+pub struct InProgress {
+    pub migration_id: u64,
+    pub user: u64,
+    pub from: String,
+    pub to: String,
+    pub state: State,
+    /// Who holds the account lock.
+    pub holder: String,
+}
+
 /// What `resume` did: the entries resolved and the users whose entry could not be.
 pub struct ResumeOutcome {
     pub resumed: Vec<Resumed>,
+    /// Entries a live holder is driving (its lock is held): in progress, left alone.
+    pub in_progress: Vec<InProgress>,
     pub failed: Vec<(u64, Error)>,
     /// Migration locks left by holders that died before journaling anything, now released.
     pub released_locks: Vec<String>,
@@ -999,16 +1114,26 @@ pub fn resume(cfg: &Config, user: Option<u64>, ttl: Duration, ui: &Ui) -> Result
     let mut ring_db = ring::open(cfg)?;
     let entries = journal(&mut ring_db, user, true)?;
     let mut done = Vec::new();
+    let mut in_progress = Vec::new();
     let mut failed = Vec::new();
     for e in entries {
         match resume_entry(cfg, &mut ring_db, &e, ttl, ui) {
             Ok(r) => done.push(r),
+            Err(Error::LockInUse(holder)) => in_progress.push(InProgress {
+                migration_id: e.migration_id,
+                user: e.user,
+                from: e.from.clone(),
+                to: e.to.clone(),
+                state: e.state,
+                holder,
+            }),
             Err(err) => failed.push((e.user, err)),
         }
     }
     let released_locks = release_dead_locks(cfg, user, ttl)?;
     Ok(ResumeOutcome {
         resumed: done,
+        in_progress,
         failed,
         released_locks,
     })

@@ -104,6 +104,12 @@ pub fn resume_action(state: State) -> Resume {
     }
 }
 
+/// Whether a migration interrupted in `state` may have written rows to the destination (and
+/// so a roll-back must clear them). Before the copy began, rows there are not ours.
+pub fn may_have_copied(state: State) -> bool {
+    matches!(state, State::Copying | State::Verified | State::Aborted)
+}
+
 /// Every failpoint a migration passes, in order; the crash tests kill the process at each.
 pub const FAILPOINTS: &[&str] = &[
     "migrate.after_lock",
@@ -131,5 +137,11 @@ mod tests {
             }
             assert_eq!(s.as_str().parse::<State>().unwrap(), s);
         }
+    }
+
+    #[test]
+    fn only_a_copy_that_began_clears_the_destination() {
+        let clears: Vec<State> = ALL.into_iter().filter(|s| may_have_copied(*s)).collect();
+        assert_eq!(clears, [State::Copying, State::Verified, State::Aborted]);
     }
 }

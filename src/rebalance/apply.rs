@@ -188,6 +188,7 @@ impl Work<'_> {
                 }
             },
             keep_source: false,
+            clear_destination: false,
             lock_ttl: self.opts.lock_ttl,
             max_lag: self.opts.max_lag,
             dry_run: false,
@@ -341,6 +342,35 @@ pub fn apply(cfg: &Config, plan: &PlanFile, opts: &Options, ui: &Ui) -> Result<R
         std::thread::sleep(Duration::from_millis(500));
         let (again, _) = run_tasks(cfg, &run_ui, &shards, opts, schedule::tasks(&busy))?;
         results.extend(again);
+    }
+    // Accounts still busy after the second try were being moved by someone else all along (a
+    // concurrent apply of this plan or another): where are they now?
+    let still_busy: Vec<u64> = results
+        .iter()
+        .flat_map(|(_, o)| o.failed.iter())
+        .filter(|(_, e)| matches!(e, Error::LockInUse(_)))
+        .map(|(u, _)| *u)
+        .collect();
+    if !still_busy.is_empty() {
+        if ring_db.is_lost() {
+            ring_db = ring::open(cfg)?;
+        }
+        let placed = directory::placements(&mut ring_db, &still_busy)?;
+        for (task, o) in results.iter_mut() {
+            let [from, to] = task.shards().map(|i| &shards[i]);
+            let failed = std::mem::take(&mut o.failed);
+            for (u, e) in failed {
+                if !matches!(e, Error::LockInUse(_)) {
+                    o.failed.push((u, e));
+                    continue;
+                }
+                match placement(u, placed.get(&u), from, to) {
+                    Placement::Arrived => o.already.push(u),
+                    Placement::Elsewhere(why) => o.skipped.push((u, why)),
+                    Placement::Movable => o.failed.push((u, e)),
+                }
+            }
+        }
     }
     for (task, o) in results {
         let [from, to] = task.shards().map(|i| shards[i].name.clone());

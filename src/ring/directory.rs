@@ -269,12 +269,33 @@ pub fn set_capacity(
 pub fn remove_shard(db: &mut Db, name: &ShardName) -> Result<()> {
     let shard = shard(db, name)?;
     let removed = db.transaction("removing the shard", |tx| {
+        // The shard's row is locked first: a flip into it reads it in share mode in its own
+        // transaction, so the two cannot interleave.
+        tx.exec_drop(
+            "SELECT shard_id FROM shards WHERE shard_id = ? FOR UPDATE",
+            (shard.id,),
+        )?;
+        let moving: Vec<(u64, u64, String)> = tx.exec(
+            "SELECT migration_id, user_id, state FROM migrations
+             WHERE (from_shard = ? OR to_shard = ?) AND state NOT IN ('done', 'rolled_back')
+             ORDER BY migration_id LIMIT 5",
+            (shard.id, shard.id),
+        )?;
+        if let Some((id, user, state)) = moving.first() {
+            return Ok(Err(Error::Refused(format!(
+                "shard `{name}` takes part in {} unfinished migration(s), #{id} of user {user} ({state}) first; \
+                 nothing was changed: let them finish or run `shardctl migrate resume --all`",
+                moving.len()
+            ))));
+        }
         let holds: Option<u8> = tx.exec_first(
             "SELECT 1 FROM users WHERE shard_id = ? LIMIT 1 LOCK IN SHARE MODE",
             (shard.id,),
         )?;
         if holds.is_some() {
-            return Ok(false);
+            return Ok(Err(Error::Conflict(format!(
+                "shard `{name}` still holds users: move them first (set it retiring and rebalance)"
+            ))));
         }
         tx.exec_drop("DELETE FROM shard_servers WHERE shard_id = ?", (shard.id,))?;
         tx.exec_drop("DELETE FROM shards WHERE shard_id = ?", (shard.id,))?;
@@ -284,15 +305,29 @@ pub fn remove_shard(db: &mut Db, name: &ShardName) -> Result<()> {
             name.as_str(),
             json!({ "weight": shard.weight }),
         )?;
-        Ok(true)
+        Ok(Ok(()))
     })?;
-    if removed {
-        Ok(())
-    } else {
-        Err(Error::Conflict(format!(
-            "shard `{name}` still holds users: move them first (set it retiring and rebalance)"
-        )))
+    removed
+}
+
+/// Users the directory places on a shard id that is not registered: unreachable rows that
+/// only hand-written SQL could find. (count, the first few ids)
+pub fn users_on_unknown_shards(db: &mut Db) -> Result<(u64, Vec<u64>)> {
+    let ids: Vec<u64> = db.exec(
+        "looking for users on unknown shards",
+        "SELECT u.user_id FROM users u LEFT JOIN shards s USING (shard_id)
+         WHERE s.shard_id IS NULL ORDER BY u.user_id LIMIT 10",
+        (),
+    )?;
+    if ids.is_empty() {
+        return Ok((0, ids));
     }
+    let n: Option<u64> = db.exec_first(
+        "counting users on unknown shards",
+        "SELECT COUNT(*) FROM users u LEFT JOIN shards s USING (shard_id) WHERE s.shard_id IS NULL",
+        (),
+    )?;
+    Ok((n.unwrap_or(0), ids))
 }
 
 /// Where a user lives: (shard id, state), or None for a user never assigned.
