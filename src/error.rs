@@ -97,6 +97,15 @@ pub fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
+/// At most `max` characters of `text` (input quoted back in a message), marked when cut.
+pub fn excerpt(text: &str, max: usize) -> String {
+    let mut out: String = text.chars().take(max).collect();
+    if text.chars().nth(max).is_some() {
+        out.push_str("...");
+    }
+    out
+}
+
 /// The MySQL error code of a server error, if it is one.
 pub fn mysql_code(err: &mysql::Error) -> Option<u16> {
     match err {

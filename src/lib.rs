@@ -44,7 +44,9 @@ fn wants_json(args: &[OsString]) -> bool {
         || args.iter().any(|a| a == "--format=json")
 }
 
-fn fail(kind: &str, message: &str, json: bool, code: u8) -> u8 {
+/// Prints a failure the way every command does (one line on stderr; the JSON error object on
+/// stdout with `--format json`) and returns its exit code.
+pub(crate) fn fail(kind: &str, message: &str, json: bool, code: u8) -> u8 {
     let message = error::one_line(message);
     eprintln!("error: {message}");
     if json {

@@ -30,3 +30,17 @@ pub fn take() -> Option<i32> {
 pub fn received() -> bool {
     PENDING.load(Ordering::SeqCst) != 0
 }
+
+/// Once a termination signal has arrived, gives the work `grace` to stop at its next safe point;
+/// if it is still running then (blocked on a server that does not answer), `give_up` runs on
+/// a watchdog thread. A migration is safe to abandon anywhere (its journal says what `resume`
+/// must finish or undo), so a frozen server never keeps it past the operator's Ctrl-C.
+pub fn watchdog(grace: std::time::Duration, give_up: impl FnOnce() + Send + 'static) {
+    std::thread::spawn(move || {
+        while !received() {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        std::thread::sleep(grace);
+        give_up();
+    });
+}

@@ -90,7 +90,25 @@ impl Report for StatusReport {
                     s.connections.to_string(),
                 ]
             }),
-        )
+        ) + &match self.unreachable() {
+            0 => String::new(),
+            n => format!("\n{n} servers do not answer"),
+        }
+    }
+
+    /// A health gate, as `doctor` is: a server that does not answer fails it.
+    fn exit_code(&self) -> u8 {
+        if self.unreachable() > 0 {
+            exit_codes::FAILED
+        } else {
+            exit_codes::OK
+        }
+    }
+}
+
+impl StatusReport {
+    fn unreachable(&self) -> usize {
+        self.servers.iter().filter(|s| !s.reachable).count()
     }
 }
 
@@ -161,6 +179,20 @@ impl Report for Change {
                             .clone()
                             .unwrap_or_else(|| h.session.command.clone()),
                         h.session.info.clone().unwrap_or_default(),
+                    ]
+                }),
+            ));
+        }
+        if !d.locks.is_empty() {
+            out.push_str("\nlocks held with GET_LOCK on drained servers:\n");
+            out.push_str(&table(
+                &["lock", "owner", "server", "connection"],
+                d.locks.iter().map(|l| {
+                    vec![
+                        l.name.clone(),
+                        l.owner.clone(),
+                        l.server.clone(),
+                        l.connection.to_string(),
                     ]
                 }),
             ));

@@ -8,6 +8,10 @@ use crate::migrate::{self, Entry, InProgress, Options, Report as MigrateReport, 
 use crate::output::{table, Outcome, Report};
 use crate::ring;
 
+/// How long a migration has, after Ctrl-C or SIGTERM, to reach its next safe point before it
+/// is abandoned where it stands (a chunk takes well under a second; a frozen server forever).
+const STUCK_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
 impl Report for MigrateReport {
     fn human(&self) -> String {
         let mut out = format!(
@@ -180,6 +184,20 @@ pub fn run(ctx: &Ctx, args: MigrateArgs) -> Result<Outcome> {
             };
             let ttl = args.run.lock.lock_ttl;
             crate::signals::catch_termination();
+            let json = ctx.ui.format == crate::output::Format::Json;
+            crate::signals::watchdog(STUCK_GRACE, move || {
+                let code = crate::fail(
+                    "failed",
+                    &format!(
+                        "interrupted while a server did not answer for {}s; the journal is consistent: \
+                         `shardctl migrate resume {user}` finishes or rolls back the migration",
+                        STUCK_GRACE.as_secs()
+                    ),
+                    json,
+                    exit_codes::FAILED,
+                );
+                std::process::exit(code.into());
+            });
             let report = migrate::migrate(
                 &cfg,
                 &Options {

@@ -30,6 +30,8 @@ pub struct Ctx {
 
 impl Ctx {
     pub fn config(&self) -> Result<Config> {
+        // Every command that changes anything loads its config first, and audits as this name.
+        crate::ring::audit::check_operator().map_err(crate::error::Error::Config)?;
         let cfg = Config::load_with(
             &config::locate(self.config_path.as_deref())?,
             &self.option_files,

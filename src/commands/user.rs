@@ -53,7 +53,7 @@ struct AssignReport {
 impl Serialize for AssignReport {
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
-        let mut st = s.serialize_struct("AssignReport", 4)?;
+        let mut st = s.serialize_struct("AssignReport", 5)?;
         st.serialize_field(
             "assigned",
             &PlacedList {
@@ -69,6 +69,9 @@ impl Serialize for AssignReport {
             },
         )?;
         st.serialize_field("dry_run", &self.dry_run)?;
+        if let Some(e) = &self.result.stopped {
+            st.serialize_field("error", &e.to_string())?;
+        }
         if self.dry_run {
             st.serialize_field("would_assign", &self.would_assign)?;
         }
@@ -109,27 +112,58 @@ impl Report for AssignReport {
         } else {
             format!("{} new users placed", self.result.assigned.len())
         };
+        let stopped = match &self.result.stopped {
+            Some(e) => format!("\nstopped after those batches: {e}; the rest were not placed (run the same command again)"),
+            None => String::new(),
+        };
         format!(
-            "{}\n{summary}; {} already placed and left alone",
+            "{}\n{summary}; {} already placed and left alone{stopped}",
             table(headers, rows),
             self.result.existing.len()
         )
     }
+
+    fn exit_code(&self) -> u8 {
+        if self.result.stopped.is_some() {
+            crate::exit_codes::PARTIAL
+        } else {
+            crate::exit_codes::OK
+        }
+    }
 }
+
+/// The longest line an id file may have: a user id is at most 20 digits, so anything this
+/// long is not an id file (`/dev/zero`, a binary), and is refused before it fills memory.
+const MAX_LINE: usize = 4096;
 
 /// Reads user ids: one per line (blank lines and `#` comments skipped). Everything is parsed
 /// before anything is written, so a bad line changes nothing.
 fn read_ids(reader: impl Read, source: &str, into: &mut Vec<u64>) -> Result<()> {
-    for (n, line) in BufReader::new(reader).lines().enumerate() {
-        let line = line.map_err(|e| Error::io(&format!("reading {source}"), e))?;
-        let t = line.trim();
+    let mut reader = BufReader::new(reader);
+    let mut line = Vec::new();
+    for n in 1.. {
+        line.clear();
+        let read = (&mut reader)
+            .take(MAX_LINE as u64 + 1)
+            .read_until(b'\n', &mut line)
+            .map_err(|e| Error::io(&format!("reading {source}"), e))?;
+        if read == 0 {
+            break;
+        }
+        if line.len() > MAX_LINE && line.last() != Some(&b'\n') {
+            return Err(Error::Usage(format!(
+                "{source} line {n} is longer than {MAX_LINE} bytes: not a file of user ids"
+            )));
+        }
+        let text = String::from_utf8_lossy(&line);
+        let t = text.trim();
         if t.is_empty() || t.starts_with('#') {
             continue;
         }
         let id = t.parse::<u64>().map_err(|_| {
             Error::Usage(format!(
-                "{source} line {}: `{t}` is not a user id (an unsigned 64-bit integer)",
-                n + 1
+                "{source} line {n}: `{}` is not a user id (an unsigned 64-bit integer)",
+                crate::error::excerpt(t, 40)
             ))
         })?;
         into.push(id);

@@ -972,3 +972,39 @@ pub struct ForceReleased {
     /// The KILL statements run, with their server.
     pub killed: Vec<String>,
 }
+
+/// A lock whose GET_LOCK is held on a given server.
+#[derive(Clone, Debug, Serialize)]
+pub struct HolderOn {
+    pub name: String,
+    pub owner: String,
+    pub server: String,
+    pub connection: u64,
+}
+
+/// The leases whose GET_LOCK session is on one of `servers` (a drain names them: those holders
+/// lose their server with it).
+pub fn holders_on(ring: &mut Db, servers: &[HostPort]) -> Result<Vec<HolderOn>> {
+    if servers.is_empty() {
+        return Ok(Vec::new());
+    }
+    let names: Vec<String> = servers.iter().map(|s| s.to_string()).collect();
+    let rows: Vec<(String, String, String, u64)> = ring.exec(
+        "listing locks held on the drained servers",
+        &format!(
+            "SELECT name, owner, holder_server, holder_connection FROM locks
+             WHERE holder_server IN ({}) AND holder_connection IS NOT NULL ORDER BY name",
+            vec!["?"; names.len()].join(", ")
+        ),
+        names,
+    )?;
+    Ok(rows
+        .into_iter()
+        .map(|(name, owner, server, connection)| HolderOn {
+            name,
+            owner,
+            server,
+            connection,
+        })
+        .collect())
+}

@@ -49,16 +49,36 @@ pub struct Session {
     pub info: Option<String>,
 }
 
-fn connect(cfg: &Config, addr: &HostPort) -> Result<Db> {
-    // No default database, so our own session is never counted as application work.
-    Db::connect(addr, &cfg.shards.login, None, &cfg.net)
+/// How long one statement of a status probe or safety check may take: a frozen server costs
+/// this much, never the connection's full read timeout.
+fn probe_io(cfg: &Config) -> Duration {
+    cfg.net.connect_timeout.max(Duration::from_secs(2))
 }
 
+/// A connection whose every statement is bounded by `io`.
+fn connect(cfg: &Config, addr: &HostPort, io: Duration) -> Result<Db> {
+    // No default database, so our own session is never counted as application work.
+    let mut db = Db::connect(addr, &cfg.shards.login, None, &cfg.net)?;
+    db.set_timeouts(io, io)?;
+    Ok(db)
+}
+
+/// What is left until `deadline`, plus a second for the answer to travel: the bound for a
+/// statement that itself waits until then (MASTER_GTID_WAIT).
+fn until(deadline: Instant) -> Duration {
+    deadline.saturating_duration_since(Instant::now()) + Duration::from_secs(1)
+}
+
+/// The sessions a drain waits for: every non-system session that uses the shard database, or
+/// that has a transaction open on the server whatever its default database (a client may
+/// write `db.table` with no default database). Replication and daemon threads, and our own
+/// session, are not application work.
 fn sessions(cfg: &Config, db: &mut Db) -> Result<Vec<Session>> {
     let rows: Vec<mysql::Row> = db.exec(
         "listing application sessions",
         "SELECT ID, USER, HOST, COMMAND, TIME, STATE, INFO FROM information_schema.PROCESSLIST
-         WHERE DB = ? AND ID <> CONNECTION_ID() AND USER <> 'system user'
+         WHERE (DB = ? OR ID IN (SELECT trx_mysql_thread_id FROM information_schema.INNODB_TRX))
+           AND ID <> CONNECTION_ID() AND USER <> 'system user'
            AND COMMAND NOT IN ('Binlog Dump', 'Binlog Dump GTID', 'Slave_IO', 'Slave_SQL',
                                'Slave_worker', 'Daemon')
          ORDER BY TIME DESC, ID",
@@ -134,7 +154,7 @@ fn probe(
     sample: Option<Duration>,
     trust: Trust,
 ) -> Result<Probe, String> {
-    connect(cfg, addr)
+    connect(cfg, addr, probe_io(cfg))
         .and_then(|mut db| probe_on(cfg, &mut db, sample, trust))
         .map_err(|e| e.to_string())
 }
@@ -208,6 +228,9 @@ pub struct Outcome {
     pub refused: Vec<Refusal>,
     /// Application sessions still open on servers that did not drain (for a dry run: open now).
     pub sessions: Vec<Holdout>,
+    /// shardctl locks whose GET_LOCK is held on a drained server: their holders lose that
+    /// server with it (and their leases are then waited out, not taken over).
+    pub locks: Vec<crate::lock::HolderOn>,
     /// How many servers changed status.
     pub changed: usize,
     pub seconds: f64,
@@ -254,6 +277,7 @@ fn report(
         servers,
         refused: Vec::new(),
         sessions: Vec::new(),
+        locks: Vec::new(),
         seconds: start.elapsed().as_secs_f64(),
         blocked: false,
     }
@@ -271,12 +295,18 @@ pub struct DrainOptions {
 enum Stuck {
     Sessions(Vec<Session>),
     Problem(String),
+    /// No server of the other half answers any more: the shard would be left with none.
+    PeerDown(String),
+    /// The draining server itself does not answer: it serves nobody either way.
+    Dead(String),
 }
 
 pub fn drain(cfg: &Config, opts: &DrainOptions, ui: &Ui) -> Result<Outcome> {
     let start = Instant::now();
     let half = opts.half;
     let mut ring = ring::open(cfg)?;
+    // Nothing the drain asks of the ring may outlast the operator's timeout.
+    ring.set_timeouts(until(start + opts.timeout), until(start + opts.timeout))?;
     let shards = directory::shards(&mut ring)?;
     let pending: Vec<&Shard> = shards
         .iter()
@@ -354,6 +384,7 @@ pub fn drain(cfg: &Config, opts: &DrainOptions, ui: &Ui) -> Result<Outcome> {
     let mut changes: HashMap<HostPort, ServerStatus> = HashMap::new();
     let mut open = Vec::new();
     let mut done = Vec::new();
+    let mut back = Vec::new();
     for ((shard, server), result) in draining.iter().zip(results) {
         let addr = server.addr();
         changes.insert(addr.clone(), ServerStatus::Draining);
@@ -372,6 +403,23 @@ pub fn drain(cfg: &Config, opts: &DrainOptions, ui: &Ui) -> Result<Outcome> {
             Err(Stuck::Problem(p)) => {
                 notes.insert(addr, format!("{p}; left draining"));
             }
+            Err(Stuck::PeerDown(p)) => {
+                notes.insert(
+                    addr,
+                    format!("{p}; put back online so the shard keeps a server"),
+                );
+                back.push((*shard, *server));
+            }
+            Err(Stuck::Dead(p)) => {
+                notes.insert(
+                    addr,
+                    format!(
+                        "does not answer ({p}); marked offline: it serves nobody, but whether half {} has its last writes could not be checked",
+                        half.other()
+                    ),
+                );
+                done.push((*shard, *server));
+            }
         }
     }
     for addr in set_status(
@@ -383,7 +431,27 @@ pub fn drain(cfg: &Config, opts: &DrainOptions, ui: &Ui) -> Result<Outcome> {
     )? {
         changes.insert(addr, ServerStatus::Offline);
     }
-    Ok(outcome(changes, &notes, refused, open))
+    for addr in set_status(
+        &mut ring,
+        &back,
+        &[ServerStatus::Draining],
+        ServerStatus::Online,
+        half,
+    )? {
+        changes.insert(addr, ServerStatus::Online);
+    }
+    let drained: Vec<HostPort> = draining.iter().map(|(_, s)| s.addr()).collect();
+    let locks = crate::lock::holders_on(&mut ring, &drained)?;
+    for l in &locks {
+        ui.warn(&format!(
+            "lock {} (owner {}) is held with GET_LOCK on drained server {} (connection {})",
+            l.name, l.owner, l.server, l.connection
+        ));
+    }
+    Ok(Outcome {
+        locks,
+        ..outcome(changes, &notes, refused, open)
+    })
 }
 
 fn sessions_of(f: &Facts) -> Vec<Session> {
@@ -482,7 +550,10 @@ fn mark_draining<'s>(
 }
 
 /// Waits until `server` has no application sessions, then until every server of the other half
-/// has applied everything it wrote, or until `deadline`.
+/// has applied everything it wrote, or until `deadline`. Every statement is bounded by the
+/// deadline (or a probe's time for the other half's pings), so a frozen server holds nothing
+/// past it. While waiting, the other half is watched: if none of it answers any more, the wait
+/// ends at once (the drained server must serve again).
 fn wait_drained(
     cfg: &Config,
     shard: &Shard,
@@ -490,8 +561,16 @@ fn wait_drained(
     deadline: Instant,
 ) -> Result<(), Stuck> {
     let problem = |e: crate::error::Error| Stuck::Problem(e.to_string());
-    let mut db = connect(cfg, &server.addr()).map_err(problem)?;
+    let mut db = connect(cfg, &server.addr(), until(deadline))
+        .map_err(|e| Stuck::Dead(e.to_string()))?;
+    let mut peers: Vec<(HostPort, Option<Db>)> = shard
+        .servers
+        .iter()
+        .filter(|s| s.half != server.half)
+        .map(|s| (s.addr(), None))
+        .collect();
     loop {
+        other_half_answers(cfg, &mut peers)?;
         let open = sessions(cfg, &mut db).map_err(problem)?;
         if open.is_empty() {
             break;
@@ -505,17 +584,47 @@ fn wait_drained(
     let Some(position) = replica::binlog_position(&mut db).map_err(problem)? else {
         return Ok(());
     };
-    for peer in shard.servers.iter().filter(|s| s.half != server.half) {
+    for (addr, conn) in &mut peers {
         let left = deadline.saturating_duration_since(Instant::now());
-        let caught_up = connect(cfg, &peer.addr())
-            .and_then(|mut p| replica::wait_for(&mut p, &position, left))
-            .map_err(problem)?;
+        let caught_up = match conn {
+            Some(p) => p
+                .set_timeouts(until(deadline), until(deadline))
+                .and_then(|()| replica::wait_for(p, &position, left)),
+            None => Err(crate::error::Error::Unreachable(format!(
+                "{addr} does not answer"
+            ))),
+        }
+        .map_err(problem)?;
         if !caught_up {
             return Err(Stuck::Problem(format!(
-                "{} has not applied all of its writes yet",
-                peer.addr()
+                "{addr} has not applied all of its writes yet"
             )));
         }
+    }
+    Ok(())
+}
+
+/// Pings every server of the other half (reconnecting what was lost); fails with `PeerDown`
+/// when none answers.
+fn other_half_answers(cfg: &Config, peers: &mut [(HostPort, Option<Db>)]) -> Result<(), Stuck> {
+    let mut failures = Vec::new();
+    for (addr, conn) in peers.iter_mut() {
+        if conn.as_ref().is_none_or(Db::is_lost) {
+            *conn = connect(cfg, addr, probe_io(cfg)).ok();
+        }
+        let alive = conn
+            .as_mut()
+            .is_some_and(|db| db.query_drop("checking the other half", "DO 1").is_ok());
+        if !alive {
+            *conn = None;
+            failures.push(addr.to_string());
+        }
+    }
+    if !peers.is_empty() && failures.len() == peers.len() {
+        return Err(Stuck::PeerDown(format!(
+            "the other half stopped answering ({})",
+            failures.join(", ")
+        )));
     }
     Ok(())
 }
@@ -588,91 +697,148 @@ pub struct RestoreOptions {
 pub fn restore(cfg: &Config, opts: &RestoreOptions, ui: &Ui) -> Result<Outcome> {
     let start = Instant::now();
     let half = opts.half;
+    let deadline = start + opts.timeout;
     let mut ring = ring::open(cfg)?;
+    ring.set_timeouts(until(deadline), until(deadline))?;
     let shards = directory::shards(&mut ring)?;
-    let pending: Vec<(&Shard, &Server)> = shards
+    let of_half: Vec<(&Shard, &Server)> = shards
         .iter()
         .flat_map(|shard| {
             shard
                 .servers
                 .iter()
-                .filter(|s| s.half == half && s.status != ServerStatus::Online)
+                .filter(|s| s.half == half)
                 .map(move |s| (shard, s))
         })
         .collect();
-    let deadline = start + opts.timeout;
     let waiting = ui.spinner(&format!(
         "half {half}: waiting for {} servers to answer and catch up",
-        pending.len()
+        of_half
+            .iter()
+            .filter(|(_, s)| s.status != ServerStatus::Online)
+            .count()
     ));
-    let results = parallel::each(&pending, |(shard, server)| {
+    // Each server goes back online the moment it is ready, on the one ring connection (a
+    // row each: the transactions are short), not when the slowest one is.
+    let ring = std::sync::Mutex::new(&mut ring);
+    let results = parallel::each(&of_half, |(shard, server)| -> Result<Step, String> {
+        if server.status == ServerStatus::Online {
+            // Already serving: only say whether it really answers.
+            return probe(cfg, &server.addr(), None, Trust::AsShown)
+                .map(|_| Step::Unchanged)
+                .map_err(|e| format!("marked online but does not answer: {e}"));
+        }
         if opts.dry_run {
             let facts = Facts {
                 server: (*server).clone(),
                 probe: probe(cfg, &server.addr(), None, Trust::AsShown),
             };
-            rules::restore_problem(&facts, opts.max_lag).map_or(Ok(()), Err)
-        } else {
-            wait_restorable(cfg, shard, server, opts.max_lag, deadline)
+            return match rules::restore_problem(&facts, opts.max_lag) {
+                Some(p) if server.status != ServerStatus::Draining => Err(p),
+                _ => Ok(Step::Would),
+            };
         }
+        let note = wait_restorable(cfg, shard, server, opts.max_lag, deadline)?;
+        let mut ring = ring.lock().map_err(|_| "the ring connection's lock was poisoned".to_string())?;
+        let changed = set_status(
+            &mut ring,
+            &[(*shard, *server)],
+            &[ServerStatus::Draining, ServerStatus::Offline],
+            ServerStatus::Online,
+            half,
+        )
+        .map_err(|e| format!("could not mark it online: {e}"))?;
+        Ok(if changed.is_empty() {
+            Step::Unchanged
+        } else {
+            Step::Online(note)
+        })
     });
     waiting.finish_and_clear();
 
     let mut notes = HashMap::new();
-    let mut ready = Vec::new();
-    for (&(shard, server), result) in pending.iter().zip(results) {
+    let mut changes = HashMap::new();
+    for (&(_, server), result) in of_half.iter().zip(results) {
+        let addr = server.addr();
         match result {
-            Ok(()) if opts.dry_run => {
-                notes.insert(server.addr(), WOULD.to_string());
+            Ok(Step::Unchanged) => {}
+            Ok(Step::Would) => {
+                notes.insert(addr, WOULD.to_string());
             }
-            Ok(()) => ready.push((shard, server)),
+            Ok(Step::Online(note)) => {
+                changes.insert(addr.clone(), ServerStatus::Online);
+                if let Some(n) = note {
+                    notes.insert(addr, n);
+                }
+            }
+            Err(p) if server.status == ServerStatus::Online => {
+                notes.insert(addr, p);
+            }
             Err(p) => {
-                notes.insert(server.addr(), format!("{p}; left {}", server.status));
+                notes.insert(addr, format!("{p}; left {}", server.status));
             }
         }
     }
-    let changes: HashMap<HostPort, ServerStatus> = set_status(
-        &mut ring,
-        &ready,
-        &[ServerStatus::Draining, ServerStatus::Offline],
-        ServerStatus::Online,
-        half,
-    )?
-    .into_iter()
-    .map(|a| (a, ServerStatus::Online))
-    .collect();
     Ok(report(&shards, half, opts.dry_run, start, &changes, &notes))
+}
+
+/// What restoring one server came to.
+enum Step {
+    /// It was online already (and answers), or another run restored it meanwhile.
+    Unchanged,
+    /// A dry run: it would go online.
+    Would,
+    /// Marked online; with what the operator should know about how.
+    Online(Option<String>),
 }
 
 /// Waits until `server` answers, replicates within `max_lag`, and has applied everything its
 /// online peers wrote, or until `deadline`; the last problem seen otherwise. A server just
 /// restarted after its upgrade may still be starting: it is asked again until the deadline.
+///
+/// A server that was only `draining` never stopped and missed nothing but the application's
+/// new writes, which went to the other half: it catches up with every peer that answers, and
+/// peers that do not answer are no reason to keep it out (it may be the shard's last server).
 fn wait_restorable(
     cfg: &Config,
     shard: &Shard,
     server: &Server,
     max_lag: u64,
     deadline: Instant,
-) -> Result<(), String> {
-    let attempt = || -> Result<(), String> {
-        let mut db = connect(cfg, &server.addr()).map_err(|e| format!("does not answer: {e}"))?;
+) -> Result<Option<String>, String> {
+    let only_draining = server.status == ServerStatus::Draining;
+    let attempt = || -> Result<Option<String>, String> {
+        let mut db = connect(cfg, &server.addr(), until(deadline))
+            .map_err(|e| format!("does not answer: {e}"))?;
         let facts = Facts {
             server: server.clone(),
             probe: probe_on(cfg, &mut db, None, Trust::AsShown).map_err(|e| e.to_string()),
         };
+        let mut skipped = Vec::new();
         if let Some(problem) = rules::restore_problem(&facts, max_lag) {
-            return Err(problem);
+            if !only_draining {
+                return Err(problem);
+            }
+            skipped.push(problem);
         }
         for peer in shard
             .servers
             .iter()
             .filter(|p| p.status == ServerStatus::Online && p.addr() != server.addr())
         {
-            let position = connect(cfg, &peer.addr())
+            let position = connect(cfg, &peer.addr(), probe_io(cfg))
                 .and_then(|mut p| replica::binlog_position(&mut p))
                 .map_err(|e| {
                     format!("cannot read the position of its peer {}: {e}", peer.addr())
-                })?;
+                });
+            let position = match position {
+                Ok(p) => p,
+                Err(e) if only_draining => {
+                    skipped.push(e);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             let Some(position) = position else { continue };
             let left = deadline.saturating_duration_since(Instant::now());
             if !replica::wait_for(&mut db, &position, left).map_err(|e| e.to_string())? {
@@ -682,7 +848,12 @@ fn wait_restorable(
                 ));
             }
         }
-        Ok(())
+        Ok((!skipped.is_empty()).then(|| {
+            format!(
+                "back online from draining (it never stopped) although: {}",
+                skipped.join("; ")
+            )
+        }))
     };
     loop {
         let result = attempt();

@@ -272,9 +272,11 @@ impl State<'_> {
             }
             let cap_receiver = self.hi[r].saturating_sub(self.load[r]);
             let cap_donor = self.load[d].saturating_sub(self.lo[d]);
+            // An account of no units (an empty one, by rows) cannot bring `r` any nearer its
+            // band: moving it would only cost a migration.
             let fits = |a: &Account| {
                 let u = units(self.by, a);
-                u <= cap_receiver && u <= cap_donor
+                u > 0 && u <= cap_receiver && u <= cap_donor
             };
             let found = (cursor[d]..self.order[d].len())
                 .find(|&k| !self.taken[d][k] && fits(&self.order[d][k]));
@@ -460,6 +462,35 @@ mod tests {
             tolerance_pct,
             max_moves: None,
         }
+    }
+
+    #[test]
+    fn by_rows_an_account_that_cannot_change_the_balance_is_never_moved() {
+        // One 400,000-row account among empty ones: nothing can balance it, and moving the
+        // empty accounts changes no shard's rows.
+        let mut big = ShardLoad {
+            name: "big".into(),
+            state: ShardState::Active,
+            weight: 1.0,
+            accounts: (1..=2000).map(|u| Account { user: u, rows: 0 }).collect(),
+        };
+        big.accounts.push(Account {
+            user: 9999,
+            rows: 400_000,
+        });
+        let empty = ShardLoad {
+            name: "empty".into(),
+            state: ShardState::Active,
+            weight: 1.0,
+            accounts: (3000..5000).map(|u| Account { user: u, rows: 0 }).collect(),
+        };
+        let p = plan(&[big, empty], &params(By::Rows, 2.0));
+        assert!(
+            p.moves.iter().all(|m| m.rows > 0),
+            "{} moves, {} of empty accounts",
+            p.moves.len(),
+            p.moves.iter().filter(|m| m.rows == 0).count()
+        );
     }
 
     #[test]

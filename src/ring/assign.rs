@@ -1,6 +1,6 @@
 //! Placing new users on active shards by weight.
 //!
-//! Each batch is one transaction. The fast path is one multi-row INSERT (as fast as a plain
+//! Each batch is one transaction, audited inside it. The fast path is one multi-row INSERT (as fast as a plain
 //! INSERT of the same rows); only when it meets a duplicate key does the batch fall back to
 //! locking and reading the users that already exist, so a second run over the same file changes
 //! nothing and reports every user as existing.
@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashSet};
 use indicatif::ProgressBar;
 use serde_json::json;
 
-use crate::db::Db;
+use crate::db::{retry_deadlocks, Db};
 use crate::error::{Error, Result};
 use crate::placement::WeightedChooser;
 use crate::ring::{audit, directory};
@@ -24,9 +24,14 @@ pub struct Assignment {
     pub assigned: Vec<(u64, u32)>,
     /// (user, shard id) already placed before; left alone.
     pub existing: Vec<(u64, u32)>,
+    /// The error that stopped the run after some batches had committed: those stand (and are
+    /// in the output and the audit log); the rest were not placed.
+    pub stopped: Option<Error>,
 }
 
-/// Places `ids` on the active shards. Duplicates within `ids` are placed once.
+/// Places `ids` on the active shards. Duplicates within `ids` are placed once. Each batch is
+/// one transaction with its own audit row, so what committed is always audited; a deadlock
+/// (two runs over the same ids) is retried.
 pub fn assign(
     db: &mut Db,
     ids: &[u64],
@@ -52,47 +57,73 @@ pub fn assign(
             .filter(|id| seen.insert(*id))
             .collect();
         let rows: Vec<(u64, u32)> = batch.iter().map(|id| (*id, chooser.choose())).collect();
-        let fast = db.run("assigning users", |c| {
-            let mut tx = c.start_transaction(mysql::TxOpts::default())?;
-            match directory::insert_users(&mut tx, &rows) {
-                Ok(()) => tx.commit().map(|_| true),
-                Err(e) if directory::is_duplicate(&e) => tx.rollback().map(|_| false),
-                Err(e) => Err(e),
+        match retry_deadlocks(|| assign_batch(db, &batch, &rows, seed)) {
+            Ok((new, old)) => {
+                result.assigned.extend(new);
+                result.existing.extend(old);
             }
-        })?;
-        if fast {
-            result.assigned.extend_from_slice(&rows);
-        } else {
-            let (new, old) = db.transaction("assigning users", |tx| {
-                let old = directory::existing_users(tx, &batch)?;
-                let taken: HashSet<u64> = old.iter().map(|(u, _)| *u).collect();
-                let new: Vec<(u64, u32)> = rows
-                    .iter()
-                    .copied()
-                    .filter(|(u, _)| !taken.contains(u))
-                    .collect();
-                directory::insert_users(tx, &new)?;
-                Ok((new, old))
-            })?;
-            result.assigned.extend(new);
-            result.existing.extend(old);
+            Err(e) if result.assigned.is_empty() && result.existing.is_empty() => return Err(e),
+            Err(e) => {
+                result.stopped = Some(e);
+                break;
+            }
         }
         progress.inc(chunk.len() as u64);
     }
-    if !result.assigned.is_empty() {
+    Ok(result)
+}
+
+/// One batch in one transaction: the users inserted (keys in ascending order, so two runs
+/// over the same ids lock rows in the same order), and an audit row for what it placed.
+/// Returns (placed, already there).
+fn assign_batch(
+    db: &mut Db,
+    batch: &[u64],
+    rows: &[(u64, u32)],
+    seed: Option<u64>,
+) -> Result<(Vec<(u64, u32)>, Vec<(u64, u32)>)> {
+    let mut sorted = rows.to_vec();
+    sorted.sort_unstable();
+    let audit_row = |c: &mut mysql::Transaction, new: &[(u64, u32)], existing: usize| {
+        if new.is_empty() {
+            return Ok(());
+        }
         let mut per_shard: BTreeMap<u32, u64> = BTreeMap::new();
-        for (_, s) in &result.assigned {
+        for (_, s) in new {
             *per_shard.entry(*s).or_default() += 1;
         }
-        db.run("auditing", |c| {
-            audit::record(
-                c,
-                "user.assign",
-                &format!("{} users", result.assigned.len()),
-                json!({ "assigned": result.assigned.len(), "existing": result.existing.len(),
-                        "per_shard_id": per_shard, "seed": seed }),
-            )
-        })?;
+        audit::record(
+            c,
+            "user.assign",
+            &format!("{} users", new.len()),
+            json!({ "assigned": new.len(), "existing": existing, "per_shard_id": per_shard,
+                    "seed": seed, "first": new.first().map(|r| r.0), "last": new.last().map(|r| r.0) }),
+        )
+    };
+    let fast = db.run("assigning users", |c| {
+        let mut tx = c.start_transaction(mysql::TxOpts::default())?;
+        match directory::insert_users(&mut tx, &sorted) {
+            Ok(()) => {
+                audit_row(&mut tx, &sorted, 0)?;
+                tx.commit().map(|_| true)
+            }
+            Err(e) if directory::is_duplicate(&e) => tx.rollback().map(|_| false),
+            Err(e) => Err(e),
+        }
+    })?;
+    if fast {
+        return Ok((rows.to_vec(), Vec::new()));
     }
-    Ok(result)
+    db.transaction("assigning users", |tx| {
+        let old = directory::existing_users(tx, batch)?;
+        let taken: HashSet<u64> = old.iter().map(|(u, _)| *u).collect();
+        let new: Vec<(u64, u32)> = sorted
+            .iter()
+            .copied()
+            .filter(|(u, _)| !taken.contains(u))
+            .collect();
+        directory::insert_users(tx, &new)?;
+        audit_row(tx, &new, old.len())?;
+        Ok((new, old))
+    })
 }

@@ -10,12 +10,70 @@ use serde_json::Value;
 use crate::db::Db;
 use crate::error::Result;
 
-/// Who is acting: `$SHARDCTL_OPERATOR`, else the sudoing user, else the login name.
+/// The operator column's width: a longer name is cut to fit, never refused by the server.
+const OPERATOR_MAX: usize = 255;
+
+/// Who is acting: `$SHARDCTL_OPERATOR`, else the sudoing user (`$SUDO_USER`), else `$USER`,
+/// else `$LOGNAME`, else the login name of the process's uid (cron sets none of the variables),
+/// else `uid:N`. Cut to the column's width. Control characters are refused earlier, by
+/// `check_operator`, when the command loads its configuration.
 pub fn operator() -> String {
-    ["SHARDCTL_OPERATOR", "SUDO_USER", "USER", "LOGNAME"]
+    static OPERATOR: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    OPERATOR
+        .get_or_init(|| operator_from(|v| std::env::var(v).ok(), uid_login))
+        .clone()
+}
+
+/// Refuses an operator name with control characters (a newline would forge audit lines in
+/// whatever reads the log as text).
+pub fn check_operator() -> std::result::Result<(), String> {
+    let name = operator();
+    if name.chars().any(char::is_control) {
+        return Err(format!(
+            "the operator name {:?} (from $SHARDCTL_OPERATOR, $SUDO_USER, $USER or $LOGNAME) contains control characters",
+            name.chars().take(40).collect::<String>()
+        ));
+    }
+    Ok(())
+}
+
+/// The operator rule, over the environment and the uid's login name as given.
+fn operator_from(
+    var: impl Fn(&str) -> Option<String>,
+    login: impl Fn() -> Option<String>,
+) -> String {
+    let name = ["SHARDCTL_OPERATOR", "SUDO_USER", "USER", "LOGNAME"]
         .iter()
-        .find_map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()))
-        .unwrap_or_else(|| "unknown".into())
+        .find_map(|v| var(v).filter(|s| !s.is_empty()))
+        .or_else(login)
+        // SAFETY: getuid cannot fail.
+        .unwrap_or_else(|| format!("uid:{}", unsafe { libc::getuid() }));
+    name.chars().take(OPERATOR_MAX).collect()
+}
+
+/// The login name of the process's real uid, from the password database.
+fn uid_login() -> Option<String> {
+    let mut buf = vec![0 as libc::c_char; 4096];
+    // SAFETY: a zeroed passwd is a valid out-parameter; getpwuid_r writes strings into `buf`
+    // (valid for its length) and sets `found` to `pwd` on success or null otherwise.
+    unsafe {
+        let mut pwd: libc::passwd = std::mem::zeroed();
+        let mut found: *mut libc::passwd = std::ptr::null_mut();
+        let rc = libc::getpwuid_r(
+            libc::getuid(),
+            &mut pwd,
+            buf.as_mut_ptr(),
+            buf.len(),
+            &mut found,
+        );
+        if rc != 0 || found.is_null() || pwd.pw_name.is_null() {
+            return None;
+        }
+        let name = std::ffi::CStr::from_ptr(pwd.pw_name)
+            .to_string_lossy()
+            .into_owned();
+        (!name.is_empty()).then_some(name)
+    }
 }
 
 /// This machine's host name.
@@ -38,9 +96,10 @@ pub fn record(
     target: &str,
     details: Value,
 ) -> mysql::Result<()> {
+    // The database login beside the operator: what the server let do the work.
     conn.exec_drop(
-        "INSERT INTO audit_log (at, operator, host, action, target, details)
-         VALUES (UTC_TIMESTAMP(6), ?, ?, ?, ?, ?)",
+        "INSERT INTO audit_log (at, operator, host, db_login, action, target, details)
+         VALUES (UTC_TIMESTAMP(6), ?, ?, CURRENT_USER(), ?, ?, ?)",
         (operator(), hostname(), action, target, details.to_string()),
     )
 }
@@ -67,8 +126,8 @@ pub fn record_many(
     }
     conn.exec_drop(
         format!(
-            "INSERT INTO audit_log (at, operator, host, action, target, details) VALUES {}",
-            vec!["(UTC_TIMESTAMP(6), ?, ?, ?, ?, ?)"; entries.len()].join(", ")
+            "INSERT INTO audit_log (at, operator, host, db_login, action, target, details) VALUES {}",
+            vec!["(UTC_TIMESTAMP(6), ?, ?, CURRENT_USER(), ?, ?, ?)"; entries.len()].join(", ")
         ),
         params,
     )
@@ -80,6 +139,8 @@ pub struct Entry {
     pub at: String,
     pub operator: String,
     pub host: String,
+    /// The database login that made the change.
+    pub db_login: Option<String>,
     pub action: String,
     pub target: String,
     pub details: Value,
@@ -92,9 +153,9 @@ pub fn read(
     action: Option<&str>,
     limit: u64,
 ) -> Result<Vec<Entry>> {
-    let rows: Vec<(u64, String, String, String, String, String, String)> = db.exec(
+    let rows: Vec<(u64, String, String, String, Option<String>, String, String, String)> = db.exec(
         "reading the audit log",
-        "SELECT audit_id, DATE_FORMAT(at, '%Y-%m-%dT%H:%i:%s.%fZ'), operator, host, action, target, details
+        "SELECT audit_id, DATE_FORMAT(at, '%Y-%m-%dT%H:%i:%s.%fZ'), operator, host, db_login, action, target, details
          FROM audit_log
          WHERE (? IS NULL OR at >= UTC_TIMESTAMP(6) - INTERVAL ? SECOND)
            AND (? IS NULL OR action = ?)
@@ -103,14 +164,46 @@ pub fn read(
     )?;
     Ok(rows
         .into_iter()
-        .map(|(id, at, operator, host, action, target, details)| Entry {
+        .map(|(id, at, operator, host, db_login, action, target, details)| Entry {
             id,
             at,
             operator,
             host,
+            db_login,
             action,
             target,
             details: serde_json::from_str(&details).unwrap_or(Value::String(details)),
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_operator_falls_back_to_the_uid_login_and_fits_the_column() {
+        let env = |vars: &'static [(&'static str, &'static str)]| {
+            move |v: &str| {
+                vars.iter()
+                    .find(|(k, _)| *k == v)
+                    .map(|(_, x)| x.to_string())
+            }
+        };
+        let login = || Some("cronuser".to_string());
+        assert_eq!(operator_from(env(&[]), login), "cronuser");
+        assert_eq!(
+            operator_from(env(&[("USER", ""), ("LOGNAME", "ln")]), login),
+            "ln"
+        );
+        assert_eq!(
+            operator_from(env(&[("SUDO_USER", "alice"), ("USER", "root")]), login),
+            "alice"
+        );
+        assert!(operator_from(env(&[]), || None).starts_with("uid:"));
+        let long: &'static str = Box::leak("x".repeat(300).into_boxed_str());
+        let vars: &'static [(&'static str, &'static str)] =
+            Box::leak(vec![("SHARDCTL_OPERATOR", long)].into_boxed_slice());
+        assert_eq!(operator_from(env(vars), login).chars().count(), 255);
+    }
 }

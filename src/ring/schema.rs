@@ -9,7 +9,7 @@ use crate::error::Result;
 use crate::types::Ident;
 
 /// The schema version this build writes and expects.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 
 /// The ticket tables, Flickr style: one row per table, `REPLACE` bumps its auto-increment.
 pub const TICKET_TABLES: &[&str] = &[
@@ -110,8 +110,13 @@ const V1: &[&str] = &[
     ) ENGINE=InnoDB",
 ];
 
+/// Version 2: the audit log records the database login beside the operator.
+const V2: &[&str] = &[
+    "ALTER TABLE audit_log ADD COLUMN IF NOT EXISTS db_login VARCHAR(300) NULL AFTER host",
+];
+
 /// Every version's statements; index 0 is version 1.
-const STEPS: &[&[&str]] = &[V1];
+const STEPS: &[&[&str]] = &[V1, V2];
 
 /// The recorded version, or None where the schema was never created.
 pub fn recorded_version(db: &mut Db, database: &Ident) -> Result<Option<u32>> {

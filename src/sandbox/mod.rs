@@ -191,21 +191,61 @@ pub fn up(opts: &UpOptions, ui: &Ui) -> Result<UpOutcome> {
     let members = layout(&dir, &spec);
     let spinner = ui.spinner("preparing data directories");
     let template = server::template(&bins, &template_cache(&dir))?;
+    // Every port a server must be started on is checked before any is started.
+    let to_start: Vec<&Member> = members
+        .iter()
+        .filter(|m| m.process.running_pid().is_none())
+        .collect();
+    for m in &to_start {
+        m.process.check_port_free()?;
+    }
     let mut started = Vec::new();
-    for m in &members {
-        m.process.prepare(&template)?;
-        if m.process.running_pid().is_none() {
+    let mut spawned: Vec<&Member> = Vec::new();
+    let result = (|| {
+        for m in &to_start {
+            m.process.prepare(&template)?;
             m.process.spawn(&bins)?;
+            spawned.push(m);
             started.push(m.process.addr().to_string());
         }
+        bring_up(opts, &dir, &spec, recorded.is_none(), &members, &spinner)
+    })();
+    match result {
+        Ok((config, users, rows)) => Ok(UpOutcome {
+            config,
+            created: recorded.is_none(),
+            started,
+            users,
+            rows,
+            notes,
+        }),
+        Err(e) => {
+            // Leave nothing running that this call started: a failed `up` is undone.
+            spinner.finish_and_clear();
+            for m in spawned {
+                m.process.stop(Duration::from_secs(10));
+            }
+            Err(e)
+        }
     }
-    spinner.set_message(format!("waiting for {} servers", started.len()));
+}
+
+/// With every server spawned: waits for them, and the first time sets up replication, the
+/// ring and the demo data; then waits for replication. (config, users placed, rows written)
+fn bring_up(
+    opts: &UpOptions,
+    dir: &Path,
+    spec: &Spec,
+    fresh: bool,
+    members: &[Member],
+    spinner: &indicatif::ProgressBar,
+) -> Result<(PathBuf, u64, u64)> {
+    spinner.set_message("waiting for the servers");
     let login = root_login();
-    let mut conns = parallel::each(&members, |m| m.process.wait_ready(&login, START_TIMEOUT))
+    let mut conns = parallel::each(members, |m| m.process.wait_ready(&login, START_TIMEOUT))
         .into_iter()
         .collect::<Result<Vec<Db>>>()?;
     let config_path = dir.join(CONFIG_FILE);
-    let fresh = recorded.is_none();
     let (mut users, mut rows) = (0, 0);
     if fresh {
         spinner.set_message("setting up replication");
@@ -213,7 +253,7 @@ pub fn up(opts: &UpOptions, ui: &Ui) -> Result<UpOutcome> {
             let (ms, dbs) = pair;
             link_pair(dbs, &[ms[0].process.port, ms[1].process.port])?;
         }
-        std::fs::write(&config_path, config_text(&members))
+        std::fs::write(&config_path, config_text(members))
             .map_err(|e| Error::io("writing the sandbox config", e))?;
         let cfg = Config::load(&config_path)?;
         spinner.set_message("creating the ring and the shards");
@@ -246,11 +286,11 @@ pub fn up(opts: &UpOptions, ui: &Ui) -> Result<UpOutcome> {
                 &indicatif::ProgressBar::hidden(),
             )?;
             users = placed.assigned.len() as u64;
-            rows = write_demo_accounts(&cfg, &members, &placed.assigned)?;
+            rows = write_demo_accounts(&cfg, members, &placed.assigned)?;
         }
         std::fs::write(
             dir.join(STATE_FILE),
-            serde_json::to_string_pretty(&spec).expect("plain data serialises"),
+            serde_json::to_string_pretty(spec).expect("plain data serialises"),
         )
         .map_err(|e| Error::io("writing the sandbox state", e))?;
     }
@@ -264,14 +304,7 @@ pub fn up(opts: &UpOptions, ui: &Ui) -> Result<UpOutcome> {
         wait_caught_up(pair)?;
     }
     spinner.finish_and_clear();
-    Ok(UpOutcome {
-        config: config_path,
-        created: fresh,
-        started,
-        users,
-        rows,
-        notes,
-    })
+    Ok((config_path, users, rows))
 }
 
 /// Points each server of a pair at the other and starts replication.

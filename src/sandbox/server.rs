@@ -179,8 +179,41 @@ impl ServerProcess {
         Ok(())
     }
 
-    /// Waits until the server accepts a login, failing early if it died.
+    /// Refuses to start on a port something else listens on: the sandbox would wait for a
+    /// server that never binds, or worse, set up whatever does answer there.
+    pub fn check_port_free(&self) -> Result<()> {
+        match std::net::TcpListener::bind(("127.0.0.1", self.port)) {
+            Ok(_) => Ok(()),
+            Err(_) => Err(Error::Usage(format!(
+                "port {} is in use{}: pick other ports with --base-port",
+                self.port,
+                port_holder(self.port)
+                    .map(|h| format!(" by {h}"))
+                    .unwrap_or_default()
+            ))),
+        }
+    }
+
+    /// Waits until the server accepts a login, failing early if it died, and checks it is this
+    /// sandbox's server (its data directory), not another one on the same port.
     pub fn wait_ready(&self, login: &Login, timeout: Duration) -> Result<Db> {
+        let mut db = self.wait_login(login, timeout)?;
+        let datadir: Option<String> =
+            db.exec_first("asking for the data directory", "SELECT @@datadir", ())?;
+        let ours = self.datadir().canonicalize().ok();
+        let theirs = datadir.as_deref().and_then(|d| Path::new(d).canonicalize().ok());
+        if ours.is_none() || ours != theirs {
+            return Err(Error::Failed(format!(
+                "the server answering on port {} is not this sandbox's (its data directory is {}): \
+                 nothing was written to it; pick other ports with --base-port",
+                self.port,
+                datadir.unwrap_or_default()
+            )));
+        }
+        Ok(db)
+    }
+
+    fn wait_login(&self, login: &Login, timeout: Duration) -> Result<Db> {
         let net = NetOptions {
             connect_timeout: Duration::from_secs(1),
             ..NetOptions::default()
@@ -231,6 +264,39 @@ impl ServerProcess {
         }
         true
     }
+}
+
+/// Who listens on 127.0.0.1:`port` (or any address), as "NAME (pid N)", read from /proc: the
+/// listening socket's inode, then the process holding a descriptor on it. None where /proc
+/// does not say (another user's process, another OS).
+fn port_holder(port: u16) -> Option<String> {
+    let inode = ["/proc/net/tcp", "/proc/net/tcp6"].iter().find_map(|f| {
+        std::fs::read_to_string(f).ok()?.lines().skip(1).find_map(|l| {
+            let cols: Vec<&str> = l.split_whitespace().collect();
+            let local_port = cols.get(1)?.rsplit(':').next()?;
+            // State 0A is LISTEN.
+            (u16::from_str_radix(local_port, 16).ok()? == port && cols.get(3)? == &"0A")
+                .then(|| cols.get(9).map(|s| s.to_string()))?
+        })
+    })?;
+    let needle = format!("socket:[{inode}]");
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let pid = entry.file_name().to_string_lossy().into_owned();
+        if !pid.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else {
+            continue;
+        };
+        let holds = fds
+            .flatten()
+            .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|l| l.to_string_lossy() == needle));
+        if holds {
+            let name = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+            return Some(format!("{} (pid {pid})", name.trim()));
+        }
+    }
+    None
 }
 
 fn is_root() -> bool {
