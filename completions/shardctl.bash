@@ -1855,7 +1855,7 @@ _shardctl() {
             return 0
             ;;
         shardctl__subcmd__migrate)
-            opts="-q -v -h -V --to --keep-source --lock-ttl --max-lag --dry-run --config --defaults-file --defaults-extra-file --no-defaults --format --quiet --verbose --help --version resume status help"
+            opts="-q -v -h -V --to --keep-source --clear-destination --lock-ttl --max-lag --dry-run --config --defaults-file --defaults-extra-file --no-defaults --format --quiet --verbose --help --version resume status help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

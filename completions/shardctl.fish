@@ -237,6 +237,7 @@ complete -c shardctl -n "__fish_shardctl_using_subcommand migrate; and not __fis
 complete -c shardctl -n "__fish_shardctl_using_subcommand migrate; and not __fish_seen_subcommand_from resume status help" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
 json\t''"
 complete -c shardctl -n "__fish_shardctl_using_subcommand migrate; and not __fish_seen_subcommand_from resume status help" -l keep-source -d 'Leave the user\'s rows on the source (`migrate resume` deletes them later)'
+complete -c shardctl -n "__fish_shardctl_using_subcommand migrate; and not __fish_seen_subcommand_from resume status help" -l clear-destination -d 'Delete rows of the user already on the destination before copying. Without it such rows (which no migration explains) make the move refuse with exit 4'
 complete -c shardctl -n "__fish_shardctl_using_subcommand migrate; and not __fish_seen_subcommand_from resume status help" -l dry-run -d 'Show what would be moved, change nothing'
 complete -c shardctl -n "__fish_shardctl_using_subcommand migrate; and not __fish_seen_subcommand_from resume status help" -l no-defaults -d 'Read no MySQL option file'
 complete -c shardctl -n "__fish_shardctl_using_subcommand migrate; and not __fish_seen_subcommand_from resume status help" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'

@@ -47,8 +47,9 @@ fn wants_json(args: &[OsString]) -> bool {
 /// Prints a failure the way every command does (one line on stderr; the JSON error object on
 /// stdout with `--format json`) and returns its exit code.
 pub(crate) fn fail(kind: &str, message: &str, json: bool, code: u8) -> u8 {
-    let message = error::one_line(message);
-    eprintln!("error: {message}");
+    // One line, and bounded: an error may quote input, and input may be anything.
+    let message = error::excerpt(&error::one_line(message), 2000);
+    output::write_stderr(&format!("error: {message}"));
     if json {
         let doc = format!("{}\n", error_json(kind, &message));
         let _ = write_stdout(&doc);

@@ -74,6 +74,13 @@ impl Outcome {
 }
 
 /// The JSON error object of PRODUCT.md section 3b.
+/// One line on stderr. A closed or full stderr is not worth failing for (cron may close it):
+/// the exit code and stdout still say what happened.
+pub fn write_stderr(line: &str) {
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "{line}");
+}
+
 pub fn error_json(kind: &str, message: &str) -> Value {
     serde_json::json!({ "error": { "kind": kind, "message": message } })
 }
@@ -133,8 +140,8 @@ impl Ui {
 
     fn line(&self, msg: &str) {
         match &self.multi {
-            Some(m) => m.suspend(|| eprintln!("{msg}")),
-            None => eprintln!("{msg}"),
+            Some(m) => m.suspend(|| write_stderr(msg)),
+            None => write_stderr(msg),
         }
     }
 

@@ -234,6 +234,10 @@ fn a_killed_lock_run_holder_frees_the_lock_at_once() {
     );
     let cmd_pid = pid_in(&pidfile);
     let t1 = token_of(&env, "job").expect("lease recorded");
+    // Once the lease names the command's process group, a takeover can see the group is gone.
+    wait_until("the lease to name the command's group", || {
+        env.json(&["lock", "show", "job"])["lease"]["metadata"]["command_pgid"].is_u64()
+    });
     signal(holder.id(), libc::SIGKILL);
     holder.wait().unwrap();
     // The lease still has 60s to run, but its holder's session is gone: no waiting.

@@ -99,9 +99,7 @@ impl Lease {
         if self.host != audit::hostname() || pgid <= 1 {
             return false;
         }
-        // SAFETY: signal 0 only asks whether the group exists; nothing is delivered.
-        let rc = unsafe { libc::kill(-(pgid as libc::pid_t), 0) };
-        rc != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
+        !process_group_alive(pgid)
     }
 
     fn in_use(&self) -> Error {
@@ -971,6 +969,32 @@ pub struct ForceReleased {
     pub owner: Option<String>,
     /// The KILL statements run, with their server.
     pub killed: Vec<String>,
+}
+
+/// Whether any process of group `pgid` still runs on this machine. Zombies do not count: a
+/// dead command's leader may wait unreaped (its parent, the dead holder, is gone) where the
+/// init process does not reap. Where /proc cannot be read, the group is taken to be alive.
+fn process_group_alive(pgid: i64) -> bool {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return true;
+    };
+    entries.flatten().any(|e| {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        if !name.bytes().all(|b| b.is_ascii_digit()) {
+            return false;
+        }
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+            return false;
+        };
+        // After the command name in parentheses: state, ppid, pgrp, ...
+        let Some((_, rest)) = stat.rsplit_once(") ") else {
+            return false;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        fields.get(2).and_then(|g| g.parse::<i64>().ok()) == Some(pgid)
+            && fields.first().is_some_and(|s| *s != "Z" && *s != "X")
+    })
 }
 
 /// A lock whose GET_LOCK is held on a given server.

@@ -258,6 +258,14 @@ fn watch(
         });
         if let Some(lost) = lost {
             ui.warn(&format!("{lost}; stopping the command"));
+            // The command must be gone before the lease may be: its grace ends at the last
+            // confirmed expiry at the latest (a little time to exit cleanly is kept).
+            let until_expiry = shared
+                .confirmed_until
+                .lock()
+                .map(|until| until.saturating_duration_since(Instant::now()))
+                .unwrap_or_default();
+            let grace = grace.min(until_expiry).max(Duration::from_millis(200));
             return match terminate(child, pgid, grace) {
                 Ok(()) => Ended::Lost(lost),
                 Err(e) => Ended::Failed(e),

@@ -571,7 +571,16 @@ fn wait_drained(
         .collect();
     loop {
         other_half_answers(cfg, &mut peers)?;
-        let open = sessions(cfg, &mut db).map_err(problem)?;
+        let open = match sessions(cfg, &mut db) {
+            Ok(open) => open,
+            // It went away while we waited: if it does not take a new connection, it is dead.
+            Err(crate::error::Error::Unreachable(_)) => {
+                db = connect(cfg, &server.addr(), until(deadline))
+                    .map_err(|e| Stuck::Dead(e.to_string()))?;
+                continue;
+            }
+            Err(e) => return Err(problem(e)),
+        };
         if open.is_empty() {
             break;
         }
