@@ -206,7 +206,13 @@ pub fn run_under_lock(cfg: &Config, opts: &RunOptions, ui: &Ui) -> Result<RunOut
 }
 
 /// Writes an audit row; a failure to audit is warned about, not fatal (the command ran).
-fn audited(client: &mut LockClient, action: &str, held: &Held, details: serde_json::Value, ui: &Ui) {
+fn audited(
+    client: &mut LockClient,
+    action: &str,
+    held: &Held,
+    details: serde_json::Value,
+    ui: &Ui,
+) {
     let name = held.name.as_str();
     if let Err(e) = client
         .ring()

@@ -561,8 +561,8 @@ fn wait_drained(
     deadline: Instant,
 ) -> Result<(), Stuck> {
     let problem = |e: crate::error::Error| Stuck::Problem(e.to_string());
-    let mut db = connect(cfg, &server.addr(), until(deadline))
-        .map_err(|e| Stuck::Dead(e.to_string()))?;
+    let mut db =
+        connect(cfg, &server.addr(), until(deadline)).map_err(|e| Stuck::Dead(e.to_string()))?;
     let mut peers: Vec<(HostPort, Option<Db>)> = shard
         .servers
         .iter()
@@ -748,7 +748,9 @@ pub fn restore(cfg: &Config, opts: &RestoreOptions, ui: &Ui) -> Result<Outcome> 
             };
         }
         let note = wait_restorable(cfg, shard, server, opts.max_lag, deadline)?;
-        let mut ring = ring.lock().map_err(|_| "the ring connection's lock was poisoned".to_string())?;
+        let mut ring = ring
+            .lock()
+            .map_err(|_| "the ring connection's lock was poisoned".to_string())?;
         let changed = set_status(
             &mut ring,
             &[(*shard, *server)],
@@ -837,9 +839,7 @@ fn wait_restorable(
         {
             let position = connect(cfg, &peer.addr(), probe_io(cfg))
                 .and_then(|mut p| replica::binlog_position(&mut p))
-                .map_err(|e| {
-                    format!("cannot read the position of its peer {}: {e}", peer.addr())
-                });
+                .map_err(|e| format!("cannot read the position of its peer {}: {e}", peer.addr()));
             let position = match position {
                 Ok(p) => p,
                 Err(e) if only_draining => {

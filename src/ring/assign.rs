@@ -73,6 +73,9 @@ pub fn assign(
     Ok(result)
 }
 
+/// (user, shard id) pairs.
+type Placed = Vec<(u64, u32)>;
+
 /// One batch in one transaction: the users inserted (keys in ascending order, so two runs
 /// over the same ids lock rows in the same order), and an audit row for what it placed.
 /// Returns (placed, already there).
@@ -81,7 +84,7 @@ fn assign_batch(
     batch: &[u64],
     rows: &[(u64, u32)],
     seed: Option<u64>,
-) -> Result<(Vec<(u64, u32)>, Vec<(u64, u32)>)> {
+) -> Result<(Placed, Placed)> {
     let mut sorted = rows.to_vec();
     sorted.sort_unstable();
     let audit_row = |c: &mut mysql::Transaction, new: &[(u64, u32)], existing: usize| {

@@ -153,7 +153,17 @@ pub fn read(
     action: Option<&str>,
     limit: u64,
 ) -> Result<Vec<Entry>> {
-    let rows: Vec<(u64, String, String, String, Option<String>, String, String, String)> = db.exec(
+    type Row = (
+        u64,
+        String,
+        String,
+        String,
+        Option<String>,
+        String,
+        String,
+        String,
+    );
+    let rows: Vec<Row> = db.exec(
         "reading the audit log",
         "SELECT audit_id, DATE_FORMAT(at, '%Y-%m-%dT%H:%i:%s.%fZ'), operator, host, db_login, action, target, details
          FROM audit_log
@@ -164,16 +174,18 @@ pub fn read(
     )?;
     Ok(rows
         .into_iter()
-        .map(|(id, at, operator, host, db_login, action, target, details)| Entry {
-            id,
-            at,
-            operator,
-            host,
-            db_login,
-            action,
-            target,
-            details: serde_json::from_str(&details).unwrap_or(Value::String(details)),
-        })
+        .map(
+            |(id, at, operator, host, db_login, action, target, details)| Entry {
+                id,
+                at,
+                operator,
+                host,
+                db_login,
+                action,
+                target,
+                details: serde_json::from_str(&details).unwrap_or(Value::String(details)),
+            },
+        )
         .collect())
 }
 

@@ -111,9 +111,8 @@ const V1: &[&str] = &[
 ];
 
 /// Version 2: the audit log records the database login beside the operator.
-const V2: &[&str] = &[
-    "ALTER TABLE audit_log ADD COLUMN IF NOT EXISTS db_login VARCHAR(300) NULL AFTER host",
-];
+const V2: &[&str] =
+    &["ALTER TABLE audit_log ADD COLUMN IF NOT EXISTS db_login VARCHAR(300) NULL AFTER host"];
 
 /// Every version's statements; index 0 is version 1.
 const STEPS: &[&[&str]] = &[V1, V2];

@@ -294,6 +294,10 @@ fn bring_up(
         )
         .map_err(|e| Error::io("writing the sandbox state", e))?;
     }
+    if !fresh {
+        // A sandbox made by an older shardctl gets this one's ring schema (init is idempotent).
+        ring::initialize(&Config::load(&config_path)?, false)?;
+    }
     spinner.set_message("waiting for replication");
     for (m, db) in members.iter().zip(conns.iter_mut()) {
         if m.role == "shard" {

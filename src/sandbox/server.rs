@@ -201,7 +201,9 @@ impl ServerProcess {
         let datadir: Option<String> =
             db.exec_first("asking for the data directory", "SELECT @@datadir", ())?;
         let ours = self.datadir().canonicalize().ok();
-        let theirs = datadir.as_deref().and_then(|d| Path::new(d).canonicalize().ok());
+        let theirs = datadir
+            .as_deref()
+            .and_then(|d| Path::new(d).canonicalize().ok());
         if ours.is_none() || ours != theirs {
             return Err(Error::Failed(format!(
                 "the server answering on port {} is not this sandbox's (its data directory is {}): \
@@ -271,13 +273,17 @@ impl ServerProcess {
 /// does not say (another user's process, another OS).
 fn port_holder(port: u16) -> Option<String> {
     let inode = ["/proc/net/tcp", "/proc/net/tcp6"].iter().find_map(|f| {
-        std::fs::read_to_string(f).ok()?.lines().skip(1).find_map(|l| {
-            let cols: Vec<&str> = l.split_whitespace().collect();
-            let local_port = cols.get(1)?.rsplit(':').next()?;
-            // State 0A is LISTEN.
-            (u16::from_str_radix(local_port, 16).ok()? == port && cols.get(3)? == &"0A")
-                .then(|| cols.get(9).map(|s| s.to_string()))?
-        })
+        std::fs::read_to_string(f)
+            .ok()?
+            .lines()
+            .skip(1)
+            .find_map(|l| {
+                let cols: Vec<&str> = l.split_whitespace().collect();
+                let local_port = cols.get(1)?.rsplit(':').next()?;
+                // State 0A is LISTEN.
+                (u16::from_str_radix(local_port, 16).ok()? == port && cols.get(3)? == &"0A")
+                    .then(|| cols.get(9).map(|s| s.to_string()))?
+            })
     })?;
     let needle = format!("socket:[{inode}]");
     for entry in std::fs::read_dir("/proc").ok()?.flatten() {
