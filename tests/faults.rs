@@ -14,8 +14,8 @@ use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use common::{
-    bin, conn, federation, fingerprint, is_stopped, root_db, wait_replicated, wait_until, Env,
-    Federation,
+    bin, conn, federation, fingerprint, is_stopped, root_db, server, wait_replicated, wait_until,
+    Env, Federation,
 };
 use mysql::prelude::Queryable;
 use serde_json::Value;
@@ -125,22 +125,6 @@ fn world(name: &str) -> Env {
     env
 }
 
-fn run_json(env: &Env, args: &[&str]) -> (i32, Value) {
-    let mut all = args.to_vec();
-    all.extend(["--format", "json"]);
-    let r = env.run(&all);
-    (r.code, r.json())
-}
-
-fn other_shard(env: &Env, shard: &str) -> String {
-    env.fed
-        .shards()
-        .into_iter()
-        .map(|(n, _)| n)
-        .find(|n| n != shard)
-        .unwrap()
-}
-
 /// Writes rows of `user` straight onto `port`'s shard database (ids apart from the seeded
 /// ones), as an application writing to the wrong shard, or a flip with nothing copied, leaves.
 fn write_strays(env: &Env, port: u16, user: u64, photos: u64) {
@@ -186,6 +170,17 @@ fn wait_exit(child: &mut Child, within: Duration) -> i32 {
     }
 }
 
+/// Runs `f`, prints how long it took (the figures the closing note quotes), and fails the test
+/// if it took `limit` or more.
+fn timed<T>(what: &str, limit: Duration, f: impl FnOnce() -> T) -> T {
+    let start = Instant::now();
+    let out = f();
+    let took = start.elapsed();
+    eprintln!("{what}: {took:?}");
+    assert!(took < limit, "{what} took {took:?}, the bound is {limit:?}");
+    out
+}
+
 // ---- Rows lost or unreachable ----
 
 #[test]
@@ -216,7 +211,7 @@ fn rows_no_migration_explains_are_refused_not_deleted() {
     let env = world("strays");
     let user = 7001;
     let home = env.seed_user(user, 40);
-    let away = other_shard(&env, &home);
+    let away = env.other_shard(&home);
     let away_ports = env.shard_ports(&away);
     let home_ports = env.shard_ports(&home);
     write_strays(&env, away_ports[0], user, 5);
@@ -226,7 +221,7 @@ fn rows_no_migration_explains_are_refused_not_deleted() {
     let before = env.snapshot();
 
     // The streamed mover refuses before it changes anything, and names the rows.
-    let (code, doc) = run_json(&env, &["migrate", &user.to_string(), "--to", &away]);
+    let (code, doc) = env.run_json(&["migrate", &user.to_string(), "--to", &away]);
     assert_eq!(code, 4, "{doc}");
     let msg = doc["error"]["message"].as_str().unwrap();
     assert!(
@@ -248,12 +243,12 @@ fn rows_no_migration_explains_are_refused_not_deleted() {
             "version": 1, "created_at": "now", "by": "users", "tolerance_pct": 2.0,
             "lower_bound": 2, "rows_to_move": 0, "shards": [],
             "moves": [{"user": user, "from": home, "to": away, "rows": 46},
-                      {"user": other, "from": other_home, "to": other_shard(&env, &other_home), "rows": 6}]
+                      {"user": other, "from": other_home, "to": env.other_shard(&other_home), "rows": 6}]
         })
         .to_string(),
     )
     .unwrap();
-    let (code, doc) = run_json(&env, &["rebalance", "apply", plan.to_str().unwrap()]);
+    let (code, doc) = env.run_json(&["rebalance", "apply", plan.to_str().unwrap()]);
     assert_eq!(code, 5, "{doc}");
     assert_eq!(doc["done"], 1, "{doc}");
     let failed = doc["failed"].as_array().unwrap();
@@ -302,7 +297,7 @@ fn a_shard_in_a_migration_cannot_be_removed_and_the_flip_checks_its_destination(
 
     let mut mover = env.migration_paused_mid_copy(user, &empty, &["--format", "json"]);
     let before = env.snapshot();
-    let (code, doc) = run_json(&env, &["shard", "remove", &empty]);
+    let (code, doc) = env.run_json(&["shard", "remove", &empty]);
     assert_eq!(code, 4, "{doc}");
     assert!(doc["error"]["message"]
         .as_str()
@@ -322,7 +317,7 @@ fn a_shard_in_a_migration_cannot_be_removed_and_the_flip_checks_its_destination(
     env.ring()
         .query_drop("INSERT INTO users (user_id, shard_id) VALUES (7199, 999)")
         .unwrap();
-    let (code, doc) = run_json(&env, &["doctor"]);
+    let (code, doc) = env.run_json(&["doctor"]);
     assert_eq!(code, 1);
     let check = doc["checks"]
         .as_array()
@@ -402,7 +397,7 @@ fn a_dead_lock_run_holder_is_waited_out_while_its_command_may_run() {
     holder.wait().unwrap();
     // Its GET_LOCK session is gone, but its command ignores the death signal and runs on.
     assert!(alive(grandchild));
-    let (code, doc) = run_json(&env, &["lock", "acquire", "stubborn", "--ttl", "5s"]);
+    let (code, doc) = env.run_json(&["lock", "acquire", "stubborn", "--ttl", "5s"]);
     assert_eq!(code, 3, "{doc}");
     assert!(doc["error"]["message"]
         .as_str()
@@ -447,7 +442,7 @@ fn an_unreachable_holder_is_waited_out_and_account_locks_fall_over() {
         let _down = Stopped::new(fed(), &member(fed(), holder_port));
         // A second job falls over to the shard's other server for its GET_LOCK, finds the
         // lease, and cannot ask the holder's server: the holder may be alive, so it waits.
-        let (code, doc) = run_json(&env, &["lock", "acquire", &name, "--ttl", "5s"]);
+        let (code, doc) = env.run_json(&["lock", "acquire", &name, "--ttl", "5s"]);
         assert_eq!(code, 3, "{doc}");
         assert!(doc["error"]["message"]
             .as_str()
@@ -463,7 +458,7 @@ fn an_unreachable_holder_is_waited_out_and_account_locks_fall_over() {
         assert_ne!(shown["lease"]["token"], Value::Null);
         env.run(&["lock", "release", &name]).ok();
         // With one server of the shard dead but `online`, its accounts still migrate.
-        let away = other_shard(&env, &home);
+        let away = env.other_shard(&home);
         let moved = env.json(&["migrate", &user.to_string(), "--to", &away]);
         assert_eq!(moved["state"], "done", "{moved}");
     }
@@ -490,13 +485,34 @@ fn statuses(env: &Env) -> Vec<(u16, String)> {
         .unwrap()
 }
 
-fn server(doc: &Value, port: u16) -> &Value {
-    doc["servers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["port"] == port)
-        .unwrap_or_else(|| panic!("no server {port} in {doc}"))
+/// Starts `maintenance drain --half a --timeout 60s` and waits until `port` is draining.
+fn drain_in_background(env: &Env, port: u16) -> Child {
+    let drain = env.spawn(
+        &[
+            "maintenance",
+            "drain",
+            "--half",
+            "a",
+            "--timeout",
+            "60s",
+            "--format",
+            "json",
+        ],
+        &[],
+    );
+    wait_until("the server to be draining", || {
+        statuses(env).contains(&(port, "draining".into()))
+    });
+    drain
+}
+
+/// Waits for a background command: (exit code, its JSON document).
+fn finished(mut child: Child, within: Duration) -> (i32, Value) {
+    let code = wait_exit(&mut child, within);
+    let out = child.wait_with_output().unwrap();
+    let doc = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    (code, doc)
 }
 
 #[test]
@@ -507,10 +523,7 @@ fn a_session_without_a_default_database_holds_the_drain() {
     let a1 = shards[0].1[0];
     let mut tx = open_transaction(&env, a1);
     let id: u64 = tx.query_first("SELECT CONNECTION_ID()").unwrap().unwrap();
-    let (code, doc) = run_json(
-        &env,
-        &["maintenance", "drain", "--half", "a", "--timeout", "1s"],
-    );
+    let (code, doc) = env.run_json(&["maintenance", "drain", "--half", "a", "--timeout", "1s"]);
     assert_eq!(code, 5, "{doc}");
     assert_eq!(server(&doc, a1)["status"], "draining");
     assert!(doc["sessions"]
@@ -533,28 +546,11 @@ fn a_drain_whose_other_half_dies_puts_its_servers_back_online() {
     let a2 = shards[1].1[0];
     // A session holds shard1's half a; shard2's drains at once.
     let mut tx = open_transaction(&env, a1);
-    let mut drain = env.spawn(
-        &[
-            "maintenance",
-            "drain",
-            "--half",
-            "a",
-            "--timeout",
-            "60s",
-            "--format",
-            "json",
-        ],
-        &[],
-    );
-    wait_until("shard1's half a to be draining", || {
-        statuses(&env).contains(&(a1, "draining".into()))
-    });
+    let drain = drain_in_background(&env, a1);
     let started = Instant::now();
     let down = Stopped::new(fed(), &member(fed(), b1));
-    let code = wait_exit(&mut drain, Duration::from_secs(20));
+    let (code, doc) = finished(drain, Duration::from_secs(20));
     assert!(started.elapsed() < Duration::from_secs(15));
-    let out = drain.wait_with_output().unwrap();
-    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(code, 5, "{doc}");
     assert_eq!(server(&doc, a1)["status"], "online", "{doc}");
     assert!(server(&doc, a1)["note"]
@@ -574,10 +570,7 @@ fn a_drain_whose_other_half_dies_puts_its_servers_back_online() {
             (a1,),
         )
         .unwrap();
-    let (code, doc) = run_json(
-        &env,
-        &["maintenance", "restore", "--half", "a", "--timeout", "10s"],
-    );
+    let (code, doc) = env.run_json(&["maintenance", "restore", "--half", "a", "--timeout", "10s"]);
     assert_eq!(server(&doc, a1)["status"], "online", "{doc}");
     assert_eq!(server(&doc, a2)["status"], "online", "{doc}");
     assert_eq!(code, 5, "the dead peer is said: {doc}");
@@ -585,26 +578,10 @@ fn a_drain_whose_other_half_dies_puts_its_servers_back_online() {
 
     // A draining server that died is marked offline: it serves nobody.
     let tx = open_transaction(&env, a1);
-    let mut drain = env.spawn(
-        &[
-            "maintenance",
-            "drain",
-            "--half",
-            "a",
-            "--timeout",
-            "60s",
-            "--format",
-            "json",
-        ],
-        &[],
-    );
-    wait_until("shard1's half a to be draining", || {
-        statuses(&env).contains(&(a1, "draining".into()))
-    });
+    let drain = drain_in_background(&env, a1);
     let down = Stopped::new(fed(), &member(fed(), a1));
     drop(tx);
-    let code = wait_exit(&mut drain, Duration::from_secs(75));
-    let doc: Value = serde_json::from_slice(&drain.wait_with_output().unwrap().stdout).unwrap();
+    let (code, doc) = finished(drain, Duration::from_secs(75));
     assert!(code == 5 || code == 0, "{doc}");
     assert_eq!(server(&doc, a1)["status"], "offline", "{doc}");
     drop(down);
@@ -619,7 +596,10 @@ fn a_frozen_server_holds_no_command_past_its_timeout() {
     let shards = fed().shards();
     let (a1, b1) = (shards[0].1[0], shards[0].1[1]);
     // Users whose routing starts at shard1's half a server.
-    let placed = env.json(&["user", "assign", "7400", "7402", "7404", "7406"]);
+    let ids: Vec<String> = (7400..7432).step_by(2).map(|u| u.to_string()).collect();
+    let mut args = vec!["user", "assign", "--seed", "5"];
+    args.extend(ids.iter().map(String::as_str));
+    let placed = env.json(&args);
     let user = placed["assigned"]
         .as_array()
         .unwrap()
@@ -632,13 +612,10 @@ fn a_frozen_server_holds_no_command_past_its_timeout() {
         let _frozen = Frozen::new(fed(), &member(fed(), a1));
 
         // `user locate` falls over to the other server within the connect timeout (5 s).
-        let start = Instant::now();
-        let doc = env.json(&["user", "locate", &user.to_string()]);
-        eprintln!("user locate past a frozen server: {:?}", start.elapsed());
-        assert!(
-            start.elapsed() < Duration::from_secs(7),
-            "{:?}",
-            start.elapsed()
+        let doc = timed(
+            "user locate past a frozen server",
+            Duration::from_secs(7),
+            || env.json(&["user", "locate", &user.to_string()]),
         );
         assert_eq!(doc["server"]["port"], b1, "{doc}");
 
@@ -653,77 +630,52 @@ fn a_frozen_server_holds_no_command_past_its_timeout() {
         );
         let two_rings = env.dir.path().join("two-rings.toml");
         std::fs::write(&two_rings, text).unwrap();
-        let start = Instant::now();
-        common::run_with_config(&two_rings, &["shard", "list"], &[]).ok();
-        eprintln!("ring fail-over past a frozen server: {:?}", start.elapsed());
-        assert!(
-            start.elapsed() < Duration::from_secs(7),
-            "{:?}",
-            start.elapsed()
+        timed(
+            "ring fail-over past a frozen server",
+            Duration::from_secs(7),
+            || common::run_with_config(&two_rings, &["shard", "list"], &[]).ok(),
         );
 
         // Status answers within a probe's time, and fails its health gate.
-        let start = Instant::now();
-        let (code, doc) = run_json(&env, &["maintenance", "status"]);
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "{:?}",
-            start.elapsed()
-        );
+        let (code, doc) = timed("maintenance status", Duration::from_secs(10), || {
+            env.run_json(&["maintenance", "status"])
+        });
         assert_eq!(code, 1, "{doc}");
         assert_eq!(server(&doc, a1)["reachable"], false);
         assert_eq!(server(&doc, b1)["reachable"], true);
 
         // The drain is refused (its shard cannot be checked) well within --timeout 10s...
-        let start = Instant::now();
-        let (code, doc) = run_json(
-            &env,
-            &["maintenance", "drain", "--half", "a", "--timeout", "10s"],
-        );
-        eprintln!("drain --timeout 10s, refused: {:?}", start.elapsed());
-        assert!(
-            start.elapsed() < Duration::from_secs(15),
-            "{:?}",
-            start.elapsed()
+        let (code, doc) = timed(
+            "drain --timeout 10s, refused",
+            Duration::from_secs(15),
+            || env.run_json(&["maintenance", "drain", "--half", "a", "--timeout", "10s"]),
         );
         assert_eq!(code, 4, "{doc}");
         assert_eq!(env.snapshot(), before);
         // ...and with --skip-unsafe the healthy shard drains; the frozen one is left alone.
-        let start = Instant::now();
-        let (code, doc) = run_json(
-            &env,
-            &[
-                "maintenance",
-                "drain",
-                "--half",
-                "a",
-                "--timeout",
-                "10s",
-                "--skip-unsafe",
-            ],
-        );
-        eprintln!("drain --timeout 10s --skip-unsafe: {:?}", start.elapsed());
-        assert!(
-            start.elapsed() < Duration::from_secs(15),
-            "{:?}",
-            start.elapsed()
+        let (code, doc) = timed(
+            "drain --timeout 10s --skip-unsafe",
+            Duration::from_secs(15),
+            || {
+                env.run_json(&[
+                    "maintenance",
+                    "drain",
+                    "--half",
+                    "a",
+                    "--timeout",
+                    "10s",
+                    "--skip-unsafe",
+                ])
+            },
         );
         assert_eq!(code, 5, "{doc}");
         assert_eq!(server(&doc, a1)["status"], "online");
         assert_eq!(server(&doc, shards[1].1[0])["status"], "offline");
 
         // Restore brings the healthy server back and says the frozen `online` one is dead.
-        let start = Instant::now();
-        let (code, doc) = run_json(
-            &env,
-            &["maintenance", "restore", "--half", "a", "--timeout", "10s"],
-        );
-        eprintln!("restore --timeout 10s: {:?}", start.elapsed());
-        assert!(
-            start.elapsed() < Duration::from_secs(15),
-            "{:?}",
-            start.elapsed()
-        );
+        let (code, doc) = timed("restore --timeout 10s", Duration::from_secs(15), || {
+            env.run_json(&["maintenance", "restore", "--half", "a", "--timeout", "10s"])
+        });
         assert_eq!(code, 5, "{doc}");
         assert_eq!(server(&doc, shards[1].1[0])["status"], "online");
         assert!(server(&doc, a1)["note"]
@@ -777,7 +729,7 @@ fn a_migration_blocked_on_a_frozen_server_honours_ctrl_c() {
     let env = world("frozen_migrate");
     let user = 7500;
     let home = env.seed_user(user, 300);
-    let away = other_shard(&env, &home);
+    let away = env.other_shard(&home);
     let rows = fingerprint(env.shard_ports(&home)[0], &env.shard_db(), user);
     let mut mover = env.migration_paused_mid_copy(user, &away, &[]);
     let dst = env.json(&["migrate", "status", &user.to_string()])[0]["dest_server"]
@@ -812,10 +764,7 @@ fn restore_brings_each_server_back_as_soon_as_it_is_ready() {
     let (a1, a2) = (shards[0].1[0], shards[1].1[0]);
     env.json(&["maintenance", "drain", "--half", "a"]);
     conn(a1).query_drop("STOP SLAVE SQL_THREAD").unwrap();
-    let (code, doc) = run_json(
-        &env,
-        &["maintenance", "restore", "--half", "a", "--timeout", "3s"],
-    );
+    let (code, doc) = env.run_json(&["maintenance", "restore", "--half", "a", "--timeout", "3s"]);
     conn(a1).query_drop("START SLAVE").unwrap();
     assert_eq!(code, 5, "{doc}");
     assert_eq!(server(&doc, a1)["status"], "offline");
@@ -871,7 +820,7 @@ fn ctrl_c_after_the_flip_says_the_user_moved_and_the_flip_is_audited() {
     let env = world("after_flip");
     let user = 7700;
     let home = env.seed_user(user, 200);
-    let away = other_shard(&env, &home);
+    let away = env.other_shard(&home);
     let rows = fingerprint(env.shard_ports(&home)[0], &env.shard_db(), user);
     let mover = env.spawn(
         &[
@@ -905,15 +854,15 @@ fn a_live_migration_is_in_progress_not_interrupted() {
     let env = world("in_progress");
     let user = 7800;
     let home = env.seed_user(user, 200);
-    let away = other_shard(&env, &home);
+    let away = env.other_shard(&home);
     let rows = fingerprint(env.shard_ports(&home)[0], &env.shard_db(), user);
     let mut mover = env.migration_paused_mid_copy(user, &away, &[]);
-    let (code, doc) = run_json(&env, &["migrate", "resume", "--all"]);
+    let (code, doc) = env.run_json(&["migrate", "resume", "--all"]);
     assert_eq!(code, 0, "{doc}");
     let running = doc["in_progress"].as_array().unwrap();
     assert!(running.iter().any(|r| r["user"] == user), "{doc}");
     assert_eq!(doc["failed"].as_array().unwrap().len(), 0);
-    let (code, doc) = run_json(&env, &["migrate", &user.to_string(), "--to", &away]);
+    let (code, doc) = env.run_json(&["migrate", &user.to_string(), "--to", &away]);
     assert_eq!(code, 3, "{doc}");
     assert!(doc["error"]["message"]
         .as_str()
@@ -929,7 +878,7 @@ fn plan_to_the_other_shard(env: &Env, users: &[u64], file: &str) -> String {
     let placed: Vec<(u64, String)> = users.iter().map(|&u| (u, env.directory(u).0)).collect();
     let moves: Vec<Value> = placed
         .iter()
-        .map(|(u, home)| serde_json::json!({"user": u, "from": home, "to": other_shard(env, home), "rows": 3}))
+        .map(|(u, home)| serde_json::json!({"user": u, "from": home, "to": env.other_shard(home), "rows": 3}))
         .collect();
     let plan = env.dir.path().join(file);
     std::fs::write(
@@ -940,13 +889,6 @@ fn plan_to_the_other_shard(env: &Env, users: &[u64], file: &str) -> String {
     )
     .unwrap();
     plan.to_str().unwrap().to_string()
-}
-
-fn apply_json(child: Child) -> (i32, Value) {
-    let out = child.wait_with_output().unwrap();
-    let doc = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
-    (out.status.code().unwrap_or(-1), doc)
 }
 
 #[test]
@@ -972,9 +914,9 @@ fn concurrent_applies_count_each_others_moves_as_done_never_failed() {
         &[("SHARDCTL_FAILPOINT_STOP", "migrate.after_flip")],
     );
     wait_until("the winner to flip a batch", || is_stopped(winner.id()));
-    let (code, doc) = run_json(&env, &["rebalance", "apply", &plan, "--lock-ttl", "5s"]);
+    let (code, doc) = env.run_json(&["rebalance", "apply", &plan, "--lock-ttl", "5s"]);
     signal(winner.id() as i32, libc::SIGCONT);
-    let (wcode, wdoc) = apply_json(winner);
+    let (wcode, wdoc) = finished(winner, Duration::from_secs(120));
     for (code, doc) in [(code, &doc), (wcode, &wdoc)] {
         assert_eq!(doc["failed"].as_array().unwrap().len(), 0, "{doc}");
         assert_eq!(code, 0, "{doc}");
@@ -1008,7 +950,10 @@ fn concurrent_applies_count_each_others_moves_as_done_never_failed() {
             ],
             &[],
         );
-        let ((ca, da), (cb, db)) = (apply_json(a), apply_json(b));
+        let ((ca, da), (cb, db)) = (
+            finished(a, Duration::from_secs(120)),
+            finished(b, Duration::from_secs(120)),
+        );
         for (code, doc) in [(ca, &da), (cb, &db)] {
             assert_eq!(
                 doc["failed"].as_array().unwrap().len(),

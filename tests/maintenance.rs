@@ -10,7 +10,7 @@ mod common;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use common::{conn, federation, Env, Federation};
+use common::{conn, federation, server, Env, Federation};
 use mysql::prelude::Queryable;
 use serde_json::Value;
 
@@ -62,23 +62,6 @@ fn half_ports(env: &Env, half: usize) -> Vec<u16> {
     env.fed.shards().iter().map(|(_, p)| p[half]).collect()
 }
 
-/// The JSON of a run, whatever its exit code.
-fn run_json(env: &Env, args: &[&str]) -> (i32, Value) {
-    let mut all = args.to_vec();
-    all.extend(["--format", "json"]);
-    let r = env.run(&all);
-    (r.code, r.json())
-}
-
-fn server(doc: &Value, port: u16) -> &Value {
-    doc["servers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["port"] == port)
-        .unwrap_or_else(|| panic!("no server {port} in {doc}"))
-}
-
 #[test]
 fn drain_routes_to_the_other_half_and_restore_brings_it_back() {
     let _turn = serial();
@@ -99,7 +82,7 @@ fn drain_routes_to_the_other_half_and_restore_brings_it_back() {
 
     // A dry run checks and says what would change, and changes nothing.
     let before = env.snapshot();
-    let (code, dry) = run_json(&env, &["maintenance", "drain", "--half", "a", "--dry-run"]);
+    let (code, dry) = env.run_json(&["maintenance", "drain", "--half", "a", "--dry-run"]);
     assert_eq!(code, 0, "{dry}");
     assert_eq!(dry["dry_run"], true);
     assert_eq!(dry["refused"], Value::Array(vec![]));
@@ -109,7 +92,7 @@ fn drain_routes_to_the_other_half_and_restore_brings_it_back() {
     }
     assert_eq!(env.snapshot(), before);
 
-    let (code, drained) = run_json(&env, &["maintenance", "drain", "--half", "a"]);
+    let (code, drained) = env.run_json(&["maintenance", "drain", "--half", "a"]);
     assert_eq!(code, 0, "{drained}");
     assert_eq!(drained["half"], "a");
     assert_eq!(drained["changed"], 4);
@@ -137,12 +120,12 @@ fn drain_routes_to_the_other_half_and_restore_brings_it_back() {
 
     // Again: nothing to do, nothing changed, exit 0.
     let before = env.snapshot();
-    let (code, again) = run_json(&env, &["maintenance", "drain", "--half", "a"]);
+    let (code, again) = env.run_json(&["maintenance", "drain", "--half", "a"]);
     assert_eq!((code, again["changed"].as_u64()), (0, Some(0)), "{again}");
     assert_eq!(env.snapshot(), before);
 
     // Draining b while a is drained would leave shards with no server: refused, exit 4.
-    let (code, refused) = run_json(&env, &["maintenance", "drain", "--half", "b"]);
+    let (code, refused) = env.run_json(&["maintenance", "drain", "--half", "b"]);
     assert_eq!(code, 4, "{refused}");
     let reasons = refused["refused"].as_array().unwrap();
     assert_eq!(reasons.len(), 4, "{refused}");
@@ -157,12 +140,12 @@ fn drain_routes_to_the_other_half_and_restore_brings_it_back() {
     }
     assert_eq!(env.snapshot(), before);
 
-    let (code, restored) = run_json(&env, &["maintenance", "restore", "--half", "a"]);
+    let (code, restored) = env.run_json(&["maintenance", "restore", "--half", "a"]);
     assert_eq!(code, 0, "{restored}");
     assert_eq!(restored["changed"], 4);
     assert!(statuses(&env).iter().all(|(_, s)| s == "online"));
     let before = env.snapshot();
-    let (code, again) = run_json(&env, &["maintenance", "restore", "--half", "a"]);
+    let (code, again) = env.run_json(&["maintenance", "restore", "--half", "a"]);
     assert_eq!((code, again["changed"].as_u64()), (0, Some(0)), "{again}");
     assert_eq!(env.snapshot(), before);
 
@@ -195,7 +178,7 @@ fn a_stopped_replica_thread_on_the_other_half_blocks_the_drain() {
     let _stopped = Replication::stop(shard2[1], "SQL_THREAD");
 
     let before = env.snapshot();
-    let (code, doc) = run_json(&env, &["maintenance", "drain", "--half", "a"]);
+    let (code, doc) = env.run_json(&["maintenance", "drain", "--half", "a"]);
     assert_eq!(code, 4, "{doc}");
     let refused = doc["refused"].as_array().unwrap();
     assert_eq!(refused.len(), 1, "{doc}");
@@ -208,10 +191,7 @@ fn a_stopped_replica_thread_on_the_other_half_blocks_the_drain() {
     assert_eq!(env.snapshot(), before, "a refused drain changed the ring");
 
     // --skip-unsafe drains the other shards and lists the refused one: partly done.
-    let (code, doc) = run_json(
-        &env,
-        &["maintenance", "drain", "--half", "a", "--skip-unsafe"],
-    );
+    let (code, doc) = env.run_json(&["maintenance", "drain", "--half", "a", "--skip-unsafe"]);
     assert_eq!(code, 5, "{doc}");
     assert_eq!(doc["refused"][0]["shard"], "shard2");
     for (name, ports) in env.fed.shards() {
@@ -222,7 +202,7 @@ fn a_stopped_replica_thread_on_the_other_half_blocks_the_drain() {
         };
         assert_eq!(server(&doc, ports[0])["status"], expect, "{name}");
     }
-    let (code, _) = run_json(&env, &["maintenance", "restore", "--half", "a"]);
+    let (code, _) = env.run_json(&["maintenance", "restore", "--half", "a"]);
     assert_eq!(code, 0);
 }
 
@@ -245,10 +225,7 @@ fn open_sessions_hold_the_drain_and_are_named() {
     app.query_drop("BEGIN").unwrap();
     app.query_drop("SELECT COUNT(*) FROM photos").unwrap();
 
-    let (code, doc) = run_json(
-        &env,
-        &["maintenance", "drain", "--half", "a", "--timeout", "1s"],
-    );
+    let (code, doc) = env.run_json(&["maintenance", "drain", "--half", "a", "--timeout", "1s"]);
     assert_eq!(code, 5, "{doc}");
     let held = server(&doc, shard1[0]);
     assert_eq!(held["status"], "draining", "{doc}");
@@ -279,12 +256,12 @@ fn open_sessions_hold_the_drain_and_are_named() {
     // Once the application lets go, the same command finishes the drain.
     app.query_drop("COMMIT").unwrap();
     drop(app);
-    let (code, doc) = run_json(&env, &["maintenance", "drain", "--half", "a"]);
+    let (code, doc) = env.run_json(&["maintenance", "drain", "--half", "a"]);
     assert_eq!(code, 0, "{doc}");
     assert_eq!(server(&doc, shard1[0])["status"], "offline");
     assert_eq!(server(&doc, shard1[0])["changed"], true);
     assert_eq!(doc["changed"], 1);
-    run_json(&env, &["maintenance", "restore", "--half", "a"]);
+    env.run_json(&["maintenance", "restore", "--half", "a"]);
 }
 
 #[test]
@@ -293,7 +270,7 @@ fn restore_waits_for_the_replica_to_catch_up() {
     let env = world("mt_catch_up", 10);
     let (_, shard1) = &env.fed.shards()[0];
     let (a, b) = (shard1[0], shard1[1]);
-    let (code, _) = run_json(&env, &["maintenance", "drain", "--half", "a"]);
+    let (code, _) = env.run_json(&["maintenance", "drain", "--half", "a"]);
     assert_eq!(code, 0);
 
     // Half a's replication is down (as after an upgrade) while half b takes writes.
@@ -307,10 +284,7 @@ fn restore_waits_for_the_replica_to_catch_up() {
         .unwrap();
 
     // It cannot catch up in time: reported, left offline; the other shards come back.
-    let (code, doc) = run_json(
-        &env,
-        &["maintenance", "restore", "--half", "a", "--timeout", "1s"],
-    );
+    let (code, doc) = env.run_json(&["maintenance", "restore", "--half", "a", "--timeout", "1s"]);
     assert_eq!(code, 5, "{doc}");
     let s = server(&doc, a);
     assert_eq!(s["status"], "offline");
@@ -373,7 +347,7 @@ fn capacity_refuses_a_half_that_cannot_carry_the_shard() {
     assert_eq!(capacity, 0.5);
 
     let before = env.snapshot();
-    let (code, doc) = run_json(&env, &["maintenance", "drain", "--half", "a"]);
+    let (code, doc) = env.run_json(&["maintenance", "drain", "--half", "a"]);
     assert_eq!(code, 4, "{doc}");
     assert_eq!(doc["refused"][0]["shard"], "shard3");
     assert!(
@@ -387,9 +361,9 @@ fn capacity_refuses_a_half_that_cannot_carry_the_shard() {
 
     env.run(&["shard", "set-capacity", "shard3", "1000000"])
         .ok();
-    let (code, doc) = run_json(&env, &["maintenance", "drain", "--half", "a"]);
+    let (code, doc) = env.run_json(&["maintenance", "drain", "--half", "a"]);
     assert_eq!(code, 0, "{doc}");
-    run_json(&env, &["maintenance", "restore", "--half", "a"]);
+    env.run_json(&["maintenance", "restore", "--half", "a"]);
 }
 
 #[test]

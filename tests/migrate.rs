@@ -10,20 +10,11 @@ fn fed() -> &'static Federation {
     federation("migrate", 24800, 2)
 }
 
-fn other(env: &Env, shard: &str) -> String {
-    env.fed
-        .shards()
-        .into_iter()
-        .map(|(n, _)| n)
-        .find(|n| n != shard)
-        .unwrap()
-}
-
 fn world(name: &str, user: u64, photos: u64) -> (Env, String, String, common::Fingerprint) {
     let env = Env::new(fed(), name);
     env.register_shards();
     let from = env.seed_user(user, photos);
-    let to = other(&env, &from);
+    let to = env.other_shard(&from);
     let original = fingerprint(env.shard_ports(&from)[0], &env.shard_db(), user);
     assert!(original.iter().any(|(_, n, _)| *n > 0));
     (env, from, to, original)

@@ -284,6 +284,24 @@ impl Env {
         self.run(&all).ok().json()
     }
 
+    /// Runs with `--format json`, whatever its exit code: (exit code, the document).
+    pub fn run_json(&self, args: &[&str]) -> (i32, Value) {
+        let mut all = args.to_vec();
+        all.extend(["--format", "json"]);
+        let r = self.run(&all);
+        (r.code, r.json())
+    }
+
+    /// The sandbox shard that is not `shard` (the federations of two shards).
+    pub fn other_shard(&self, shard: &str) -> String {
+        self.fed
+            .shards()
+            .into_iter()
+            .map(|(n, _)| n)
+            .find(|n| n != shard)
+            .expect("a second shard")
+    }
+
     /// Starts shardctl in the background with this world's config (and `env`), pipes captured.
     pub fn spawn(&self, args: &[&str], env: &[(&str, &str)]) -> std::process::Child {
         Command::new(bin())
@@ -354,6 +372,16 @@ impl Env {
             })
             .collect()
     }
+}
+
+/// The entry for the server on `port` in a document's `servers` list.
+pub fn server(doc: &Value, port: u16) -> &Value {
+    doc["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["port"] == port)
+        .unwrap_or_else(|| panic!("no server {port} in {doc}"))
 }
 
 /// Waits until the server on `replica_port` has applied everything `source` wrote.
