@@ -9,6 +9,7 @@ pub mod lease;
 pub mod run;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -995,6 +996,71 @@ fn process_group_alive(pgid: i64) -> bool {
         fields.get(2).and_then(|g| g.parse::<i64>().ok()) == Some(pgid)
             && fields.first().is_some_and(|s| *s != "Z" && *s != "X")
     })
+}
+
+/// Renews the lock until `stop`; sets `lost` if a renewal fails. Returns the client for release.
+fn keep_lock<'c>(
+    mut client: LockClient<'c>,
+    held: &Held,
+    stop: &AtomicBool,
+    lost: &AtomicBool,
+) -> LockClient<'c> {
+    let interval = lease::renew_interval(held.ttl);
+    let mut next = Instant::now() + interval;
+    while !stop.load(Ordering::SeqCst) {
+        if Instant::now() >= next {
+            if client.renew(held).is_err() {
+                lost.store(true, Ordering::SeqCst);
+                return client;
+            }
+            next = Instant::now() + interval;
+        }
+        // Woken early by `holding` when the work is done.
+        std::thread::park_timeout(next.saturating_duration_since(Instant::now()));
+    }
+    client
+}
+
+/// Takes the lock (trying for up to `wait`), runs `f` while a thread renews it, then releases
+/// it. `f` sees `lost` set once a renewal failed; work it finished stands (its writes were
+/// fenced), but a lost lock is never released (it is someone else's by then).
+pub fn holding<T>(
+    cfg: &Config,
+    req: &Request,
+    wait: Duration,
+    f: impl FnOnce(&Held, &AtomicBool) -> Result<T>,
+) -> Result<T> {
+    let mut client = LockClient::new(cfg)?;
+    let held = client.acquire(req, wait)?;
+    let stop = AtomicBool::new(false);
+    let lost = AtomicBool::new(false);
+    let (result, mut client) = std::thread::scope(|s| {
+        let keeper = s.spawn(|| keep_lock(client, &held, &stop, &lost));
+        let result = f(&held, &lost);
+        stop.store(true, Ordering::SeqCst);
+        keeper.thread().unpark();
+        (
+            result,
+            keeper
+                .join()
+                .map_err(|_| Error::Failed("the lock keeper panicked".into())),
+        )
+    });
+    let client = client.as_mut().map_err(|e| Error::Failed(e.to_string()))?;
+    if lost.load(Ordering::SeqCst) {
+        return match result {
+            Ok(v) => Ok(v),
+            Err(e @ Error::LockLost(_)) => Err(e),
+            Err(_) => Err(Error::LockLost(format!(
+                "lock {} was lost while it was held",
+                held.name
+            ))),
+        };
+    }
+    let released = client.release(&held);
+    let value = result?;
+    released?;
+    Ok(value)
 }
 
 /// A lock whose GET_LOCK is held on a given server.

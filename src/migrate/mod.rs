@@ -576,29 +576,6 @@ fn lap(report: &mut Report, what: &str, step: &mut Instant) {
     *step = Instant::now();
 }
 
-/// Renews the lock until `stop`; sets `lost` if a renewal fails. Returns the client for release.
-fn keep_lock<'c>(
-    mut client: LockClient<'c>,
-    held: &Held,
-    stop: &AtomicBool,
-    lost: &AtomicBool,
-) -> LockClient<'c> {
-    let interval = crate::lock::lease::renew_interval(held.ttl);
-    let mut next = Instant::now() + interval;
-    while !stop.load(Ordering::SeqCst) {
-        if Instant::now() >= next {
-            if client.renew(held).is_err() {
-                lost.store(true, Ordering::SeqCst);
-                return client;
-            }
-            next = Instant::now() + interval;
-        }
-        // Woken early by `with_lock` when the work is done.
-        std::thread::park_timeout(next.saturating_duration_since(Instant::now()));
-    }
-    client
-}
-
 /// Takes the account's migration lock, runs `f` while it is renewed, then releases it.
 fn with_lock<T>(
     cfg: &Config,
@@ -607,7 +584,6 @@ fn with_lock<T>(
     purpose: &str,
     f: impl FnOnce(&Held, &AtomicBool) -> Result<T>,
 ) -> Result<T> {
-    let mut client = LockClient::new(cfg)?;
     let req = Request {
         name: lock_name(user)?,
         ttl,
@@ -616,39 +592,10 @@ fn with_lock<T>(
         hold_session: true,
         metadata: json!({ "purpose": purpose, "user": user, "pid": std::process::id(), "host": audit::hostname() }),
     };
-    let held = client.try_acquire(&req)?;
-    failpoint!("migrate.after_lock");
-    let stop = AtomicBool::new(false);
-    let lost = AtomicBool::new(false);
-    let (result, mut client) = std::thread::scope(|s| {
-        let keeper = s.spawn(|| keep_lock(client, &held, &stop, &lost));
-        let result = f(&held, &lost);
-        stop.store(true, Ordering::SeqCst);
-        keeper.thread().unpark();
-        (
-            result,
-            keeper
-                .join()
-                .map_err(|_| Error::Failed("the lock keeper panicked".into())),
-        )
-    });
-    let client = client.as_mut().map_err(|e| Error::Failed(e.to_string()))?;
-    if lost.load(Ordering::SeqCst) {
-        // Work that finished did so with every write checked against the token; it stands.
-        // The lock is someone else's now: not ours to release.
-        return match result {
-            Ok(v) => Ok(v),
-            Err(e @ Error::LockLost(_)) => Err(e),
-            Err(_) => Err(Error::LockLost(format!(
-                "lock {} was lost during the migration",
-                held.name
-            ))),
-        };
-    }
-    let released = client.release(&held);
-    let value = result?;
-    released?;
-    Ok(value)
+    crate::lock::holding(cfg, &req, Duration::ZERO, |held, lost| {
+        failpoint!("migrate.after_lock");
+        f(held, lost)
+    })
 }
 
 fn shard_by_id(shards: &[Shard], id: u32) -> Result<&Shard> {
