@@ -124,6 +124,9 @@ _shardctl() {
             shardctl__subcmd__help__subcmd__maintenance,restore)
                 cmd="shardctl__subcmd__help__subcmd__maintenance__subcmd__restore"
                 ;;
+            shardctl__subcmd__help__subcmd__maintenance,roll)
+                cmd="shardctl__subcmd__help__subcmd__maintenance__subcmd__roll"
+                ;;
             shardctl__subcmd__help__subcmd__maintenance,status)
                 cmd="shardctl__subcmd__help__subcmd__maintenance__subcmd__status"
                 ;;
@@ -241,6 +244,9 @@ _shardctl() {
             shardctl__subcmd__maintenance,restore)
                 cmd="shardctl__subcmd__maintenance__subcmd__restore"
                 ;;
+            shardctl__subcmd__maintenance,roll)
+                cmd="shardctl__subcmd__maintenance__subcmd__roll"
+                ;;
             shardctl__subcmd__maintenance,status)
                 cmd="shardctl__subcmd__maintenance__subcmd__status"
                 ;;
@@ -252,6 +258,9 @@ _shardctl() {
                 ;;
             shardctl__subcmd__maintenance__subcmd__help,restore)
                 cmd="shardctl__subcmd__maintenance__subcmd__help__subcmd__restore"
+                ;;
+            shardctl__subcmd__maintenance__subcmd__help,roll)
+                cmd="shardctl__subcmd__maintenance__subcmd__help__subcmd__roll"
                 ;;
             shardctl__subcmd__maintenance__subcmd__help,status)
                 cmd="shardctl__subcmd__maintenance__subcmd__help__subcmd__status"
@@ -743,7 +752,7 @@ _shardctl() {
             return 0
             ;;
         shardctl__subcmd__help__subcmd__maintenance)
-            opts="status drain restore"
+            opts="status drain restore roll"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -771,6 +780,20 @@ _shardctl() {
             return 0
             ;;
         shardctl__subcmd__help__subcmd__maintenance__subcmd__restore)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        shardctl__subcmd__help__subcmd__maintenance__subcmd__roll)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1641,7 +1664,7 @@ _shardctl() {
             return 0
             ;;
         shardctl__subcmd__maintenance)
-            opts="-q -v -h -V --config --defaults-file --defaults-extra-file --no-defaults --format --quiet --verbose --help --version status drain restore help"
+            opts="-q -v -h -V --config --defaults-file --defaults-extra-file --no-defaults --format --quiet --verbose --help --version status drain restore roll help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1713,7 +1736,7 @@ _shardctl() {
             return 0
             ;;
         shardctl__subcmd__maintenance__subcmd__help)
-            opts="status drain restore help"
+            opts="status drain restore roll help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1768,6 +1791,20 @@ _shardctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        shardctl__subcmd__maintenance__subcmd__help__subcmd__roll)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         shardctl__subcmd__maintenance__subcmd__help__subcmd__status)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
@@ -1798,6 +1835,60 @@ _shardctl() {
                     return 0
                     ;;
                 --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --defaults-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --defaults-extra-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --format)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        shardctl__subcmd__maintenance__subcmd__roll)
+            opts="-q -v -h -V --exec --halves --parallel --timeout --exec-timeout --max-lag --dry-run --config --defaults-file --defaults-extra-file --no-defaults --format --quiet --verbose --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --exec)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --halves)
+                    COMPREPLY=($(compgen -W "a b" -- "${cur}"))
+                    return 0
+                    ;;
+                --parallel)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --exec-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-lag)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -438,20 +438,21 @@ complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from help" -f -a "force-release" -d 'End whoever holds a lock: kill its GET_LOCK session, delete its lease'
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from help" -f -a "sweep" -d 'Release every expired lock (for cron: prints nothing on success without -v)'
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and not __fish_seen_subcommand_from status drain restore help" -l config -d 'Config file [default: $SHARDCTL_CONFIG, else ~/.config/shardctl/config.toml]' -r -F
-complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and not __fish_seen_subcommand_from status drain restore help" -l defaults-file -d 'Read credentials from only this MySQL option file (for auth sections naming none)' -r -F
-complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and not __fish_seen_subcommand_from status drain restore help" -l defaults-extra-file -d 'Read this MySQL option file after the global ones, before ~/.my.cnf' -r -F
-complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and not __fish_seen_subcommand_from status drain restore help" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
+complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and not __fish_seen_subcommand_from status drain restore roll help" -l config -d 'Config file [default: $SHARDCTL_CONFIG, else ~/.config/shardctl/config.toml]' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and not __fish_seen_subcommand_from status drain restore roll help" -l defaults-file -d 'Read credentials from only this MySQL option file (for auth sections naming none)' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and not __fish_seen_subcommand_from status drain restore roll help" -l defaults-extra-file -d 'Read this MySQL option file after the global ones, before ~/.my.cnf' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and not __fish_seen_subcommand_from status drain restore roll help" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
 json\t''"
-complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and not __fish_seen_subcommand_from status drain restore help" -l no-defaults -d 'Read no MySQL option file'
-complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and not __fish_seen_subcommand_from status drain restore help" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
-complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and not __fish_seen_subcommand_from status drain restore help" -s v -l verbose -d 'Print more detail on stderr'
-complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and not __fish_seen_subcommand_from status drain restore help" -s h -l help -d 'Print help'
-complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and not __fish_seen_subcommand_from status drain restore help" -s V -l version -d 'Print version'
-complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and not __fish_seen_subcommand_from status drain restore help" -f -a "status" -d 'Every shard server: half, status, reachable, replication and lag, application sessions'
-complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and not __fish_seen_subcommand_from status drain restore help" -f -a "drain" -d 'Take half of every shard out of service: check, mark draining, wait, mark offline'
-complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and not __fish_seen_subcommand_from status drain restore help" -f -a "restore" -d 'Bring a drained half back online once each server has caught up'
-complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and not __fish_seen_subcommand_from status drain restore help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and not __fish_seen_subcommand_from status drain restore roll help" -l no-defaults -d 'Read no MySQL option file'
+complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and not __fish_seen_subcommand_from status drain restore roll help" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
+complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and not __fish_seen_subcommand_from status drain restore roll help" -s v -l verbose -d 'Print more detail on stderr'
+complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and not __fish_seen_subcommand_from status drain restore roll help" -s h -l help -d 'Print help'
+complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and not __fish_seen_subcommand_from status drain restore roll help" -s V -l version -d 'Print version'
+complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and not __fish_seen_subcommand_from status drain restore roll help" -f -a "status" -d 'Every shard server: half, status, reachable, replication and lag, application sessions'
+complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and not __fish_seen_subcommand_from status drain restore roll help" -f -a "drain" -d 'Take half of every shard out of service: check, mark draining, wait, mark offline'
+complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and not __fish_seen_subcommand_from status drain restore roll help" -f -a "restore" -d 'Bring a drained half back online once each server has caught up'
+complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and not __fish_seen_subcommand_from status drain restore roll help" -f -a "roll" -d 'Drain each half in turn, run a command for each drained server, restore; then the next'
+complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and not __fish_seen_subcommand_from status drain restore roll help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from status" -l config -d 'Config file [default: $SHARDCTL_CONFIG, else ~/.config/shardctl/config.toml]' -r -F
 complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from status" -l defaults-file -d 'Read credentials from only this MySQL option file (for auth sections naming none)' -r -F
 complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from status" -l defaults-extra-file -d 'Read this MySQL option file after the global ones, before ~/.my.cnf' -r -F
@@ -493,9 +494,28 @@ complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fis
 complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from restore" -s v -l verbose -d 'Print more detail on stderr'
 complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from restore" -s h -l help -d 'Print help'
 complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from restore" -s V -l version -d 'Print version'
+complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from roll" -l exec -d 'The command run (through `sh -c`) once for each drained server, with SHARDCTL_SHARD, SHARDCTL_HALF, SHARDCTL_HOST and SHARDCTL_PORT set' -r
+complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from roll" -l halves -d 'The halves, in order' -r -f -a "a\t''
+b\t''"
+complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from roll" -l parallel -d 'How many commands run at once' -r
+complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from roll" -l timeout -d 'How long each drain waits for sessions, and each restore for servers to catch up' -r
+complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from roll" -l exec-timeout -d 'A command still running after this long is stopped and counts as failed [default: none]' -r
+complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from roll" -l max-lag -d 'Refuse to drain, and wait to restore, while replication lags more than this many seconds' -r
+complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from roll" -l config -d 'Config file [default: $SHARDCTL_CONFIG, else ~/.config/shardctl/config.toml]' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from roll" -l defaults-file -d 'Read credentials from only this MySQL option file (for auth sections naming none)' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from roll" -l defaults-extra-file -d 'Read this MySQL option file after the global ones, before ~/.my.cnf' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from roll" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
+json\t''"
+complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from roll" -l dry-run -d 'Check the first half\'s drain and show what would run, change nothing'
+complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from roll" -l no-defaults -d 'Read no MySQL option file'
+complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from roll" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
+complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from roll" -s v -l verbose -d 'Print more detail on stderr'
+complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from roll" -s h -l help -d 'Print help'
+complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from roll" -s V -l version -d 'Print version'
 complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from help" -f -a "status" -d 'Every shard server: half, status, reachable, replication and lag, application sessions'
 complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from help" -f -a "drain" -d 'Take half of every shard out of service: check, mark draining, wait, mark offline'
 complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from help" -f -a "restore" -d 'Bring a drained half back online once each server has caught up'
+complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from help" -f -a "roll" -d 'Drain each half in turn, run a command for each drained server, restore; then the next'
 complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c shardctl -n "__fish_shardctl_using_subcommand audit" -l since -d 'Only entries newer than this (30m, 2h, 7d)' -r
 complete -c shardctl -n "__fish_shardctl_using_subcommand audit" -l action -d 'Only this action (for example shard.add, user.assign)' -r
@@ -612,6 +632,7 @@ complete -c shardctl -n "__fish_shardctl_using_subcommand help; and __fish_seen_
 complete -c shardctl -n "__fish_shardctl_using_subcommand help; and __fish_seen_subcommand_from maintenance" -f -a "status" -d 'Every shard server: half, status, reachable, replication and lag, application sessions'
 complete -c shardctl -n "__fish_shardctl_using_subcommand help; and __fish_seen_subcommand_from maintenance" -f -a "drain" -d 'Take half of every shard out of service: check, mark draining, wait, mark offline'
 complete -c shardctl -n "__fish_shardctl_using_subcommand help; and __fish_seen_subcommand_from maintenance" -f -a "restore" -d 'Bring a drained half back online once each server has caught up'
+complete -c shardctl -n "__fish_shardctl_using_subcommand help; and __fish_seen_subcommand_from maintenance" -f -a "roll" -d 'Drain each half in turn, run a command for each drained server, restore; then the next'
 complete -c shardctl -n "__fish_shardctl_using_subcommand help; and __fish_seen_subcommand_from sandbox" -f -a "up" -d 'Start (or restart what is down of) a local federation'
 complete -c shardctl -n "__fish_shardctl_using_subcommand help; and __fish_seen_subcommand_from sandbox" -f -a "status" -d 'The sandbox\'s servers and whether they run'
 complete -c shardctl -n "__fish_shardctl_using_subcommand help; and __fish_seen_subcommand_from sandbox" -f -a "down" -d 'Stop the sandbox\'s servers (by pid; idempotent)'

@@ -526,6 +526,40 @@ pub enum MaintenanceCommand {
     Drain(DrainArgs),
     /// Bring a drained half back online once each server has caught up
     Restore(RestoreArgs),
+    /// Drain each half in turn, run a command for each drained server, restore; then the next
+    Roll(RollArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RollArgs {
+    /// The command run (through `sh -c`) once for each drained server, with SHARDCTL_SHARD,
+    /// SHARDCTL_HALF, SHARDCTL_HOST and SHARDCTL_PORT set
+    #[arg(long, value_name = "CMD")]
+    pub exec: String,
+    /// The halves, in order
+    #[arg(
+        long,
+        value_name = "a,b",
+        value_delimiter = ',',
+        default_value = "a,b",
+        value_enum
+    )]
+    pub halves: Vec<crate::ring::directory::Half>,
+    /// How many commands run at once
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub parallel: u16,
+    /// How long each drain waits for sessions, and each restore for servers to catch up
+    #[arg(long, value_name = "DUR", value_parser = duration, default_value = "5m")]
+    pub timeout: std::time::Duration,
+    /// A command still running after this long is stopped and counts as failed [default: none]
+    #[arg(long, value_name = "DUR", value_parser = duration)]
+    pub exec_timeout: Option<std::time::Duration>,
+    /// Refuse to drain, and wait to restore, while replication lags more than this many seconds
+    #[arg(long, value_name = "SECS", default_value_t = 5)]
+    pub max_lag: u64,
+    /// Check the first half's drain and show what would run, change nothing
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]

@@ -164,6 +164,12 @@ impl Ui {
         self.line(&format!("warning: {msg}"));
     }
 
+    /// A line of another program's output passed through (a roll's command): shown even
+    /// under `-q`, above any progress bar.
+    pub fn passthrough(&self, line: &str) {
+        self.line(line);
+    }
+
     /// Detail shown only with `-v`.
     pub fn debug(&self, msg: &str) {
         if self.verbose {

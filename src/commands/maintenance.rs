@@ -4,15 +4,31 @@ use crate::cli::MaintenanceCommand;
 use crate::commands::Ctx;
 use crate::error::Result;
 use crate::exit_codes;
+use crate::maintenance::roll::{RollOptions, RollReport, RollState, RollStatus};
 use crate::maintenance::{self, DrainOptions, Outcome as Done, RestoreOptions, ServerState};
 use crate::output::{table, Outcome, Report};
 
 pub fn run(ctx: &Ctx, cmd: MaintenanceCommand) -> Result<Outcome> {
     let cfg = ctx.config()?;
     match cmd {
-        MaintenanceCommand::Status => Outcome::of(StatusReport {
-            servers: maintenance::status(&cfg)?,
-        }),
+        MaintenanceCommand::Status => {
+            let (servers, roll) = maintenance::status(&cfg)?;
+            Outcome::of(StatusReport { servers, roll })
+        }
+        MaintenanceCommand::Roll(a) => Outcome::of(maintenance::roll::roll(
+            &cfg,
+            &RollOptions {
+                exec: a.exec,
+                halves: a.halves,
+                parallel: a.parallel.into(),
+                timeout: a.timeout,
+                exec_timeout: a.exec_timeout,
+                max_lag: a.max_lag,
+                dry_run: a.dry_run,
+            },
+            // Commands' output prints above the progress lines.
+            &ctx.ui.multi(),
+        )?),
         MaintenanceCommand::Drain(a) => Outcome::of(Change {
             action: "drain",
             done: maintenance::drain(
@@ -23,6 +39,7 @@ pub fn run(ctx: &Ctx, cmd: MaintenanceCommand) -> Result<Outcome> {
                     max_lag: a.max_lag,
                     dry_run: a.dry_run,
                     skip_unsafe: a.skip_unsafe,
+                    only: None,
                 },
                 &ctx.ui,
             )?,
@@ -36,6 +53,7 @@ pub fn run(ctx: &Ctx, cmd: MaintenanceCommand) -> Result<Outcome> {
                     timeout: a.timeout,
                     max_lag: a.max_lag,
                     dry_run: a.dry_run,
+                    only: None,
                 },
                 &ctx.ui,
             )?,
@@ -46,6 +64,8 @@ pub fn run(ctx: &Ctx, cmd: MaintenanceCommand) -> Result<Outcome> {
 #[derive(Serialize)]
 struct StatusReport {
     servers: Vec<ServerState>,
+    /// A maintenance roll in progress or left unfinished, or null.
+    roll: Option<RollStatus>,
 }
 
 impl Report for StatusReport {
@@ -93,6 +113,17 @@ impl Report for StatusReport {
         ) + &match self.unreachable() {
             0 => String::new(),
             n => format!("\n{n} servers do not answer"),
+        } + &match &self.roll {
+            None => String::new(),
+            Some(r) => format!(
+                "\nmaintenance roll #{} is {} (halves {}, since {}): {} of its servers done; --exec {:?}",
+                r.roll_id,
+                r.state,
+                r.halves,
+                r.started_at,
+                r.servers.iter().filter(|s| s.step == "restored").count(),
+                r.command
+            ),
         }
     }
 
@@ -259,5 +290,58 @@ impl Change {
             ));
         }
         line
+    }
+}
+
+impl Report for RollReport {
+    fn human(&self) -> String {
+        let mut out = String::new();
+        for h in &self.halves {
+            out.push_str(&format!("half {}:\n", h.half));
+            out.push_str(&table(
+                &["shard", "server", "status", "command", "note"],
+                h.servers.iter().map(|s| {
+                    vec![
+                        s.shard.clone(),
+                        format!("{}:{}", s.host, s.port),
+                        s.status.to_string(),
+                        match &s.exec {
+                            Some(e) if e.timed_out => format!("timed out after {:.1}s", e.seconds),
+                            Some(e) => format!("exit {} in {:.1}s", e.code, e.seconds),
+                            None => "-".into(),
+                        },
+                        s.note.clone().unwrap_or_default(),
+                    ]
+                }),
+            ));
+            out.push('\n');
+            for s in h.servers.iter().filter(|s| !s.output_tail.is_empty()) {
+                out.push_str(&format!("last output of {}:{}:\n", s.host, s.port));
+                for line in &s.output_tail {
+                    out.push_str(&format!("  {line}\n"));
+                }
+            }
+        }
+        for r in &self.refused {
+            out.push_str(&format!("refused: {}: {}\n", r.shard, r.reason));
+        }
+        let id = self.roll_id.map(|i| format!("#{i} ")).unwrap_or_default();
+        out.push_str(&match self.state {
+            RollState::Done => format!("maintenance roll {id}done in {:.1}s", self.seconds),
+            RollState::Failed => format!(
+                "maintenance roll {id}stopped: servers whose command failed stay drained; run the same command again to retry them"
+            ),
+            RollState::Refused => format!("maintenance roll {id}refused by a drain's safety checks; that half was not changed"),
+            RollState::Planned => "dry run: nothing was changed".into(),
+        });
+        out
+    }
+
+    fn exit_code(&self) -> u8 {
+        match self.state {
+            RollState::Done | RollState::Planned => exit_codes::OK,
+            RollState::Failed => exit_codes::PARTIAL,
+            RollState::Refused => exit_codes::REFUSED,
+        }
     }
 }

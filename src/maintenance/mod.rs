@@ -6,6 +6,7 @@
 //! other half to apply everything they wrote, then marks them `offline`. A restore waits until
 //! each server answers and its replication has caught up before marking it `online`.
 
+pub mod roll;
 pub mod rules;
 
 use std::collections::HashMap;
@@ -289,6 +290,8 @@ pub struct DrainOptions {
     pub max_lag: u64,
     pub dry_run: bool,
     pub skip_unsafe: bool,
+    /// Only these servers of the half (a roll picking up after a failure); None: all of them.
+    pub only: Option<Vec<HostPort>>,
 }
 
 /// Why a server did not finish draining.
@@ -308,9 +311,10 @@ pub fn drain(cfg: &Config, opts: &DrainOptions, ui: &Ui) -> Result<Outcome> {
     // Nothing the drain asks of the ring may outlast the operator's timeout.
     ring.set_timeouts(until(start + opts.timeout), until(start + opts.timeout))?;
     let shards = directory::shards(&mut ring)?;
+    let only = opts.only.as_deref();
     let pending: Vec<&Shard> = shards
         .iter()
-        .filter(|s| rules::drain_pending(half, &s.servers))
+        .filter(|s| rules::drain_pending(half, &s.servers, only))
         .collect();
     let checking = ui.spinner(&format!(
         "checking {} shards before draining half {half}",
@@ -355,7 +359,7 @@ pub fn drain(cfg: &Config, opts: &DrainOptions, ui: &Ui) -> Result<Outcome> {
     }
 
     let safe_shards: Vec<&Shard> = safe.iter().map(|(s, _)| *s).collect();
-    let (marked, raced) = mark_draining(&mut ring, half, &safe_shards, opts.skip_unsafe)?;
+    let (marked, raced) = mark_draining(&mut ring, half, &safe_shards, opts)?;
     refused.extend(raced);
     if marked.is_empty() {
         return Ok(outcome(HashMap::new(), &notes, refused, Vec::new()));
@@ -368,7 +372,7 @@ pub fn drain(cfg: &Config, opts: &DrainOptions, ui: &Ui) -> Result<Outcome> {
             shard
                 .servers
                 .iter()
-                .filter(|s| s.half == half && s.status != ServerStatus::Offline)
+                .filter(|s| rules::in_scope(s, half, only) && s.status != ServerStatus::Offline)
                 .map(move |s| (*shard, s))
         })
         .collect();
@@ -479,8 +483,9 @@ fn mark_draining<'s>(
     ring: &mut Db,
     half: Half,
     shards: &[&'s Shard],
-    skip_unsafe: bool,
+    opts: &DrainOptions,
 ) -> Result<(Vec<&'s Shard>, Vec<Refusal>)> {
+    let skip_unsafe = opts.skip_unsafe;
     if shards.is_empty() {
         return Ok((Vec::new(), Vec::new()));
     }
@@ -523,16 +528,30 @@ fn mark_draining<'s>(
             return Ok((Vec::new(), raced));
         }
         if !ok.is_empty() {
+            let servers = opts.only.as_deref().unwrap_or_default();
+            let only = if opts.only.is_some() {
+                format!(
+                    " AND (host, port) IN ({})",
+                    vec!["(?, ?)"; servers.len().max(1)].join(",")
+                )
+            } else {
+                String::new()
+            };
+            let mut params: Vec<mysql::Value> = ok.iter().map(|s| s.id.into()).collect();
+            params.push(half.as_str().into());
+            for a in servers {
+                params.extend([a.host.as_str().into(), a.port.into()]);
+            }
+            if opts.only.is_some() && servers.is_empty() {
+                params.extend([mysql::Value::from(""), mysql::Value::from(0u16)]);
+            }
             tx.exec_drop(
                 format!(
                     "UPDATE shard_servers SET status = 'draining'
-                     WHERE shard_id IN ({}) AND half = ? AND status = 'online'",
+                     WHERE shard_id IN ({}) AND half = ? AND status = 'online'{only}",
                     vec!["?"; ok.len()].join(",")
                 ),
-                ok.iter()
-                    .map(|s| mysql::Value::from(s.id))
-                    .chain([mysql::Value::from(half.as_str())])
-                    .collect::<Vec<_>>(),
+                params,
             )?;
             let entries: Vec<(String, serde_json::Value)> = ok
                 .iter()
@@ -701,6 +720,8 @@ pub struct RestoreOptions {
     pub timeout: Duration,
     pub max_lag: u64,
     pub dry_run: bool,
+    /// Only these servers of the half (a roll leaves those whose command failed drained).
+    pub only: Option<Vec<HostPort>>,
 }
 
 pub fn restore(cfg: &Config, opts: &RestoreOptions, ui: &Ui) -> Result<Outcome> {
@@ -716,7 +737,7 @@ pub fn restore(cfg: &Config, opts: &RestoreOptions, ui: &Ui) -> Result<Outcome> 
             shard
                 .servers
                 .iter()
-                .filter(|s| s.half == half)
+                .filter(|s| rules::in_scope(s, half, opts.only.as_deref()))
                 .map(move |s| (shard, s))
         })
         .collect();
@@ -894,9 +915,10 @@ pub struct ServerState {
 
 /// Every shard server's status, reachability, replication and application sessions, probed
 /// at once.
-pub fn status(cfg: &Config) -> Result<Vec<ServerState>> {
+pub fn status(cfg: &Config) -> Result<(Vec<ServerState>, Option<roll::RollStatus>)> {
     let mut ring = ring::open(cfg)?;
     let shards = directory::shards(&mut ring)?;
+    let rolling = roll::in_progress(&mut ring)?;
     let servers: Vec<(&Shard, &Server)> = shards
         .iter()
         .flat_map(|shard| shard.servers.iter().map(move |s| (shard, s)))
@@ -904,7 +926,7 @@ pub fn status(cfg: &Config) -> Result<Vec<ServerState>> {
     let probes = parallel::each(&servers, |(_, s)| {
         probe(cfg, &s.addr(), None, Trust::AsShown)
     });
-    Ok(servers
+    let states = servers
         .into_iter()
         .zip(probes)
         .map(|((shard, s), p)| ServerState {
@@ -919,5 +941,6 @@ pub fn status(cfg: &Config) -> Result<Vec<ServerState>> {
             error: p.err(),
             capacity_qps: s.capacity_qps,
         })
-        .collect())
+        .collect();
+    Ok((states, rolling))
 }

@@ -3,6 +3,7 @@
 
 use crate::replica::ReplicaStatus;
 use crate::ring::directory::{Half, Server, ServerStatus};
+use crate::types::HostPort;
 
 /// What one server reported when probed.
 #[derive(Clone, Debug)]
@@ -26,13 +27,19 @@ fn label(s: &Server) -> String {
     format!("{}:{} (half {})", s.host, s.port, s.half)
 }
 
+/// Whether `server` is one a drain or restore of `half` acts on: every server of the half, or
+/// only those listed (a roll picking up after a failure).
+pub fn in_scope(server: &Server, half: Half, only: Option<&[HostPort]>) -> bool {
+    server.half == half && only.is_none_or(|o| o.contains(&server.addr()))
+}
+
 /// Whether draining `half` of a shard with these servers has anything left to do: some server
-/// of the half is not offline yet. A drained half is left alone without probing its servers
-/// (they may be down for their upgrade).
-pub fn drain_pending(half: Half, servers: &[Server]) -> bool {
+/// of the half (of those listed in `only`) is not offline yet. A drained half is left alone
+/// without probing its servers (they may be down for their upgrade).
+pub fn drain_pending(half: Half, servers: &[Server], only: Option<&[HostPort]>) -> bool {
     servers
         .iter()
-        .any(|s| s.half == half && s.status != ServerStatus::Offline)
+        .any(|s| in_scope(s, half, only) && s.status != ServerStatus::Offline)
 }
 
 /// Whether the servers of the other half, as the ring records them, could serve the shard
@@ -249,8 +256,11 @@ mod tests {
             server(1, Half::A, ServerStatus::Offline),
             server(2, Half::B, ServerStatus::Online),
         ];
-        assert!(!drain_pending(Half::A, &s));
-        assert!(drain_pending(Half::B, &s));
+        assert!(!drain_pending(Half::A, &s, None));
+        assert!(drain_pending(Half::B, &s, None));
+        let first_b = s.iter().find(|v| v.half == Half::B).unwrap().addr();
+        assert!(drain_pending(Half::B, &s, Some(&[first_b])));
+        assert!(!drain_pending(Half::B, &s, Some(&[])));
         let mut f = healthy(s[0].clone());
         assert_eq!(restore_problem(&f, 5), None);
         if let Ok(p) = &mut f.probe {

@@ -111,8 +111,39 @@ const V1: &[&str] = &[
 ];
 
 /// Version 2: the audit log records the database login beside the operator.
-const V2: &[&str] =
-    &["ALTER TABLE audit_log ADD COLUMN IF NOT EXISTS db_login VARCHAR(300) NULL AFTER host"];
+const V2: &[&str] = &[
+    "ALTER TABLE audit_log ADD COLUMN IF NOT EXISTS db_login VARCHAR(300) NULL AFTER host",
+    // The journal of rolling maintenance (`maintenance roll`): a row per roll...
+    "CREATE TABLE IF NOT EXISTS rolls (
+        roll_id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,
+        command TEXT NOT NULL,
+        halves VARCHAR(16) NOT NULL,
+        state ENUM('running','done','failed','refused','abandoned') NOT NULL,
+        operator VARCHAR(255) NOT NULL,
+        host VARCHAR(255) NOT NULL,
+        started_at DATETIME(6) NOT NULL,
+        updated_at DATETIME(6) NOT NULL,
+        finished_at DATETIME(6) NULL,
+        KEY state (state)
+    ) ENGINE=InnoDB",
+    // ...and a row per server of it. `step`: drained (its command may be running, or may have
+    // died with us), exec_ok, exec_failed, restored. A re-run never runs the command again
+    // where it is exec_ok or restored.
+    "CREATE TABLE IF NOT EXISTS roll_servers (
+        roll_id BIGINT UNSIGNED NOT NULL,
+        half ENUM('a','b') NOT NULL,
+        shard VARCHAR(64) NOT NULL,
+        host VARCHAR(255) NOT NULL,
+        port SMALLINT UNSIGNED NOT NULL,
+        step ENUM('drained','exec_ok','exec_failed','restored') NOT NULL,
+        exit_code INT NULL,
+        seconds DOUBLE NULL,
+        timed_out TINYINT(1) NOT NULL DEFAULT 0,
+        output_tail TEXT NULL,
+        updated_at DATETIME(6) NOT NULL,
+        PRIMARY KEY (roll_id, host, port)
+    ) ENGINE=InnoDB",
+];
 
 /// Every version's statements; index 0 is version 1.
 const STEPS: &[&[&str]] = &[V1, V2];

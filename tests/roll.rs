@@ -1,0 +1,392 @@
+//! Rolling maintenance on a real 3-shard federation: `maintenance roll` drains each half in
+//! turn, runs the operator's command for every drained server (here an "upgrade" that really
+//! stops the server and starts it again with `sandbox up`), restores, then the next half — while
+//! a watcher checks every 50 ms that no shard is ever left without an online server. Failures,
+//! a SIGKILL mid-roll and a second roll at once.
+//!
+//! Servers and their replication are shared by every test of this binary: they take turns.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Child;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use common::{bin, conn, federation, server, wait_until, Env, Federation};
+use mysql::prelude::Queryable;
+use serde_json::Value;
+
+fn fed() -> &'static Federation {
+    federation("roll", 25260, 3)
+}
+
+fn serial() -> MutexGuard<'static, ()> {
+    static TURN: Mutex<()> = Mutex::new(());
+    TURN.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn world(name: &str) -> Env {
+    let env = Env::new(fed(), name);
+    env.register_shards();
+    let ids: Vec<String> = (1..=30).map(|u| u.to_string()).collect();
+    let mut args = vec!["user", "assign", "--seed", "1"];
+    args.extend(ids.iter().map(String::as_str));
+    env.json(&args);
+    env
+}
+
+fn log_path(env: &Env) -> PathBuf {
+    env.dir.path().join("runs.log")
+}
+
+/// Lines of the command log: (port, half, what).
+fn runs(env: &Env) -> Vec<(u16, String, String)> {
+    std::fs::read_to_string(log_path(env))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f[0].parse().unwrap(), f[1].to_string(), f[2].to_string())
+        })
+        .collect()
+}
+
+fn count(runs: &[(u16, String, String)], port: u16, what: &str) -> usize {
+    runs.iter().filter(|r| r.0 == port && r.2 == what).count()
+}
+
+/// The "upgrade": stops the server by the pid listening on its port, waits for it to exit,
+/// starts it again with `sandbox up` (which waits for replication), and logs start and end.
+fn upgrade_script(env: &Env) -> String {
+    let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("template-cache");
+    format!(
+        "set -e; log={log}; echo \"$SHARDCTL_PORT $SHARDCTL_HALF start\" >> $log; \
+         pid=$(ss -ltnpH \"sport = :$SHARDCTL_PORT\" | sed -n 's/.*pid=\\([0-9]*\\).*/\\1/p' | head -n 1); \
+         kill \"$pid\"; \
+         while [ -e /proc/$pid ] && ! grep -q ') Z' /proc/$pid/stat; do sleep 0.1; done; \
+         SHARDCTL_SANDBOX_CACHE={cache} {bin} sandbox up --dir {dir} > /dev/null; \
+         echo \"$SHARDCTL_PORT $SHARDCTL_HALF end\" >> $log",
+        log = log_path(env).display(),
+        cache = cache.display(),
+        bin = bin().display(),
+        dir = env.fed.dir.display(),
+    )
+}
+
+/// Polls the ring every 50 ms until stopped; the shards it ever saw with no online server.
+struct Watcher {
+    stop: std::sync::Arc<AtomicBool>,
+    handle: Option<std::thread::JoinHandle<Vec<String>>>,
+}
+
+impl Watcher {
+    fn start(env: &Env) -> Watcher {
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let mut ring = env.ring();
+        let flag = stop.clone();
+        let handle = std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            while !flag.load(Ordering::SeqCst) {
+                let rows: Vec<(u32, i64)> = ring
+                    .query(
+                        "SELECT shard_id, CAST(SUM(status = 'online') AS SIGNED) FROM shard_servers GROUP BY shard_id",
+                    )
+                    .unwrap();
+                for (shard, online) in rows {
+                    if online == 0 {
+                        seen.push(format!("shard {shard} had no online server"));
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            seen
+        });
+        Watcher {
+            stop,
+            handle: Some(handle),
+        }
+    }
+
+    fn finish(mut self) -> Vec<String> {
+        self.stop.store(true, Ordering::SeqCst);
+        self.handle.take().unwrap().join().unwrap()
+    }
+}
+
+fn all_ports() -> Vec<u16> {
+    fed().shards().into_iter().flat_map(|(_, p)| p).collect()
+}
+
+fn half_ports(half: usize) -> Vec<u16> {
+    fed().shards().into_iter().map(|(_, p)| p[half]).collect()
+}
+
+fn assert_all_online_and_replicating(env: &Env) {
+    let statuses: Vec<(u16, String)> = env
+        .ring()
+        .query("SELECT port, status FROM shard_servers ORDER BY port")
+        .unwrap();
+    assert!(statuses.iter().all(|(_, s)| s == "online"), "{statuses:?}");
+    for port in all_ports() {
+        wait_until("replication both ways", || {
+            let row: Option<mysql::Row> = conn(port).query_first("SHOW SLAVE STATUS").unwrap();
+            let row = row.expect("a replica");
+            let io: String = row.get("Slave_IO_Running").unwrap();
+            let sql: String = row.get("Slave_SQL_Running").unwrap();
+            io == "Yes" && sql == "Yes"
+        });
+    }
+}
+
+fn finished(child: Child) -> (i32, Value) {
+    let out = child.wait_with_output().unwrap();
+    let doc = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    (out.status.code().unwrap_or(-1), doc)
+}
+
+#[test]
+fn a_roll_upgrades_every_server_once_half_a_before_half_b() {
+    let _turn = serial();
+    let env = world("roll_all");
+    let watcher = Watcher::start(&env);
+    let script = upgrade_script(&env);
+    let (code, doc) = env.run_json(&["maintenance", "roll", "--exec", &script]);
+    let outages = watcher.finish();
+    assert_eq!(code, 0, "{doc}");
+    assert_eq!(doc["state"], "done");
+    assert!(outages.is_empty(), "{outages:?}");
+    let halves = doc["halves"].as_array().unwrap();
+    assert_eq!(halves.len(), 2);
+    assert_eq!(halves[0]["half"], "a");
+    assert_eq!(halves[1]["half"], "b");
+    for h in halves {
+        for s in h["servers"].as_array().unwrap() {
+            assert_eq!(s["exec"]["code"], 0, "{s}");
+            assert_eq!(s["status"], "online", "{s}");
+        }
+    }
+    // Every server got its command exactly once, and half a's all came before half b's.
+    let runs = runs(&env);
+    for port in all_ports() {
+        assert_eq!(count(&runs, port, "start"), 1, "{port}: {runs:?}");
+        assert_eq!(count(&runs, port, "end"), 1, "{port}: {runs:?}");
+    }
+    let last_a = runs.iter().rposition(|r| r.1 == "a").unwrap();
+    let first_b = runs.iter().position(|r| r.1 == "b").unwrap();
+    assert!(last_a < first_b, "{runs:?}");
+    assert_all_online_and_replicating(&env);
+    assert!(env.json(&["maintenance", "status"])["roll"].is_null());
+    let execs: Option<u64> = env
+        .ring()
+        .query_first("SELECT COUNT(*) FROM audit_log WHERE action = 'maintenance.roll.exec'")
+        .unwrap();
+    assert_eq!(execs, Some(6));
+    // The same roll again is a new one: every server gets the command again.
+    let (code, _) = env.run_json(&["maintenance", "roll", "--exec", "true", "--parallel", "3"]);
+    assert_eq!(code, 0);
+}
+
+#[test]
+fn a_failed_command_stops_the_roll_and_a_rerun_retries_only_it() {
+    let _turn = serial();
+    let env = world("roll_fail");
+    let bad = half_ports(1)[1];
+    let fail_flag = env.dir.path().join("fail");
+    std::fs::write(&fail_flag, "").unwrap();
+    let script = format!(
+        "echo \"$SHARDCTL_PORT $SHARDCTL_HALF start\" >> {log}; \
+         if [ -e {flag} ] && [ \"$SHARDCTL_PORT\" = {bad} ]; then echo boom; exit 7; fi; \
+         echo \"$SHARDCTL_PORT $SHARDCTL_HALF end\" >> {log}",
+        log = log_path(&env).display(),
+        flag = fail_flag.display(),
+    );
+    let args = ["maintenance", "roll", "--exec", &script, "--parallel", "3"];
+    let (code, doc) = env.run_json(&args);
+    assert_eq!(code, 5, "{doc}");
+    assert_eq!(doc["state"], "failed");
+    let b = &doc["halves"][1];
+    let failed = server(b, bad);
+    assert_eq!(failed["exec"]["code"], 7, "{doc}");
+    assert_eq!(failed["status"], "offline", "left drained: {doc}");
+    assert!(failed["output_tail"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|l| l == "boom"));
+    for port in half_ports(1).into_iter().filter(|p| *p != bad) {
+        assert_eq!(server(b, port)["status"], "online", "{doc}");
+        assert_eq!(server(b, port)["exec"]["code"], 0, "{doc}");
+    }
+    for port in half_ports(0) {
+        assert_eq!(server(&doc["halves"][0], port)["status"], "online");
+    }
+    // A roll is in progress (unfinished) for `maintenance status`.
+    let status = env.json(&["maintenance", "status"]);
+    assert_eq!(status["roll"]["state"], "failed", "{status}");
+
+    std::fs::remove_file(&fail_flag).unwrap();
+    let before = runs(&env);
+    let (code, doc) = env.run_json(&args);
+    assert_eq!(code, 0, "{doc}");
+    assert_eq!(doc["resumed"], true);
+    let after = runs(&env);
+    let new: Vec<_> = after[before.len()..].to_vec();
+    assert_eq!(
+        new,
+        vec![
+            (bad, "b".to_string(), "start".to_string()),
+            (bad, "b".to_string(), "end".to_string())
+        ]
+    );
+    assert_all_online_and_replicating(&env);
+}
+
+#[test]
+fn a_killed_roll_picks_up_without_running_a_command_twice() {
+    let _turn = serial();
+    let env = world("roll_killed");
+    let script = format!(
+        "echo \"$SHARDCTL_PORT $SHARDCTL_HALF start\" >> {log}; sleep 1; \
+         echo \"$SHARDCTL_PORT $SHARDCTL_HALF end\" >> {log}",
+        log = log_path(&env).display()
+    );
+    let args = ["maintenance", "roll", "--exec", &script, "--format", "json"];
+    let first = env.spawn(&args, &[]);
+    wait_until("two commands to finish", || {
+        runs(&env).iter().filter(|r| r.2 == "end").count() >= 2
+    });
+    // A second roll meanwhile is refused as in use, naming the first.
+    let (code, doc) = env.run_json(&["maintenance", "roll", "--exec", "true"]);
+    assert_eq!(code, 3, "{doc}");
+    assert!(doc["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("maintenance roll #"));
+    assert_eq!(
+        env.json(&["maintenance", "status"])["roll"]["state"],
+        "running"
+    );
+    wait_until("a third command to run", || {
+        runs(&env).iter().filter(|r| r.2 == "start").count() >= 3
+    });
+    // SAFETY: killing the roll this test started.
+    unsafe { libc::kill(first.id() as i32, libc::SIGKILL) };
+    let _ = first.wait_with_output();
+    std::thread::sleep(Duration::from_millis(1500));
+    let before = runs(&env);
+    let ended: Vec<u16> = before
+        .iter()
+        .filter(|r| r.2 == "end")
+        .map(|r| r.0)
+        .collect();
+
+    let again = env.spawn(&args, &[]);
+    let (code, doc) = finished(again);
+    assert_eq!(code, 0, "{doc}");
+    assert_eq!(doc["resumed"], true);
+    let after = runs(&env);
+    for port in all_ports() {
+        assert_eq!(count(&after, port, "end"), 1, "{port}: {after:?}");
+    }
+    for port in ended {
+        assert_eq!(
+            count(&after, port, "start"),
+            1,
+            "{port} ran again: {after:?}"
+        );
+    }
+    let last_a = after.iter().rposition(|r| r.1 == "a").unwrap();
+    let first_b = after.iter().position(|r| r.1 == "b").unwrap();
+    assert!(last_a < first_b, "{after:?}");
+    assert_all_online_and_replicating(&env);
+}
+
+#[test]
+fn refusals_dry_runs_and_bad_input_change_nothing() {
+    let _turn = serial();
+    let env = world("roll_refused");
+    for args in [
+        vec!["maintenance", "roll", "--exec", ""],
+        vec!["maintenance", "roll", "--exec", "true", "--halves", "a,a"],
+        vec!["maintenance", "roll", "--exec", "true", "--halves", "c"],
+        vec!["maintenance", "roll", "--exec", "true", "--parallel", "0"],
+        vec![
+            "maintenance",
+            "roll",
+            "--exec",
+            "true",
+            "--exec-timeout",
+            "soon",
+        ],
+        vec!["maintenance", "roll"],
+    ] {
+        let before = env.snapshot();
+        let (code, doc) = env.run_json(&args);
+        assert_eq!(code, 2, "{args:?}: {doc}");
+        assert!(doc["error"]["message"].is_string());
+        assert_eq!(env.snapshot(), before);
+    }
+    let before = env.snapshot();
+    let (code, doc) = env.run_json(&["maintenance", "roll", "--exec", "false", "--dry-run"]);
+    assert_eq!(code, 0, "{doc}");
+    assert_eq!(doc["state"], "planned");
+    assert_eq!(env.snapshot(), before);
+
+    // A replica thread stopped in shard1: the drain of half a refuses, nothing runs.
+    let b1 = fed().shards()[0].1[1];
+    conn(b1).query_drop("STOP SLAVE SQL_THREAD").unwrap();
+    let touched = env.dir.path().join("touched");
+    let exec = format!("touch {}", touched.display());
+    let (dry, _) = env.run_json(&["maintenance", "roll", "--exec", &exec, "--dry-run"]);
+    let (code, doc) = env.run_json(&["maintenance", "roll", "--exec", &exec]);
+    conn(b1).query_drop("START SLAVE").unwrap();
+    assert_eq!(dry, 4);
+    assert_eq!(code, 4, "{doc}");
+    assert_eq!(doc["state"], "refused");
+    assert!(!doc["refused"].as_array().unwrap().is_empty());
+    assert!(!touched.exists());
+    let statuses: Vec<String> = env
+        .ring()
+        .query("SELECT status FROM shard_servers")
+        .unwrap();
+    assert!(statuses.iter().all(|s| s == "online"));
+    // A command past --exec-timeout is stopped and counts as failed.
+    let start = Instant::now();
+    let (code, doc) = env.run_json(&[
+        "maintenance",
+        "roll",
+        "--exec",
+        "sleep 30",
+        "--halves",
+        "a",
+        "--exec-timeout",
+        "1s",
+    ]);
+    assert!(start.elapsed() < Duration::from_secs(20));
+    assert_eq!(code, 5, "{doc}");
+    let first = &doc["halves"][0]["servers"][0];
+    assert_eq!(first["exec"]["code"], 124, "{doc}");
+    assert_eq!(first["exec"]["timed_out"], true);
+    // A roll of another command supersedes the unfinished one and leaves nothing drained.
+    let (code, doc) = env.run_json(&["maintenance", "roll", "--exec", "true", "--halves", "a"]);
+    assert_eq!(code, 0, "{doc}");
+    assert_eq!(doc["resumed"], false);
+    let states: Vec<String> = env
+        .ring()
+        .query("SELECT state FROM rolls ORDER BY roll_id")
+        .unwrap();
+    assert_eq!(
+        states.last().map(String::as_str),
+        Some("done"),
+        "{states:?}"
+    );
+    assert!(states.iter().any(|s| s == "abandoned"), "{states:?}");
+    let statuses: Vec<String> = env
+        .ring()
+        .query("SELECT status FROM shard_servers")
+        .unwrap();
+    assert!(statuses.iter().all(|s| s == "online"), "{statuses:?}");
+}
