@@ -231,7 +231,12 @@ fn journal_step(
     exec: Option<(&Exec, &[String])>,
 ) -> Result<()> {
     let (code, seconds, timed_out, tail) = match exec {
-        Some((e, tail)) => (Some(e.code), Some(e.seconds), e.timed_out, Some(tail.join("\n"))),
+        Some((e, tail)) => (
+            Some(e.code),
+            Some(e.seconds),
+            e.timed_out,
+            Some(tail.join("\n")),
+        ),
         None => (None, None, false, None),
     };
     ring.run("journaling the roll", |c| {
@@ -663,6 +668,18 @@ fn run_commands(
     let ring = Mutex::new(ring);
     let journal_error: Mutex<Option<Error>> = Mutex::new(None);
     let done = std::sync::atomic::AtomicUsize::new(0);
+    let running: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let show = |n: usize, running: &[String]| {
+        format!(
+            "half {half}: {n} of {} servers done; running on {}",
+            servers.len(),
+            if running.is_empty() {
+                "none".to_string()
+            } else {
+                running.join(", ")
+            }
+        )
+    };
     let progress = ui.spinner(&format!(
         "half {half}: running the command on {} servers, {} at a time",
         servers.len(),
@@ -681,6 +698,11 @@ fn run_commands(
                 };
                 let Some(i) = next else { break };
                 let t = servers[i];
+                let label = format!("{}/{}", t.shard, t.half);
+                if let Ok(mut r) = running.lock() {
+                    r.push(label.clone());
+                    progress.set_message(show(done.load(Ordering::SeqCst), &r));
+                }
                 let (exec, tail) = run_one(&opts.exec, t, opts.exec_timeout, ui);
                 if exec.code != 0 {
                     failed.store(true, Ordering::SeqCst);
@@ -703,10 +725,10 @@ fn run_commands(
                     r[i] = Some(exec);
                 }
                 let n = done.fetch_add(1, Ordering::SeqCst) + 1;
-                progress.set_message(format!(
-                    "half {half}: {n} of {} servers done",
-                    servers.len()
-                ));
+                if let Ok(mut r) = running.lock() {
+                    r.retain(|l| *l != label);
+                    progress.set_message(show(n, &r));
+                }
             });
         }
     });
