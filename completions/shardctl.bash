@@ -52,6 +52,9 @@ _shardctl() {
             shardctl,shard)
                 cmd="shardctl__subcmd__shard"
                 ;;
+            shardctl,top)
+                cmd="shardctl__subcmd__top"
+                ;;
             shardctl,user)
                 cmd="shardctl__subcmd__user"
                 ;;
@@ -90,6 +93,9 @@ _shardctl() {
                 ;;
             shardctl__subcmd__help,shard)
                 cmd="shardctl__subcmd__help__subcmd__shard"
+                ;;
+            shardctl__subcmd__help,top)
+                cmd="shardctl__subcmd__help__subcmd__top"
                 ;;
             shardctl__subcmd__help,user)
                 cmd="shardctl__subcmd__help__subcmd__user"
@@ -392,7 +398,7 @@ _shardctl() {
 
     case "${cmd}" in
         shardctl)
-            opts="-q -v -h -V --config --defaults-file --defaults-extra-file --no-defaults --format --quiet --verbose --help --version init doctor shard user id migrate rebalance lock maintenance audit sandbox completions help"
+            opts="-q -v -h -V --config --defaults-file --defaults-extra-file --no-defaults --format --quiet --verbose --help --version init doctor shard user id migrate rebalance lock maintenance top audit sandbox completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -528,7 +534,7 @@ _shardctl() {
             return 0
             ;;
         shardctl__subcmd__help)
-            opts="init doctor shard user id migrate rebalance lock maintenance audit sandbox completions help"
+            opts="init doctor shard user id migrate rebalance lock maintenance top audit sandbox completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1048,6 +1054,20 @@ _shardctl() {
         shardctl__subcmd__help__subcmd__shard__subcmd__set__subcmd__weight)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        shardctl__subcmd__help__subcmd__top)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -2834,6 +2854,40 @@ _shardctl() {
                 return 0
             fi
             case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --defaults-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --defaults-extra-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --format)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        shardctl__subcmd__top)
+            opts="-q -v -h -V --interval --once --config --defaults-file --defaults-extra-file --no-defaults --format --quiet --verbose --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --interval)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

@@ -88,6 +88,8 @@ pub enum Command {
     /// Drain half of every shard for maintenance, and bring it back
     #[command(subcommand)]
     Maintenance(MaintenanceCommand),
+    /// The federation live in one screen: shards, servers, migrations, locks, audit
+    Top(TopArgs),
     /// Who did what, from the audit log
     Audit(AuditArgs),
     /// A local federation of MariaDB servers for trying shardctl
@@ -503,6 +505,24 @@ pub struct LockSweepArgs {
     #[arg(long, value_name = "N", default_value_t = u64::MAX, hide_default_value = true,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub limit: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct TopArgs {
+    /// How often the screen refreshes (at least 100ms)
+    #[arg(long, value_name = "DUR", value_parser = refresh_interval, default_value = "1s")]
+    pub interval: std::time::Duration,
+    /// Print one snapshot (tables, or one JSON document) and exit; no terminal needed
+    #[arg(long)]
+    pub once: bool,
+}
+
+fn refresh_interval(s: &str) -> Result<std::time::Duration, String> {
+    let d = crate::types::parse_duration(s)?;
+    if d < std::time::Duration::from_millis(100) || d > std::time::Duration::from_secs(3600) {
+        return Err("the interval must be between 100ms and 1h".into());
+    }
+    Ok(d)
 }
 
 #[derive(Debug, Args)]

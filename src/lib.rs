@@ -29,6 +29,7 @@ pub mod routing;
 pub mod sandbox;
 pub mod secret;
 pub mod signals;
+pub mod top;
 pub mod types;
 
 use std::ffi::OsString;

@@ -12,6 +12,7 @@ mod migrate;
 mod rebalance;
 mod sandbox;
 mod shard;
+mod top;
 mod user;
 
 use std::path::PathBuf;
@@ -63,6 +64,7 @@ pub fn dispatch(cli: Cli, ui: Ui) -> Result<Outcome> {
         Command::Rebalance(cmd) => rebalance::run(&ctx, cmd),
         Command::Lock(cmd) => lock::run(&ctx, cmd),
         Command::Maintenance(cmd) => maintenance::run(&ctx, cmd),
+        Command::Top(args) => top::run(&ctx, &args),
         Command::Audit(args) => audit::run(&ctx, &args),
         Command::Sandbox(cmd) => sandbox::run(&ctx, cmd),
         Command::Completions(args) => completions::run(&args),

@@ -844,24 +844,7 @@ impl<'c> LockClient<'c> {
         prefix: Option<&str>,
         owner: Option<&str>,
     ) -> Result<Vec<Lease>> {
-        let like = prefix.map(|p| {
-            format!(
-                "{}%",
-                p.replace('\\', "\\\\")
-                    .replace('%', "\\%")
-                    .replace('_', "\\_")
-            )
-        });
-        let rows: Vec<LeaseRow> = self.ring.exec(
-            "listing locks",
-            &format!(
-                "SELECT {LEASE_COLUMNS} FROM locks
-                 WHERE (? = 0 OR expires_at <= UTC_TIMESTAMP(6)) AND (? IS NULL OR name LIKE ?) AND (? IS NULL OR owner = ?)
-                 ORDER BY expires_at, name"
-            ),
-            (expired_only as u8, &like, &like, owner, owner),
-        )?;
-        Ok(rows.into_iter().map(|r| r.0).collect())
+        list(&mut self.ring, expired_only, prefix, owner)
     }
 
     /// Releases expired leases, `chunk` at a time by the `expires_at` index, at most `limit`.
@@ -1061,6 +1044,33 @@ pub fn holding<T>(
     let value = result?;
     released?;
     Ok(value)
+}
+
+/// Leases matching the filters, oldest expiry first, read on `ring`.
+pub fn list(
+    ring: &mut Db,
+    expired_only: bool,
+    prefix: Option<&str>,
+    owner: Option<&str>,
+) -> Result<Vec<Lease>> {
+    let like = prefix.map(|p| {
+        format!(
+            "{}%",
+            p.replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_")
+        )
+    });
+    let rows: Vec<LeaseRow> = ring.exec(
+        "listing locks",
+        &format!(
+            "SELECT {LEASE_COLUMNS} FROM locks
+             WHERE (? = 0 OR expires_at <= UTC_TIMESTAMP(6)) AND (? IS NULL OR name LIKE ?) AND (? IS NULL OR owner = ?)
+             ORDER BY expires_at, name"
+        ),
+        (expired_only as u8, &like, &like, owner, owner),
+    )?;
+    Ok(rows.into_iter().map(|r| r.0).collect())
 }
 
 /// A lock whose GET_LOCK is held on a given server.

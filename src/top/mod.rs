@@ -1,0 +1,449 @@
+//! `shardctl top`: the federation live in one screen. Read-only: it changes nothing.
+//!
+//! A refresh reads the ring (a handful of queries) and takes the servers' latest probes from
+//! probers that run on threads of their own, one per server, each with its own connection and
+//! every statement bounded. So a server that does not answer shows as such, and never slows
+//! the refresh; each server is asked two statements per interval.
+
+pub mod app;
+pub mod render;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::balance::{self, Load};
+use crate::config::Config;
+use crate::db::Db;
+use crate::error::Result;
+use crate::lock::Lease;
+use crate::replica;
+use crate::ring::directory::{self, Half, ServerStatus, ShardState};
+use crate::ring::{self, audit};
+use crate::types::HostPort;
+
+/// One screenful of the federation, as `top --once --format json` prints it.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Snapshot {
+    pub shards: Vec<ShardRow>,
+    pub servers: Vec<ServerRow>,
+    pub migrations: Vec<MigrationRow>,
+    pub locks: Vec<LockRow>,
+    pub audit: Vec<AuditRow>,
+    /// How long reading the ring took, in milliseconds (the servers' probes run apart).
+    pub refresh_ms: f64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ShardRow {
+    pub name: String,
+    pub state: ShardState,
+    pub weight: f64,
+    pub users: u64,
+    /// Of all users, in percent.
+    pub share: f64,
+    pub target_share: f64,
+    /// Migrations in flight into and out of it.
+    pub moves_in: u64,
+    pub moves_out: u64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ServerRow {
+    pub shard: String,
+    pub host: String,
+    pub port: u16,
+    pub half: Half,
+    pub status: ServerStatus,
+    pub reachable: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub io_running: Option<bool>,
+    pub sql_running: Option<bool>,
+    pub lag_seconds: Option<u64>,
+    /// Application sessions (the shard database's, or holding a transaction).
+    pub sessions: Option<u64>,
+    /// Queries per second since the previous probe.
+    pub qps: Option<f64>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct MigrationRow {
+    pub migration_id: u64,
+    pub user: u64,
+    pub from: String,
+    pub to: String,
+    /// The journal's step.
+    pub state: String,
+    pub rows: u64,
+    pub age_seconds: f64,
+    /// From the `moving` mark to the flip, where the journal knows it.
+    pub read_only_seconds: Option<f64>,
+    /// False for the last finished one, shown below those in flight.
+    pub in_flight: bool,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct LockRow {
+    pub name: String,
+    pub owner: String,
+    pub host: String,
+    pub token: u64,
+    pub age_seconds: f64,
+    pub remaining_seconds: f64,
+    /// Past its expiry and not yet swept.
+    pub expired: bool,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct AuditRow {
+    pub at: String,
+    pub operator: String,
+    pub action: String,
+    pub target: String,
+}
+
+/// What one probe of a server found.
+#[derive(Clone, Debug)]
+struct Probe {
+    io_running: Option<bool>,
+    sql_running: Option<bool>,
+    lag_seconds: Option<u64>,
+    sessions: u64,
+    questions: u64,
+}
+
+/// The latest probe of a server: when it finished, and what it found.
+type Latest = (Instant, std::result::Result<Probe, String>, Option<f64>);
+
+/// Probes every shard server on a thread of its own, each `interval`, keeping the latest result.
+pub struct Probers {
+    latest: Arc<Mutex<HashMap<HostPort, Latest>>>,
+    started: Arc<Mutex<Vec<HostPort>>>,
+    stop: Arc<AtomicBool>,
+    interval: Duration,
+}
+
+impl Probers {
+    pub fn new(interval: Duration) -> Probers {
+        Probers {
+            latest: Arc::default(),
+            started: Arc::default(),
+            stop: Arc::default(),
+            interval,
+        }
+    }
+
+    /// Starts a prober for each of `servers` that has none yet.
+    fn watch(&self, cfg: &Config, servers: &[HostPort]) {
+        let Ok(mut started) = self.started.lock() else {
+            return;
+        };
+        for addr in servers {
+            if started.contains(addr) {
+                continue;
+            }
+            started.push(addr.clone());
+            let (cfg, addr) = (cfg.clone(), addr.clone());
+            let (latest, stop, interval) = (self.latest.clone(), self.stop.clone(), self.interval);
+            std::thread::spawn(move || probe_loop(&cfg, &addr, &latest, &stop, interval));
+        }
+    }
+
+    /// Waits until every server has been probed once, or `within` has passed.
+    fn settle(&self, servers: &[HostPort], within: Duration) {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            let done = self
+                .latest
+                .lock()
+                .is_ok_and(|l| servers.iter().all(|s| l.contains_key(s)));
+            if done {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Probers {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+/// The most a probe's statement may take: a frozen server costs the prober this, nobody else.
+fn probe_timeout(cfg: &Config) -> Duration {
+    cfg.net
+        .connect_timeout
+        .clamp(Duration::from_secs(1), Duration::from_secs(3))
+}
+
+fn probe_loop(
+    cfg: &Config,
+    addr: &HostPort,
+    latest: &Mutex<HashMap<HostPort, Latest>>,
+    stop: &AtomicBool,
+    interval: Duration,
+) {
+    let mut db: Option<Db> = None;
+    let mut last: Option<(Instant, u64)> = None;
+    while !stop.load(Ordering::SeqCst) {
+        let began = Instant::now();
+        let probe = probe_once(cfg, addr, &mut db).map_err(|e| e.to_string());
+        if probe.is_err() {
+            db = None;
+        }
+        let qps = match (&probe, last) {
+            (Ok(p), Some((t, q))) => {
+                let secs = began.duration_since(t).as_secs_f64();
+                (secs > 0.0).then(|| p.questions.saturating_sub(q) as f64 / secs)
+            }
+            _ => None,
+        };
+        if let Ok(p) = &probe {
+            last = Some((began, p.questions));
+        }
+        if let Ok(mut l) = latest.lock() {
+            l.insert(addr.clone(), (Instant::now(), probe, qps));
+        }
+        let next = began + interval;
+        while Instant::now() < next && !stop.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(20).min(interval));
+        }
+    }
+}
+
+/// Two statements: the replication state, then sessions and the query counter together.
+fn probe_once(cfg: &Config, addr: &HostPort, db: &mut Option<Db>) -> Result<Probe> {
+    if db.as_ref().is_none_or(Db::is_lost) {
+        let mut fresh = Db::connect(addr, &cfg.shards.login, None, &cfg.net)?;
+        let t = probe_timeout(cfg);
+        fresh.set_timeouts(t, t)?;
+        *db = Some(fresh);
+    }
+    let conn = db.as_mut().expect("connected above");
+    let r = replica::status(conn)?;
+    let (sessions, questions): (u64, Option<String>) = conn
+        .exec_first(
+            "counting sessions and queries",
+            "SELECT (SELECT COUNT(*) FROM information_schema.PROCESSLIST
+                     WHERE (DB = ? OR ID IN (SELECT trx_mysql_thread_id FROM information_schema.INNODB_TRX))
+                       AND ID <> CONNECTION_ID() AND USER <> 'system user'
+                       AND COMMAND NOT IN ('Binlog Dump', 'Binlog Dump GTID', 'Slave_IO', 'Slave_SQL',
+                                           'Slave_worker', 'Daemon')),
+                    (SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'QUESTIONS')",
+            (cfg.shards.database.as_str(),),
+        )?
+        .unwrap_or((0, None));
+    Ok(Probe {
+        io_running: r.as_ref().map(|s| s.io_running),
+        sql_running: r.as_ref().map(|s| s.sql_running),
+        lag_seconds: r.as_ref().and_then(|s| s.lag_seconds),
+        sessions,
+        questions: questions.and_then(|q| q.parse().ok()).unwrap_or(0),
+    })
+}
+
+/// Reads the ring and the servers' latest probes into one snapshot.
+pub fn snapshot(cfg: &Config, ring: &mut Db, probers: &Probers) -> Result<Snapshot> {
+    let began = Instant::now();
+    let shards = directory::shards(ring)?;
+    let counts = directory::user_counts(ring)?;
+    let migrations = migrations(ring)?;
+    let locks = crate::lock::list(ring, false, None, None)?;
+    let audit = audit::read(ring, None, None, 8)?;
+    let refresh_ms = began.elapsed().as_secs_f64() * 1000.0;
+
+    let addrs: Vec<HostPort> = shards
+        .iter()
+        .flat_map(|s| s.servers.iter().map(|v| v.addr()))
+        .collect();
+    probers.watch(cfg, &addrs);
+
+    let total: u64 = counts.values().sum();
+    let targets = balance::targets(
+        &shards
+            .iter()
+            .map(|s| Load {
+                state: s.state,
+                weight: s.weight,
+                units: counts.get(&s.id).copied().unwrap_or(0),
+            })
+            .collect::<Vec<_>>(),
+    );
+    let pct = |n: f64| {
+        if total == 0 {
+            0.0
+        } else {
+            100.0 * n / total as f64
+        }
+    };
+    let in_flight = |name: &str, into: bool| {
+        migrations
+            .iter()
+            .filter(|m| m.in_flight && if into { m.to == name } else { m.from == name })
+            .count() as u64
+    };
+    let shard_rows = shards
+        .iter()
+        .zip(&targets)
+        .map(|(s, &t)| {
+            let users = counts.get(&s.id).copied().unwrap_or(0);
+            ShardRow {
+                name: s.name.clone(),
+                state: s.state,
+                weight: s.weight,
+                users,
+                share: pct(users as f64),
+                target_share: pct(t),
+                moves_in: in_flight(&s.name, true),
+                moves_out: in_flight(&s.name, false),
+            }
+        })
+        .collect();
+    let stale_after = probers.interval * 2 + probe_timeout(cfg) + Duration::from_secs(1);
+    let latest = probers.latest.lock().map(|l| l.clone()).unwrap_or_default();
+    let server_rows = shards
+        .iter()
+        .flat_map(|s| s.servers.iter().map(move |v| (s, v)))
+        .map(|(s, v)| {
+            let mut row = ServerRow {
+                shard: s.name.clone(),
+                host: v.host.clone(),
+                port: v.port,
+                half: v.half,
+                status: v.status,
+                reachable: false,
+                error: None,
+                io_running: None,
+                sql_running: None,
+                lag_seconds: None,
+                sessions: None,
+                qps: None,
+            };
+            match latest.get(&v.addr()) {
+                None => row.error = Some("not probed yet".into()),
+                Some((at, _, _)) if at.elapsed() > stale_after => {
+                    row.error = Some(format!(
+                        "does not answer (last heard {:.0}s ago)",
+                        at.elapsed().as_secs_f64()
+                    ))
+                }
+                Some((_, Err(e), _)) => row.error = Some(e.clone()),
+                Some((_, Ok(p), qps)) => {
+                    row.reachable = true;
+                    row.io_running = p.io_running;
+                    row.sql_running = p.sql_running;
+                    row.lag_seconds = p.lag_seconds;
+                    row.sessions = Some(p.sessions);
+                    row.qps = *qps;
+                }
+            }
+            row
+        })
+        .collect();
+    Ok(Snapshot {
+        shards: shard_rows,
+        servers: server_rows,
+        migrations,
+        locks: locks.into_iter().map(lock_row).collect(),
+        audit: audit
+            .into_iter()
+            .map(|e| AuditRow {
+                at: e.at,
+                operator: e.operator,
+                action: e.action,
+                target: e.target,
+            })
+            .collect(),
+        refresh_ms,
+    })
+}
+
+fn lock_row(l: Lease) -> LockRow {
+    LockRow {
+        name: l.name,
+        owner: l.owner,
+        host: l.host,
+        token: l.token,
+        age_seconds: l.age_seconds,
+        remaining_seconds: l.remaining_seconds,
+        expired: l.expired,
+    }
+}
+
+/// Migrations in flight, oldest first, then the last one finished.
+fn migrations(ring: &mut Db) -> Result<Vec<MigrationRow>> {
+    type Row = (
+        u64,
+        u64,
+        String,
+        String,
+        String,
+        Option<String>,
+        f64,
+        Option<f64>,
+        u8,
+    );
+    let rows: Vec<Row> = ring.exec(
+        "reading migrations in flight",
+        "(SELECT m.migration_id, m.user_id, COALESCE(f.name, CONCAT('#', m.from_shard)),
+                 COALESCE(t.name, CONCAT('#', m.to_shard)), m.state, m.row_counts,
+                 TIMESTAMPDIFF(MICROSECOND, m.started_at, COALESCE(m.finished_at, UTC_TIMESTAMP(6))) / 1e6,
+                 CAST(JSON_VALUE(m.timings, '$.read_only_seconds') AS DOUBLE), 1
+          FROM migrations m LEFT JOIN shards f ON f.shard_id = m.from_shard LEFT JOIN shards t ON t.shard_id = m.to_shard
+          WHERE m.state NOT IN ('done', 'rolled_back') ORDER BY m.migration_id LIMIT 200)
+         UNION ALL
+         (SELECT m.migration_id, m.user_id, COALESCE(f.name, CONCAT('#', m.from_shard)),
+                 COALESCE(t.name, CONCAT('#', m.to_shard)), m.state, m.row_counts,
+                 TIMESTAMPDIFF(MICROSECOND, m.started_at, COALESCE(m.finished_at, UTC_TIMESTAMP(6))) / 1e6,
+                 CAST(JSON_VALUE(m.timings, '$.read_only_seconds') AS DOUBLE), 0
+          FROM migrations m LEFT JOIN shards f ON f.shard_id = m.from_shard LEFT JOIN shards t ON t.shard_id = m.to_shard
+          WHERE m.state IN ('done', 'rolled_back') ORDER BY m.migration_id DESC LIMIT 1)",
+        (),
+    )?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(id, user, from, to, state, counts, age, ro, live)| MigrationRow {
+                migration_id: id,
+                user,
+                from,
+                to,
+                state,
+                rows: counts
+                    .and_then(|c| serde_json::from_str::<HashMap<String, u64>>(&c).ok())
+                    .map(|m| m.values().sum())
+                    .unwrap_or(0),
+                age_seconds: age,
+                read_only_seconds: ro,
+                in_flight: live == 1,
+            },
+        )
+        .collect())
+}
+
+/// One snapshot for `top --once`: the servers probed once (in parallel, bounded) first.
+pub fn once(cfg: &Config) -> Result<Snapshot> {
+    let mut ring = ring::open(cfg)?;
+    let probers = Probers::new(Duration::from_secs(3600));
+    let shards = directory::shards(&mut ring)?;
+    let addrs: Vec<HostPort> = shards
+        .iter()
+        .flat_map(|s| s.servers.iter().map(|v| v.addr()))
+        .collect();
+    probers.watch(cfg, &addrs);
+    probers.settle(&addrs, cfg.net.connect_timeout + probe_timeout(cfg) * 2);
+    let mut snap = snapshot(cfg, &mut ring, &probers)?;
+    // A server that did not answer within the wait is said so.
+    for s in &mut snap.servers {
+        if s.error.as_deref() == Some("not probed yet") {
+            s.error = Some("does not answer".into());
+        }
+    }
+    Ok(snap)
+}

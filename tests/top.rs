@@ -1,0 +1,220 @@
+//! `shardctl top` against a real federation: one snapshot for scripts, and the live screen
+//! under tmux (a private socket) during a `rebalance apply`, seen moving and finishing, then
+//! quit with `q` and the terminal back to normal.
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{bin, federation, is_stopped, wait_until, Env, Federation};
+use serde_json::Value;
+
+fn fed() -> &'static Federation {
+    federation("top", 25280, 2)
+}
+
+fn world(name: &str) -> Env {
+    let env = Env::new(fed(), name);
+    env.register_shards();
+    env
+}
+
+#[test]
+fn one_snapshot_has_every_panel_and_needs_no_terminal() {
+    let env = world("top_once");
+    for u in 8100..8110 {
+        env.seed_user(u, 3);
+    }
+    env.run(&["lock", "acquire", "nightly-report", "--ttl", "60s"])
+        .ok();
+    let doc = env.json(&["top", "--once"]);
+    for key in ["shards", "servers", "migrations", "locks", "audit"] {
+        assert!(doc[key].is_array(), "{key}: {doc}");
+    }
+    let users: u64 = doc["shards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["users"].as_u64().unwrap())
+        .sum();
+    assert_eq!(users, 10);
+    let servers = doc["servers"].as_array().unwrap();
+    assert_eq!(servers.len(), 4);
+    assert!(servers.iter().all(|s| s["reachable"] == true), "{doc}");
+    assert!(servers
+        .iter()
+        .all(|s| s["io_running"] == true && s["sql_running"] == true));
+    assert!(doc["locks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|l| l["name"] == "nightly-report"));
+    assert!(!doc["audit"].as_array().unwrap().is_empty());
+    let table = env.run(&["top", "--once"]).ok();
+    assert!(table.stdout.contains("nightly-report"), "{}", table.stdout);
+
+    // Without a terminal the live screen is refused, pointing at --once.
+    let r = env.run(&["top", "--format", "json"]);
+    assert_eq!(r.code, 2);
+    assert!(r.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("--once"));
+    let r = env.run(&["top", "--interval", "1ms", "--once"]);
+    assert_eq!(r.code, 2);
+}
+
+/// A tmux server on a private socket, killed when dropped.
+struct Tmux(String);
+
+impl Tmux {
+    fn start(width: u16, height: u16) -> Tmux {
+        let t = Tmux(format!("shardctl-top-{}", std::process::id()));
+        let ok = t
+            .cmd(&[
+                "new-session",
+                "-d",
+                "-x",
+                &width.to_string(),
+                "-y",
+                &height.to_string(),
+                "sh",
+            ])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "tmux new-session");
+        t
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("tmux");
+        c.args(["-L", &self.0]).args(args);
+        c
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        let mut args = vec!["send-keys", "-t", "0"];
+        args.extend(keys);
+        assert!(self.cmd(&args).status().unwrap().success());
+    }
+
+    fn screen(&self) -> String {
+        let out = self
+            .cmd(&["capture-pane", "-p", "-t", "0"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn alternate_screen(&self) -> bool {
+        let out = self
+            .cmd(&["display-message", "-p", "-t", "0", "#{alternate_on}"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim() == "1"
+    }
+
+    fn wait_for(&self, what: &str, within: Duration, f: impl Fn(&str) -> bool) -> String {
+        let start = Instant::now();
+        loop {
+            let s = self.screen();
+            if f(&s) {
+                return s;
+            }
+            assert!(
+                start.elapsed() < within,
+                "timed out waiting for {what}; screen:\n{s}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.cmd(&["kill-server"]).status();
+    }
+}
+
+#[test]
+fn the_live_screen_follows_a_rebalance_and_quits_cleanly() {
+    let env = world("top_live");
+    let users: Vec<u64> = (8200..8206).collect();
+    let mut moves = Vec::new();
+    for &u in &users {
+        let home = env.seed_user(u, 5);
+        moves.push(
+            serde_json::json!({"user": u, "from": home, "to": env.other_shard(&home), "rows": 7}),
+        );
+    }
+    let plan = env.dir.path().join("plan.json");
+    std::fs::write(
+        &plan,
+        serde_json::json!({"version": 1, "created_at": "now", "by": "users", "tolerance_pct": 2.0,
+                           "lower_bound": 0, "rows_to_move": 0, "shards": [], "moves": moves})
+        .to_string(),
+    )
+    .unwrap();
+    let tmux = Tmux::start(150, 45);
+    tmux.keys(&[
+        &format!(
+            "SHARDCTL_CONFIG={} {} top --interval 200ms; echo EXIT=$?",
+            env.config.display(),
+            bin().display()
+        ),
+        "Enter",
+    ]);
+    tmux.wait_for("the first refresh", Duration::from_secs(20), |s| {
+        s.contains("refreshed in") && s.contains("servers (4)")
+    });
+    assert!(tmux.alternate_screen());
+
+    // A rebalance stops in the middle of its first batch's copy: top shows it in flight.
+    let apply = env.spawn(
+        &["rebalance", "apply", plan.to_str().unwrap(), "--jobs", "1"],
+        &[("SHARDCTL_FAILPOINT_STOP", "migrate.copy_mid")],
+    );
+    wait_until("the apply to pause mid-copy", || is_stopped(apply.id()));
+    let s = tmux.wait_for("a migration in flight", Duration::from_secs(10), |s| {
+        s.contains("copying") && s.contains("ACCOUNT_")
+    });
+    assert!(users.iter().any(|u| s.contains(&u.to_string())), "{s}");
+    // Every batch pauses at the same point: resume it until the apply is done.
+    let mut apply = apply;
+    let status = loop {
+        if let Some(status) = apply.try_wait().unwrap() {
+            break status;
+        }
+        if is_stopped(apply.id()) {
+            // SAFETY: resuming the process this test paused.
+            unsafe { libc::kill(apply.id() as i32, libc::SIGCONT) };
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success());
+    tmux.wait_for("the moves to finish", Duration::from_secs(10), |s| {
+        s.contains("last: done") && !s.contains("copying")
+    });
+
+    // `q` quits at once, exit 0, and the terminal is the shell's again.
+    let quit = Instant::now();
+    tmux.keys(&["q"]);
+    let s = tmux.wait_for("top to exit", Duration::from_secs(5), |s| {
+        s.contains("EXIT=")
+    });
+    assert!(
+        quit.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        quit.elapsed()
+    );
+    assert!(s.contains("EXIT=0"), "{s}");
+    assert!(!tmux.alternate_screen());
+    let doc: Value = env.json(&["top", "--once"]);
+    assert!(doc["migrations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|m| m["in_flight"] == false));
+}
