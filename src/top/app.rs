@@ -66,7 +66,7 @@ fn event_loop(terminal: &mut DefaultTerminal, cfg: &Config, opts: &TopOptions) -
         if let Err(e) = terminal.draw(|f| draw(f, &snap, &view)) {
             break Err(Error::io("drawing the screen", e));
         }
-        if crate::signals::received() {
+        if crate::signals::received() || terminal_gone() {
             break Ok(());
         }
         match event::poll(Duration::from_millis(50)) {
@@ -96,6 +96,19 @@ fn event_loop(terminal: &mut DefaultTerminal, cfg: &Config, opts: &TopOptions) -
     // The refresher may be inside a ring query: it ends on its own, bounded by the timeouts.
     drop(refresher);
     outcome
+}
+
+/// Whether the terminal hung up (its window closed, the tmux or ssh session ended): reads then
+/// see end-of-file at once and no key ever comes, so the screen would spin on unseen.
+fn terminal_gone() -> bool {
+    let mut fd = libc::pollfd {
+        fd: libc::STDIN_FILENO,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: polling one descriptor we own, without waiting.
+    let n = unsafe { libc::poll(&mut fd, 1, 0) };
+    n > 0 && fd.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0
 }
 
 /// Takes a snapshot every `interval` (unless paused) and sends it, or why it failed; a lost
