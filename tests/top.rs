@@ -134,8 +134,21 @@ impl Tmux {
 
 impl Drop for Tmux {
     fn drop(&mut self) {
-        let _ = self.cmd(&["kill-server"]).status();
+        let _ = self
+            .cmd(&["kill-server"])
+            .stderr(std::process::Stdio::null())
+            .status();
     }
+}
+
+/// A child process of `pid`, from /proc.
+fn child_of(pid: i32) -> Option<i32> {
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+        let (_, rest) = stat.rsplit_once(") ")?;
+        let ppid: i32 = rest.split_whitespace().nth(1)?.parse().ok()?;
+        (ppid == pid).then(|| e.file_name().to_string_lossy().parse().ok())?
+    })
 }
 
 #[test]
@@ -202,15 +215,44 @@ fn the_live_screen_follows_a_rebalance_and_quits_cleanly() {
     let quit = Instant::now();
     tmux.keys(&["q"]);
     let s = tmux.wait_for("top to exit", Duration::from_secs(5), |s| {
-        s.contains("EXIT=")
+        s.lines().any(|l| l.starts_with("EXIT="))
     });
     assert!(
         quit.elapsed() < Duration::from_secs(1),
         "{:?}",
         quit.elapsed()
     );
-    assert!(s.contains("EXIT=0"), "{s}");
+    assert!(s.lines().any(|l| l == "EXIT=0"), "{s}");
     assert!(!tmux.alternate_screen());
+    // A terminal that hangs up (the window closed) ends top too; it never spins on unseen.
+    tmux.keys(&[
+        &format!(
+            "SHARDCTL_CONFIG={} {} top",
+            env.config.display(),
+            bin().display()
+        ),
+        "Enter",
+    ]);
+    tmux.wait_for("top again", Duration::from_secs(20), |s| {
+        s.contains("refreshed in")
+    });
+    let shell: i32 = String::from_utf8_lossy(
+        &tmux
+            .cmd(&["display-message", "-p", "-t", "0", "#{pane_pid}"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .trim()
+    .parse()
+    .unwrap();
+    let top = child_of(shell).expect("top runs under the pane's shell");
+    assert!(tmux.cmd(&["kill-server"]).status().unwrap().success());
+    wait_until("top to exit when its terminal hangs up", || {
+        std::fs::read_to_string(format!("/proc/{top}/stat")).map_or(true, |s| {
+            s.rsplit_once(") ").is_some_and(|(_, r)| r.starts_with('Z'))
+        })
+    });
     let doc: Value = env.json(&["top", "--once"]);
     assert!(doc["migrations"]
         .as_array()

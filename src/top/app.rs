@@ -66,16 +66,24 @@ fn event_loop(terminal: &mut DefaultTerminal, cfg: &Config, opts: &TopOptions) -
         if let Err(e) = terminal.draw(|f| draw(f, &snap, &view)) {
             break Err(Error::io("drawing the screen", e));
         }
-        if crate::signals::received() || terminal_gone() {
+        if crate::signals::received() {
             break Ok(());
         }
-        match event::poll(Duration::from_millis(50)) {
-            Ok(false) => continue,
-            Ok(true) => {}
-            Err(e) => break Err(Error::io("reading the keyboard", e)),
+        // Wait for the keyboard ourselves: on a hung-up terminal (its window closed) crossterm's
+        // own wait spins on end-of-file and never returns.
+        match wait_for_input(Duration::from_millis(50)) {
+            Input::Gone => break Ok(()),
+            Input::Nothing => continue,
+            Input::Ready => {}
         }
-        let key = match event::read() {
-            Ok(Event::Key(k)) if k.kind == KeyEventKind::Press => k,
+        let key = match event::poll(Duration::ZERO).and_then(|ready| {
+            if ready {
+                event::read().map(Some)
+            } else {
+                Ok(None)
+            }
+        }) {
+            Ok(Some(Event::Key(k))) if k.kind == KeyEventKind::Press => k,
             Ok(_) => continue,
             Err(e) => break Err(Error::io("reading the keyboard", e)),
         };
@@ -98,17 +106,30 @@ fn event_loop(terminal: &mut DefaultTerminal, cfg: &Config, opts: &TopOptions) -
     outcome
 }
 
-/// Whether the terminal hung up (its window closed, the tmux or ssh session ended): reads then
-/// see end-of-file at once and no key ever comes, so the screen would spin on unseen.
-fn terminal_gone() -> bool {
+enum Input {
+    Ready,
+    Nothing,
+    /// The terminal hung up (its window closed, the tmux or ssh session ended): no key will
+    /// ever come, and reads see end-of-file.
+    Gone,
+}
+
+/// Waits up to `timeout` for the keyboard.
+fn wait_for_input(timeout: Duration) -> Input {
     let mut fd = libc::pollfd {
         fd: libc::STDIN_FILENO,
         events: libc::POLLIN,
         revents: 0,
     };
-    // SAFETY: polling one descriptor we own, without waiting.
-    let n = unsafe { libc::poll(&mut fd, 1, 0) };
-    n > 0 && fd.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0
+    // SAFETY: polling one descriptor we own.
+    let n = unsafe { libc::poll(&mut fd, 1, timeout.as_millis() as libc::c_int) };
+    if n > 0 && fd.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0 {
+        Input::Gone
+    } else if n > 0 {
+        Input::Ready
+    } else {
+        Input::Nothing
+    }
 }
 
 /// Takes a snapshot every `interval` (unless paused) and sends it, or why it failed; a lost
