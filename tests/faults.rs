@@ -236,19 +236,14 @@ fn rows_no_migration_explains_are_refused_not_deleted() {
     // The batch mover (rebalance apply) refuses that account and moves the others.
     let other = 7002;
     let other_home = env.seed_user(other, 3);
-    let plan = env.dir.path().join("plan.json");
-    std::fs::write(
-        &plan,
-        serde_json::json!({
-            "version": 1, "created_at": "now", "by": "users", "tolerance_pct": 2.0,
-            "lower_bound": 2, "rows_to_move": 0, "shards": [],
-            "moves": [{"user": user, "from": home, "to": away, "rows": 46},
-                      {"user": other, "from": other_home, "to": env.other_shard(&other_home), "rows": 6}]
-        })
-        .to_string(),
-    )
-    .unwrap();
-    let (code, doc) = env.run_json(&["rebalance", "apply", plan.to_str().unwrap()]);
+    let plan = env.write_plan(
+        "plan.json",
+        vec![
+            serde_json::json!({"user": user, "from": home, "to": away, "rows": 46}),
+            serde_json::json!({"user": other, "from": other_home, "to": env.other_shard(&other_home), "rows": 6}),
+        ],
+    );
+    let (code, doc) = env.run_json(&["rebalance", "apply", &plan]);
     assert_eq!(code, 5, "{doc}");
     assert_eq!(doc["done"], 1, "{doc}");
     let failed = doc["failed"].as_array().unwrap();
@@ -880,15 +875,7 @@ fn plan_to_the_other_shard(env: &Env, users: &[u64], file: &str) -> String {
         .iter()
         .map(|(u, home)| serde_json::json!({"user": u, "from": home, "to": env.other_shard(home), "rows": 3}))
         .collect();
-    let plan = env.dir.path().join(file);
-    std::fs::write(
-        &plan,
-        serde_json::json!({"version": 1, "created_at": "now", "by": "users", "tolerance_pct": 2.0,
-                           "lower_bound": 0, "rows_to_move": 0, "shards": [], "moves": moves})
-        .to_string(),
-    )
-    .unwrap();
-    plan.to_str().unwrap().to_string()
+    env.write_plan(file, moves)
 }
 
 #[test]

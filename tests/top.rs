@@ -162,14 +162,7 @@ fn the_live_screen_follows_a_rebalance_and_quits_cleanly() {
             serde_json::json!({"user": u, "from": home, "to": env.other_shard(&home), "rows": 7}),
         );
     }
-    let plan = env.dir.path().join("plan.json");
-    std::fs::write(
-        &plan,
-        serde_json::json!({"version": 1, "created_at": "now", "by": "users", "tolerance_pct": 2.0,
-                           "lower_bound": 0, "rows_to_move": 0, "shards": [], "moves": moves})
-        .to_string(),
-    )
-    .unwrap();
+    let plan = env.write_plan("plan.json", moves);
     let tmux = Tmux::start(150, 45);
     tmux.keys(&[
         &format!(
@@ -186,7 +179,7 @@ fn the_live_screen_follows_a_rebalance_and_quits_cleanly() {
 
     // A rebalance stops in the middle of its first batch's copy: top shows it in flight.
     let apply = env.spawn(
-        &["rebalance", "apply", plan.to_str().unwrap(), "--jobs", "1"],
+        &["rebalance", "apply", &plan, "--jobs", "1"],
         &[("SHARDCTL_FAILPOINT_STOP", "migrate.copy_mid")],
     );
     wait_until("the apply to pause mid-copy", || is_stopped(apply.id()));

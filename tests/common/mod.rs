@@ -302,6 +302,20 @@ impl Env {
             .expect("a second shard")
     }
 
+    /// Writes a plan file of `moves` (`{"user", "from", "to", "rows"}`) in this world's
+    /// directory, as `rebalance plan -o` would; returns its path.
+    pub fn write_plan(&self, file: &str, moves: Vec<Value>) -> String {
+        let plan = self.dir.path().join(file);
+        std::fs::write(
+            &plan,
+            serde_json::json!({"version": 1, "created_at": "now", "by": "users", "tolerance_pct": 2.0,
+                               "lower_bound": 0, "rows_to_move": 0, "shards": [], "moves": moves})
+            .to_string(),
+        )
+        .unwrap();
+        plan.to_str().unwrap().to_string()
+    }
+
     /// Starts shardctl in the background with this world's config (and `env`), pipes captured.
     pub fn spawn(&self, args: &[&str], env: &[(&str, &str)]) -> std::process::Child {
         Command::new(bin())
