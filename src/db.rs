@@ -52,10 +52,11 @@ fn opts(
 
 /// True for errors after which the connection's state is unknown.
 fn is_broken(err: &mysql::Error) -> bool {
-    matches!(
-        err,
-        mysql::Error::IoError(_) | mysql::Error::DriverError(_) | mysql::Error::TlsError(_)
-    )
+    crate::error::io_error(err).is_some()
+        || matches!(
+            err,
+            mysql::Error::DriverError(_) | mysql::Error::TlsError(_)
+        )
 }
 
 impl Db {

@@ -74,14 +74,23 @@ impl Error {
     /// Access denied and unknown database are configuration problems (exit 2); I/O and
     /// connect failures mean the server is unreachable (exit 1).
     pub fn db(server: &str, doing: &str, err: mysql::Error) -> Error {
+        if let Some(io) = io_error(&err) {
+            // A read or write that ran out of its timeout: the server did not answer in time
+            // (frozen, overloaded, partitioned) — said plainly, not as the driver's Debug text.
+            let what = match io.kind() {
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
+                    "no answer within the timeout".to_string()
+                }
+                _ => one_line(&io.to_string()),
+            };
+            return Error::Unreachable(format!("{doing} on {server}: {what}"));
+        }
         let text = format!("{doing} on {server}: {}", one_line(&err.to_string()));
         match &err {
             mysql::Error::MySqlError(e) if matches!(e.code, 1044 | 1045 | 1049 | 1698) => {
                 Error::Config(text)
             }
-            mysql::Error::IoError(_) | mysql::Error::DriverError(_) | mysql::Error::TlsError(_) => {
-                Error::Unreachable(text)
-            }
+            mysql::Error::DriverError(_) | mysql::Error::TlsError(_) => Error::Unreachable(text),
             _ => Error::Database(text),
         }
     }
@@ -104,6 +113,18 @@ pub fn excerpt(text: &str, max: usize) -> String {
         out.push_str("...");
     }
     out
+}
+
+/// The I/O error under a driver error, where there is one: the connection itself failed (the
+/// driver reports a read timeout as a codec error wrapping it).
+pub fn io_error(err: &mysql::Error) -> Option<&std::io::Error> {
+    // The crate's re-export of mysql_common (field notes: never a direct dependency).
+    use mysql::mysql_common::proto::codec::error::PacketCodecError;
+    match err {
+        mysql::Error::IoError(e) => Some(e),
+        mysql::Error::CodecError(PacketCodecError::Io(e)) => Some(e),
+        _ => None,
+    }
 }
 
 /// The MySQL error code of a server error, if it is one.
