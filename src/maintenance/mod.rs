@@ -57,9 +57,16 @@ fn probe_io(cfg: &Config) -> Duration {
 }
 
 /// A connection whose every statement is bounded by `io`.
+/// A connection whose login and every statement are bounded by `io` (never more than the
+/// configured connect timeout for the login): a wait that is bounded by the operator's
+/// deadline stays within it even when it has to reconnect to a frozen server.
 fn connect(cfg: &Config, addr: &HostPort, io: Duration) -> Result<Db> {
+    let net = crate::config::NetOptions {
+        connect_timeout: cfg.net.connect_timeout.min(io),
+        ..cfg.net.clone()
+    };
     // No default database, so our own session is never counted as application work.
-    let mut db = Db::connect(addr, &cfg.shards.login, None, &cfg.net)?;
+    let mut db = Db::connect(addr, &cfg.shards.login, None, &net)?;
     db.set_timeouts(io, io)?;
     Ok(db)
 }
@@ -74,15 +81,21 @@ fn until(deadline: Instant) -> Duration {
 /// that has a transaction open on the server whatever its default database (a client may
 /// write `db.table` with no default database). Replication and daemon threads, and our own
 /// session, are not application work.
+/// The rule for an application session, over `information_schema.PROCESSLIST` (its one
+/// parameter: the shard database); `top` counts sessions by the same rule.
+pub const APP_SESSION: &str =
+    "(DB = ? OR ID IN (SELECT trx_mysql_thread_id FROM information_schema.INNODB_TRX))
+           AND ID <> CONNECTION_ID() AND USER <> 'system user'
+           AND COMMAND NOT IN ('Binlog Dump', 'Binlog Dump GTID', 'Slave_IO', 'Slave_SQL',
+                               'Slave_worker', 'Daemon')";
+
 fn sessions(cfg: &Config, db: &mut Db) -> Result<Vec<Session>> {
     let rows: Vec<mysql::Row> = db.exec(
         "listing application sessions",
-        "SELECT ID, USER, HOST, COMMAND, TIME, STATE, INFO FROM information_schema.PROCESSLIST
-         WHERE (DB = ? OR ID IN (SELECT trx_mysql_thread_id FROM information_schema.INNODB_TRX))
-           AND ID <> CONNECTION_ID() AND USER <> 'system user'
-           AND COMMAND NOT IN ('Binlog Dump', 'Binlog Dump GTID', 'Slave_IO', 'Slave_SQL',
-                               'Slave_worker', 'Daemon')
-         ORDER BY TIME DESC, ID",
+        &format!(
+            "SELECT ID, USER, HOST, COMMAND, TIME, STATE, INFO FROM information_schema.PROCESSLIST
+             WHERE {APP_SESSION} ORDER BY TIME DESC, ID"
+        ),
         (cfg.shards.database.as_str(),),
     )?;
     Ok(rows

@@ -230,12 +230,12 @@ fn probe_once(cfg: &Config, addr: &HostPort, db: &mut Option<Db>) -> Result<Prob
     let (sessions, questions): (u64, Option<String>) = conn
         .exec_first(
             "counting sessions and queries",
-            "SELECT (SELECT COUNT(*) FROM information_schema.PROCESSLIST
-                     WHERE (DB = ? OR ID IN (SELECT trx_mysql_thread_id FROM information_schema.INNODB_TRX))
-                       AND ID <> CONNECTION_ID() AND USER <> 'system user'
-                       AND COMMAND NOT IN ('Binlog Dump', 'Binlog Dump GTID', 'Slave_IO', 'Slave_SQL',
-                                           'Slave_worker', 'Daemon')),
-                    (SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'QUESTIONS')",
+            &format!(
+                "SELECT (SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE {}),
+                        (SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS
+                         WHERE VARIABLE_NAME = 'QUESTIONS')",
+                crate::maintenance::APP_SESSION
+            ),
             (cfg.shards.database.as_str(),),
         )?
         .unwrap_or((0, None));
