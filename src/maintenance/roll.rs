@@ -390,7 +390,7 @@ pub fn roll(cfg: &Config, opts: &RollOptions, ui: &Ui) -> Result<RollReport> {
         };
         report.refused = checked.refused;
         let shards = directory::shards(&mut ring::open(cfg)?)?;
-        report.halves = half_runs(opts, &shards, None)?;
+        report.halves = half_runs(opts, &shards, None);
         report.seconds = start.elapsed().as_secs_f64();
         return Ok(report);
     }
@@ -441,17 +441,12 @@ fn drain_options(
 }
 
 /// The halves as they stand now, with the journal's results (or none, before a roll exists).
-fn half_runs(
-    opts: &RollOptions,
-    shards: &[Shard],
-    journal: Option<&Journal>,
-) -> Result<Vec<HalfRun>> {
+fn half_runs(opts: &RollOptions, shards: &[Shard], journal: Option<&Journal>) -> Vec<HalfRun> {
     let status: HashMap<HostPort, ServerStatus> = shards
         .iter()
         .flat_map(|s| s.servers.iter().map(|v| (v.addr(), v.status)))
         .collect();
-    Ok(opts
-        .halves
+    opts.halves
         .iter()
         .map(|&half| HalfRun {
             half,
@@ -479,7 +474,7 @@ fn half_runs(
                 })
                 .collect(),
         })
-        .collect())
+        .collect()
 }
 
 /// With the roll lock held: every half in order, each drained, run and restored before the next.
@@ -622,7 +617,7 @@ fn run_halves(
     }
     let shards = directory::shards(&mut ring)?;
     let journal = read_journal(&mut ring, roll_id)?;
-    report.halves = half_runs(opts, &shards, Some(&journal))?;
+    report.halves = half_runs(opts, &shards, Some(&journal));
     for h in &mut report.halves {
         for s in &mut h.servers {
             s.note = notes.remove(&HostPort::new(s.host.clone(), s.port));
