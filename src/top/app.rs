@@ -71,25 +71,35 @@ fn event_loop(terminal: &mut DefaultTerminal, cfg: &Config, opts: &TopOptions) -
         }
         // Wait for the keyboard ourselves: on a hung-up terminal (its window closed) crossterm's
         // own wait spins on end-of-file and never returns.
-        match wait_for_input(Duration::from_millis(50)) {
-            Input::Gone => break Ok(()),
-            Input::Nothing => continue,
-            Input::Ready => {}
+        if hung_up_while_waiting(Duration::from_millis(50)) {
+            break Ok(());
         }
-        let key = match event::poll(Duration::ZERO).and_then(|ready| {
-            if ready {
-                event::read().map(Some)
-            } else {
-                Ok(None)
-            }
-        }) {
-            Ok(Some(Event::Key(k))) if k.kind == KeyEventKind::Press => k,
-            Ok(_) => continue,
+        // Every event crossterm has, new or read ahead with an earlier one (so a key that came
+        // in the same read as another is never left waiting for more input).
+        match next_keys(&mut view, &paused) {
+            Ok(false) => {}
+            Ok(true) => break Ok(()),
             Err(e) => break Err(Error::io("reading the keyboard", e)),
+        }
+    };
+    stop.store(true, Ordering::SeqCst);
+    // The refresher may be inside a ring query: it ends on its own, bounded by the timeouts.
+    drop(refresher);
+    outcome
+}
+
+/// Handles every event available now; true when the operator asked to quit.
+fn next_keys(view: &mut View, paused: &AtomicBool) -> std::io::Result<bool> {
+    while event::poll(Duration::ZERO)? {
+        let Event::Key(key) = event::read()? else {
+            continue;
         };
+        if key.kind != KeyEventKind::Press {
+            continue;
+        }
         match key.code {
-            KeyCode::Char('q') | KeyCode::Esc => break Ok(()),
-            KeyCode::Char('c') if key.modifiers.contains(KeyModifiers::CONTROL) => break Ok(()),
+            KeyCode::Char('q') | KeyCode::Esc => return Ok(true),
+            KeyCode::Char('c') if key.modifiers.contains(KeyModifiers::CONTROL) => return Ok(true),
             KeyCode::Tab => view.next_panel(),
             KeyCode::Down | KeyCode::Char('j') => view.scroll_down(),
             KeyCode::Up | KeyCode::Char('k') => view.scroll_up(),
@@ -99,23 +109,13 @@ fn event_loop(terminal: &mut DefaultTerminal, cfg: &Config, opts: &TopOptions) -
             }
             _ => {}
         }
-    };
-    stop.store(true, Ordering::SeqCst);
-    // The refresher may be inside a ring query: it ends on its own, bounded by the timeouts.
-    drop(refresher);
-    outcome
+    }
+    Ok(false)
 }
 
-enum Input {
-    Ready,
-    Nothing,
-    /// The terminal hung up (its window closed, the tmux or ssh session ended): no key will
-    /// ever come, and reads see end-of-file.
-    Gone,
-}
-
-/// Waits up to `timeout` for the keyboard.
-fn wait_for_input(timeout: Duration) -> Input {
+/// Waits up to `timeout` for the keyboard; true when the terminal hung up (its window closed,
+/// the tmux or ssh session ended): no key will ever come, and reads see end-of-file.
+fn hung_up_while_waiting(timeout: Duration) -> bool {
     let mut fd = libc::pollfd {
         fd: libc::STDIN_FILENO,
         events: libc::POLLIN,
@@ -123,13 +123,7 @@ fn wait_for_input(timeout: Duration) -> Input {
     };
     // SAFETY: polling one descriptor we own.
     let n = unsafe { libc::poll(&mut fd, 1, timeout.as_millis() as libc::c_int) };
-    if n > 0 && fd.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0 {
-        Input::Gone
-    } else if n > 0 {
-        Input::Ready
-    } else {
-        Input::Nothing
-    }
+    n > 0 && fd.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0
 }
 
 /// Takes a snapshot every `interval` (unless paused) and sends it, or why it failed; a lost
