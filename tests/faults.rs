@@ -14,8 +14,8 @@ use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use common::{
-    bin, conn, federation, fingerprint, is_stopped, root_db, server, wait_replicated, wait_until,
-    Env, Federation,
+    bin, conn, federation, fingerprint, is_stopped, port_of, root_db, server, wait_replicated,
+    wait_until, Env, Federation,
 };
 use mysql::prelude::Queryable;
 use serde_json::Value;
@@ -429,7 +429,7 @@ fn an_unreachable_holder_is_waited_out_and_account_locks_fall_over() {
         .as_str()
         .unwrap()
         .to_string();
-    let holder_port: u16 = holder_server.rsplit(':').next().unwrap().parse().unwrap();
+    let holder_port = port_of(&holder_server);
     assert!(env.shard_ports(&home).contains(&holder_port));
     let acquired_at = Instant::now();
     {
@@ -723,15 +723,13 @@ fn a_migration_blocked_on_a_frozen_server_honours_ctrl_c() {
     let _turn = serial();
     let env = world("frozen_migrate");
     let user = 7500;
-    let home = env.seed_user(user, 300);
-    let away = env.other_shard(&home);
-    let rows = fingerprint(env.shard_ports(&home)[0], &env.shard_db(), user);
+    let (home, away, rows) = env.seed_move(user, 300);
     let mut mover = env.migration_paused_mid_copy(user, &away, &[]);
     let dst = env.json(&["migrate", "status", &user.to_string()])[0]["dest_server"]
         .as_str()
         .unwrap()
         .to_string();
-    let dst_port: u16 = dst.rsplit(':').next().unwrap().parse().unwrap();
+    let dst_port = port_of(&dst);
     {
         let _frozen = Frozen::new(fed(), &member(fed(), dst_port));
         signal(mover.id() as i32, libc::SIGCONT);
@@ -786,14 +784,7 @@ fn a_drain_names_the_locks_held_on_the_servers_it_drains() {
     let name = format!("ACCOUNT_{user}_NIGHTLY");
     let (holder, grandchild) = stubborn_lock_run(&env, &name, "30s", &[]);
     let shown = env.json(&["lock", "show", &name]);
-    let port: u16 = shown["lease"]["holder_server"]
-        .as_str()
-        .unwrap()
-        .rsplit(':')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let port = port_of(shown["lease"]["holder_server"].as_str().unwrap());
     let half = if env.shard_ports(&home)[0] == port {
         "a"
     } else {
@@ -814,9 +805,7 @@ fn ctrl_c_after_the_flip_says_the_user_moved_and_the_flip_is_audited() {
     let _turn = calm();
     let env = world("after_flip");
     let user = 7700;
-    let home = env.seed_user(user, 200);
-    let away = env.other_shard(&home);
-    let rows = fingerprint(env.shard_ports(&home)[0], &env.shard_db(), user);
+    let (_, away, rows) = env.seed_move(user, 200);
     let mover = env.spawn(
         &[
             "migrate",
@@ -848,9 +837,7 @@ fn a_live_migration_is_in_progress_not_interrupted() {
     let _turn = calm();
     let env = world("in_progress");
     let user = 7800;
-    let home = env.seed_user(user, 200);
-    let away = env.other_shard(&home);
-    let rows = fingerprint(env.shard_ports(&home)[0], &env.shard_db(), user);
+    let (_, away, rows) = env.seed_move(user, 200);
     let mut mover = env.migration_paused_mid_copy(user, &away, &[]);
     let (code, doc) = env.run_json(&["migrate", "resume", "--all"]);
     assert_eq!(code, 0, "{doc}");

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{federation, fingerprint, Env, Federation};
+use common::{federation, Env, Federation};
 use mysql::prelude::Queryable;
 
 fn fed() -> &'static Federation {
@@ -13,10 +13,7 @@ fn fed() -> &'static Federation {
 fn world(name: &str, user: u64, photos: u64) -> (Env, String, String, common::Fingerprint) {
     let env = Env::new(fed(), name);
     env.register_shards();
-    let from = env.seed_user(user, photos);
-    let to = env.other_shard(&from);
-    let original = fingerprint(env.shard_ports(&from)[0], &env.shard_db(), user);
-    assert!(original.iter().any(|(_, n, _)| *n > 0));
+    let (from, to, original) = env.seed_move(user, photos);
     (env, from, to, original)
 }
 

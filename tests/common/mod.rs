@@ -388,6 +388,14 @@ impl Env {
     }
 }
 
+/// The port of a `HOST:PORT` a document names.
+pub fn port_of(addr: &str) -> u16 {
+    addr.rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("`{addr}` is not HOST:PORT"))
+}
+
 /// The entry for the server on `port` in a document's `servers` list.
 pub fn server(doc: &Value, port: u16) -> &Value {
     doc["servers"]
@@ -475,6 +483,16 @@ impl Env {
         .unwrap();
         wait_replicated(&mut conn(ports[0]), ports[1]);
         shard
+    }
+
+    /// Seeds `user` with an account of `photos` photos, for a move: (its shard, the other
+    /// shard, its rows as they are now).
+    pub fn seed_move(&self, user: u64, photos: u64) -> (String, String, Fingerprint) {
+        let home = self.seed_user(user, photos);
+        let away = self.other_shard(&home);
+        let rows = fingerprint(self.shard_ports(&home)[0], &self.shard_db(), user);
+        assert!(rows.iter().any(|(_, n, _)| *n > 0));
+        (home, away, rows)
     }
 
     pub fn shard_ports(&self, shard: &str) -> Vec<u16> {
