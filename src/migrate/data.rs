@@ -32,12 +32,19 @@ fn chunk_rows(columns: usize) -> usize {
 const DELETE_CHUNK: u64 = 100_000;
 
 pub fn connect(cfg: &Config, addr: &HostPort) -> Result<Db> {
-    Db::connect(
+    let mut db = Db::connect(
         addr,
         &cfg.shards.login,
         Some(&cfg.shards.database),
         &cfg.net,
-    )
+    )?;
+    // TIMESTAMPs are read and written as text in the session's zone: one zone for every
+    // session, so servers in different zones (or a DST change) cannot shift one.
+    db.query_drop(
+        "choosing the session's time zone",
+        "SET time_zone = '+00:00'",
+    )?;
+    Ok(db)
 }
 
 /// Runs `f` on the first of `servers` (a shard's, in order) where it succeeds; otherwise one
@@ -110,7 +117,9 @@ pub fn describe(db: &mut Db, database: &Ident, spec: &TableSpec) -> Result<Table
     };
     let columns: Vec<String> = db.exec(
         "reading the table's columns",
-        "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
+        // Generated columns are the server's to compute: a copy that wrote them would fail
+        // (error 1906), and the rows' other columns determine them.
+        "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND COALESCE(GENERATION_EXPRESSION, '') = '' ORDER BY ORDINAL_POSITION",
         (database.as_str(), spec.name.as_str()),
     )?;
     let key: Vec<String> = db.exec(
@@ -607,16 +616,29 @@ pub fn copy_stream(
             *staged
                 .lock()
                 .map_err(|_| Error::Failed("poisoned chunk buffer".into()))? = std::mem::take(text);
+            // LOAD DATA LOCAL turns a refused row (a duplicate key) into a warning: the first
+            // one is read in the same transaction, before anything resets it, to say why.
             let loaded = fenced(dst_conn, dst_addr, user, token, |tx| {
                 tx.query_drop(&load)?;
-                Ok(tx.affected_rows())
+                let got = tx.affected_rows();
+                let why: Option<(String, u32, String)> = if got == n {
+                    None
+                } else {
+                    tx.query_first("SHOW WARNINGS LIMIT 1")?
+                };
+                Ok((got, why))
             });
             match loaded {
-                Ok(got) if got == n => {}
-                Ok(got) => {
+                Ok((got, _)) if got == n => {}
+                Ok((got, why)) => {
                     return Err(Error::Failed(format!(
-                        "{dst_addr}: LOAD DATA took {got} of {n} rows of {}",
-                        table.name
+                        "{dst_addr}: LOAD DATA took {got} of {n} rows of {}: {}",
+                        table.name,
+                        why.map(|(level, code, text)| format!(
+                            "{level} {code}: {}",
+                            crate::error::one_line(&text)
+                        ))
+                        .unwrap_or_else(|| "the server gave no warning".into())
                     )))
                 }
                 // Local files are disabled on this server: write these rows (kept below) with
@@ -653,6 +675,14 @@ pub fn copy_stream(
     let mut result = src_conn
         .exec_iter(&select, range_params(user, range))
         .map_err(|e| Error::db(&src_name, "reading the user's rows", e))?;
+    // YEAR arrives as a number; LOAD DATA reads a short one as a two-digit year (0 is 2000),
+    // so years are written with four digits.
+    let years: Vec<bool> = result
+        .columns()
+        .as_ref()
+        .iter()
+        .map(|c| c.column_type() == mysql::consts::ColumnType::MYSQL_TYPE_YEAR)
+        .collect();
     for row in result.by_ref() {
         let row = row
             .map_err(|e| Error::db(&src_name, "reading the user's rows", e))?
@@ -662,7 +692,15 @@ pub fn copy_stream(
                 if i > 0 {
                     text.push(b'\t');
                 }
-                encode_value(&mut text, v);
+                match v {
+                    mysql::Value::Int(y) if years[i] => {
+                        let _ = std::io::Write::write_fmt(&mut text, format_args!("{y:04}"));
+                    }
+                    mysql::Value::UInt(y) if years[i] => {
+                        let _ = std::io::Write::write_fmt(&mut text, format_args!("{y:04}"));
+                    }
+                    v => encode_value(&mut text, v),
+                }
             }
             text.push(b'\n');
         }
