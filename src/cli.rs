@@ -54,7 +54,8 @@ pub struct GlobalArgs {
     /// Output format: a table for people, one JSON document for scripts
     #[arg(long, global = true, value_enum, default_value_t = Format::Table)]
     pub format: Format,
-    /// Print nothing on stderr but warnings and errors
+    /// Print nothing on stderr but warnings, errors and what commands shardctl runs print
+    /// (`lock run`, `maintenance roll`): no status lines, no progress bars
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
     /// Print more detail on stderr

@@ -58,6 +58,21 @@ pub struct TableSpec {
     pub owner_column: Ident,
 }
 
+impl TableSpec {
+    /// A statement built from this entry failed: a shard without the table or its owner
+    /// column means the configuration does not match the schema (exit 2).
+    pub fn explain(&self, err: Error) -> Error {
+        use crate::error::DbErrorKind::{UnknownColumn, UnknownTable};
+        if err.is(UnknownColumn) || err.is(UnknownTable) {
+            return Error::Config(format!(
+                "[[shards.tables]] `{}` (owner column `{}`) does not match the shard's schema: {err}",
+                self.name, self.owner_column
+            ));
+        }
+        err
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Login {
     pub user: String,
@@ -397,7 +412,14 @@ impl Config {
         };
         let timeout = |v: &Option<String>, default: Duration, key: &str| match v {
             None => Ok(default),
-            Some(s) => parse_duration(s).map_err(|e| bad(format!("[timeouts] {key}: {e}"))),
+            // Zero would mean "wait forever" to the socket: every wait must be bounded.
+            Some(s) => match parse_duration(s) {
+                Ok(d) if d < Duration::from_millis(1) => Err(bad(format!(
+                    "[timeouts] {key}: `{s}` must be at least 1ms (a timeout of zero never ends)"
+                ))),
+                Ok(d) => Ok(d),
+                Err(e) => Err(bad(format!("[timeouts] {key}: {e}"))),
+            },
         };
         let defaults = NetOptions::default();
         let net = NetOptions {

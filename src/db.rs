@@ -9,7 +9,7 @@ use mysql::prelude::{FromRow, Queryable};
 use mysql::{Conn, Opts, OptsBuilder, Params, SslOpts, Transaction, TxOpts};
 
 use crate::config::{Login, NetOptions, TlsMode};
-use crate::error::{Error, Result};
+use crate::error::{DbErrorKind, Error, Result};
 use crate::types::{HostPort, Ident};
 
 /// One server connection, labelled with the server's address for error messages.
@@ -55,7 +55,7 @@ fn is_broken(err: &mysql::Error) -> bool {
     crate::error::io_error(err).is_some()
         || matches!(
             err,
-            mysql::Error::DriverError(_) | mysql::Error::TlsError(_)
+            mysql::Error::DriverError(_) | mysql::Error::TlsError(_) | mysql::Error::CodecError(_)
         )
 }
 
@@ -209,6 +209,15 @@ impl Db {
             .unwrap_or(0)
     }
 
+    /// Ends session `id` on this server (`KILL CONNECTION`); false if it had already ended.
+    pub fn kill_connection(&mut self, doing: &str, id: u64) -> Result<bool> {
+        match self.query_drop(doing, &format!("KILL CONNECTION {id}")) {
+            Ok(()) => Ok(true),
+            Err(e) if e.is(DbErrorKind::UnknownThread) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// The server's version string.
     pub fn version(&mut self) -> Result<String> {
         Ok(self
@@ -224,7 +233,7 @@ pub fn retry_deadlocks<T>(mut f: impl FnMut() -> Result<T>) -> Result<T> {
     let mut attempt = 0;
     loop {
         match f() {
-            Err(Error::Database(msg)) if msg.contains("1213") && attempt < 6 => {
+            Err(e) if e.is(DbErrorKind::Deadlock) && attempt < 6 => {
                 attempt += 1;
                 std::thread::sleep(std::time::Duration::from_millis(5 << attempt));
             }

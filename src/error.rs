@@ -1,5 +1,7 @@
 //! Typed errors: the library says what went wrong, the edge maps it to an exit code.
 
+use std::sync::Arc;
+
 use crate::exit_codes;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -21,9 +23,9 @@ pub enum Error {
     /// A server could not be reached.
     #[error("{0}")]
     Unreachable(String),
-    /// A server answered with an error.
+    /// A server answered with an error (its MySQL code kept), or its data is inconsistent.
     #[error("{0}")]
-    Database(String),
+    Database(DbError),
     /// The lock is held by someone else.
     #[error("{0}")]
     LockInUse(String),
@@ -42,6 +44,7 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Usage(_) | Error::Config(_) => exit_codes::USAGE,
+            Error::Database(e) if e.is_configuration() => exit_codes::USAGE,
             Error::Refused(_) => exit_codes::REFUSED,
             Error::LockInUse(_) => exit_codes::LOCK_IN_USE,
             Error::NotFound(_)
@@ -58,6 +61,7 @@ impl Error {
         match self {
             Error::Usage(_) => "usage",
             Error::Config(_) => "config",
+            Error::Database(e) if e.is_configuration() => "config",
             Error::NotFound(_) => "not_found",
             Error::Conflict(_) => "conflict",
             Error::Unreachable(_) => "unreachable",
@@ -71,8 +75,9 @@ impl Error {
 
     /// An error from the `mysql` crate, with the server and what we were doing.
     ///
-    /// Access denied and unknown database are configuration problems (exit 2); I/O and
-    /// connect failures mean the server is unreachable (exit 1).
+    /// A server's answer keeps its code (access denied and unknown database are configuration
+    /// problems, exit 2); I/O, protocol and TLS failures mean the server is unreachable (exit 1).
+    /// Messages are the server's text or plain words, never the driver's Debug text.
     pub fn db(server: &str, doing: &str, err: mysql::Error) -> Error {
         if let Some(io) = io_error(&err) {
             // A read or write that ran out of its timeout: the server did not answer in time
@@ -85,19 +90,154 @@ impl Error {
             };
             return Error::Unreachable(format!("{doing} on {server}: {what}"));
         }
-        let text = format!("{doing} on {server}: {}", one_line(&err.to_string()));
-        match &err {
-            mysql::Error::MySqlError(e) if matches!(e.code, 1044 | 1045 | 1049 | 1698) => {
-                Error::Config(text)
+        match err {
+            mysql::Error::MySqlError(e) => Error::Database(DbError {
+                code: Some(e.code),
+                message: format!(
+                    "{doing} on {server}: ERROR {} ({}): {}",
+                    e.code,
+                    e.state,
+                    one_line(&e.message)
+                )
+                .into(),
+            }),
+            mysql::Error::DriverError(e) => {
+                Error::Unreachable(format!("{doing} on {server}: {}", one_line(&e.to_string())))
             }
-            mysql::Error::DriverError(_) | mysql::Error::TlsError(_) => Error::Unreachable(text),
-            _ => Error::Database(text),
+            mysql::Error::TlsError(e) => Error::Unreachable(format!(
+                "{doing} on {server}: TLS: {}",
+                one_line(&e.to_string())
+            )),
+            mysql::Error::UrlError(e) => Error::Config(format!("{doing} on {server}: {e}")),
+            mysql::Error::FromValueError(v) => Error::Database(DbError::inconsistent(format!(
+                "{doing} on {server}: the server returned a value of an unexpected type ({})",
+                excerpt(&format!("{v:?}"), 80)
+            ))),
+            mysql::Error::FromRowError(_) => Error::Database(DbError::inconsistent(format!(
+                "{doing} on {server}: the server returned a row of an unexpected shape"
+            ))),
+            mysql::Error::CodecError(e) => Error::Unreachable(format!(
+                "{doing} on {server}: the connection broke: {}",
+                one_line(&e.to_string())
+            )),
+            mysql::Error::IoError(e) => {
+                Error::Unreachable(format!("{doing} on {server}: {}", one_line(&e.to_string())))
+            }
         }
+    }
+
+    /// Data that contradicts itself (a journal entry missing, a state no version wrote).
+    pub fn inconsistent(message: impl Into<String>) -> Error {
+        Error::Database(DbError::inconsistent(message))
+    }
+
+    /// The server's error, if a server answered with one.
+    pub fn server_error(&self) -> Option<&DbError> {
+        match self {
+            Error::Database(e) if e.code.is_some() => Some(e),
+            _ => None,
+        }
+    }
+
+    /// Whether a server answered with this kind of error.
+    pub fn is(&self, kind: DbErrorKind) -> bool {
+        self.server_error().is_some_and(|e| e.kind() == kind)
     }
 
     /// A local I/O failure with what we were doing.
     pub fn io(doing: &str, err: std::io::Error) -> Error {
         Error::Failed(format!("{doing}: {err}"))
+    }
+}
+
+/// What a server's error code means to shardctl: the branches it takes on them, and nothing
+/// else (a message's text is for people, never searched).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DbErrorKind {
+    /// 1213: InnoDB chose this transaction as a deadlock victim and rolled it back whole.
+    Deadlock,
+    /// 1062: a duplicate key.
+    Duplicate,
+    /// 1094: `KILL` of a session that has already ended.
+    UnknownThread,
+    /// 1049: the database does not exist.
+    UnknownDatabase,
+    /// 1044, 1045, 1698: the login or its privileges are refused.
+    AccessDenied,
+    /// 1148, 3948, 3950: the server (or its settings) refuses `LOAD DATA LOCAL`.
+    LocalInfileRefused,
+    /// 1054: a column the statement names does not exist.
+    UnknownColumn,
+    /// 1146: a table the statement names does not exist.
+    UnknownTable,
+    /// Any other server error, or inconsistent data (no code).
+    Other,
+}
+
+/// An error a server answered with, its code kept: the shape of sqlx's `DatabaseError`.
+/// Cheap to clone (the message is shared).
+#[derive(Clone, Debug)]
+pub struct DbError {
+    code: Option<u16>,
+    message: Arc<str>,
+}
+
+impl DbError {
+    /// An error no server code explains: the data contradicts itself.
+    pub fn inconsistent(message: impl Into<String>) -> DbError {
+        DbError {
+            code: None,
+            message: message.into().into(),
+        }
+    }
+
+    /// A server's error as shardctl reports it: `message` is the whole line for people.
+    pub fn server(code: u16, message: impl Into<String>) -> DbError {
+        DbError {
+            code: Some(code),
+            message: message.into().into(),
+        }
+    }
+
+    /// The MySQL error code, when a server answered.
+    pub fn code(&self) -> Option<u16> {
+        self.code
+    }
+
+    pub fn kind(&self) -> DbErrorKind {
+        match self.code {
+            Some(1213) => DbErrorKind::Deadlock,
+            Some(1062) => DbErrorKind::Duplicate,
+            Some(1094) => DbErrorKind::UnknownThread,
+            Some(1049) => DbErrorKind::UnknownDatabase,
+            Some(1044 | 1045 | 1698) => DbErrorKind::AccessDenied,
+            Some(1148 | 3948 | 3950) => DbErrorKind::LocalInfileRefused,
+            Some(1054) => DbErrorKind::UnknownColumn,
+            Some(1146) => DbErrorKind::UnknownTable,
+            _ => DbErrorKind::Other,
+        }
+    }
+
+    pub fn is_deadlock(&self) -> bool {
+        self.kind() == DbErrorKind::Deadlock
+    }
+
+    pub fn is_duplicate(&self) -> bool {
+        self.kind() == DbErrorKind::Duplicate
+    }
+
+    /// A login refused or a database missing: the configuration is wrong (exit 2).
+    pub fn is_configuration(&self) -> bool {
+        matches!(
+            self.kind(),
+            DbErrorKind::AccessDenied | DbErrorKind::UnknownDatabase
+        )
+    }
+}
+
+impl std::fmt::Display for DbError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
     }
 }
 

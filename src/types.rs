@@ -198,11 +198,12 @@ impl Weight {
 impl TryFrom<f64> for Weight {
     type Error = String;
     fn try_from(w: f64) -> Result<Weight, String> {
-        if w.is_finite() && w > 0.0 && w <= 1e9 {
+        // Below 1e-6 shares stop being meaningful (and subnormal numbers lose precision).
+        if w.is_finite() && (1e-6..=1e9).contains(&w) {
             Ok(Weight(w))
         } else {
             Err(format!(
-                "weight `{w}` must be a finite number above 0 (at most 1e9)"
+                "weight `{w}` must be a number from 0.000001 to 1e9"
             ))
         }
     }

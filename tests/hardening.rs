@@ -566,6 +566,17 @@ fn bad_input_corpus_gets_one_clear_error_and_changes_nothing() {
             "bad-timeout.toml",
             format!("{config}[timeouts]\nconnect = \"-1s\"\n"),
         ),
+        (
+            "zero-timeout.toml",
+            format!("{config}[timeouts]\nconnect = \"0s\"\n"),
+        ),
+        (
+            "bad-owner.toml",
+            config.replace(
+                "name = \"photos\"\nowner_column = \"owner_id\"",
+                "name = \"photos\"\nowner_column = \"no_such_owner\"",
+            ),
+        ),
     ];
     for (name, text) in &configs {
         file(name, text);
@@ -599,6 +610,8 @@ fn bad_input_corpus_gets_one_clear_error_and_changes_nothing() {
         (s(&["shard", "add", "s9", "--weight", "NaN", "--server", "127.0.0.1:1"]), 2),
         (s(&["shard", "add", "s9", "--weight", "inf", "--server", "127.0.0.1:1"]), 2),
         (s(&["shard", "add", "s9", "--weight", "1e400", "--server", "127.0.0.1:1"]), 2),
+        (s(&["shard", "add", "s9", "--weight", "1e-320", "--server", "127.0.0.1:1"]), 2),
+        (s(&["shard", "set-weight", "shard1", "1e-320"]), 2),
         (s(&["shard", "set-weight", "shard1", "-5"]), 2),
         (s(&["shard", "set-capacity", "shard1", "NaN"]), 2),
         (s(&["shard", "set-capacity", "shard1", "-1"]), 2),
@@ -661,6 +674,9 @@ fn bad_input_corpus_gets_one_clear_error_and_changes_nothing() {
         (with_config("wrong-password.toml", &["shard", "list"]), 2),
         (with_config("unset-env.toml", &["shard", "list"]), 2),
         (with_config("bad-timeout.toml", &["shard", "list"]), 2),
+        (with_config("zero-timeout.toml", &["shard", "list"]), 2),
+        (with_config("bad-owner.toml", &["rebalance", "plan"]), 2),
+        (with_config("bad-owner.toml", &["migrate", "1", "--to", &env.other_shard(&home)]), 2),
         (with_config("open-cnf.toml", &["shard", "list"]), 2),
         (with_config("nonexistent.toml", &["shard", "list"]), 2),
         (s(&["--defaults-file", "/nonexistent/my.cnf", "shard", "list"]), 2),
@@ -681,7 +697,16 @@ fn bad_input_corpus_gets_one_clear_error_and_changes_nothing() {
                 || serde_json::from_str::<Value>(&r.stdout).is_ok_and(|v| {
                     v["error"]["kind"].is_string() && v["error"]["message"].is_string()
                 });
-            if r.code != *code || !one_line || !json_ok || r.stderr.contains("panicked") {
+            let debug_text = [
+                "panicked",
+                "MySqlError",
+                "DriverError",
+                "CodecError",
+                "IoError {",
+            ]
+            .iter()
+            .any(|t| r.stderr.contains(t) || r.stdout.contains(t));
+            if r.code != *code || !one_line || !json_ok || debug_text {
                 wrong.push(format!(
                     "{all:?}: exit {} (want {code}), stderr {:?}, stdout {:?}",
                     r.code, r.stderr, r.stdout
@@ -691,4 +716,92 @@ fn bad_input_corpus_gets_one_clear_error_and_changes_nothing() {
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
     assert_eq!(world_snapshot(&env), before);
+}
+
+/// Every branch on a server's error is taken on its code, never on its text: errors raised
+/// with `SIGNAL` carry one code and another kind's words (and a port with 1213 in it).
+#[test]
+fn server_errors_are_told_apart_by_their_codes_not_their_text() {
+    use shardctl::db::retry_deadlocks;
+    use shardctl::error::{DbErrorKind, Error};
+    let port = fed().ring_port();
+    let mut db = common::root_db(port);
+    let signal = |db: &mut shardctl::db::Db, code: u16, text: &str| -> Error {
+        // SIGNAL takes no placeholders; the texts here hold no quote.
+        db.query_drop(
+            "signalling",
+            &format!("SIGNAL SQLSTATE '45000' SET MYSQL_ERRNO = {code}, MESSAGE_TEXT = '{text}'"),
+        )
+        .unwrap_err()
+    };
+    let words =
+        "Deadlock found 1213 Duplicate entry Unknown thread Unknown database 1148 not allowed";
+    for (code, kind) in [
+        (1213, DbErrorKind::Deadlock),
+        (1062, DbErrorKind::Duplicate),
+        (1094, DbErrorKind::UnknownThread),
+        (1049, DbErrorKind::UnknownDatabase),
+        (1148, DbErrorKind::LocalInfileRefused),
+        (1644, DbErrorKind::Other),
+    ] {
+        let e = signal(&mut db, code, words);
+        assert_eq!(e.server_error().and_then(|s| s.code()), Some(code));
+        assert!(e.is(kind), "{code}: {e}");
+        assert!(!e.to_string().contains("MySqlError"), "Debug text: {e}");
+    }
+    // The one deadlock policy: a deadlock is tried again (7 attempts in all), anything else
+    // once, whatever its words.
+    for (code, attempts) in [(1213, 7), (1644, 1), (1062, 1)] {
+        let mut n = 0;
+        let result = retry_deadlocks(|| {
+            n += 1;
+            Err::<(), _>(signal(
+                &mut db,
+                code,
+                "Deadlock found when trying to get lock 1213",
+            ))
+        });
+        assert!(result.is_err());
+        assert_eq!(n, attempts, "code {code}");
+    }
+    // Nothing listens on a port with 1213 in it: unreachable, tried once, said plainly.
+    let mut n = 0;
+    let unreachable = retry_deadlocks(|| {
+        n += 1;
+        shardctl::db::Db::connect(
+            &shardctl::types::HostPort::new("127.0.0.1", 21213),
+            &shardctl::config::Login {
+                user: "root".into(),
+                password: None,
+            },
+            None,
+            &shardctl::config::NetOptions::default(),
+        )
+    })
+    .err()
+    .unwrap();
+    assert_eq!(n, 1);
+    assert_eq!(unreachable.kind(), "unreachable");
+    assert!(
+        !unreachable.to_string().contains("DriverError"),
+        "{unreachable}"
+    );
+    // Killing a session that has ended is "already gone", not a failure.
+    assert!(!db
+        .kill_connection("ending a session", 4_000_000_000)
+        .unwrap());
+    // Unknown database and refused logins are configuration errors (exit 2).
+    let missing = shardctl::db::Db::connect(
+        &shardctl::types::HostPort::new("127.0.0.1", port),
+        &shardctl::config::Login {
+            user: "root".into(),
+            password: None,
+        },
+        Some(&"no_such_database_1213".parse().unwrap()),
+        &shardctl::config::NetOptions::default(),
+    )
+    .err()
+    .unwrap();
+    assert!(missing.is(DbErrorKind::UnknownDatabase), "{missing}");
+    assert_eq!((missing.kind(), missing.exit_code()), ("config", 2));
 }

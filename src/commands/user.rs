@@ -287,7 +287,7 @@ fn locate(ctx: &Ctx, args: &UserLocateArgs) -> Result<Outcome> {
         .into_iter()
         .find(|s| s.id == shard_id)
         .ok_or_else(|| {
-            Error::Database(format!(
+            Error::inconsistent(format!(
                 "user {} names shard id {shard_id}, which does not exist",
                 args.user
             ))

@@ -215,7 +215,7 @@ impl<'c> LockClient<'c> {
             .into_iter()
             .find(|s| s.id == shard_id)
             .ok_or_else(|| {
-                Error::Database(format!("user {user} names missing shard {shard_id}"))
+                Error::inconsistent(format!("user {user} names missing shard {shard_id}"))
             })?;
         // The routing rule with its fall-over, as `user locate` applies it: the first of the
         // user's servers that answers. (Two acquirers that chose different servers still meet
@@ -308,17 +308,13 @@ impl<'c> LockClient<'c> {
         if self.getlock_holder(session.as_ref(), name)? != Some(conn) {
             return Ok(None);
         }
-        let kill = format!("KILL CONNECTION {conn}");
-        match self
+        if !self
             .session(session.as_ref())?
-            .query_drop("killing the holder's session", &kill)
+            .kill_connection("killing the holder's session", conn)?
         {
-            Ok(()) => {}
-            // Already gone: what we wanted.
-            Err(Error::Database(msg)) if msg.contains("Unknown thread") => return Ok(None),
-            Err(e) => return Err(e),
+            return Ok(None);
         }
-        Ok(Some(format!("{kill} on {server}")))
+        Ok(Some(format!("KILL CONNECTION {conn} on {server}")))
     }
 
     pub fn read(&mut self, name: &str) -> Result<Option<Lease>> {
@@ -461,8 +457,9 @@ impl<'c> LockClient<'c> {
             let mut look: Vec<mysql::Value> = ours.iter().map(|r| r.name.as_str().into()).collect();
             look.extend([server.to_string().into(), conn.into()]);
             let ring = &mut self.ring;
+            // One transaction, so a deadlock retried never leaves a first attempt's rows.
             let rows: Result<Vec<(String, u64)>> = retry_deadlocks(|| {
-                ring.run("recording the leases", |c| {
+                ring.transaction("recording the leases", |c| {
                     use mysql::prelude::Queryable;
                     c.exec_drop(&sql, params.clone())?;
                     c.exec(&lookup, look.clone())

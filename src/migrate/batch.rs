@@ -537,8 +537,10 @@ impl<'c> Mover<'c> {
         lookup.extend(g.tokens.iter().map(|t| mysql::Value::from(t.1)));
         let n = g.tokens.len();
         let ring = self.ring();
+        // One transaction: a deadlock retried runs the insert again only after it was rolled
+        // back, so the journal never holds an attempt twice.
         let rows: Vec<(u64, u64)> = retry_deadlocks(|| {
-            ring.run("journaling the migrations", |c| {
+            ring.transaction("journaling the migrations", |c| {
             c.exec_drop(
                 format!(
                     "INSERT INTO migrations (user_id, from_shard, to_shard, state, token, keep_source, source_server,
@@ -562,7 +564,7 @@ impl<'c> Mover<'c> {
             .iter()
             .map(|u| {
                 by_user.get(u).copied().ok_or_else(|| {
-                    Error::Database(format!("the journal entry of user {u} was not found"))
+                    Error::inconsistent(format!("the journal entry of user {u} was not found"))
                 })
             })
             .collect()

@@ -11,8 +11,8 @@ use mysql::{Conn, TxOpts};
 use serde::Serialize;
 
 use crate::config::{Config, TableSpec};
-use crate::db::{row_placeholders, Db};
-use crate::error::{Error, Result};
+use crate::db::{retry_deadlocks, row_placeholders, Db};
+use crate::error::{DbErrorKind, Error, Result};
 use crate::types::{HostPort, Ident};
 
 /// The fence table on every shard: the highest lock token that has written for each user.
@@ -47,8 +47,9 @@ pub fn connect(cfg: &Config, addr: &HostPort) -> Result<Db> {
     Ok(db)
 }
 
-/// Runs `f` on the first of `servers` (a shard's, in order) where it succeeds; otherwise one
-/// error naming the shard and every server's failure.
+/// Runs `f` on the first of `servers` (a shard's, in order) that answers; otherwise one error
+/// naming the shard and every server's failure. A server that answers with an error has
+/// answered: that error is the result (the next server would only say the same).
 pub fn first_answering<T>(
     shard: &str,
     servers: impl IntoIterator<Item = HostPort>,
@@ -57,8 +58,8 @@ pub fn first_answering<T>(
     let mut failures = Vec::new();
     for addr in servers {
         match f(&addr) {
-            Ok(v) => return Ok(v),
-            Err(e) => failures.push(e.to_string()),
+            Err(e @ Error::Unreachable(_)) => failures.push(e.to_string()),
+            answered => return answered,
         }
     }
     Err(Error::Unreachable(format!(
@@ -128,9 +129,9 @@ pub fn describe(db: &mut Db, database: &Ident, spec: &TableSpec) -> Result<Table
         (database.as_str(), spec.name.as_str()),
     )?;
     if columns.is_empty() {
-        return Err(Error::Refused(format!(
-            "{}: table `{}` does not exist",
-            db.server, spec.name
+        return Err(Error::Config(format!(
+            "[[shards.tables]] names table `{}`, which {} does not have in `{database}`",
+            spec.name, db.server
         )));
     }
     if key.is_empty() {
@@ -141,9 +142,9 @@ pub fn describe(db: &mut Db, database: &Ident, spec: &TableSpec) -> Result<Table
     }
     let columns = parse(columns)?;
     if !columns.contains(&spec.owner_column) {
-        return Err(Error::Refused(format!(
-            "{}: table `{}` has no column `{}`",
-            db.server, spec.name, spec.owner_column
+        return Err(Error::Config(format!(
+            "[[shards.tables]] names owner column `{}` of table `{}`, which {} does not have",
+            spec.owner_column, spec.name, db.server
         )));
     }
     Ok(Table {
@@ -207,11 +208,7 @@ pub fn raise_fence(db: &mut Db, user: u64, token: u64) -> Result<()> {
         (user, token),
     )?;
     for id in &stale {
-        match db.query_drop("ending a stale session", &format!("KILL CONNECTION {id}")) {
-            Ok(()) => {}
-            Err(Error::Database(msg)) if msg.contains("Unknown thread") => {}
-            Err(e) => return Err(e),
-        }
+        db.kill_connection("ending a stale session", *id)?;
     }
     db.exec_drop(
         "forgetting stale sessions",
@@ -643,11 +640,7 @@ pub fn copy_stream(
                 }
                 // Local files are disabled on this server: write these rows (kept below) with
                 // INSERTs instead, from now on.
-                Err(Error::Database(msg))
-                    if msg.contains("1148") || msg.contains("not allowed") =>
-                {
-                    *writer = Writer::Insert
-                }
+                Err(e) if e.is(DbErrorKind::LocalInfileRefused) => *writer = Writer::Insert,
                 Err(e) => return Err(e),
             }
         }
@@ -756,15 +749,14 @@ pub fn delete_stream(job: &Job, addr: &HostPort, after_first_chunk: &dyn Fn()) -
         if let Some(stop) = control.checkpoint() {
             return Err(stopped(stop, "deleting"));
         }
-        let n = match fenced(conn, addr, user, token, |tx| {
-            tx.exec_drop(&sql, range_params(user, range))?;
-            Ok(tx.affected_rows())
-        }) {
-            Ok(n) => n,
-            // Neighbouring streams' gap locks can deadlock; the chunk was rolled back whole.
-            Err(Error::Database(msg)) if msg.contains("Deadlock") => continue,
-            Err(e) => return Err(e),
-        };
+        // Neighbouring streams' gap locks can deadlock; the chunk is rolled back whole and
+        // tried again, under the one deadlock policy.
+        let n = retry_deadlocks(|| {
+            fenced(conn, addr, user, token, |tx| {
+                tx.exec_drop(&sql, range_params(user, range))?;
+                Ok(tx.affected_rows())
+            })
+        })?;
         deleted += n;
         control.rows.fetch_add(n, Ordering::Relaxed);
         if deleted == n && n > 0 {
@@ -811,11 +803,7 @@ pub fn raise_fences(db: &mut Db, tokens: &[(u64, u64)]) -> Result<()> {
         .map(|s| s.1)
         .collect();
     for id in &stale {
-        match db.query_drop("ending a stale session", &format!("KILL CONNECTION {id}")) {
-            Ok(()) => {}
-            Err(Error::Database(msg)) if msg.contains("Unknown thread") => {}
-            Err(e) => return Err(e),
-        }
+        db.kill_connection("ending a stale session", *id)?;
     }
     if !stale.is_empty() {
         db.exec_drop(

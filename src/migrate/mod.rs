@@ -122,7 +122,7 @@ pub fn journal(db: &mut Db, user: Option<u64>, unfinished_only: bool) -> Result<
                 to: text(take(3)).unwrap_or_default(),
                 from_id: num(take(4)).unwrap_or(0) as u32,
                 to_id: num(take(5)).unwrap_or(0) as u32,
-                state: state.parse().map_err(Error::Database)?,
+                state: state.parse().map_err(Error::inconsistent)?,
                 token: num(take(7)),
                 keep_source: num(take(8)) == Some(1),
                 source_server: text(take(9)),
@@ -602,7 +602,7 @@ fn shard_by_id(shards: &[Shard], id: u32) -> Result<&Shard> {
     shards
         .iter()
         .find(|s| s.id == id)
-        .ok_or_else(|| Error::Database(format!("shard id {id} is not registered")))
+        .ok_or_else(|| Error::inconsistent(format!("shard id {id} is not registered")))
 }
 
 fn describe_tables(cfg: &Config, src: &HostPort, dst: &HostPort) -> Result<Vec<Table>> {
@@ -931,7 +931,7 @@ pub fn resume_entry(
                 return now
                     .unwrap_or_default()
                     .parse::<State>()
-                    .map_err(Error::Database);
+                    .map_err(Error::inconsistent);
             }
             let src = pick_server(cfg, entry.user, from, entry.source_server.as_deref())?;
             let dst = pick_server(cfg, entry.user, to, entry.dest_server.as_deref())?;

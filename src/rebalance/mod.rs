@@ -119,15 +119,17 @@ fn rows_per_user(cfg: &Config, shard: &Shard) -> Result<HashMap<u64, u64>> {
         let mut db = data::connect(cfg, addr)?;
         let mut rows: HashMap<u64, u64> = HashMap::new();
         for t in &cfg.shards.tables {
-            let counts: Vec<(u64, u64)> = db.exec(
-                "counting rows per user",
-                &format!(
-                    "SELECT {0}, COUNT(*) FROM {1} GROUP BY {0}",
-                    t.owner_column.quoted(),
-                    t.name.quoted()
-                ),
-                (),
-            )?;
+            let counts: Vec<(u64, u64)> = db
+                .exec(
+                    "counting rows per user",
+                    &format!(
+                        "SELECT {0}, COUNT(*) FROM {1} GROUP BY {0}",
+                        t.owner_column.quoted(),
+                        t.name.quoted()
+                    ),
+                    (),
+                )
+                .map_err(|e| t.explain(e))?;
             for (u, n) in counts {
                 *rows.entry(u).or_default() += n;
             }

@@ -9,7 +9,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::db::Db;
-use crate::error::{mysql_code, Error, Result};
+use crate::error::{mysql_code, DbErrorKind, Error, Result};
 use crate::ring::audit;
 use crate::types::{HostPort, ShardName, Weight};
 
@@ -84,7 +84,7 @@ pub struct Shard {
 }
 
 fn parse_col<T: FromStr<Err = String>>(v: &str) -> Result<T> {
-    v.parse().map_err(Error::Database)
+    v.parse().map_err(Error::inconsistent)
 }
 
 /// Every shard with its servers, by name.
@@ -187,9 +187,9 @@ pub fn add_shard(
         Ok(id)
     });
     match result {
-        Err(Error::Database(msg)) if msg.contains("Duplicate entry") => Err(Error::Conflict(
-            format!("a shard named `{name}` already exists (or one of its servers is registered)"),
-        )),
+        Err(e) if e.is(DbErrorKind::Duplicate) => Err(Error::Conflict(format!(
+            "a shard named `{name}` already exists (or one of its servers is registered)"
+        ))),
         other => other,
     }
 }

@@ -9,7 +9,7 @@ pub mod tickets;
 
 use crate::config::Config;
 use crate::db::Db;
-use crate::error::{Error, Result};
+use crate::error::{DbErrorKind, Error, Result};
 
 /// Connects to the first ring server that answers, in the configured order.
 ///
@@ -21,12 +21,12 @@ pub fn connect(cfg: &Config, with_database: bool) -> Result<Db> {
     for server in &cfg.ring.servers {
         match Db::connect(server, &cfg.ring.login, database, &cfg.net) {
             Ok(db) => return Ok(db),
-            Err(Error::Config(msg)) if msg.contains("Unknown database") => {
+            Err(e) if e.is(DbErrorKind::UnknownDatabase) => {
                 return Err(Error::Config(format!(
-                    "{msg}: the ring schema does not exist yet; run `shardctl init`"
+                    "{e}: the ring schema does not exist yet; run `shardctl init`"
                 )))
             }
-            Err(e @ Error::Config(_)) => return Err(e),
+            Err(e) if e.exit_code() == crate::exit_codes::USAGE => return Err(e),
             Err(e) => failures.push(e.to_string()),
         }
     }
