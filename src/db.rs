@@ -247,3 +247,13 @@ pub fn row_placeholders(rows: usize, cols: usize) -> String {
     let one = format!("({})", vec!["?"; cols].join(","));
     vec![one; rows].join(",")
 }
+
+/// `?, ?, ...` for `n` values.
+pub fn placeholders(n: usize) -> String {
+    vec!["?"; n].join(", ")
+}
+
+/// Values for a statement's placeholders.
+pub fn values<T: Into<mysql::Value> + Copy>(items: &[T]) -> Vec<mysql::Value> {
+    items.iter().map(|&v| v.into()).collect()
+}

@@ -3,7 +3,6 @@
 //! Domain logic (placement, routing, targets, doctor rules) is pure and lives apart from the
 //! code that talks to servers (`ring`, `replica`, `sandbox`) and from the command layer.
 
-pub mod balance;
 pub mod cli;
 pub mod commands;
 pub mod config;
@@ -14,20 +13,15 @@ pub mod error;
 pub mod exit_codes;
 #[macro_use]
 pub mod failpoint;
-pub mod grants;
 pub mod lock;
 pub mod maintenance;
 pub mod migrate;
-pub mod optionfile;
 pub mod output;
 pub mod parallel;
-pub mod placement;
 pub mod rebalance;
-pub mod replica;
 pub mod ring;
-pub mod routing;
 pub mod sandbox;
-pub mod secret;
+pub mod shard;
 pub mod signals;
 pub mod top;
 pub mod types;

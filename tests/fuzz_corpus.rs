@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use shardctl::optionfile::fuzz_one;
+use shardctl::config::optionfile::fuzz_one;
 
 /// Tokens that steer mutations towards the parser's interesting paths.
 const TOKENS: &[&[u8]] = &[

@@ -5,5 +5,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = shardctl::optionfile::fuzz_one(data);
+    let _ = shardctl::config::optionfile::fuzz_one(data);
 });

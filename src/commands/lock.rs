@@ -152,20 +152,17 @@ impl Report for Preview {
     }
 }
 
-/// The lock's lease and live GET_LOCK holder, and whether a new holder could take it now: free,
-/// expired, or its holder's session gone.
+/// The dry run of `action`, from the core's preview of an acquisition.
 fn preview(client: &mut LockClient, name: &LockName, action: &'static str) -> Result<Preview> {
-    let lease = client.read(name.as_str())?;
-    let holder = client.live_holder(name, lease.as_ref())?;
-    let lease_free = lease
-        .as_ref()
-        .is_none_or(|l| l.expired || (l.holder_connection.is_some() && holder.is_none()));
+    let p = client.preview(name)?;
     Ok(Preview {
         name: name.to_string(),
         action,
-        would: lease_free && holder.is_none(),
-        lease,
-        getlock_holder: holder.map(|(server, connection)| GetLockHolder { server, connection }),
+        would: p.free,
+        lease: p.lease,
+        getlock_holder: p
+            .getlock_holder
+            .map(|(server, connection)| GetLockHolder { server, connection }),
         dry_run: true,
         in_use_code: true,
     })
@@ -261,17 +258,6 @@ fn request(args: &LockAcquireArgs, hold_session: bool, purpose: String) -> Resul
     })
 }
 
-fn audited(
-    client: &mut LockClient,
-    action: &str,
-    name: &LockName,
-    details: serde_json::Value,
-) -> Result<()> {
-    client.ring().run("auditing", |c| {
-        audit::record(c, action, name.as_str(), details)
-    })
-}
-
 pub fn run(ctx: &Ctx, cmd: LockCommand) -> Result<Outcome> {
     let cfg = ctx.config()?;
     // Every verb but `lock run` (which owns its client for the command's life) opens one here.
@@ -305,15 +291,7 @@ pub fn run(ctx: &Ctx, cmd: LockCommand) -> Result<Outcome> {
         }
         LockCommand::Acquire(args) => {
             let req = request(&args, false, args.purpose.clone().unwrap_or_default())?;
-            let client = &mut connect()?;
-            let held = client.acquire(&req, args.wait.unwrap_or_default())?;
-            audited(
-                client,
-                "lock.acquire",
-                &held.name,
-                json!({ "token": held.token, "owner": held.owner, "ttl_seconds": req.ttl.as_secs_f64() }),
-            )?;
-            let lease = client.read(held.name.as_str())?;
+            let (held, lease) = connect()?.acquire_audited(&req, args.wait.unwrap_or_default())?;
             Outcome::of(Acquired {
                 name: held.name.to_string(),
                 token: held.token,
@@ -333,36 +311,11 @@ pub fn run(ctx: &Ctx, cmd: LockCommand) -> Result<Outcome> {
             Outcome::of(p)
         }
         LockCommand::Release(args) => {
-            let client = &mut connect()?;
-            let lease = client.read(args.name.as_str())?;
-            let Some(lease) = lease else {
-                return Outcome::of(Released {
-                    name: args.name.to_string(),
-                    released: false,
-                    token: None,
-                });
-            };
-            if let Some(t) = args.token {
-                if t != lease.token {
-                    return Err(Error::LockInUse(format!(
-                                "lock {} now carries token {}, not {t}: it is someone else's; nothing released",
-                                args.name, lease.token
-                            )));
-                }
-            }
-            let released = client.delete_lease(args.name.as_str(), Some(lease.token))?;
-            if released {
-                audited(
-                    client,
-                    "lock.release",
-                    &args.name,
-                    json!({ "token": lease.token, "owner": lease.owner }),
-                )?;
-            }
+            let (lease, released) = connect()?.release_audited(&args.name, args.token)?;
             Outcome::of(Released {
                 name: args.name.to_string(),
                 released,
-                token: Some(lease.token),
+                token: lease.map(|l| l.token),
             })
         }
         LockCommand::Show(args) => {
@@ -393,15 +346,7 @@ pub fn run(ctx: &Ctx, cmd: LockCommand) -> Result<Outcome> {
                 p.in_use_code = false;
                 return Outcome::of(p);
             }
-            let done = client.force_release(&args.name)?;
-            audited(
-                client,
-                "lock.force-release",
-                &args.name,
-                json!({ "reason": args.reason, "token": done.token,
-                        "owner": done.owner, "killed": done.killed, "released": done.released }),
-            )?;
-            Outcome::of(done)
+            Outcome::of(client.force_release(&args.name, &args.reason)?)
         }
         LockCommand::Sweep(args) => {
             let client = &mut connect()?;

@@ -3,16 +3,15 @@ use std::collections::HashMap;
 use serde::Serialize;
 use serde_json::json;
 
-use crate::balance::{self, Load};
 use crate::cli::{ShardAddArgs, ShardCommand};
 use crate::commands::Ctx;
 use crate::config::Config;
 use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::output::{share_bar, table, Outcome, Report};
+use crate::rebalance::balance::{self, Load};
 use crate::ring;
 use crate::ring::directory::{self, Server};
-use crate::types::HostPort;
 
 #[derive(Serialize)]
 struct ShardRow {
@@ -229,30 +228,6 @@ fn list(db: &mut Db) -> Result<ShardList> {
     ))
 }
 
-/// Checks a prospective shard server answers and holds the shard database and tables.
-fn check_server(cfg: &Config, addr: &HostPort) -> Result<()> {
-    let mut db = Db::connect(
-        addr,
-        &cfg.shards.login,
-        Some(&cfg.shards.database),
-        &cfg.net,
-    )?;
-    for t in &cfg.shards.tables {
-        let found: Option<u8> = db.exec_first(
-            "checking the per-user tables",
-            "SELECT 1 FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND COLUMN_NAME = ?",
-            (cfg.shards.database.as_str(), t.name.as_str(), t.owner_column.as_str()),
-        )?;
-        if found.is_none() {
-            return Err(Error::Refused(format!(
-                "{addr} has no table `{}`.`{}` with column `{}` (create the application schema first, or pass --no-check)",
-                cfg.shards.database, t.name, t.owner_column
-            )));
-        }
-    }
-    Ok(())
-}
-
 fn add(cfg: &Config, db: &mut Db, args: &ShardAddArgs) -> Result<Outcome> {
     let mut seen = std::collections::HashSet::new();
     if let Some(dup) = args.servers.iter().find(|s| !seen.insert(*s)) {
@@ -260,7 +235,7 @@ fn add(cfg: &Config, db: &mut Db, args: &ShardAddArgs) -> Result<Outcome> {
     }
     if !args.no_check {
         for s in &args.servers {
-            check_server(cfg, s)?;
+            crate::shard::check_schema(cfg, s)?;
         }
     }
     let halves: Vec<String> = args

@@ -1,19 +1,16 @@
 use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader, Read};
-use std::time::Duration;
 
 use serde::Serialize;
 
 use crate::cli::{UserAssignArgs, UserCommand, UserLocateArgs};
 use crate::commands::Ctx;
-use crate::config::{Config, NetOptions};
 use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::exit_codes;
 use crate::output::{table, Outcome, Report};
 use crate::ring::directory::{self, Server};
 use crate::ring::{self, assign};
-use crate::routing;
 
 pub fn run(ctx: &Ctx, cmd: UserCommand) -> Result<Outcome> {
     match cmd {
@@ -292,7 +289,19 @@ fn locate(ctx: &Ctx, args: &UserLocateArgs) -> Result<Outcome> {
                 args.user
             ))
         })?;
-    let (server, skipped) = first_answering(&cfg, args.user, &shard.servers);
+    let (server, skipped) = crate::shard::first_accepting(&cfg, args.user, &shard.servers);
+    let server = server.map(|a| Endpoint {
+        host: a.host,
+        port: a.port,
+    });
+    let skipped = skipped
+        .into_iter()
+        .map(|(a, reason)| Skipped {
+            host: a.host,
+            port: a.port,
+            reason,
+        })
+        .collect();
     Outcome::of(Location {
         user: args.user,
         shard: shard.name,
@@ -301,36 +310,4 @@ fn locate(ctx: &Ctx, args: &UserLocateArgs) -> Result<Outcome> {
         servers: shard.servers,
         skipped,
     })
-}
-
-/// Follows the routing rule: the user's first candidate that answers a login.
-fn first_answering(
-    cfg: &Config,
-    user: u64,
-    servers: &[Server],
-) -> (Option<Endpoint>, Vec<Skipped>) {
-    let net = NetOptions {
-        connect_timeout: cfg.net.connect_timeout.min(Duration::from_secs(2)),
-        ..cfg.net.clone()
-    };
-    let mut skipped = Vec::new();
-    for s in routing::candidates(user, servers) {
-        match Db::connect(&s.addr(), &cfg.shards.login, None, &net) {
-            Ok(_) => {
-                return (
-                    Some(Endpoint {
-                        host: s.host.clone(),
-                        port: s.port,
-                    }),
-                    skipped,
-                )
-            }
-            Err(e) => skipped.push(Skipped {
-                host: s.host.clone(),
-                port: s.port,
-                reason: e.to_string(),
-            }),
-        }
-    }
-    (None, skipped)
 }

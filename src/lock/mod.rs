@@ -19,7 +19,7 @@ use crate::config::Config;
 use crate::db::{retry_deadlocks, Db};
 use crate::error::{mysql_code, Error, Result};
 use crate::ring::{self, audit, directory};
-use crate::routing;
+use crate::shard::routing;
 use crate::types::{HostPort, LockName};
 use lease::{judge, Observed, Verdict};
 
@@ -247,7 +247,7 @@ impl<'c> LockClient<'c> {
             None => Ok(&mut self.ring),
             Some(addr) => {
                 if self.shards.get(addr).is_none_or(Db::is_lost) {
-                    let mut db = Db::connect(addr, &self.cfg.shards.login, None, &self.cfg.net)?;
+                    let mut db = crate::shard::connect_server(self.cfg, addr, &self.cfg.net)?;
                     if let Some(d) = self.io_timeout {
                         db.set_timeouts(d, d)?;
                     }
@@ -658,14 +658,7 @@ impl<'c> LockClient<'c> {
             let Some(existing) = self.read(req.name.as_str())? else {
                 continue;
             };
-            let observed = Observed {
-                expired: existing.expired,
-                has_session: existing.holder().is_some(),
-                session_alive: self.session_alive(&existing)?,
-                runs_command: existing.runs_command(),
-                command_gone: existing.command_gone(),
-            };
-            match judge(observed) {
+            match self.verdict(&existing)? {
                 Verdict::InUse(None) => return Err(existing.in_use()),
                 Verdict::InUse(Some(why)) => {
                     return Err(Error::LockInUse(format!("{}: {why}", existing.in_use())))
@@ -697,6 +690,89 @@ impl<'c> LockClient<'c> {
             "lock {} is contended; try again",
             req.name
         )))
+    }
+
+    /// The lease rule applied to `lease` as its holder is observed now.
+    fn verdict(&mut self, lease: &Lease) -> Result<Verdict> {
+        Ok(judge(Observed {
+            expired: lease.expired,
+            has_session: lease.holder().is_some(),
+            session_alive: self.session_alive(lease)?,
+            runs_command: lease.runs_command(),
+            command_gone: lease.command_gone(),
+        }))
+    }
+
+    /// What acquiring `name` now would meet, for `--dry-run`: the lease and the live GET_LOCK
+    /// holder, and whether the acquisition would go through (the lock is free, or the lease
+    /// rule lets its holder be taken over), decided by the same rule an acquisition uses.
+    pub fn preview(&mut self, name: &LockName) -> Result<Preview> {
+        let lease = self.read(name.as_str())?;
+        let holder = self.live_holder(name, lease.as_ref())?;
+        let free = match &lease {
+            None => holder.is_none(),
+            Some(l) => {
+                // A takeover ends the lease holder's own session, never anyone else's.
+                let holder_is_lease = holder
+                    .as_ref()
+                    .is_none_or(|(_, c)| l.holder_connection == Some(*c));
+                holder_is_lease && matches!(self.verdict(l)?, Verdict::TakeOver { .. })
+            }
+        };
+        Ok(Preview {
+            lease,
+            getlock_holder: holder,
+            free,
+        })
+    }
+
+    /// `lock acquire`: waits up to `wait`, audits the grant, and reads the lease back.
+    pub fn acquire_audited(
+        &mut self,
+        req: &Request,
+        wait: Duration,
+    ) -> Result<(Held, Option<Lease>)> {
+        let held = self.acquire(req, wait)?;
+        self.audit(
+            "lock.acquire",
+            &held.name,
+            json!({ "token": held.token, "owner": held.owner, "ttl_seconds": req.ttl.as_secs_f64() }),
+        )?;
+        let lease = self.read(held.name.as_str())?;
+        Ok((held, lease))
+    }
+
+    /// `lock release`: deletes the lease (only if it carries `token`, when given) and audits
+    /// it. The lease that was there, if any, and whether it was released.
+    pub fn release_audited(
+        &mut self,
+        name: &LockName,
+        token: Option<u64>,
+    ) -> Result<(Option<Lease>, bool)> {
+        let Some(lease) = self.read(name.as_str())? else {
+            return Ok((None, false));
+        };
+        if let Some(t) = token.filter(|t| *t != lease.token) {
+            return Err(Error::LockInUse(format!(
+                "lock {name} now carries token {}, not {t}: it is someone else's; nothing released",
+                lease.token
+            )));
+        }
+        let released = self.delete_lease(name.as_str(), Some(lease.token))?;
+        if released {
+            self.audit(
+                "lock.release",
+                name,
+                json!({ "token": lease.token, "owner": lease.owner }),
+            )?;
+        }
+        Ok((Some(lease), released))
+    }
+
+    fn audit(&mut self, action: &str, name: &LockName, details: serde_json::Value) -> Result<()> {
+        self.ring.run("auditing", |c| {
+            audit::record(c, action, name.as_str(), details)
+        })
     }
 
     /// Tries until the lock is won or `wait` has passed.
@@ -806,8 +882,12 @@ impl<'c> LockClient<'c> {
     }
 
     /// Ends whoever holds the lock: kills the GET_LOCK holder's session on the lock's server
-    /// (whether it is a lease holder or an application job) and deletes the lease.
-    pub fn force_release(&mut self, name: &LockName) -> Result<ForceReleased> {
+    /// (whether it is a lease holder or an application job), deletes the lease, and audits it
+    /// with the operator's `reason`.
+    pub fn force_release(&mut self, name: &LockName, reason: &str) -> Result<ForceReleased> {
+        if reason.trim().is_empty() {
+            return Err(Error::Usage("--reason must say why".into()));
+        }
         let lease = self.read(name.as_str())?;
         let server = match lease.as_ref().and_then(|l| l.holder()) {
             Some((s, _)) => Some(s),
@@ -825,13 +905,20 @@ impl<'c> LockClient<'c> {
             }
         }
         let released = self.delete_lease(name.as_str(), lease.as_ref().map(|l| l.token))?;
-        Ok(ForceReleased {
+        let done = ForceReleased {
             name: name.to_string(),
             released,
             token: lease.as_ref().map(|l| l.token),
             owner: lease.map(|l| l.owner),
             killed,
-        })
+        };
+        self.audit(
+            "lock.force-release",
+            name,
+            json!({ "reason": reason, "token": done.token, "owner": done.owner,
+                    "killed": done.killed, "released": done.released }),
+        )?;
+        Ok(done)
     }
 
     /// Leases matching the filters, oldest expiry first.
@@ -939,6 +1026,16 @@ impl<'c> LockClient<'c> {
             .getlock_holder(session.as_ref(), name.as_str())?
             .map(|c| (shown, c)))
     }
+}
+
+/// What an acquisition would meet now (`--dry-run`).
+#[derive(Debug)]
+pub struct Preview {
+    pub lease: Option<Lease>,
+    /// The session holding GET_LOCK: (server, connection id).
+    pub getlock_holder: Option<(String, u64)>,
+    /// Free now, or its holder may be taken over.
+    pub free: bool,
 }
 
 #[derive(Debug, Serialize)]

@@ -18,14 +18,13 @@ use serde_json::json;
 
 use crate::config::Config;
 use crate::db::Db;
-use crate::doctor;
+use crate::doctor::{self, grants};
 use crate::error::{Error, Result};
-use crate::grants;
 use crate::output::Ui;
 use crate::parallel;
-use crate::replica::{self, ReplicaStatus};
 use crate::ring::directory::{self, Half, Server, ServerStatus, Shard};
 use crate::ring::{self, audit};
+use crate::shard::replica::{self, ReplicaStatus};
 use crate::types::HostPort;
 use rules::{Facts, Probe};
 
@@ -66,7 +65,7 @@ fn connect(cfg: &Config, addr: &HostPort, io: Duration) -> Result<Db> {
         ..cfg.net.clone()
     };
     // No default database, so our own session is never counted as application work.
-    let mut db = Db::connect(addr, &cfg.shards.login, None, &net)?;
+    let mut db = crate::shard::connect_server(cfg, addr, &net)?;
     db.set_timeouts(io, io)?;
     Ok(db)
 }
@@ -138,7 +137,9 @@ enum Trust {
 /// query rate over that long.
 fn probe_on(cfg: &Config, db: &mut Db, sample: Option<Duration>, trust: Trust) -> Result<Probe> {
     if trust == Trust::CheckGrants {
-        if let Some(gap) = grants::gap(db, cfg.shards.database.as_str(), doctor::drain_needs)? {
+        if let Some(gap) =
+            grants::gap(db, cfg.shards.database.as_str(), doctor::rules::drain_needs)?
+        {
             return Err(Error::Refused(format!(
                 "{}; run: {}",
                 gap.describe(),

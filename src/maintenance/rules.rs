@@ -1,8 +1,8 @@
 //! When a half of a shard may be drained, and when a server may come back: plain functions
 //! over what the servers reported, so the safety rules are tested without a server.
 
-use crate::replica::ReplicaStatus;
 use crate::ring::directory::{Half, Server, ServerStatus};
+use crate::shard::replica::ReplicaStatus;
 use crate::types::HostPort;
 
 /// What one server reported when probed.

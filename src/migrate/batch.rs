@@ -13,18 +13,19 @@ use std::time::{Duration, Instant};
 use mysql::prelude::Queryable;
 use serde_json::json;
 
-use super::data::{self, placeholders, Checksum, Table};
+use super::data::{self, Checksum, Table};
 use super::state::State;
 use super::{describe_tables, fenced_ring, lock_name, wait_for_positions};
 use crate::config::Config;
+use crate::db::placeholders;
 use crate::db::{retry_deadlocks, Db};
 use crate::error::{Error, Result};
 use crate::lock::{Held, LockClient, Request};
 use crate::output::Ui;
-use crate::replica;
 use crate::ring::audit;
 use crate::ring::directory::{self, Shard};
-use crate::routing;
+use crate::shard::replica;
+use crate::shard::{fence, routing};
 use crate::types::HostPort;
 
 /// What happened to each account of a batch.
@@ -136,7 +137,7 @@ impl<'c> Mover<'c> {
     /// A connection to a shard server, reconnected if an earlier error lost it.
     fn conn(&mut self, addr: &HostPort) -> Result<&mut Db> {
         if self.conns.get(addr).is_none_or(Db::is_lost) {
-            let mut db = data::connect(self.cfg, addr)?;
+            let mut db = crate::shard::connect(self.cfg, addr)?;
             // Minimal row images: every migrated table has a primary key (see `delete_stream`).
             let _ = db.query_drop(
                 "choosing minimal row images",
@@ -168,7 +169,7 @@ impl<'c> Mover<'c> {
 
     /// The first of `candidates` that answers.
     fn reachable(&mut self, candidates: &[HostPort], shard: &Shard) -> Result<HostPort> {
-        data::first_answering(&shard.name, candidates.iter().cloned(), |addr| {
+        crate::shard::first_answering(&shard.name, candidates.iter().cloned(), |addr| {
             self.conn(addr).map(|_| addr.clone())
         })
     }
@@ -324,7 +325,7 @@ impl<'c> Mover<'c> {
         for addr in [&group.src, &group.dst] {
             if let Some(db) = self.conns.get_mut(addr) {
                 // A connection that failed is dropped, and its registrations with it.
-                let _ = data::unregister_all(db);
+                let _ = fence::unregister_all(db);
             }
         }
         if let Err(e) = self.locks.release_many(&group.held) {
@@ -380,9 +381,9 @@ impl<'c> Mover<'c> {
         let ready = self.fences_ready.contains(addr);
         let db = self.conn(addr)?;
         if !ready {
-            data::ensure_fence(db)?;
+            fence::ensure_fence(db)?;
         }
-        retry_deadlocks(|| data::raise_fences(db, tokens))?;
+        retry_deadlocks(|| fence::raise_fences(db, tokens))?;
         self.fences_ready.insert(addr.clone());
         Ok(())
     }
@@ -642,10 +643,10 @@ impl<'c> Mover<'c> {
             rows.push(data::read_rows(self.conn(&g.src)?, t, &g.users)?.1);
         }
         let db = self.conn(&g.dst)?;
-        retry_deadlocks(|| data::register_all(db, &g.tokens))?;
+        retry_deadlocks(|| fence::register_all(db, &g.tokens))?;
         // One transaction for every table: a batch's copy is whole or absent.
         retry_deadlocks(|| {
-            data::fenced_all(db, &g.tokens, "copying", |tx| {
+            fence::fenced_all(db, &g.tokens, "copying", |tx| {
                 for (t, rows) in tables.iter().zip(&rows) {
                     data::replace_rows(tx, t, &g.users, rows)?;
                 }
@@ -765,9 +766,9 @@ impl<'c> Mover<'c> {
         failpoint_name: &'static str,
     ) -> Result<()> {
         let db = self.conn(addr)?;
-        retry_deadlocks(|| data::register_all(db, &g.tokens))?;
+        retry_deadlocks(|| fence::register_all(db, &g.tokens))?;
         retry_deadlocks(|| {
-            data::fenced_all(db, &g.tokens, "deleting", |tx| {
+            fence::fenced_all(db, &g.tokens, "deleting", |tx| {
                 tables
                     .iter()
                     .try_for_each(|t| data::delete_rows(tx, t, &g.users))

@@ -7,19 +7,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use mysql::prelude::Queryable;
-use mysql::{Conn, TxOpts};
 use serde::Serialize;
 
 use crate::config::{Config, TableSpec};
-use crate::db::{retry_deadlocks, row_placeholders, Db};
+use crate::db::{placeholders, retry_deadlocks, row_placeholders, values, Db};
 use crate::error::{DbErrorKind, Error, Result};
+use crate::shard::fence;
 use crate::types::{HostPort, Ident};
-
-/// The fence table on every shard: the highest lock token that has written for each user.
-const FENCE: &str = "shardctl_fence";
-/// The connections writing for a user under a token, so a newer holder can end a stale
-/// holder's open transactions (a paused process keeps them, and their locks, open).
-const SESSIONS: &str = "shardctl_fence_sessions";
 
 /// Rows per write: large, but far below 65,535 placeholders.
 fn chunk_rows(columns: usize) -> usize {
@@ -30,47 +24,6 @@ fn chunk_rows(columns: usize) -> usize {
 /// (measured here: 100,000-row chunks deleted 1.3M rows in 6-10 s, 20,000-row chunks in 9-11 s),
 /// and one chunk still holds its locks for well under a second.
 const DELETE_CHUNK: u64 = 100_000;
-
-pub fn connect(cfg: &Config, addr: &HostPort) -> Result<Db> {
-    let mut db = Db::connect(
-        addr,
-        &cfg.shards.login,
-        Some(&cfg.shards.database),
-        &cfg.net,
-    )?;
-    // TIMESTAMPs are read and written as text in the session's zone: one zone for every
-    // session, so servers in different zones (or a DST change) cannot shift one.
-    db.query_drop(
-        "choosing the session's time zone",
-        "SET time_zone = '+00:00'",
-    )?;
-    Ok(db)
-}
-
-/// Runs `f` on the first of `servers` (a shard's, in order) that answers; otherwise one error
-/// naming the shard and every server's failure. A server that answers with an error has
-/// answered: that error is the result (the next server would only say the same).
-pub fn first_answering<T>(
-    shard: &str,
-    servers: impl IntoIterator<Item = HostPort>,
-    mut f: impl FnMut(&HostPort) -> Result<T>,
-) -> Result<T> {
-    let mut failures = Vec::new();
-    for addr in servers {
-        match f(&addr) {
-            Err(e @ Error::Unreachable(_)) => failures.push(e.to_string()),
-            answered => return answered,
-        }
-    }
-    Err(Error::Unreachable(format!(
-        "no server of shard `{shard}` answers: {}",
-        if failures.is_empty() {
-            "none is online".into()
-        } else {
-            failures.join("; ")
-        }
-    )))
-}
 
 /// What the copy needs to know of a per-user table.
 #[derive(Clone, Debug)]
@@ -155,91 +108,6 @@ pub fn describe(db: &mut Db, database: &Ident, spec: &TableSpec) -> Result<Table
     })
 }
 
-/// Creates the fence tables if they are missing.
-pub fn ensure_fence(db: &mut Db) -> Result<()> {
-    db.query_drop(
-        "creating the fence table",
-        &format!(
-            "CREATE TABLE IF NOT EXISTS {FENCE} (
-                user_id BIGINT UNSIGNED NOT NULL PRIMARY KEY,
-                token BIGINT UNSIGNED NOT NULL,
-                updated_at DATETIME(6) NOT NULL
-            ) ENGINE=InnoDB"
-        ),
-    )?;
-    db.query_drop(
-        "creating the fence sessions table",
-        &format!(
-            "CREATE TABLE IF NOT EXISTS {SESSIONS} (
-                user_id BIGINT UNSIGNED NOT NULL,
-                server_id INT UNSIGNED NOT NULL,
-                connection_id BIGINT UNSIGNED NOT NULL,
-                token BIGINT UNSIGNED NOT NULL,
-                PRIMARY KEY (user_id, server_id, connection_id)
-            ) ENGINE=InnoDB"
-        ),
-    )
-}
-
-/// Records a writing connection of `user` under `token`.
-fn register(conn: &mut Conn, server: &HostPort, user: u64, token: u64) -> Result<()> {
-    conn.exec_drop(
-        format!("INSERT IGNORE INTO {SESSIONS} (user_id, server_id, connection_id, token) VALUES (?, @@server_id, CONNECTION_ID(), ?)"),
-        (user, token),
-    )
-    .map_err(|e| Error::db(&server.to_string(), "registering the session", e))
-}
-
-fn unregister(conn: &mut Conn, user: u64) {
-    let _ = conn.exec_drop(
-        format!("DELETE FROM {SESSIONS} WHERE user_id = ? AND server_id = @@server_id AND connection_id = CONNECTION_ID()"),
-        (user,),
-    );
-}
-
-/// Raises the user's fence to `token`; fails with `LockLost` if a newer token is already there.
-/// Older holders' connections on this server are ended first, so their open transactions (and
-/// the locks they hold) cannot make us wait; their later chunks then fail the fence check.
-pub fn raise_fence(db: &mut Db, user: u64, token: u64) -> Result<()> {
-    ensure_fence(db)?;
-    let stale: Vec<u64> = db.exec(
-        "finding stale sessions",
-        &format!("SELECT connection_id FROM {SESSIONS} WHERE user_id = ? AND token < ? AND server_id = @@server_id"),
-        (user, token),
-    )?;
-    for id in &stale {
-        db.kill_connection("ending a stale session", *id)?;
-    }
-    db.exec_drop(
-        "forgetting stale sessions",
-        &format!(
-            "DELETE FROM {SESSIONS} WHERE user_id = ? AND token < ? AND server_id = @@server_id"
-        ),
-        (user, token),
-    )?;
-    let current: Option<u64> = db.transaction("raising the fence", |tx| {
-        tx.exec_drop(
-            format!(
-                "INSERT INTO {FENCE} (user_id, token, updated_at) VALUES (?, ?, UTC_TIMESTAMP(6))
-                 ON DUPLICATE KEY UPDATE token = GREATEST(token, VALUES(token)), updated_at = VALUES(updated_at)"
-            ),
-            (user, token),
-        )?;
-        tx.exec_first(format!("SELECT token FROM {FENCE} WHERE user_id = ?"), (user,))
-    })?;
-    match current {
-        Some(t) if t == token => Ok(()),
-        other => Err(fenced_out(&db.server, user, token, other)),
-    }
-}
-
-fn fenced_out(server: &HostPort, user: u64, token: u64, fence: Option<u64>) -> Error {
-    Error::LockLost(format!(
-        "fenced out on {server}: user {user}'s fence carries token {}, ours is {token}; a newer lock holder took over",
-        fence.map(|t| t.to_string()).unwrap_or_else(|| "none".into())
-    ))
-}
-
 /// Why a stream stopped before its end.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stop {
@@ -281,33 +149,6 @@ fn stopped(stop: Stop, what: &str) -> Error {
         )),
         Stop::LockLost => Error::LockLost(format!("the migration lock was lost while {what}")),
     }
-}
-
-/// Runs `f` in a transaction after checking the fence still carries `token`.
-fn fenced<T>(
-    conn: &mut Conn,
-    server: &HostPort,
-    user: u64,
-    token: u64,
-    f: impl FnOnce(&mut mysql::Transaction) -> mysql::Result<T>,
-) -> Result<T> {
-    let mut tx = conn
-        .start_transaction(TxOpts::default())
-        .map_err(|e| Error::db(&server.to_string(), "starting a chunk", e))?;
-    let fence: Option<u64> = tx
-        .exec_first(
-            format!("SELECT token FROM {FENCE} WHERE user_id = ? LOCK IN SHARE MODE"),
-            (user,),
-        )
-        .map_err(|e| Error::db(&server.to_string(), "checking the fence", e))?;
-    if fence != Some(token) {
-        let _ = tx.rollback();
-        return Err(fenced_out(server, user, token, fence));
-    }
-    let v = f(&mut tx).map_err(|e| Error::db(&server.to_string(), "writing a chunk", e))?;
-    tx.commit()
-        .map_err(|e| Error::db(&server.to_string(), "committing a chunk", e))?;
-    Ok(v)
 }
 
 /// Rows of `user` in `table` on `db`.
@@ -551,8 +392,8 @@ pub fn copy_stream(
         range,
         control,
     } = *job;
-    let mut src = connect(cfg, src_addr)?;
-    let mut dst = connect(cfg, dst_addr)?;
+    let mut src = crate::shard::connect(cfg, src_addr)?;
+    let mut dst = crate::shard::connect(cfg, dst_addr)?;
     let ncols = table.columns.len();
     let chunk = chunk_rows(ncols);
     let select = format!(
@@ -575,7 +416,7 @@ pub fn copy_stream(
     );
     let src_name = src_addr.to_string();
     let dst_conn = dst.raw("copying")?;
-    register(dst_conn, dst_addr, user, token)?;
+    fence::register(dst_conn, dst_addr, user, token)?;
     // The handler hands the server the chunk prepared below, and nothing else.
     let staged: std::sync::Arc<std::sync::Mutex<Vec<u8>>> = Default::default();
     let feed = staged.clone();
@@ -615,7 +456,7 @@ pub fn copy_stream(
                 .map_err(|_| Error::Failed("poisoned chunk buffer".into()))? = std::mem::take(text);
             // LOAD DATA LOCAL turns a refused row (a duplicate key) into a warning: the first
             // one is read in the same transaction, before anything resets it, to say why.
-            let loaded = fenced(dst_conn, dst_addr, user, token, |tx| {
+            let loaded = fence::fenced(dst_conn, dst_addr, user, token, |tx| {
                 tx.query_drop(&load)?;
                 let got = tx.affected_rows();
                 let why: Option<(String, u32, String)> = if got == n {
@@ -648,7 +489,7 @@ pub fn copy_stream(
             // A chunk kept for LOAD DATA may be larger than one INSERT may carry.
             for part in values.chunks(chunk * ncols) {
                 let sql = format!("{insert}{}", row_placeholders(part.len() / ncols, ncols));
-                fenced(dst_conn, dst_addr, user, token, |tx| {
+                fence::fenced(dst_conn, dst_addr, user, token, |tx| {
                     tx.exec_drop(&sql, part.to_vec())
                 })?;
             }
@@ -712,7 +553,7 @@ pub fn copy_stream(
         }
     }
     flush(&mut values, &mut text, &mut rows_in_chunk, &mut writer)?;
-    unregister(dst_conn, user);
+    fence::unregister(dst_conn, user);
     Ok(written)
 }
 
@@ -726,7 +567,7 @@ pub fn delete_stream(job: &Job, addr: &HostPort, after_first_chunk: &dyn Fn()) -
         range,
         control,
     } = *job;
-    let mut db = connect(cfg, addr)?;
+    let mut db = crate::shard::connect(cfg, addr)?;
     // Every migrated table has a primary key, so replicas need only it to find a deleted row:
     // minimal row images make the binary log and the replica's work a fraction of full ones.
     // A server that does not allow it (an old one, or missing privileges) logs full images.
@@ -735,7 +576,7 @@ pub fn delete_stream(job: &Job, addr: &HostPort, after_first_chunk: &dyn Fn()) -
         "SET SESSION binlog_row_image = 'MINIMAL'",
     );
     let conn = db.raw("deleting")?;
-    register(conn, addr, user, token)?;
+    fence::register(conn, addr, user, token)?;
     let sql = format!(
         "DELETE FROM {} WHERE {} = ?{} ORDER BY {} LIMIT {}",
         table.name.quoted(),
@@ -752,7 +593,7 @@ pub fn delete_stream(job: &Job, addr: &HostPort, after_first_chunk: &dyn Fn()) -
         // Neighbouring streams' gap locks can deadlock; the chunk is rolled back whole and
         // tried again, under the one deadlock policy.
         let n = retry_deadlocks(|| {
-            fenced(conn, addr, user, token, |tx| {
+            fence::fenced(conn, addr, user, token, |tx| {
                 tx.exec_drop(&sql, range_params(user, range))?;
                 Ok(tx.affected_rows())
             })
@@ -763,7 +604,7 @@ pub fn delete_stream(job: &Job, addr: &HostPort, after_first_chunk: &dyn Fn()) -
             after_first_chunk();
         }
         if n < DELETE_CHUNK {
-            unregister(conn, user);
+            fence::unregister(conn, user);
             return Ok(deleted);
         }
     }
@@ -771,134 +612,6 @@ pub fn delete_stream(job: &Job, addr: &HostPort, after_first_chunk: &dyn Fn()) -
 
 // Many small accounts at once: the same fence and the same checks, one statement per table
 // for the whole group instead of one per account.
-
-/// `?, ?, ...` for `n` values.
-pub fn placeholders(n: usize) -> String {
-    vec!["?"; n].join(", ")
-}
-
-fn values<T: Into<mysql::Value> + Copy>(items: &[T]) -> Vec<mysql::Value> {
-    items.iter().map(|&v| v.into()).collect()
-}
-
-/// Raises each user's fence to its token, as `raise_fence` does for one: stale holders'
-/// sessions on this server are ended first. `LockLost` if any fence carries a newer token.
-pub fn raise_fences(db: &mut Db, tokens: &[(u64, u64)]) -> Result<()> {
-    if tokens.is_empty() {
-        return Ok(());
-    }
-    let ours: std::collections::HashMap<u64, u64> = tokens.iter().copied().collect();
-    let users: Vec<u64> = tokens.iter().map(|t| t.0).collect();
-    let sessions: Vec<(u64, u64, u64)> = db.exec(
-        "finding stale sessions",
-        &format!(
-            "SELECT user_id, connection_id, token FROM {SESSIONS} WHERE server_id = @@server_id AND user_id IN ({})",
-            placeholders(users.len())
-        ),
-        values(&users),
-    )?;
-    let stale: Vec<u64> = sessions
-        .iter()
-        .filter(|(u, _, t)| ours.get(u).is_some_and(|ours| t < ours))
-        .map(|s| s.1)
-        .collect();
-    for id in &stale {
-        db.kill_connection("ending a stale session", *id)?;
-    }
-    if !stale.is_empty() {
-        db.exec_drop(
-            "forgetting stale sessions",
-            &format!(
-                "DELETE FROM {SESSIONS} WHERE server_id = @@server_id AND connection_id IN ({})",
-                placeholders(stale.len())
-            ),
-            values(&stale),
-        )?;
-    }
-    let mut params = Vec::with_capacity(tokens.len() * 2);
-    for (u, t) in tokens {
-        params.extend([mysql::Value::from(*u), mysql::Value::from(*t)]);
-    }
-    let current: Vec<(u64, u64)> = db.transaction("raising the fences", |tx| {
-        tx.exec_drop(
-            format!(
-                "INSERT INTO {FENCE} (user_id, token, updated_at) VALUES {}
-                 ON DUPLICATE KEY UPDATE token = GREATEST(token, VALUES(token)), updated_at = VALUES(updated_at)",
-                vec!["(?, ?, UTC_TIMESTAMP(6))"; tokens.len()].join(", ")
-            ),
-            params,
-        )?;
-        tx.exec(
-            format!("SELECT user_id, token FROM {FENCE} WHERE user_id IN ({})", placeholders(users.len())),
-            values(&users),
-        )
-    })?;
-    for (user, fence) in current {
-        let token = ours[&user];
-        if fence != token {
-            return Err(fenced_out(&db.server, user, token, Some(fence)));
-        }
-    }
-    Ok(())
-}
-
-/// Records this connection as writing for every user of the group.
-pub fn register_all(db: &mut Db, tokens: &[(u64, u64)]) -> Result<()> {
-    let mut params = Vec::with_capacity(tokens.len() * 2);
-    for (u, t) in tokens {
-        params.extend([mysql::Value::from(*u), mysql::Value::from(*t)]);
-    }
-    db.exec_drop(
-        "registering the session",
-        &format!(
-            "INSERT IGNORE INTO {SESSIONS} (user_id, server_id, connection_id, token) VALUES {}",
-            vec!["(?, @@server_id, CONNECTION_ID(), ?)"; tokens.len()].join(", ")
-        ),
-        params,
-    )
-}
-
-/// Forgets every registration of this connection.
-pub fn unregister_all(db: &mut Db) -> Result<()> {
-    db.query_drop(
-        "unregistering the session",
-        &format!("DELETE FROM {SESSIONS} WHERE server_id = @@server_id AND connection_id = CONNECTION_ID()"),
-    )
-}
-
-/// Runs `f` in a transaction after checking every user's fence still carries its token.
-pub fn fenced_all<T>(
-    db: &mut Db,
-    tokens: &[(u64, u64)],
-    doing: &str,
-    f: impl FnOnce(&mut mysql::Transaction) -> mysql::Result<T>,
-) -> Result<T> {
-    let users: Vec<u64> = tokens.iter().map(|t| t.0).collect();
-    let toks: Vec<u64> = tokens.iter().map(|t| t.1).collect();
-    let mut params = values(&users);
-    params.extend(values(&toks));
-    // Tokens are unique to one grant of one account's lock, so matching both lists matches
-    // each user with its own token.
-    let check = format!(
-        "SELECT COUNT(*) FROM {FENCE} WHERE user_id IN ({}) AND token IN ({}) LOCK IN SHARE MODE",
-        placeholders(users.len()),
-        placeholders(toks.len())
-    );
-    let out = db.transaction_if(doing, |tx| {
-        let fenced: Option<u64> = tx.exec_first(&check, params)?;
-        if fenced != Some(tokens.len() as u64) {
-            return Ok(None);
-        }
-        f(tx).map(Some)
-    })?;
-    out.ok_or_else(|| {
-        Error::LockLost(format!(
-            "fenced out on {}: a newer lock holder took over one of {} accounts",
-            db.server,
-            tokens.len()
-        ))
-    })
-}
 
 /// The group's rows of `table`, as flat values (columns in table order).
 pub fn read_rows(db: &mut Db, table: &Table, users: &[u64]) -> Result<(usize, Vec<mysql::Value>)> {

@@ -26,10 +26,10 @@ use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::lock::{Held, LockClient, Request};
 use crate::output::Ui;
-use crate::replica;
 use crate::ring::directory::{self, Shard};
 use crate::ring::{self, audit};
-use crate::routing;
+use crate::shard::replica;
+use crate::shard::{fence, routing};
 use crate::types::{HostPort, LockName, ShardName};
 use data::{Checksum, Control, Table};
 use state::{resume_action, Resume, State};
@@ -181,7 +181,7 @@ fn fenced_ring<T>(
 ) -> Result<Option<T>> {
     let check = format!(
         "SELECT COUNT(*) FROM locks WHERE token IN ({}) AND expires_at > UTC_TIMESTAMP(6) FOR UPDATE",
-        data::placeholders(tokens.len())
+        crate::db::placeholders(tokens.len())
     );
     let params: Vec<mysql::Value> = tokens.iter().map(|&t| t.into()).collect();
     let result = db.transaction_if("changing the directory", |tx| {
@@ -217,8 +217,8 @@ fn pick_server(
         order.retain(|a| *a != p);
         order.insert(0, p);
     }
-    data::first_answering(&shard.name, order, |addr| {
-        data::connect(cfg, addr).map(|_| addr.clone())
+    crate::shard::first_answering(&shard.name, order, |addr| {
+        crate::shard::connect(cfg, addr).map(|_| addr.clone())
     })
 }
 
@@ -231,11 +231,12 @@ fn catch_up_with_peers(cfg: &Config, shard: &Shard, server: &HostPort, ui: &Ui) 
         .map(|s| s.addr())
         .filter(|a| a != server)
         .map(|peer| {
-            let pos = data::connect(cfg, &peer).and_then(|mut p| replica::binlog_position(&mut p));
+            let pos = crate::shard::connect(cfg, &peer)
+                .and_then(|mut p| replica::binlog_position(&mut p));
             (peer, pos)
         })
         .collect();
-    wait_for_positions(&mut data::connect(cfg, server)?, positions, ui)
+    wait_for_positions(&mut crate::shard::connect(cfg, server)?, positions, ui)
 }
 
 /// Waits on `db` until it has applied each peer's binlog position (as read from the peer).
@@ -282,7 +283,10 @@ fn watch_lag(
         .flat_map(|s| s.servers.iter().map(|v| v.addr()))
         .filter(|a| !servers.contains(a))
         .collect();
-    let mut conns: Vec<Option<Db>> = peers.iter().map(|p| data::connect(cfg, p).ok()).collect();
+    let mut conns: Vec<Option<Db>> = peers
+        .iter()
+        .map(|p| crate::shard::connect(cfg, p).ok())
+        .collect();
     while !done.load(Ordering::SeqCst) {
         let lagging = conns.iter_mut().any(|c| {
             c.as_mut()
@@ -366,7 +370,7 @@ impl Run<'_> {
         let done = AtomicBool::new(false);
         let mut jobs = Vec::new();
         {
-            let mut db = data::connect(self.cfg, ranges_on)?;
+            let mut db = crate::shard::connect(self.cfg, ranges_on)?;
             for t in &self.tables {
                 let rows = data::count(&mut db, t, self.user)?;
                 for r in data::ranges(&mut db, t, self.user, rows, STREAMS_PER_TABLE)? {
@@ -478,7 +482,7 @@ impl Run<'_> {
                 .iter()
                 .map(|t| {
                     let sum = move || {
-                        data::connect(self.cfg, addr)
+                        crate::shard::connect(self.cfg, addr)
                             .and_then(|mut db| data::checksum(&mut db, t, self.user))
                     };
                     (t.name.to_string(), s.spawn(sum))
@@ -606,8 +610,8 @@ fn shard_by_id(shards: &[Shard], id: u32) -> Result<&Shard> {
 }
 
 fn describe_tables(cfg: &Config, src: &HostPort, dst: &HostPort) -> Result<Vec<Table>> {
-    let mut s = data::connect(cfg, src)?;
-    let mut d = data::connect(cfg, dst)?;
+    let mut s = crate::shard::connect(cfg, src)?;
+    let mut d = crate::shard::connect(cfg, dst)?;
     cfg.shards
         .tables
         .iter()
@@ -627,7 +631,7 @@ fn describe_tables(cfg: &Config, src: &HostPort, dst: &HostPort) -> Result<Vec<T
 
 /// Refuses (exit 4) when `dst` holds rows of `user` already.
 fn refuse_strays(cfg: &Config, dst: &HostPort, tables: &[Table], user: u64) -> Result<()> {
-    let found = data::strays(&mut data::connect(cfg, dst)?, tables, &[user])?;
+    let found = data::strays(&mut crate::shard::connect(cfg, dst)?, tables, &[user])?;
     match found.get(&user) {
         Some(rows) => Err(data::strays_refusal(dst, user, rows)),
         None => Ok(()),
@@ -710,7 +714,7 @@ pub fn migrate(cfg: &Config, opts: &Options, ui: &Ui) -> Result<Report> {
     let dst = pick_server(cfg, opts.user, to, None)?;
     let tables = describe_tables(cfg, &src, &dst)?;
     {
-        let mut s = data::connect(cfg, &src)?;
+        let mut s = crate::shard::connect(cfg, &src)?;
         for t in &tables {
             report
                 .rows
@@ -761,7 +765,11 @@ pub fn migrate(cfg: &Config, opts: &Options, ui: &Ui) -> Result<Report> {
                 copying: AtomicBool::new(false),
             };
             for addr in [&src, &dst] {
-                data::raise_fence(&mut data::connect(cfg, addr)?, opts.user, held.token)?;
+                fence::raise_fence(
+                    &mut crate::shard::connect(cfg, addr)?,
+                    opts.user,
+                    held.token,
+                )?;
             }
             run.with_ring(|db| fenced_ring(db, &[held.token], |tx| {
                 tx.exec_drop(
@@ -936,7 +944,11 @@ pub fn resume_entry(
             let src = pick_server(cfg, entry.user, from, entry.source_server.as_deref())?;
             let dst = pick_server(cfg, entry.user, to, entry.dest_server.as_deref())?;
             for addr in [&src, &dst] {
-                data::raise_fence(&mut data::connect(cfg, addr)?, entry.user, held.token)?;
+                fence::raise_fence(
+                    &mut crate::shard::connect(cfg, addr)?,
+                    entry.user,
+                    held.token,
+                )?;
             }
             let tables = describe_tables(cfg, &src, &dst)?;
             let run = Run {

@@ -2,6 +2,7 @@
 //! applying it (`apply`, with the pure scheduling in `schedule`).
 
 pub mod apply;
+pub mod balance;
 pub mod plan;
 pub mod schedule;
 
@@ -13,10 +14,9 @@ use serde::{Deserialize, Serialize};
 use crate::config::Config;
 use crate::db::Db;
 use crate::error::{Error, Result};
-use crate::migrate::data;
 use crate::parallel;
 use crate::ring::directory::{self, Shard, ShardState};
-use crate::routing;
+use crate::shard::routing;
 use crate::types::ShardName;
 use plan::{Account, By, Params, ShardLoad};
 
@@ -115,8 +115,8 @@ fn rows_per_user(cfg: &Config, shard: &Shard) -> Result<HashMap<u64, u64>> {
     let servers = routing::candidates(0, &shard.servers)
         .into_iter()
         .map(|s| s.addr());
-    data::first_answering(&shard.name, servers, |addr| {
-        let mut db = data::connect(cfg, addr)?;
+    crate::shard::first_answering(&shard.name, servers, |addr| {
+        let mut db = crate::shard::connect(cfg, addr)?;
         let mut rows: HashMap<u64, u64> = HashMap::new();
         for t in &cfg.shards.tables {
             let counts: Vec<(u64, u64)> = db

@@ -20,7 +20,7 @@
 use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
 
-use crate::balance::{self, Load};
+use crate::rebalance::balance::{self, Load};
 use crate::ring::directory::ShardState;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -12,7 +12,7 @@ use serde_json::json;
 
 use crate::db::{retry_deadlocks, Db};
 use crate::error::{Error, Result};
-use crate::placement::WeightedChooser;
+use crate::ring::placement::WeightedChooser;
 use crate::ring::{audit, directory};
 
 /// Rows per INSERT: large enough to amortise the round trip, far below 65,535 placeholders.

@@ -4,6 +4,7 @@
 pub mod assign;
 pub mod audit;
 pub mod directory;
+pub mod placement;
 pub mod schema;
 pub mod tickets;
 

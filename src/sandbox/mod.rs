@@ -15,9 +15,9 @@ use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::output::Ui;
 use crate::parallel;
-use crate::replica;
 use crate::ring::directory::{self, Half};
 use crate::ring::{self, assign};
+use crate::shard::replica;
 use crate::types::{HostPort, Ident, ShardName, Weight};
 use server::{Binaries, ServerProcess};
 

@@ -15,14 +15,14 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::balance::{self, Load};
 use crate::config::Config;
 use crate::db::Db;
 use crate::error::Result;
 use crate::lock::Lease;
-use crate::replica;
+use crate::rebalance::balance::{self, Load};
 use crate::ring::directory::{self, Half, ServerStatus, ShardState};
 use crate::ring::{self, audit};
+use crate::shard::replica;
 use crate::types::HostPort;
 
 /// One screenful of the federation, as `top --once --format json` prints it.
@@ -220,7 +220,7 @@ fn probe_loop(
 /// Two statements: the replication state, then sessions and the query counter together.
 fn probe_once(cfg: &Config, addr: &HostPort, db: &mut Option<Db>) -> Result<Probe> {
     if db.as_ref().is_none_or(Db::is_lost) {
-        let mut fresh = Db::connect(addr, &cfg.shards.login, None, &cfg.net)?;
+        let mut fresh = crate::shard::connect_server(cfg, addr, &cfg.net)?;
         let t = probe_timeout(cfg);
         fresh.set_timeouts(t, t)?;
         *db = Some(fresh);

@@ -5,15 +5,18 @@
 //! is validated here, so the rest of the program works with checked types. Passwords come from a
 //! file, an environment variable, or a MySQL option file — never the command line.
 
+pub mod optionfile;
+pub mod secret;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
-use crate::optionfile::{Files, OptionFile};
-use crate::secret::Secret;
 use crate::types::{parse_duration, HostPort, Ident};
+use optionfile::{Files, OptionFile};
+use secret::Secret;
 
 #[derive(Debug, Clone)]
 pub struct Config {

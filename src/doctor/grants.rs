@@ -2,7 +2,7 @@
 //! (`doctor`'s rules), with the exact `GRANT` statements that would close the gap.
 
 use crate::db::Db;
-use crate::doctor::{self, Flavor, Need};
+use crate::doctor::rules::{self, Flavor, Need};
 use crate::error::Result;
 
 /// What the login lacks on `db` for `database`, and the statements that grant it.
@@ -33,12 +33,12 @@ pub fn gap(db: &mut Db, database: &str, needs: fn(Flavor) -> Vec<Need>) -> Resul
         )?
         .unwrap_or_default();
     let grants: Vec<String> = db.exec("reading grants", "SHOW GRANTS", ())?;
-    let have = doctor::privileges_from_grants(&grants, database);
-    let missing = doctor::missing_privileges(&have, &needs(Flavor::of(&version)));
+    let have = rules::privileges_from_grants(&grants, database);
+    let missing = rules::missing_privileges(&have, &needs(Flavor::of(&version)));
     if missing.is_empty() {
         return Ok(None);
     }
-    let statements = doctor::grant_statements(&missing, database, &account);
+    let statements = rules::grant_statements(&missing, database, &account);
     Ok(Some(Gap {
         missing,
         statements,

@@ -1,0 +1,293 @@
+//! `doctor`: what every server must offer shardctl, checked. The rules (what a check
+//! concludes, which privileges a role needs) are pure, in `rules`; `grants` reads what a login
+//! has; this module runs every check against the servers.
+
+pub mod grants;
+pub mod rules;
+
+use std::collections::HashSet;
+
+use crate::config::Config;
+use crate::db::Db;
+use crate::error::Result;
+use crate::parallel;
+use crate::ring::{directory, schema, tickets};
+use crate::shard::replica;
+use crate::types::HostPort;
+use rules::{Check, Flavor, Need};
+
+/// Whether the login has what shardctl needs on this server; if not, the fix is the exact
+/// GRANT statements to run (as an administrator).
+fn privilege_check(
+    db: &mut Db,
+    target: &str,
+    check: &str,
+    database: &str,
+    needs: fn(Flavor) -> Vec<Need>,
+) -> Check {
+    match grants::gap(db, database, needs) {
+        Ok(None) => Check::pass(target, check, "sufficient"),
+        Ok(Some(gap)) => Check::fail(target, check, gap.describe(), gap.statements.join(" ")),
+        Err(e) => Check::fail(
+            target,
+            check,
+            e.to_string(),
+            "let the login run SHOW GRANTS",
+        ),
+    }
+}
+
+fn ring_checks(cfg: &Config, out: &mut Vec<Check>) -> Option<Db> {
+    let mut first = None;
+    for server in &cfg.ring.servers {
+        let target = server.to_string();
+        let mut db = match Db::connect(server, &cfg.ring.login, None, &cfg.net) {
+            Ok(db) => db,
+            Err(e) => {
+                out.push(Check::fail(
+                    &target,
+                    "ring reachable",
+                    e.to_string(),
+                    "start the server or fix [ring] servers / credentials",
+                ));
+                continue;
+            }
+        };
+        out.push(Check::pass(
+            &target,
+            "ring reachable",
+            db.version().unwrap_or_default(),
+        ));
+        out.push(privilege_check(
+            &mut db,
+            &target,
+            "ring privileges",
+            cfg.ring.database.as_str(),
+            rules::ring_needs,
+        ));
+        match schema::recorded_version(&mut db, &cfg.ring.database) {
+            Ok(Some(v)) if v == schema::VERSION => {
+                out.push(Check::pass(&target, "schema version", format!("{v}")))
+            }
+            Ok(Some(v)) => out.push(Check::fail(
+                &target,
+                "schema version",
+                format!("{v}, expected {}", schema::VERSION),
+                "run `shardctl init`",
+            )),
+            Ok(None) => out.push(Check::fail(
+                &target,
+                "schema version",
+                format!("no schema in `{}`", cfg.ring.database),
+                "run `shardctl init`",
+            )),
+            Err(e) => out.push(Check::fail(
+                &target,
+                "schema version",
+                e.to_string(),
+                "check the ring user's privileges",
+            )),
+        }
+        if first.is_none() {
+            first = Some(db);
+        }
+    }
+    first
+}
+
+fn ticket_checks(cfg: &Config, out: &mut Vec<Check>) {
+    let mut settings = Vec::new();
+    for t in &cfg.tickets {
+        let target = format!("{}/{}", t.server, t.database);
+        match tickets::connect(cfg, t).and_then(|mut db| {
+            let io = tickets::increment_and_offset(&mut db)?;
+            let tables: Vec<String> = db.exec("reading the ticket tables",
+                "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME IN ('tickets32','tickets64')",
+                (t.database.as_str(),))?;
+            Ok((io, tables.len()))
+        }) {
+            Ok(((inc, off), tables)) => {
+                out.push(Check::pass(&target, "tickets reachable", format!("auto_increment_increment={inc} auto_increment_offset={off}")));
+                if tables < 2 {
+                    out.push(Check::fail(&target, "ticket tables", "tickets32/tickets64 missing", "run `shardctl init`"));
+                }
+                settings.push((target, inc, off));
+            }
+            Err(e) => out.push(Check::fail(&target, "tickets reachable", e.to_string(), "start the ticket server or fix [[tickets]]")),
+        }
+    }
+    for p in rules::ticket_problems(&settings) {
+        out.push(Check::fail(
+            "tickets",
+            "ticket offsets",
+            p,
+            "give the ticket servers one increment >= their count and distinct offsets",
+        ));
+    }
+}
+
+/// Every check of one shard server.
+fn shard_server_checks(
+    cfg: &Config,
+    shard: &str,
+    addr: &HostPort,
+    paired: bool,
+    max_lag: u64,
+) -> Vec<Check> {
+    let target = format!("{addr} ({shard})");
+    let mut out = Vec::new();
+    let mut db = match crate::shard::connect_server(cfg, addr, &cfg.net) {
+        Ok(db) => db,
+        Err(e) => {
+            out.push(Check::fail(
+                &target,
+                "reachable",
+                e.to_string(),
+                "start the server, or drain it with `shardctl maintenance drain`",
+            ));
+            return out;
+        }
+    };
+    out.push(Check::pass(
+        &target,
+        "reachable",
+        db.version().unwrap_or_default(),
+    ));
+    let db_name = cfg.shards.database.as_str();
+    let tables: Result<HashSet<(String, String)>> = db
+        .exec(
+            "reading the shard tables",
+            "SELECT TABLE_NAME, COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ?",
+            (db_name,),
+        )
+        .map(|v: Vec<(String, String)>| v.into_iter().collect());
+    match tables {
+        Ok(found) => {
+            let missing: Vec<String> = cfg
+                .shards
+                .tables
+                .iter()
+                .filter(|t| !found.contains(&(t.name.to_string(), t.owner_column.to_string())))
+                .map(|t| format!("{}.{}", t.name, t.owner_column))
+                .collect();
+            out.push(if missing.is_empty() {
+                Check::pass(
+                    &target,
+                    "tables",
+                    format!("{} per-user tables in `{db_name}`", cfg.shards.tables.len()),
+                )
+            } else {
+                Check::fail(
+                    &target,
+                    "tables",
+                    format!("missing {}", missing.join(", ")),
+                    format!("create the application schema in `{db_name}`"),
+                )
+            });
+        }
+        Err(e) => out.push(Check::fail(
+            &target,
+            "tables",
+            e.to_string(),
+            "grant SELECT on the shard database",
+        )),
+    }
+    out.push(privilege_check(
+        &mut db,
+        &target,
+        "privileges",
+        db_name,
+        rules::shard_needs,
+    ));
+    match replica::status(&mut db) {
+        Ok(Some(s)) => out.push(match s.problem(max_lag) {
+            None => Check::pass(
+                &target,
+                "replication",
+                format!("from {}, lag {}s", s.source, s.lag_seconds.unwrap_or(0)),
+            ),
+            Some(p) => Check::fail(
+                &target,
+                "replication",
+                p,
+                "fix and START SLAVE on this server",
+            ),
+        }),
+        Ok(None) if paired => out.push(Check::fail(
+            &target,
+            "replication",
+            "not replicating from its peer",
+            "CHANGE MASTER TO its peer and START SLAVE",
+        )),
+        Ok(None) => out.push(Check::pass(
+            &target,
+            "replication",
+            "single server; none expected",
+        )),
+        Err(e) => out.push(Check::fail(
+            &target,
+            "replication",
+            e.to_string(),
+            "grant REPLICATION CLIENT / SLAVE MONITOR",
+        )),
+    }
+    out
+}
+
+/// Every check of the federation `cfg` describes: the ring, the ticket servers, and every
+/// server of every registered shard (in parallel).
+pub fn checks(cfg: &Config, max_lag: u64) -> Vec<Check> {
+    let mut checks = Vec::new();
+    let ring_db = ring_checks(cfg, &mut checks);
+    ticket_checks(cfg, &mut checks);
+    if let Some(mut db) = ring_db {
+        let use_ring = format!("USE {}", cfg.ring.database.quoted());
+        match db
+            .query_drop("selecting the ring database", &use_ring)
+            .and_then(|_| directory::shards(&mut db))
+        {
+            Ok(shards) => {
+                checks.push(match directory::users_on_unknown_shards(&mut db) {
+                    Ok((0, _)) => Check::pass("ring", "users' shards", "every user's shard is registered"),
+                    Ok((n, ids)) => Check::fail(
+                        "ring",
+                        "users' shards",
+                        format!(
+                            "{n} users are placed on unregistered shards (first: {})",
+                            ids.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(", ")
+                        ),
+                        "register the shard again with `shardctl shard add` (same servers) so the users can be moved",
+                    ),
+                    Err(e) => Check::fail("ring", "users' shards", e.to_string(), "check the ring user's privileges"),
+                });
+                if shards.is_empty() {
+                    checks.push(Check::fail(
+                        "ring",
+                        "shards",
+                        "no shards registered",
+                        "register one with `shardctl shard add`",
+                    ));
+                }
+                let jobs: Vec<(String, HostPort, bool)> = shards
+                    .iter()
+                    .flat_map(|s| {
+                        s.servers
+                            .iter()
+                            .map(move |v| (s.name.clone(), v.addr(), s.servers.len() > 1))
+                    })
+                    .collect();
+                let results = parallel::each(&jobs, |(shard, addr, paired)| {
+                    shard_server_checks(cfg, shard, addr, *paired, max_lag)
+                });
+                checks.extend(results.into_iter().flatten());
+            }
+            Err(e) => checks.push(Check::fail(
+                "ring",
+                "shards",
+                e.to_string(),
+                "run `shardctl init`",
+            )),
+        }
+    }
+    checks
+}
