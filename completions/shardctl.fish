@@ -30,7 +30,7 @@ complete -c shardctl -n "__fish_shardctl_needs_command" -l defaults-extra-file -
 complete -c shardctl -n "__fish_shardctl_needs_command" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
 json\t''"
 complete -c shardctl -n "__fish_shardctl_needs_command" -l no-defaults -d 'Read no MySQL option file'
-complete -c shardctl -n "__fish_shardctl_needs_command" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
+complete -c shardctl -n "__fish_shardctl_needs_command" -s q -l quiet -d 'Print nothing on stderr but warnings, errors and what commands shardctl runs print (`lock run`, `maintenance roll`): no status lines, no progress bars'
 complete -c shardctl -n "__fish_shardctl_needs_command" -s v -l verbose -d 'Print more detail on stderr'
 complete -c shardctl -n "__fish_shardctl_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c shardctl -n "__fish_shardctl_needs_command" -s V -l version -d 'Print version'
@@ -55,7 +55,7 @@ complete -c shardctl -n "__fish_shardctl_using_subcommand init" -l format -d 'Ou
 json\t''"
 complete -c shardctl -n "__fish_shardctl_using_subcommand init" -l dry-run -d 'Say what would be created or upgraded, change nothing'
 complete -c shardctl -n "__fish_shardctl_using_subcommand init" -l no-defaults -d 'Read no MySQL option file'
-complete -c shardctl -n "__fish_shardctl_using_subcommand init" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
+complete -c shardctl -n "__fish_shardctl_using_subcommand init" -s q -l quiet -d 'Print nothing on stderr but warnings, errors and what commands shardctl runs print (`lock run`, `maintenance roll`): no status lines, no progress bars'
 complete -c shardctl -n "__fish_shardctl_using_subcommand init" -s v -l verbose -d 'Print more detail on stderr'
 complete -c shardctl -n "__fish_shardctl_using_subcommand init" -s h -l help -d 'Print help'
 complete -c shardctl -n "__fish_shardctl_using_subcommand init" -s V -l version -d 'Print version'
@@ -66,7 +66,7 @@ complete -c shardctl -n "__fish_shardctl_using_subcommand doctor" -l defaults-ex
 complete -c shardctl -n "__fish_shardctl_using_subcommand doctor" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
 json\t''"
 complete -c shardctl -n "__fish_shardctl_using_subcommand doctor" -l no-defaults -d 'Read no MySQL option file'
-complete -c shardctl -n "__fish_shardctl_using_subcommand doctor" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
+complete -c shardctl -n "__fish_shardctl_using_subcommand doctor" -s q -l quiet -d 'Print nothing on stderr but warnings, errors and what commands shardctl runs print (`lock run`, `maintenance roll`): no status lines, no progress bars'
 complete -c shardctl -n "__fish_shardctl_using_subcommand doctor" -s v -l verbose -d 'Print more detail on stderr'
 complete -c shardctl -n "__fish_shardctl_using_subcommand doctor" -s h -l help -d 'Print help'
 complete -c shardctl -n "__fish_shardctl_using_subcommand doctor" -s V -l version -d 'Print version'
@@ -76,7 +76,7 @@ complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and not __fish_
 complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and not __fish_seen_subcommand_from add list set-weight set-state remove set-capacity help" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
 json\t''"
 complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and not __fish_seen_subcommand_from add list set-weight set-state remove set-capacity help" -l no-defaults -d 'Read no MySQL option file'
-complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and not __fish_seen_subcommand_from add list set-weight set-state remove set-capacity help" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
+complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and not __fish_seen_subcommand_from add list set-weight set-state remove set-capacity help" -s q -l quiet -d 'Print nothing on stderr but warnings, errors and what commands shardctl runs print (`lock run`, `maintenance roll`): no status lines, no progress bars'
 complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and not __fish_seen_subcommand_from add list set-weight set-state remove set-capacity help" -s v -l verbose -d 'Print more detail on stderr'
 complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and not __fish_seen_subcommand_from add list set-weight set-state remove set-capacity help" -s h -l help -d 'Print help'
 complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and not __fish_seen_subcommand_from add list set-weight set-state remove set-capacity help" -s V -l version -d 'Print version'
@@ -97,7 +97,7 @@ json\t''"
 complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from add" -l no-check -d 'Do not check that the servers answer and hold the shard database'
 complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from add" -l dry-run -d 'Show what would be registered, change nothing'
 complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from add" -l no-defaults -d 'Read no MySQL option file'
-complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from add" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
+complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from add" -s q -l quiet -d 'Print nothing on stderr but warnings, errors and what commands shardctl runs print (`lock run`, `maintenance roll`): no status lines, no progress bars'
 complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from add" -s v -l verbose -d 'Print more detail on stderr'
 complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from add" -s h -l help -d 'Print help'
 complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from add" -s V -l version -d 'Print version'
@@ -107,7 +107,7 @@ complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen
 complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from list" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
 json\t''"
 complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from list" -l no-defaults -d 'Read no MySQL option file'
-complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from list" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
+complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from list" -s q -l quiet -d 'Print nothing on stderr but warnings, errors and what commands shardctl runs print (`lock run`, `maintenance roll`): no status lines, no progress bars'
 complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from list" -s v -l verbose -d 'Print more detail on stderr'
 complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
 complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
@@ -118,7 +118,7 @@ complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen
 json\t''"
 complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from set-weight" -l dry-run -d 'Show the change, make none'
 complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from set-weight" -l no-defaults -d 'Read no MySQL option file'
-complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from set-weight" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
+complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from set-weight" -s q -l quiet -d 'Print nothing on stderr but warnings, errors and what commands shardctl runs print (`lock run`, `maintenance roll`): no status lines, no progress bars'
 complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from set-weight" -s v -l verbose -d 'Print more detail on stderr'
 complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from set-weight" -s h -l help -d 'Print help'
 complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from set-weight" -s V -l version -d 'Print version'
@@ -129,7 +129,7 @@ complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen
 json\t''"
 complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from set-state" -l dry-run -d 'Show the change, make none'
 complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from set-state" -l no-defaults -d 'Read no MySQL option file'
-complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from set-state" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
+complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from set-state" -s q -l quiet -d 'Print nothing on stderr but warnings, errors and what commands shardctl runs print (`lock run`, `maintenance roll`): no status lines, no progress bars'
 complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from set-state" -s v -l verbose -d 'Print more detail on stderr'
 complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from set-state" -s h -l help -d 'Print help'
 complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from set-state" -s V -l version -d 'Print version'
@@ -140,7 +140,7 @@ complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen
 json\t''"
 complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from remove" -l dry-run -d 'Check that the shard could be removed, change nothing'
 complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from remove" -l no-defaults -d 'Read no MySQL option file'
-complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from remove" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
+complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from remove" -s q -l quiet -d 'Print nothing on stderr but warnings, errors and what commands shardctl runs print (`lock run`, `maintenance roll`): no status lines, no progress bars'
 complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from remove" -s v -l verbose -d 'Print more detail on stderr'
 complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from remove" -s h -l help -d 'Print help'
 complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from remove" -s V -l version -d 'Print version'
@@ -152,7 +152,7 @@ complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen
 json\t''"
 complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from set-capacity" -l dry-run -d 'Show the change, make none'
 complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from set-capacity" -l no-defaults -d 'Read no MySQL option file'
-complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from set-capacity" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
+complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from set-capacity" -s q -l quiet -d 'Print nothing on stderr but warnings, errors and what commands shardctl runs print (`lock run`, `maintenance roll`): no status lines, no progress bars'
 complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from set-capacity" -s v -l verbose -d 'Print more detail on stderr'
 complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from set-capacity" -s h -l help -d 'Print help'
 complete -c shardctl -n "__fish_shardctl_using_subcommand shard; and __fish_seen_subcommand_from set-capacity" -s V -l version -d 'Print version'
@@ -169,7 +169,7 @@ complete -c shardctl -n "__fish_shardctl_using_subcommand user; and not __fish_s
 complete -c shardctl -n "__fish_shardctl_using_subcommand user; and not __fish_seen_subcommand_from assign locate help" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
 json\t''"
 complete -c shardctl -n "__fish_shardctl_using_subcommand user; and not __fish_seen_subcommand_from assign locate help" -l no-defaults -d 'Read no MySQL option file'
-complete -c shardctl -n "__fish_shardctl_using_subcommand user; and not __fish_seen_subcommand_from assign locate help" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
+complete -c shardctl -n "__fish_shardctl_using_subcommand user; and not __fish_seen_subcommand_from assign locate help" -s q -l quiet -d 'Print nothing on stderr but warnings, errors and what commands shardctl runs print (`lock run`, `maintenance roll`): no status lines, no progress bars'
 complete -c shardctl -n "__fish_shardctl_using_subcommand user; and not __fish_seen_subcommand_from assign locate help" -s v -l verbose -d 'Print more detail on stderr'
 complete -c shardctl -n "__fish_shardctl_using_subcommand user; and not __fish_seen_subcommand_from assign locate help" -s h -l help -d 'Print help'
 complete -c shardctl -n "__fish_shardctl_using_subcommand user; and not __fish_seen_subcommand_from assign locate help" -s V -l version -d 'Print version'
@@ -185,7 +185,7 @@ complete -c shardctl -n "__fish_shardctl_using_subcommand user; and __fish_seen_
 json\t''"
 complete -c shardctl -n "__fish_shardctl_using_subcommand user; and __fish_seen_subcommand_from assign" -l dry-run -d 'Show how many users would be placed, change nothing'
 complete -c shardctl -n "__fish_shardctl_using_subcommand user; and __fish_seen_subcommand_from assign" -l no-defaults -d 'Read no MySQL option file'
-complete -c shardctl -n "__fish_shardctl_using_subcommand user; and __fish_seen_subcommand_from assign" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
+complete -c shardctl -n "__fish_shardctl_using_subcommand user; and __fish_seen_subcommand_from assign" -s q -l quiet -d 'Print nothing on stderr but warnings, errors and what commands shardctl runs print (`lock run`, `maintenance roll`): no status lines, no progress bars'
 complete -c shardctl -n "__fish_shardctl_using_subcommand user; and __fish_seen_subcommand_from assign" -s v -l verbose -d 'Print more detail on stderr'
 complete -c shardctl -n "__fish_shardctl_using_subcommand user; and __fish_seen_subcommand_from assign" -s h -l help -d 'Print help'
 complete -c shardctl -n "__fish_shardctl_using_subcommand user; and __fish_seen_subcommand_from assign" -s V -l version -d 'Print version'
@@ -195,7 +195,7 @@ complete -c shardctl -n "__fish_shardctl_using_subcommand user; and __fish_seen_
 complete -c shardctl -n "__fish_shardctl_using_subcommand user; and __fish_seen_subcommand_from locate" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
 json\t''"
 complete -c shardctl -n "__fish_shardctl_using_subcommand user; and __fish_seen_subcommand_from locate" -l no-defaults -d 'Read no MySQL option file'
-complete -c shardctl -n "__fish_shardctl_using_subcommand user; and __fish_seen_subcommand_from locate" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
+complete -c shardctl -n "__fish_shardctl_using_subcommand user; and __fish_seen_subcommand_from locate" -s q -l quiet -d 'Print nothing on stderr but warnings, errors and what commands shardctl runs print (`lock run`, `maintenance roll`): no status lines, no progress bars'
 complete -c shardctl -n "__fish_shardctl_using_subcommand user; and __fish_seen_subcommand_from locate" -s v -l verbose -d 'Print more detail on stderr'
 complete -c shardctl -n "__fish_shardctl_using_subcommand user; and __fish_seen_subcommand_from locate" -s h -l help -d 'Print help'
 complete -c shardctl -n "__fish_shardctl_using_subcommand user; and __fish_seen_subcommand_from locate" -s V -l version -d 'Print version'
@@ -208,7 +208,7 @@ complete -c shardctl -n "__fish_shardctl_using_subcommand id; and not __fish_see
 complete -c shardctl -n "__fish_shardctl_using_subcommand id; and not __fish_seen_subcommand_from next help" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
 json\t''"
 complete -c shardctl -n "__fish_shardctl_using_subcommand id; and not __fish_seen_subcommand_from next help" -l no-defaults -d 'Read no MySQL option file'
-complete -c shardctl -n "__fish_shardctl_using_subcommand id; and not __fish_seen_subcommand_from next help" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
+complete -c shardctl -n "__fish_shardctl_using_subcommand id; and not __fish_seen_subcommand_from next help" -s q -l quiet -d 'Print nothing on stderr but warnings, errors and what commands shardctl runs print (`lock run`, `maintenance roll`): no status lines, no progress bars'
 complete -c shardctl -n "__fish_shardctl_using_subcommand id; and not __fish_seen_subcommand_from next help" -s v -l verbose -d 'Print more detail on stderr'
 complete -c shardctl -n "__fish_shardctl_using_subcommand id; and not __fish_seen_subcommand_from next help" -s h -l help -d 'Print help'
 complete -c shardctl -n "__fish_shardctl_using_subcommand id; and not __fish_seen_subcommand_from next help" -s V -l version -d 'Print version'
@@ -223,7 +223,7 @@ complete -c shardctl -n "__fish_shardctl_using_subcommand id; and __fish_seen_su
 complete -c shardctl -n "__fish_shardctl_using_subcommand id; and __fish_seen_subcommand_from next" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
 json\t''"
 complete -c shardctl -n "__fish_shardctl_using_subcommand id; and __fish_seen_subcommand_from next" -l no-defaults -d 'Read no MySQL option file'
-complete -c shardctl -n "__fish_shardctl_using_subcommand id; and __fish_seen_subcommand_from next" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
+complete -c shardctl -n "__fish_shardctl_using_subcommand id; and __fish_seen_subcommand_from next" -s q -l quiet -d 'Print nothing on stderr but warnings, errors and what commands shardctl runs print (`lock run`, `maintenance roll`): no status lines, no progress bars'
 complete -c shardctl -n "__fish_shardctl_using_subcommand id; and __fish_seen_subcommand_from next" -s v -l verbose -d 'Print more detail on stderr'
 complete -c shardctl -n "__fish_shardctl_using_subcommand id; and __fish_seen_subcommand_from next" -s h -l help -d 'Print help'
 complete -c shardctl -n "__fish_shardctl_using_subcommand id; and __fish_seen_subcommand_from next" -s V -l version -d 'Print version'
@@ -241,7 +241,7 @@ complete -c shardctl -n "__fish_shardctl_using_subcommand migrate; and not __fis
 complete -c shardctl -n "__fish_shardctl_using_subcommand migrate; and not __fish_seen_subcommand_from resume status help" -l clear-destination -d 'Delete rows of the user already on the destination before copying. Without it such rows (which no migration explains) make the move refuse with exit 4'
 complete -c shardctl -n "__fish_shardctl_using_subcommand migrate; and not __fish_seen_subcommand_from resume status help" -l dry-run -d 'Show what would be moved, change nothing'
 complete -c shardctl -n "__fish_shardctl_using_subcommand migrate; and not __fish_seen_subcommand_from resume status help" -l no-defaults -d 'Read no MySQL option file'
-complete -c shardctl -n "__fish_shardctl_using_subcommand migrate; and not __fish_seen_subcommand_from resume status help" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
+complete -c shardctl -n "__fish_shardctl_using_subcommand migrate; and not __fish_seen_subcommand_from resume status help" -s q -l quiet -d 'Print nothing on stderr but warnings, errors and what commands shardctl runs print (`lock run`, `maintenance roll`): no status lines, no progress bars'
 complete -c shardctl -n "__fish_shardctl_using_subcommand migrate; and not __fish_seen_subcommand_from resume status help" -s v -l verbose -d 'Print more detail on stderr'
 complete -c shardctl -n "__fish_shardctl_using_subcommand migrate; and not __fish_seen_subcommand_from resume status help" -s h -l help -d 'Print help'
 complete -c shardctl -n "__fish_shardctl_using_subcommand migrate; and not __fish_seen_subcommand_from resume status help" -s V -l version -d 'Print version'
@@ -256,7 +256,7 @@ complete -c shardctl -n "__fish_shardctl_using_subcommand migrate; and __fish_se
 json\t''"
 complete -c shardctl -n "__fish_shardctl_using_subcommand migrate; and __fish_seen_subcommand_from resume" -l all -d 'Every unfinished migration'
 complete -c shardctl -n "__fish_shardctl_using_subcommand migrate; and __fish_seen_subcommand_from resume" -l no-defaults -d 'Read no MySQL option file'
-complete -c shardctl -n "__fish_shardctl_using_subcommand migrate; and __fish_seen_subcommand_from resume" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
+complete -c shardctl -n "__fish_shardctl_using_subcommand migrate; and __fish_seen_subcommand_from resume" -s q -l quiet -d 'Print nothing on stderr but warnings, errors and what commands shardctl runs print (`lock run`, `maintenance roll`): no status lines, no progress bars'
 complete -c shardctl -n "__fish_shardctl_using_subcommand migrate; and __fish_seen_subcommand_from resume" -s v -l verbose -d 'Print more detail on stderr'
 complete -c shardctl -n "__fish_shardctl_using_subcommand migrate; and __fish_seen_subcommand_from resume" -s h -l help -d 'Print help'
 complete -c shardctl -n "__fish_shardctl_using_subcommand migrate; and __fish_seen_subcommand_from resume" -s V -l version -d 'Print version'
@@ -266,7 +266,7 @@ complete -c shardctl -n "__fish_shardctl_using_subcommand migrate; and __fish_se
 complete -c shardctl -n "__fish_shardctl_using_subcommand migrate; and __fish_seen_subcommand_from status" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
 json\t''"
 complete -c shardctl -n "__fish_shardctl_using_subcommand migrate; and __fish_seen_subcommand_from status" -l no-defaults -d 'Read no MySQL option file'
-complete -c shardctl -n "__fish_shardctl_using_subcommand migrate; and __fish_seen_subcommand_from status" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
+complete -c shardctl -n "__fish_shardctl_using_subcommand migrate; and __fish_seen_subcommand_from status" -s q -l quiet -d 'Print nothing on stderr but warnings, errors and what commands shardctl runs print (`lock run`, `maintenance roll`): no status lines, no progress bars'
 complete -c shardctl -n "__fish_shardctl_using_subcommand migrate; and __fish_seen_subcommand_from status" -s v -l verbose -d 'Print more detail on stderr'
 complete -c shardctl -n "__fish_shardctl_using_subcommand migrate; and __fish_seen_subcommand_from status" -s h -l help -d 'Print help'
 complete -c shardctl -n "__fish_shardctl_using_subcommand migrate; and __fish_seen_subcommand_from status" -s V -l version -d 'Print version'
@@ -279,7 +279,7 @@ complete -c shardctl -n "__fish_shardctl_using_subcommand rebalance; and not __f
 complete -c shardctl -n "__fish_shardctl_using_subcommand rebalance; and not __fish_seen_subcommand_from plan apply help" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
 json\t''"
 complete -c shardctl -n "__fish_shardctl_using_subcommand rebalance; and not __fish_seen_subcommand_from plan apply help" -l no-defaults -d 'Read no MySQL option file'
-complete -c shardctl -n "__fish_shardctl_using_subcommand rebalance; and not __fish_seen_subcommand_from plan apply help" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
+complete -c shardctl -n "__fish_shardctl_using_subcommand rebalance; and not __fish_seen_subcommand_from plan apply help" -s q -l quiet -d 'Print nothing on stderr but warnings, errors and what commands shardctl runs print (`lock run`, `maintenance roll`): no status lines, no progress bars'
 complete -c shardctl -n "__fish_shardctl_using_subcommand rebalance; and not __fish_seen_subcommand_from plan apply help" -s v -l verbose -d 'Print more detail on stderr'
 complete -c shardctl -n "__fish_shardctl_using_subcommand rebalance; and not __fish_seen_subcommand_from plan apply help" -s h -l help -d 'Print help'
 complete -c shardctl -n "__fish_shardctl_using_subcommand rebalance; and not __fish_seen_subcommand_from plan apply help" -s V -l version -d 'Print version'
@@ -297,7 +297,7 @@ complete -c shardctl -n "__fish_shardctl_using_subcommand rebalance; and __fish_
 complete -c shardctl -n "__fish_shardctl_using_subcommand rebalance; and __fish_seen_subcommand_from plan" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
 json\t''"
 complete -c shardctl -n "__fish_shardctl_using_subcommand rebalance; and __fish_seen_subcommand_from plan" -l no-defaults -d 'Read no MySQL option file'
-complete -c shardctl -n "__fish_shardctl_using_subcommand rebalance; and __fish_seen_subcommand_from plan" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
+complete -c shardctl -n "__fish_shardctl_using_subcommand rebalance; and __fish_seen_subcommand_from plan" -s q -l quiet -d 'Print nothing on stderr but warnings, errors and what commands shardctl runs print (`lock run`, `maintenance roll`): no status lines, no progress bars'
 complete -c shardctl -n "__fish_shardctl_using_subcommand rebalance; and __fish_seen_subcommand_from plan" -s v -l verbose -d 'Print more detail on stderr'
 complete -c shardctl -n "__fish_shardctl_using_subcommand rebalance; and __fish_seen_subcommand_from plan" -s h -l help -d 'Print help'
 complete -c shardctl -n "__fish_shardctl_using_subcommand rebalance; and __fish_seen_subcommand_from plan" -s V -l version -d 'Print version'
@@ -316,7 +316,7 @@ complete -c shardctl -n "__fish_shardctl_using_subcommand rebalance; and __fish_
 json\t''"
 complete -c shardctl -n "__fish_shardctl_using_subcommand rebalance; and __fish_seen_subcommand_from apply" -l dry-run -d 'Say what would move, move nothing'
 complete -c shardctl -n "__fish_shardctl_using_subcommand rebalance; and __fish_seen_subcommand_from apply" -l no-defaults -d 'Read no MySQL option file'
-complete -c shardctl -n "__fish_shardctl_using_subcommand rebalance; and __fish_seen_subcommand_from apply" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
+complete -c shardctl -n "__fish_shardctl_using_subcommand rebalance; and __fish_seen_subcommand_from apply" -s q -l quiet -d 'Print nothing on stderr but warnings, errors and what commands shardctl runs print (`lock run`, `maintenance roll`): no status lines, no progress bars'
 complete -c shardctl -n "__fish_shardctl_using_subcommand rebalance; and __fish_seen_subcommand_from apply" -s v -l verbose -d 'Print more detail on stderr'
 complete -c shardctl -n "__fish_shardctl_using_subcommand rebalance; and __fish_seen_subcommand_from apply" -s h -l help -d 'Print help'
 complete -c shardctl -n "__fish_shardctl_using_subcommand rebalance; and __fish_seen_subcommand_from apply" -s V -l version -d 'Print version'
@@ -329,7 +329,7 @@ complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and not __fish_s
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and not __fish_seen_subcommand_from acquire release show list run force-release sweep help" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
 json\t''"
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and not __fish_seen_subcommand_from acquire release show list run force-release sweep help" -l no-defaults -d 'Read no MySQL option file'
-complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and not __fish_seen_subcommand_from acquire release show list run force-release sweep help" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
+complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and not __fish_seen_subcommand_from acquire release show list run force-release sweep help" -s q -l quiet -d 'Print nothing on stderr but warnings, errors and what commands shardctl runs print (`lock run`, `maintenance roll`): no status lines, no progress bars'
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and not __fish_seen_subcommand_from acquire release show list run force-release sweep help" -s v -l verbose -d 'Print more detail on stderr'
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and not __fish_seen_subcommand_from acquire release show list run force-release sweep help" -s h -l help -d 'Print help'
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and not __fish_seen_subcommand_from acquire release show list run force-release sweep help" -s V -l version -d 'Print version'
@@ -352,7 +352,7 @@ complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_
 json\t''"
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from acquire" -l dry-run -d 'Say whether the lock could be taken now (exit 3 if not), take nothing'
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from acquire" -l no-defaults -d 'Read no MySQL option file'
-complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from acquire" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
+complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from acquire" -s q -l quiet -d 'Print nothing on stderr but warnings, errors and what commands shardctl runs print (`lock run`, `maintenance roll`): no status lines, no progress bars'
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from acquire" -s v -l verbose -d 'Print more detail on stderr'
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from acquire" -s h -l help -d 'Print help'
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from acquire" -s V -l version -d 'Print version'
@@ -364,7 +364,7 @@ complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_
 json\t''"
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from release" -l dry-run -d 'Say what would be released, release nothing'
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from release" -l no-defaults -d 'Read no MySQL option file'
-complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from release" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
+complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from release" -s q -l quiet -d 'Print nothing on stderr but warnings, errors and what commands shardctl runs print (`lock run`, `maintenance roll`): no status lines, no progress bars'
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from release" -s v -l verbose -d 'Print more detail on stderr'
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from release" -s h -l help -d 'Print help'
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from release" -s V -l version -d 'Print version'
@@ -374,7 +374,7 @@ complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from show" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
 json\t''"
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from show" -l no-defaults -d 'Read no MySQL option file'
-complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from show" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
+complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from show" -s q -l quiet -d 'Print nothing on stderr but warnings, errors and what commands shardctl runs print (`lock run`, `maintenance roll`): no status lines, no progress bars'
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from show" -s v -l verbose -d 'Print more detail on stderr'
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from show" -s h -l help -d 'Print help'
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from show" -s V -l version -d 'Print version'
@@ -387,7 +387,7 @@ complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_
 json\t''"
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from list" -l expired -d 'Only expired leases'
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from list" -l no-defaults -d 'Read no MySQL option file'
-complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from list" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
+complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from list" -s q -l quiet -d 'Print nothing on stderr but warnings, errors and what commands shardctl runs print (`lock run`, `maintenance roll`): no status lines, no progress bars'
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from list" -s v -l verbose -d 'Print more detail on stderr'
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
@@ -403,7 +403,7 @@ complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_
 json\t''"
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from run" -l dry-run -d 'Say whether the lock could be taken now (exit 3 if not), take nothing'
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from run" -l no-defaults -d 'Read no MySQL option file'
-complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from run" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
+complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from run" -s q -l quiet -d 'Print nothing on stderr but warnings, errors and what commands shardctl runs print (`lock run`, `maintenance roll`): no status lines, no progress bars'
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from run" -s v -l verbose -d 'Print more detail on stderr'
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from run" -s h -l help -d 'Print help'
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from run" -s V -l version -d 'Print version'
@@ -415,7 +415,7 @@ complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_
 json\t''"
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from force-release" -l dry-run -d 'Show the lease and the session that would be killed, change nothing'
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from force-release" -l no-defaults -d 'Read no MySQL option file'
-complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from force-release" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
+complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from force-release" -s q -l quiet -d 'Print nothing on stderr but warnings, errors and what commands shardctl runs print (`lock run`, `maintenance roll`): no status lines, no progress bars'
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from force-release" -s v -l verbose -d 'Print more detail on stderr'
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from force-release" -s h -l help -d 'Print help'
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from force-release" -s V -l version -d 'Print version'
@@ -427,7 +427,7 @@ complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_
 json\t''"
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from sweep" -l dry-run -d 'List what would be released, release nothing'
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from sweep" -l no-defaults -d 'Read no MySQL option file'
-complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from sweep" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
+complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from sweep" -s q -l quiet -d 'Print nothing on stderr but warnings, errors and what commands shardctl runs print (`lock run`, `maintenance roll`): no status lines, no progress bars'
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from sweep" -s v -l verbose -d 'Print more detail on stderr'
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from sweep" -s h -l help -d 'Print help'
 complete -c shardctl -n "__fish_shardctl_using_subcommand lock; and __fish_seen_subcommand_from sweep" -s V -l version -d 'Print version'
@@ -445,7 +445,7 @@ complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and not _
 complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and not __fish_seen_subcommand_from status drain restore roll help" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
 json\t''"
 complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and not __fish_seen_subcommand_from status drain restore roll help" -l no-defaults -d 'Read no MySQL option file'
-complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and not __fish_seen_subcommand_from status drain restore roll help" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
+complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and not __fish_seen_subcommand_from status drain restore roll help" -s q -l quiet -d 'Print nothing on stderr but warnings, errors and what commands shardctl runs print (`lock run`, `maintenance roll`): no status lines, no progress bars'
 complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and not __fish_seen_subcommand_from status drain restore roll help" -s v -l verbose -d 'Print more detail on stderr'
 complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and not __fish_seen_subcommand_from status drain restore roll help" -s h -l help -d 'Print help'
 complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and not __fish_seen_subcommand_from status drain restore roll help" -s V -l version -d 'Print version'
@@ -460,7 +460,7 @@ complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fis
 complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from status" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
 json\t''"
 complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from status" -l no-defaults -d 'Read no MySQL option file'
-complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from status" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
+complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from status" -s q -l quiet -d 'Print nothing on stderr but warnings, errors and what commands shardctl runs print (`lock run`, `maintenance roll`): no status lines, no progress bars'
 complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from status" -s v -l verbose -d 'Print more detail on stderr'
 complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from status" -s h -l help -d 'Print help'
 complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from status" -s V -l version -d 'Print version'
@@ -476,7 +476,7 @@ json\t''"
 complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from drain" -l dry-run -d 'Check and show what would be drained, change nothing'
 complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from drain" -l skip-unsafe -d 'Drain the shards that pass the checks and list the rest (exit 5), instead of refusing all'
 complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from drain" -l no-defaults -d 'Read no MySQL option file'
-complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from drain" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
+complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from drain" -s q -l quiet -d 'Print nothing on stderr but warnings, errors and what commands shardctl runs print (`lock run`, `maintenance roll`): no status lines, no progress bars'
 complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from drain" -s v -l verbose -d 'Print more detail on stderr'
 complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from drain" -s h -l help -d 'Print help'
 complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from drain" -s V -l version -d 'Print version'
@@ -491,7 +491,7 @@ complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fis
 json\t''"
 complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from restore" -l dry-run -d 'Show which servers are ready to come back now, change nothing'
 complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from restore" -l no-defaults -d 'Read no MySQL option file'
-complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from restore" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
+complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from restore" -s q -l quiet -d 'Print nothing on stderr but warnings, errors and what commands shardctl runs print (`lock run`, `maintenance roll`): no status lines, no progress bars'
 complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from restore" -s v -l verbose -d 'Print more detail on stderr'
 complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from restore" -s h -l help -d 'Print help'
 complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from restore" -s V -l version -d 'Print version'
@@ -509,7 +509,7 @@ complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fis
 json\t''"
 complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from roll" -l dry-run -d 'Check the first half\'s drain and show what would run, change nothing'
 complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from roll" -l no-defaults -d 'Read no MySQL option file'
-complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from roll" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
+complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from roll" -s q -l quiet -d 'Print nothing on stderr but warnings, errors and what commands shardctl runs print (`lock run`, `maintenance roll`): no status lines, no progress bars'
 complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from roll" -s v -l verbose -d 'Print more detail on stderr'
 complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from roll" -s h -l help -d 'Print help'
 complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from roll" -s V -l version -d 'Print version'
@@ -526,7 +526,7 @@ complete -c shardctl -n "__fish_shardctl_using_subcommand top" -l format -d 'Out
 json\t''"
 complete -c shardctl -n "__fish_shardctl_using_subcommand top" -l once -d 'Print one snapshot (tables, or one JSON document) and exit; no terminal needed'
 complete -c shardctl -n "__fish_shardctl_using_subcommand top" -l no-defaults -d 'Read no MySQL option file'
-complete -c shardctl -n "__fish_shardctl_using_subcommand top" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
+complete -c shardctl -n "__fish_shardctl_using_subcommand top" -s q -l quiet -d 'Print nothing on stderr but warnings, errors and what commands shardctl runs print (`lock run`, `maintenance roll`): no status lines, no progress bars'
 complete -c shardctl -n "__fish_shardctl_using_subcommand top" -s v -l verbose -d 'Print more detail on stderr'
 complete -c shardctl -n "__fish_shardctl_using_subcommand top" -s h -l help -d 'Print help'
 complete -c shardctl -n "__fish_shardctl_using_subcommand top" -s V -l version -d 'Print version'
@@ -539,7 +539,7 @@ complete -c shardctl -n "__fish_shardctl_using_subcommand audit" -l defaults-ext
 complete -c shardctl -n "__fish_shardctl_using_subcommand audit" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
 json\t''"
 complete -c shardctl -n "__fish_shardctl_using_subcommand audit" -l no-defaults -d 'Read no MySQL option file'
-complete -c shardctl -n "__fish_shardctl_using_subcommand audit" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
+complete -c shardctl -n "__fish_shardctl_using_subcommand audit" -s q -l quiet -d 'Print nothing on stderr but warnings, errors and what commands shardctl runs print (`lock run`, `maintenance roll`): no status lines, no progress bars'
 complete -c shardctl -n "__fish_shardctl_using_subcommand audit" -s v -l verbose -d 'Print more detail on stderr'
 complete -c shardctl -n "__fish_shardctl_using_subcommand audit" -s h -l help -d 'Print help'
 complete -c shardctl -n "__fish_shardctl_using_subcommand audit" -s V -l version -d 'Print version'
@@ -549,7 +549,7 @@ complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and not __fis
 complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and not __fish_seen_subcommand_from up status down help" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
 json\t''"
 complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and not __fish_seen_subcommand_from up status down help" -l no-defaults -d 'Read no MySQL option file'
-complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and not __fish_seen_subcommand_from up status down help" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
+complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and not __fish_seen_subcommand_from up status down help" -s q -l quiet -d 'Print nothing on stderr but warnings, errors and what commands shardctl runs print (`lock run`, `maintenance roll`): no status lines, no progress bars'
 complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and not __fish_seen_subcommand_from up status down help" -s v -l verbose -d 'Print more detail on stderr'
 complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and not __fish_seen_subcommand_from up status down help" -s h -l help -d 'Print help'
 complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and not __fish_seen_subcommand_from up status down help" -s V -l version -d 'Print version'
@@ -569,7 +569,7 @@ complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and __fish_se
 complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and __fish_seen_subcommand_from up" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
 json\t''"
 complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and __fish_seen_subcommand_from up" -l no-defaults -d 'Read no MySQL option file'
-complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and __fish_seen_subcommand_from up" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
+complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and __fish_seen_subcommand_from up" -s q -l quiet -d 'Print nothing on stderr but warnings, errors and what commands shardctl runs print (`lock run`, `maintenance roll`): no status lines, no progress bars'
 complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and __fish_seen_subcommand_from up" -s v -l verbose -d 'Print more detail on stderr'
 complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and __fish_seen_subcommand_from up" -s h -l help -d 'Print help'
 complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and __fish_seen_subcommand_from up" -s V -l version -d 'Print version'
@@ -580,7 +580,7 @@ complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and __fish_se
 complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and __fish_seen_subcommand_from status" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
 json\t''"
 complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and __fish_seen_subcommand_from status" -l no-defaults -d 'Read no MySQL option file'
-complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and __fish_seen_subcommand_from status" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
+complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and __fish_seen_subcommand_from status" -s q -l quiet -d 'Print nothing on stderr but warnings, errors and what commands shardctl runs print (`lock run`, `maintenance roll`): no status lines, no progress bars'
 complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and __fish_seen_subcommand_from status" -s v -l verbose -d 'Print more detail on stderr'
 complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and __fish_seen_subcommand_from status" -s h -l help -d 'Print help'
 complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and __fish_seen_subcommand_from status" -s V -l version -d 'Print version'
@@ -591,7 +591,7 @@ complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and __fish_se
 complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and __fish_seen_subcommand_from down" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
 json\t''"
 complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and __fish_seen_subcommand_from down" -l no-defaults -d 'Read no MySQL option file'
-complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and __fish_seen_subcommand_from down" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
+complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and __fish_seen_subcommand_from down" -s q -l quiet -d 'Print nothing on stderr but warnings, errors and what commands shardctl runs print (`lock run`, `maintenance roll`): no status lines, no progress bars'
 complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and __fish_seen_subcommand_from down" -s v -l verbose -d 'Print more detail on stderr'
 complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and __fish_seen_subcommand_from down" -s h -l help -d 'Print help'
 complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and __fish_seen_subcommand_from down" -s V -l version -d 'Print version'
@@ -605,7 +605,7 @@ complete -c shardctl -n "__fish_shardctl_using_subcommand completions" -l defaul
 complete -c shardctl -n "__fish_shardctl_using_subcommand completions" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
 json\t''"
 complete -c shardctl -n "__fish_shardctl_using_subcommand completions" -l no-defaults -d 'Read no MySQL option file'
-complete -c shardctl -n "__fish_shardctl_using_subcommand completions" -s q -l quiet -d 'Print nothing on stderr but warnings and errors'
+complete -c shardctl -n "__fish_shardctl_using_subcommand completions" -s q -l quiet -d 'Print nothing on stderr but warnings, errors and what commands shardctl runs print (`lock run`, `maintenance roll`): no status lines, no progress bars'
 complete -c shardctl -n "__fish_shardctl_using_subcommand completions" -s v -l verbose -d 'Print more detail on stderr'
 complete -c shardctl -n "__fish_shardctl_using_subcommand completions" -s h -l help -d 'Print help'
 complete -c shardctl -n "__fish_shardctl_using_subcommand completions" -s V -l version -d 'Print version'

@@ -3,6 +3,7 @@
 //! GET_LOCK held by the session); `raw` is bare GET_LOCK/RELEASE_LOCK round trips, the limit.
 //!
 //!     lock_cycles CONFIG ours|raw CLIENTS SECONDS
+#![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)] // a benchmark tool, not shipped
 
 use std::time::{Duration, Instant};
 

@@ -7,6 +7,7 @@
 //!
 //! FROM_PORTS and TO_PORTS are `A,B`: each account is read from and written to the server its
 //! routing names (user mod 2), as shardctl does.
+#![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)] // a benchmark tool, not shipped
 
 use mysql::prelude::Queryable;
 use mysql::{Conn, OptsBuilder, Value};

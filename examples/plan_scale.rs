@@ -3,6 +3,7 @@
 //! shard retires, then one plan. Prints the seconds the plan took and the moves it made.
 //!
 //!     plan_scale USERS SHARDS
+#![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)] // a benchmark tool, not shipped
 
 use std::time::Instant;
 

@@ -1,5 +1,6 @@
 //! The command tree (PRODUCT.md section 2). Names are the public contract; flags may grow.
 
+use crate::lock::lease::Ttl;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
@@ -289,8 +290,8 @@ pub struct MigrateRunArgs {
 #[derive(Debug, Args)]
 pub struct MigrateLockArgs {
     /// The account lock's lease, renewed every third of it while working
-    #[arg(long, value_name = "DUR", value_parser = ttl, default_value = "30s")]
-    pub lock_ttl: std::time::Duration,
+    #[arg(long, value_name = "DUR", default_value = "30s")]
+    pub lock_ttl: Ttl,
 }
 
 #[derive(Debug, Subcommand)]
@@ -414,20 +415,14 @@ fn duration(s: &str) -> Result<std::time::Duration, String> {
     crate::types::parse_duration(s)
 }
 
-/// A lease's ttl: a duration within the range every lock backend accepts, checked wherever a
-/// ttl is taken (a ttl of 0s would make every lease expire as it is written).
-fn ttl(s: &str) -> Result<std::time::Duration, String> {
-    crate::lock::lease::check_ttl(crate::types::parse_duration(s)?)
-}
-
 #[derive(Debug, Args)]
 pub struct LockAcquireArgs {
     /// Lock name: letters, digits, `_ . : -`; at most 64; ACCOUNT_<uid>_<TASK> for account locks
     #[arg(value_parser = lock_name)]
     pub name: LockName,
     /// How long the lease lasts unless renewed (30s, 10m)
-    #[arg(long, value_name = "DUR", value_parser = ttl)]
-    pub ttl: std::time::Duration,
+    #[arg(long, value_name = "DUR")]
+    pub ttl: Ttl,
     /// Who holds it [default: the operator]
     #[arg(long, value_name = "O")]
     pub owner: Option<String>,
@@ -503,9 +498,8 @@ pub struct LockSweepArgs {
     #[arg(long)]
     pub dry_run: bool,
     /// Release at most N locks (at least 1) [default: all]
-    #[arg(long, value_name = "N", default_value_t = u64::MAX, hide_default_value = true,
-          value_parser = clap::value_parser!(u64).range(1..))]
-    pub limit: u64,
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub limit: Option<u64>,
 }
 
 #[derive(Debug, Args)]

@@ -5,6 +5,7 @@
 //!
 //! Tests that freeze or stop servers, or change replication, take turns (`serial`); the others
 //! run beside them in databases of their own.
+#![allow(clippy::unwrap_used)] // a test fails by panicking
 
 mod common;
 
@@ -172,6 +173,7 @@ fn wait_exit(child: &mut Child, within: Duration) -> i32 {
 
 /// Runs `f`, prints how long it took (the figures the closing note quotes), and fails the test
 /// if it took `limit` or more.
+#[allow(clippy::print_stderr)] // the figure, shown with --nocapture
 fn timed<T>(what: &str, limit: Duration, f: impl FnOnce() -> T) -> T {
     let start = Instant::now();
     let out = f();

@@ -1,5 +1,6 @@
 //! The foundation as an operator meets it: the sandbox, init, doctor, config errors, audit and
 //! the JSON error contract.
+#![allow(clippy::unwrap_used)] // a test fails by panicking
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! The option-file fuzz target's body (`fuzz/fuzz_targets/option_file.rs`) run over its fixed
 //! corpus and then over seeded mutations of it for a fixed time, so CI fuzzes on stable Rust
 //! without cargo-fuzz. A panic fails the test; so would a hang (the test would time out).
+#![allow(clippy::unwrap_used)] // a test fails by panicking
 
 use std::path::Path;
 use std::time::{Duration, Instant};

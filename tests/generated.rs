@@ -1,5 +1,6 @@
 //! Completions and man pages are generated from the clap tree and committed; this fails when the
 //! committed copies are stale. Regenerate with `UPDATE_GENERATED=1 cargo test --test generated`.
+#![allow(clippy::unwrap_used)] // a test fails by panicking
 
 use std::path::Path;
 

@@ -2,6 +2,7 @@
 //! log, whichever way it was given; doctor's GRANT statements are exactly what a login lacks
 //! (running them makes the check pass); a drain will not trust a server it cannot fully see;
 //! TLS to a server that requires it, with a certificate this test makes.
+#![allow(clippy::unwrap_used)] // a test fails by panicking
 
 mod common;
 

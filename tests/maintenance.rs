@@ -4,6 +4,7 @@
 //!
 //! Replication threads and sessions are per server, not per test database, so the tests of this
 //! binary take turns (`serial`).
+#![allow(clippy::unwrap_used)] // a test fails by panicking
 
 mod common;
 

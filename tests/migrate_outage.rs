@@ -1,6 +1,7 @@
 //! A destination server killed in the middle of a copy: the migration fails cleanly (exit 1,
 //! the user active on its source, the source untouched), and once the server is back a resume
 //! clears the partial copy and the move can be made. Its own federation: it kills a server.
+#![allow(clippy::unwrap_used)] // a test fails by panicking
 #![cfg(feature = "failpoints")]
 
 mod common;

@@ -3,6 +3,7 @@
 //! retiring shards emptied, failures reported while the rest goes on, re-runs and concurrent
 //! runs that do nothing twice, and — with the `failpoints` feature — a crash at every named
 //! point followed by a re-run.
+#![allow(clippy::unwrap_used)] // a test fails by panicking
 
 mod common;
 

@@ -5,6 +5,7 @@
 //! a SIGKILL mid-roll and a second roll at once.
 //!
 //! Servers and their replication are shared by every test of this binary: they take turns.
+#![allow(clippy::unwrap_used)] // a test fails by panicking
 
 mod common;
 

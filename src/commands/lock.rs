@@ -5,7 +5,7 @@ use crate::cli::{LockAcquireArgs, LockCommand};
 use crate::commands::Ctx;
 use crate::error::{Error, Result};
 use crate::lock::run::{run_under_lock, RunOptions, RunOutcome};
-use crate::lock::{ForceReleased, Lease, LockClient, Request};
+use crate::lock::{ForceReleased, Lease, ListFilter, LockClient, Request};
 use crate::output::{table, Outcome, Report};
 use crate::ring::audit;
 use crate::types::LockName;
@@ -243,7 +243,7 @@ impl Report for RunOutcome {
 }
 
 fn request(args: &LockAcquireArgs, hold_session: bool, purpose: String) -> Result<Request> {
-    let ttl = args.ttl;
+    let ttl = args.ttl.get();
     let owner = args.owner.clone().unwrap_or_else(audit::operator);
     Ok(Request {
         name: args.name.clone(),
@@ -330,11 +330,11 @@ pub fn run(ctx: &Ctx, cmd: LockCommand) -> Result<Outcome> {
                     .map(|(server, connection)| GetLockHolder { server, connection }),
             })
         }
-        LockCommand::List(args) => Outcome::of(LockList(connect()?.list(
-            args.expired,
-            args.prefix.as_deref(),
-            args.owner.as_deref(),
-        )?)),
+        LockCommand::List(args) => Outcome::of(LockList(connect()?.list(&ListFilter {
+            expired_only: args.expired,
+            prefix: args.prefix.as_deref(),
+            owner: args.owner.as_deref(),
+        })?)),
         LockCommand::ForceRelease(args) => {
             if args.reason.trim().is_empty() {
                 return Err(Error::Usage("--reason must say why".into()));
@@ -350,7 +350,7 @@ pub fn run(ctx: &Ctx, cmd: LockCommand) -> Result<Outcome> {
         }
         LockCommand::Sweep(args) => {
             let client = &mut connect()?;
-            let locks = client.sweep(args.limit, 10_000, args.dry_run)?;
+            let locks = client.sweep(args.limit, args.dry_run)?;
             Outcome::of(Swept {
                 released: locks.len(),
                 locks,

@@ -148,7 +148,7 @@ pub fn run(ctx: &Ctx, args: MigrateArgs) -> Result<Outcome> {
     match args.command {
         Some(MigrateCommand::Status(a)) => {
             let mut db = ring::open(&cfg)?;
-            let mut entries = migrate::journal(&mut db, a.user, false)?;
+            let mut entries = migrate::journal(&mut db, migrate::Entries::Listing(a.user))?;
             if a.user.is_none() {
                 // Unfinished ones always; of the finished, the latest 50.
                 let mut finished = 0;
@@ -163,7 +163,7 @@ pub fn run(ctx: &Ctx, args: MigrateArgs) -> Result<Outcome> {
         }
         Some(MigrateCommand::Resume(a)) => {
             crate::signals::catch_termination();
-            let outcome = migrate::resume(&cfg, a.user, a.lock.lock_ttl, &ctx.ui)?;
+            let outcome = migrate::resume(&cfg, a.user, a.lock.lock_ttl.get(), &ctx.ui)?;
             Outcome::of(ResumeReport {
                 released_locks: outcome.released_locks,
                 in_progress: outcome.in_progress,
@@ -182,7 +182,7 @@ pub fn run(ctx: &Ctx, args: MigrateArgs) -> Result<Outcome> {
             let (Some(user), Some(to)) = (args.run.user, args.run.to) else {
                 return Err(Error::Usage("migrate needs UID and --to SHARD".into()));
             };
-            let ttl = args.run.lock.lock_ttl;
+            let ttl = args.run.lock.lock_ttl.get();
             crate::signals::catch_termination();
             let json = ctx.ui.format == crate::output::Format::Json;
             crate::signals::watchdog(STUCK_GRACE, move || {

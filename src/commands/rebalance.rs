@@ -199,7 +199,7 @@ fn apply(ctx: &Ctx, args: &RebalanceApplyArgs) -> Result<Outcome> {
         jobs: args.jobs as usize,
         per_shard: args.per_shard as usize,
         max_lag: args.max_lag,
-        lock_ttl: args.lock.lock_ttl,
+        lock_ttl: args.lock.lock_ttl.get(),
         dry_run: args.dry_run,
     };
     crate::signals::catch_termination();

@@ -74,7 +74,29 @@ pub fn renew_interval(ttl: Duration) -> Duration {
 pub const MIN_TTL: Duration = Duration::from_secs(1);
 pub const MAX_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 
-pub fn check_ttl(ttl: Duration) -> Result<Duration, String> {
+/// A lease's length, within the range every lock backend accepts: checked where it is parsed,
+/// so no ttl of 0s (every lease expiring as it is written) gets past the edge.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ttl(Duration);
+
+impl Ttl {
+    pub fn new(d: Duration) -> Result<Ttl, String> {
+        check_ttl(d).map(Ttl)
+    }
+
+    pub fn get(self) -> Duration {
+        self.0
+    }
+}
+
+impl std::str::FromStr for Ttl {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Ttl, String> {
+        Ttl::new(crate::types::parse_duration(s)?)
+    }
+}
+
+fn check_ttl(ttl: Duration) -> Result<Duration, String> {
     if ttl < MIN_TTL || ttl > MAX_TTL {
         Err(format!(
             "ttl must be between {}s and {}s",

@@ -921,20 +921,18 @@ impl<'c> LockClient<'c> {
         Ok(done)
     }
 
-    /// Leases matching the filters, oldest expiry first.
-    pub fn list(
-        &mut self,
-        expired_only: bool,
-        prefix: Option<&str>,
-        owner: Option<&str>,
-    ) -> Result<Vec<Lease>> {
-        list(&mut self.ring, expired_only, prefix, owner)
+    /// Leases matching the filter, oldest expiry first.
+    pub fn list(&mut self, filter: &ListFilter) -> Result<Vec<Lease>> {
+        list(&mut self.ring, filter)
     }
 
-    /// Releases expired leases, `chunk` at a time by the `expires_at` index, at most `limit`.
+    /// Releases expired leases, `SWEEP_CHUNK` at a time by the `expires_at` index, at most
+    /// `limit` (None: all).
     /// Each chunk is one statement; the sessions of their holders are ended. Two sweeps at once
     /// each delete distinct rows (a row is deleted once), so their counts add up.
-    pub fn sweep(&mut self, limit: u64, chunk: u64, dry_run: bool) -> Result<Vec<String>> {
+    pub fn sweep(&mut self, limit: Option<u64>, dry_run: bool) -> Result<Vec<String>> {
+        let limit = limit.unwrap_or(u64::MAX);
+        let chunk = SWEEP_CHUNK;
         let mut released = Vec::new();
         while (released.len() as u64) < limit {
             let n = chunk.min(limit - released.len() as u64);
@@ -1140,13 +1138,25 @@ pub fn holding<T>(
     Ok(value)
 }
 
-/// Leases matching the filters, oldest expiry first, read on `ring`.
-pub fn list(
-    ring: &mut Db,
-    expired_only: bool,
-    prefix: Option<&str>,
-    owner: Option<&str>,
-) -> Result<Vec<Lease>> {
+/// Expired leases a sweep deletes per statement.
+const SWEEP_CHUNK: u64 = 10_000;
+
+/// Which leases `lock list` shows; the default shows all.
+#[derive(Clone, Debug, Default)]
+pub struct ListFilter<'a> {
+    pub expired_only: bool,
+    /// Names starting with this.
+    pub prefix: Option<&'a str>,
+    pub owner: Option<&'a str>,
+}
+
+/// Leases matching the filter, oldest expiry first, read on `ring`.
+pub fn list(ring: &mut Db, filter: &ListFilter) -> Result<Vec<Lease>> {
+    let ListFilter {
+        expired_only,
+        prefix,
+        owner,
+    } = *filter;
     let like = prefix.map(|p| {
         format!(
             "{}%",

@@ -96,8 +96,21 @@ pub fn lock_name(user: u64) -> Result<LockName> {
     LockName::for_account(user, "MIGRATE").map_err(Error::Failed)
 }
 
-/// Journal entries, newest first: one user's, or (None) all unfinished ones and the latest 50.
-pub fn journal(db: &mut Db, user: Option<u64>, unfinished_only: bool) -> Result<Vec<Entry>> {
+/// Which journal entries to read.
+#[derive(Clone, Copy, Debug)]
+pub enum Entries {
+    /// Unfinished ones only (of one user, or of all).
+    Unfinished(Option<u64>),
+    /// One user's, or (None) all unfinished ones and the latest 50.
+    Listing(Option<u64>),
+}
+
+/// Journal entries, newest first.
+pub fn journal(db: &mut Db, which: Entries) -> Result<Vec<Entry>> {
+    let (user, unfinished_only) = match which {
+        Entries::Unfinished(u) => (u, true),
+        Entries::Listing(u) => (u, false),
+    };
     let rows: Vec<mysql::Row> = db.exec(
         "reading the migration journal",
         "SELECT m.migration_id, m.user_id, COALESCE(f.name, CONCAT('#', m.from_shard)), COALESCE(t.name, CONCAT('#', m.to_shard)),
@@ -665,7 +678,7 @@ pub fn migrate(cfg: &Config, opts: &Options, ui: &Ui) -> Result<Report> {
         )));
     }
     if !opts.dry_run {
-        for entry in journal(&mut ring_db, Some(opts.user), true)? {
+        for entry in journal(&mut ring_db, Entries::Unfinished(Some(opts.user)))? {
             match resume_entry(cfg, &mut ring_db, &entry, opts.lock_ttl, ui) {
                 Ok(r) => ui.status(&format!(
                     "migration #{} had been interrupted ({}); it is {} now",
@@ -1037,7 +1050,10 @@ pub struct ResumeOutcome {
 fn release_dead_locks(cfg: &Config, user: Option<u64>, ttl: Duration) -> Result<Vec<String>> {
     let mut client = LockClient::new(cfg)?;
     let names: Vec<String> = client
-        .list(false, Some("ACCOUNT_"), None)?
+        .list(&crate::lock::ListFilter {
+            prefix: Some("ACCOUNT_"),
+            ..Default::default()
+        })?
         .into_iter()
         .map(|l| l.name)
         .filter(|n| n.ends_with("_MIGRATE"))
@@ -1071,7 +1087,7 @@ fn release_dead_locks(cfg: &Config, user: Option<u64>, ttl: Duration) -> Result<
 /// Resumes the unfinished entries of one user, or of everyone.
 pub fn resume(cfg: &Config, user: Option<u64>, ttl: Duration, ui: &Ui) -> Result<ResumeOutcome> {
     let mut ring_db = ring::open(cfg)?;
-    let entries = journal(&mut ring_db, user, true)?;
+    let entries = journal(&mut ring_db, Entries::Unfinished(user))?;
     let mut done = Vec::new();
     let mut in_progress = Vec::new();
     let mut failed = Vec::new();

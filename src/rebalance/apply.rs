@@ -435,10 +435,11 @@ fn resume_interrupted(
     let deadline = Instant::now() + opts.lock_ttl.max(Duration::from_secs(5));
     let mut resolved = 0;
     loop {
-        let entries: Vec<migrate::Entry> = migrate::journal(ring_db, None, true)?
-            .into_iter()
-            .filter(|e| wanted.contains(&e.user))
-            .collect();
+        let entries: Vec<migrate::Entry> =
+            migrate::journal(ring_db, migrate::Entries::Unfinished(None))?
+                .into_iter()
+                .filter(|e| wanted.contains(&e.user))
+                .collect();
         if entries.is_empty() {
             return Ok(resolved);
         }
