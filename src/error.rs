@@ -164,7 +164,7 @@ pub enum DbErrorKind {
     UnknownDatabase,
     /// 1044, 1045, 1698: the login or its privileges are refused.
     AccessDenied,
-    /// 1148, 3948, 3950: the server (or its settings) refuses `LOAD DATA LOCAL`.
+    /// 1148, 3948, 3950, 4166: the server (or its settings) refuses `LOAD DATA LOCAL`.
     LocalInfileRefused,
     /// 1054: a column the statement names does not exist.
     UnknownColumn,
@@ -211,7 +211,7 @@ impl DbError {
             Some(1094) => DbErrorKind::UnknownThread,
             Some(1049) => DbErrorKind::UnknownDatabase,
             Some(1044 | 1045 | 1698) => DbErrorKind::AccessDenied,
-            Some(1148 | 3948 | 3950) => DbErrorKind::LocalInfileRefused,
+            Some(1148 | 3948 | 3950 | 4166) => DbErrorKind::LocalInfileRefused,
             Some(1054) => DbErrorKind::UnknownColumn,
             Some(1146) => DbErrorKind::UnknownTable,
             _ => DbErrorKind::Other,

@@ -374,17 +374,38 @@ impl Env {
         c
     }
 
-    /// A snapshot of the ring's directory tables, to prove a command changed nothing.
+    /// A snapshot of everything a command could change: the ring's tables (directory, locks,
+    /// journal, audit log) and every shard server's per-user tables, to prove it changed nothing.
     pub fn snapshot(&self) -> Vec<(String, Option<i64>)> {
-        let mut c = self.ring();
-        ["shards", "shard_servers", "users", "audit_log"]
-            .iter()
-            .map(|t| {
-                let row: Option<(String, Option<i64>)> =
-                    c.query_first(format!("CHECKSUM TABLE {t}")).unwrap();
-                row.unwrap()
-            })
-            .collect()
+        let mut out = Vec::new();
+        let mut ring = self.ring();
+        for t in [
+            "shards",
+            "shard_servers",
+            "users",
+            "locks",
+            "migrations",
+            "audit_log",
+        ] {
+            let row: (String, Option<i64>) = ring
+                .query_first(format!("CHECKSUM TABLE {t}"))
+                .unwrap()
+                .unwrap();
+            out.push(row);
+        }
+        for (_, ports) in self.fed.shards() {
+            for port in ports {
+                let mut c = conn(port);
+                for t in demo::tables() {
+                    let row: Option<(String, Option<i64>)> = c
+                        .query_first(format!("CHECKSUM TABLE {}.{}", self.shard_db(), t.name))
+                        .unwrap();
+                    let (name, sum) = row.unwrap();
+                    out.push((format!("{port}/{name}"), sum));
+                }
+            }
+        }
+        out
     }
 }
 
