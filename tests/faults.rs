@@ -1203,3 +1203,61 @@ fn the_audit_log_names_the_operator_and_the_database_login() {
     assert!(actions.iter().any(|a| a == "lock.run"), "{actions:?}");
     assert!(actions.iter().any(|a| a == "lock.release"), "{actions:?}");
 }
+
+/// A batch holder paused mid-copy past its leases, swept, its accounts moved by another apply,
+/// then woken: fenced out like a single mover, not one row written or lost.
+#[test]
+fn a_paused_batch_holder_is_fenced_out_like_a_single_one() {
+    let _turn = calm();
+    let env = world("paused_batch");
+    let users = [7901u64, 7902, 7903];
+    let mut seeded = Vec::new();
+    for u in users {
+        seeded.push((u, env.seed_move(u, 30)));
+    }
+    let moves: Vec<Value> = seeded
+        .iter()
+        .map(
+            |(u, (from, to, _))| serde_json::json!({"user": u, "from": from, "to": to, "rows": 60}),
+        )
+        .collect();
+    let plan = env.write_plan("paused.json", moves);
+    let stale = env.spawn(
+        &[
+            "rebalance",
+            "apply",
+            &plan,
+            "--jobs",
+            "1",
+            "--lock-ttl",
+            "1s",
+            "--format",
+            "json",
+        ],
+        &[("SHARDCTL_FAILPOINT_STOP", "migrate.copy_mid")],
+    );
+    wait_until("the batch to pause mid-copy", || is_stopped(stale.id()));
+    std::thread::sleep(Duration::from_millis(1_500));
+    // The paused group's leases have expired: swept.
+    let swept = env.json(&["lock", "sweep"]);
+    assert!(swept["released"].as_u64().unwrap() >= 1, "{swept}");
+    let done = env.json(&["rebalance", "apply", &plan]);
+    assert_eq!(done["failed"].as_array().unwrap().len(), 0, "{done}");
+    signal(stale.id() as i32, libc::SIGCONT);
+    let out = stale.wait_with_output().unwrap();
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_ne!(
+        out.status.code(),
+        Some(0),
+        "the stale holder must fail: {doc}"
+    );
+    let text = doc.to_string();
+    assert!(
+        text.contains("fenced out") || text.contains("lost"),
+        "{doc}"
+    );
+    for (u, (_, to, rows)) in &seeded {
+        assert_eq!(&env.directory(*u).0, to);
+        env.assert_whole(*u, rows);
+    }
+}

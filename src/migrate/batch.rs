@@ -320,7 +320,10 @@ impl<'c> Mover<'c> {
         };
         match self.run_group(&mut group, phase) {
             Ok(rows) => out.done.extend(rows),
-            Err(e) => out.fail_all(&group.users, &e),
+            Err(e) => {
+                let e = self.why_stopped(&group, e);
+                out.fail_all(&group.users, &e)
+            }
         }
         for addr in [&group.src, &group.dst] {
             if let Some(db) = self.conns.get_mut(addr) {
@@ -330,6 +333,19 @@ impl<'c> Mover<'c> {
         }
         if let Err(e) = self.locks.release_many(&group.held) {
             self.ui.warn(&format!("releasing account locks: {e}"));
+        }
+    }
+
+    /// A newer holder of these accounts' locks ends our sessions on the shards (a paused holder
+    /// woken past its leases sees a connection dropped, not a fence): when the leases are no
+    /// longer ours, that is the reason to report.
+    fn why_stopped(&mut self, g: &Group, e: Error) -> Error {
+        if matches!(e, Error::LockLost(_)) {
+            return e;
+        }
+        match self.locks.renew_many(&g.held) {
+            Err(Error::LockLost(lost)) => Error::LockLost(format!("{lost}; then: {e}")),
+            _ => e,
         }
     }
 
