@@ -6,10 +6,7 @@
 
 mod common;
 
-use std::collections::hash_map::DefaultHasher;
-use std::hash::{Hash, Hasher};
-
-use common::{conn, federation, wait_replicated, Env, Federation};
+use common::{conn, digest, federation, wait_replicated, Env, Federation, Rows};
 use mysql::prelude::Queryable;
 use mysql::Value;
 use serde_json::json;
@@ -172,36 +169,8 @@ fn seed_exotic(env: &Env, shard: &str, user: u64, rows: i64) {
     wait_replicated(&mut c, env.shard_ports(shard)[1]);
 }
 
-/// The user's exotic rows as the server prints them (text protocol, UTC), in key order, every
-/// column (the generated ones too) with NULL kept apart from every string.
-type Rows = Vec<Vec<Option<Vec<u8>>>>;
-
 fn exotic_rows(port: u16, database: &str, user: u64) -> Rows {
-    let mut c = conn(port);
-    c.query_drop("SET time_zone = '+00:00'").unwrap();
-    let rows: Vec<mysql::Row> = c
-        .query(format!(
-            "SELECT * FROM {database}.exotic WHERE owner_id = {user} ORDER BY k"
-        ))
-        .unwrap();
-    rows.into_iter()
-        .map(|r| {
-            r.unwrap()
-                .into_iter()
-                .map(|v| match v {
-                    Value::NULL => None,
-                    Value::Bytes(b) => Some(b),
-                    other => panic!("the text protocol returned {other:?}"),
-                })
-                .collect()
-        })
-        .collect()
-}
-
-fn digest(rows: &Rows) -> u64 {
-    let mut h = DefaultHasher::new();
-    rows.hash(&mut h);
-    h.finish()
+    common::user_rows(port, database, "exotic", "owner_id", user)
 }
 
 /// Asserts the user's exotic rows on both servers of `home` are exactly `expected`, and that

@@ -31,3 +31,43 @@ fn man_page_documents_the_exit_codes() {
         assert!(page.contains(code), "{code}");
     }
 }
+
+#[test]
+fn every_json_error_kind_is_in_the_readme() {
+    use shardctl::error::{DbError, Error};
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let s = String::new;
+    let all = [
+        Error::Usage(s()),
+        Error::Config(s()),
+        Error::NotFound(s()),
+        Error::Conflict(s()),
+        Error::Unreachable(s()),
+        Error::Database(DbError::inconsistent("")),
+        Error::LockInUse(s()),
+        Error::LockLost(s()),
+        Error::Refused(s()),
+        Error::Failed(s()),
+    ];
+    for e in &all {
+        // Exhaustive on purpose: a new variant must be added above (and to the README).
+        match e {
+            Error::Usage(_)
+            | Error::Config(_)
+            | Error::NotFound(_)
+            | Error::Conflict(_)
+            | Error::Unreachable(_)
+            | Error::Database(_)
+            | Error::LockInUse(_)
+            | Error::LockLost(_)
+            | Error::Refused(_)
+            | Error::Failed(_) => {}
+        }
+        assert!(
+            readme.contains(&format!("`{}`", e.kind())),
+            "README's list of error kinds lacks `{}`",
+            e.kind()
+        );
+    }
+}

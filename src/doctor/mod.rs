@@ -200,7 +200,7 @@ fn shard_server_checks(
         rules::shard_needs,
     ));
     match replica::status(&mut db) {
-        Ok(Some(s)) => out.push(match s.problem(max_lag) {
+        Ok(Some(s)) => out.push(match s.problem(Some(max_lag)) {
             None => Check::pass(
                 &target,
                 "replication",

@@ -25,6 +25,7 @@ use crate::parallel;
 use crate::ring::directory::{self, Half, Server, ServerStatus, Shard};
 use crate::ring::{self, audit};
 use crate::shard::replica::{self, ReplicaStatus};
+use crate::shard::sessions::{self, Session};
 use crate::types::HostPort;
 use rules::{Facts, Probe};
 
@@ -32,22 +33,6 @@ use rules::{Facts, Probe};
 const RATE_SAMPLE: Duration = Duration::from_secs(1);
 /// How often a waiting drain or restore looks again.
 const POLL: Duration = Duration::from_millis(100);
-
-/// An application session on a server: one whose default database is the shard database
-/// (replication threads, system threads and monitoring sessions without that database are not
-/// application work).
-#[derive(Clone, Debug, Serialize)]
-pub struct Session {
-    pub id: u64,
-    pub user: String,
-    /// The client's host:port.
-    pub host: String,
-    pub command: String,
-    /// Seconds in the current state.
-    pub time: u64,
-    pub state: Option<String>,
-    pub info: Option<String>,
-}
 
 /// How long one statement of a status probe or safety check may take: a frozen server costs
 /// this much, never the connection's full read timeout.
@@ -74,44 +59,6 @@ fn connect(cfg: &Config, addr: &HostPort, io: Duration) -> Result<Db> {
 /// statement that itself waits until then (MASTER_GTID_WAIT).
 fn until(deadline: Instant) -> Duration {
     deadline.saturating_duration_since(Instant::now()) + Duration::from_secs(1)
-}
-
-/// The sessions a drain waits for: every non-system session that uses the shard database, or
-/// that has a transaction open on the server whatever its default database (a client may
-/// write `db.table` with no default database). Replication and daemon threads, and our own
-/// session, are not application work.
-/// The rule for an application session, over `information_schema.PROCESSLIST` (its one
-/// parameter: the shard database); `top` counts sessions by the same rule.
-pub const APP_SESSION: &str =
-    "(DB = ? OR ID IN (SELECT trx_mysql_thread_id FROM information_schema.INNODB_TRX))
-           AND ID <> CONNECTION_ID() AND USER <> 'system user'
-           AND COMMAND NOT IN ('Binlog Dump', 'Binlog Dump GTID', 'Slave_IO', 'Slave_SQL',
-                               'Slave_worker', 'Daemon')";
-
-fn sessions(cfg: &Config, db: &mut Db) -> Result<Vec<Session>> {
-    let rows: Vec<mysql::Row> = db.exec(
-        "listing application sessions",
-        &format!(
-            "SELECT ID, USER, HOST, COMMAND, TIME, STATE, INFO FROM information_schema.PROCESSLIST
-             WHERE {APP_SESSION} ORDER BY TIME DESC, ID"
-        ),
-        (cfg.shards.database.as_str(),),
-    )?;
-    Ok(rows
-        .into_iter()
-        .map(|mut r| Session {
-            id: r.take("ID").unwrap_or_default(),
-            user: r.take("USER").unwrap_or_default(),
-            host: r.take("HOST").unwrap_or_default(),
-            command: r.take("COMMAND").unwrap_or_default(),
-            time: r.take("TIME").unwrap_or_default(),
-            state: r
-                .take::<Option<String>, _>("STATE")
-                .flatten()
-                .filter(|s| !s.is_empty()),
-            info: r.take::<Option<String>, _>("INFO").flatten(),
-        })
-        .collect())
 }
 
 fn questions(db: &mut Db) -> Result<u64> {
@@ -158,7 +105,7 @@ fn probe_on(cfg: &Config, db: &mut Db, sample: Option<Duration>, trust: Trust) -
     };
     Ok(Probe {
         replica: replica::status(db)?,
-        sessions: sessions(cfg, db)?,
+        sessions: sessions::list(db, &cfg.shards.database)?,
         qps,
     })
 }
@@ -604,7 +551,7 @@ fn wait_drained(
         .collect();
     loop {
         other_half_answers(cfg, &mut peers)?;
-        let open = match sessions(cfg, &mut db) {
+        let open = match sessions::list(&mut db, &cfg.shards.database) {
             Ok(open) => open,
             // It went away while we waited: if it does not take a new connection, it is dead.
             Err(crate::error::Error::Unreachable(_)) => {

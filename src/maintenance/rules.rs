@@ -84,7 +84,7 @@ pub fn drain_refusal(half: Half, facts: &[Facts], max_lag: u64) -> Result<(), St
             Ok(p) => match &p.replica {
                 None => reasons.push(format!("{name} does not replicate from its peer")),
                 Some(r) => {
-                    if let Some(problem) = r.problem(max_lag) {
+                    if let Some(problem) = r.problem(Some(max_lag)) {
                         reasons.push(format!("{name}: {problem}"));
                     }
                 }
@@ -132,7 +132,7 @@ pub fn restore_problem(facts: &Facts, max_lag: u64) -> Option<String> {
         Ok(Probe { replica: None, .. }) => Some("does not replicate from its peer".into()),
         Ok(Probe {
             replica: Some(r), ..
-        }) => r.problem(max_lag),
+        }) => r.problem(Some(max_lag)),
     }
 }
 

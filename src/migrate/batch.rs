@@ -94,7 +94,7 @@ pub struct Mover<'c> {
     tables: HashMap<(HostPort, HostPort), Vec<Table>>,
     fences_ready: HashSet<HostPort>,
     lock_ttl: Duration,
-    max_lag: u64,
+    max_lag: Option<u64>,
 }
 
 /// The accounts of one group with what they hold.
@@ -121,7 +121,13 @@ impl Group<'_> {
 }
 
 impl<'c> Mover<'c> {
-    pub fn new(cfg: &'c Config, ui: &'c Ui, lock_ttl: Duration, max_lag: u64) -> Result<Self> {
+    /// `max_lag`: groups wait while a server lags more than this many seconds (None: never).
+    pub fn new(
+        cfg: &'c Config,
+        ui: &'c Ui,
+        lock_ttl: Duration,
+        max_lag: Option<u64>,
+    ) -> Result<Self> {
         Ok(Mover {
             cfg,
             ui,
@@ -351,9 +357,9 @@ impl<'c> Mover<'c> {
 
     /// Waits while a server of either shard lags more than `max_lag` seconds.
     fn wait_for_lag(&mut self, from: &Shard, to: &Shard, phase: &dyn Fn(&str)) -> Result<()> {
-        if self.max_lag == u64::MAX {
+        let Some(max_lag) = self.max_lag else {
             return Ok(());
-        }
+        };
         let servers: Vec<HostPort> = from
             .servers
             .iter()
@@ -366,7 +372,7 @@ impl<'c> Mover<'c> {
                 // An unreachable server is not lagging here: the copy itself will say so.
                 let Ok(db) = self.conn(addr) else { continue };
                 if let Ok(Some(s)) = replica::status(db) {
-                    if s.lag_seconds.is_some_and(|l| l > self.max_lag) {
+                    if s.lag_seconds.is_some_and(|l| l > max_lag) {
                         lagging = Some(addr.clone());
                     }
                 }

@@ -282,12 +282,12 @@ fn wait_for_positions(
     Ok(())
 }
 
-/// Keeps `pause` set while any peer of `servers` lags more than `max_lag` seconds.
+/// Keeps `pause` set while any peer of `servers` lags more than `max_lag` seconds (None: never).
 fn watch_lag(
     cfg: &Config,
     shards: &[&Shard],
     servers: &[HostPort],
-    max_lag: u64,
+    max_lag: Option<u64>,
     control: &Control,
     done: &AtomicBool,
 ) {
@@ -304,7 +304,10 @@ fn watch_lag(
         let lagging = conns.iter_mut().any(|c| {
             c.as_mut()
                 .and_then(|db| replica::status(db).ok().flatten())
-                .is_some_and(|s| s.lag_seconds.is_some_and(|l| l > max_lag))
+                .is_some_and(|s| {
+                    s.lag_seconds
+                        .is_some_and(|l| max_lag.is_some_and(|m| l > m))
+                })
         });
         control.pause.store(lagging, Ordering::SeqCst);
         // Check twice a second, but notice the end of the step at once (a small account's
@@ -334,7 +337,8 @@ struct Run<'a> {
     src: HostPort,
     dst: HostPort,
     tables: Vec<Table>,
-    max_lag: u64,
+    /// Chunks wait while a peer lags more than this; None: they never wait (a roll-back).
+    max_lag: Option<u64>,
     lock_lost: &'a AtomicBool,
     /// The migration's one ring connection (streams run on other threads, hence the mutex).
     ring: Mutex<&'a mut Db>,
@@ -772,7 +776,7 @@ pub fn migrate(cfg: &Config, opts: &Options, ui: &Ui) -> Result<Report> {
                 src: src.clone(),
                 dst: dst.clone(),
                 tables,
-                max_lag: opts.max_lag,
+                max_lag: Some(opts.max_lag),
                 lock_lost: lost,
                 ring: Mutex::new(&mut ring_db),
                 copying: AtomicBool::new(false),
@@ -975,7 +979,7 @@ pub fn resume_entry(
                 src: src.clone(),
                 dst: dst.clone(),
                 tables,
-                max_lag: u64::MAX,
+                max_lag: None,
                 lock_lost: lost,
                 ring: Mutex::new(&mut *ring_db),
                 copying: AtomicBool::new(false),

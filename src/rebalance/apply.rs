@@ -154,7 +154,12 @@ impl Work<'_> {
                 Task::Batch { users, .. } => {
                     let ids: Vec<u64> = users.iter().map(|u| u.0).collect();
                     if mover.is_none() {
-                        match Mover::new(self.cfg, self.ui, self.opts.lock_ttl, self.opts.max_lag) {
+                        match Mover::new(
+                            self.cfg,
+                            self.ui,
+                            self.opts.lock_ttl,
+                            Some(self.opts.max_lag),
+                        ) {
                             Ok(m) => mover = Some(m),
                             Err(e) => {
                                 let mut o = BatchOutcome::default();

@@ -349,7 +349,7 @@ fn ensure_replicating(db: &mut Db) -> Result<()> {
                 return Err(Error::Failed(format!(
                     "{}: {}",
                     db.server,
-                    s.problem(u64::MAX).unwrap_or_default()
+                    s.problem(None).unwrap_or_default()
                 )))
             }
             Some(_) => std::thread::sleep(Duration::from_millis(50)),

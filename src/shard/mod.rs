@@ -1,10 +1,11 @@
 //! Talking to shard servers: connections, the first server that answers, the routing rule,
-//! replication state and the fence. Every command and engine that reaches a shard server goes
+//! replication state, application sessions and the fence. Every command and engine that reaches a shard server goes
 //! through here.
 
 pub mod fence;
 pub mod replica;
 pub mod routing;
+pub mod sessions;
 
 use std::time::Duration;
 

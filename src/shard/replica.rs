@@ -22,7 +22,9 @@ impl ReplicaStatus {
     }
 
     /// What is wrong, in words, or None when healthy.
-    pub fn problem(&self, max_lag: u64) -> Option<String> {
+    /// Why this replica is not healthy: a stopped thread, an unknown lag, or (when `max_lag`
+    /// is given) a lag above it.
+    pub fn problem(&self, max_lag: Option<u64>) -> Option<String> {
         let err = self
             .last_error
             .as_deref()
@@ -37,9 +39,10 @@ impl ReplicaStatus {
                 "replication SQL thread from {} is not running{err}",
                 self.source
             )),
-            (_, _, Some(l)) if l > max_lag => Some(format!(
-                "replication from {} lags {l}s (max {max_lag}s)",
-                self.source
+            (_, _, Some(l)) if max_lag.is_some_and(|m| l > m) => Some(format!(
+                "replication from {} lags {l}s (max {}s)",
+                self.source,
+                max_lag.unwrap_or_default()
             )),
             (_, _, None) => Some(format!("replication lag from {} is unknown", self.source)),
             _ => None,

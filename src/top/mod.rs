@@ -234,7 +234,7 @@ fn probe_once(cfg: &Config, addr: &HostPort, db: &mut Option<Db>) -> Result<Prob
                 "SELECT (SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE {}),
                         (SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS
                          WHERE VARIABLE_NAME = 'QUESTIONS')",
-                crate::maintenance::APP_SESSION
+                crate::shard::sessions::APP_SESSION
             ),
             (cfg.shards.database.as_str(),),
         )?

@@ -466,36 +466,62 @@ pub fn wait_replicated(source: &mut mysql::Conn, replica_port: u16) {
     );
 }
 
-/// Per table: (rows, order-independent checksum) of one user's rows on one server.
+/// Per table: (rows, digest) of one user's rows on one server.
 pub type Fingerprint = Vec<(String, u64, u64)>;
 
-pub fn fingerprint(port: u16, database: &str, user: u64) -> Fingerprint {
+/// One user's rows as the server prints them: every column, NULL kept apart from every string.
+pub type Rows = Vec<Vec<Option<Vec<u8>>>>;
+
+/// `user`'s rows of `table` on `port`, fetched in the text protocol in UTC and sorted, so two
+/// servers holding the same rows give equal lists whatever their order or time zone.
+pub fn user_rows(port: u16, database: &str, table: &str, owner_column: &str, user: u64) -> Rows {
     let mut c = conn(port);
-    ["comments", "favorites", "photos"]
-        .iter()
-        .map(|t| {
-            let (n, sum): (u64, u64) = c
-                .exec_first(
-                    format!(
-                        "SELECT COUNT(*), CAST(COALESCE(SUM(CRC32(CONCAT_WS('#', {}))), 0) AS UNSIGNED) FROM {database}.{t} WHERE owner_id = ?",
-                        columns(t)
-                    ),
-                    (user,),
-                )
-                .unwrap()
-                .unwrap();
-            (t.to_string(), n, sum)
+    c.query_drop("SET time_zone = '+00:00'").unwrap();
+    let rows: Vec<mysql::Row> = c
+        .query(format!(
+            "SELECT * FROM {database}.{table} WHERE {owner_column} = {user}"
+        ))
+        .unwrap();
+    let mut out: Rows = rows
+        .into_iter()
+        .map(|r| {
+            r.unwrap()
+                .into_iter()
+                .map(|v| match v {
+                    mysql::Value::NULL => None,
+                    mysql::Value::Bytes(b) => Some(b),
+                    other => panic!("the text protocol returned {other:?}"),
+                })
+                .collect()
         })
-        .collect()
+        .collect();
+    out.sort();
+    out
 }
 
-fn columns(table: &str) -> String {
-    match table {
-        "photos" => "photo_id, owner_id, title, taken_at, views",
-        "comments" => "comment_id, owner_id, photo_id, body, created_at",
-        _ => "owner_id, photo_id, created_at",
-    }
-    .to_string()
+/// A digest of rows, computed here from what was fetched (not by the server's SQL).
+pub fn digest(rows: &Rows) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    rows.hash(&mut h);
+    h.finish()
+}
+
+/// The user's rows of every demo table on `port`.
+pub fn fingerprint(port: u16, database: &str, user: u64) -> Fingerprint {
+    demo::tables()
+        .iter()
+        .map(|t| {
+            let rows = user_rows(
+                port,
+                database,
+                t.name.as_str(),
+                t.owner_column.as_str(),
+                user,
+            );
+            (t.name.to_string(), rows.len() as u64, digest(&rows))
+        })
+        .collect()
 }
 
 impl Env {
