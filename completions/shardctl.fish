@@ -47,6 +47,8 @@ complete -c shardctl -n "__fish_shardctl_needs_command" -f -a "top" -d 'The fede
 complete -c shardctl -n "__fish_shardctl_needs_command" -f -a "audit" -d 'Who did what, from the audit log'
 complete -c shardctl -n "__fish_shardctl_needs_command" -f -a "sandbox" -d 'A local federation of MariaDB servers for trying shardctl'
 complete -c shardctl -n "__fish_shardctl_needs_command" -f -a "completions" -d 'Print shell completions'
+complete -c shardctl -n "__fish_shardctl_needs_command" -f -a "cache" -d 'The application\'s routing cache (memcached): what shardctl deletes, and by hand'
+complete -c shardctl -n "__fish_shardctl_needs_command" -f -a "guard" -d 'The write guard: triggers on every shard server that refuse writes to moving users\' rows'
 complete -c shardctl -n "__fish_shardctl_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c shardctl -n "__fish_shardctl_using_subcommand init" -l config -d 'Config file [default: $SHARDCTL_CONFIG, else ~/.config/shardctl/config.toml]' -r -F
 complete -c shardctl -n "__fish_shardctl_using_subcommand init" -l defaults-file -d 'Read credentials from only this MySQL option file (for auth sections naming none)' -r -F
@@ -568,6 +570,8 @@ complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and __fish_se
 complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and __fish_seen_subcommand_from up" -l defaults-extra-file -d 'Read this MySQL option file after the global ones, before ~/.my.cnf' -r -F
 complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and __fish_seen_subcommand_from up" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
 json\t''"
+complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and __fish_seen_subcommand_from up" -l cache -d 'Also run a memcached (the application\'s routing cache) on the port after the shards\', and write its `[cache]` section'
+complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and __fish_seen_subcommand_from up" -l write-guard -d 'Turn the write guard on (`[shards] write_guard = true`) and install it on every server'
 complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and __fish_seen_subcommand_from up" -l no-defaults -d 'Read no MySQL option file'
 complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and __fish_seen_subcommand_from up" -s q -l quiet -d 'Print nothing on stderr but warnings, errors and what commands shardctl runs print (`lock run`, `maintenance roll`): no status lines, no progress bars'
 complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and __fish_seen_subcommand_from up" -s v -l verbose -d 'Print more detail on stderr'
@@ -609,20 +613,124 @@ complete -c shardctl -n "__fish_shardctl_using_subcommand completions" -s q -l q
 complete -c shardctl -n "__fish_shardctl_using_subcommand completions" -s v -l verbose -d 'Print more detail on stderr'
 complete -c shardctl -n "__fish_shardctl_using_subcommand completions" -s h -l help -d 'Print help'
 complete -c shardctl -n "__fish_shardctl_using_subcommand completions" -s V -l version -d 'Print version'
-complete -c shardctl -n "__fish_shardctl_using_subcommand help; and not __fish_seen_subcommand_from init doctor shard user id migrate rebalance lock maintenance top audit sandbox completions help" -f -a "init" -d 'Create or upgrade the global ring schema (idempotent)'
-complete -c shardctl -n "__fish_shardctl_using_subcommand help; and not __fish_seen_subcommand_from init doctor shard user id migrate rebalance lock maintenance top audit sandbox completions help" -f -a "doctor" -d 'Check every server: reachable, privileges, schema version, replication'
-complete -c shardctl -n "__fish_shardctl_using_subcommand help; and not __fish_seen_subcommand_from init doctor shard user id migrate rebalance lock maintenance top audit sandbox completions help" -f -a "shard" -d 'Register shards and change their weight and state'
-complete -c shardctl -n "__fish_shardctl_using_subcommand help; and not __fish_seen_subcommand_from init doctor shard user id migrate rebalance lock maintenance top audit sandbox completions help" -f -a "user" -d 'Place new users on shards and find where users live'
-complete -c shardctl -n "__fish_shardctl_using_subcommand help; and not __fish_seen_subcommand_from init doctor shard user id migrate rebalance lock maintenance top audit sandbox completions help" -f -a "id" -d 'Globally unique IDs from the ticket servers'
-complete -c shardctl -n "__fish_shardctl_using_subcommand help; and not __fish_seen_subcommand_from init doctor shard user id migrate rebalance lock maintenance top audit sandbox completions help" -f -a "migrate" -d 'Move a user\'s rows to another shard: journaled, verified, fenced, resumable'
-complete -c shardctl -n "__fish_shardctl_using_subcommand help; and not __fish_seen_subcommand_from init doctor shard user id migrate rebalance lock maintenance top audit sandbox completions help" -f -a "rebalance" -d 'Plan and apply moves of users so every shard carries its weight\'s share'
-complete -c shardctl -n "__fish_shardctl_using_subcommand help; and not __fish_seen_subcommand_from init doctor shard user id migrate rebalance lock maintenance top audit sandbox completions help" -f -a "lock" -d 'Account and job locks: acquire, inspect, release, sweep, run under a lock'
-complete -c shardctl -n "__fish_shardctl_using_subcommand help; and not __fish_seen_subcommand_from init doctor shard user id migrate rebalance lock maintenance top audit sandbox completions help" -f -a "maintenance" -d 'Drain half of every shard for maintenance, and bring it back'
-complete -c shardctl -n "__fish_shardctl_using_subcommand help; and not __fish_seen_subcommand_from init doctor shard user id migrate rebalance lock maintenance top audit sandbox completions help" -f -a "top" -d 'The federation live in one screen: shards, servers, migrations, locks, audit'
-complete -c shardctl -n "__fish_shardctl_using_subcommand help; and not __fish_seen_subcommand_from init doctor shard user id migrate rebalance lock maintenance top audit sandbox completions help" -f -a "audit" -d 'Who did what, from the audit log'
-complete -c shardctl -n "__fish_shardctl_using_subcommand help; and not __fish_seen_subcommand_from init doctor shard user id migrate rebalance lock maintenance top audit sandbox completions help" -f -a "sandbox" -d 'A local federation of MariaDB servers for trying shardctl'
-complete -c shardctl -n "__fish_shardctl_using_subcommand help; and not __fish_seen_subcommand_from init doctor shard user id migrate rebalance lock maintenance top audit sandbox completions help" -f -a "completions" -d 'Print shell completions'
-complete -c shardctl -n "__fish_shardctl_using_subcommand help; and not __fish_seen_subcommand_from init doctor shard user id migrate rebalance lock maintenance top audit sandbox completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c shardctl -n "__fish_shardctl_using_subcommand cache; and not __fish_seen_subcommand_from status invalidate flush help" -l config -d 'Config file [default: $SHARDCTL_CONFIG, else ~/.config/shardctl/config.toml]' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand cache; and not __fish_seen_subcommand_from status invalidate flush help" -l defaults-file -d 'Read credentials from only this MySQL option file (for auth sections naming none)' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand cache; and not __fish_seen_subcommand_from status invalidate flush help" -l defaults-extra-file -d 'Read this MySQL option file after the global ones, before ~/.my.cnf' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand cache; and not __fish_seen_subcommand_from status invalidate flush help" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
+json\t''"
+complete -c shardctl -n "__fish_shardctl_using_subcommand cache; and not __fish_seen_subcommand_from status invalidate flush help" -l no-defaults -d 'Read no MySQL option file'
+complete -c shardctl -n "__fish_shardctl_using_subcommand cache; and not __fish_seen_subcommand_from status invalidate flush help" -s q -l quiet -d 'Print nothing on stderr but warnings, errors and what commands shardctl runs print (`lock run`, `maintenance roll`): no status lines, no progress bars'
+complete -c shardctl -n "__fish_shardctl_using_subcommand cache; and not __fish_seen_subcommand_from status invalidate flush help" -s v -l verbose -d 'Print more detail on stderr'
+complete -c shardctl -n "__fish_shardctl_using_subcommand cache; and not __fish_seen_subcommand_from status invalidate flush help" -s h -l help -d 'Print help'
+complete -c shardctl -n "__fish_shardctl_using_subcommand cache; and not __fish_seen_subcommand_from status invalidate flush help" -s V -l version -d 'Print version'
+complete -c shardctl -n "__fish_shardctl_using_subcommand cache; and not __fish_seen_subcommand_from status invalidate flush help" -f -a "status" -d 'The cache servers and the deletes still pending'
+complete -c shardctl -n "__fish_shardctl_using_subcommand cache; and not __fish_seen_subcommand_from status invalidate flush help" -f -a "invalidate" -d 'Delete users\' cached entries on every cache server (and again after redelete_after)'
+complete -c shardctl -n "__fish_shardctl_using_subcommand cache; and not __fish_seen_subcommand_from status invalidate flush help" -f -a "flush" -d 'Retry the deletes that failed earlier'
+complete -c shardctl -n "__fish_shardctl_using_subcommand cache; and not __fish_seen_subcommand_from status invalidate flush help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c shardctl -n "__fish_shardctl_using_subcommand cache; and __fish_seen_subcommand_from status" -l config -d 'Config file [default: $SHARDCTL_CONFIG, else ~/.config/shardctl/config.toml]' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand cache; and __fish_seen_subcommand_from status" -l defaults-file -d 'Read credentials from only this MySQL option file (for auth sections naming none)' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand cache; and __fish_seen_subcommand_from status" -l defaults-extra-file -d 'Read this MySQL option file after the global ones, before ~/.my.cnf' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand cache; and __fish_seen_subcommand_from status" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
+json\t''"
+complete -c shardctl -n "__fish_shardctl_using_subcommand cache; and __fish_seen_subcommand_from status" -l no-defaults -d 'Read no MySQL option file'
+complete -c shardctl -n "__fish_shardctl_using_subcommand cache; and __fish_seen_subcommand_from status" -s q -l quiet -d 'Print nothing on stderr but warnings, errors and what commands shardctl runs print (`lock run`, `maintenance roll`): no status lines, no progress bars'
+complete -c shardctl -n "__fish_shardctl_using_subcommand cache; and __fish_seen_subcommand_from status" -s v -l verbose -d 'Print more detail on stderr'
+complete -c shardctl -n "__fish_shardctl_using_subcommand cache; and __fish_seen_subcommand_from status" -s h -l help -d 'Print help'
+complete -c shardctl -n "__fish_shardctl_using_subcommand cache; and __fish_seen_subcommand_from status" -s V -l version -d 'Print version'
+complete -c shardctl -n "__fish_shardctl_using_subcommand cache; and __fish_seen_subcommand_from invalidate" -l config -d 'Config file [default: $SHARDCTL_CONFIG, else ~/.config/shardctl/config.toml]' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand cache; and __fish_seen_subcommand_from invalidate" -l defaults-file -d 'Read credentials from only this MySQL option file (for auth sections naming none)' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand cache; and __fish_seen_subcommand_from invalidate" -l defaults-extra-file -d 'Read this MySQL option file after the global ones, before ~/.my.cnf' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand cache; and __fish_seen_subcommand_from invalidate" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
+json\t''"
+complete -c shardctl -n "__fish_shardctl_using_subcommand cache; and __fish_seen_subcommand_from invalidate" -l dry-run -d 'Name the keys, delete nothing'
+complete -c shardctl -n "__fish_shardctl_using_subcommand cache; and __fish_seen_subcommand_from invalidate" -l no-defaults -d 'Read no MySQL option file'
+complete -c shardctl -n "__fish_shardctl_using_subcommand cache; and __fish_seen_subcommand_from invalidate" -s q -l quiet -d 'Print nothing on stderr but warnings, errors and what commands shardctl runs print (`lock run`, `maintenance roll`): no status lines, no progress bars'
+complete -c shardctl -n "__fish_shardctl_using_subcommand cache; and __fish_seen_subcommand_from invalidate" -s v -l verbose -d 'Print more detail on stderr'
+complete -c shardctl -n "__fish_shardctl_using_subcommand cache; and __fish_seen_subcommand_from invalidate" -s h -l help -d 'Print help'
+complete -c shardctl -n "__fish_shardctl_using_subcommand cache; and __fish_seen_subcommand_from invalidate" -s V -l version -d 'Print version'
+complete -c shardctl -n "__fish_shardctl_using_subcommand cache; and __fish_seen_subcommand_from flush" -l config -d 'Config file [default: $SHARDCTL_CONFIG, else ~/.config/shardctl/config.toml]' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand cache; and __fish_seen_subcommand_from flush" -l defaults-file -d 'Read credentials from only this MySQL option file (for auth sections naming none)' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand cache; and __fish_seen_subcommand_from flush" -l defaults-extra-file -d 'Read this MySQL option file after the global ones, before ~/.my.cnf' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand cache; and __fish_seen_subcommand_from flush" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
+json\t''"
+complete -c shardctl -n "__fish_shardctl_using_subcommand cache; and __fish_seen_subcommand_from flush" -l dry-run -d 'Name the pending keys, delete nothing'
+complete -c shardctl -n "__fish_shardctl_using_subcommand cache; and __fish_seen_subcommand_from flush" -l no-defaults -d 'Read no MySQL option file'
+complete -c shardctl -n "__fish_shardctl_using_subcommand cache; and __fish_seen_subcommand_from flush" -s q -l quiet -d 'Print nothing on stderr but warnings, errors and what commands shardctl runs print (`lock run`, `maintenance roll`): no status lines, no progress bars'
+complete -c shardctl -n "__fish_shardctl_using_subcommand cache; and __fish_seen_subcommand_from flush" -s v -l verbose -d 'Print more detail on stderr'
+complete -c shardctl -n "__fish_shardctl_using_subcommand cache; and __fish_seen_subcommand_from flush" -s h -l help -d 'Print help'
+complete -c shardctl -n "__fish_shardctl_using_subcommand cache; and __fish_seen_subcommand_from flush" -s V -l version -d 'Print version'
+complete -c shardctl -n "__fish_shardctl_using_subcommand cache; and __fish_seen_subcommand_from help" -f -a "status" -d 'The cache servers and the deletes still pending'
+complete -c shardctl -n "__fish_shardctl_using_subcommand cache; and __fish_seen_subcommand_from help" -f -a "invalidate" -d 'Delete users\' cached entries on every cache server (and again after redelete_after)'
+complete -c shardctl -n "__fish_shardctl_using_subcommand cache; and __fish_seen_subcommand_from help" -f -a "flush" -d 'Retry the deletes that failed earlier'
+complete -c shardctl -n "__fish_shardctl_using_subcommand cache; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c shardctl -n "__fish_shardctl_using_subcommand guard; and not __fish_seen_subcommand_from install status remove help" -l config -d 'Config file [default: $SHARDCTL_CONFIG, else ~/.config/shardctl/config.toml]' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand guard; and not __fish_seen_subcommand_from install status remove help" -l defaults-file -d 'Read credentials from only this MySQL option file (for auth sections naming none)' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand guard; and not __fish_seen_subcommand_from install status remove help" -l defaults-extra-file -d 'Read this MySQL option file after the global ones, before ~/.my.cnf' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand guard; and not __fish_seen_subcommand_from install status remove help" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
+json\t''"
+complete -c shardctl -n "__fish_shardctl_using_subcommand guard; and not __fish_seen_subcommand_from install status remove help" -l no-defaults -d 'Read no MySQL option file'
+complete -c shardctl -n "__fish_shardctl_using_subcommand guard; and not __fish_seen_subcommand_from install status remove help" -s q -l quiet -d 'Print nothing on stderr but warnings, errors and what commands shardctl runs print (`lock run`, `maintenance roll`): no status lines, no progress bars'
+complete -c shardctl -n "__fish_shardctl_using_subcommand guard; and not __fish_seen_subcommand_from install status remove help" -s v -l verbose -d 'Print more detail on stderr'
+complete -c shardctl -n "__fish_shardctl_using_subcommand guard; and not __fish_seen_subcommand_from install status remove help" -s h -l help -d 'Print help'
+complete -c shardctl -n "__fish_shardctl_using_subcommand guard; and not __fish_seen_subcommand_from install status remove help" -s V -l version -d 'Print version'
+complete -c shardctl -n "__fish_shardctl_using_subcommand guard; and not __fish_seen_subcommand_from install status remove help" -f -a "install" -d 'Install the guard table and triggers on every server of every shard (idempotent)'
+complete -c shardctl -n "__fish_shardctl_using_subcommand guard; and not __fish_seen_subcommand_from install status remove help" -f -a "status" -d 'What every server has installed, and how many users it guards now'
+complete -c shardctl -n "__fish_shardctl_using_subcommand guard; and not __fish_seen_subcommand_from install status remove help" -f -a "remove" -d 'Remove the triggers and the guard table from every server'
+complete -c shardctl -n "__fish_shardctl_using_subcommand guard; and not __fish_seen_subcommand_from install status remove help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c shardctl -n "__fish_shardctl_using_subcommand guard; and __fish_seen_subcommand_from install" -l timeout -d 'How long to wait for each table\'s metadata lock (CREATE and DROP TRIGGER take one)' -r
+complete -c shardctl -n "__fish_shardctl_using_subcommand guard; and __fish_seen_subcommand_from install" -l config -d 'Config file [default: $SHARDCTL_CONFIG, else ~/.config/shardctl/config.toml]' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand guard; and __fish_seen_subcommand_from install" -l defaults-file -d 'Read credentials from only this MySQL option file (for auth sections naming none)' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand guard; and __fish_seen_subcommand_from install" -l defaults-extra-file -d 'Read this MySQL option file after the global ones, before ~/.my.cnf' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand guard; and __fish_seen_subcommand_from install" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
+json\t''"
+complete -c shardctl -n "__fish_shardctl_using_subcommand guard; and __fish_seen_subcommand_from install" -l dry-run -d 'Print the statements, change nothing'
+complete -c shardctl -n "__fish_shardctl_using_subcommand guard; and __fish_seen_subcommand_from install" -l no-defaults -d 'Read no MySQL option file'
+complete -c shardctl -n "__fish_shardctl_using_subcommand guard; and __fish_seen_subcommand_from install" -s q -l quiet -d 'Print nothing on stderr but warnings, errors and what commands shardctl runs print (`lock run`, `maintenance roll`): no status lines, no progress bars'
+complete -c shardctl -n "__fish_shardctl_using_subcommand guard; and __fish_seen_subcommand_from install" -s v -l verbose -d 'Print more detail on stderr'
+complete -c shardctl -n "__fish_shardctl_using_subcommand guard; and __fish_seen_subcommand_from install" -s h -l help -d 'Print help'
+complete -c shardctl -n "__fish_shardctl_using_subcommand guard; and __fish_seen_subcommand_from install" -s V -l version -d 'Print version'
+complete -c shardctl -n "__fish_shardctl_using_subcommand guard; and __fish_seen_subcommand_from status" -l config -d 'Config file [default: $SHARDCTL_CONFIG, else ~/.config/shardctl/config.toml]' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand guard; and __fish_seen_subcommand_from status" -l defaults-file -d 'Read credentials from only this MySQL option file (for auth sections naming none)' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand guard; and __fish_seen_subcommand_from status" -l defaults-extra-file -d 'Read this MySQL option file after the global ones, before ~/.my.cnf' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand guard; and __fish_seen_subcommand_from status" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
+json\t''"
+complete -c shardctl -n "__fish_shardctl_using_subcommand guard; and __fish_seen_subcommand_from status" -l no-defaults -d 'Read no MySQL option file'
+complete -c shardctl -n "__fish_shardctl_using_subcommand guard; and __fish_seen_subcommand_from status" -s q -l quiet -d 'Print nothing on stderr but warnings, errors and what commands shardctl runs print (`lock run`, `maintenance roll`): no status lines, no progress bars'
+complete -c shardctl -n "__fish_shardctl_using_subcommand guard; and __fish_seen_subcommand_from status" -s v -l verbose -d 'Print more detail on stderr'
+complete -c shardctl -n "__fish_shardctl_using_subcommand guard; and __fish_seen_subcommand_from status" -s h -l help -d 'Print help'
+complete -c shardctl -n "__fish_shardctl_using_subcommand guard; and __fish_seen_subcommand_from status" -s V -l version -d 'Print version'
+complete -c shardctl -n "__fish_shardctl_using_subcommand guard; and __fish_seen_subcommand_from remove" -l timeout -d 'How long to wait for each table\'s metadata lock (CREATE and DROP TRIGGER take one)' -r
+complete -c shardctl -n "__fish_shardctl_using_subcommand guard; and __fish_seen_subcommand_from remove" -l config -d 'Config file [default: $SHARDCTL_CONFIG, else ~/.config/shardctl/config.toml]' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand guard; and __fish_seen_subcommand_from remove" -l defaults-file -d 'Read credentials from only this MySQL option file (for auth sections naming none)' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand guard; and __fish_seen_subcommand_from remove" -l defaults-extra-file -d 'Read this MySQL option file after the global ones, before ~/.my.cnf' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand guard; and __fish_seen_subcommand_from remove" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
+json\t''"
+complete -c shardctl -n "__fish_shardctl_using_subcommand guard; and __fish_seen_subcommand_from remove" -l dry-run -d 'Print the statements, change nothing'
+complete -c shardctl -n "__fish_shardctl_using_subcommand guard; and __fish_seen_subcommand_from remove" -l no-defaults -d 'Read no MySQL option file'
+complete -c shardctl -n "__fish_shardctl_using_subcommand guard; and __fish_seen_subcommand_from remove" -s q -l quiet -d 'Print nothing on stderr but warnings, errors and what commands shardctl runs print (`lock run`, `maintenance roll`): no status lines, no progress bars'
+complete -c shardctl -n "__fish_shardctl_using_subcommand guard; and __fish_seen_subcommand_from remove" -s v -l verbose -d 'Print more detail on stderr'
+complete -c shardctl -n "__fish_shardctl_using_subcommand guard; and __fish_seen_subcommand_from remove" -s h -l help -d 'Print help'
+complete -c shardctl -n "__fish_shardctl_using_subcommand guard; and __fish_seen_subcommand_from remove" -s V -l version -d 'Print version'
+complete -c shardctl -n "__fish_shardctl_using_subcommand guard; and __fish_seen_subcommand_from help" -f -a "install" -d 'Install the guard table and triggers on every server of every shard (idempotent)'
+complete -c shardctl -n "__fish_shardctl_using_subcommand guard; and __fish_seen_subcommand_from help" -f -a "status" -d 'What every server has installed, and how many users it guards now'
+complete -c shardctl -n "__fish_shardctl_using_subcommand guard; and __fish_seen_subcommand_from help" -f -a "remove" -d 'Remove the triggers and the guard table from every server'
+complete -c shardctl -n "__fish_shardctl_using_subcommand guard; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c shardctl -n "__fish_shardctl_using_subcommand help; and not __fish_seen_subcommand_from init doctor shard user id migrate rebalance lock maintenance top audit sandbox completions cache guard help" -f -a "init" -d 'Create or upgrade the global ring schema (idempotent)'
+complete -c shardctl -n "__fish_shardctl_using_subcommand help; and not __fish_seen_subcommand_from init doctor shard user id migrate rebalance lock maintenance top audit sandbox completions cache guard help" -f -a "doctor" -d 'Check every server: reachable, privileges, schema version, replication'
+complete -c shardctl -n "__fish_shardctl_using_subcommand help; and not __fish_seen_subcommand_from init doctor shard user id migrate rebalance lock maintenance top audit sandbox completions cache guard help" -f -a "shard" -d 'Register shards and change their weight and state'
+complete -c shardctl -n "__fish_shardctl_using_subcommand help; and not __fish_seen_subcommand_from init doctor shard user id migrate rebalance lock maintenance top audit sandbox completions cache guard help" -f -a "user" -d 'Place new users on shards and find where users live'
+complete -c shardctl -n "__fish_shardctl_using_subcommand help; and not __fish_seen_subcommand_from init doctor shard user id migrate rebalance lock maintenance top audit sandbox completions cache guard help" -f -a "id" -d 'Globally unique IDs from the ticket servers'
+complete -c shardctl -n "__fish_shardctl_using_subcommand help; and not __fish_seen_subcommand_from init doctor shard user id migrate rebalance lock maintenance top audit sandbox completions cache guard help" -f -a "migrate" -d 'Move a user\'s rows to another shard: journaled, verified, fenced, resumable'
+complete -c shardctl -n "__fish_shardctl_using_subcommand help; and not __fish_seen_subcommand_from init doctor shard user id migrate rebalance lock maintenance top audit sandbox completions cache guard help" -f -a "rebalance" -d 'Plan and apply moves of users so every shard carries its weight\'s share'
+complete -c shardctl -n "__fish_shardctl_using_subcommand help; and not __fish_seen_subcommand_from init doctor shard user id migrate rebalance lock maintenance top audit sandbox completions cache guard help" -f -a "lock" -d 'Account and job locks: acquire, inspect, release, sweep, run under a lock'
+complete -c shardctl -n "__fish_shardctl_using_subcommand help; and not __fish_seen_subcommand_from init doctor shard user id migrate rebalance lock maintenance top audit sandbox completions cache guard help" -f -a "maintenance" -d 'Drain half of every shard for maintenance, and bring it back'
+complete -c shardctl -n "__fish_shardctl_using_subcommand help; and not __fish_seen_subcommand_from init doctor shard user id migrate rebalance lock maintenance top audit sandbox completions cache guard help" -f -a "top" -d 'The federation live in one screen: shards, servers, migrations, locks, audit'
+complete -c shardctl -n "__fish_shardctl_using_subcommand help; and not __fish_seen_subcommand_from init doctor shard user id migrate rebalance lock maintenance top audit sandbox completions cache guard help" -f -a "audit" -d 'Who did what, from the audit log'
+complete -c shardctl -n "__fish_shardctl_using_subcommand help; and not __fish_seen_subcommand_from init doctor shard user id migrate rebalance lock maintenance top audit sandbox completions cache guard help" -f -a "sandbox" -d 'A local federation of MariaDB servers for trying shardctl'
+complete -c shardctl -n "__fish_shardctl_using_subcommand help; and not __fish_seen_subcommand_from init doctor shard user id migrate rebalance lock maintenance top audit sandbox completions cache guard help" -f -a "completions" -d 'Print shell completions'
+complete -c shardctl -n "__fish_shardctl_using_subcommand help; and not __fish_seen_subcommand_from init doctor shard user id migrate rebalance lock maintenance top audit sandbox completions cache guard help" -f -a "cache" -d 'The application\'s routing cache (memcached): what shardctl deletes, and by hand'
+complete -c shardctl -n "__fish_shardctl_using_subcommand help; and not __fish_seen_subcommand_from init doctor shard user id migrate rebalance lock maintenance top audit sandbox completions cache guard help" -f -a "guard" -d 'The write guard: triggers on every shard server that refuse writes to moving users\' rows'
+complete -c shardctl -n "__fish_shardctl_using_subcommand help; and not __fish_seen_subcommand_from init doctor shard user id migrate rebalance lock maintenance top audit sandbox completions cache guard help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c shardctl -n "__fish_shardctl_using_subcommand help; and __fish_seen_subcommand_from shard" -f -a "add" -d 'Register a shard and its servers (halves a, b, a, ... in order)'
 complete -c shardctl -n "__fish_shardctl_using_subcommand help; and __fish_seen_subcommand_from shard" -f -a "list" -d 'Weight, state, users, share against target share, and servers of every shard'
 complete -c shardctl -n "__fish_shardctl_using_subcommand help; and __fish_seen_subcommand_from shard" -f -a "set-weight" -d 'Change a shard\'s weight'
@@ -650,3 +758,9 @@ complete -c shardctl -n "__fish_shardctl_using_subcommand help; and __fish_seen_
 complete -c shardctl -n "__fish_shardctl_using_subcommand help; and __fish_seen_subcommand_from sandbox" -f -a "up" -d 'Start (or restart what is down of) a local federation'
 complete -c shardctl -n "__fish_shardctl_using_subcommand help; and __fish_seen_subcommand_from sandbox" -f -a "status" -d 'The sandbox\'s servers and whether they run'
 complete -c shardctl -n "__fish_shardctl_using_subcommand help; and __fish_seen_subcommand_from sandbox" -f -a "down" -d 'Stop the sandbox\'s servers (by pid; idempotent)'
+complete -c shardctl -n "__fish_shardctl_using_subcommand help; and __fish_seen_subcommand_from cache" -f -a "status" -d 'The cache servers and the deletes still pending'
+complete -c shardctl -n "__fish_shardctl_using_subcommand help; and __fish_seen_subcommand_from cache" -f -a "invalidate" -d 'Delete users\' cached entries on every cache server (and again after redelete_after)'
+complete -c shardctl -n "__fish_shardctl_using_subcommand help; and __fish_seen_subcommand_from cache" -f -a "flush" -d 'Retry the deletes that failed earlier'
+complete -c shardctl -n "__fish_shardctl_using_subcommand help; and __fish_seen_subcommand_from guard" -f -a "install" -d 'Install the guard table and triggers on every server of every shard (idempotent)'
+complete -c shardctl -n "__fish_shardctl_using_subcommand help; and __fish_seen_subcommand_from guard" -f -a "status" -d 'What every server has installed, and how many users it guards now'
+complete -c shardctl -n "__fish_shardctl_using_subcommand help; and __fish_seen_subcommand_from guard" -f -a "remove" -d 'Remove the triggers and the guard table from every server'

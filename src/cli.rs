@@ -99,6 +99,59 @@ pub enum Command {
     Sandbox(SandboxCommand),
     /// Print shell completions
     Completions(CompletionsArgs),
+    /// The application's routing cache (memcached): what shardctl deletes, and by hand
+    #[command(subcommand)]
+    Cache(CacheCommand),
+    /// The write guard: triggers on every shard server that refuse writes to moving users' rows
+    #[command(subcommand)]
+    Guard(GuardCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GuardCommand {
+    /// Install the guard table and triggers on every server of every shard (idempotent)
+    Install(GuardChangeArgs),
+    /// What every server has installed, and how many users it guards now
+    Status,
+    /// Remove the triggers and the guard table from every server
+    Remove(GuardChangeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct GuardChangeArgs {
+    /// How long to wait for each table's metadata lock (CREATE and DROP TRIGGER take one)
+    #[arg(long, value_name = "DUR", default_value = "30s", value_parser = duration)]
+    pub timeout: std::time::Duration,
+    /// Print the statements, change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CacheCommand {
+    /// The cache servers and the deletes still pending
+    Status,
+    /// Delete users' cached entries on every cache server (and again after redelete_after)
+    Invalidate(CacheInvalidateArgs),
+    /// Retry the deletes that failed earlier
+    Flush(CacheFlushArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CacheInvalidateArgs {
+    /// The users whose entries to delete
+    #[arg(value_name = "UID", required = true)]
+    pub users: Vec<u64>,
+    /// Name the keys, delete nothing
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CacheFlushArgs {
+    /// Name the pending keys, delete nothing
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]
@@ -649,6 +702,13 @@ pub struct SandboxUpArgs {
     /// InnoDB buffer pool of each server, in MB
     #[arg(long, default_value_t = crate::sandbox::DEFAULT_BUFFER_POOL_MB, value_parser = clap::value_parser!(u32).range(16..=65536))]
     pub buffer_pool_mb: u32,
+    /// Also run a memcached (the application's routing cache) on the port after the shards',
+    /// and write its `[cache]` section
+    #[arg(long)]
+    pub cache: bool,
+    /// Turn the write guard on (`[shards] write_guard = true`) and install it on every server
+    #[arg(long)]
+    pub write_guard: bool,
 }
 
 #[derive(Debug, Args)]

@@ -3,6 +3,7 @@
 //! Domain logic (placement, routing, targets, doctor rules) is pure and lives apart from the
 //! code that talks to servers (`ring`, `replica`, `sandbox`) and from the command layer.
 
+pub mod cache;
 pub mod cli;
 pub mod commands;
 pub mod config;

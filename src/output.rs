@@ -32,19 +32,32 @@ pub trait Report: Serialize {
 pub struct Outcome {
     pub code: u8,
     render: Box<Renderer>,
+    extra: Option<(&'static str, Value)>,
 }
 
 /// Writes a report in one format.
-type Renderer = dyn Fn(Format, &mut dyn Write) -> std::io::Result<()>;
+type Renderer =
+    dyn Fn(Format, &mut dyn Write, Option<&(&'static str, Value)>) -> std::io::Result<()>;
 
 impl Outcome {
     pub fn of<R: Report + 'static>(report: R) -> Result<Outcome> {
         Ok(Outcome {
             code: report.exit_code(),
-            render: Box::new(move |format, out| match format {
+            render: Box::new(move |format, out, extra| match format {
                 Format::Json => {
-                    serde_json::to_writer_pretty(&mut *out, &report)
-                        .map_err(std::io::Error::other)?;
+                    match extra {
+                        // One more field in the report's object (the cache's pending keys).
+                        Some((key, value)) => {
+                            let mut doc =
+                                serde_json::to_value(&report).map_err(std::io::Error::other)?;
+                            if let Value::Object(fields) = &mut doc {
+                                fields.insert(key.to_string(), value.clone());
+                            }
+                            serde_json::to_writer_pretty(&mut *out, &doc)
+                        }
+                        None => serde_json::to_writer_pretty(&mut *out, &report),
+                    }
+                    .map_err(std::io::Error::other)?;
                     out.write_all(b"\n")
                 }
                 Format::Table => {
@@ -59,13 +72,25 @@ impl Outcome {
                     Ok(())
                 }
             }),
+            extra: None,
         })
+    }
+
+    /// The routing cache could not be told of every change: `"cache": {"pending": [...]}` in
+    /// the JSON, and exit 5 (partly done) unless the command already failed otherwise.
+    pub fn with_cache_pending(mut self, pending: Vec<String>) -> Outcome {
+        if self.code == exit_codes::OK {
+            self.code = exit_codes::PARTIAL;
+        }
+        self.extra = Some(("cache", serde_json::json!({ "pending": pending })));
+        self
     }
 
     /// Writes the outcome to stdout. A closed pipe (`| head`) is not an error.
     pub fn print(&self, format: Format) -> std::io::Result<()> {
         let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-        let written = (self.render)(format, &mut out).and_then(|_| out.flush());
+        let written =
+            (self.render)(format, &mut out, self.extra.as_ref()).and_then(|_| out.flush());
         match written {
             Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
             other => other,

@@ -7,28 +7,11 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use clap::CommandFactory;
 use common::{federation, Env, Federation};
 use mysql::prelude::Queryable;
 
 fn fed() -> &'static Federation {
     federation("audit_walk", 25320, 2)
-}
-
-/// Every leaf of the command tree, as words: `shard add`, `lock run`, ...
-fn leaves(cmd: &clap::Command, prefix: &str, out: &mut BTreeSet<String>) {
-    let subs: Vec<_> = cmd
-        .get_subcommands()
-        .filter(|c| c.get_name() != "help")
-        .collect();
-    // A group that also runs itself (`migrate UID` beside `migrate resume`) is a verb too.
-    let runs_itself = cmd.get_arguments().any(|a| a.is_positional());
-    if subs.is_empty() || runs_itself {
-        out.insert(prefix.trim().to_string());
-    }
-    for s in subs {
-        leaves(s, &format!("{prefix} {}", s.get_name()), out);
-    }
 }
 
 /// Audit rows with `action`.
@@ -72,6 +55,15 @@ fn every_mutating_verb_writes_an_audit_row_and_no_reading_verb_does() {
         ("sandbox up", "starts local servers (its `init` is audited)"),
         ("sandbox down", "stops local servers"),
         ("completions", "prints a script"),
+        ("cache status", "reads the routing cache (tests/cache.rs)"),
+        (
+            "cache invalidate",
+            "deletes routing-cache entries, no ring state (tests/cache.rs)",
+        ),
+        (
+            "cache flush",
+            "retries routing-cache deletes (tests/cache.rs)",
+        ),
     ];
     // Verbs that only read: run each, and no audit row may appear.
     let reading: Vec<(&str, Vec<&str>)> = vec![
@@ -84,6 +76,7 @@ fn every_mutating_verb_writes_an_audit_row_and_no_reading_verb_does() {
         ("maintenance status", vec!["maintenance", "status"]),
         ("lock list", vec!["lock", "list"]),
         ("lock show", vec!["lock", "show", "JOB_WALK"]),
+        ("guard status", vec!["guard", "status"]),
         ("top", vec!["top", "--once"]),
         (
             "sandbox status",
@@ -162,6 +155,8 @@ fn every_mutating_verb_writes_an_audit_row_and_no_reading_verb_does() {
             vec!["lock", "run", "JOB_RUN", "--ttl", "5s", "--", "true"],
             "lock.run",
         ),
+        ("guard install", vec!["guard", "install"], "guard.install"),
+        ("guard remove", vec!["guard", "remove"], "guard.remove"),
         (
             "maintenance drain",
             vec!["maintenance", "drain", "--half", "b"],
@@ -179,10 +174,7 @@ fn every_mutating_verb_writes_an_audit_row_and_no_reading_verb_does() {
         ),
     ];
 
-    let mut tree = BTreeSet::new();
-    let mut cli = shardctl::cli::Cli::command();
-    cli.build();
-    leaves(&cli, "", &mut tree);
+    let tree = common::verbs();
     let listed: BTreeSet<String> = exempt
         .iter()
         .map(|e| e.0)

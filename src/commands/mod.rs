@@ -2,8 +2,10 @@
 //! Nothing here speaks SQL directly or decides between table and JSON.
 
 mod audit;
+mod cache;
 mod completions;
 mod doctor;
+mod guard;
 mod id;
 mod init;
 mod lock;
@@ -54,7 +56,7 @@ pub fn dispatch(cli: Cli, ui: Ui) -> Result<Outcome> {
             none: cli.global.no_defaults,
         },
     };
-    match cli.command {
+    let result = match cli.command {
         Command::Init(args) => init::run(&ctx, &args),
         Command::Doctor(args) => doctor::run(&ctx, &args),
         Command::Shard(cmd) => shard::run(&ctx, cmd),
@@ -68,5 +70,20 @@ pub fn dispatch(cli: Cli, ui: Ui) -> Result<Outcome> {
         Command::Audit(args) => audit::run(&ctx, &args),
         Command::Sandbox(cmd) => sandbox::run(&ctx, cmd),
         Command::Completions(args) => completions::run(&args),
+        Command::Cache(cmd) => cache::run(&ctx, cmd),
+        Command::Guard(cmd) => guard::run(&ctx, cmd),
+    };
+    // The routing cache: the second delete of what this run invalidated, and a report of what
+    // could not be deleted (the ring change stands; exit 5 says the cache may be stale).
+    match crate::cache::finish() {
+        Some(p) if !p.pending.is_empty() => {
+            ctx.ui.warn(&format!(
+                "the routing cache may still hold {} stale entries (`shardctl cache flush` retries them): {}",
+                p.pending.len(),
+                crate::error::excerpt(&p.pending.join(" "), 500)
+            ));
+            result.map(|o| o.with_cache_pending(p.pending))
+        }
+        _ => result,
     }
 }

@@ -84,6 +84,8 @@ pub fn run(ctx: &Ctx, cmd: SandboxCommand) -> Result<Outcome> {
                         base_port: args.base_port,
                         buffer_pool_mb: args.buffer_pool_mb,
                         spare_shards: args.spare_shards,
+                        cache: args.cache,
+                        write_guard: args.write_guard,
                     },
                     users: args.users,
                 },

@@ -3,6 +3,7 @@ use std::collections::HashMap;
 use serde::Serialize;
 use serde_json::json;
 
+use crate::cache;
 use crate::cli::{ShardAddArgs, ShardCommand};
 use crate::commands::Ctx;
 use crate::config::Config;
@@ -98,6 +99,7 @@ pub fn run(ctx: &Ctx, cmd: ShardCommand) -> Result<Outcome> {
             let changed = shard.weight != args.weight.get();
             if changed && !args.dry_run {
                 directory::set_weight(&mut db, &args.name, args.weight)?;
+                cache::shards_changed(&cfg, &[shard.id]);
             }
             Outcome::of(Change {
                 shard: shard.name,
@@ -112,6 +114,7 @@ pub fn run(ctx: &Ctx, cmd: ShardCommand) -> Result<Outcome> {
             let changed = shard.state != args.state;
             if changed && !args.dry_run {
                 directory::set_state(&mut db, &args.name, args.state)?;
+                cache::shards_changed(&cfg, &[shard.id]);
             }
             Outcome::of(Change {
                 shard: shard.name,
@@ -142,6 +145,7 @@ pub fn run(ctx: &Ctx, cmd: ShardCommand) -> Result<Outcome> {
                 .any(|s| s.capacity_qps != args.capacity.0);
             if changed && !args.dry_run {
                 directory::set_capacity(&mut db, &shard, &args.servers, args.capacity.0)?;
+                cache::shards_changed(&cfg, &[shard.id]);
             }
             let servers: Vec<String> = shard
                 .servers
@@ -172,6 +176,7 @@ pub fn run(ctx: &Ctx, cmd: ShardCommand) -> Result<Outcome> {
                 }
             } else {
                 directory::remove_shard(&mut db, &args.name)?;
+                cache::shards_changed(&cfg, &[shard.id]);
             }
             Outcome::of(Change {
                 shard: shard.name,
@@ -256,7 +261,10 @@ fn add(cfg: &Config, db: &mut Db, args: &ShardAddArgs) -> Result<Outcome> {
         }
         true
     } else {
-        directory::add_shard(db, &args.name, args.weight, &args.servers)?;
+        // With the write guard on, a new shard gets it before it can take a user.
+        crate::shard::guard::install_on(cfg, &args.servers)?;
+        let id = directory::add_shard(db, &args.name, args.weight, &args.servers)?;
+        cache::shards_changed(cfg, &[id]);
         true
     };
     Outcome::of(Change {

@@ -196,6 +196,9 @@ fn assign_users(ctx: &Ctx, args: &UserAssignArgs) -> Result<Outcome> {
         let bar = ctx.ui.progress(ids.len() as u64, "assigning");
         let r = assign::assign(&mut db, &ids, args.seed, &bar)?;
         bar.finish_and_clear();
+        // A reader may have cached "no such user" for a new one.
+        let placed: Vec<u64> = r.assigned.iter().map(|p| p.0).collect();
+        crate::cache::users_changed(&cfg, &placed);
         r
     };
     let unique: std::collections::HashSet<u64> = ids.iter().copied().collect();

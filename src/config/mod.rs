@@ -25,8 +25,36 @@ pub struct Config {
     pub tickets: Vec<TicketServer>,
     pub shards: ShardsConfig,
     pub net: NetOptions,
+    /// The application's routing cache, which shardctl invalidates; None: no `[cache]`.
+    pub cache: Option<CacheConfig>,
     /// Things worth telling the operator about the config (a password file others can read).
     pub warnings: Vec<String>,
+}
+
+/// `[cache]`: the memcached servers where the application caches routing entries, and the
+/// keys it uses for them.
+#[derive(Debug, Clone)]
+pub struct CacheConfig {
+    pub servers: Vec<HostPort>,
+    /// The key of a user's entry, with `{user_id}` in it.
+    pub user_key: String,
+    /// The key of a shard's entry, with `{shard_id}` in it.
+    pub shard_key: String,
+    /// The longest time the application keeps an entry.
+    pub ttl: Duration,
+    /// When each key is deleted a second time (a reader that read the ring before our commit
+    /// and filled the cache after the first delete).
+    pub redelete_after: Duration,
+}
+
+impl CacheConfig {
+    pub fn user_key(&self, user: u64) -> String {
+        self.user_key.replace("{user_id}", &user.to_string())
+    }
+
+    pub fn shard_key(&self, shard_id: u32) -> String {
+        self.shard_key.replace("{shard_id}", &shard_id.to_string())
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -52,6 +80,8 @@ pub struct ShardsConfig {
     pub database: Ident,
     pub login: Login,
     pub tables: Vec<TableSpec>,
+    /// `write_guard = true`: moves guard their users with the triggers of `guard install`.
+    pub write_guard: bool,
 }
 
 /// A per-user table on the shards: every row belongs to the user named in `owner_column`.
@@ -124,6 +154,88 @@ struct RawConfig {
     tls: RawTls,
     #[serde(default)]
     timeouts: RawTimeouts,
+    cache: Option<RawCache>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCache {
+    servers: Vec<String>,
+    #[serde(default = "default_user_key")]
+    user_key: String,
+    #[serde(default = "default_shard_key")]
+    shard_key: String,
+    #[serde(default = "default_cache_ttl")]
+    ttl: String,
+    #[serde(default = "default_redelete_after")]
+    redelete_after: String,
+}
+
+fn default_user_key() -> String {
+    "shardctl:user:{user_id}".into()
+}
+fn default_shard_key() -> String {
+    "shardctl:shard:{shard_id}".into()
+}
+fn default_cache_ttl() -> String {
+    "30m".into()
+}
+fn default_redelete_after() -> String {
+    "2s".into()
+}
+
+/// A memcached key template: `{placeholder}` once, and what memcached accepts around it (no
+/// whitespace or control characters; at most 250 bytes once filled in).
+fn key_template(
+    what: &str,
+    template: &str,
+    placeholder: &str,
+) -> std::result::Result<String, String> {
+    if template.matches(placeholder).count() != 1 {
+        return Err(format!(
+            "[cache] {what} `{template}` must contain {placeholder} once"
+        ));
+    }
+    if template
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(format!(
+            "[cache] {what} `{template}` may not contain spaces or control characters"
+        ));
+    }
+    // The longest id is 20 digits.
+    if template.len() - placeholder.len() + 20 > 250 {
+        return Err(format!(
+            "[cache] {what} is longer than memcached's 250-byte keys"
+        ));
+    }
+    Ok(template.to_string())
+}
+
+fn cache_config(raw: RawCache) -> std::result::Result<CacheConfig, String> {
+    if raw.servers.is_empty() {
+        return Err("[cache] servers lists no memcached server".into());
+    }
+    let servers = raw
+        .servers
+        .iter()
+        .map(|s| s.parse().map_err(|e| format!("[cache] servers: {e}")))
+        .collect::<std::result::Result<Vec<HostPort>, String>>()?;
+    let duration = |key: &str, v: &str| -> std::result::Result<Duration, String> {
+        match parse_duration(v) {
+            Ok(d) if d.is_zero() => Err(format!("[cache] {key}: `{v}` must be above zero")),
+            Ok(d) => Ok(d),
+            Err(e) => Err(format!("[cache] {key}: {e}")),
+        }
+    };
+    Ok(CacheConfig {
+        servers,
+        user_key: key_template("user_key", &raw.user_key, "{user_id}")?,
+        shard_key: key_template("shard_key", &raw.shard_key, "{shard_id}")?,
+        ttl: duration("ttl", &raw.ttl)?,
+        redelete_after: duration("redelete_after", &raw.redelete_after)?,
+    })
 }
 
 #[derive(Deserialize)]
@@ -167,6 +279,9 @@ struct RawShards {
     database: String,
     #[serde(default)]
     auth: RawAuth,
+    /// Moves guard their users with the triggers `guard install` puts on every shard server.
+    #[serde(default)]
+    write_guard: bool,
     #[serde(default)]
     tables: Vec<RawTable>,
 }
@@ -412,6 +527,7 @@ impl Config {
             database: ident("[shards] database", &raw.shards.database)?,
             login: login(&raw.shards.auth, "shards.auth")?,
             tables,
+            write_guard: raw.shards.write_guard,
         };
         let timeout = |v: &Option<String>, default: Duration, key: &str| match v {
             None => Ok(default),
@@ -432,12 +548,14 @@ impl Config {
             read_timeout: timeout(&raw.timeouts.read, defaults.read_timeout, "read")?,
             write_timeout: timeout(&raw.timeouts.write, defaults.write_timeout, "write")?,
         };
+        let cache = raw.cache.map(cache_config).transpose().map_err(bad)?;
         Ok(Config {
             path: path.to_path_buf(),
             ring,
             tickets,
             shards,
             net,
+            cache,
             warnings,
         })
     }

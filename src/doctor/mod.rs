@@ -199,6 +199,27 @@ fn shard_server_checks(
         db_name,
         rules::shard_needs,
     ));
+    if crate::shard::guard::enabled(cfg) {
+        out.push(match crate::shard::guard::inspect(cfg, &mut db) {
+            Ok(g) if g.installed => Check::pass(
+                &target,
+                "write guard",
+                format!("installed; {} users guarded", g.guarded),
+            ),
+            Ok(g) => Check::fail(
+                &target,
+                "write guard",
+                format!("missing {}", g.missing.join(", ")),
+                "run `shardctl guard install`",
+            ),
+            Err(e) => Check::fail(
+                &target,
+                "write guard",
+                e.to_string(),
+                "grant SELECT on information_schema",
+            ),
+        });
+    }
     match replica::status(&mut db) {
         Ok(Some(s)) => out.push(match s.problem(Some(max_lag)) {
             None => Check::pass(

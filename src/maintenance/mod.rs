@@ -16,6 +16,7 @@ use mysql::prelude::Queryable;
 use serde::Serialize;
 use serde_json::json;
 
+use crate::cache;
 use crate::config::Config;
 use crate::db::Db;
 use crate::doctor::{self, grants};
@@ -321,6 +322,7 @@ pub fn drain(cfg: &Config, opts: &DrainOptions, ui: &Ui) -> Result<Outcome> {
 
     let safe_shards: Vec<&Shard> = safe.iter().map(|(s, _)| *s).collect();
     let (marked, raced) = mark_draining(&mut ring, half, &safe_shards, opts)?;
+    cache::shards_changed(cfg, &marked.iter().map(|s| s.id).collect::<Vec<_>>());
     refused.extend(raced);
     if marked.is_empty() {
         return Ok(outcome(HashMap::new(), &notes, refused, Vec::new()));
@@ -388,6 +390,7 @@ pub fn drain(cfg: &Config, opts: &DrainOptions, ui: &Ui) -> Result<Outcome> {
         }
     }
     for addr in set_status(
+        cfg,
         &mut ring,
         &done,
         &[ServerStatus::Draining],
@@ -397,6 +400,7 @@ pub fn drain(cfg: &Config, opts: &DrainOptions, ui: &Ui) -> Result<Outcome> {
         changes.insert(addr, ServerStatus::Offline);
     }
     for addr in set_status(
+        cfg,
         &mut ring,
         &back,
         &[ServerStatus::Draining],
@@ -622,6 +626,7 @@ fn other_half_answers(cfg: &Config, peers: &mut [(HostPort, Option<Db>)]) -> Res
 /// another drain may have moved it on meanwhile), in one ring transaction audited per shard.
 /// Returns the servers changed.
 fn set_status(
+    cfg: &Config,
     ring: &mut Db,
     servers: &[(&Shard, &Server)],
     from: &[ServerStatus],
@@ -673,6 +678,14 @@ fn set_status(
             .collect();
         audit::record_many(tx, action, &entries)?;
         Ok(changed)
+    })
+    .inspect(|changed| {
+        let ids: Vec<u32> = servers
+            .iter()
+            .filter(|(_, server)| changed.contains(&server.addr()))
+            .map(|(shard, _)| shard.id)
+            .collect();
+        cache::shards_changed(cfg, &ids);
     })
 }
 
@@ -734,6 +747,7 @@ pub fn restore(cfg: &Config, opts: &RestoreOptions, ui: &Ui) -> Result<Outcome> 
             .lock()
             .map_err(|_| "the ring connection's lock was poisoned".to_string())?;
         let changed = set_status(
+            cfg,
             &mut ring,
             &[(*shard, *server)],
             &[ServerStatus::Draining, ServerStatus::Offline],

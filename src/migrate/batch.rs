@@ -25,7 +25,7 @@ use crate::output::Ui;
 use crate::ring::audit;
 use crate::ring::directory::{self, Shard};
 use crate::shard::replica;
-use crate::shard::{fence, routing};
+use crate::shard::{fence, guard, routing};
 use crate::types::HostPort;
 
 /// What happened to each account of a batch.
@@ -459,13 +459,18 @@ impl<'c> Mover<'c> {
         phase("fencing");
         self.raise_fences(&g.src.clone(), &g.tokens)?;
         self.raise_fences(&g.dst.clone(), &g.tokens)?;
+        guard::before_moving(self.cfg, &g.src, &g.dst, &g.users, &g.to.name)?;
         self.directory_step(
             g,
             ("active", "moving"),
             None,
             Some(State::Moving),
             "the accounts were no longer all active on the source",
-        )?;
+        )
+        .inspect_err(|_| {
+            // Not marked: not moving, so not guarded either.
+            let _ = guard::given_back(self.cfg, &g.src, &g.users);
+        })?;
         failpoint!("migrate.after_moving");
         let copied = self.copy_and_verify(g, &tables, phase);
         let sums = match copied {
@@ -508,6 +513,10 @@ impl<'c> Mover<'c> {
             }
         }
         failpoint!("migrate.after_flip");
+        if let Err(e) = guard::after_flip(self.cfg, &g.src, &g.users, &g.to.name) {
+            self.ui
+                .warn(&format!("keeping the source guarded after the flip: {e}"));
+        }
         self.journal(g, State::Cleaning, None)?;
         phase("cleaning up");
         self.delete_everywhere(&g.src.clone(), g, &tables, "migrate.cleanup_mid")?;
@@ -644,7 +653,9 @@ impl<'c> Mover<'c> {
                 Ok(Some(()))
             })
         })?;
-        done.ok_or_else(|| Error::Failed(format!("{unexpected}; nothing changed")))
+        done.ok_or_else(|| Error::Failed(format!("{unexpected}; nothing changed")))?;
+        crate::cache::users_changed(self.cfg, &g.users);
+        Ok(())
     }
 
     /// Catches the source up, copies every table (one fenced transaction each, replacing any
@@ -816,6 +827,7 @@ impl<'c> Mover<'c> {
             None,
             "the accounts were no longer all `moving` on the source",
         )?;
+        guard::given_back(self.cfg, &g.src, &g.users)?;
         let state = if cleared {
             State::RolledBack
         } else {

@@ -29,7 +29,7 @@ use crate::output::Ui;
 use crate::ring::directory::{self, Shard};
 use crate::ring::{self, audit};
 use crate::shard::replica;
-use crate::shard::{fence, routing};
+use crate::shard::{fence, guard, routing};
 use crate::types::{HostPort, LockName, ShardName};
 use data::{Checksum, Control, Table};
 use state::{resume_action, Resume, State};
@@ -579,6 +579,8 @@ impl Run<'_> {
                 .map(Some)
             })
         })?;
+        crate::cache::users_changed(self.cfg, &[user]);
+        guard::given_back(self.cfg, &self.src, &[user])?;
         let state = if cleared {
             State::RolledBack
         } else {
@@ -788,13 +790,19 @@ pub fn migrate(cfg: &Config, opts: &Options, ui: &Ui) -> Result<Report> {
                     held.token,
                 )?;
             }
+            guard::before_moving(cfg, &src, &dst, &[opts.user], &to.name)?;
             run.with_ring(|db| fenced_ring(db, &[held.token], |tx| {
                 tx.exec_drop(
                     "UPDATE users SET state = 'moving' WHERE user_id = ? AND shard_id = ?",
                     (opts.user, from.id),
                 )?;
                 tx.exec_drop("UPDATE migrations SET state = 'moving', updated_at = UTC_TIMESTAMP(6) WHERE migration_id = ?", (migration_id,)).map(Some)
-            }))?;
+            }))
+            .inspect_err(|_| {
+                // Not marked: not moving, so not guarded either.
+                let _ = guard::given_back(cfg, &src, &[opts.user]);
+            })?;
+            crate::cache::users_changed(cfg, &[opts.user]);
             failpoint!("migrate.after_moving");
             let before_flip = (|| -> Result<BTreeMap<String, Checksum>> {
                 catch_up_with_peers(cfg, from, &src, ui)?;
@@ -840,7 +848,12 @@ pub fn migrate(cfg: &Config, opts: &Options, ui: &Ui) -> Result<Report> {
                 Ok(Some(true))
             }));
             match flipped {
-                Ok(Some(true)) => {}
+                Ok(Some(true)) => {
+                    crate::cache::users_changed(cfg, &[opts.user]);
+                    if let Err(e) = guard::after_flip(cfg, &src, &[opts.user], &to.name) {
+                        ui.warn(&format!("keeping the source guarded after the flip: {e}"));
+                    }
+                }
                 Ok(Some(false)) => {
                     let e = Error::Refused(format!(
                         "shard `{}` was removed or is no longer active; the user stays on {}",
@@ -998,9 +1011,12 @@ pub fn resume_entry(
                         )?;
                         tx.exec_drop("UPDATE migrations SET state = 'rolled_back', updated_at = UTC_TIMESTAMP(6), finished_at = UTC_TIMESTAMP(6) WHERE migration_id = ?", (entry.migration_id,)).map(Some)
                     }))?;
+                    crate::cache::users_changed(cfg, &[entry.user]);
+                    guard::given_back(cfg, &src, &[entry.user])?;
                     Ok(State::RolledBack)
                 }
                 Resume::Finish => {
+                    guard::after_flip(cfg, &src, &[entry.user], &to.name)?;
                     run.set_state(State::Cleaning, &[])?;
                     run.delete_all(&src, "cleaning up", 0, "migrate.resume_cleanup_mid")?;
                     run.set_state(State::Done, &[])?;

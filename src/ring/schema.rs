@@ -9,7 +9,7 @@ use crate::error::Result;
 use crate::types::Ident;
 
 /// The schema version this build writes and expects.
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
 
 /// The ticket tables, Flickr style: one row per table, `REPLACE` bumps its auto-increment.
 pub const TICKET_TABLES: &[&str] = &[
@@ -145,8 +145,15 @@ const V2: &[&str] = &[
     ) ENGINE=InnoDB",
 ];
 
+/// Version 3: routing-cache deletes that failed, retried by the next run and `cache flush`.
+const V3: &[&str] = &["CREATE TABLE IF NOT EXISTS cache_pending (
+        cache_key VARCHAR(250) NOT NULL PRIMARY KEY,
+        since DATETIME(6) NOT NULL,
+        attempts INT UNSIGNED NOT NULL
+    ) ENGINE=InnoDB"];
+
 /// Every version's statements; index 0 is version 1.
-const STEPS: &[&[&str]] = &[V1, V2];
+const STEPS: &[&[&str]] = &[V1, V2, V3];
 
 /// The recorded version, or None where the schema was never created.
 pub fn recorded_version(db: &mut Db, database: &Ident) -> Result<Option<u32>> {

@@ -2,9 +2,11 @@
 //! and N shards of two servers each in master-master replication. It is how people try shardctl
 //! and what the test suite and the benchmarks run against.
 
+pub mod cache;
 pub mod demo;
 pub mod server;
 
+use cache::CacheProcess;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -38,6 +40,20 @@ pub struct Spec {
     /// hardware for `shard add`.
     #[serde(default)]
     pub spare_shards: u32,
+    /// A memcached runs beside the servers, and the config has its `[cache]`.
+    #[serde(default)]
+    pub cache: bool,
+    /// `[shards] write_guard = true`, and the guard installed on every server.
+    #[serde(default)]
+    pub write_guard: bool,
+}
+
+/// The sandbox's memcached, if it has one: on the port after the last shard server's.
+pub fn cache_process(dir: &Path, spec: &Spec) -> Option<CacheProcess> {
+    spec.cache.then(|| CacheProcess {
+        dir: dir.join("memcached"),
+        port: spec.base_port + 1 + 2 * (spec.shards + spec.spare_shards) as u16,
+    })
 }
 
 /// Small, so a sandbox of many servers fits a laptop.
@@ -102,7 +118,7 @@ fn root_login() -> Login {
     }
 }
 
-fn config_text(members: &[Member]) -> String {
+fn config_text(members: &[Member], cache: Option<&CacheProcess>, write_guard: bool) -> String {
     let ring = members[0].process.addr();
     let tables: String = demo::tables()
         .iter()
@@ -120,8 +136,16 @@ fn config_text(members: &[Member]) -> String {
          # per session; production ticket servers set them server-wide.\n\
          [[tickets]]\nserver = \"{ring}\"\ndatabase = \"{RING_DATABASE}\"\nauto_increment_increment = 2\nauto_increment_offset = 1\n\n\
          [[tickets]]\nserver = \"{ring}\"\ndatabase = \"{SECOND_TICKET_DATABASE}\"\nauto_increment_increment = 2\nauto_increment_offset = 2\n\n\
-         [shards]\ndatabase = \"{}\"\n\n[shards.auth]\nuser = \"root\"\nno_password = true\n{tables}",
-        demo::DATABASE
+         [shards]\ndatabase = \"{}\"\n{}\n[shards.auth]\nuser = \"root\"\nno_password = true\n{tables}{}",
+        demo::DATABASE,
+        if write_guard {
+            "# Moves guard their users with triggers (`shardctl guard install`).\nwrite_guard = true\n"
+        } else {
+            ""
+        },
+        cache
+            .map(|c| format!("\n# The application's routing cache: shardctl deletes its entries at every change.\n[cache]\nservers = [\"{}\"]\n", c.addr()))
+            .unwrap_or_default()
     )
 }
 
@@ -180,7 +204,7 @@ pub fn up(opts: &UpOptions, ui: &Ui) -> Result<UpOutcome> {
         Some(s) => s.clone(),
         None => opts.spec.clone(),
     };
-    if spec.base_port as u32 + 2 * (spec.shards + spec.spare_shards) + 1 > u16::MAX as u32
+    if spec.base_port as u32 + 2 * (spec.shards + spec.spare_shards) + 2 > u16::MAX as u32
         || spec.shards == 0
     {
         return Err(Error::Usage(
@@ -199,6 +223,7 @@ pub fn up(opts: &UpOptions, ui: &Ui) -> Result<UpOutcome> {
     for m in &to_start {
         m.process.check_port_free()?;
     }
+    let cache = cache_process(&dir, &spec).filter(|c| c.running_pid().is_none());
     let mut started = Vec::new();
     let mut spawned: Vec<&Member> = Vec::new();
     let result = (|| {
@@ -207,6 +232,10 @@ pub fn up(opts: &UpOptions, ui: &Ui) -> Result<UpOutcome> {
             m.process.spawn(&bins)?;
             spawned.push(m);
             started.push(m.process.addr().to_string());
+        }
+        if let Some(c) = &cache {
+            c.start()?;
+            started.push(c.addr().to_string());
         }
         bring_up(opts, &dir, &spec, recorded.is_none(), &members, &spinner)
     })();
@@ -224,6 +253,9 @@ pub fn up(opts: &UpOptions, ui: &Ui) -> Result<UpOutcome> {
             spinner.finish_and_clear();
             for m in spawned {
                 m.process.stop(Duration::from_secs(10));
+            }
+            if let Some(c) = &cache {
+                c.stop();
             }
             Err(e)
         }
@@ -253,8 +285,11 @@ fn bring_up(
             let (ms, dbs) = pair;
             link_pair(dbs, &[ms[0].process.port, ms[1].process.port])?;
         }
-        std::fs::write(&config_path, config_text(members))
-            .map_err(|e| Error::io("writing the sandbox config", e))?;
+        std::fs::write(
+            &config_path,
+            config_text(members, cache_process(dir, spec).as_ref(), spec.write_guard),
+        )
+        .map_err(|e| Error::io("writing the sandbox config", e))?;
         let cfg = Config::load(&config_path)?;
         spinner.set_message("creating the ring and the shards");
         ring::initialize(&cfg, false)?;
@@ -297,6 +332,18 @@ fn bring_up(
     if !fresh {
         // A sandbox made by an older shardctl gets this one's ring schema (init is idempotent).
         ring::initialize(&Config::load(&config_path)?, false)?;
+    }
+    if spec.write_guard {
+        spinner.set_message("installing the write guard");
+        let cfg = Config::load(&config_path)?;
+        let servers = crate::shard::guard::everywhere(
+            &cfg,
+            crate::shard::guard::Action::Install,
+            Duration::from_secs(30),
+        )?;
+        if let Some(e) = servers.iter().find_map(|s| s.error.clone()) {
+            return Err(Error::Failed(format!("installing the write guard: {e}")));
+        }
     }
     spinner.set_message("waiting for replication");
     for (m, db) in members.iter().zip(conns.iter_mut()) {
@@ -464,7 +511,7 @@ fn existing(dir: &Path) -> Result<(PathBuf, Spec)> {
 
 pub fn status(dir: &Path) -> Result<Status> {
     let (dir, spec) = existing(dir)?;
-    let servers = layout(&dir, &spec)
+    let mut servers: Vec<ServerState> = layout(&dir, &spec)
         .into_iter()
         .map(|m| ServerState {
             role: m.role,
@@ -476,6 +523,15 @@ pub fn status(dir: &Path) -> Result<Status> {
             running: m.process.running_pid().is_some(),
         })
         .collect();
+    servers.extend(cache_process(&dir, &spec).map(|c| ServerState {
+        role: "memcached",
+        shard: None,
+        half: None,
+        host: "127.0.0.1".into(),
+        port: c.port,
+        user: String::new(),
+        running: c.running_pid().is_some(),
+    }));
     Ok(Status {
         config: dir.join(CONFIG_FILE),
         global_database: RING_DATABASE.into(),
@@ -490,7 +546,7 @@ pub fn down(dir: &Path) -> Result<Vec<String>> {
         return Ok(Vec::new());
     };
     let members = layout(&dir, &spec);
-    let stopped = parallel::each(&members, |m| {
+    let mut stopped: Vec<String> = parallel::each(&members, |m| {
         m.process
             .stop(Duration::from_secs(60))
             .then(|| m.process.addr().to_string())
@@ -498,5 +554,10 @@ pub fn down(dir: &Path) -> Result<Vec<String>> {
     .into_iter()
     .flatten()
     .collect();
+    if let Some(c) = cache_process(&dir, &spec) {
+        if c.stop() {
+            stopped.push(c.addr().to_string());
+        }
+    }
     Ok(stopped)
 }

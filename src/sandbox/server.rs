@@ -182,16 +182,7 @@ impl ServerProcess {
     /// Refuses to start on a port something else listens on: the sandbox would wait for a
     /// server that never binds, or worse, set up whatever does answer there.
     pub fn check_port_free(&self) -> Result<()> {
-        match std::net::TcpListener::bind(("127.0.0.1", self.port)) {
-            Ok(_) => Ok(()),
-            Err(_) => Err(Error::Usage(format!(
-                "port {} is in use{}: pick other ports with --base-port",
-                self.port,
-                port_holder(self.port)
-                    .map(|h| format!(" by {h}"))
-                    .unwrap_or_default()
-            ))),
-        }
+        check_port_free(self.port)
     }
 
     /// Waits until the server accepts a login, failing early if it died, and checks it is this
@@ -252,19 +243,34 @@ impl ServerProcess {
 
     /// Stops the server by its pid: SIGTERM, then SIGKILL after `grace`. True if it was running.
     pub fn stop(&self, grace: Duration) -> bool {
-        let Some(pid) = self.running_pid() else {
-            return false;
-        };
-        // SAFETY: plain syscalls on a pid we verified belongs to this server.
-        unsafe { libc::kill(pid, libc::SIGTERM) };
-        let start = Instant::now();
-        while process_alive(pid) {
-            if start.elapsed() > grace {
-                unsafe { libc::kill(pid, libc::SIGKILL) };
-            }
-            std::thread::sleep(Duration::from_millis(25));
+        self.running_pid().map(|pid| stop_pid(pid, grace)).is_some()
+    }
+}
+
+/// Refuses a port something else listens on: the sandbox would wait for a server that never
+/// binds, or worse, set up whatever does answer there.
+pub fn check_port_free(port: u16) -> Result<()> {
+    match std::net::TcpListener::bind(("127.0.0.1", port)) {
+        Ok(_) => Ok(()),
+        Err(_) => Err(Error::Usage(format!(
+            "port {port} is in use{}: pick other ports with --base-port",
+            port_holder(port)
+                .map(|h| format!(" by {h}"))
+                .unwrap_or_default()
+        ))),
+    }
+}
+
+/// SIGTERM, then SIGKILL after `grace`; returns once the process is gone.
+pub fn stop_pid(pid: i32, grace: Duration) {
+    // SAFETY: plain syscalls on a pid the caller verified is its server's.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let start = Instant::now();
+    while process_alive(pid) {
+        if start.elapsed() > grace {
+            unsafe { libc::kill(pid, libc::SIGKILL) };
         }
-        true
+        std::thread::sleep(Duration::from_millis(25));
     }
 }
 
@@ -305,7 +311,7 @@ fn port_holder(port: u16) -> Option<String> {
     None
 }
 
-fn is_root() -> bool {
+pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
 }

@@ -35,6 +35,16 @@ extern "C" fn stop_federation() {
 
 /// The binary's shared federation: `name` picks its directory, `base_port` its ports.
 pub fn federation(name: &str, base_port: u16, shards: u32) -> &'static Federation {
+    federation_with(name, base_port, shards, &[])
+}
+
+/// The same, with more `sandbox up` options (`--cache`).
+pub fn federation_with(
+    name: &str,
+    base_port: u16,
+    shards: u32,
+    extra: &[&str],
+) -> &'static Federation {
     FEDERATION.get_or_init(|| {
         let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
         let dir = root.join("sandboxes").join(name);
@@ -47,6 +57,7 @@ pub fn federation(name: &str, base_port: u16, shards: u32) -> &'static Federatio
                 "--base-port",
                 &base_port.to_string(),
             ])
+            .args(extra)
             .env("SHARDCTL_SANDBOX_CACHE", root.join("template-cache"))
             .output()
             .expect("run shardctl sandbox up");
@@ -610,4 +621,27 @@ impl Env {
             .unwrap();
         assert_eq!(leases, Some(0), "a lock was left behind");
     }
+}
+
+/// Every verb of the command tree, as words (`shard add`, `lock run`, and `migrate`, a group
+/// that also runs itself), for the tests that must cover each.
+pub fn verbs() -> std::collections::BTreeSet<String> {
+    fn walk(cmd: &clap::Command, prefix: &str, out: &mut std::collections::BTreeSet<String>) {
+        let subs: Vec<_> = cmd
+            .get_subcommands()
+            .filter(|c| c.get_name() != "help")
+            .collect();
+        let runs_itself = cmd.get_arguments().any(|a| a.is_positional());
+        if subs.is_empty() || runs_itself {
+            out.insert(prefix.trim().to_string());
+        }
+        for s in subs {
+            walk(s, &format!("{prefix} {}", s.get_name()), out);
+        }
+    }
+    let mut cli = shardctl::cli::command();
+    cli.build();
+    let mut out = std::collections::BTreeSet::new();
+    walk(&cli, "", &mut out);
+    out
 }

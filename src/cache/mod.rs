@@ -1,0 +1,201 @@
+//! The application's routing cache (memcached, `[cache]`): after every ring commit that changes
+//! what a user's or a shard's cached entry would say, its key is deleted on every cache server,
+//! then once more after `redelete_after` (a reader that read the ring before the commit and
+//! filled the cache after the first delete). A delete that fails is journaled in the ring
+//! (`cache_pending`) and retried by the next run that changes the ring and by `cache flush`;
+//! the command reports it and exits 5, its ring change standing.
+//!
+//! Without `[cache]` nothing here runs.
+
+pub mod memcached;
+
+use std::collections::BTreeSet;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::config::{CacheConfig, Config};
+use crate::db::Db;
+use crate::error::Result;
+use crate::types::HostPort;
+
+/// What this process invalidated, for the second delete and the report.
+struct Run {
+    cfg: Config,
+    keys: BTreeSet<String>,
+    /// When the second delete is due.
+    due: Instant,
+    /// Keys whose delete failed on some server (journaled in the ring).
+    pending: BTreeSet<String>,
+}
+
+static RUN: Mutex<Option<Run>> = Mutex::new(None);
+
+/// How long one memcached server may take to answer: it answers in well under a millisecond,
+/// and a frozen one must not hold a command.
+pub fn io_timeout(cfg: &Config) -> Duration {
+    cfg.net.connect_timeout.min(Duration::from_secs(1))
+}
+
+/// The entries of `users` changed in the ring (placed, marked moving, flipped, given back).
+pub fn users_changed(cfg: &Config, users: &[u64]) {
+    if let Some(c) = &cfg.cache {
+        invalidate(cfg, users.iter().map(|u| c.user_key(*u)).collect());
+    }
+}
+
+/// The entries of the shards `ids` changed (state, weight, capacity, servers, a server's
+/// status, removal).
+pub fn shards_changed(cfg: &Config, ids: &[u32]) {
+    if let Some(c) = &cfg.cache {
+        invalidate(cfg, ids.iter().map(|s| c.shard_key(*s)).collect());
+    }
+}
+
+fn invalidate(cfg: &Config, keys: Vec<String>) {
+    let Some(cache) = &cfg.cache else { return };
+    if keys.is_empty() {
+        return;
+    }
+    let failed = delete_everywhere(cache, &keys, io_timeout(cfg));
+    if !failed.is_empty() {
+        journal_pending(cfg, &failed);
+    }
+    let mut run = RUN.lock().unwrap_or_else(|p| p.into_inner());
+    let run = run.get_or_insert_with(|| Run {
+        cfg: cfg.clone(),
+        keys: BTreeSet::new(),
+        due: Instant::now(),
+        pending: BTreeSet::new(),
+    });
+    run.keys.extend(keys);
+    run.due = Instant::now() + cache.redelete_after;
+    run.pending.extend(failed);
+}
+
+/// Deletes `keys` on every server (not only the one a client's hash would pick: the
+/// application's client may hash differently). The keys some server could not delete.
+pub fn delete_everywhere(cache: &CacheConfig, keys: &[String], timeout: Duration) -> Vec<String> {
+    let mut failed = BTreeSet::new();
+    for server in &cache.servers {
+        if memcached::delete(server, keys, timeout).is_err() {
+            failed.extend(keys.iter().cloned());
+        }
+    }
+    failed.into_iter().collect()
+}
+
+/// Records keys whose delete failed, so a later run retries them. If the ring cannot be
+/// reached either, the report still names them.
+fn journal_pending(cfg: &Config, keys: &[String]) {
+    if let Ok(mut ring) = crate::ring::open(cfg) {
+        let _ = add_pending(&mut ring, keys);
+    }
+}
+
+fn add_pending(ring: &mut Db, keys: &[String]) -> Result<()> {
+    for k in keys {
+        ring.exec_drop(
+            "journaling a pending cache delete",
+            "INSERT INTO cache_pending (cache_key, since, attempts) VALUES (?, UTC_TIMESTAMP(6), 1)
+             ON DUPLICATE KEY UPDATE attempts = attempts + 1",
+            (k,),
+        )?;
+    }
+    Ok(())
+}
+
+/// The keys journaled as pending.
+pub fn pending(ring: &mut Db) -> Result<Vec<String>> {
+    ring.exec(
+        "reading the pending cache deletes",
+        "SELECT cache_key FROM cache_pending ORDER BY since, cache_key",
+        (),
+    )
+}
+
+/// Retries every pending delete: (deleted now, still pending).
+pub fn flush(cfg: &Config, ring: &mut Db) -> Result<(Vec<String>, Vec<String>)> {
+    let Some(cache) = &cfg.cache else {
+        return Ok((Vec::new(), Vec::new()));
+    };
+    let keys = pending(ring)?;
+    if keys.is_empty() {
+        return Ok((Vec::new(), Vec::new()));
+    }
+    let failed: BTreeSet<String> = delete_everywhere(cache, &keys, io_timeout(cfg))
+        .into_iter()
+        .collect();
+    let (done, left): (Vec<String>, Vec<String>) =
+        keys.into_iter().partition(|k| !failed.contains(k));
+    for k in &done {
+        ring.exec_drop(
+            "clearing a pending cache delete",
+            "DELETE FROM cache_pending WHERE cache_key = ?",
+            (k,),
+        )?;
+    }
+    if !left.is_empty() {
+        add_pending(ring, &left)?;
+    }
+    Ok((done, left))
+}
+
+/// What a run that changed cached entries left undone.
+#[derive(Clone, Debug, Serialize)]
+pub struct Pending {
+    pub pending: Vec<String>,
+}
+
+/// At the end of a run: the second delete of everything this run invalidated (waiting until
+/// it is due), and a retry of what earlier runs left pending. None when this run invalidated
+/// nothing; otherwise the keys still pending.
+pub fn finish() -> Option<Pending> {
+    let run = RUN.lock().unwrap_or_else(|p| p.into_inner()).take()?;
+    let cache = run.cfg.cache.as_ref()?;
+    let wait = run.due.saturating_duration_since(Instant::now());
+    std::thread::sleep(wait);
+    let keys: Vec<String> = run.keys.iter().cloned().collect();
+    let failed = delete_everywhere(cache, &keys, io_timeout(&run.cfg));
+    let mut pending: BTreeSet<String> = run.pending;
+    match crate::ring::open(&run.cfg) {
+        Ok(mut ring) => {
+            let _ = add_pending(&mut ring, &failed);
+            pending.extend(failed);
+            if let Ok((done, left)) = flush(&run.cfg, &mut ring) {
+                for k in done {
+                    pending.remove(&k);
+                }
+                pending.extend(left);
+            }
+        }
+        Err(_) => pending.extend(failed),
+    }
+    Some(Pending {
+        pending: pending.into_iter().collect(),
+    })
+}
+
+/// One cache server as `cache status` shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct ServerState {
+    pub host: String,
+    pub port: u16,
+    pub reachable: bool,
+}
+
+pub fn servers(cfg: &Config) -> Vec<ServerState> {
+    let Some(cache) = &cfg.cache else {
+        return Vec::new();
+    };
+    cache
+        .servers
+        .iter()
+        .map(|s: &HostPort| ServerState {
+            host: s.host.clone(),
+            port: s.port,
+            reachable: memcached::version(s, io_timeout(cfg)).is_ok(),
+        })
+        .collect()
+}
