@@ -73,6 +73,9 @@ _shardctl() {
             shardctl__subcmd__cache,invalidate)
                 cmd="shardctl__subcmd__cache__subcmd__invalidate"
                 ;;
+            shardctl__subcmd__cache,redelete)
+                cmd="shardctl__subcmd__cache__subcmd__redelete"
+                ;;
             shardctl__subcmd__cache,status)
                 cmd="shardctl__subcmd__cache__subcmd__status"
                 ;;
@@ -84,6 +87,9 @@ _shardctl() {
                 ;;
             shardctl__subcmd__cache__subcmd__help,invalidate)
                 cmd="shardctl__subcmd__cache__subcmd__help__subcmd__invalidate"
+                ;;
+            shardctl__subcmd__cache__subcmd__help,redelete)
+                cmd="shardctl__subcmd__cache__subcmd__help__subcmd__redelete"
                 ;;
             shardctl__subcmd__cache__subcmd__help,status)
                 cmd="shardctl__subcmd__cache__subcmd__help__subcmd__status"
@@ -165,6 +171,9 @@ _shardctl() {
                 ;;
             shardctl__subcmd__help__subcmd__cache,invalidate)
                 cmd="shardctl__subcmd__help__subcmd__cache__subcmd__invalidate"
+                ;;
+            shardctl__subcmd__help__subcmd__cache,redelete)
+                cmd="shardctl__subcmd__help__subcmd__cache__subcmd__redelete"
                 ;;
             shardctl__subcmd__help__subcmd__cache,status)
                 cmd="shardctl__subcmd__help__subcmd__cache__subcmd__status"
@@ -548,7 +557,7 @@ _shardctl() {
             return 0
             ;;
         shardctl__subcmd__cache)
-            opts="-q -v -h -V --config --defaults-file --defaults-extra-file --no-defaults --format --quiet --verbose --help --version status invalidate flush help"
+            opts="-q -v -h -V --config --defaults-file --defaults-extra-file --no-defaults --format --quiet --verbose --help --version status invalidate flush redelete help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -608,7 +617,7 @@ _shardctl() {
             return 0
             ;;
         shardctl__subcmd__cache__subcmd__help)
-            opts="status invalidate flush help"
+            opts="status invalidate flush redelete help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -663,6 +672,20 @@ _shardctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        shardctl__subcmd__cache__subcmd__help__subcmd__redelete)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         shardctl__subcmd__cache__subcmd__help__subcmd__status)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
@@ -684,6 +707,40 @@ _shardctl() {
                 return 0
             fi
             case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --defaults-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --defaults-extra-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --format)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        shardctl__subcmd__cache__subcmd__redelete)
+            opts="-q -v -h -V --after-ms --config --defaults-file --defaults-extra-file --no-defaults --format --quiet --verbose --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --after-ms)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -1028,7 +1085,7 @@ _shardctl() {
             return 0
             ;;
         shardctl__subcmd__help__subcmd__cache)
-            opts="status invalidate flush"
+            opts="status invalidate flush redelete"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1056,6 +1113,20 @@ _shardctl() {
             return 0
             ;;
         shardctl__subcmd__help__subcmd__cache__subcmd__invalidate)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        shardctl__subcmd__help__subcmd__cache__subcmd__redelete)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

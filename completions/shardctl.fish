@@ -613,20 +613,21 @@ complete -c shardctl -n "__fish_shardctl_using_subcommand completions" -s q -l q
 complete -c shardctl -n "__fish_shardctl_using_subcommand completions" -s v -l verbose -d 'Print more detail on stderr'
 complete -c shardctl -n "__fish_shardctl_using_subcommand completions" -s h -l help -d 'Print help'
 complete -c shardctl -n "__fish_shardctl_using_subcommand completions" -s V -l version -d 'Print version'
-complete -c shardctl -n "__fish_shardctl_using_subcommand cache; and not __fish_seen_subcommand_from status invalidate flush help" -l config -d 'Config file [default: $SHARDCTL_CONFIG, else ~/.config/shardctl/config.toml]' -r -F
-complete -c shardctl -n "__fish_shardctl_using_subcommand cache; and not __fish_seen_subcommand_from status invalidate flush help" -l defaults-file -d 'Read credentials from only this MySQL option file (for auth sections naming none)' -r -F
-complete -c shardctl -n "__fish_shardctl_using_subcommand cache; and not __fish_seen_subcommand_from status invalidate flush help" -l defaults-extra-file -d 'Read this MySQL option file after the global ones, before ~/.my.cnf' -r -F
-complete -c shardctl -n "__fish_shardctl_using_subcommand cache; and not __fish_seen_subcommand_from status invalidate flush help" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
+complete -c shardctl -n "__fish_shardctl_using_subcommand cache; and not __fish_seen_subcommand_from status invalidate flush redelete help" -l config -d 'Config file [default: $SHARDCTL_CONFIG, else ~/.config/shardctl/config.toml]' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand cache; and not __fish_seen_subcommand_from status invalidate flush redelete help" -l defaults-file -d 'Read credentials from only this MySQL option file (for auth sections naming none)' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand cache; and not __fish_seen_subcommand_from status invalidate flush redelete help" -l defaults-extra-file -d 'Read this MySQL option file after the global ones, before ~/.my.cnf' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand cache; and not __fish_seen_subcommand_from status invalidate flush redelete help" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
 json\t''"
-complete -c shardctl -n "__fish_shardctl_using_subcommand cache; and not __fish_seen_subcommand_from status invalidate flush help" -l no-defaults -d 'Read no MySQL option file'
-complete -c shardctl -n "__fish_shardctl_using_subcommand cache; and not __fish_seen_subcommand_from status invalidate flush help" -s q -l quiet -d 'Print nothing on stderr but warnings, errors and what commands shardctl runs print (`lock run`, `maintenance roll`): no status lines, no progress bars'
-complete -c shardctl -n "__fish_shardctl_using_subcommand cache; and not __fish_seen_subcommand_from status invalidate flush help" -s v -l verbose -d 'Print more detail on stderr'
-complete -c shardctl -n "__fish_shardctl_using_subcommand cache; and not __fish_seen_subcommand_from status invalidate flush help" -s h -l help -d 'Print help'
-complete -c shardctl -n "__fish_shardctl_using_subcommand cache; and not __fish_seen_subcommand_from status invalidate flush help" -s V -l version -d 'Print version'
-complete -c shardctl -n "__fish_shardctl_using_subcommand cache; and not __fish_seen_subcommand_from status invalidate flush help" -f -a "status" -d 'The cache servers and the deletes still pending'
-complete -c shardctl -n "__fish_shardctl_using_subcommand cache; and not __fish_seen_subcommand_from status invalidate flush help" -f -a "invalidate" -d 'Delete users\' cached entries on every cache server (and again after redelete_after)'
-complete -c shardctl -n "__fish_shardctl_using_subcommand cache; and not __fish_seen_subcommand_from status invalidate flush help" -f -a "flush" -d 'Retry the deletes that failed earlier'
-complete -c shardctl -n "__fish_shardctl_using_subcommand cache; and not __fish_seen_subcommand_from status invalidate flush help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c shardctl -n "__fish_shardctl_using_subcommand cache; and not __fish_seen_subcommand_from status invalidate flush redelete help" -l no-defaults -d 'Read no MySQL option file'
+complete -c shardctl -n "__fish_shardctl_using_subcommand cache; and not __fish_seen_subcommand_from status invalidate flush redelete help" -s q -l quiet -d 'Print nothing on stderr but warnings, errors and what commands shardctl runs print (`lock run`, `maintenance roll`): no status lines, no progress bars'
+complete -c shardctl -n "__fish_shardctl_using_subcommand cache; and not __fish_seen_subcommand_from status invalidate flush redelete help" -s v -l verbose -d 'Print more detail on stderr'
+complete -c shardctl -n "__fish_shardctl_using_subcommand cache; and not __fish_seen_subcommand_from status invalidate flush redelete help" -s h -l help -d 'Print help'
+complete -c shardctl -n "__fish_shardctl_using_subcommand cache; and not __fish_seen_subcommand_from status invalidate flush redelete help" -s V -l version -d 'Print version'
+complete -c shardctl -n "__fish_shardctl_using_subcommand cache; and not __fish_seen_subcommand_from status invalidate flush redelete help" -f -a "status" -d 'The cache servers and the deletes still pending'
+complete -c shardctl -n "__fish_shardctl_using_subcommand cache; and not __fish_seen_subcommand_from status invalidate flush redelete help" -f -a "invalidate" -d 'Delete users\' cached entries on every cache server (and again after redelete_after)'
+complete -c shardctl -n "__fish_shardctl_using_subcommand cache; and not __fish_seen_subcommand_from status invalidate flush redelete help" -f -a "flush" -d 'Retry the deletes that failed earlier'
+complete -c shardctl -n "__fish_shardctl_using_subcommand cache; and not __fish_seen_subcommand_from status invalidate flush redelete help" -f -a "redelete" -d '(internal) The second delete of a run\'s keys, read from stdin, after a delay'
+complete -c shardctl -n "__fish_shardctl_using_subcommand cache; and not __fish_seen_subcommand_from status invalidate flush redelete help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c shardctl -n "__fish_shardctl_using_subcommand cache; and __fish_seen_subcommand_from status" -l config -d 'Config file [default: $SHARDCTL_CONFIG, else ~/.config/shardctl/config.toml]' -r -F
 complete -c shardctl -n "__fish_shardctl_using_subcommand cache; and __fish_seen_subcommand_from status" -l defaults-file -d 'Read credentials from only this MySQL option file (for auth sections naming none)' -r -F
 complete -c shardctl -n "__fish_shardctl_using_subcommand cache; and __fish_seen_subcommand_from status" -l defaults-extra-file -d 'Read this MySQL option file after the global ones, before ~/.my.cnf' -r -F
@@ -659,9 +660,21 @@ complete -c shardctl -n "__fish_shardctl_using_subcommand cache; and __fish_seen
 complete -c shardctl -n "__fish_shardctl_using_subcommand cache; and __fish_seen_subcommand_from flush" -s v -l verbose -d 'Print more detail on stderr'
 complete -c shardctl -n "__fish_shardctl_using_subcommand cache; and __fish_seen_subcommand_from flush" -s h -l help -d 'Print help'
 complete -c shardctl -n "__fish_shardctl_using_subcommand cache; and __fish_seen_subcommand_from flush" -s V -l version -d 'Print version'
+complete -c shardctl -n "__fish_shardctl_using_subcommand cache; and __fish_seen_subcommand_from redelete" -l after-ms -r
+complete -c shardctl -n "__fish_shardctl_using_subcommand cache; and __fish_seen_subcommand_from redelete" -l config -d 'Config file [default: $SHARDCTL_CONFIG, else ~/.config/shardctl/config.toml]' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand cache; and __fish_seen_subcommand_from redelete" -l defaults-file -d 'Read credentials from only this MySQL option file (for auth sections naming none)' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand cache; and __fish_seen_subcommand_from redelete" -l defaults-extra-file -d 'Read this MySQL option file after the global ones, before ~/.my.cnf' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand cache; and __fish_seen_subcommand_from redelete" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
+json\t''"
+complete -c shardctl -n "__fish_shardctl_using_subcommand cache; and __fish_seen_subcommand_from redelete" -l no-defaults -d 'Read no MySQL option file'
+complete -c shardctl -n "__fish_shardctl_using_subcommand cache; and __fish_seen_subcommand_from redelete" -s q -l quiet -d 'Print nothing on stderr but warnings, errors and what commands shardctl runs print (`lock run`, `maintenance roll`): no status lines, no progress bars'
+complete -c shardctl -n "__fish_shardctl_using_subcommand cache; and __fish_seen_subcommand_from redelete" -s v -l verbose -d 'Print more detail on stderr'
+complete -c shardctl -n "__fish_shardctl_using_subcommand cache; and __fish_seen_subcommand_from redelete" -s h -l help -d 'Print help'
+complete -c shardctl -n "__fish_shardctl_using_subcommand cache; and __fish_seen_subcommand_from redelete" -s V -l version -d 'Print version'
 complete -c shardctl -n "__fish_shardctl_using_subcommand cache; and __fish_seen_subcommand_from help" -f -a "status" -d 'The cache servers and the deletes still pending'
 complete -c shardctl -n "__fish_shardctl_using_subcommand cache; and __fish_seen_subcommand_from help" -f -a "invalidate" -d 'Delete users\' cached entries on every cache server (and again after redelete_after)'
 complete -c shardctl -n "__fish_shardctl_using_subcommand cache; and __fish_seen_subcommand_from help" -f -a "flush" -d 'Retry the deletes that failed earlier'
+complete -c shardctl -n "__fish_shardctl_using_subcommand cache; and __fish_seen_subcommand_from help" -f -a "redelete" -d '(internal) The second delete of a run\'s keys, read from stdin, after a delay'
 complete -c shardctl -n "__fish_shardctl_using_subcommand cache; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c shardctl -n "__fish_shardctl_using_subcommand guard; and not __fish_seen_subcommand_from install status remove help" -l config -d 'Config file [default: $SHARDCTL_CONFIG, else ~/.config/shardctl/config.toml]' -r -F
 complete -c shardctl -n "__fish_shardctl_using_subcommand guard; and not __fish_seen_subcommand_from install status remove help" -l defaults-file -d 'Read credentials from only this MySQL option file (for auth sections naming none)' -r -F
@@ -761,6 +774,7 @@ complete -c shardctl -n "__fish_shardctl_using_subcommand help; and __fish_seen_
 complete -c shardctl -n "__fish_shardctl_using_subcommand help; and __fish_seen_subcommand_from cache" -f -a "status" -d 'The cache servers and the deletes still pending'
 complete -c shardctl -n "__fish_shardctl_using_subcommand help; and __fish_seen_subcommand_from cache" -f -a "invalidate" -d 'Delete users\' cached entries on every cache server (and again after redelete_after)'
 complete -c shardctl -n "__fish_shardctl_using_subcommand help; and __fish_seen_subcommand_from cache" -f -a "flush" -d 'Retry the deletes that failed earlier'
+complete -c shardctl -n "__fish_shardctl_using_subcommand help; and __fish_seen_subcommand_from cache" -f -a "redelete" -d '(internal) The second delete of a run\'s keys, read from stdin, after a delay'
 complete -c shardctl -n "__fish_shardctl_using_subcommand help; and __fish_seen_subcommand_from guard" -f -a "install" -d 'Install the guard table and triggers on every server of every shard (idempotent)'
 complete -c shardctl -n "__fish_shardctl_using_subcommand help; and __fish_seen_subcommand_from guard" -f -a "status" -d 'What every server has installed, and how many users it guards now'
 complete -c shardctl -n "__fish_shardctl_using_subcommand help; and __fish_seen_subcommand_from guard" -f -a "remove" -d 'Remove the triggers and the guard table from every server'

@@ -135,6 +135,15 @@ pub enum CacheCommand {
     Invalidate(CacheInvalidateArgs),
     /// Retry the deletes that failed earlier
     Flush(CacheFlushArgs),
+    /// (internal) The second delete of a run's keys, read from stdin, after a delay
+    #[command(hide = true)]
+    Redelete(CacheRedeleteArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CacheRedeleteArgs {
+    #[arg(long, value_name = "MS")]
+    pub after_ms: u64,
 }
 
 #[derive(Debug, Args)]

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::config::{CacheConfig, Config};
+use crate::config::{CacheConfig, Config, OptionSources};
 use crate::db::Db;
 use crate::error::Result;
 use crate::types::HostPort;
@@ -148,33 +148,80 @@ pub struct Pending {
     pub pending: Vec<String>,
 }
 
-/// At the end of a run: the second delete of everything this run invalidated (waiting until
-/// it is due), and a retry of what earlier runs left pending. None when this run invalidated
-/// nothing; otherwise the keys still pending.
-pub fn finish() -> Option<Pending> {
+/// At the end of a run: a retry of what earlier runs left pending, and the second delete of
+/// everything this run invalidated. The second delete is due `redelete_after` after the last
+/// invalidation; rather than hold the command (and every script waiting on it) until then, a
+/// detached `shardctl cache redelete` does it and journals what it cannot delete. None when
+/// this run invalidated nothing; otherwise the keys still pending.
+pub fn finish(sources: &OptionSources) -> Option<Pending> {
     let run = RUN.lock().unwrap_or_else(|p| p.into_inner()).take()?;
-    let cache = run.cfg.cache.as_ref()?;
-    let wait = run.due.saturating_duration_since(Instant::now());
-    std::thread::sleep(wait);
+    run.cfg.cache.as_ref()?;
     let keys: Vec<String> = run.keys.iter().cloned().collect();
-    let failed = delete_everywhere(cache, &keys, io_timeout(&run.cfg));
+    let wait = run.due.saturating_duration_since(Instant::now());
+    if !redelete_later(&run.cfg, sources, &keys, wait) {
+        std::thread::sleep(wait);
+        redelete(&run.cfg, &keys);
+    }
     let mut pending: BTreeSet<String> = run.pending;
-    match crate::ring::open(&run.cfg) {
-        Ok(mut ring) => {
-            let _ = add_pending(&mut ring, &failed);
-            pending.extend(failed);
-            if let Ok((done, left)) = flush(&run.cfg, &mut ring) {
-                for k in done {
-                    pending.remove(&k);
-                }
-                pending.extend(left);
+    if let Ok(mut ring) = crate::ring::open(&run.cfg) {
+        if let Ok((done, left)) = flush(&run.cfg, &mut ring) {
+            for k in done {
+                pending.remove(&k);
             }
+            pending.extend(left);
         }
-        Err(_) => pending.extend(failed),
     }
     Some(Pending {
         pending: pending.into_iter().collect(),
     })
+}
+
+/// Deletes `keys` once more, journaling what could not be deleted.
+pub fn redelete(cfg: &Config, keys: &[String]) {
+    let Some(cache) = &cfg.cache else { return };
+    let failed = delete_everywhere(cache, keys, io_timeout(cfg));
+    if !failed.is_empty() {
+        journal_pending(cfg, &failed);
+    }
+}
+
+/// Starts `shardctl cache redelete` detached (its own process group, keys on its stdin), to
+/// delete `keys` again after `wait`. False if it could not be started.
+fn redelete_later(cfg: &Config, sources: &OptionSources, keys: &[String], wait: Duration) -> bool {
+    use std::io::Write;
+    use std::os::unix::process::CommandExt;
+    let Ok(me) = std::env::current_exe() else {
+        return false;
+    };
+    let mut cmd = std::process::Command::new(me);
+    cmd.arg("--config").arg(&cfg.path).arg("-q");
+    if let Some(f) = &sources.defaults_file {
+        cmd.arg("--defaults-file").arg(f);
+    }
+    if let Some(f) = &sources.extra_file {
+        cmd.arg("--defaults-extra-file").arg(f);
+    }
+    if sources.none {
+        cmd.arg("--no-defaults");
+    }
+    cmd.args([
+        "cache",
+        "redelete",
+        "--after-ms",
+        &wait.as_millis().to_string(),
+    ])
+    .stdin(std::process::Stdio::piped())
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null())
+    .process_group(0);
+    let Ok(mut child) = cmd.spawn() else {
+        return false;
+    };
+    // Not waited for: it outlives us by design (init reaps it).
+    child
+        .stdin
+        .take()
+        .is_some_and(|mut stdin| stdin.write_all(keys.join("\n").as_bytes()).is_ok())
 }
 
 /// One cache server as `cache status` shows it.

@@ -87,10 +87,30 @@ fn configured(cfg: &Config) -> Result<&CacheConfig> {
     })
 }
 
+#[derive(Serialize)]
+struct Redeleted {
+    keys: usize,
+}
+
+impl Report for Redeleted {
+    fn human(&self) -> String {
+        String::new()
+    }
+}
+
 pub fn run(ctx: &Ctx, cmd: CacheCommand) -> Result<Outcome> {
     let cfg = ctx.config()?;
     let cache_cfg = configured(&cfg)?;
     match cmd {
+        CacheCommand::Redelete(args) => {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+                .map_err(|e| Error::io("reading the keys", e))?;
+            let keys: Vec<String> = text.lines().map(str::to_string).collect();
+            std::thread::sleep(std::time::Duration::from_millis(args.after_ms));
+            cache::redelete(&cfg, &keys);
+            Outcome::of(Redeleted { keys: keys.len() })
+        }
         CacheCommand::Status => {
             let mut ring = ring::open(&cfg)?;
             Outcome::of(Status {

@@ -75,7 +75,7 @@ pub fn dispatch(cli: Cli, ui: Ui) -> Result<Outcome> {
     };
     // The routing cache: the second delete of what this run invalidated, and a report of what
     // could not be deleted (the ring change stands; exit 5 says the cache may be stale).
-    match crate::cache::finish() {
+    match crate::cache::finish(&ctx.option_files) {
         Some(p) if !p.pending.is_empty() => {
             ctx.ui.warn(&format!(
                 "the routing cache may still hold {} stale entries (`shardctl cache flush` retries them): {}",

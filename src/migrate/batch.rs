@@ -459,7 +459,9 @@ impl<'c> Mover<'c> {
         phase("fencing");
         self.raise_fences(&g.src.clone(), &g.tokens)?;
         self.raise_fences(&g.dst.clone(), &g.tokens)?;
-        guard::before_moving(self.cfg, &g.src, &g.dst, &g.users, &g.to.name)?;
+        let cfg = self.cfg;
+        guard::open_destination(cfg, self.conn(&g.dst)?, &g.users)?;
+        guard::close_source(cfg, self.conn(&g.src)?, &g.users, &g.to.name)?;
         self.directory_step(
             g,
             ("active", "moving"),
@@ -469,7 +471,10 @@ impl<'c> Mover<'c> {
         )
         .inspect_err(|_| {
             // Not marked: not moving, so not guarded either.
-            let _ = guard::given_back(self.cfg, &g.src, &g.users);
+            let cfg = self.cfg;
+            let _ = self
+                .conn(&g.src)
+                .and_then(|db| guard::given_back(cfg, db, &g.users));
         })?;
         failpoint!("migrate.after_moving");
         let copied = self.copy_and_verify(g, &tables, phase);
@@ -513,7 +518,11 @@ impl<'c> Mover<'c> {
             }
         }
         failpoint!("migrate.after_flip");
-        if let Err(e) = guard::after_flip(self.cfg, &g.src, &g.users, &g.to.name) {
+        let cfg = self.cfg;
+        if let Err(e) = self
+            .conn(&g.src)
+            .and_then(|db| guard::after_flip(cfg, db, &g.users, &g.to.name))
+        {
             self.ui
                 .warn(&format!("keeping the source guarded after the flip: {e}"));
         }
@@ -827,7 +836,8 @@ impl<'c> Mover<'c> {
             None,
             "the accounts were no longer all `moving` on the source",
         )?;
-        guard::given_back(self.cfg, &g.src, &g.users)?;
+        let cfg = self.cfg;
+        guard::given_back(cfg, self.conn(&g.src)?, &g.users)?;
         let state = if cleared {
             State::RolledBack
         } else {

@@ -580,7 +580,13 @@ impl Run<'_> {
             })
         })?;
         crate::cache::users_changed(self.cfg, &[user]);
-        guard::given_back(self.cfg, &self.src, &[user])?;
+        if guard::enabled(self.cfg) {
+            guard::given_back(
+                self.cfg,
+                &mut crate::shard::connect(self.cfg, &self.src)?,
+                &[user],
+            )?;
+        }
         let state = if cleared {
             State::RolledBack
         } else {
@@ -790,7 +796,15 @@ pub fn migrate(cfg: &Config, opts: &Options, ui: &Ui) -> Result<Report> {
                     held.token,
                 )?;
             }
-            guard::before_moving(cfg, &src, &dst, &[opts.user], &to.name)?;
+            if guard::enabled(cfg) {
+                guard::open_destination(cfg, &mut crate::shard::connect(cfg, &dst)?, &[opts.user])?;
+                guard::close_source(
+                    cfg,
+                    &mut crate::shard::connect(cfg, &src)?,
+                    &[opts.user],
+                    &to.name,
+                )?;
+            }
             run.with_ring(|db| fenced_ring(db, &[held.token], |tx| {
                 tx.exec_drop(
                     "UPDATE users SET state = 'moving' WHERE user_id = ? AND shard_id = ?",
@@ -800,7 +814,8 @@ pub fn migrate(cfg: &Config, opts: &Options, ui: &Ui) -> Result<Report> {
             }))
             .inspect_err(|_| {
                 // Not marked: not moving, so not guarded either.
-                let _ = guard::given_back(cfg, &src, &[opts.user]);
+                let _ = crate::shard::connect(cfg, &src)
+                    .and_then(|mut db| guard::given_back(cfg, &mut db, &[opts.user]));
             })?;
             crate::cache::users_changed(cfg, &[opts.user]);
             failpoint!("migrate.after_moving");
@@ -850,7 +865,9 @@ pub fn migrate(cfg: &Config, opts: &Options, ui: &Ui) -> Result<Report> {
             match flipped {
                 Ok(Some(true)) => {
                     crate::cache::users_changed(cfg, &[opts.user]);
-                    if let Err(e) = guard::after_flip(cfg, &src, &[opts.user], &to.name) {
+                    if let Err(e) = crate::shard::connect(cfg, &src)
+                        .and_then(|mut db| guard::after_flip(cfg, &mut db, &[opts.user], &to.name))
+                    {
                         ui.warn(&format!("keeping the source guarded after the flip: {e}"));
                     }
                 }
@@ -1012,11 +1029,24 @@ pub fn resume_entry(
                         tx.exec_drop("UPDATE migrations SET state = 'rolled_back', updated_at = UTC_TIMESTAMP(6), finished_at = UTC_TIMESTAMP(6) WHERE migration_id = ?", (entry.migration_id,)).map(Some)
                     }))?;
                     crate::cache::users_changed(cfg, &[entry.user]);
-                    guard::given_back(cfg, &src, &[entry.user])?;
+                    if guard::enabled(cfg) {
+                        guard::given_back(
+                            cfg,
+                            &mut crate::shard::connect(cfg, &src)?,
+                            &[entry.user],
+                        )?;
+                    }
                     Ok(State::RolledBack)
                 }
                 Resume::Finish => {
-                    guard::after_flip(cfg, &src, &[entry.user], &to.name)?;
+                    if guard::enabled(cfg) {
+                        guard::after_flip(
+                            cfg,
+                            &mut crate::shard::connect(cfg, &src)?,
+                            &[entry.user],
+                            &to.name,
+                        )?;
+                    }
                     run.set_state(State::Cleaning, &[])?;
                     run.delete_all(&src, "cleaning up", 0, "migrate.resume_cleanup_mid")?;
                     run.set_state(State::Done, &[])?;

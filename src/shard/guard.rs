@@ -236,49 +236,63 @@ pub fn not_installed(server: &str, missing: &[String]) -> Error {
     ))
 }
 
-/// Before a move marks `users` moving: the destination unguarded (its rows become theirs at
-/// the flip), the source guarded. Refused when the guard is configured but not installed.
-pub fn before_moving(
-    cfg: &Config,
-    src: &HostPort,
-    dst: &HostPort,
-    users: &[u64],
-    to_shard: &str,
-) -> Result<()> {
+/// Servers this process has seen with the guard installed: checked once per run.
+static CHECKED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// Refuses a move onto or off a server that lacks the guard, when it is configured.
+fn check_installed(cfg: &Config, db: &mut Db) -> Result<()> {
+    let server = db.server.to_string();
+    if CHECKED
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .contains(&server)
+    {
+        return Ok(());
+    }
+    let have = inspect(cfg, db)?;
+    if !have.installed {
+        return Err(not_installed(&server, &have.missing));
+    }
+    CHECKED
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(server);
+    Ok(())
+}
+
+/// Before a move marks `users` moving, on the destination's session: its guard lifted (its
+/// rows become theirs at the flip).
+pub fn open_destination(cfg: &Config, dst: &mut Db, users: &[u64]) -> Result<()> {
     if !enabled(cfg) {
         return Ok(());
     }
-    let mut s = super::connect(cfg, src)?;
-    let mut d = super::connect(cfg, dst)?;
-    for (addr, db) in [(src, &mut s), (dst, &mut d)] {
-        let have = inspect(cfg, db)?;
-        if !have.installed {
-            return Err(not_installed(&addr.to_string(), &have.missing));
-        }
+    check_installed(cfg, dst)?;
+    unguard(dst, users)
+}
+
+/// Before a move marks `users` moving, on the source's session: guarded.
+pub fn close_source(cfg: &Config, src: &mut Db, users: &[u64], to_shard: &str) -> Result<()> {
+    if !enabled(cfg) {
+        return Ok(());
     }
-    unguard(&mut d, users)?;
-    guard(&mut s, users, to_shard)
+    check_installed(cfg, src)?;
+    guard(src, users, to_shard)
 }
 
 /// After the flip: the source stays guarded for the cache's ttl.
-pub fn after_flip(cfg: &Config, src: &HostPort, users: &[u64], to_shard: &str) -> Result<()> {
+pub fn after_flip(cfg: &Config, src: &mut Db, users: &[u64], to_shard: &str) -> Result<()> {
     if !enabled(cfg) {
         return Ok(());
     }
-    guard_for(
-        &mut super::connect(cfg, src)?,
-        users,
-        to_shard,
-        keep_after_flip(cfg),
-    )
+    guard_for(src, users, to_shard, keep_after_flip(cfg))
 }
 
 /// The move was undone: the users are the source's again.
-pub fn given_back(cfg: &Config, src: &HostPort, users: &[u64]) -> Result<()> {
+pub fn given_back(cfg: &Config, src: &mut Db, users: &[u64]) -> Result<()> {
     if !enabled(cfg) {
         return Ok(());
     }
-    unguard(&mut super::connect(cfg, src)?, users)
+    unguard(src, users)
 }
 
 /// Installs the guard on `servers` (a shard being added) when it is configured: a shard that

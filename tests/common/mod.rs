@@ -629,7 +629,7 @@ pub fn verbs() -> std::collections::BTreeSet<String> {
     fn walk(cmd: &clap::Command, prefix: &str, out: &mut std::collections::BTreeSet<String>) {
         let subs: Vec<_> = cmd
             .get_subcommands()
-            .filter(|c| c.get_name() != "help")
+            .filter(|c| c.get_name() != "help" && !c.is_hide_set())
             .collect();
         let runs_itself = cmd.get_arguments().any(|a| a.is_positional());
         if subs.is_empty() || runs_itself {
