@@ -543,3 +543,86 @@ fn without_the_guard_and_invalidation_a_stale_cache_misplaces_writes() {
         "a stale cache should have sent writes to a user's old shard"
     );
 }
+
+#[test]
+fn the_guard_refuses_every_kind_of_write_to_a_guarded_owner_and_only_that() {
+    let _turn = CACHE.write().unwrap_or_else(|p| p.into_inner());
+    let env = app_world("guardkinds", 4001..4002, true, false);
+    let home = env.directory(4001).0;
+    let port = env.shard_ports(&home)[0];
+    let db = env.shard_db();
+    let mut c = common::conn(port);
+    c.query_drop(format!("USE {db}")).unwrap();
+    let photo = |c: &mut mysql::Conn, owner: u64| -> u64 {
+        c.exec_first(
+            "SELECT photo_id FROM photos WHERE owner_id = ? LIMIT 1",
+            (owner,),
+        )
+        .unwrap()
+        .unwrap()
+    };
+    // Another owner's row beside the guarded user's, written as an application would.
+    c.query_drop("INSERT INTO photos (photo_id, owner_id, title, taken_at, views) VALUES (4999000001, 4999, 'x', NOW(), 0)")
+        .unwrap();
+    let (mine, other) = (photo(&mut c, 4001), photo(&mut c, 4999));
+    c.query_drop(
+        "INSERT INTO shardctl_guard (user_id, until, lives_on) VALUES (4001, NULL, 'elsewhere')",
+    )
+    .unwrap();
+    let refused = |c: &mut mysql::Conn, sql: String| match c.query_drop(&sql) {
+        Err(mysql::Error::MySqlError(e)) => {
+            assert_eq!((e.code, e.state.as_str()), (1644, "45000"), "{sql}");
+            assert!(
+                e.message.contains("user 4001") && e.message.contains("elsewhere"),
+                "{}",
+                e.message
+            );
+        }
+        other => panic!("{sql}: {other:?}"),
+    };
+    refused(&mut c, "INSERT INTO photos (photo_id, owner_id, title, taken_at, views) VALUES (1, 4001, 'x', NOW(), 0)".into());
+    refused(
+        &mut c,
+        format!("UPDATE photos SET views = views + 1 WHERE photo_id = {mine}"),
+    );
+    refused(
+        &mut c,
+        format!("UPDATE photos SET owner_id = 4001 WHERE photo_id = {other}"),
+    );
+    refused(
+        &mut c,
+        format!("DELETE FROM photos WHERE photo_id = {mine}"),
+    );
+    // Another owner's rows are written as ever, and shardctl's own sessions pass.
+    c.query_drop(format!(
+        "UPDATE photos SET views = views + 1 WHERE photo_id = {other}"
+    ))
+    .unwrap();
+    c.query_drop("SET @shardctl_writer = 1").unwrap();
+    c.query_drop(format!(
+        "UPDATE photos SET views = views + 1 WHERE photo_id = {mine}"
+    ))
+    .unwrap();
+    let status = env.json(&["guard", "status"]);
+    let here = common::server(&status, port);
+    assert_eq!(
+        (here["installed"].as_bool(), here["guarded"].as_u64()),
+        (Some(true), Some(1)),
+        "{status}"
+    );
+    // A lapsed guard refuses nothing.
+    c.query_drop("UPDATE shardctl_guard SET until = UTC_TIMESTAMP(6) - INTERVAL 1 SECOND")
+        .unwrap();
+    c.query_drop("SET @shardctl_writer = NULL").unwrap();
+    c.query_drop(format!(
+        "UPDATE photos SET views = views + 1 WHERE photo_id = {mine}"
+    ))
+    .unwrap();
+    env.json(&["guard", "remove"]);
+    let gone = env.json(&["guard", "status"]);
+    assert_eq!(common::server(&gone, port)["installed"], false, "{gone}");
+    assert!(
+        env.run(&["doctor"]).code != 0,
+        "doctor reports the missing triggers"
+    );
+}

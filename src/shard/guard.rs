@@ -64,7 +64,12 @@ pub fn install_statements(cfg: &Config) -> Vec<String> {
             (
                 "bu",
                 "UPDATE",
-                format!("{} SET lives = NULL; {}", check("OLD"), check("NEW")),
+                // The new owner is checked only when the update changes it: one lookup a row.
+                format!(
+                    "{} IF NOT (NEW.{owner} <=> OLD.{owner}) THEN {} END IF;",
+                    check("OLD"),
+                    check("NEW")
+                ),
             ),
             ("bd", "DELETE", check("OLD")),
         ] {
