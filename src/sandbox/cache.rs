@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::server::{check_port_free, is_root, stop_pid};
+use super::server::{check_port_free, is_root, recorded_process, stop_pid};
 use crate::error::{Error, Result};
 use crate::types::HostPort;
 
@@ -27,12 +27,7 @@ impl CacheProcess {
     /// The pid of this sandbox's memcached, if it runs (the pid file's process, listening on
     /// our port).
     pub fn running_pid(&self) -> Option<i32> {
-        let pid: i32 = std::fs::read_to_string(self.pid_file())
-            .ok()?
-            .trim()
-            .parse()
-            .ok()?;
-        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        let (pid, cmdline) = recorded_process(&self.pid_file())?;
         let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
         let port = self.port.to_string();
         (args.first().is_some_and(|a| a.ends_with(b"memcached"))

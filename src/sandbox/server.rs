@@ -126,12 +126,7 @@ impl ServerProcess {
     /// The pid of this server if it is running (checked against its option file, so a reused
     /// pid is never mistaken for it).
     pub fn running_pid(&self) -> Option<i32> {
-        let pid: i32 = std::fs::read_to_string(self.pid_file())
-            .ok()?
-            .trim()
-            .parse()
-            .ok()?;
-        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        let (pid, cmdline) = recorded_process(&self.pid_file())?;
         let needle = self.cnf().display().to_string();
         String::from_utf8_lossy(&cmdline)
             .contains(&needle)
@@ -245,6 +240,17 @@ impl ServerProcess {
     pub fn stop(&self, grace: Duration) -> bool {
         self.running_pid().map(|pid| stop_pid(pid, grace)).is_some()
     }
+}
+
+/// The pid a pid file names and that process's command line, if it still runs.
+pub fn recorded_process(pid_file: &Path) -> Option<(i32, Vec<u8>)> {
+    let pid: i32 = std::fs::read_to_string(pid_file)
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    Some((pid, cmdline))
 }
 
 /// Refuses a port something else listens on: the sandbox would wait for a server that never
