@@ -28,7 +28,13 @@ struct Run {
     due: Instant,
     /// Keys whose delete failed on some server (journaled in the ring).
     pending: BTreeSet<String>,
+    /// Cache servers that did not answer once this run: not waited for again (a frozen cache
+    /// costs one timeout per run, not one per change); their keys go straight to pending.
+    down: Down,
 }
+
+/// Servers (`HOST:PORT`) found not answering.
+pub type Down = BTreeSet<String>;
 
 static RUN: Mutex<Option<Run>> = Mutex::new(None);
 
@@ -58,32 +64,45 @@ fn invalidate(cfg: &Config, keys: Vec<String>) {
     if keys.is_empty() {
         return;
     }
-    let failed = delete_everywhere(cache, &keys, io_timeout(cfg));
-    if !failed.is_empty() {
-        journal_pending(cfg, &failed);
-    }
+    // Held across the deletes: concurrent workers learn of a server that is down from the
+    // first one that waited for it.
     let mut run = RUN.lock().unwrap_or_else(|p| p.into_inner());
     let run = run.get_or_insert_with(|| Run {
         cfg: cfg.clone(),
         keys: BTreeSet::new(),
         due: Instant::now(),
         pending: BTreeSet::new(),
+        down: Down::new(),
     });
+    let failed = delete_everywhere(cache, &keys, io_timeout(cfg), &mut run.down);
+    if !failed.is_empty() {
+        journal_pending(cfg, &failed);
+    }
     run.keys.extend(keys);
     run.due = Instant::now() + cache.redelete_after;
     run.pending.extend(failed);
 }
 
 /// Deletes `keys` on every server (not only the one a client's hash would pick: the
-/// application's client may hash differently). The keys some server could not delete.
-pub fn delete_everywhere(cache: &CacheConfig, keys: &[String], timeout: Duration) -> Vec<String> {
-    let mut failed = BTreeSet::new();
+/// application's client may hash differently), skipping those in `down` and adding those that
+/// fail to it. The keys some server did not delete.
+pub fn delete_everywhere(
+    cache: &CacheConfig,
+    keys: &[String],
+    timeout: Duration,
+    down: &mut Down,
+) -> Vec<String> {
     for server in &cache.servers {
-        if memcached::delete(server, keys, timeout).is_err() {
-            failed.extend(keys.iter().cloned());
+        let name = server.to_string();
+        if !down.contains(&name) && memcached::delete(server, keys, timeout).is_err() {
+            down.insert(name);
         }
     }
-    failed.into_iter().collect()
+    if down.is_empty() {
+        Vec::new()
+    } else {
+        keys.to_vec()
+    }
 }
 
 /// Records keys whose delete failed, so a later run retries them. If the ring cannot be
@@ -94,13 +113,18 @@ fn journal_pending(cfg: &Config, keys: &[String]) {
     }
 }
 
+/// Journals keys as pending, 1,000 to a statement (a rebalance with the cache down leaves one
+/// per account).
 fn add_pending(ring: &mut Db, keys: &[String]) -> Result<()> {
-    for k in keys {
+    for part in keys.chunks(1000) {
         ring.exec_drop(
-            "journaling a pending cache delete",
-            "INSERT INTO cache_pending (cache_key, since, attempts) VALUES (?, UTC_TIMESTAMP(6), 1)
-             ON DUPLICATE KEY UPDATE attempts = attempts + 1",
-            (k,),
+            "journaling pending cache deletes",
+            &format!(
+                "INSERT INTO cache_pending (cache_key, since, attempts) VALUES {}
+                 ON DUPLICATE KEY UPDATE attempts = attempts + 1",
+                vec!["(?, UTC_TIMESTAMP(6), 1)"; part.len()].join(", ")
+            ),
+            part.to_vec(),
         )?;
     }
     Ok(())
@@ -115,8 +139,8 @@ pub fn pending(ring: &mut Db) -> Result<Vec<String>> {
     )
 }
 
-/// Retries every pending delete: (deleted now, still pending).
-pub fn flush(cfg: &Config, ring: &mut Db) -> Result<(Vec<String>, Vec<String>)> {
+/// Retries every pending delete (skipping servers in `down`): (deleted now, still pending).
+pub fn flush(cfg: &Config, ring: &mut Db, down: &mut Down) -> Result<(Vec<String>, Vec<String>)> {
     let Some(cache) = &cfg.cache else {
         return Ok((Vec::new(), Vec::new()));
     };
@@ -124,22 +148,22 @@ pub fn flush(cfg: &Config, ring: &mut Db) -> Result<(Vec<String>, Vec<String>)> 
     if keys.is_empty() {
         return Ok((Vec::new(), Vec::new()));
     }
-    let failed: BTreeSet<String> = delete_everywhere(cache, &keys, io_timeout(cfg))
-        .into_iter()
-        .collect();
-    let (done, left): (Vec<String>, Vec<String>) =
-        keys.into_iter().partition(|k| !failed.contains(k));
-    for k in &done {
+    if !delete_everywhere(cache, &keys, io_timeout(cfg), down).is_empty() {
+        // Another attempt, counted.
+        add_pending(ring, &keys)?;
+        return Ok((Vec::new(), keys));
+    }
+    for part in keys.chunks(1000) {
         ring.exec_drop(
-            "clearing a pending cache delete",
-            "DELETE FROM cache_pending WHERE cache_key = ?",
-            (k,),
+            "clearing pending cache deletes",
+            &format!(
+                "DELETE FROM cache_pending WHERE cache_key IN ({})",
+                crate::db::placeholders(part.len())
+            ),
+            part.to_vec(),
         )?;
     }
-    if !left.is_empty() {
-        add_pending(ring, &left)?;
-    }
-    Ok((done, left))
+    Ok((keys, Vec::new()))
 }
 
 /// What a run that changed cached entries left undone.
@@ -154,7 +178,7 @@ pub struct Pending {
 /// detached `shardctl cache redelete` does it and journals what it cannot delete. None when
 /// this run invalidated nothing; otherwise the keys still pending.
 pub fn finish(sources: &OptionSources) -> Option<Pending> {
-    let run = RUN.lock().unwrap_or_else(|p| p.into_inner()).take()?;
+    let mut run = RUN.lock().unwrap_or_else(|p| p.into_inner()).take()?;
     run.cfg.cache.as_ref()?;
     let keys: Vec<String> = run.keys.iter().cloned().collect();
     let wait = run.due.saturating_duration_since(Instant::now());
@@ -164,7 +188,7 @@ pub fn finish(sources: &OptionSources) -> Option<Pending> {
     }
     let mut pending: BTreeSet<String> = run.pending;
     if let Ok(mut ring) = crate::ring::open(&run.cfg) {
-        if let Ok((done, left)) = flush(&run.cfg, &mut ring) {
+        if let Ok((done, left)) = flush(&run.cfg, &mut ring, &mut run.down) {
             for k in done {
                 pending.remove(&k);
             }
@@ -179,7 +203,7 @@ pub fn finish(sources: &OptionSources) -> Option<Pending> {
 /// Deletes `keys` once more, journaling what could not be deleted.
 pub fn redelete(cfg: &Config, keys: &[String]) {
     let Some(cache) = &cfg.cache else { return };
-    let failed = delete_everywhere(cache, keys, io_timeout(cfg));
+    let failed = delete_everywhere(cache, keys, io_timeout(cfg), &mut Down::new());
     if !failed.is_empty() {
         journal_pending(cfg, &failed);
     }

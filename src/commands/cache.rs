@@ -144,7 +144,7 @@ pub fn run(ctx: &Ctx, cmd: CacheCommand) -> Result<Outcome> {
                     dry_run: true,
                 });
             }
-            let (deleted, pending) = cache::flush(&cfg, &mut ring)?;
+            let (deleted, pending) = cache::flush(&cfg, &mut ring, &mut cache::Down::new())?;
             Outcome::of(Deleted {
                 deleted,
                 pending,
