@@ -789,22 +789,14 @@ pub fn migrate(cfg: &Config, opts: &Options, ui: &Ui) -> Result<Report> {
                 ring: Mutex::new(&mut ring_db),
                 copying: AtomicBool::new(false),
             };
-            for addr in [&src, &dst] {
-                fence::raise_fence(
-                    &mut crate::shard::connect(cfg, addr)?,
-                    opts.user,
-                    held.token,
-                )?;
+            // One session per server for the fence and the guard rows.
+            let mut src_db = crate::shard::connect(cfg, &src)?;
+            let mut dst_db = crate::shard::connect(cfg, &dst)?;
+            for db in [&mut src_db, &mut dst_db] {
+                fence::raise_fence(db, opts.user, held.token)?;
             }
-            if guard::enabled(cfg) {
-                guard::open_destination(cfg, &mut crate::shard::connect(cfg, &dst)?, &[opts.user])?;
-                guard::close_source(
-                    cfg,
-                    &mut crate::shard::connect(cfg, &src)?,
-                    &[opts.user],
-                    &to.name,
-                )?;
-            }
+            guard::open_destination(cfg, &mut dst_db, &[opts.user])?;
+            guard::close_source(cfg, &mut src_db, &[opts.user], &to.name)?;
             run.with_ring(|db| fenced_ring(db, &[held.token], |tx| {
                 tx.exec_drop(
                     "UPDATE users SET state = 'moving' WHERE user_id = ? AND shard_id = ?",
@@ -814,8 +806,7 @@ pub fn migrate(cfg: &Config, opts: &Options, ui: &Ui) -> Result<Report> {
             }))
             .inspect_err(|_| {
                 // Not marked: not moving, so not guarded either.
-                let _ = crate::shard::connect(cfg, &src)
-                    .and_then(|mut db| guard::given_back(cfg, &mut db, &[opts.user]));
+                let _ = guard::given_back(cfg, &mut src_db, &[opts.user]);
             })?;
             crate::cache::users_changed(cfg, &[opts.user]);
             failpoint!("migrate.after_moving");
@@ -990,12 +981,9 @@ pub fn resume_entry(
             }
             let src = pick_server(cfg, entry.user, from, entry.source_server.as_deref())?;
             let dst = pick_server(cfg, entry.user, to, entry.dest_server.as_deref())?;
-            for addr in [&src, &dst] {
-                fence::raise_fence(
-                    &mut crate::shard::connect(cfg, addr)?,
-                    entry.user,
-                    held.token,
-                )?;
+            let mut src_db = crate::shard::connect(cfg, &src)?;
+            for db in [&mut src_db, &mut crate::shard::connect(cfg, &dst)?] {
+                fence::raise_fence(db, entry.user, held.token)?;
             }
             let tables = describe_tables(cfg, &src, &dst)?;
             let run = Run {
@@ -1029,24 +1017,11 @@ pub fn resume_entry(
                         tx.exec_drop("UPDATE migrations SET state = 'rolled_back', updated_at = UTC_TIMESTAMP(6), finished_at = UTC_TIMESTAMP(6) WHERE migration_id = ?", (entry.migration_id,)).map(Some)
                     }))?;
                     crate::cache::users_changed(cfg, &[entry.user]);
-                    if guard::enabled(cfg) {
-                        guard::given_back(
-                            cfg,
-                            &mut crate::shard::connect(cfg, &src)?,
-                            &[entry.user],
-                        )?;
-                    }
+                    guard::given_back(cfg, &mut src_db, &[entry.user])?;
                     Ok(State::RolledBack)
                 }
                 Resume::Finish => {
-                    if guard::enabled(cfg) {
-                        guard::after_flip(
-                            cfg,
-                            &mut crate::shard::connect(cfg, &src)?,
-                            &[entry.user],
-                            &to.name,
-                        )?;
-                    }
+                    guard::after_flip(cfg, &mut src_db, &[entry.user], &to.name)?;
                     run.set_state(State::Cleaning, &[])?;
                     run.delete_all(&src, "cleaning up", 0, "migrate.resume_cleanup_mid")?;
                     run.set_state(State::Done, &[])?;
