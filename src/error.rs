@@ -170,8 +170,28 @@ pub enum DbErrorKind {
     UnknownColumn,
     /// 1146: a table the statement names does not exist.
     UnknownTable,
+    /// 1048: NULL where the column refuses it (a fused `GET_LOCK` that was not granted).
+    NullRefused,
     /// Any other server error, or inconsistent data (no code).
     Other,
+}
+
+impl DbErrorKind {
+    /// The one mapping from MySQL error codes to what shardctl branches on.
+    pub fn of(code: Option<u16>) -> DbErrorKind {
+        match code {
+            Some(1213) => DbErrorKind::Deadlock,
+            Some(1062) => DbErrorKind::Duplicate,
+            Some(1094) => DbErrorKind::UnknownThread,
+            Some(1049) => DbErrorKind::UnknownDatabase,
+            Some(1044 | 1045 | 1698) => DbErrorKind::AccessDenied,
+            Some(1148 | 3948 | 3950 | 4166) => DbErrorKind::LocalInfileRefused,
+            Some(1054) => DbErrorKind::UnknownColumn,
+            Some(1146) => DbErrorKind::UnknownTable,
+            Some(1048) => DbErrorKind::NullRefused,
+            _ => DbErrorKind::Other,
+        }
+    }
 }
 
 /// An error a server answered with, its code kept: the shape of sqlx's `DatabaseError`.
@@ -205,17 +225,7 @@ impl DbError {
     }
 
     pub fn kind(&self) -> DbErrorKind {
-        match self.code {
-            Some(1213) => DbErrorKind::Deadlock,
-            Some(1062) => DbErrorKind::Duplicate,
-            Some(1094) => DbErrorKind::UnknownThread,
-            Some(1049) => DbErrorKind::UnknownDatabase,
-            Some(1044 | 1045 | 1698) => DbErrorKind::AccessDenied,
-            Some(1148 | 3948 | 3950 | 4166) => DbErrorKind::LocalInfileRefused,
-            Some(1054) => DbErrorKind::UnknownColumn,
-            Some(1146) => DbErrorKind::UnknownTable,
-            _ => DbErrorKind::Other,
-        }
+        DbErrorKind::of(self.code)
     }
 
     pub fn is_deadlock(&self) -> bool {
@@ -267,10 +277,11 @@ pub fn io_error(err: &mysql::Error) -> Option<&std::io::Error> {
     }
 }
 
-/// The MySQL error code of a server error, if it is one.
-pub fn mysql_code(err: &mysql::Error) -> Option<u16> {
-    match err {
+/// What a driver error inside a transaction is, by its server code (`Other` if no server
+/// answered with one).
+pub fn kind_of(err: &mysql::Error) -> DbErrorKind {
+    DbErrorKind::of(match err {
         mysql::Error::MySqlError(e) => Some(e.code),
         _ => None,
-    }
+    })
 }

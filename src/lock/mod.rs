@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 
 use crate::config::Config;
 use crate::db::{retry_deadlocks, Db};
-use crate::error::{mysql_code, Error, Result};
+use crate::error::{kind_of, DbErrorKind, Error, Result};
 use crate::ring::{self, audit, directory};
 use crate::shard::routing;
 use crate::types::{HostPort, LockName};
@@ -632,8 +632,8 @@ impl<'c> LockClient<'c> {
                 ]);
                 match c.exec_drop(&sql, params) {
                     Ok(()) => Ok(Inserted::Won(c.last_insert_id())),
-                    Err(e) if mysql_code(&e) == Some(1062) => Ok(Inserted::Exists),
-                    Err(e) if with_get_lock && mysql_code(&e) == Some(1048) => {
+                    Err(e) if kind_of(&e) == DbErrorKind::Duplicate => Ok(Inserted::Exists),
+                    Err(e) if with_get_lock && kind_of(&e) == DbErrorKind::NullRefused => {
                         Ok(Inserted::Refused)
                     }
                     Err(e) => Err(e),

@@ -110,7 +110,9 @@ fn assign_batch(
                 audit_row(&mut tx, &sorted, 0)?;
                 tx.commit().map(|_| true)
             }
-            Err(e) if directory::is_duplicate(&e) => tx.rollback().map(|_| false),
+            Err(e) if crate::error::kind_of(&e) == crate::error::DbErrorKind::Duplicate => {
+                tx.rollback().map(|_| false)
+            }
             Err(e) => Err(e),
         }
     })?;

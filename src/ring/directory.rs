@@ -9,7 +9,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::db::Db;
-use crate::error::{mysql_code, DbErrorKind, Error, Result};
+use crate::error::{DbErrorKind, Error, Result};
 use crate::ring::audit;
 use crate::types::{HostPort, ShardName, Weight};
 
@@ -388,9 +388,4 @@ pub fn existing_users(tx: &mut impl Queryable, ids: &[u64]) -> mysql::Result<Vec
         ),
         ids.to_vec(),
     )
-}
-
-/// True for the duplicate-key error.
-pub fn is_duplicate(err: &mysql::Error) -> bool {
-    mysql_code(err) == Some(1062)
 }
