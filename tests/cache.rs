@@ -266,8 +266,15 @@ fn a_cache_that_is_down_leaves_the_flip_standing_and_flush_clears_it() {
         .unwrap();
     // Frozen, so it neither answers nor frees its port; woken after the move.
     unsafe { libc::kill(pid, libc::SIGSTOP) };
+    let started = std::time::Instant::now();
     let (code, doc) = env.run_json(&["migrate", "11", "--to", &away]);
+    let took = started.elapsed();
     unsafe { libc::kill(pid, libc::SIGCONT) };
+    // A frozen cache costs one bounded wait (at most 1 s a server) per run, not one per change.
+    assert!(
+        took < Duration::from_secs(8),
+        "the move took {took:?} with the cache frozen"
+    );
     assert_eq!(code, 5, "{doc}");
     assert_eq!(doc["state"], "done");
     assert_eq!(doc["cache"]["pending"], json!(["cdown:user:11"]));
@@ -496,6 +503,14 @@ fn with_the_guard_and_invalidation_every_acknowledged_write_is_where_the_ring_sa
     assert_eq!(code, 0, "{applied}");
     assert!(applied["done"].as_u64().unwrap() > 0, "{applied}");
     assert_eq!(applied["failed"].as_array().unwrap().len(), 0, "{applied}");
+    // One account by the streamed mover (`migrate`) while the application writes to it.
+    let moved = users[5];
+    let target = env.other_shard(&env.directory(moved).0);
+    let single = while_writing(&app, &users, || {
+        env.run_json(&["migrate", &moved.to_string(), "--to", &target])
+    });
+    assert_eq!(single.0, 0, "{}", single.1);
+    assert_eq!(env.directory(moved).0, target);
     let drained = while_writing(&app, &users, || {
         env.run_json(&["maintenance", "drain", "--half", "a", "--timeout", "30s"])
     });

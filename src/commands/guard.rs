@@ -87,13 +87,13 @@ pub fn run(ctx: &Ctx, cmd: GuardCommand) -> Result<Outcome> {
             },
         });
     }
+    let timeout = args.map(|a| a.timeout).unwrap_or_default();
     if action != Action::Status {
         ctx.ui.status(&format!(
             "guard {name}: CREATE/DROP TRIGGER takes a metadata lock on each per-user table; waiting at most {} for each",
-            humantime::format_duration(args.as_ref().map(|a| a.timeout).unwrap_or_default())
+            humantime::format_duration(timeout)
         ));
     }
-    let timeout = args.map(|a| a.timeout).unwrap_or_default();
     let servers = guard::everywhere(&cfg, action, timeout)?;
     Outcome::of(Guards {
         action: name,
