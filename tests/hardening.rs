@@ -616,6 +616,10 @@ fn bad_input_corpus_gets_one_clear_error_and_changes_nothing() {
         (s(&["maintenance", "drain", "--half", "c"]), 2),
         (s(&["maintenance", "restore"]), 2),
         (s(&["completions", "cmd.exe"]), 2),
+        (s(&["cache", "invalidate", "abc"]), 2),
+        (s(&["cache", "status"]), 2),
+        (s(&["guard", "install", "--timeout", "soon"]), 2),
+        (s(&["guard", "remove", "--timeout", "-1s"]), 2),
         // HOST:PORT and durations.
         (s(&["shard", "add", "s9", "--weight", "1", "--server", "127.0.0.1"]), 2),
         (s(&["shard", "add", "s9", "--weight", "1", "--server", "127.0.0.1:99999"]), 2),
