@@ -718,6 +718,19 @@ pub struct SandboxUpArgs {
     /// Turn the write guard on (`[shards] write_guard = true`) and install it on every server
     #[arg(long)]
     pub write_guard: bool,
+    /// Where lock records live: the ring's `locks` table, or a ZooKeeper ensemble started
+    /// beside the servers (`[locks] backend = "zookeeper"`)
+    #[arg(long, value_enum, default_value_t = LockBackendArg::Mysql, value_name = "BACKEND")]
+    pub lock_backend: LockBackendArg,
+    /// Nodes of the ZooKeeper ensemble (with --lock-backend zookeeper; default 3)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=7))]
+    pub zookeeper_nodes: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LockBackendArg {
+    Mysql,
+    Zookeeper,
 }
 
 #[derive(Debug, Args)]

@@ -18,6 +18,7 @@ struct Acquired {
     expires_at: String,
     /// The lease replaced a dead or expired holder's.
     took_over: bool,
+    backend: &'static str,
 }
 
 impl Report for Acquired {
@@ -77,6 +78,7 @@ struct Shown {
     lease: Option<Lease>,
     /// The session holding GET_LOCK right now: server and connection id.
     getlock_holder: Option<GetLockHolder>,
+    backend: &'static str,
 }
 
 #[derive(Serialize)]
@@ -111,6 +113,7 @@ struct Preview {
     lease: Option<Lease>,
     getlock_holder: Option<GetLockHolder>,
     dry_run: bool,
+    backend: &'static str,
     /// Exit 3 when a would-be acquisition or release would meet someone else's lock.
     #[serde(skip)]
     in_use_code: bool,
@@ -164,6 +167,7 @@ fn preview(client: &mut LockClient, name: &LockName, action: &'static str) -> Re
             .getlock_holder
             .map(|(server, connection)| GetLockHolder { server, connection }),
         dry_run: true,
+        backend: client.backend(),
         in_use_code: true,
     })
 }
@@ -173,6 +177,7 @@ struct Released {
     name: String,
     released: bool,
     token: Option<u64>,
+    backend: &'static str,
 }
 
 impl Report for Released {
@@ -206,6 +211,7 @@ struct Swept {
     released: usize,
     locks: Vec<String>,
     dry_run: bool,
+    backend: &'static str,
     #[serde(skip)]
     verbose: bool,
 }
@@ -291,13 +297,15 @@ pub fn run(ctx: &Ctx, cmd: LockCommand) -> Result<Outcome> {
         }
         LockCommand::Acquire(args) => {
             let req = request(&args, false, args.purpose.clone().unwrap_or_default())?;
-            let (held, lease) = connect()?.acquire_audited(&req, args.wait.unwrap_or_default())?;
+            let client = &mut connect()?;
+            let (held, lease) = client.acquire_audited(&req, args.wait.unwrap_or_default())?;
             Outcome::of(Acquired {
                 name: held.name.to_string(),
                 token: held.token,
                 owner: held.owner,
                 expires_at: lease.map(|l| l.expires_at).unwrap_or_default(),
                 took_over: held.took_over,
+                backend: client.backend(),
             })
         }
         LockCommand::Release(args) if args.dry_run => {
@@ -311,11 +319,13 @@ pub fn run(ctx: &Ctx, cmd: LockCommand) -> Result<Outcome> {
             Outcome::of(p)
         }
         LockCommand::Release(args) => {
-            let (lease, released) = connect()?.release_audited(&args.name, args.token)?;
+            let client = &mut connect()?;
+            let (lease, released) = client.release_audited(&args.name, args.token)?;
             Outcome::of(Released {
                 name: args.name.to_string(),
                 released,
                 token: lease.map(|l| l.token),
+                backend: client.backend(),
             })
         }
         LockCommand::Show(args) => {
@@ -328,6 +338,7 @@ pub fn run(ctx: &Ctx, cmd: LockCommand) -> Result<Outcome> {
                 lease,
                 getlock_holder: holder
                     .map(|(server, connection)| GetLockHolder { server, connection }),
+                backend: client.backend(),
             })
         }
         LockCommand::List(args) => Outcome::of(LockList(connect()?.list(&ListFilter {
@@ -355,6 +366,7 @@ pub fn run(ctx: &Ctx, cmd: LockCommand) -> Result<Outcome> {
                 released: locks.len(),
                 locks,
                 dry_run: args.dry_run,
+                backend: client.backend(),
                 verbose: ctx.ui.verbose,
             })
         }

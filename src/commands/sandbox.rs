@@ -2,9 +2,9 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::cli::SandboxCommand;
+use crate::cli::{LockBackendArg, SandboxCommand};
 use crate::commands::Ctx;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::output::{table, Outcome, Report};
 use crate::sandbox::{self, Spec, Status, UpOptions, UpOutcome};
 
@@ -76,6 +76,15 @@ impl Report for Down {
 pub fn run(ctx: &Ctx, cmd: SandboxCommand) -> Result<Outcome> {
     match cmd {
         SandboxCommand::Up(args) => {
+            let zookeeper_nodes = match (args.lock_backend, args.zookeeper_nodes) {
+                (LockBackendArg::Zookeeper, n) => n.unwrap_or(3),
+                (LockBackendArg::Mysql, None) => 0,
+                (LockBackendArg::Mysql, Some(_)) => {
+                    return Err(Error::Usage(
+                        "--zookeeper-nodes is for --lock-backend zookeeper".into(),
+                    ))
+                }
+            };
             let outcome = sandbox::up(
                 &UpOptions {
                     dir: args.dir.dir,
@@ -86,6 +95,7 @@ pub fn run(ctx: &Ctx, cmd: SandboxCommand) -> Result<Outcome> {
                         spare_shards: args.spare_shards,
                         cache: args.cache,
                         write_guard: args.write_guard,
+                        zookeeper_nodes,
                     },
                     users: args.users,
                 },

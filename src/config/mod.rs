@@ -27,8 +27,50 @@ pub struct Config {
     pub net: NetOptions,
     /// The application's routing cache, which shardctl invalidates; None: no `[cache]`.
     pub cache: Option<CacheConfig>,
+    /// `[locks]`: where lock records live.
+    pub locks: LockBackend,
     /// Things worth telling the operator about the config (a password file others can read).
     pub warnings: Vec<String>,
+}
+
+/// `[locks] backend`: the ring's `locks` table (the default), or a ZooKeeper ensemble.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum LockBackend {
+    #[default]
+    Mysql,
+    Zookeeper(ZookeeperConfig),
+}
+
+impl LockBackend {
+    /// The backend's name in JSON output and messages.
+    pub fn name(&self) -> &'static str {
+        match self {
+            LockBackend::Mysql => "mysql",
+            LockBackend::Zookeeper(_) => "zookeeper",
+        }
+    }
+}
+
+/// The ZooKeeper ensemble that keeps the locks, and where under it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ZookeeperConfig {
+    pub servers: Vec<HostPort>,
+    /// The chroot of shardctl's nodes; the lock NAME is `<root>/locks/NAME`.
+    pub root: String,
+    /// The session timeout asked of the ensemble: how long a holder that stopped answering
+    /// keeps its ephemeral nodes, and the bound on waiting for an ensemble that does not answer.
+    pub session_timeout: Duration,
+}
+
+impl ZookeeperConfig {
+    /// The connect string, as ZooKeeper clients write it.
+    pub fn ensemble(&self) -> String {
+        self.servers
+            .iter()
+            .map(|s| s.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
 }
 
 /// `[cache]`: the memcached servers where the application caches routing entries, and the
@@ -155,6 +197,82 @@ struct RawConfig {
     #[serde(default)]
     timeouts: RawTimeouts,
     cache: Option<RawCache>,
+    locks: Option<RawLocks>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLocks {
+    #[serde(default = "default_lock_backend")]
+    backend: String,
+    servers: Option<Vec<String>>,
+    root: Option<String>,
+    session_timeout: Option<String>,
+}
+
+fn default_lock_backend() -> String {
+    "mysql".into()
+}
+
+fn locks_config(raw: RawLocks) -> std::result::Result<LockBackend, String> {
+    match raw.backend.as_str() {
+        "mysql" => {
+            let stray = [
+                ("servers", raw.servers.is_some()),
+                ("root", raw.root.is_some()),
+                ("session_timeout", raw.session_timeout.is_some()),
+            ];
+            match stray.iter().find(|(_, given)| *given) {
+                Some((key, _)) => Err(format!(
+                    "[locks] {key} is for backend = \"zookeeper\"; the mysql backend keeps locks in the ring"
+                )),
+                None => Ok(LockBackend::Mysql),
+            }
+        }
+        "zookeeper" => {
+            let servers = raw.servers.unwrap_or_default();
+            if servers.is_empty() {
+                return Err(
+                    "[locks] backend = \"zookeeper\" needs servers = [\"HOST:PORT\", ...] (the ensemble)"
+                        .into(),
+                );
+            }
+            let servers = servers
+                .iter()
+                .map(|s| s.parse().map_err(|e| format!("[locks] servers: {e}")))
+                .collect::<std::result::Result<Vec<HostPort>, String>>()?;
+            let root = raw.root.unwrap_or_else(|| "/shardctl".into());
+            let segments_ok = root.strip_prefix('/').is_some_and(|r| {
+                r.split('/')
+                    .all(|seg| !seg.is_empty() && seg != "." && seg != "..")
+            });
+            if !segments_ok || root.chars().any(|c| c.is_control() || c.is_whitespace()) {
+                return Err(format!(
+                    "[locks] root `{root}` must be an absolute ZooKeeper path like /shardctl (no trailing slash, no empty segments)"
+                ));
+            }
+            let session_timeout = match raw.session_timeout {
+                None => Duration::from_secs(6),
+                Some(v) => match parse_duration(&v) {
+                    Ok(d) if (Duration::from_secs(1)..=Duration::from_secs(120)).contains(&d) => d,
+                    Ok(_) => {
+                        return Err(format!(
+                            "[locks] session_timeout `{v}` must be between 1s and 2m"
+                        ))
+                    }
+                    Err(e) => return Err(format!("[locks] session_timeout: {e}")),
+                },
+            };
+            Ok(LockBackend::Zookeeper(ZookeeperConfig {
+                servers,
+                root,
+                session_timeout,
+            }))
+        }
+        other => Err(format!(
+            "[locks] backend `{other}` is not one of \"mysql\", \"zookeeper\""
+        )),
+    }
 }
 
 #[derive(Deserialize)]
@@ -549,6 +667,12 @@ impl Config {
             write_timeout: timeout(&raw.timeouts.write, defaults.write_timeout, "write")?,
         };
         let cache = raw.cache.map(cache_config).transpose().map_err(bad)?;
+        let locks = raw
+            .locks
+            .map(locks_config)
+            .transpose()
+            .map_err(bad)?
+            .unwrap_or_default();
         Ok(Config {
             path: path.to_path_buf(),
             ring,
@@ -556,6 +680,7 @@ impl Config {
             shards,
             net,
             cache,
+            locks,
             warnings,
         })
     }

@@ -7,6 +7,7 @@
 
 pub mod lease;
 pub mod run;
+pub mod zk;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,13 +16,14 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::config::Config;
+use crate::config::{Config, LockBackend};
 use crate::db::{retry_deadlocks, Db};
 use crate::error::{kind_of, DbErrorKind, Error, Result};
-use crate::ring::{self, audit, directory};
+use crate::ring::{self, audit, directory, fences};
 use crate::shard::routing;
 use crate::types::{HostPort, LockName};
 use lease::{judge, Observed, Verdict};
+use zk::ZkStore;
 
 /// A lease as recorded, with what the ring says about its age.
 #[derive(Clone, Debug, Serialize)]
@@ -40,6 +42,11 @@ pub struct Lease {
     pub holder_server: Option<String>,
     pub holder_connection: Option<u64>,
     pub metadata: Value,
+    /// Where the lease is kept: "mysql" (the ring's `locks` table) or "zookeeper".
+    pub backend: &'static str,
+    /// On ZooKeeper, the lock node's holder child (None: its ephemeral child is gone).
+    #[serde(skip)]
+    zk_holder: Option<Option<String>>,
 }
 
 const LEASE_COLUMNS: &str = "name, owner, host, pid, purpose, token,
@@ -74,6 +81,8 @@ impl mysql::prelude::FromRow for LeaseRow {
                 holder_server: take(r, 11)?,
                 holder_connection: take(r, 12)?,
                 metadata: serde_json::from_str(&take::<String>(r, 13)?).unwrap_or(Value::Null),
+                backend: "mysql",
+                zk_holder: None,
             })
         })();
         lease.map(LeaseRow).ok_or(mysql::FromRowError(row))
@@ -81,6 +90,28 @@ impl mysql::prelude::FromRow for LeaseRow {
 }
 
 impl Lease {
+    fn from_node(node: zk::Node) -> Lease {
+        let r = node.record;
+        Lease {
+            name: node.name,
+            expired: r.expired(),
+            age_seconds: r.age_seconds(),
+            remaining_seconds: r.remaining_seconds(),
+            owner: r.owner,
+            host: r.host,
+            pid: r.pid,
+            purpose: r.purpose,
+            token: node.token,
+            acquired_at: r.acquired_at,
+            expires_at: r.expires_at,
+            holder_server: r.holder_server,
+            holder_connection: r.holder_connection,
+            metadata: r.metadata,
+            backend: "zookeeper",
+            zk_holder: Some(node.holder),
+        }
+    }
+
     fn holder(&self) -> Option<(HostPort, u64)> {
         let server = self.holder_server.as_deref()?.parse().ok()?;
         Some((server, self.holder_connection?))
@@ -112,7 +143,8 @@ impl Lease {
 }
 
 enum Inserted {
-    Won(u64),
+    /// The token, and on ZooKeeper the lock node's holder child.
+    Won(u64, Option<String>),
     /// A lease with this name exists.
     Exists,
     /// GET_LOCK was refused, so no row was written.
@@ -147,6 +179,9 @@ pub struct Held {
     pub session: Option<HostPort>,
     /// Whether the lease replaced a stale one.
     pub took_over: bool,
+    /// On ZooKeeper, the lock node's holder child: proof the node is still ours.
+    #[serde(skip)]
+    pub zk_holder: Option<String>,
 }
 
 /// Talks to the ring and to the servers holding GET_LOCKs. One per thread.
@@ -162,6 +197,12 @@ pub struct LockClient<'c> {
     /// The longest one read or write may block, where a holder must not wait longer than its
     /// lease (see `bound_io`).
     io_timeout: Option<Duration>,
+    /// With `[locks] backend = "zookeeper"`: the session where the lock nodes are kept. The
+    /// leases are there, not in the ring; the GET_LOCK interlock on an account's server stays.
+    zk: Option<ZkStore>,
+    /// The highest token a move has used (the shards' fences hold no higher), read once: no
+    /// grant at or below it is handed out.
+    token_floor: Option<u64>,
 }
 
 impl<'c> LockClient<'c> {
@@ -170,6 +211,10 @@ impl<'c> LockClient<'c> {
     }
 
     pub fn with_ring(cfg: &'c Config, ring: Db) -> Result<LockClient<'c>> {
+        let zk = match &cfg.locks {
+            LockBackend::Mysql => None,
+            LockBackend::Zookeeper(z) => Some(ZkStore::connect(z)?),
+        };
         Ok(LockClient {
             cfg,
             ring_connection_id: ring.connection_id(),
@@ -177,7 +222,56 @@ impl<'c> LockClient<'c> {
             shards: HashMap::new(),
             mariadb: None,
             io_timeout: None,
+            zk,
+            token_floor: None,
         })
+    }
+
+    /// On ZooKeeper, an account lock's grant raises its ring fence before its holder does
+    /// anything (see `ring::fences`): it waits for a directory change of the previous holder
+    /// that is under way, and refuses that holder's later ones. False when the fence has seen a
+    /// higher token than this grant's.
+    fn fence_current(&mut self, held: &Held) -> Result<bool> {
+        if self.zk.is_none() || held.name.account().is_none() {
+            return Ok(true);
+        }
+        let grants = [(&held.name, held.token)];
+        let current = self.ring.run("raising the lock's fence", |c| {
+            fences::raise(c, &grants)?;
+            fences::current(c, &grants)
+        })?;
+        Ok(current == 1)
+    }
+
+    /// "mysql" or "zookeeper", as the lock verbs report it.
+    pub fn backend(&self) -> &'static str {
+        self.cfg.locks.name()
+    }
+
+    /// Refuses a grant whose token is not above every token a move has used: after switching
+    /// backends, the other backend's sequence may be behind what the shards' fences hold, and
+    /// a lower token would be refused there anyway, after a lock that looked good.
+    fn check_token(&mut self, held: &Held) -> Result<()> {
+        let floor = match self.token_floor {
+            Some(f) => f,
+            None => {
+                let f = ring::highest_token(&mut self.ring)?;
+                self.token_floor = Some(f);
+                f
+            }
+        };
+        if held.token > floor && self.fence_current(held)? {
+            return Ok(());
+        }
+        let _ = self.release(held);
+        Err(Error::Refused(format!(
+            "the {} backend granted lock {} token {}, but moves have already used token {floor}: \
+             a lower token would be refused by the shards' fences. {}",
+            self.backend(),
+            held.name,
+            held.token,
+            token_remedy(&self.cfg.locks, floor)
+        )))
     }
 
     /// From now on no statement on any of this client's connections blocks longer than `d`: a
@@ -318,6 +412,9 @@ impl<'c> LockClient<'c> {
     }
 
     pub fn read(&mut self, name: &str) -> Result<Option<Lease>> {
+        if let Some(store) = &self.zk {
+            return Ok(store.read(name)?.map(Lease::from_node));
+        }
         let row: Option<LeaseRow> = self.ring.exec_first(
             "reading the lease",
             &format!("SELECT {LEASE_COLUMNS} FROM locks WHERE name = ?"),
@@ -345,16 +442,26 @@ impl<'c> LockClient<'c> {
 
     /// One attempt: the lock, or `LockInUse`.
     pub fn try_acquire(&mut self, req: &Request) -> Result<Held> {
+        let held = self.try_acquire_unchecked(req)?;
+        self.check_token(&held)?;
+        Ok(held)
+    }
+
+    fn try_acquire_unchecked(&mut self, req: &Request) -> Result<Held> {
         let server = self.lock_server(&req.name)?;
+        if server.is_none() && self.zk.is_some() {
+            // No GET_LOCK to take: the lock node alone decides.
+            return self.insert_lease(req, None);
+        }
         if server.is_none() {
             // The GET_LOCK lives on the ring connection itself: one statement takes it and
             // records the lease, so an uncontended lock costs what bare GET_LOCK costs.
             match self.insert_row(req, None, true)? {
-                Inserted::Won(token) => {
+                Inserted::Won(token, child) => {
                     if !req.hold_session {
                         self.release_lock(None, &req.name)?;
                     }
-                    return Ok(self.held(req, None, token, false));
+                    return Ok(self.held(req, None, (token, child), false));
                 }
                 // We hold the GET_LOCK now; the lease decides.
                 Inserted::Exists => return self.record_lease(req, None),
@@ -425,8 +532,22 @@ impl<'c> LockClient<'c> {
             .filter(|(_, w)| **w)
             .map(|(r, _)| r)
             .collect();
-        let mut tokens: HashMap<String, u64> = HashMap::new();
-        if !ours.is_empty() {
+        let mut tokens: HashMap<String, (u64, Option<String>)> = HashMap::new();
+        if let (false, Some(_)) = (ours.is_empty(), &self.zk) {
+            for r in &ours {
+                match self.insert_row(r, session.as_ref(), false) {
+                    Ok(Inserted::Won(token, child)) => {
+                        tokens.insert(r.name.to_string(), (token, child));
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        let names = ours.iter().map(|r| r.name.as_str().into()).collect();
+                        self.release_locks(session.as_ref(), names);
+                        return Err(e);
+                    }
+                }
+            }
+        } else if !ours.is_empty() {
             // IGNORE: a lease left by a dead holder keeps its row; that lock goes the slow way.
             let sql = format!(
                 "INSERT IGNORE INTO locks (name, owner, host, pid, purpose, acquired_at, expires_at, metadata,
@@ -466,7 +587,7 @@ impl<'c> LockClient<'c> {
                 })
             });
             match rows {
-                Ok(rows) => tokens.extend(rows),
+                Ok(rows) => tokens.extend(rows.into_iter().map(|(n, t)| (n, (t, None)))),
                 Err(e) => {
                     // Give the GET_LOCKs back, or they would block everyone until we exit.
                     let names = ours.iter().map(|r| r.name.as_str().into()).collect();
@@ -477,10 +598,15 @@ impl<'c> LockClient<'c> {
         }
         let mut out = Vec::with_capacity(reqs.len());
         for (req, getlock) in reqs.iter().zip(won_getlock) {
-            let result = match tokens.get(req.name.as_str()) {
-                Some(&token) => Ok(self.held(req, Some(server), token, false)),
-                // We hold the GET_LOCK, but a lease row is there: judge it.
-                None if getlock => self.record_lease(req, session.as_ref()),
+            let result = match tokens.remove(req.name.as_str()) {
+                Some(won) => {
+                    let held = self.held(req, Some(server), won, false);
+                    self.check_token(&held).map(|_| held)
+                }
+                // We hold the GET_LOCK, but a lease is there: judge it.
+                None if getlock => self
+                    .record_lease(req, session.as_ref())
+                    .and_then(|held| self.check_token(&held).map(|_| held)),
                 None => self.try_acquire(req),
             };
             out.push(result);
@@ -494,6 +620,16 @@ impl<'c> LockClient<'c> {
         let Some(first) = held.first() else {
             return Ok(());
         };
+        if self.zk.is_some() {
+            let lost = held.iter().filter(|h| self.renew_node(h).is_err()).count();
+            if lost > 0 {
+                return Err(Error::LockLost(format!(
+                    "{lost} of {} account locks were lost (expired, taken over or released)",
+                    held.len()
+                )));
+            }
+            return Ok(());
+        }
         let mut params = vec![mysql::Value::from(first.ttl.as_micros() as u64)];
         params.extend(held.iter().map(|h| mysql::Value::from(h.name.as_str())));
         params.extend(held.iter().map(|h| mysql::Value::from(h.token)));
@@ -523,6 +659,12 @@ impl<'c> LockClient<'c> {
     /// Releases many locks this process holds (leases first, then their GET_LOCKs).
     pub fn release_many(&mut self, held: &[Held]) -> Result<()> {
         if held.is_empty() {
+            return Ok(());
+        }
+        if self.zk.is_some() {
+            for h in held {
+                self.release(h)?;
+            }
             return Ok(());
         }
         // By primary key (with the tokens, so only our own leases go): record locks only, no
@@ -568,16 +710,27 @@ impl<'c> LockClient<'c> {
         result
     }
 
-    fn held(&self, req: &Request, server: Option<&HostPort>, token: u64, took_over: bool) -> Held {
+    fn held(
+        &self,
+        req: &Request,
+        server: Option<&HostPort>,
+        won: (u64, Option<String>),
+        took_over: bool,
+    ) -> Held {
+        // On ZooKeeper a lock that is not an account's takes no GET_LOCK anywhere.
+        let getlock_on = match server {
+            Some(s) => Some(s),
+            None if self.zk.is_none() => Some(&self.ring.server),
+            None => None,
+        };
         Held {
             name: req.name.clone(),
-            token,
+            token: won.0,
             owner: req.owner.clone(),
             ttl: req.ttl,
-            session: req
-                .hold_session
-                .then(|| server.unwrap_or(&self.ring.server).clone()),
+            session: getlock_on.filter(|_| req.hold_session).cloned(),
             took_over,
+            zk_holder: won.1,
         }
     }
 
@@ -589,6 +742,9 @@ impl<'c> LockClient<'c> {
         server: Option<&HostPort>,
         with_get_lock: bool,
     ) -> Result<Inserted> {
+        if self.zk.is_some() {
+            return self.create_node(req, server);
+        }
         let (holder_server, holder_conn) = if req.hold_session {
             let id = self.session_connection_id(server)?;
             (
@@ -631,7 +787,7 @@ impl<'c> LockClient<'c> {
                     holder_conn.into(),
                 ]);
                 match c.exec_drop(&sql, params) {
-                    Ok(()) => Ok(Inserted::Won(c.last_insert_id())),
+                    Ok(()) => Ok(Inserted::Won(c.last_insert_id(), None)),
                     Err(e) if kind_of(&e) == DbErrorKind::Duplicate => Ok(Inserted::Exists),
                     Err(e) if with_get_lock && kind_of(&e) == DbErrorKind::NullRefused => {
                         Ok(Inserted::Refused)
@@ -649,11 +805,42 @@ impl<'c> LockClient<'c> {
         }
     }
 
+    /// On ZooKeeper: the lock node, ephemeral-held when the holder keeps a session. `server`
+    /// is where the caller took GET_LOCK (None: nowhere).
+    fn create_node(&mut self, req: &Request, server: Option<&HostPort>) -> Result<Inserted> {
+        let holder = match server.filter(|_| req.hold_session) {
+            Some(s) => Some((s.to_string(), self.session_connection_id(Some(s))?)),
+            None => None,
+        };
+        let record = zk::Record::starting_now(
+            &req.owner,
+            &req.purpose,
+            req.ttl,
+            holder,
+            req.metadata.clone(),
+        );
+        let store = self.zk.as_ref().expect("called for the zookeeper backend");
+        Ok(
+            match store.create(req.name.as_str(), &record, req.hold_session)? {
+                zk::Created::Won(token, child) => Inserted::Won(token, Some(child)),
+                zk::Created::Exists => Inserted::Exists,
+            },
+        )
+    }
+
+    /// Deletes a stale lease being taken over, only if it is still the one judged.
+    fn delete_judged(&mut self, existing: &Lease) -> Result<bool> {
+        match (&self.zk, &existing.zk_holder) {
+            (Some(store), Some(child)) => store.delete(&existing.name, child.as_deref()),
+            _ => self.delete_lease(&existing.name, Some(existing.token)),
+        }
+    }
+
     fn insert_lease(&mut self, req: &Request, server: Option<&HostPort>) -> Result<Held> {
         let mut took_over = false;
         for _ in 0..3 {
-            if let Inserted::Won(token) = self.insert_row(req, server, false)? {
-                return Ok(self.held(req, server, token, took_over));
+            if let Inserted::Won(token, child) = self.insert_row(req, server, false)? {
+                return Ok(self.held(req, server, (token, child), took_over));
             }
             let Some(existing) = self.read(req.name.as_str())? else {
                 continue;
@@ -671,9 +858,16 @@ impl<'c> LockClient<'c> {
                     if let (true, Some((s, conn))) = (kill_session, existing.holder()) {
                         killed = self.kill_holder(&s, &existing.name, conn)?;
                     }
+                    if self.zk.is_some() && !self.delete_judged(&existing)? {
+                        // Someone else took it over first: judge theirs.
+                        continue;
+                    }
+                    let on_ring = self.zk.is_none();
                     self.ring.run("taking over the lease", |c| {
                         use mysql::prelude::Queryable;
-                        c.exec_drop("DELETE FROM locks WHERE name = ? AND token = ?", (&existing.name, existing.token))?;
+                        if on_ring {
+                            c.exec_drop("DELETE FROM locks WHERE name = ? AND token = ?", (&existing.name, existing.token))?;
+                        }
                         audit::record(
                             c,
                             "lock.takeover",
@@ -694,6 +888,23 @@ impl<'c> LockClient<'c> {
 
     /// The lease rule applied to `lease` as its holder is observed now.
     fn verdict(&mut self, lease: &Lease) -> Result<Verdict> {
+        if let Some(child) = &lease.zk_holder {
+            return Ok(judge(Observed {
+                expired: lease.expired,
+                has_session: zk::keeps_session(child.as_deref()),
+                // The ephemeral child is the session; where GET_LOCK is held too, it must be
+                // alive as well.
+                session_alive: if !zk::session_alive(child.as_deref()) {
+                    Some(false)
+                } else if lease.holder().is_some() {
+                    self.session_alive(lease)?
+                } else {
+                    Some(true)
+                },
+                runs_command: lease.runs_command(),
+                command_gone: lease.command_gone(),
+            }));
+        }
         Ok(judge(Observed {
             expired: lease.expired,
             has_session: lease.holder().is_some(),
@@ -801,19 +1012,23 @@ impl<'c> LockClient<'c> {
                 held.name, held.token
             ))
         };
-        let renewed = self.ring.run("renewing the lease", |c| {
-            use mysql::prelude::Queryable;
-            c.exec_drop(
-                "UPDATE locks SET expires_at = UTC_TIMESTAMP(6) + INTERVAL ? MICROSECOND
-                 WHERE name = ? AND token = ? AND expires_at > UTC_TIMESTAMP(6)",
-                (held.ttl.as_micros() as u64, held.name.as_str(), held.token),
-            )?;
-            Ok(c.affected_rows())
-        });
-        match renewed {
-            Ok(1) => {}
-            Ok(_) => return Err(lost("the lease expired, was taken over or was released")),
-            Err(e) => return Err(lost(&e.to_string())),
+        if self.zk.is_some() {
+            self.renew_node(held).map_err(|why| lost(&why))?;
+        } else {
+            let renewed = self.ring.run("renewing the lease", |c| {
+                use mysql::prelude::Queryable;
+                c.exec_drop(
+                    "UPDATE locks SET expires_at = UTC_TIMESTAMP(6) + INTERVAL ? MICROSECOND
+                     WHERE name = ? AND token = ? AND expires_at > UTC_TIMESTAMP(6)",
+                    (held.ttl.as_micros() as u64, held.name.as_str(), held.token),
+                )?;
+                Ok(c.affected_rows())
+            });
+            match renewed {
+                Ok(1) => {}
+                Ok(_) => return Err(lost("the lease expired, was taken over or was released")),
+                Err(e) => return Err(lost(&e.to_string())),
+            }
         }
         if let Some(server) = &held.session {
             let session = self.as_session(server);
@@ -831,8 +1046,45 @@ impl<'c> LockClient<'c> {
         Ok(())
     }
 
+    /// On ZooKeeper: extends our lock node's expiry, only while its holder child is ours and
+    /// the lease has not expired. Err says why it is lost.
+    fn renew_node(&self, held: &Held) -> std::result::Result<(), String> {
+        let store = self.zk.as_ref().ok_or("not on zookeeper")?;
+        let child = held
+            .zk_holder
+            .as_deref()
+            .ok_or("no holder child recorded")?;
+        let node = store
+            .read(held.name.as_str())
+            .map_err(|e| e.to_string())?
+            .filter(|n| n.holder.as_deref() == Some(child))
+            .ok_or("the lock node is gone or is someone else's")?;
+        if node.record.expired() {
+            return Err("the lease expired".into());
+        }
+        let mut record = node.record;
+        record.token = node.token;
+        record.extend(held.ttl);
+        match store.update(held.name.as_str(), child, &record) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err("the lock node is gone or is someone else's".into()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
     /// Releases a lock this process holds. False when the lease was no longer ours.
     pub fn release(&mut self, held: &Held) -> Result<bool> {
+        if let Some(store) = &self.zk {
+            let deleted = match &held.zk_holder {
+                Some(child) => store.delete(held.name.as_str(), Some(child))?,
+                None => false,
+            };
+            if let Some(server) = &held.session {
+                let session = self.as_session(server);
+                let _ = self.release_lock(session.as_ref(), &held.name);
+            }
+            return Ok(deleted);
+        }
         let on_ring = held.session.as_ref() == Some(&self.ring.server);
         if on_ring {
             // Lease and GET_LOCK on the same connection: one statement drops both. RELEASE_LOCK
@@ -861,6 +1113,18 @@ impl<'c> LockClient<'c> {
     /// Records in our lease the process group of the command `lock run` started, so a later
     /// acquirer on this host can tell whether the command outlived us.
     pub fn record_command_group(&mut self, held: &Held, pgid: u32) -> Result<()> {
+        if let (Some(store), Some(child)) = (&self.zk, &held.zk_holder) {
+            if let Some(mut node) = store.read(held.name.as_str())? {
+                if let Value::Object(m) = &mut node.record.metadata {
+                    m.insert("command_pgid".into(), pgid.into());
+                } else {
+                    node.record.metadata = json!({ "command_pgid": pgid });
+                }
+                node.record.token = node.token;
+                store.update(held.name.as_str(), child, &node.record)?;
+            }
+            return Ok(());
+        }
         self.ring.exec_drop(
             "recording the command's process group",
             "UPDATE locks SET metadata = JSON_SET(metadata, '$.command_pgid', ?) WHERE name = ? AND token = ?",
@@ -870,6 +1134,15 @@ impl<'c> LockClient<'c> {
 
     /// Deletes a lease, only if it still carries `token` when one is given.
     pub fn delete_lease(&mut self, name: &str, token: Option<u64>) -> Result<bool> {
+        if let Some(store) = &self.zk {
+            let Some(node) = store.read(name)? else {
+                return Ok(false);
+            };
+            if token.is_some_and(|t| t != node.token) {
+                return Ok(false);
+            }
+            return store.delete(name, node.holder.as_deref());
+        }
         let n = self.ring.run("deleting the lease", |c| {
             use mysql::prelude::Queryable;
             c.exec_drop(
@@ -889,11 +1162,13 @@ impl<'c> LockClient<'c> {
             return Err(Error::Usage("--reason must say why".into()));
         }
         let lease = self.read(name.as_str())?;
+        let on_zk = self.zk.is_some();
         let server = match lease.as_ref().and_then(|l| l.holder()) {
             Some((s, _)) => Some(s),
+            // On ZooKeeper a lock that is not an account's has no GET_LOCK anywhere.
             None => self
                 .lock_server(name)?
-                .or_else(|| Some(self.ring.server.clone())),
+                .or_else(|| (!on_zk).then(|| self.ring.server.clone())),
         };
         let mut killed = Vec::new();
         if let Some(server) = server {
@@ -911,6 +1186,7 @@ impl<'c> LockClient<'c> {
             token: lease.as_ref().map(|l| l.token),
             owner: lease.map(|l| l.owner),
             killed,
+            backend: self.backend(),
         };
         self.audit(
             "lock.force-release",
@@ -923,7 +1199,10 @@ impl<'c> LockClient<'c> {
 
     /// Leases matching the filter, oldest expiry first.
     pub fn list(&mut self, filter: &ListFilter) -> Result<Vec<Lease>> {
-        list(&mut self.ring, filter)
+        match &self.zk {
+            Some(store) => list_nodes(store, filter),
+            None => list(&mut self.ring, filter),
+        }
     }
 
     /// Releases expired leases, `SWEEP_CHUNK` at a time by the `expires_at` index, at most
@@ -931,6 +1210,9 @@ impl<'c> LockClient<'c> {
     /// Each chunk is one statement; the sessions of their holders are ended. Two sweeps at once
     /// each delete distinct rows (a row is deleted once), so their counts add up.
     pub fn sweep(&mut self, limit: Option<u64>, dry_run: bool) -> Result<Vec<String>> {
+        if self.zk.is_some() {
+            return self.sweep_nodes(limit, dry_run);
+        }
         let limit = limit.unwrap_or(u64::MAX);
         let chunk = SWEEP_CHUNK;
         let mut released = Vec::new();
@@ -982,6 +1264,48 @@ impl<'c> LockClient<'c> {
         Ok(released)
     }
 
+    /// ZooLocker's periodic scan: every expired lock node is deleted with the holder child it
+    /// was read with, so a lock released and re-acquired since the read (a new child) is never
+    /// the one deleted. The GET_LOCK sessions of the swept holders are ended.
+    fn sweep_nodes(&mut self, limit: Option<u64>, dry_run: bool) -> Result<Vec<String>> {
+        let store = self.zk.as_ref().expect("called for the zookeeper backend");
+        let expired: Vec<Lease> = list_nodes(
+            store,
+            &ListFilter {
+                expired_only: true,
+                ..Default::default()
+            },
+        )?
+        .into_iter()
+        .take(limit.map_or(usize::MAX, |l| l as usize))
+        .collect();
+        if dry_run {
+            return Ok(expired.into_iter().map(|l| l.name).collect());
+        }
+        let mut released = Vec::new();
+        for lease in expired {
+            if !self.delete_judged(&lease)? {
+                continue;
+            }
+            if let Some((server, conn)) = lease.holder() {
+                let _ = self.kill_holder(&server, &lease.name, conn);
+            }
+            released.push(lease.name);
+        }
+        if !released.is_empty() {
+            let n = released.len();
+            self.ring.run("auditing the sweep", |c| {
+                audit::record(
+                    c,
+                    "lock.sweep",
+                    &format!("{n} locks"),
+                    json!({ "released": released, "backend": "zookeeper" }),
+                )
+            })?;
+        }
+        Ok(released)
+    }
+
     /// MySQL has no DELETE ... RETURNING: select the chunk, then delete exactly those rows
     /// that are still expired with the same token.
     fn sweep_chunk_portable(&mut self, n: u64) -> Result<Vec<SweptRow>> {
@@ -1016,6 +1340,9 @@ impl<'c> LockClient<'c> {
             Some((s, _)) => Some(s),
             None => self.lock_server(name)?,
         };
+        if server.is_none() && self.zk.is_some() {
+            return Ok(None);
+        }
         let session = server.as_ref().and_then(|s| self.as_session(s));
         let shown = server
             .unwrap_or_else(|| self.ring.server.clone())
@@ -1045,6 +1372,7 @@ pub struct ForceReleased {
     pub owner: Option<String>,
     /// The KILL statements run, with their server.
     pub killed: Vec<String>,
+    pub backend: &'static str,
 }
 
 /// Whether any process of group `pgid` still runs on this machine. Zombies do not count: a
@@ -1177,6 +1505,49 @@ pub fn list(ring: &mut Db, filter: &ListFilter) -> Result<Vec<Lease>> {
     Ok(rows.into_iter().map(|r| r.0).collect())
 }
 
+/// Lock nodes matching the filter, oldest expiry first (the ring's listing order).
+fn list_nodes(store: &ZkStore, filter: &ListFilter) -> Result<Vec<Lease>> {
+    let mut leases: Vec<Lease> = store
+        .read_all()?
+        .into_iter()
+        .map(Lease::from_node)
+        .filter(|l| {
+            (!filter.expired_only || l.expired)
+                && filter.prefix.is_none_or(|p| l.name.starts_with(p))
+                && filter.owner.is_none_or(|o| l.owner == o)
+        })
+        .collect();
+    // Both sides are the same fixed-width UTC format, so text order is time order.
+    leases.sort_by(|a, b| {
+        a.expires_at
+            .cmp(&b.expires_at)
+            .then_with(|| a.name.cmp(&b.name))
+    });
+    Ok(leases)
+}
+
+/// Every lease of the configured backend matching the filter (`top`, which has the ring open).
+pub fn list_leases(cfg: &Config, ring: &mut Db, filter: &ListFilter) -> Result<Vec<Lease>> {
+    match &cfg.locks {
+        LockBackend::Mysql => list(ring, filter),
+        LockBackend::Zookeeper(z) => list_nodes(&ZkStore::connect(z)?, filter),
+    }
+}
+
+/// What an operator does when a backend's next token is not above the highest one used.
+fn token_remedy(backend: &LockBackend, floor: u64) -> String {
+    match backend {
+        LockBackend::Mysql => format!(
+            "Raise the ring's sequence past it (in the ring database: ALTER TABLE locks AUTO_INCREMENT = {}), \
+             or go back to [locks] backend = \"zookeeper\"",
+            floor + 1
+        ),
+        LockBackend::Zookeeper(_) => "This ensemble's zxids are behind the tokens issued before \
+             (a new ensemble?): keep [locks] backend = \"mysql\", or use the ensemble that issued them"
+            .into(),
+    }
+}
+
 /// A lock whose GET_LOCK is held on a given server.
 #[derive(Clone, Debug, Serialize)]
 pub struct HolderOn {
@@ -1188,9 +1559,24 @@ pub struct HolderOn {
 
 /// The leases whose GET_LOCK session is on one of `servers` (a drain names them: those holders
 /// lose their server with it).
-pub fn holders_on(ring: &mut Db, servers: &[HostPort]) -> Result<Vec<HolderOn>> {
+pub fn holders_on(cfg: &Config, ring: &mut Db, servers: &[HostPort]) -> Result<Vec<HolderOn>> {
     if servers.is_empty() {
         return Ok(Vec::new());
+    }
+    if let LockBackend::Zookeeper(z) = &cfg.locks {
+        let names: Vec<String> = servers.iter().map(|s| s.to_string()).collect();
+        return Ok(list_nodes(&ZkStore::connect(z)?, &ListFilter::default())?
+            .into_iter()
+            .filter_map(|l| {
+                let server = l.holder_server.filter(|s| names.contains(s))?;
+                Some(HolderOn {
+                    name: l.name,
+                    owner: l.owner,
+                    server,
+                    connection: l.holder_connection?,
+                })
+            })
+            .collect());
     }
     let names: Vec<String> = servers.iter().map(|s| s.to_string()).collect();
     let rows: Vec<(String, String, String, u64)> = ring.exec(

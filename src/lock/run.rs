@@ -38,6 +38,7 @@ pub struct RunOutcome {
     /// The command's exit code (128 + signal when a signal ended it).
     pub exit_code: i32,
     pub renewals: u64,
+    pub backend: &'static str,
 }
 
 /// Signals the command's whole process group.
@@ -196,6 +197,7 @@ pub fn run_under_lock(cfg: &Config, opts: &RunOptions, ui: &Ui) -> Result<RunOut
             token: held.token,
             exit_code: code,
             renewals,
+            backend: cfg.locks.name(),
         }),
         Ok(false) => Err(Error::LockLost(format!(
             "lock {} was no longer held when the command ended (exit {code})",

@@ -410,7 +410,7 @@ pub fn drain(cfg: &Config, opts: &DrainOptions, ui: &Ui) -> Result<Outcome> {
         changes.insert(addr, ServerStatus::Online);
     }
     let drained: Vec<HostPort> = draining.iter().map(|(_, s)| s.addr()).collect();
-    let locks = crate::lock::holders_on(&mut ring, &drained)?;
+    let locks = crate::lock::holders_on(cfg, &mut ring, &drained)?;
     for l in &locks {
         ui.warn(&format!(
             "lock {} (owner {}) is held with GET_LOCK on drained server {} (connection {})",

@@ -22,8 +22,8 @@ use crate::db::{retry_deadlocks, Db};
 use crate::error::{Error, Result};
 use crate::lock::{Held, LockClient, Request};
 use crate::output::Ui;
-use crate::ring::audit;
 use crate::ring::directory::{self, Shard};
+use crate::ring::{audit, fences};
 use crate::shard::replica;
 use crate::shard::{fence, guard, routing};
 use crate::types::HostPort;
@@ -115,8 +115,8 @@ struct Group<'a> {
 }
 
 impl Group<'_> {
-    fn lock_tokens(&self) -> Vec<u64> {
-        self.held.iter().map(|h| h.token).collect()
+    fn grants(&self) -> Vec<fences::Grant<'_>> {
+        self.held.iter().map(|h| (&h.name, h.token)).collect()
     }
 }
 
@@ -643,10 +643,11 @@ impl<'c> Mover<'c> {
             "UPDATE migrations SET state = ?, updated_at = UTC_TIMESTAMP(6) WHERE migration_id IN ({})",
             placeholders(g.migration_ids.len())
         );
-        let tokens = g.lock_tokens();
+        let grants = g.grants();
+        let backend = &self.cfg.locks;
         let db = self.ring();
         let done = retry_deadlocks(|| {
-            fenced_ring(db, &tokens, |tx| {
+            fenced_ring(db, backend, &grants, |tx| {
                 if let Some(to) = to {
                     if !super::destination_active(tx, to)? {
                         return Ok(None);

@@ -21,13 +21,13 @@ use mysql::prelude::Queryable;
 use serde::Serialize;
 use serde_json::json;
 
-use crate::config::Config;
+use crate::config::{Config, LockBackend};
 use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::lock::{Held, LockClient, Request};
 use crate::output::Ui;
 use crate::ring::directory::{self, Shard};
-use crate::ring::{self, audit};
+use crate::ring::{self, audit, fences};
 use crate::shard::replica;
 use crate::shard::{fence, guard, routing};
 use crate::types::{HostPort, LockName, ShardName};
@@ -183,34 +183,46 @@ fn journal_state(
     Ok(n == 1)
 }
 
-/// Runs one ring transaction after checking that the leases carrying `tokens` are all still
-/// there and current: the directory changes are fenced where they are stored. `f` returns None
-/// when the directory is not as it expects; the transaction is then rolled back, and so is
-/// the result.
+/// Runs one ring transaction after checking that the grants are all still current: the
+/// directory changes are fenced where they are stored. With the `mysql` backend the leases
+/// themselves are checked (and row-locked, so a takeover waits for this commit); with
+/// ZooKeeper, the ring's lock fences (`ring::fences`). `f` returns None when the directory is
+/// not as it expects; the transaction is then rolled back, and so is the result.
 fn fenced_ring<T>(
     db: &mut Db,
-    tokens: &[u64],
+    backend: &LockBackend,
+    grants: &[fences::Grant],
     f: impl FnOnce(&mut mysql::Transaction) -> mysql::Result<Option<T>>,
 ) -> Result<Option<T>> {
-    let check = format!(
-        "SELECT COUNT(*) FROM locks WHERE token IN ({}) AND expires_at > UTC_TIMESTAMP(6) FOR UPDATE",
-        crate::db::placeholders(tokens.len())
-    );
-    let params: Vec<mysql::Value> = tokens.iter().map(|&t| t.into()).collect();
+    let tokens: Vec<mysql::Value> = grants.iter().map(|&(_, t)| t.into()).collect();
     let result = db.transaction_if("changing the directory", |tx| {
-        let current: Option<u64> = tx.exec_first(&check, params)?;
-        if current != Some(tokens.len() as u64) {
+        let current = match backend {
+            LockBackend::Mysql => tx
+                .exec_first::<u64, _, _>(
+                    format!(
+                        "SELECT COUNT(*) FROM locks WHERE token IN ({}) AND expires_at > UTC_TIMESTAMP(6) FOR UPDATE",
+                        crate::db::placeholders(tokens.len())
+                    ),
+                    tokens,
+                )?
+                .unwrap_or(0),
+            LockBackend::Zookeeper(_) => {
+                fences::raise(tx, grants)?;
+                fences::current(tx, grants)?
+            }
+        };
+        if current != grants.len() as u64 {
             return Ok(None);
         }
         Ok(Some(f(tx)?))
     })?;
-    result.ok_or_else(|| match tokens {
-        [token] => Error::LockLost(format!(
+    result.ok_or_else(|| match grants {
+        [(_, token)] => Error::LockLost(format!(
             "the account lock was lost (token {token} is no longer current); nothing changed"
         )),
         _ => Error::LockLost(format!(
             "account locks were lost (not all of {} tokens are current); nothing changed",
-            tokens.len()
+            grants.len()
         )),
     })
 }
@@ -570,8 +582,9 @@ impl Run<'_> {
                 .is_ok();
         let user = self.user;
         let from = self.from.id;
+        let name = lock_name(user)?;
         self.with_ring(|db| {
-            fenced_ring(db, &[self.token], |tx| {
+            fenced_ring(db, &self.cfg.locks, &[(&name, self.token)], |tx| {
                 tx.exec_drop(
                     "UPDATE users SET state = 'active' WHERE user_id = ? AND shard_id = ?",
                     (user, from),
@@ -797,7 +810,7 @@ pub fn migrate(cfg: &Config, opts: &Options, ui: &Ui) -> Result<Report> {
             }
             guard::open_destination(cfg, &mut dst_db, &[opts.user])?;
             guard::close_source(cfg, &mut src_db, &[opts.user], &to.name)?;
-            run.with_ring(|db| fenced_ring(db, &[held.token], |tx| {
+            run.with_ring(|db| fenced_ring(db, &run.cfg.locks, &[(&held.name, held.token)], |tx| {
                 tx.exec_drop(
                     "UPDATE users SET state = 'moving' WHERE user_id = ? AND shard_id = ?",
                     (opts.user, from.id),
@@ -838,7 +851,7 @@ pub fn migrate(cfg: &Config, opts: &Options, ui: &Ui) -> Result<Report> {
             // The commit point: one ring transaction, checked against the lease's token.
             let flip_audit = json!({ "from": from.name, "to": to.name, "migration_id": migration_id,
                                      "token": held.token, "rows": report.rows });
-            let flipped = run.with_ring(|db| fenced_ring(db, &[held.token], |tx| {
+            let flipped = run.with_ring(|db| fenced_ring(db, &run.cfg.locks, &[(&held.name, held.token)], |tx| {
                 if !destination_active(tx, to.id)? {
                     return Ok(Some(false));
                 }
@@ -1009,7 +1022,7 @@ pub fn resume_entry(
                     if state::may_have_copied(entry.state) {
                         run.delete_all(&dst, "clearing", 0, "migrate.resume_clear_mid")?;
                     }
-                    run.with_ring(|db| fenced_ring(db, &[held.token], |tx| {
+                    run.with_ring(|db| fenced_ring(db, &run.cfg.locks, &[(&held.name, held.token)], |tx| {
                         tx.exec_drop(
                             "UPDATE users SET state = 'active' WHERE user_id = ? AND shard_id = ?",
                             (entry.user, from.id),

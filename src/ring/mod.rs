@@ -4,6 +4,7 @@
 pub mod assign;
 pub mod audit;
 pub mod directory;
+pub mod fences;
 pub mod placement;
 pub mod schema;
 pub mod tickets;
@@ -119,4 +120,15 @@ pub fn initialize(cfg: &Config, dry_run: bool) -> Result<InitOutcome> {
         ticket_servers,
         dry_run,
     })
+}
+
+/// The highest fencing token any move has used (0: none): the shards' fences hold no higher,
+/// since every move journals its token before it writes.
+pub fn highest_token(ring: &mut Db) -> Result<u64> {
+    let t: Option<Option<u64>> = ring.exec_first(
+        "reading the highest token used",
+        "SELECT MAX(token) FROM migrations",
+        (),
+    )?;
+    Ok(t.flatten().unwrap_or(0))
 }

@@ -9,7 +9,7 @@ use crate::error::Result;
 use crate::types::Ident;
 
 /// The schema version this build writes and expects.
-pub const VERSION: u32 = 3;
+pub const VERSION: u32 = 4;
 
 /// The ticket tables, Flickr style: one row per table, `REPLACE` bumps its auto-increment.
 pub const TICKET_TABLES: &[&str] = &[
@@ -152,8 +152,21 @@ const V3: &[&str] = &["CREATE TABLE IF NOT EXISTS cache_pending (
         attempts INT UNSIGNED NOT NULL
     ) ENGINE=InnoDB"];
 
+/// Version 4: the highest token a move used, found by index (every grant is checked against
+/// it, so switching lock backends never hands out a token the shards' fences would refuse),
+/// and the ring's fences for locks kept in ZooKeeper.
+const V4: &[&str] = &[
+    "ALTER TABLE migrations ADD KEY IF NOT EXISTS token (token)",
+    // The ZooKeeper backend's fence for directory changes (see ring::fences).
+    "CREATE TABLE IF NOT EXISTS lock_fences (
+        name VARCHAR(64) NOT NULL PRIMARY KEY,
+        token BIGINT UNSIGNED NOT NULL,
+        updated_at DATETIME(6) NOT NULL
+    ) ENGINE=InnoDB",
+];
+
 /// Every version's statements; index 0 is version 1.
-const STEPS: &[&[&str]] = &[V1, V2, V3];
+const STEPS: &[&[&str]] = &[V1, V2, V3, V4];
 
 /// The recorded version, or None where the schema was never created.
 pub fn recorded_version(db: &mut Db, database: &Ident) -> Result<Option<u32>> {

@@ -5,10 +5,12 @@
 pub mod cache;
 pub mod demo;
 pub mod server;
+pub mod zookeeper;
 
 use cache::CacheProcess;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use zookeeper::ZkNode;
 
 use serde::{Deserialize, Serialize};
 
@@ -46,6 +48,17 @@ pub struct Spec {
     /// `[shards] write_guard = true`, and the guard installed on every server.
     #[serde(default)]
     pub write_guard: bool,
+    /// A ZooKeeper ensemble of this many nodes keeps the locks (`[locks] backend =
+    /// "zookeeper"`); 0: the locks are in the ring.
+    #[serde(default)]
+    pub zookeeper_nodes: u32,
+}
+
+/// The sandbox's ZooKeeper ensemble, if it has one: client ports after the memcached's port,
+/// then the quorum and election ports.
+pub fn zookeeper_nodes(dir: &Path, spec: &Spec) -> Vec<ZkNode> {
+    let first = spec.base_port + 2 + 2 * (spec.shards + spec.spare_shards) as u16;
+    zookeeper::ensemble(dir, spec.zookeeper_nodes, first)
 }
 
 /// The sandbox's memcached, if it has one: on the port after the last shard server's.
@@ -118,7 +131,12 @@ fn root_login() -> Login {
     }
 }
 
-fn config_text(members: &[Member], cache: Option<&CacheProcess>, write_guard: bool) -> String {
+fn config_text(
+    members: &[Member],
+    cache: Option<&CacheProcess>,
+    write_guard: bool,
+    zookeeper: &[ZkNode],
+) -> String {
     let ring = members[0].process.addr();
     let tables: String = demo::tables()
         .iter()
@@ -146,6 +164,21 @@ fn config_text(members: &[Member], cache: Option<&CacheProcess>, write_guard: bo
         cache
             .map(|c| format!("\n# The application's routing cache: shardctl deletes its entries at every change.\n[cache]\nservers = [\"{}\"]\n", c.addr()))
             .unwrap_or_default()
+    ) + &locks_text(zookeeper)
+}
+
+/// The `[locks]` section of a sandbox whose locks live in its ZooKeeper ensemble.
+fn locks_text(zookeeper: &[ZkNode]) -> String {
+    if zookeeper.is_empty() {
+        return String::new();
+    }
+    let servers: Vec<String> = zookeeper
+        .iter()
+        .map(|n| format!("\"{}\"", n.addr()))
+        .collect();
+    format!(
+        "\n# Locks are nodes under /shardctl/locks in the sandbox's ZooKeeper ensemble.\n[locks]\nbackend = \"zookeeper\"\nservers = [{}]\n",
+        servers.join(", ")
     )
 }
 
@@ -204,7 +237,8 @@ pub fn up(opts: &UpOptions, ui: &Ui) -> Result<UpOutcome> {
         Some(s) => s.clone(),
         None => opts.spec.clone(),
     };
-    if spec.base_port as u32 + 2 * (spec.shards + spec.spare_shards) + 2 > u16::MAX as u32
+    if spec.base_port as u32 + 2 * (spec.shards + spec.spare_shards) + 2 + 3 * spec.zookeeper_nodes
+        > u16::MAX as u32
         || spec.shards == 0
     {
         return Err(Error::Usage(
@@ -224,6 +258,12 @@ pub fn up(opts: &UpOptions, ui: &Ui) -> Result<UpOutcome> {
         m.process.check_port_free()?;
     }
     let cache = cache_process(&dir, &spec).filter(|c| c.running_pid().is_none());
+    let ensemble = zookeeper_nodes(&dir, &spec);
+    let zk_to_start: Vec<&ZkNode> = ensemble
+        .iter()
+        .filter(|n| n.running_pid().is_none())
+        .collect();
+    let mut zk_started: Vec<&ZkNode> = Vec::new();
     let mut started = Vec::new();
     let mut spawned: Vec<&Member> = Vec::new();
     let result = (|| {
@@ -236,6 +276,15 @@ pub fn up(opts: &UpOptions, ui: &Ui) -> Result<UpOutcome> {
         if let Some(c) = &cache {
             c.start()?;
             started.push(c.addr().to_string());
+        }
+        for n in &zk_to_start {
+            n.start(&ensemble)?;
+            zk_started.push(n);
+            started.push(n.addr().to_string());
+        }
+        if !zk_to_start.is_empty() {
+            spinner.set_message("waiting for ZooKeeper");
+            zookeeper::wait_serving(&ensemble, START_TIMEOUT)?;
         }
         bring_up(opts, &dir, &spec, recorded.is_none(), &members, &spinner)
     })();
@@ -256,6 +305,9 @@ pub fn up(opts: &UpOptions, ui: &Ui) -> Result<UpOutcome> {
             }
             if let Some(c) = &cache {
                 c.stop();
+            }
+            for n in zk_started {
+                n.stop();
             }
             Err(e)
         }
@@ -287,7 +339,12 @@ fn bring_up(
         }
         std::fs::write(
             &config_path,
-            config_text(members, cache_process(dir, spec).as_ref(), spec.write_guard),
+            config_text(
+                members,
+                cache_process(dir, spec).as_ref(),
+                spec.write_guard,
+                &zookeeper_nodes(dir, spec),
+            ),
         )
         .map_err(|e| Error::io("writing the sandbox config", e))?;
         let cfg = Config::load(&config_path)?;
@@ -532,6 +589,19 @@ pub fn status(dir: &Path) -> Result<Status> {
         user: String::new(),
         running: c.running_pid().is_some(),
     }));
+    servers.extend(
+        zookeeper_nodes(&dir, &spec)
+            .into_iter()
+            .map(|n| ServerState {
+                role: "zookeeper",
+                shard: None,
+                half: None,
+                host: "127.0.0.1".into(),
+                port: n.client_port,
+                user: String::new(),
+                running: n.running_pid().is_some(),
+            }),
+    );
     Ok(Status {
         config: dir.join(CONFIG_FILE),
         global_database: RING_DATABASE.into(),
@@ -554,6 +624,13 @@ pub fn down(dir: &Path) -> Result<Vec<String>> {
     .into_iter()
     .flatten()
     .collect();
+    stopped.extend(
+        parallel::each(&zookeeper_nodes(&dir, &spec), |n| {
+            n.stop().then(|| n.addr().to_string())
+        })
+        .into_iter()
+        .flatten(),
+    );
     if let Some(c) = cache_process(&dir, &spec) {
         if c.stop() {
             stopped.push(c.addr().to_string());

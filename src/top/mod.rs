@@ -254,7 +254,7 @@ pub fn snapshot(cfg: &Config, ring: &mut Db, probers: &Probers) -> Result<Snapsh
     let shards = directory::shards(ring)?;
     let counts = directory::user_counts(ring)?;
     let migrations = migrations(ring)?;
-    let locks = crate::lock::list(ring, &Default::default())?;
+    let locks = crate::lock::list_leases(cfg, ring, &Default::default())?;
     let audit = audit::read(ring, None, None, 8)?;
     let refresh_ms = began.elapsed().as_secs_f64() * 1000.0;
 

@@ -1,0 +1,646 @@
+//! The ZooKeeper lock store: each lock is the node `<root>/locks/NAME`, whose data is a JSON
+//! record anyone can read with stock tools (`zkCli.sh get`), and whose one child names the
+//! holder with a name no one else draws (`e-<random>` or `p-<random>`).
+//!
+//! The child is what makes the recipe safe where the usual ones are not:
+//! - It is created in the same multi as the lock and deleted in the same multi as it, so a
+//!   stale delete (a sweeper or a takeover that read the lock a moment ago) names a child the
+//!   successor does not have and fails with NoNode: a re-created lock node is back at version 0,
+//!   and delete-by-version alone cannot tell it from its predecessor.
+//! - `e-` children are ephemeral: a holder that keeps a session loses the child when its session
+//!   ends, so a lock without a child is a dead holder's, and a holder whose renewal finds its
+//!   child gone knows it lost the lock.
+//! - After a connection loss during a create, the client asks for its own child: the answer
+//!   says whether the create happened, with no guess.
+//!
+//! The fencing token is the lock node's `czxid`: ZooKeeper's zxid only grows, across deletes
+//! and re-creates and across leader elections (the epoch is its high half).
+
+use std::future::Future;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant, SystemTime};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use zookeeper_client as zk;
+
+use crate::config::ZookeeperConfig;
+use crate::error::{Error, Result};
+
+/// The lock node's data: the public record of who holds what.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Record {
+    pub owner: String,
+    pub host: String,
+    pub pid: u32,
+    pub purpose: String,
+    /// The node's czxid. The create cannot know it, so the create writes 0 and the holder
+    /// writes the token right after; readers take the czxid itself.
+    pub token: u64,
+    pub acquired_at: String,
+    pub expires_at: String,
+    pub max_hold_seconds: f64,
+    /// Where the holder keeps `GET_LOCK(NAME)` (account locks): server and connection id.
+    #[serde(default)]
+    pub holder_server: Option<String>,
+    #[serde(default)]
+    pub holder_connection: Option<u64>,
+    #[serde(default)]
+    pub metadata: Value,
+}
+
+impl Record {
+    /// A new record for a lease of `ttl` starting now.
+    pub fn starting_now(
+        owner: &str,
+        purpose: &str,
+        ttl: Duration,
+        holder: Option<(String, u64)>,
+        metadata: Value,
+    ) -> Record {
+        let now = SystemTime::now();
+        let (holder_server, holder_connection) = holder.unzip();
+        Record {
+            owner: owner.to_string(),
+            host: crate::ring::audit::hostname(),
+            pid: std::process::id(),
+            purpose: purpose.to_string(),
+            token: 0,
+            acquired_at: timestamp(now),
+            expires_at: timestamp(now + ttl),
+            max_hold_seconds: ttl.as_secs_f64(),
+            holder_server,
+            holder_connection,
+            metadata,
+        }
+    }
+
+    /// Moves the expiry to `ttl` from now.
+    pub fn extend(&mut self, ttl: Duration) {
+        self.expires_at = timestamp(SystemTime::now() + ttl);
+    }
+
+    fn at(s: &str) -> Option<SystemTime> {
+        humantime::parse_rfc3339(s).ok()
+    }
+
+    /// Whether the lease is past its expiry by this machine's clock. A record whose expiry
+    /// cannot be read (written by hand) is taken as expired, so it can be swept.
+    pub fn expired(&self) -> bool {
+        Record::at(&self.expires_at).is_none_or(|t| t <= SystemTime::now())
+    }
+
+    pub fn age_seconds(&self) -> f64 {
+        Record::at(&self.acquired_at)
+            .and_then(|t| SystemTime::now().duration_since(t).ok())
+            .map_or(0.0, |d| d.as_secs_f64())
+    }
+
+    pub fn remaining_seconds(&self) -> f64 {
+        Record::at(&self.expires_at)
+            .and_then(|t| t.duration_since(SystemTime::now()).ok())
+            .map_or(0.0, |d| d.as_secs_f64())
+    }
+}
+
+/// The ring's format for times (`2026-12-02T03:40:00.123456Z`), so both backends print alike.
+fn timestamp(t: SystemTime) -> String {
+    humantime::format_rfc3339_micros(t).to_string()
+}
+
+/// A lock node as read: its record, its token, and its holder child (None: the holder's
+/// ephemeral child is gone, so its session ended).
+#[derive(Clone, Debug)]
+pub struct Node {
+    pub name: String,
+    pub record: Record,
+    pub token: u64,
+    pub holder: Option<String>,
+}
+
+/// Whether the holder keeps a session: its child is ephemeral, or was (a lock without a child
+/// lost its ephemeral one; a lease's persistent child is deleted only with the lock).
+pub fn keeps_session(holder: Option<&str>) -> bool {
+    holder.is_none_or(|h| h.starts_with("e-"))
+}
+
+/// Whether the holder's ZooKeeper session is alive, as far as the ensemble knows.
+pub fn session_alive(holder: Option<&str>) -> bool {
+    holder.is_some_and(|h| h.starts_with("e-"))
+}
+
+pub enum Created {
+    /// Won: the token and the holder child.
+    Won(u64, String),
+    /// The lock node exists (someone else's).
+    Exists,
+}
+
+/// One blocking-code handle on one ZooKeeper session.
+pub struct ZkStore {
+    client: zk::Client,
+    cfg: ZookeeperConfig,
+    /// `<root>/locks`.
+    dir: String,
+}
+
+/// The process's runtime for the ZooKeeper client. One worker thread, not a current-thread
+/// runtime: the session's pings must go on while this program is busy elsewhere, or the
+/// session expires while `state()` still says connected.
+fn runtime() -> Result<&'static tokio::runtime::Runtime> {
+    static RT: OnceLock<std::result::Result<tokio::runtime::Runtime, String>> = OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("zookeeper")
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())
+    })
+    .as_ref()
+    .map_err(|e| Error::Failed(format!("starting the ZooKeeper client runtime: {e}")))
+}
+
+/// Connection trouble: the ensemble (or the session) is not there. Anything else is a real
+/// answer from a server.
+fn is_connection(e: &zk::Error) -> bool {
+    matches!(
+        e,
+        zk::Error::ConnectionLoss
+            | zk::Error::Timeout
+            | zk::Error::NoHosts
+            | zk::Error::SessionExpired
+            | zk::Error::ClientClosed
+            | zk::Error::SessionMoved
+    )
+}
+
+fn multi_source(e: &zk::MultiWriteError) -> &zk::Error {
+    match e {
+        zk::MultiWriteError::RequestFailed { source } => source,
+        zk::MultiWriteError::OperationFailed { source, .. } => source,
+    }
+}
+
+impl ZkStore {
+    /// Opens a session, failing within the session timeout when the ensemble does not answer.
+    pub fn connect(cfg: &ZookeeperConfig) -> Result<ZkStore> {
+        let rt = runtime()?;
+        let ensemble = cfg.ensemble();
+        let timeout = cfg.session_timeout;
+        let connecting = zk::Client::connector()
+            .with_session_timeout(timeout)
+            .with_connection_timeout((timeout / 3).max(Duration::from_millis(500)))
+            .with_fail_eagerly()
+            .connect(&ensemble);
+        let client = match rt.block_on(async { tokio::time::timeout(timeout, connecting).await }) {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => return Err(unreachable_ensemble(cfg, "connecting", &e.to_string())),
+            Err(_) => {
+                return Err(unreachable_ensemble(
+                    cfg,
+                    "connecting",
+                    &format!("no answer within the session timeout ({timeout:?})"),
+                ))
+            }
+        };
+        Ok(ZkStore {
+            client,
+            dir: format!("{}/locks", cfg.root),
+            cfg: cfg.clone(),
+        })
+    }
+
+    pub fn backend_description(&self) -> String {
+        format!("ZooKeeper ensemble {}", self.cfg.ensemble())
+    }
+
+    fn path(&self, name: &str) -> String {
+        format!("{}/{name}", self.dir)
+    }
+
+    /// Runs one request, bounded by the session timeout.
+    fn wait<T>(&self, doing: &str, f: impl Future<Output = T>) -> Result<T> {
+        let timeout = self.cfg.session_timeout;
+        runtime()?
+            .block_on(async { tokio::time::timeout(timeout, f).await })
+            .map_err(|_| {
+                unreachable_ensemble(
+                    &self.cfg,
+                    doing,
+                    &format!("no answer within the session timeout ({timeout:?})"),
+                )
+            })
+    }
+
+    fn failed(&self, doing: &str, e: &zk::Error) -> Error {
+        if is_connection(e) {
+            unreachable_ensemble(&self.cfg, doing, &e.to_string())
+        } else {
+            Error::Failed(format!("{doing} on {}: {e}", self.backend_description()))
+        }
+    }
+
+    /// Repeats `f` while the connection is being re-established (a server of the ensemble
+    /// died, a leader is being elected), until the session timeout has passed since the start.
+    fn retrying<T>(
+        &self,
+        doing: &str,
+        mut f: impl FnMut(&ZkStore) -> Result<std::result::Result<T, zk::Error>>,
+    ) -> Result<T> {
+        let deadline = Instant::now() + self.cfg.session_timeout;
+        loop {
+            match f(self)? {
+                Ok(v) => return Ok(v),
+                Err(zk::Error::ConnectionLoss) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(e) => return Err(self.failed(doing, &e)),
+            }
+        }
+    }
+
+    /// A request that reaches the ensemble, to learn whether the session serves.
+    pub fn probe(&self) -> Result<()> {
+        self.retrying("asking the ensemble", |s| {
+            s.wait("asking the ensemble", s.client.check_stat("/"))
+                .map(|r| r.map(|_| ()))
+        })
+    }
+
+    /// Creates the lock with its holder child, or reports the lock that is there.
+    pub fn create(&self, name: &str, record: &Record, ephemeral: bool) -> Result<Created> {
+        let path = self.path(name);
+        let holder = format!(
+            "{}-{:016x}",
+            if ephemeral { "e" } else { "p" },
+            rand::random::<u64>()
+        );
+        let child = format!("{path}/{holder}");
+        let data = serde_json::to_vec(record).map_err(|e| Error::Failed(e.to_string()))?;
+        let lock_mode = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+        let child_mode = if ephemeral {
+            zk::CreateMode::Ephemeral
+        } else {
+            zk::CreateMode::Persistent
+        }
+        .with_acls(zk::Acls::anyone_all());
+        let mut lost_connection = false;
+        let deadline = Instant::now() + self.cfg.session_timeout;
+        loop {
+            let mut writer = self.client.new_multi_writer();
+            writer
+                .add_create(&path, &data, &lock_mode)
+                .and_then(|_| writer.add_create(&child, &[], &child_mode))
+                .map_err(|e| self.failed("creating the lock", &e))?;
+            // Sent behind the create on the same session, so it reads the create's outcome: the
+            // token when we won (3.8.0 returns no valid Stat from a create inside a multi),
+            // without waiting a round trip more.
+            let commit = writer.commit();
+            let read = self.read_request(&path);
+            let (created, read) =
+                self.wait("creating the lock", async { (commit.await, read.await) })?;
+            match created {
+                Ok(_) => {
+                    let node = self
+                        .node_from(name, read)
+                        .map_err(|e| self.failed("reading the lock", &e))?;
+                    return match node {
+                        Some(n) if n.holder.as_deref() == Some(holder.as_str()) => {
+                            self.write_token(name, &holder, record, n.token)?;
+                            Ok(Created::Won(n.token, holder))
+                        }
+                        // Taken away between the create and the read (force-released).
+                        _ => Ok(Created::Exists),
+                    };
+                }
+                Err(e) => match multi_source(&e) {
+                    zk::Error::NodeExists if !lost_connection => return Ok(Created::Exists),
+                    zk::Error::NoNode => {
+                        self.ensure_dir()?;
+                    }
+                    zk::Error::ConnectionLoss if Instant::now() < deadline => {
+                        lost_connection = true;
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                    // After a connection loss our own create may have gone through: our child
+                    // says whether it did.
+                    zk::Error::NodeExists => {
+                        let node = self.read(name)?;
+                        return match node {
+                            Some(n) if n.holder.as_deref() == Some(holder.as_str()) => {
+                                self.write_token(name, &holder, record, n.token)?;
+                                Ok(Created::Won(n.token, holder))
+                            }
+                            _ => Ok(Created::Exists),
+                        };
+                    }
+                    other => return Err(self.failed("creating the lock", other)),
+                },
+            }
+        }
+    }
+
+    /// Writes the token into the record, only while `holder` is still the lock's child.
+    fn write_token(&self, name: &str, holder: &str, record: &Record, token: u64) -> Result<()> {
+        let mut record = record.clone();
+        record.token = token;
+        self.update(name, holder, &record)?;
+        Ok(())
+    }
+
+    fn ensure_dir(&self) -> Result<()> {
+        let mode = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+        self.retrying("creating the locks directory", |s| {
+            s.wait(
+                "creating the locks directory",
+                s.client.mkdir(&s.dir, &mode),
+            )
+            .map(|r| match r {
+                Err(zk::Error::NodeExists) => Ok(()),
+                other => other,
+            })
+        })
+    }
+
+    /// The lock's data and children, read in one consistent request.
+    fn read_request(
+        &self,
+        path: &str,
+    ) -> impl Future<Output = std::result::Result<Vec<zk::MultiReadResult>, zk::Error>> + Send + '_
+    {
+        let mut reader = self.client.new_multi_reader();
+        let added = reader
+            .add_get_data(path)
+            .and_then(|_| reader.add_get_children(path));
+        let commit = reader.commit();
+        async move {
+            added?;
+            commit.await
+        }
+    }
+
+    fn node_from(
+        &self,
+        name: &str,
+        read: std::result::Result<Vec<zk::MultiReadResult>, zk::Error>,
+    ) -> std::result::Result<Option<Node>, zk::Error> {
+        let mut results = read?.into_iter();
+        let (data, stat) = match results.next() {
+            Some(zk::MultiReadResult::Data { data, stat }) => (data, stat),
+            Some(zk::MultiReadResult::Error {
+                err: zk::Error::NoNode,
+            })
+            | None => return Ok(None),
+            Some(zk::MultiReadResult::Error { err }) => return Err(err),
+            Some(_) => {
+                return Err(zk::Error::UnexpectedError(
+                    "a read answered out of order".into(),
+                ))
+            }
+        };
+        let children = match results.next() {
+            Some(zk::MultiReadResult::Children { children }) => children,
+            // Deleted between the two reads of one request cannot happen; be plain about it.
+            _ => return Ok(None),
+        };
+        let record = serde_json::from_slice::<Record>(&data).unwrap_or_else(|_| Record {
+            // A node written by someone else: shown, and sweepable, never trusted as a lease.
+            owner: "(unreadable record)".into(),
+            host: String::new(),
+            pid: 0,
+            purpose: String::new(),
+            token: 0,
+            acquired_at: String::new(),
+            expires_at: String::new(),
+            max_hold_seconds: 0.0,
+            holder_server: None,
+            holder_connection: None,
+            metadata: Value::Null,
+        });
+        Ok(Some(Node {
+            name: name.to_string(),
+            record,
+            token: stat.czxid.max(0) as u64,
+            holder: children
+                .into_iter()
+                .find(|c| c.starts_with("e-") || c.starts_with("p-")),
+        }))
+    }
+
+    /// The lock named `name`, if it exists.
+    pub fn read(&self, name: &str) -> Result<Option<Node>> {
+        let path = self.path(name);
+        self.retrying("reading the lock", |s| {
+            let read = s.read_request(&path);
+            let got = s.wait("reading the lock", read)?;
+            Ok(s.node_from(name, got))
+        })
+    }
+
+    /// Every lock, by name.
+    pub fn read_all(&self) -> Result<Vec<Node>> {
+        let names = self.retrying("listing locks", |s| {
+            s.wait("listing locks", s.client.list_children(&s.dir))
+                .map(|r| match r {
+                    Err(zk::Error::NoNode) => Ok(Vec::new()),
+                    other => other,
+                })
+        })?;
+        let mut nodes = Vec::with_capacity(names.len());
+        // Many locks per request, few enough to stay far below ZooKeeper's 1 MB packets.
+        for chunk in names.chunks(200) {
+            let got = self.retrying("listing locks", |s| {
+                let mut reader = s.client.new_multi_reader();
+                for n in chunk {
+                    let path = s.path(n);
+                    if let Err(e) = reader
+                        .add_get_data(&path)
+                        .and_then(|_| reader.add_get_children(&path))
+                    {
+                        return Ok(Err(e));
+                    }
+                }
+                let commit = reader.commit();
+                s.wait("listing locks", commit)
+            })?;
+            let mut results = got.into_iter();
+            for n in chunk {
+                let pair: Vec<zk::MultiReadResult> = results.by_ref().take(2).collect();
+                if let Some(node) = self
+                    .node_from(n, Ok(pair))
+                    .map_err(|e| self.failed("listing locks", &e))?
+                {
+                    nodes.push(node);
+                }
+            }
+        }
+        nodes.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(nodes)
+    }
+
+    /// Rewrites the record, only while `holder` is the lock's child. False: the lock is not
+    /// ours any more (released, taken over, or our session ended).
+    pub fn update(&self, name: &str, holder: &str, record: &Record) -> Result<bool> {
+        let path = self.path(name);
+        let child = format!("{path}/{holder}");
+        let data = serde_json::to_vec(record).map_err(|e| Error::Failed(e.to_string()))?;
+        self.retrying("updating the lock", |s| {
+            let mut writer = s.client.new_multi_writer();
+            if let Err(e) = writer
+                .add_check_version(&child, 0)
+                .and_then(|_| writer.add_set_data(&path, &data, None))
+            {
+                return Ok(Err(e));
+            }
+            let commit = writer.commit();
+            let done = s.wait("updating the lock", commit)?;
+            Ok(match done {
+                Ok(_) => Ok(true),
+                Err(e) => match multi_source(&e) {
+                    zk::Error::NoNode | zk::Error::BadVersion => Ok(false),
+                    other => Err(other.clone()),
+                },
+            })
+        })
+    }
+
+    /// Deletes the lock if `holder` is still its child (None: only if it has no child, the
+    /// lock of a holder whose session ended). False when the lock was not that one any more.
+    pub fn delete(&self, name: &str, holder: Option<&str>) -> Result<bool> {
+        let path = self.path(name);
+        let mut retried = false;
+        self.retrying("deleting the lock", |s| {
+            let mut writer = s.client.new_multi_writer();
+            let added = match holder {
+                Some(h) => writer
+                    .add_delete(&format!("{path}/{h}"), None)
+                    .and_then(|_| writer.add_delete(&path, None)),
+                // With a child it fails NotEmpty: a successor always has one.
+                None => writer.add_delete(&path, None),
+            };
+            if let Err(e) = added {
+                return Ok(Err(e));
+            }
+            let commit = writer.commit();
+            let done = s.wait("deleting the lock", commit)?;
+            Ok(match done {
+                Ok(_) => Ok(true),
+                Err(e) => match multi_source(&e) {
+                    // A retry after a lost connection may find our own delete done.
+                    zk::Error::NoNode if retried && holder.is_some() => {
+                        Ok(!s.holder_is(&path, holder))
+                    }
+                    zk::Error::NoNode | zk::Error::NotEmpty => Ok(false),
+                    zk::Error::ConnectionLoss => {
+                        retried = true;
+                        Err(zk::Error::ConnectionLoss)
+                    }
+                    other => Err(other.clone()),
+                },
+            })
+        })
+    }
+
+    /// Whether `holder` is still a child of the lock at `path` (false when it cannot be told).
+    fn holder_is(&self, path: &str, holder: Option<&str>) -> bool {
+        let Some(h) = holder else { return false };
+        let child = format!("{path}/{h}");
+        matches!(
+            self.wait("reading the lock", self.client.check_stat(&child)),
+            Ok(Ok(Some(_)))
+        )
+    }
+}
+
+/// A ZooKeeper four-letter-word command (`srvr`, `mntr`, `ruok`) on one server, bounded by
+/// `timeout`: its whole answer.
+pub fn four_letter(
+    server: &crate::types::HostPort,
+    word: &str,
+    timeout: Duration,
+) -> Result<String> {
+    use std::io::{Read, Write};
+    let failed =
+        |e: std::io::Error| Error::Unreachable(format!("ZooKeeper server {server} ({word}): {e}"));
+    let addr = std::net::ToSocketAddrs::to_socket_addrs(&(server.host.as_str(), server.port))
+        .map_err(failed)?
+        .next()
+        .ok_or_else(|| Error::Unreachable(format!("ZooKeeper server {server}: no address")))?;
+    let mut conn = std::net::TcpStream::connect_timeout(&addr, timeout).map_err(failed)?;
+    conn.set_read_timeout(Some(timeout)).map_err(failed)?;
+    conn.set_write_timeout(Some(timeout)).map_err(failed)?;
+    conn.write_all(word.as_bytes()).map_err(failed)?;
+    let mut out = String::new();
+    conn.read_to_string(&mut out).map_err(failed)?;
+    Ok(out)
+}
+
+/// The server's role from its `srvr` answer: `leader`, `follower` or `standalone`; None while
+/// it does not serve (it answers "not currently serving requests").
+pub fn mode(srvr: &str) -> Option<&str> {
+    srvr.lines()
+        .find_map(|l| l.strip_prefix("Mode: "))
+        .map(str::trim)
+}
+
+fn unreachable_ensemble(cfg: &ZookeeperConfig, doing: &str, what: &str) -> Error {
+    Error::Unreachable(format!(
+        "ZooKeeper ensemble {} does not answer ({doing}): {what}",
+        cfg.ensemble()
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(ttl: Duration) -> Record {
+        Record::starting_now("ops", "test", ttl, None, Value::Null)
+    }
+
+    #[test]
+    fn times_round_trip_and_judge_expiry() {
+        let r = record(Duration::from_secs(60));
+        assert!(!r.expired());
+        assert!(r.remaining_seconds() > 59.0 && r.remaining_seconds() <= 60.0);
+        assert!(r.age_seconds() < 1.0);
+        assert!(
+            r.expires_at.ends_with('Z') && r.expires_at.len() == 27,
+            "{}",
+            r.expires_at
+        );
+        let mut gone = record(Duration::from_secs(60));
+        gone.expires_at = "2020-01-01T00:00:00.000000Z".into();
+        assert!(gone.expired());
+        assert_eq!(gone.remaining_seconds(), 0.0);
+        gone.expires_at = "not a time".into();
+        assert!(gone.expired(), "an unreadable expiry is sweepable");
+    }
+
+    #[test]
+    fn the_record_is_the_public_json() {
+        let r = record(Duration::from_secs(90));
+        let v = serde_json::to_value(&r).unwrap();
+        for key in [
+            "owner",
+            "host",
+            "pid",
+            "purpose",
+            "token",
+            "acquired_at",
+            "expires_at",
+            "max_hold_seconds",
+        ] {
+            assert!(v.get(key).is_some(), "{key} missing from {v}");
+        }
+        assert_eq!(v["max_hold_seconds"], 90.0);
+    }
+
+    #[test]
+    fn a_lock_without_its_child_lost_its_session() {
+        assert!(keeps_session(Some("e-1")) && session_alive(Some("e-1")));
+        assert!(!keeps_session(Some("p-1")) && !session_alive(Some("p-1")));
+        assert!(keeps_session(None) && !session_alive(None));
+    }
+}
