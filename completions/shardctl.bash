@@ -3139,7 +3139,7 @@ _shardctl() {
             return 0
             ;;
         shardctl__subcmd__sandbox__subcmd__up)
-            opts="-q -v -h -V --dir --shards --spare-shards --users --base-port --buffer-pool-mb --cache --write-guard --config --defaults-file --defaults-extra-file --no-defaults --format --quiet --verbose --help --version"
+            opts="-q -v -h -V --dir --shards --spare-shards --users --base-port --buffer-pool-mb --cache --write-guard --lock-backend --zookeeper-nodes --config --defaults-file --defaults-extra-file --no-defaults --format --quiet --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -3166,6 +3166,14 @@ _shardctl() {
                     return 0
                     ;;
                 --buffer-pool-mb)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --lock-backend)
+                    COMPREPLY=($(compgen -W "mysql zookeeper" -- "${cur}"))
+                    return 0
+                    ;;
+                --zookeeper-nodes)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -565,6 +565,9 @@ complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and __fish_se
 complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and __fish_seen_subcommand_from up" -l users -d 'Users to create, placed by weight, with skewed account sizes' -r
 complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and __fish_seen_subcommand_from up" -l base-port -d 'First port: the ring server; shards take the ports after it' -r
 complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and __fish_seen_subcommand_from up" -l buffer-pool-mb -d 'InnoDB buffer pool of each server, in MB' -r
+complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and __fish_seen_subcommand_from up" -l lock-backend -d 'Where lock records live: the ring\'s `locks` table, or a ZooKeeper ensemble started beside the servers (`[locks] backend = "zookeeper"`)' -r -f -a "mysql\t''
+zookeeper\t''"
+complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and __fish_seen_subcommand_from up" -l zookeeper-nodes -d 'Nodes of the ZooKeeper ensemble (with --lock-backend zookeeper; default 3)' -r
 complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and __fish_seen_subcommand_from up" -l config -d 'Config file [default: $SHARDCTL_CONFIG, else ~/.config/shardctl/config.toml]' -r -F
 complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and __fish_seen_subcommand_from up" -l defaults-file -d 'Read credentials from only this MySQL option file (for auth sections naming none)' -r -F
 complete -c shardctl -n "__fish_shardctl_using_subcommand sandbox; and __fish_seen_subcommand_from up" -l defaults-extra-file -d 'Read this MySQL option file after the global ones, before ~/.my.cnf' -r -F

@@ -3,6 +3,7 @@
 //! has; this module runs every check against the servers.
 
 pub mod grants;
+mod locks;
 pub mod rules;
 
 use std::collections::HashSet;
@@ -268,6 +269,7 @@ pub fn checks(cfg: &Config, max_lag: u64) -> Vec<Check> {
             .and_then(|_| directory::shards(&mut db))
         {
             Ok(shards) => {
+                locks::checks(cfg, &mut db, &mut checks);
                 checks.push(match directory::users_on_unknown_shards(&mut db) {
                     Ok((0, _)) => Check::pass("ring", "users' shards", "every user's shard is registered"),
                     Ok((n, ids)) => Check::fail(

@@ -1535,7 +1535,7 @@ pub fn list_leases(cfg: &Config, ring: &mut Db, filter: &ListFilter) -> Result<V
 }
 
 /// What an operator does when a backend's next token is not above the highest one used.
-fn token_remedy(backend: &LockBackend, floor: u64) -> String {
+pub fn token_remedy(backend: &LockBackend, floor: u64) -> String {
     match backend {
         LockBackend::Mysql => format!(
             "Raise the ring's sequence past it (in the ring database: ALTER TABLE locks AUTO_INCREMENT = {}), \

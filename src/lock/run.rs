@@ -260,7 +260,7 @@ fn watch(
         let lost = lost.or_else(|| {
             expired.then(|| {
                 Error::LockLost(
-                    "the lease may have expired: no renewal was confirmed within its ttl (the ring does not answer)".into(),
+                    "the lock was lost or its lease may have expired: no renewal was confirmed within its ttl".into(),
                 )
             })
         });

@@ -188,27 +188,33 @@ impl ZkStore {
         let rt = runtime()?;
         let ensemble = cfg.ensemble();
         let timeout = cfg.session_timeout;
-        let connecting = zk::Client::connector()
-            .with_session_timeout(timeout)
-            .with_connection_timeout((timeout / 3).max(Duration::from_millis(500)))
-            .with_fail_eagerly()
-            .connect(&ensemble);
-        let client = match rt.block_on(async { tokio::time::timeout(timeout, connecting).await }) {
-            Ok(Ok(c)) => c,
-            Ok(Err(e)) => return Err(unreachable_ensemble(cfg, "connecting", &e.to_string())),
-            Err(_) => {
-                return Err(unreachable_ensemble(
-                    cfg,
-                    "connecting",
-                    &format!("no answer within the session timeout ({timeout:?})"),
-                ))
+        let deadline = Instant::now() + timeout;
+        // Each attempt tries every server once; while the ensemble elects a leader its servers
+        // turn clients away, so attempts repeat until the session timeout has passed.
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let connecting = zk::Client::connector()
+                .with_session_timeout(timeout)
+                .with_connection_timeout(left.min(timeout / 3).max(Duration::from_millis(200)))
+                .with_fail_eagerly()
+                .connect(&ensemble);
+            let why = match rt.block_on(async { tokio::time::timeout(left, connecting).await }) {
+                Ok(Ok(client)) => {
+                    return Ok(ZkStore {
+                        client,
+                        dir: format!("{}/locks", cfg.root),
+                        cfg: cfg.clone(),
+                    })
+                }
+                Ok(Err(e)) if is_connection(&e) => e.to_string(),
+                Ok(Err(e)) => return Err(unreachable_ensemble(cfg, "connecting", &e.to_string())),
+                Err(_) => format!("no answer within the session timeout ({timeout:?})"),
+            };
+            if Instant::now() + Duration::from_millis(100) >= deadline {
+                return Err(unreachable_ensemble(cfg, "connecting", &why));
             }
-        };
-        Ok(ZkStore {
-            client,
-            dir: format!("{}/locks", cfg.root),
-            cfg: cfg.clone(),
-        })
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     pub fn backend_description(&self) -> String {

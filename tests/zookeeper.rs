@@ -1,0 +1,645 @@
+//! The ZooKeeper lock backend against a real 3-node ensemble started by the sandbox: a race of
+//! 50 acquirers (also while the leader is killed), paused holders fenced out, a sweeper racing
+//! a release and re-acquire, a migration and a crashed rebalance on ZooKeeper locks, the whole
+//! ensemble down, and the token rule when switching backends.
+#![allow(clippy::unwrap_used)] // a test fails by panicking
+
+mod common;
+
+use std::process::Child;
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::{Duration, Instant};
+
+use common::{federation_with, wait_until, Env, Federation};
+use mysql::prelude::Queryable;
+use serde_json::Value;
+use shardctl::config::ZookeeperConfig;
+use shardctl::lock::zk::{four_letter, mode, ZkStore};
+use shardctl::types::HostPort;
+
+fn fed() -> &'static Federation {
+    federation_with(
+        "zookeeper",
+        25360,
+        2,
+        &["--lock-backend", "zookeeper", "--zookeeper-nodes", "3"],
+    )
+}
+
+/// Tests that stop ensemble nodes take this for writing; the others for reading, so no test
+/// sees the ensemble lose a node it did not expect.
+static ENSEMBLE: RwLock<()> = RwLock::new(());
+
+fn shared() -> RwLockReadGuard<'static, ()> {
+    ENSEMBLE.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn exclusive() -> RwLockWriteGuard<'static, ()> {
+    ENSEMBLE.write().unwrap_or_else(|e| e.into_inner())
+}
+
+fn zk_ports() -> Vec<u16> {
+    fed()
+        .servers("zookeeper")
+        .into_iter()
+        .map(|(_, p, _)| p)
+        .collect()
+}
+
+fn zk_config(name: &str, session: Duration) -> ZookeeperConfig {
+    ZookeeperConfig {
+        servers: zk_ports()
+            .into_iter()
+            .map(|p| HostPort::new("127.0.0.1", p))
+            .collect(),
+        root: format!("/t_{name}"),
+        session_timeout: session,
+    }
+}
+
+/// A world whose locks are under `/t_<name>` in the ensemble, with a short session timeout
+/// (paused holders lose their ephemeral nodes quickly).
+fn zk_env(name: &str, session: &str) -> Env {
+    let env = Env::new(fed(), name);
+    let servers: Vec<String> = zk_ports()
+        .iter()
+        .map(|p| format!("\"127.0.0.1:{p}\""))
+        .collect();
+    let mut text = std::fs::read_to_string(&env.config).unwrap();
+    text.push_str(&format!(
+        "[locks]\nbackend = \"zookeeper\"\nservers = [{}]\nroot = \"/t_{name}\"\nsession_timeout = \"{session}\"\n",
+        servers.join(", ")
+    ));
+    std::fs::write(&env.config, text).unwrap();
+    // The ensemble outlives test runs: a world starts with none of a previous run's locks.
+    let store = ZkStore::connect(&zk_config(name, Duration::from_secs(6))).unwrap();
+    for node in store.read_all().unwrap() {
+        store.delete(&node.name, node.holder.as_deref()).unwrap();
+    }
+    env
+}
+
+fn signal(pid: u32, sig: i32) {
+    unsafe { libc::kill(pid as i32, sig) };
+}
+
+fn pids() -> Vec<(u16, u32)> {
+    let dir = &fed().dir;
+    (1..=3)
+        .map(|i| {
+            let pid = std::fs::read_to_string(dir.join(format!("zookeeper{i}/zookeeper.pid")))
+                .unwrap()
+                .trim()
+                .parse()
+                .unwrap();
+            (zk_ports()[i - 1], pid)
+        })
+        .collect()
+}
+
+fn role(port: u16) -> Option<String> {
+    four_letter(
+        &HostPort::new("127.0.0.1", port),
+        "srvr",
+        Duration::from_millis(500),
+    )
+    .ok()
+    .and_then(|a| mode(&a).map(String::from))
+}
+
+/// Restarts whatever node is down and waits until all three serve.
+fn heal() {
+    let r = common::run_with_config(
+        &fed().dir.join("shardctl.toml"),
+        &["sandbox", "up", "--dir", fed().dir.to_str().unwrap()],
+        &[],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    wait_until("the ensemble to serve", || {
+        zk_ports().iter().all(|p| role(*p).is_some())
+    });
+}
+
+fn leases_in_ring(env: &Env) -> u64 {
+    env.ring()
+        .query_first::<u64, _>("SELECT COUNT(*) FROM locks")
+        .unwrap()
+        .unwrap()
+}
+
+fn lock_names(env: &Env) -> Vec<String> {
+    env.json(&["lock", "list"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// 50 processes race for one lock: the winner's token, and every loser's message.
+fn race(env: &Env, name: &str, during: impl FnOnce()) -> (String, u64) {
+    let children: Vec<Child> = (0..50)
+        .map(|i| {
+            let owner = format!("racer{i}");
+            env.spawn(
+                &[
+                    "lock", "acquire", name, "--ttl", "60s", "--owner", &owner, "--format", "json",
+                ],
+                &[],
+            )
+        })
+        .collect();
+    during();
+    let outs: Vec<(i32, Value)> = children
+        .into_iter()
+        .map(|c| {
+            let out = c.wait_with_output().unwrap();
+            (
+                out.status.code().unwrap_or(-1),
+                serde_json::from_slice(&out.stdout).unwrap_or(Value::Null),
+            )
+        })
+        .collect();
+    let winners: Vec<&Value> = outs
+        .iter()
+        .filter(|(c, _)| *c == 0)
+        .map(|(_, d)| d)
+        .collect();
+    assert_eq!(winners.len(), 1, "exactly one winner: {outs:?}");
+    let winner = winners[0];
+    assert_eq!(winner["backend"], "zookeeper");
+    let owner = winner["owner"].as_str().unwrap().to_string();
+    for (code, doc) in &outs {
+        if *code == 0 {
+            continue;
+        }
+        assert_eq!(*code, 3, "a loser exits 3: {doc}");
+        let msg = doc["error"]["message"].as_str().unwrap();
+        assert!(msg.contains(&owner), "the loser names the holder: {msg}");
+    }
+    (owner, winner["token"].as_u64().unwrap())
+}
+
+#[test]
+fn fifty_acquirers_one_winner_and_the_node_is_readable_by_stock_tools() {
+    let _g = shared();
+    let env = zk_env("zk_race", "6s");
+    let (owner, token) = race(&env, "race", || {});
+    let shown = env.json(&["lock", "show", "race"]);
+    assert_eq!(shown["backend"], "zookeeper");
+    assert_eq!(shown["lease"]["token"], token);
+    assert_eq!(shown["lease"]["owner"], owner.as_str());
+    assert_eq!(leases_in_ring(&env), 0, "no lease rows in the ring");
+    // The node's JSON, as any ZooKeeper client reads it.
+    let store = ZkStore::connect(&zk_config("zk_race", Duration::from_secs(6))).unwrap();
+    let node = store.read("race").unwrap().unwrap();
+    assert_eq!(node.token, token);
+    assert_eq!(node.record.token, token, "the record carries its czxid");
+    assert_eq!(node.record.owner, owner);
+    assert_eq!(node.record.max_hold_seconds, 60.0);
+    let cli = std::process::Command::new("/usr/share/zookeeper/bin/zkCli.sh")
+        .args([
+            "-server",
+            &format!("127.0.0.1:{}", zk_ports()[0]),
+            "get",
+            "/t_zk_race/locks/race",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&cli.stdout);
+    let json_line = text
+        .lines()
+        .find(|l| l.starts_with('{'))
+        .unwrap_or_else(|| panic!("zkCli.sh printed no record: {text}"));
+    let doc: Value = serde_json::from_str(json_line).unwrap();
+    for key in [
+        "owner",
+        "host",
+        "pid",
+        "purpose",
+        "token",
+        "acquired_at",
+        "expires_at",
+        "max_hold_seconds",
+    ] {
+        assert!(doc.get(key).is_some(), "{key} missing: {doc}");
+    }
+    assert_eq!(doc["token"], token);
+    let released = env.json(&["lock", "release", "race", "--token", &token.to_string()]);
+    assert_eq!(released["released"], true);
+    assert_eq!(released["backend"], "zookeeper");
+    assert!(lock_names(&env).is_empty());
+}
+
+#[test]
+fn the_leader_killed_mid_race_still_gives_one_winner() {
+    let _g = exclusive();
+    let env = zk_env("zk_leader", "8s");
+    let leader = pids()
+        .into_iter()
+        .find(|(port, _)| role(*port).as_deref() == Some("leader"))
+        .expect("a leader");
+    let (_, token) = race(&env, "contested", || {
+        std::thread::sleep(Duration::from_millis(150));
+        signal(leader.1, libc::SIGKILL);
+    });
+    assert!(role(leader.0).is_none(), "the leader is gone");
+    // A new leader serves the winner's lock.
+    assert_eq!(
+        env.json(&["lock", "show", "contested"])["lease"]["token"],
+        token
+    );
+    heal();
+    // Tokens keep growing across the election (a new epoch in the zxid's high half).
+    env.json(&["lock", "release", "contested"]);
+    let after = env.json(&["lock", "acquire", "contested", "--ttl", "10s"]);
+    assert!(after["token"].as_u64().unwrap() > token);
+    env.json(&["lock", "release", "contested"]);
+}
+
+#[test]
+fn a_paused_lock_run_holder_is_taken_over_and_stops_its_command() {
+    let _g = shared();
+    let env = zk_env("zk_paused_run", "2s");
+    let pidfile = env.dir.path().join("cmd.pid");
+    let script = format!("echo $$ > {}; exec sleep 60", pidfile.display());
+    let holder = env.spawn(
+        &[
+            "lock", "run", "paused", "--ttl", "2s", "--grace", "2s", "--", "sh", "-c", &script,
+        ],
+        &[],
+    );
+    wait_until("the command's pid file", || {
+        std::fs::read_to_string(&pidfile).is_ok_and(|s| s.ends_with('\n'))
+    });
+    let cmd_pid: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let t1 = env.json(&["lock", "show", "paused"])["lease"]["token"]
+        .as_u64()
+        .unwrap();
+    signal(holder.id(), libc::SIGSTOP);
+    // Past its lease and its ZooKeeper session: the lock is taken over.
+    std::thread::sleep(Duration::from_millis(2600));
+    let got = env.json(&[
+        "lock", "acquire", "paused", "--ttl", "60s", "--owner", "heir",
+    ]);
+    let t2 = got["token"].as_u64().unwrap();
+    assert!(t2 > t1);
+    assert_eq!(got["took_over"], true);
+    signal(holder.id(), libc::SIGCONT);
+    let out = holder.wait_with_output().unwrap();
+    assert_ne!(out.status.code(), Some(0), "the stale holder must fail");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("lost"), "{err}");
+    wait_until("the stale holder's command to stop", || {
+        std::fs::read_to_string(format!("/proc/{cmd_pid}/stat"))
+            .map_or(true, |s| s.contains(") Z "))
+    });
+    // The stale holder changed nothing of its successor's: same token, same record.
+    let now = env.json(&["lock", "show", "paused"])["lease"].clone();
+    assert_eq!(now["token"], t2);
+    assert_eq!(now["owner"], "heir");
+    let takeovers: Option<u64> = env
+        .ring()
+        .query_first(
+            "SELECT COUNT(*) FROM audit_log WHERE action = 'lock.takeover' AND target = 'paused'",
+        )
+        .unwrap();
+    assert_eq!(takeovers, Some(1));
+}
+
+#[test]
+fn force_release_deletes_the_node_and_ends_the_get_lock_session() {
+    let _g = shared();
+    let env = zk_env("zk_force", "6s");
+    env.register_shards();
+    env.json(&["user", "assign", "42"]);
+    let holder = env.spawn(
+        &[
+            "lock",
+            "run",
+            "ACCOUNT_42_REPORT",
+            "--ttl",
+            "30s",
+            "--",
+            "sleep",
+            "30",
+        ],
+        &[],
+    );
+    wait_until("the lock", || {
+        lock_names(&env).contains(&"ACCOUNT_42_REPORT".to_string())
+    });
+    let shown = env.json(&["lock", "show", "ACCOUNT_42_REPORT"]);
+    assert!(
+        shown["getlock_holder"].is_object(),
+        "GET_LOCK is held on the account's server: {shown}"
+    );
+    let forced = env.json(&[
+        "lock",
+        "force-release",
+        "ACCOUNT_42_REPORT",
+        "--reason",
+        "stuck report job",
+    ]);
+    assert_eq!(forced["released"], true);
+    assert_eq!(forced["backend"], "zookeeper");
+    assert_eq!(forced["killed"].as_array().unwrap().len(), 1, "{forced}");
+    let out = holder.wait_with_output().unwrap();
+    assert_ne!(out.status.code(), Some(0));
+    assert!(lock_names(&env).is_empty());
+    let shown = env.json(&["lock", "show", "ACCOUNT_42_REPORT"]);
+    assert!(shown["getlock_holder"].is_null());
+}
+
+#[test]
+fn a_sweep_never_deletes_a_successor() {
+    let _g = shared();
+    let env = zk_env("zk_sweep", "6s");
+    let store = ZkStore::connect(&zk_config("zk_sweep", Duration::from_secs(6))).unwrap();
+    // The ABA trap, made exact: a sweeper read the expired lock; meanwhile it was released
+    // and acquired again (a node at version 0 again). The stale delete must fail.
+    env.json(&["lock", "acquire", "aba", "--ttl", "1s"]);
+    std::thread::sleep(Duration::from_millis(1100));
+    let stale = store.read("aba").unwrap().unwrap();
+    assert!(stale.record.expired());
+    env.json(&["lock", "release", "aba"]);
+    let successor = env.json(&["lock", "acquire", "aba", "--ttl", "60s"]);
+    assert!(!store.delete("aba", stale.holder.as_deref()).unwrap());
+    assert_eq!(
+        env.json(&["lock", "show", "aba"])["lease"]["token"],
+        successor["token"]
+    );
+    env.json(&["lock", "release", "aba"]);
+    // And raced for real: sweeps run while each expired lock is released and re-acquired.
+    for round in 0..15 {
+        let name = format!("swept{round}");
+        env.json(&["lock", "acquire", &name, "--ttl", "1s"]);
+        std::thread::sleep(Duration::from_millis(1050));
+        let sweeper = env.spawn(&["lock", "sweep", "--format", "json"], &[]);
+        env.run(&["lock", "release", &name]);
+        let (code, again) = env.run_json(&["lock", "acquire", &name, "--ttl", "60s"]);
+        let swept: Value =
+            serde_json::from_slice(&sweeper.wait_with_output().unwrap().stdout).unwrap();
+        assert_eq!(swept["backend"], "zookeeper");
+        assert_eq!(code, 0, "{again}");
+        let shown = env.json(&["lock", "show", &name]);
+        assert_eq!(
+            shown["lease"]["token"], again["token"],
+            "round {round}: the successor was swept ({swept})"
+        );
+        env.json(&["lock", "release", &name]);
+    }
+    // Expired locks do go.
+    env.json(&["lock", "acquire", "old", "--ttl", "1s"]);
+    std::thread::sleep(Duration::from_millis(1100));
+    let dry = env.json(&["lock", "sweep", "--dry-run"]);
+    assert_eq!(dry["locks"], serde_json::json!(["old"]));
+    assert_eq!(lock_names(&env), vec!["old".to_string()]);
+    let swept = env.json(&["lock", "sweep"]);
+    assert_eq!(swept["released"], 1);
+    assert!(lock_names(&env).is_empty());
+}
+
+#[test]
+fn a_migration_moves_an_account_whole_on_zookeeper_locks() {
+    let _g = shared();
+    let env = zk_env("zk_migrate", "6s");
+    env.register_shards();
+    let (from, to, original) = env.seed_move(11, 3_000);
+    let done = env.json(&["migrate", "11", "--to", &to]);
+    assert_eq!(done["state"], "done");
+    assert!(
+        done["token"].as_u64().unwrap() > u32::MAX as u64,
+        "a czxid token (epoch in the high half): {done}"
+    );
+    env.assert_whole(11, &original);
+    assert!(lock_names(&env).is_empty());
+    env.json(&["migrate", "11", "--to", &from]);
+    env.assert_whole(11, &original);
+    assert!(lock_names(&env).is_empty());
+}
+
+#[test]
+fn the_whole_ensemble_down_fails_within_the_session_timeout_and_changes_nothing() {
+    let _g = exclusive();
+    let env = zk_env("zk_down", "2s");
+    env.register_shards();
+    let (_, to, original) = env.seed_move(12, 200);
+    let before = env.snapshot();
+    let check = |what: &str| {
+        for args in [
+            vec!["lock", "acquire", "job", "--ttl", "10s"],
+            vec!["lock", "list"],
+            vec!["migrate", "12", "--to", &to],
+        ] {
+            let start = Instant::now();
+            let (code, doc) = env.run_json(&args);
+            let took = start.elapsed();
+            assert_eq!(code, 1, "{what} {args:?}: {doc}");
+            let msg = doc["error"]["message"].as_str().unwrap();
+            assert!(
+                msg.contains("ZooKeeper") && msg.contains(&zk_ports()[0].to_string()),
+                "{what}: the error says ZooKeeper and names the ensemble: {msg}"
+            );
+            assert!(
+                took < Duration::from_secs(4),
+                "{what} {args:?} took {took:?}, past the 2 s session timeout"
+            );
+            let r = env.run(&args);
+            assert_eq!(r.stderr.trim().lines().count(), 1, "one line: {}", r.stderr);
+        }
+        assert_eq!(env.snapshot(), before, "{what}: something changed");
+    };
+    let nodes = pids();
+    for (_, pid) in &nodes {
+        signal(*pid, libc::SIGSTOP);
+    }
+    check("frozen");
+    for (_, pid) in &nodes {
+        signal(*pid, libc::SIGCONT);
+        signal(*pid, libc::SIGKILL);
+    }
+    wait_until("the nodes to go", || {
+        zk_ports().iter().all(|p| role(*p).is_none())
+    });
+    check("killed");
+    heal();
+    env.json(&["migrate", "12", "--to", &to]);
+    env.assert_whole(12, &original);
+}
+
+#[test]
+fn switching_backends_never_hands_out_a_lower_token() {
+    let _g = shared();
+    let env = zk_env("zk_switch", "6s");
+    env.register_shards();
+    let (from, to, original) = env.seed_move(13, 100);
+    let zk_text = std::fs::read_to_string(&env.config).unwrap();
+    let moved = env.json(&["migrate", "13", "--to", &to]);
+    let used = moved["token"].as_u64().unwrap();
+    let (_, doctor) = env.run_json(&["doctor"]);
+    let checks = doctor["checks"].as_array().unwrap();
+    for check in [
+        "zookeeper serving",
+        "zookeeper leader",
+        "zookeeper session",
+        "tokens",
+    ] {
+        assert!(
+            checks
+                .iter()
+                .any(|c| c["check"] == check && c["ok"] == true),
+            "{check}: {doctor}"
+        );
+    }
+    // Back to the ring's locks, whose sequence is far below the czxid the move used.
+    let mysql_text = zk_text[..zk_text.find("[locks]").unwrap()].to_string();
+    std::fs::write(&env.config, &mysql_text).unwrap();
+    let (code, doc) = env.run_json(&["doctor"]);
+    assert_ne!(code, 0);
+    let tokens = doc["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["check"] == "tokens")
+        .unwrap();
+    assert_eq!(tokens["ok"], false, "{tokens}");
+    assert!(tokens["fix"]
+        .as_str()
+        .unwrap()
+        .contains(&format!("AUTO_INCREMENT = {}", used + 1)));
+    let before = env.snapshot();
+    for args in [
+        vec!["lock", "acquire", "job", "--ttl", "10s"],
+        vec!["migrate", "13", "--to", &from],
+    ] {
+        let (code, doc) = env.run_json(&args);
+        assert_eq!(code, 4, "{args:?}: {doc}");
+        assert_eq!(doc["error"]["kind"], "refused");
+    }
+    assert_eq!(leases_in_ring(&env), 0);
+    assert_eq!(env.directory(13).0, to, "nothing moved");
+    // The snapshot's lease table and journal are unchanged (the audit log too).
+    let after = env.snapshot();
+    assert_eq!(after, before, "a refused grant changed something");
+    // The remedy doctor prints, then the ring's locks work above the old tokens.
+    env.ring()
+        .query_drop(format!("ALTER TABLE locks AUTO_INCREMENT = {}", used + 1))
+        .unwrap();
+    let back = env.json(&["migrate", "13", "--to", &from]);
+    assert!(back["token"].as_u64().unwrap() > used);
+    env.assert_whole(13, &original);
+    // And to ZooKeeper again: its czxids are above every ring token used so far.
+    std::fs::write(&env.config, &zk_text).unwrap();
+    let again = env.json(&["migrate", "13", "--to", &to]);
+    assert!(again["token"].as_u64().unwrap() > back["token"].as_u64().unwrap());
+    env.assert_whole(13, &original);
+}
+
+#[cfg(feature = "failpoints")]
+mod crashes {
+    use super::*;
+
+    #[test]
+    fn a_paused_migration_is_fenced_out_by_its_successor() {
+        let _g = shared();
+        let env = zk_env("zk_fenced", "2s");
+        env.register_shards();
+        let (from, to, original) = env.seed_move(21, 20_000);
+        // Paused in the copy, then just before the flip: each time a successor finishes the
+        // move (taking the lock over once the holder's session is gone), and the woken holder
+        // can write neither a chunk nor the directory.
+        for (round, point) in ["migrate.copy_mid", "migrate.after_verify"]
+            .into_iter()
+            .enumerate()
+        {
+            let target = if round == 0 { &to } else { &from };
+            let stale = env.spawn(
+                &["migrate", "21", "--to", target, "--lock-ttl", "1s"],
+                &[("SHARDCTL_FAILPOINT_STOP", point)],
+            );
+            wait_until("the migration to pause", || common::is_stopped(stale.id()));
+            std::thread::sleep(Duration::from_millis(2600));
+            let done = env.json(&["migrate", "21", "--to", target]);
+            assert_eq!(done["state"], "done", "{point}: {done}");
+            let new_token = done["token"].as_u64().unwrap_or(0);
+            signal(stale.id(), libc::SIGCONT);
+            let out = stale.wait_with_output().unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success(), "{point}: the stale holder must fail");
+            assert!(
+                err.contains("fenced out") || err.contains("lost"),
+                "{point}: {err}"
+            );
+            assert_eq!(&env.directory(21).0, target, "{point}");
+            env.assert_whole(21, &original);
+            if new_token > 0 {
+                let fence: Option<u64> = common::conn(env.shard_ports(&from)[0])
+                    .exec_first(
+                        format!(
+                            "SELECT token FROM {}.shardctl_fence WHERE user_id = 21",
+                            env.shard_db()
+                        ),
+                        (),
+                    )
+                    .unwrap();
+                assert!(fence.unwrap() >= new_token, "{point}");
+            }
+        }
+        assert!(lock_names(&env).is_empty());
+    }
+
+    #[test]
+    fn a_crashed_rebalance_is_finished_and_every_account_is_whole() {
+        let _g = shared();
+        let env = zk_env("zk_rebalance", "2s");
+        env.register_shards();
+        let users: Vec<u64> = (31..43).collect();
+        let originals: Vec<(u64, common::Fingerprint)> = users
+            .iter()
+            .map(|&u| {
+                let home = env.seed_user(u, 40 + u);
+                (
+                    u,
+                    common::fingerprint(env.shard_ports(&home)[0], &env.shard_db(), u),
+                )
+            })
+            .collect();
+        for (i, point) in ["migrate.copy_mid", "migrate.after_flip"]
+            .into_iter()
+            .enumerate()
+        {
+            let heavy = ["shard1", "shard2"][i % 2];
+            for (shard, w) in [("shard1", "1"), ("shard2", "1"), (heavy, "4")] {
+                env.run(&["shard", "set-weight", shard, w]).ok();
+            }
+            let plan = env.dir.path().join(format!("plan{i}.json"));
+            env.json(&["rebalance", "plan", "-o", plan.to_str().unwrap()]);
+            let crashed = env.run_with(
+                &["rebalance", "apply", plan.to_str().unwrap(), "--jobs", "1"],
+                &[("SHARDCTL_FAILPOINT", point)],
+            );
+            assert_eq!(crashed.code, -1, "{point}: not killed: {}", crashed.stderr);
+            let finished = env.json(&[
+                "rebalance",
+                "apply",
+                plan.to_str().unwrap(),
+                "--lock-ttl",
+                "5s",
+            ]);
+            assert_eq!(
+                finished["failed"].as_array().unwrap().len(),
+                0,
+                "{point}: {finished}"
+            );
+            for (u, original) in &originals {
+                env.assert_whole(*u, original);
+            }
+            assert!(lock_names(&env).is_empty(), "{point}: locks left");
+        }
+    }
+}
