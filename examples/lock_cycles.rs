@@ -1,8 +1,10 @@
-//! Lock acquire+release cycles per second in one process, for `scripts/bench locks`:
-//! `ours` is the library's acquire and release as migrations use them (lease row, fencing token,
-//! GET_LOCK held by the session); `raw` is bare GET_LOCK/RELEASE_LOCK round trips, the limit.
+//! Lock acquire+release cycles per second in one process, for `scripts/bench locks` and
+//! `zookeeper`: `ours` is the library's acquire and release as migrations use them, on the
+//! config's backend (a lease row, or a lock node; a fencing token; held by the session); `raw`
+//! is bare GET_LOCK/RELEASE_LOCK round trips, the ring's limit; `zk-raw` is a bare ZooKeeper
+//! create and delete of one node from this program, the ensemble's limit.
 //!
-//!     lock_cycles CONFIG ours|raw CLIENTS SECONDS
+//!     lock_cycles CONFIG ours|raw|zk-raw CLIENTS SECONDS
 #![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)] // a benchmark tool, not shipped
 
 use std::time::{Duration, Instant};
@@ -46,10 +48,39 @@ fn raw(cfg: &Config, name: String, until: Instant) -> Result<u64> {
     Ok(n)
 }
 
+/// One session creating and deleting a node, each request awaited, on a one-worker runtime
+/// (the library's own arrangement).
+fn zk_raw(cfg: &Config, name: String, until: Instant) -> Result<u64> {
+    use zookeeper_client as zk;
+    let shardctl::config::LockBackend::Zookeeper(z) = &cfg.locks else {
+        return Err(shardctl::error::Error::Usage(
+            "zk-raw needs [locks] backend = \"zookeeper\"".into(),
+        ));
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let client = rt.block_on(zk::Client::connect(&z.ensemble())).unwrap();
+    let dir = format!("{}/raw", z.root);
+    let mode = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+    let _ = rt.block_on(client.mkdir(&dir, &mode));
+    let path = format!("{dir}/{name}");
+    let data = br#"{"owner":"bench"}"#;
+    let mut n = 0;
+    while Instant::now() < until {
+        rt.block_on(client.create(&path, data, &mode)).unwrap();
+        rt.block_on(client.delete(&path, None)).unwrap();
+        n += 1;
+    }
+    Ok(n)
+}
+
 fn main() -> std::process::ExitCode {
     let args: Vec<String> = std::env::args().collect();
     if args.len() != 5 {
-        eprintln!("usage: lock_cycles CONFIG ours|raw CLIENTS SECONDS");
+        eprintln!("usage: lock_cycles CONFIG ours|raw|zk-raw CLIENTS SECONDS");
         return std::process::ExitCode::from(2);
     }
     let cfg = match Config::load(std::path::Path::new(&args[1])) {
@@ -70,10 +101,10 @@ fn main() -> std::process::ExitCode {
                 let mode = args[2].clone();
                 s.spawn(move || {
                     let name = format!("bench_{mode}_{i}");
-                    if mode == "raw" {
-                        raw(cfg, name, until)
-                    } else {
-                        ours(cfg, name, until)
+                    match mode.as_str() {
+                        "raw" => raw(cfg, name, until),
+                        "zk-raw" => zk_raw(cfg, name, until),
+                        _ => ours(cfg, name, until),
                     }
                 })
             })

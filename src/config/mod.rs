@@ -841,6 +841,53 @@ connect = "2s"
         }
     }
 
+    #[test]
+    fn the_locks_section_chooses_a_backend() {
+        let p = Path::new("c.toml");
+        let with = |locks: &str| format!("{MINIMAL}[locks]\n{locks}");
+        assert_eq!(Config::parse(MINIMAL, p).unwrap().locks, LockBackend::Mysql);
+        assert_eq!(
+            Config::parse(&with("backend = \"mysql\"\n"), p)
+                .unwrap()
+                .locks,
+            LockBackend::Mysql
+        );
+        let zk = Config::parse(
+            &with("backend = \"zookeeper\"\nservers = [\"zk1:2181\", \"zk2:2181\"]\n"),
+            p,
+        )
+        .unwrap();
+        let LockBackend::Zookeeper(z) = &zk.locks else {
+            panic!("{:?}", zk.locks)
+        };
+        assert_eq!(z.root, "/shardctl");
+        assert_eq!(z.session_timeout, Duration::from_secs(6));
+        assert_eq!(z.ensemble(), "zk1:2181,zk2:2181");
+        assert_eq!(zk.locks.name(), "zookeeper");
+        for bad in [
+            "backend = \"etcd\"\n",
+            "backend = \"zookeeper\"\n",
+            "backend = \"zookeeper\"\nservers = []\n",
+            "backend = \"zookeeper\"\nservers = [\"zk1\"]\n",
+            "backend = \"zookeeper\"\nservers = [\"zk1:2181\"]\nroot = \"shardctl\"\n",
+            "backend = \"zookeeper\"\nservers = [\"zk1:2181\"]\nroot = \"/a//b\"\n",
+            "backend = \"zookeeper\"\nservers = [\"zk1:2181\"]\nroot = \"/a/\"\n",
+            "backend = \"zookeeper\"\nservers = [\"zk1:2181\"]\nsession_timeout = \"0s\"\n",
+            "backend = \"zookeeper\"\nservers = [\"zk1:2181\"]\nsession_timeout = \"10m\"\n",
+            "servers = [\"zk1:2181\"]\n",
+            "backend = \"mysql\"\nroot = \"/x\"\n",
+            "backend = \"zookeeper\"\nservers = [\"zk1:2181\"]\nbogus = 1\n",
+        ] {
+            let err = Config::parse(&with(bad), p).expect_err(bad);
+            assert!(matches!(err, Error::Config(_)), "{bad}: {err:?}");
+            let text = err.to_string();
+            assert!(
+                text.contains("[locks]") || text.contains("unknown field"),
+                "{bad}: {err}"
+            );
+        }
+    }
+
     fn write(dir: &Path, name: &str, text: &str, mode: u32) -> PathBuf {
         use std::os::unix::fs::PermissionsExt;
         let p = dir.join(name);

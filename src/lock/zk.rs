@@ -172,7 +172,15 @@ fn is_connection(e: &zk::Error) -> bool {
             | zk::Error::SessionExpired
             | zk::Error::ClientClosed
             | zk::Error::SessionMoved
+            | zk::Error::Custom(_)
     )
+}
+
+/// The connection broke with the request in flight (the server died, a leader is being
+/// elected): the session may go on from another server, and the request may or may not have
+/// been applied. The client reports a broken socket as an I/O error (`Custom`).
+fn is_transient(e: &zk::Error) -> bool {
+    matches!(e, zk::Error::ConnectionLoss | zk::Error::Custom(_))
 }
 
 fn multi_source(e: &zk::MultiWriteError) -> &zk::Error {
@@ -258,7 +266,7 @@ impl ZkStore {
         loop {
             match f(self)? {
                 Ok(v) => return Ok(v),
-                Err(zk::Error::ConnectionLoss) if Instant::now() < deadline => {
+                Err(e) if is_transient(&e) && Instant::now() < deadline => {
                     std::thread::sleep(Duration::from_millis(50));
                 }
                 Err(e) => return Err(self.failed(doing, &e)),
@@ -308,9 +316,12 @@ impl ZkStore {
                 self.wait("creating the lock", async { (commit.await, read.await) })?;
             match created {
                 Ok(_) => {
-                    let node = self
-                        .node_from(name, read)
-                        .map_err(|e| self.failed("reading the lock", &e))?;
+                    let node = match self.node_from(name, read) {
+                        Ok(node) => node,
+                        // Created, then the connection broke: read it again.
+                        Err(e) if is_transient(&e) => self.read(name)?,
+                        Err(e) => return Err(self.failed("reading the lock", &e)),
+                    };
                     return match node {
                         Some(n) if n.holder.as_deref() == Some(holder.as_str()) => {
                             self.write_token(name, &holder, record, n.token)?;
@@ -325,7 +336,7 @@ impl ZkStore {
                     zk::Error::NoNode => {
                         self.ensure_dir()?;
                     }
-                    zk::Error::ConnectionLoss if Instant::now() < deadline => {
+                    e if is_transient(e) && Instant::now() < deadline => {
                         lost_connection = true;
                         std::thread::sleep(Duration::from_millis(50));
                     }
@@ -538,7 +549,7 @@ impl ZkStore {
                         Ok(!s.holder_is(&path, holder))
                     }
                     zk::Error::NoNode | zk::Error::NotEmpty => Ok(false),
-                    zk::Error::ConnectionLoss => {
+                    e if is_transient(e) => {
                         retried = true;
                         Err(zk::Error::ConnectionLoss)
                     }
