@@ -307,62 +307,82 @@ impl ZkStore {
                 .add_create(&path, &data, &lock_mode)
                 .and_then(|_| writer.add_create(&child, &[], &child_mode))
                 .map_err(|e| self.failed("creating the lock", &e))?;
-            // Sent behind the create on the same session, so it reads the create's outcome: the
-            // token when we won (3.8.0 returns no valid Stat from a create inside a multi),
-            // without waiting a round trip more.
+            // Sent behind the create on the same session, so it sees the create's outcome, in
+            // the same round trip. Our child was created in the lock's own transaction, so its
+            // czxid is the lock's: the token (3.8.0 returns no valid Stat from a create inside
+            // a multi), and its existence proves the lock is still ours.
             let commit = writer.commit();
-            let read = self.read_request(&path);
-            let (created, read) =
-                self.wait("creating the lock", async { (commit.await, read.await) })?;
-            match created {
-                Ok(_) => {
-                    let node = match self.node_from(name, read) {
-                        Ok(node) => node,
-                        // Created, then the connection broke: read it again.
-                        Err(e) if is_transient(&e) => self.read(name)?,
-                        Err(e) => return Err(self.failed("reading the lock", &e)),
-                    };
-                    return match node {
-                        Some(n) if n.holder.as_deref() == Some(holder.as_str()) => {
-                            self.write_token(name, &holder, record, n.token)?;
-                            Ok(Created::Won(n.token, holder))
-                        }
-                        // Taken away between the create and the read (force-released).
-                        _ => Ok(Created::Exists),
-                    };
-                }
+            let mine = self.client.check_stat(&child);
+            let (created, mine) =
+                self.wait("creating the lock", async { (commit.await, mine.await) })?;
+            let won = match created {
+                Ok(_) => match mine {
+                    Ok(stat) => stat.map(|st| st.czxid),
+                    // Created, then the connection broke: ask again.
+                    Err(e) if is_transient(&e) => self.own_token(&child)?,
+                    Err(e) => return Err(self.failed("reading the lock", &e)),
+                },
                 Err(e) => match multi_source(&e) {
-                    zk::Error::NodeExists if !lost_connection => return Ok(Created::Exists),
+                    zk::Error::NodeExists if !lost_connection => None,
                     zk::Error::NoNode => {
                         self.ensure_dir()?;
+                        continue;
                     }
                     e if is_transient(e) && Instant::now() < deadline => {
                         lost_connection = true;
                         std::thread::sleep(Duration::from_millis(50));
+                        continue;
                     }
                     // After a connection loss our own create may have gone through: our child
                     // says whether it did.
-                    zk::Error::NodeExists => {
-                        let node = self.read(name)?;
-                        return match node {
-                            Some(n) if n.holder.as_deref() == Some(holder.as_str()) => {
-                                self.write_token(name, &holder, record, n.token)?;
-                                Ok(Created::Won(n.token, holder))
-                            }
-                            _ => Ok(Created::Exists),
-                        };
-                    }
+                    zk::Error::NodeExists => self.own_token(&child)?,
                     other => return Err(self.failed("creating the lock", other)),
                 },
-            }
+            };
+            return match won {
+                Some(czxid) => {
+                    let token = czxid.max(0) as u64;
+                    self.write_token(name, &holder, record, token)?;
+                    Ok(Created::Won(token, holder))
+                }
+                // Someone else's, or ours taken away at once (force-released).
+                None => Ok(Created::Exists),
+            };
         }
     }
 
-    /// Writes the token into the record, only while `holder` is still the lock's child.
+    /// The czxid of our holder child, if it exists.
+    fn own_token(&self, child: &str) -> Result<Option<i64>> {
+        self.retrying("reading the lock", |s| {
+            s.wait("reading the lock", s.client.check_stat(child))
+                .map(|r| r.map(|st| st.map(|st| st.czxid)))
+        })
+    }
+
+    /// Writes the token into the record, only while `holder` is still the lock's child. Sent
+    /// now, not waited for: the session runs requests in order, so every later request of ours
+    /// (a read, a renewal, the release) comes after it, and the grant does not wait a round
+    /// trip for a field readers can also take from the node's czxid. Should it fail (the
+    /// connection broke), the next renewal writes it.
     fn write_token(&self, name: &str, holder: &str, record: &Record, token: u64) -> Result<()> {
         let mut record = record.clone();
         record.token = token;
-        self.update(name, holder, &record)?;
+        let path = self.path(name);
+        let child = format!("{path}/{holder}");
+        let data = serde_json::to_vec(&record).map_err(|e| Error::Failed(e.to_string()))?;
+        let client = self.client.clone();
+        let mut write = Box::pin(async move {
+            let mut writer = client.new_multi_writer();
+            writer.add_check_version(&child, 0)?;
+            writer.add_set_data(&path, &data, None)?;
+            writer.commit().await.map(|_| ()).map_err(zk::Error::from)
+        });
+        // One poll queues the request on the session (everything before the first await runs);
+        // the runtime then takes the reply.
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        if write.as_mut().poll(&mut cx).is_pending() {
+            runtime()?.spawn(write);
+        }
         Ok(())
     }
 

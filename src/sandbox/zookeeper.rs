@@ -76,7 +76,8 @@ impl ZkNode {
             String::new()
         };
         // A short tick: sessions may be as short as 1 s (tests pause holders past them), and
-        // an election takes about a second.
+        // an election takes about a second. No fsync per transaction: a sandbox trades
+        // durability for speed, as its MariaDB servers do (a production ensemble syncs).
         format!(
             "# Written by `shardctl sandbox up`.\n\
              tickTime=500\ninitLimit=20\nsyncLimit=10\n\
@@ -84,7 +85,7 @@ impl ZkNode {
              dataDir={}\nclientPort={}\nclientPortAddress=127.0.0.1\n\
              admin.enableServer=false\n\
              4lw.commands.whitelist=ruok,srvr,stat,mntr,cons\n\
-             extendedTypesEnabled=true\n\
+             extendedTypesEnabled=true\nforceSync=no\n\
              {peers}",
             self.dir.join("data").display(),
             self.client_port
