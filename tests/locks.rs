@@ -280,13 +280,7 @@ fn a_paused_holder_loses_the_lock_and_stops_its_command() {
     wait_until("the stale holder's command to stop", || !alive(cmd_pid));
     // The new holder still holds it, with its own token.
     assert_eq!(token_of(&env, "paused"), Some(t2));
-    let takeovers: Option<u64> = env
-        .ring()
-        .query_first(
-            "SELECT COUNT(*) FROM audit_log WHERE action = 'lock.takeover' AND target = 'paused'",
-        )
-        .unwrap();
-    assert_eq!(takeovers, Some(1));
+    assert_eq!(env.audited("lock.takeover", "paused"), 1);
 }
 
 #[test]

@@ -27,6 +27,18 @@ use zookeeper_client as zk;
 use crate::config::ZookeeperConfig;
 use crate::error::{Error, Result};
 
+/// The fields of the lock node's JSON that are a public contract (README, PRODUCT.md 3b).
+pub const RECORD_FIELDS: &[&str] = &[
+    "owner",
+    "host",
+    "pid",
+    "purpose",
+    "token",
+    "acquired_at",
+    "expires_at",
+    "max_hold_seconds",
+];
+
 /// The lock node's data: the public record of who holds what.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Record {
@@ -522,22 +534,16 @@ impl ZkStore {
         let path = self.path(name);
         let child = format!("{path}/{holder}");
         let data = serde_json::to_vec(record).map_err(|e| Error::Failed(e.to_string()))?;
-        self.retrying("updating the lock", |s| {
-            let mut writer = s.client.new_multi_writer();
-            if let Err(e) = writer
-                .add_check_version(&child, 0)
-                .and_then(|_| writer.add_set_data(&path, &data, None))
-            {
-                return Ok(Err(e));
-            }
-            let commit = writer.commit();
-            let done = s.wait("updating the lock", commit)?;
+        let doing = "updating the lock";
+        self.retrying(doing, |s| {
+            let done = s.multi(doing, |w| {
+                w.add_check_version(&child, 0)?;
+                w.add_set_data(&path, &data, None)
+            })?;
             Ok(match done {
-                Ok(_) => Ok(true),
-                Err(e) => match multi_source(&e) {
-                    zk::Error::NoNode | zk::Error::BadVersion => Ok(false),
-                    other => Err(other.clone()),
-                },
+                Ok(()) => Ok(true),
+                Err(zk::Error::NoNode | zk::Error::BadVersion) => Ok(false),
+                Err(e) => Err(e),
             })
         })
     }
@@ -546,37 +552,48 @@ impl ZkStore {
     /// lock of a holder whose session ended). False when the lock was not that one any more.
     pub fn delete(&self, name: &str, holder: Option<&str>) -> Result<bool> {
         let path = self.path(name);
+        let doing = "deleting the lock";
         let mut retried = false;
-        self.retrying("deleting the lock", |s| {
-            let mut writer = s.client.new_multi_writer();
-            let added = match holder {
-                Some(h) => writer
-                    .add_delete(&format!("{path}/{h}"), None)
-                    .and_then(|_| writer.add_delete(&path, None)),
-                // With a child it fails NotEmpty: a successor always has one.
-                None => writer.add_delete(&path, None),
-            };
-            if let Err(e) = added {
-                return Ok(Err(e));
-            }
-            let commit = writer.commit();
-            let done = s.wait("deleting the lock", commit)?;
+        self.retrying(doing, |s| {
+            let done = s.multi(doing, |w| {
+                if let Some(h) = holder {
+                    w.add_delete(&format!("{path}/{h}"), None)?;
+                }
+                // Without our child named, it fails NotEmpty: a successor always has one.
+                w.add_delete(&path, None)
+            })?;
             Ok(match done {
-                Ok(_) => Ok(true),
-                Err(e) => match multi_source(&e) {
-                    // A retry after a lost connection may find our own delete done.
-                    zk::Error::NoNode if retried && holder.is_some() => {
-                        Ok(!s.holder_is(&path, holder))
-                    }
-                    zk::Error::NoNode | zk::Error::NotEmpty => Ok(false),
-                    e if is_transient(e) => {
-                        retried = true;
-                        Err(zk::Error::ConnectionLoss)
-                    }
-                    other => Err(other.clone()),
-                },
+                Ok(()) => Ok(true),
+                // A retry after a lost connection may find our own delete done.
+                Err(zk::Error::NoNode) if retried && holder.is_some() => {
+                    Ok(!s.holder_is(&path, holder))
+                }
+                Err(zk::Error::NoNode | zk::Error::NotEmpty) => Ok(false),
+                Err(e) if is_transient(&e) => {
+                    retried = true;
+                    Err(zk::Error::ConnectionLoss)
+                }
+                Err(e) => Err(e),
             })
         })
+    }
+
+    /// One multi built by `add`, sent and waited for; Err inside is the server's answer (or a
+    /// broken connection).
+    fn multi(
+        &self,
+        doing: &str,
+        add: impl FnOnce(&mut zk::MultiWriter) -> std::result::Result<(), zk::Error>,
+    ) -> Result<std::result::Result<(), zk::Error>> {
+        let mut writer = self.client.new_multi_writer();
+        if let Err(e) = add(&mut writer) {
+            return Ok(Err(e));
+        }
+        let commit = writer.commit();
+        Ok(self
+            .wait(doing, commit)?
+            .map(|_| ())
+            .map_err(|e| multi_source(&e).clone()))
     }
 
     /// Whether `holder` is still a child of the lock at `path` (false when it cannot be told).
@@ -659,16 +676,7 @@ mod tests {
     fn the_record_is_the_public_json() {
         let r = record(Duration::from_secs(90));
         let v = serde_json::to_value(&r).unwrap();
-        for key in [
-            "owner",
-            "host",
-            "pid",
-            "purpose",
-            "token",
-            "acquired_at",
-            "expires_at",
-            "max_hold_seconds",
-        ] {
+        for key in RECORD_FIELDS {
             assert!(v.get(key).is_some(), "{key} missing from {v}");
         }
         assert_eq!(v["max_hold_seconds"], 90.0);

@@ -229,8 +229,15 @@ pub fn up(opts: &UpOptions, ui: &Ui) -> Result<UpOutcome> {
     let spec = match &recorded {
         Some(s) if *s != opts.spec => {
             notes.push(format!(
-                "this sandbox was created with {} shards (and {} spare) on base port {} and {} MB buffer pools; keeping that",
-                s.shards, s.spare_shards, s.base_port, s.buffer_pool_mb
+                "this sandbox was created with {} shards (and {} spare) on base port {} and {} MB buffer pools, locks in {}; keeping that",
+                s.shards,
+                s.spare_shards,
+                s.base_port,
+                s.buffer_pool_mb,
+                match s.zookeeper_nodes {
+                    0 => "the ring".to_string(),
+                    n => format!("a {n}-node ZooKeeper ensemble"),
+                }
             ));
             s.clone()
         }

@@ -396,6 +396,17 @@ impl Env {
         }
     }
 
+    /// How many audit rows record `action` on `target`.
+    pub fn audited(&self, action: &str, target: &str) -> u64 {
+        self.ring()
+            .exec_first(
+                "SELECT COUNT(*) FROM audit_log WHERE action = ? AND target = ?",
+                (action, target),
+            )
+            .unwrap()
+            .unwrap_or(0)
+    }
+
     pub fn ring(&self) -> mysql::Conn {
         let mut c = conn(self.fed.ring_port());
         c.query_drop(format!("USE {}", self.ring_db())).unwrap();
