@@ -358,6 +358,69 @@ fn force_release_deletes_the_node_and_ends_the_get_lock_session() {
 }
 
 #[test]
+fn top_drain_and_resume_see_the_locks_in_zookeeper() {
+    let _g = shared();
+    let env = zk_env("zk_views", "2s");
+    env.register_shards();
+    let home = env.seed_user(51, 3);
+    let holder = env.spawn(
+        &[
+            "lock",
+            "run",
+            "ACCOUNT_51_NIGHTLY",
+            "--ttl",
+            "30s",
+            "--",
+            "sleep",
+            "30",
+        ],
+        &[],
+    );
+    wait_until("the lock", || {
+        lock_names(&env).contains(&"ACCOUNT_51_NIGHTLY".to_string())
+    });
+    let top = env.json(&["top", "--once"]);
+    let locks = top["locks"].as_array().unwrap();
+    assert!(
+        locks
+            .iter()
+            .any(|l| l["name"] == "ACCOUNT_51_NIGHTLY"
+                && l["token"].as_u64().unwrap() > u32::MAX as u64),
+        "{top}"
+    );
+    // A drain of the half whose server holds the lock's GET_LOCK names it.
+    let shown = env.json(&["lock", "show", "ACCOUNT_51_NIGHTLY"]);
+    let port = common::port_of(shown["lease"]["holder_server"].as_str().unwrap());
+    let half = if env.shard_ports(&home)[0] == port {
+        "a"
+    } else {
+        "b"
+    };
+    let drained = env.json(&["maintenance", "drain", "--half", half]);
+    assert!(
+        drained["locks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["name"] == "ACCOUNT_51_NIGHTLY"),
+        "{drained}"
+    );
+    env.json(&["maintenance", "restore", "--half", half]);
+    signal(holder.id(), libc::SIGTERM);
+    holder.wait_with_output().unwrap();
+    // A migration lock whose holder died before journaling anything: `migrate resume` frees it.
+    env.json(&["lock", "acquire", "ACCOUNT_51_MIGRATE", "--ttl", "1s"]);
+    std::thread::sleep(Duration::from_millis(1100));
+    let resumed = env.json(&["migrate", "resume", "--all"]);
+    assert_eq!(
+        resumed["released_locks"],
+        serde_json::json!(["ACCOUNT_51_MIGRATE"]),
+        "{resumed}"
+    );
+    assert!(lock_names(&env).is_empty());
+}
+
+#[test]
 fn a_sweep_never_deletes_a_successor() {
     let _g = shared();
     let env = zk_env("zk_sweep", "6s");
