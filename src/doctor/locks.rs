@@ -140,10 +140,14 @@ fn token_check(cfg: &Config, ring_db: &mut Db) -> Check {
     }
 }
 
-/// Every lock check; `ring_db` is on the ring database.
-pub fn checks(cfg: &Config, ring_db: &mut Db, out: &mut Vec<Check>) {
+/// The ensemble's checks, when the locks are kept in one (whether or not the ring answers).
+pub fn ensemble(cfg: &Config, out: &mut Vec<Check>) {
     if let LockBackend::Zookeeper(z) = &cfg.locks {
         ensemble_checks(z, out);
     }
+}
+
+/// The token rule; `ring_db` is on the ring database.
+pub fn tokens(cfg: &Config, ring_db: &mut Db, out: &mut Vec<Check>) {
     out.push(token_check(cfg, ring_db));
 }

@@ -262,6 +262,7 @@ pub fn checks(cfg: &Config, max_lag: u64) -> Vec<Check> {
     let mut checks = Vec::new();
     let ring_db = ring_checks(cfg, &mut checks);
     ticket_checks(cfg, &mut checks);
+    locks::ensemble(cfg, &mut checks);
     if let Some(mut db) = ring_db {
         let use_ring = format!("USE {}", cfg.ring.database.quoted());
         match db
@@ -269,7 +270,7 @@ pub fn checks(cfg: &Config, max_lag: u64) -> Vec<Check> {
             .and_then(|_| directory::shards(&mut db))
         {
             Ok(shards) => {
-                locks::checks(cfg, &mut db, &mut checks);
+                locks::tokens(cfg, &mut db, &mut checks);
                 checks.push(match directory::users_on_unknown_shards(&mut db) {
                     Ok((0, _)) => Check::pass("ring", "users' shards", "every user's shard is registered"),
                     Ok((n, ids)) => Check::fail(

@@ -354,7 +354,14 @@ impl ZkStore {
             return match won {
                 Some(czxid) => {
                     let token = czxid.max(0) as u64;
-                    self.write_token(name, &holder, record, token)?;
+                    if ephemeral {
+                        self.send_token(name, &holder, record, token)?;
+                    } else {
+                        // A lease nobody renews: its record gets the token before we answer.
+                        let mut record = record.clone();
+                        record.token = token;
+                        self.update(name, &holder, &record)?;
+                    }
                     Ok(Created::Won(token, holder))
                 }
                 // Someone else's, or ours taken away at once (force-released).
@@ -371,12 +378,12 @@ impl ZkStore {
         })
     }
 
-    /// Writes the token into the record, only while `holder` is still the lock's child. Sent
-    /// now, not waited for: the session runs requests in order, so every later request of ours
-    /// (a read, a renewal, the release) comes after it, and the grant does not wait a round
-    /// trip for a field readers can also take from the node's czxid. Should it fail (the
-    /// connection broke), the next renewal writes it.
-    fn write_token(&self, name: &str, holder: &str, record: &Record, token: u64) -> Result<()> {
+    /// Writes the token into the record of a lock held with a session, only while `holder` is
+    /// still the lock's child. Sent now, not waited for: the session runs requests in order, so
+    /// every later request of ours (a read, a renewal, the release) comes after it, and the grant
+    /// does not wait a round trip for a field readers can also take from the node's czxid.
+    /// Should it fail (the connection broke), the holder's next renewal writes it.
+    fn send_token(&self, name: &str, holder: &str, record: &Record, token: u64) -> Result<()> {
         let mut record = record.clone();
         record.token = token;
         let path = self.path(name);
