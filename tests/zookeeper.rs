@@ -136,6 +136,16 @@ fn lock_names(env: &Env) -> Vec<String> {
         .collect()
 }
 
+/// A `lock run` holding `name` for 30 s (sleeping), once its lock is there.
+fn holding(env: &Env, name: &str) -> Child {
+    let holder = env.spawn(
+        &["lock", "run", name, "--ttl", "30s", "--", "sleep", "30"],
+        &[],
+    );
+    wait_until("the lock", || lock_names(env).iter().any(|n| n == name));
+    holder
+}
+
 /// 50 processes race for one lock: the winner's token, and every loser's message.
 fn race(env: &Env, name: &str, during: impl FnOnce()) -> (String, u64) {
     let children: Vec<Child> = (0..50)
@@ -319,22 +329,7 @@ fn force_release_deletes_the_node_and_ends_the_get_lock_session() {
     let env = zk_env("zk_force", "6s");
     env.register_shards();
     env.json(&["user", "assign", "42"]);
-    let holder = env.spawn(
-        &[
-            "lock",
-            "run",
-            "ACCOUNT_42_REPORT",
-            "--ttl",
-            "30s",
-            "--",
-            "sleep",
-            "30",
-        ],
-        &[],
-    );
-    wait_until("the lock", || {
-        lock_names(&env).contains(&"ACCOUNT_42_REPORT".to_string())
-    });
+    let holder = holding(&env, "ACCOUNT_42_REPORT");
     let shown = env.json(&["lock", "show", "ACCOUNT_42_REPORT"]);
     assert!(
         shown["getlock_holder"].is_object(),
@@ -363,22 +358,7 @@ fn top_drain_and_resume_see_the_locks_in_zookeeper() {
     let env = zk_env("zk_views", "2s");
     env.register_shards();
     let home = env.seed_user(51, 3);
-    let holder = env.spawn(
-        &[
-            "lock",
-            "run",
-            "ACCOUNT_51_NIGHTLY",
-            "--ttl",
-            "30s",
-            "--",
-            "sleep",
-            "30",
-        ],
-        &[],
-    );
-    wait_until("the lock", || {
-        lock_names(&env).contains(&"ACCOUNT_51_NIGHTLY".to_string())
-    });
+    let holder = holding(&env, "ACCOUNT_51_NIGHTLY");
     let top = env.json(&["top", "--once"]);
     let locks = top["locks"].as_array().unwrap();
     assert!(

@@ -206,19 +206,29 @@ impl ZkStore {
     /// Opens a session, failing within the session timeout when the ensemble does not answer.
     pub fn connect(cfg: &ZookeeperConfig) -> Result<ZkStore> {
         let rt = runtime()?;
-        let ensemble = cfg.ensemble();
         let timeout = cfg.session_timeout;
         let deadline = Instant::now() + timeout;
-        // Each attempt tries every server once; while the ensemble elects a leader its servers
-        // turn clients away, so attempts repeat until the session timeout has passed.
+        // Each attempt tries the servers from another one first (a random one at the start, as
+        // the Java client shuffles them), bounded to a third of the session timeout: a frozen
+        // server accepts TCP and never answers, and must not hold every connect to the end.
+        // While the ensemble elects a leader its servers turn clients away: attempts repeat
+        // until the session timeout has passed.
+        let n = cfg.servers.len();
+        let first = rand::random_range(0..n);
+        let mut attempt = 0;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
+            let bound = left.min((timeout / 3).max(Duration::from_millis(500)));
+            let order: Vec<String> = (0..n)
+                .map(|i| cfg.servers[(first + attempt + i) % n].to_string())
+                .collect();
+            let ensemble = order.join(",");
             let connecting = zk::Client::connector()
                 .with_session_timeout(timeout)
-                .with_connection_timeout(left.min(timeout / 3).max(Duration::from_millis(200)))
+                .with_connection_timeout((bound / n as u32).max(Duration::from_millis(200)))
                 .with_fail_eagerly()
                 .connect(&ensemble);
-            let why = match rt.block_on(async { tokio::time::timeout(left, connecting).await }) {
+            let why = match rt.block_on(async { tokio::time::timeout(bound, connecting).await }) {
                 Ok(Ok(client)) => {
                     return Ok(ZkStore {
                         client,
@@ -234,6 +244,7 @@ impl ZkStore {
                 return Err(unreachable_ensemble(cfg, "connecting", &why));
             }
             std::thread::sleep(Duration::from_millis(100));
+            attempt += 1;
         }
     }
 
