@@ -200,8 +200,8 @@ pub struct LockClient<'c> {
     /// With `[locks] backend = "zookeeper"`: the session where the lock nodes are kept. The
     /// leases are there, not in the ring; the GET_LOCK interlock on an account's server stays.
     zk: Option<ZkStore>,
-    /// The highest token a move has used (the shards' fences hold no higher), read once: no
-    /// grant at or below it is handed out.
+    /// The highest token a move had used before this client's first grant (the shards' fences
+    /// held no higher): no grant at or below it is handed out.
     token_floor: Option<u64>,
 }
 
@@ -225,6 +225,19 @@ impl<'c> LockClient<'c> {
             zk,
             token_floor: None,
         })
+    }
+
+    /// The highest token any move had used, read once and before this client's first grant:
+    /// a sequence only grows, so every grant after the read is above it unless the backend's
+    /// sequence is behind (after a switch). Read after a grant, it could include other
+    /// holders' later, higher tokens, which say nothing about this one.
+    fn token_floor(&mut self) -> Result<u64> {
+        if let Some(f) = self.token_floor {
+            return Ok(f);
+        }
+        let f = ring::highest_token(&mut self.ring)?;
+        self.token_floor = Some(f);
+        Ok(f)
     }
 
     /// On ZooKeeper, an account lock's grant raises its ring fence before its holder does
@@ -252,14 +265,7 @@ impl<'c> LockClient<'c> {
     /// backends, the other backend's sequence may be behind what the shards' fences hold, and
     /// a lower token would be refused there anyway, after a lock that looked good.
     fn check_token(&mut self, held: &Held) -> Result<()> {
-        let floor = match self.token_floor {
-            Some(f) => f,
-            None => {
-                let f = ring::highest_token(&mut self.ring)?;
-                self.token_floor = Some(f);
-                f
-            }
-        };
+        let floor = self.token_floor()?;
         if held.token > floor && self.fence_current(held)? {
             return Ok(());
         }
@@ -442,6 +448,7 @@ impl<'c> LockClient<'c> {
 
     /// One attempt: the lock, or `LockInUse`.
     pub fn try_acquire(&mut self, req: &Request) -> Result<Held> {
+        self.token_floor()?;
         let held = self.try_acquire_unchecked(req)?;
         self.check_token(&held)?;
         Ok(held)
@@ -511,6 +518,7 @@ impl<'c> LockClient<'c> {
         if reqs.is_empty() {
             return Ok(Vec::new());
         }
+        self.token_floor()?;
         let session = self.as_session(server);
         let names: Vec<mysql::Value> = reqs.iter().map(|r| r.name.as_str().into()).collect();
         let got: Vec<mysql::Value> = self
