@@ -2,10 +2,10 @@
 //! a loopback port, found again by its pid file.
 
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use super::server::{check_port_free, is_root, recorded_process, stop_pid};
+use super::server::{check_port_free, is_root, recorded_process, spawn_child, stop_pid};
 use crate::error::{Error, Result};
 use crate::types::HostPort;
 
@@ -41,8 +41,6 @@ impl CacheProcess {
     pub fn start(&self) -> Result<()> {
         check_port_free(self.port)?;
         std::fs::create_dir_all(&self.dir).map_err(|e| Error::io("creating the cache dir", e))?;
-        let log = std::fs::File::create(self.dir.join("memcached.out"))
-            .map_err(|e| Error::io("creating the cache's output file", e))?;
         let mut cmd = Command::new("memcached");
         cmd.args([
             "-l",
@@ -57,23 +55,13 @@ impl CacheProcess {
         if is_root() {
             cmd.args(["-u", "root"]);
         }
-        use std::os::unix::process::CommandExt;
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(
-                log.try_clone()
-                    .map_err(|e| Error::io("opening the cache's log", e))?,
-            )
-            .stderr(log)
-            .process_group(0)
-            .spawn()
-            .map_err(|e| {
-                Error::Failed(format!(
-                    "starting memcached: {e} (scripts/install-deps installs it)"
-                ))
-            })?;
-        std::fs::write(self.pid_file(), child.id().to_string())
-            .map_err(|e| Error::io("writing the cache's pid file", e))?;
+        spawn_child(
+            cmd,
+            &self.dir.join("memcached.out"),
+            &self.pid_file(),
+            "memcached",
+            "scripts/install-deps installs it",
+        )?;
         let start = Instant::now();
         while crate::cache::memcached::version(&self.addr(), Duration::from_millis(200)).is_err() {
             if start.elapsed() > Duration::from_secs(10) {

@@ -253,6 +253,33 @@ pub fn recorded_process(pid_file: &Path) -> Option<(i32, Vec<u8>)> {
     Some((pid, cmdline))
 }
 
+/// Starts `cmd` as a child in a process group of its own (a terminal's Ctrl-C does not reach
+/// it), its output in `log`, its pid in `pid_file` (how `status` and `down` find it again).
+/// `what` names it in errors, with `hint` saying how to get it installed.
+pub fn spawn_child(
+    mut cmd: Command,
+    log: &Path,
+    pid_file: &Path,
+    what: &str,
+    hint: &str,
+) -> Result<()> {
+    use std::os::unix::process::CommandExt;
+    let out = std::fs::File::create(log)
+        .map_err(|e| Error::io(&format!("creating {what}'s output file"), e))?;
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(
+            out.try_clone()
+                .map_err(|e| Error::io(&format!("opening {what}'s log"), e))?,
+        )
+        .stderr(out)
+        .process_group(0)
+        .spawn()
+        .map_err(|e| Error::Failed(format!("starting {what}: {e} ({hint})")))?;
+    std::fs::write(pid_file, child.id().to_string())
+        .map_err(|e| Error::io(&format!("writing {what}'s pid file"), e))
+}
+
 /// Refuses a port something else listens on: the sandbox would wait for a server that never
 /// binds, or worse, set up whatever does answer there.
 pub fn check_port_free(port: u16) -> Result<()> {

@@ -3,10 +3,10 @@
 //! again by its pid file. Never the system service.
 
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use super::server::{check_port_free, recorded_process, stop_pid};
+use super::server::{check_port_free, recorded_process, spawn_child, stop_pid};
 use crate::error::{Error, Result};
 use crate::lock::zk::{four_letter, mode};
 use crate::types::HostPort;
@@ -104,37 +104,25 @@ impl ZkNode {
             .map_err(|e| Error::io("writing ZooKeeper's myid", e))?;
         std::fs::write(self.config_file(), self.config_text(all))
             .map_err(|e| Error::io("writing zoo.cfg", e))?;
-        let log = std::fs::File::create(self.dir.join("zookeeper.out"))
-            .map_err(|e| Error::io("creating ZooKeeper's output file", e))?;
-        use std::os::unix::process::CommandExt;
-        let child = Command::new("java")
-            .args([
-                "-Xms32m",
-                "-Xmx128m",
-                "-XX:+UseSerialGC",
-                // TTL and container nodes are reaped at this interval (default 60 s).
-                "-Dznode.container.checkIntervalMs=1000",
-                "-cp",
-                CLASSPATH,
-                MAIN,
-            ])
-            .arg(self.config_file())
-            .stdin(Stdio::null())
-            .stdout(
-                log.try_clone()
-                    .map_err(|e| Error::io("opening ZooKeeper's log", e))?,
-            )
-            .stderr(log)
-            .process_group(0)
-            .spawn()
-            .map_err(|e| {
-                Error::Failed(format!(
-                    "starting ZooKeeper (java): {e} (scripts/install-deps installs Debian's zookeeper package)"
-                ))
-            })?;
-        std::fs::write(self.pid_file(), child.id().to_string())
-            .map_err(|e| Error::io("writing ZooKeeper's pid file", e))?;
-        Ok(())
+        let mut cmd = Command::new("java");
+        cmd.args([
+            "-Xms32m",
+            "-Xmx128m",
+            "-XX:+UseSerialGC",
+            // TTL and container nodes are reaped at this interval (default 60 s).
+            "-Dznode.container.checkIntervalMs=1000",
+            "-cp",
+            CLASSPATH,
+            MAIN,
+        ])
+        .arg(self.config_file());
+        spawn_child(
+            cmd,
+            &self.dir.join("zookeeper.out"),
+            &self.pid_file(),
+            "ZooKeeper (java)",
+            "scripts/install-deps installs Debian's zookeeper package",
+        )
     }
 
     /// Whether it serves: `srvr` answers with its role.
