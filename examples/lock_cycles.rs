@@ -62,7 +62,16 @@ fn zk_raw(cfg: &Config, name: String, until: Instant) -> Result<u64> {
         .enable_all()
         .build()
         .unwrap();
-    let client = rt.block_on(zk::Client::connect(&z.ensemble())).unwrap();
+    // From a random server on, as the library connects (a leader serves writes a hop sooner
+    // than a follower).
+    let n = z.servers.len();
+    let first = rand::random_range(0..n);
+    let ensemble: Vec<String> = (0..n)
+        .map(|i| z.servers[(first + i) % n].to_string())
+        .collect();
+    let client = rt
+        .block_on(zk::Client::connect(&ensemble.join(",")))
+        .unwrap();
     let dir = format!("{}/raw", z.root);
     let mode = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
     let _ = rt.block_on(client.mkdir(&dir, &mode));

@@ -156,14 +156,19 @@ pub struct ZkStore {
     dir: String,
 }
 
-/// The process's runtime for the ZooKeeper client. One worker thread, not a current-thread
-/// runtime: the session's pings must go on while this program is busy elsewhere, or the
-/// session expires while `state()` still says connected.
+/// The process's runtime for the ZooKeeper client: worker threads, not a current-thread
+/// runtime, so the sessions' pings go on while this program is busy elsewhere (else a session
+/// expires while `state()` still says connected); as many as the machine has cores, at most 4,
+/// so the sessions of a rebalance's workers do not queue behind one thread.
 fn runtime() -> Result<&'static tokio::runtime::Runtime> {
     static RT: OnceLock<std::result::Result<tokio::runtime::Runtime, String>> = OnceLock::new();
     RT.get_or_init(|| {
         tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
+            .worker_threads(
+                std::thread::available_parallelism()
+                    .map_or(1, |n| n.get())
+                    .clamp(1, 4),
+            )
             .thread_name("zookeeper")
             .enable_all()
             .build()
