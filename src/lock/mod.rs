@@ -240,44 +240,61 @@ impl<'c> LockClient<'c> {
         Ok(f)
     }
 
-    /// On ZooKeeper, an account lock's grant raises its ring fence before its holder does
-    /// anything (see `ring::fences`): it waits for a directory change of the previous holder
-    /// that is under way, and refuses that holder's later ones. False when the fence has seen a
-    /// higher token than this grant's.
-    fn fence_current(&mut self, held: &Held) -> Result<bool> {
-        if self.zk.is_none() || held.name.account().is_none() {
-            return Ok(true);
-        }
-        let grants = [(&held.name, held.token)];
-        let current = self.ring.run("raising the lock's fence", |c| {
-            fences::raise(c, &grants)?;
-            fences::current(c, &grants)
-        })?;
-        Ok(current == 1)
-    }
-
     /// "mysql" or "zookeeper", as the lock verbs report it.
     pub fn backend(&self) -> &'static str {
         self.cfg.locks.name()
     }
 
-    /// Refuses a grant whose token is not above every token a move has used: after switching
-    /// backends, the other backend's sequence may be behind what the shards' fences hold, and
-    /// a lower token would be refused there anyway, after a lock that looked good.
-    fn check_token(&mut self, held: &Held) -> Result<()> {
+    /// Which grants may be handed out. Each token must be above every token a move has used:
+    /// after switching backends, the other backend's sequence may be behind what the shards'
+    /// fences hold, and a lower token would be refused there anyway, after a lock that looked
+    /// good. On ZooKeeper an account lock's grant also raises its ring fence before its holder
+    /// does anything (see `ring::fences`, one statement for all the grants): that waits for a
+    /// directory change of the previous holder under way and refuses its later ones; a fence
+    /// that has seen a higher token refuses the grant.
+    fn admissible(&mut self, held: &[&Held]) -> Result<Vec<bool>> {
         let floor = self.token_floor()?;
-        if held.token > floor && self.fence_current(held)? {
-            return Ok(());
-        }
+        let fenced = |h: &Held| self.zk.is_some() && h.name.account().is_some();
+        let grants: Vec<fences::Grant> = held
+            .iter()
+            .filter(|h| fenced(h))
+            .map(|h| (&h.name, h.token))
+            .collect();
+        let current: Vec<String> = if grants.is_empty() {
+            Vec::new()
+        } else {
+            self.ring.run("raising the locks' fences", |c| {
+                fences::raise(c, &grants)?;
+                fences::current(c, &grants)
+            })?
+        };
+        Ok(held
+            .iter()
+            .map(|h| {
+                h.token > floor && (!fenced(h) || current.iter().any(|n| n == h.name.as_str()))
+            })
+            .collect())
+    }
+
+    /// Gives back a grant that was not admissible, and says why.
+    fn refuse(&mut self, held: &Held) -> Error {
         let _ = self.release(held);
-        Err(Error::Refused(format!(
-            "the {} backend granted lock {} token {}, but moves have already used token {floor}: \
-             a lower token would be refused by the shards' fences. {}",
+        let floor = self.token_floor.unwrap_or(0);
+        Error::Refused(format!(
+            "the {} backend granted lock {} token {}, but a token at least as high ({floor} or \
+             above) has already been used: a lower token would be refused by the shards' fences. {}",
             self.backend(),
             held.name,
             held.token,
             token_remedy(&self.cfg.locks, floor)
-        )))
+        ))
+    }
+
+    fn check_token(&mut self, held: &Held) -> Result<()> {
+        if self.admissible(&[held])?.first() == Some(&true) {
+            return Ok(());
+        }
+        Err(self.refuse(held))
     }
 
     /// From now on no statement on any of this client's connections blocks longer than `d`: a
@@ -605,19 +622,40 @@ impl<'c> LockClient<'c> {
             }
         }
         let mut out = Vec::with_capacity(reqs.len());
+        // Indexes of grants still to be admitted, all at once below.
+        let mut unchecked = Vec::new();
         for (req, getlock) in reqs.iter().zip(won_getlock) {
             let result = match tokens.remove(req.name.as_str()) {
-                Some(won) => {
-                    let held = self.held(req, Some(server), won, false);
-                    self.check_token(&held).map(|_| held)
-                }
+                Some(won) => Ok(self.held(req, Some(server), won, false)),
                 // We hold the GET_LOCK, but a lease is there: judge it.
-                None if getlock => self
-                    .record_lease(req, session.as_ref())
-                    .and_then(|held| self.check_token(&held).map(|_| held)),
-                None => self.try_acquire(req),
+                None if getlock => self.record_lease(req, session.as_ref()),
+                // Admitted on its own.
+                None => {
+                    out.push(self.try_acquire(req));
+                    continue;
+                }
             };
+            if result.is_ok() {
+                unchecked.push(out.len());
+            }
             out.push(result);
+        }
+        let grants: Vec<Held> = unchecked
+            .iter()
+            .filter_map(|&i| out[i].as_ref().ok().cloned())
+            .collect();
+        let admitted = match self.admissible(&grants.iter().collect::<Vec<_>>()) {
+            Ok(a) => a,
+            Err(e) => {
+                // Not handed out: give them all back.
+                let _ = self.release_many(&grants);
+                return Err(e);
+            }
+        };
+        for ((&i, held), ok) in unchecked.iter().zip(&grants).zip(admitted) {
+            if !ok {
+                out[i] = Err(self.refuse(held));
+            }
         }
         Ok(out)
     }
@@ -669,22 +707,26 @@ impl<'c> LockClient<'c> {
         if held.is_empty() {
             return Ok(());
         }
-        if self.zk.is_some() {
+        if let Some(store) = &self.zk {
             for h in held {
-                self.release(h)?;
+                if let Some(child) = &h.zk_holder {
+                    store.delete(h.name.as_str(), Some(child))?;
+                }
             }
-            return Ok(());
+        } else {
+            // By primary key (with the tokens, so only our own leases go): record locks only,
+            // no gaps for a concurrent acquirer's insert to deadlock with.
+            let mut params: Vec<mysql::Value> =
+                held.iter().map(|h| h.name.as_str().into()).collect();
+            params.extend(held.iter().map(|h| mysql::Value::from(h.token)));
+            let sql = format!(
+                "DELETE FROM locks WHERE name IN ({0}) AND token IN ({0})",
+                vec!["?"; held.len()].join(", ")
+            );
+            let ring = &mut self.ring;
+            retry_deadlocks(|| ring.exec_drop("releasing the leases", &sql, params.clone()))?;
         }
-        // By primary key (with the tokens, so only our own leases go): record locks only, no
-        // gaps for a concurrent acquirer's insert to deadlock with.
-        let mut params: Vec<mysql::Value> = held.iter().map(|h| h.name.as_str().into()).collect();
-        params.extend(held.iter().map(|h| mysql::Value::from(h.token)));
-        let sql = format!(
-            "DELETE FROM locks WHERE name IN ({0}) AND token IN ({0})",
-            vec!["?"; held.len()].join(", ")
-        );
-        let ring = &mut self.ring;
-        retry_deadlocks(|| ring.exec_drop("releasing the leases", &sql, params.clone()))?;
+        // Then the GET_LOCKs, one statement per session, on either backend.
         let mut by_session: HashMap<Option<HostPort>, Vec<mysql::Value>> = HashMap::new();
         for h in held {
             if let Some(server) = &h.session {

@@ -219,6 +219,11 @@ impl ZkStore {
         // While the ensemble elects a leader its servers turn clients away: attempts repeat
         // until the session timeout has passed.
         let n = cfg.servers.len();
+        if n == 0 {
+            return Err(Error::Config(
+                "[locks] servers lists no ZooKeeper server".into(),
+            ));
+        }
         let first = rand::random_range(0..n);
         let mut attempt = 0;
         loop {

@@ -208,7 +208,7 @@ fn fenced_ring<T>(
                 .unwrap_or(0),
             LockBackend::Zookeeper(_) => {
                 fences::raise(tx, grants)?;
-                fences::current(tx, grants)?
+                fences::current(tx, grants)?.len() as u64
             }
         };
         if current != grants.len() as u64 {

@@ -39,17 +39,16 @@ pub fn raise(conn: &mut impl Queryable, grants: &[Grant]) -> mysql::Result<()> {
     )
 }
 
-/// How many of the grants are their lock's highest token (locking those fence rows).
-pub fn current(conn: &mut impl Queryable, grants: &[Grant]) -> mysql::Result<u64> {
+/// The names of the grants that are their lock's highest token (locking those fence rows).
+pub fn current(conn: &mut impl Queryable, grants: &[Grant]) -> mysql::Result<Vec<String>> {
     if grants.is_empty() {
-        return Ok(0);
+        return Ok(Vec::new());
     }
-    let n: Option<u64> = conn.exec_first(
+    conn.exec(
         format!(
-            "SELECT COUNT(*) FROM lock_fences WHERE (name, token) IN ({}) FOR UPDATE",
+            "SELECT name FROM lock_fences WHERE (name, token) IN ({}) FOR UPDATE",
             row_placeholders(grants.len(), 2)
         ),
         params(grants),
-    )?;
-    Ok(n.unwrap_or(0))
+    )
 }
