@@ -11,13 +11,20 @@ use crate::ring;
 
 use super::rules::Check;
 
+/// `srvr` on every node at once, each bounded by the session timeout (at most 2 s): a frozen
+/// node costs that once, not once per node.
+fn srvr_all(z: &ZookeeperConfig) -> Vec<crate::error::Result<String>> {
+    let bound = z.session_timeout.min(Duration::from_secs(2));
+    crate::parallel::each(&z.servers, |s| four_letter(s, "srvr", bound))
+}
+
 /// The ensemble, node by node, then as a whole.
 fn ensemble_checks(z: &ZookeeperConfig, out: &mut Vec<Check>) {
     let mut leaders = 0;
     let mut serving = 0;
-    for server in &z.servers {
+    for (server, answer) in z.servers.iter().zip(srvr_all(z)) {
         let target = format!("{server} (zookeeper)");
-        match four_letter(server, "srvr", Duration::from_secs(2)) {
+        match answer {
             Ok(answer) => match mode(&answer) {
                 Some(m) => {
                     serving += 1;
@@ -94,10 +101,9 @@ fn next_token(cfg: &Config, ring_db: &mut Db) -> crate::error::Result<Option<u64
             "SELECT AUTO_INCREMENT FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = 'locks'",
             (cfg.ring.database.as_str(),),
         ).map(Option::flatten),
-        LockBackend::Zookeeper(z) => Ok(z
-            .servers
-            .iter()
-            .filter_map(|s| four_letter(s, "srvr", Duration::from_secs(2)).ok())
+        LockBackend::Zookeeper(z) => Ok(srvr_all(z)
+            .into_iter()
+            .filter_map(|a| a.ok())
             .filter_map(|a| {
                 let hex = a.lines().find_map(|l| l.strip_prefix("Zxid: 0x"))?;
                 u64::from_str_radix(hex.trim(), 16).ok()
