@@ -19,7 +19,12 @@ use serde_json::json;
 static CACHE: std::sync::RwLock<()> = std::sync::RwLock::new(());
 
 fn fed() -> &'static Federation {
-    federation_with("cache", 25340, 2, &["--cache"])
+    federation_with(
+        "cache",
+        25340,
+        2,
+        &["--cache", "--lock-backend", "zookeeper"],
+    )
 }
 
 fn cache_port() -> u16 {
@@ -491,12 +496,16 @@ fn rebalance_onto(env: &Env, heavy: &str) -> (i32, serde_json::Value) {
     env.run_json(&["rebalance", "apply", "--tolerance", "0"])
 }
 
-#[test]
-fn with_the_guard_and_invalidation_every_acknowledged_write_is_where_the_ring_says() {
+/// With the guard and invalidation on, an application writes through a rebalance, a streamed
+/// `migrate` and a drain; every write it saw acknowledged is on its user's directory shard.
+fn every_acknowledged_write_is_home(name: &str, users: std::ops::Range<u64>, zookeeper: bool) {
     let _turn = CACHE.write().unwrap_or_else(|p| p.into_inner());
-    let users: Vec<u64> = (3001..3031).collect();
-    let env = app_world("appsafe", 3001..3031, true, true);
-    let app = App::new(&env, "appsafe");
+    let env = app_world(name, users.clone(), true, true);
+    if zookeeper {
+        env.keep_locks_in_zookeeper("6s");
+    }
+    let users: Vec<u64> = users.collect();
+    let app = App::new(&env, name);
     let heavy = env.directory(users[0]).0;
     let light = env.other_shard(&heavy);
     let (code, applied) = while_writing(&app, &users, || rebalance_onto(&env, &light));
@@ -534,6 +543,20 @@ fn with_the_guard_and_invalidation_every_acknowledged_write_is_where_the_ring_sa
         acked.len(),
         &wrong[..wrong.len().min(5)]
     );
+    if zookeeper {
+        let locks = env.json(&["lock", "list"]);
+        assert_eq!(locks, json!([]), "locks left in ZooKeeper");
+    }
+}
+
+#[test]
+fn with_the_guard_and_invalidation_every_acknowledged_write_is_where_the_ring_says() {
+    every_acknowledged_write_is_home("appsafe", 3001..3031, false);
+}
+
+#[test]
+fn with_zookeeper_locks_every_acknowledged_write_is_where_the_ring_says() {
+    every_acknowledged_write_is_home("appzk", 3201..3231, true);
 }
 
 #[test]

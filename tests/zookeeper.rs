@@ -39,43 +39,17 @@ fn exclusive() -> RwLockWriteGuard<'static, ()> {
 }
 
 fn zk_ports() -> Vec<u16> {
-    fed()
-        .servers("zookeeper")
-        .into_iter()
-        .map(|(_, p, _)| p)
-        .collect()
+    fed().zookeeper_ports()
 }
 
 fn zk_config(name: &str, session: Duration) -> ZookeeperConfig {
-    ZookeeperConfig {
-        servers: zk_ports()
-            .into_iter()
-            .map(|p| HostPort::new("127.0.0.1", p))
-            .collect(),
-        root: format!("/t_{name}"),
-        session_timeout: session,
-    }
+    fed().zookeeper_config(name, session)
 }
 
-/// A world whose locks are under `/t_<name>` in the ensemble, with a short session timeout
-/// (paused holders lose their ephemeral nodes quickly).
+/// A world whose locks are under `/t_<name>` in the ensemble (see `Env::keep_locks_in_zookeeper`).
 fn zk_env(name: &str, session: &str) -> Env {
     let env = Env::new(fed(), name);
-    let servers: Vec<String> = zk_ports()
-        .iter()
-        .map(|p| format!("\"127.0.0.1:{p}\""))
-        .collect();
-    let mut text = std::fs::read_to_string(&env.config).unwrap();
-    text.push_str(&format!(
-        "[locks]\nbackend = \"zookeeper\"\nservers = [{}]\nroot = \"/t_{name}\"\nsession_timeout = \"{session}\"\n",
-        servers.join(", ")
-    ));
-    std::fs::write(&env.config, text).unwrap();
-    // The ensemble outlives test runs: a world starts with none of a previous run's locks.
-    let store = ZkStore::connect(&zk_config(name, Duration::from_secs(6))).unwrap();
-    for node in store.read_all().unwrap() {
-        store.delete(&node.name, node.holder.as_deref()).unwrap();
-    }
+    env.keep_locks_in_zookeeper(session);
     env
 }
 
@@ -497,6 +471,25 @@ fn the_whole_ensemble_down_fails_within_the_session_timeout_and_changes_nothing(
             let r = env.run(&args);
             assert_eq!(r.stderr.trim().lines().count(), 1, "one line: {}", r.stderr);
         }
+        // doctor says which checks fail, bounded by the session timeout per phase.
+        let start = Instant::now();
+        let (code, doc) = env.run_json(&["doctor"]);
+        let took = start.elapsed();
+        assert_eq!(code, 1, "{what}: {doc}");
+        assert!(
+            took < Duration::from_secs(10),
+            "{what}: doctor took {took:?}"
+        );
+        let failed: Vec<&str> = doc["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["ok"] == false)
+            .map(|c| c["check"].as_str().unwrap())
+            .collect();
+        for check in ["zookeeper serving", "zookeeper leader", "zookeeper session"] {
+            assert!(failed.contains(&check), "{what}: {check} not failed: {doc}");
+        }
         assert_eq!(env.snapshot(), before, "{what}: something changed");
     };
     let nodes = pids();
@@ -654,11 +647,19 @@ mod crashes {
                 )
             })
             .collect();
-        for (i, point) in ["migrate.copy_mid", "migrate.after_flip"]
-            .into_iter()
-            .enumerate()
-        {
-            let heavy = ["shard1", "shard2"][i % 2];
+        for point in ["migrate.copy_mid", "migrate.after_flip"] {
+            // The shard holding fewer of the accounts weighs four times the other: there are
+            // always moves to make (and to crash in).
+            let on_shard1 = users
+                .iter()
+                .filter(|u| env.directory(**u).0 == "shard1")
+                .count();
+            let heavy = if on_shard1 * 2 <= users.len() {
+                "shard1"
+            } else {
+                "shard2"
+            };
+            let i = usize::from(point == "migrate.after_flip");
             for (shard, w) in [("shard1", "1"), ("shard2", "1"), (heavy, "4")] {
                 env.run(&["shard", "set-weight", shard, w]).ok();
             }

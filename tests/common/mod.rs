@@ -111,6 +111,31 @@ impl Federation {
             .collect()
     }
 
+    /// The client ports of the sandbox's ZooKeeper ensemble (`--lock-backend zookeeper`).
+    pub fn zookeeper_ports(&self) -> Vec<u16> {
+        self.servers("zookeeper")
+            .into_iter()
+            .map(|(_, p, _)| p)
+            .collect()
+    }
+
+    /// The ensemble as the config names it, with the locks of world `name` under `/t_<name>`.
+    pub fn zookeeper_config(
+        &self,
+        name: &str,
+        session: Duration,
+    ) -> shardctl::config::ZookeeperConfig {
+        shardctl::config::ZookeeperConfig {
+            servers: self
+                .zookeeper_ports()
+                .into_iter()
+                .map(|p| shardctl::types::HostPort::new("127.0.0.1", p))
+                .collect(),
+            root: format!("/t_{name}"),
+            session_timeout: session,
+        }
+    }
+
     /// The sandbox shards as (name, [port a, port b]).
     pub fn shards(&self) -> Vec<(String, Vec<u16>)> {
         let mut out: Vec<(String, Vec<u16>)> = Vec::new();
@@ -393,6 +418,34 @@ impl Env {
                 "shard", "add", &name, "--weight", "1", "--server", &a, "--server", &b,
             ])
             .ok();
+        }
+    }
+
+    /// Keeps this world's locks in the federation's ZooKeeper ensemble, under `/t_<name>`,
+    /// with the given session timeout (short: paused holders lose their ephemeral nodes
+    /// quickly). The ensemble outlives test runs, so a previous run's locks there are deleted.
+    pub fn keep_locks_in_zookeeper(&self, session: &str) {
+        let servers: Vec<String> = self
+            .fed
+            .zookeeper_ports()
+            .iter()
+            .map(|p| format!("\"127.0.0.1:{p}\""))
+            .collect();
+        let mut text = std::fs::read_to_string(&self.config).unwrap();
+        text.push_str(&format!(
+            "[locks]\nbackend = \"zookeeper\"\nservers = [{}]\nroot = \"/t_{}\"\nsession_timeout = \"{session}\"\n",
+            servers.join(", "),
+            self.name
+        ));
+        std::fs::write(&self.config, text).unwrap();
+        let store = shardctl::lock::zk::ZkStore::connect(
+            &self
+                .fed
+                .zookeeper_config(&self.name, Duration::from_secs(6)),
+        )
+        .unwrap();
+        for node in store.read_all().unwrap() {
+            store.delete(&node.name, node.holder.as_deref()).unwrap();
         }
     }
 
