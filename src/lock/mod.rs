@@ -203,6 +203,9 @@ pub struct LockClient<'c> {
     /// The highest token a move had used before this client's first grant (the shards' fences
     /// held no higher): no grant at or below it is handed out.
     token_floor: Option<u64>,
+    /// On ZooKeeper, the record this client last wrote for each lock it holds, with the holder
+    /// child it was written under: a renewal rewrites it without reading it back first.
+    zk_records: HashMap<String, (String, zk::Record)>,
 }
 
 impl<'c> LockClient<'c> {
@@ -224,6 +227,7 @@ impl<'c> LockClient<'c> {
             io_timeout: None,
             zk,
             token_floor: None,
+            zk_records: HashMap::new(),
         })
     }
 
@@ -667,7 +671,10 @@ impl<'c> LockClient<'c> {
             return Ok(());
         };
         if self.zk.is_some() {
-            let lost = held.iter().filter(|h| self.renew_node(h).is_err()).count();
+            let mut lost = 0;
+            for h in held {
+                lost += usize::from(self.renew_node(h).is_err());
+            }
             if lost > 0 {
                 return Err(Error::LockLost(format!(
                     "{lost} of {} account locks were lost (expired, taken over or released)",
@@ -709,6 +716,7 @@ impl<'c> LockClient<'c> {
         }
         if let Some(store) = &self.zk {
             for h in held {
+                self.zk_records.remove(h.name.as_str());
                 if let Some(child) = &h.zk_holder {
                     store.delete(h.name.as_str(), Some(child))?;
                 }
@@ -872,7 +880,13 @@ impl<'c> LockClient<'c> {
         let store = self.zk.as_ref().expect("called for the zookeeper backend");
         Ok(
             match store.create(req.name.as_str(), &record, req.hold_session)? {
-                zk::Created::Won(token, child) => Inserted::Won(token, Some(child)),
+                zk::Created::Won(token, child) => {
+                    let mut record = record;
+                    record.token = token;
+                    self.zk_records
+                        .insert(req.name.to_string(), (child.clone(), record));
+                    Inserted::Won(token, Some(child))
+                }
                 zk::Created::Exists => Inserted::Exists,
             },
         )
@@ -1098,32 +1112,58 @@ impl<'c> LockClient<'c> {
 
     /// On ZooKeeper: extends our lock node's expiry, only while its holder child is ours and
     /// the lease has not expired. Err says why it is lost.
-    fn renew_node(&self, held: &Held) -> std::result::Result<(), String> {
-        let store = self.zk.as_ref().ok_or("not on zookeeper")?;
+    fn renew_node(&mut self, held: &Held) -> std::result::Result<(), String> {
+        let gone = "the lock node is gone or is someone else's";
         let child = held
             .zk_holder
             .as_deref()
             .ok_or("no holder child recorded")?;
-        let node = store
-            .read(held.name.as_str())
+        let mut record = self
+            .own_record(held)
             .map_err(|e| e.to_string())?
-            .filter(|n| n.holder.as_deref() == Some(child))
-            .ok_or("the lock node is gone or is someone else's")?;
-        if node.record.expired() {
+            .ok_or(gone)?;
+        if record.expired() {
             return Err("the lease expired".into());
         }
-        let mut record = node.record;
-        record.token = node.token;
         record.extend(held.ttl);
+        let store = self.zk.as_ref().ok_or("not on zookeeper")?;
         match store.update(held.name.as_str(), child, &record) {
-            Ok(true) => Ok(()),
-            Ok(false) => Err("the lock node is gone or is someone else's".into()),
+            Ok(true) => {
+                self.zk_records
+                    .insert(held.name.to_string(), (child.to_string(), record));
+                Ok(())
+            }
+            Ok(false) => Err(gone.into()),
             Err(e) => Err(e.to_string()),
         }
     }
 
+    /// On ZooKeeper, the record of a lock we hold: as we last wrote it, else read (None: the
+    /// node is gone or is someone else's).
+    fn own_record(&self, held: &Held) -> Result<Option<zk::Record>> {
+        let Some(child) = held.zk_holder.as_deref() else {
+            return Ok(None);
+        };
+        if let Some((c, r)) = self.zk_records.get(held.name.as_str()) {
+            if c == child {
+                return Ok(Some(r.clone()));
+            }
+        }
+        let Some(store) = &self.zk else {
+            return Ok(None);
+        };
+        Ok(store
+            .read(held.name.as_str())?
+            .filter(|n| n.holder.as_deref() == Some(child))
+            .map(|n| zk::Record {
+                token: n.token,
+                ..n.record
+            }))
+    }
+
     /// Releases a lock this process holds. False when the lease was no longer ours.
     pub fn release(&mut self, held: &Held) -> Result<bool> {
+        self.zk_records.remove(held.name.as_str());
         if let Some(store) = &self.zk {
             let deleted = match &held.zk_holder {
                 Some(child) => store.delete(held.name.as_str(), Some(child))?,
@@ -1163,15 +1203,18 @@ impl<'c> LockClient<'c> {
     /// Records in our lease the process group of the command `lock run` started, so a later
     /// acquirer on this host can tell whether the command outlived us.
     pub fn record_command_group(&mut self, held: &Held, pgid: u32) -> Result<()> {
-        if let (Some(store), Some(child)) = (&self.zk, &held.zk_holder) {
-            if let Some(mut node) = store.read(held.name.as_str())? {
-                if let Value::Object(m) = &mut node.record.metadata {
+        if let (Some(_), Some(child)) = (&self.zk, held.zk_holder.clone()) {
+            if let Some(mut record) = self.own_record(held)? {
+                if let Value::Object(m) = &mut record.metadata {
                     m.insert("command_pgid".into(), pgid.into());
                 } else {
-                    node.record.metadata = json!({ "command_pgid": pgid });
+                    record.metadata = json!({ "command_pgid": pgid });
                 }
-                node.record.token = node.token;
-                store.update(held.name.as_str(), child, &node.record)?;
+                let store = self.zk.as_ref().expect("matched above");
+                if store.update(held.name.as_str(), &child, &record)? {
+                    self.zk_records
+                        .insert(held.name.to_string(), (child, record));
+                }
             }
             return Ok(());
         }
