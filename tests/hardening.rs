@@ -540,6 +540,15 @@ fn bad_input_corpus_gets_one_clear_error_and_changes_nothing() {
             format!("{config}[timeouts]\nconnect = \"0s\"\n"),
         ),
         (
+            "zk-no-servers.toml",
+            format!("{config}[locks]\nbackend = \"zookeeper\"\n"),
+        ),
+        (
+            // Nothing listens there: the lock verbs fail at once, naming the ensemble.
+            "zk-unreachable.toml",
+            format!("{config}[locks]\nbackend = \"zookeeper\"\nservers = [\"127.0.0.1:1\"]\nsession_timeout = \"1s\"\n"),
+        ),
+        (
             "bad-owner.toml",
             config.replace(
                 "name = \"photos\"\nowner_column = \"owner_id\"",
@@ -644,6 +653,12 @@ fn bad_input_corpus_gets_one_clear_error_and_changes_nothing() {
         (with_config("unknown-key.toml", &["shard", "list"]), 2),
         (with_config("injection.toml", &["shard", "list"]), 2),
         (with_config("unreachable.toml", &["shard", "list"]), 1),
+        (with_config("zk-no-servers.toml", &["lock", "list"]), 2),
+        (with_config("zk-unreachable.toml", &["lock", "acquire", "JOB_X", "--ttl", "1m"]), 1),
+        (with_config("zk-unreachable.toml", &["migrate", "1", "--to", &env.other_shard(&home)]), 1),
+        (s(&["sandbox", "up", "--zookeeper-nodes", "3"]), 2),
+        (s(&["sandbox", "up", "--lock-backend", "etcd"]), 2),
+        (s(&["sandbox", "up", "--lock-backend", "zookeeper", "--zookeeper-nodes", "0"]), 2),
         (with_config("wrong-password.toml", &["shard", "list"]), 2),
         (with_config("unset-env.toml", &["shard", "list"]), 2),
         (with_config("bad-timeout.toml", &["shard", "list"]), 2),
