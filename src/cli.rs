@@ -335,6 +335,16 @@ pub struct MigrateRunArgs {
     /// Leave the user's rows on the source (`migrate resume` deletes them later)
     #[arg(long)]
     pub keep_source: bool,
+    /// When the source's rows are deleted: right after the flip, or (later) by `migrate
+    /// resume`, so the move's time until served never includes the delete
+    #[arg(long, value_enum, default_value = "now")]
+    pub cleanup: Cleanup,
+    /// online: writable while copying, read-only only for the last catch-up, the verification
+    /// and the flip (refused with exit 4 where the source's binary log cannot be followed);
+    /// offline: read-only from before the copy; auto: online for accounts of at least
+    /// `[migrate] online_min_rows` rows where the source allows it
+    #[arg(long, value_enum, default_value = "auto")]
+    pub mode: crate::migrate::Mode,
     /// Delete rows of the user already on the destination before copying. Without it such
     /// rows (which no migration explains) make the move refuse with exit 4
     #[arg(long)]
@@ -347,6 +357,13 @@ pub struct MigrateRunArgs {
     /// Show what would be moved, change nothing
     #[arg(long)]
     pub dry_run: bool,
+}
+
+/// When a move deletes the source's rows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Cleanup {
+    Now,
+    Later,
 }
 
 #[derive(Debug, Args)]

@@ -127,6 +127,12 @@ impl Db {
         })
     }
 
+    /// The connection, given away (a binary log stream consumes it).
+    pub fn into_conn(mut self, doing: &str) -> Result<Conn> {
+        self.raw(doing)?;
+        Ok(self.conn.take().expect("checked above"))
+    }
+
     /// The connection itself, for streaming reads that outlive one call. A stream that fails
     /// must drop this `Db`: its state is unknown.
     pub fn raw(&mut self, doing: &str) -> Result<&mut Conn> {

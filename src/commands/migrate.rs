@@ -203,7 +203,9 @@ pub fn run(ctx: &Ctx, args: MigrateArgs) -> Result<Outcome> {
                 &Options {
                     user,
                     to,
-                    keep_source: args.run.keep_source,
+                    keep_source: args.run.keep_source
+                        || args.run.cleanup == crate::cli::Cleanup::Later,
+                    mode: args.run.mode,
                     clear_destination: args.run.clear_destination,
                     lock_ttl: ttl,
                     max_lag: args.run.max_lag,

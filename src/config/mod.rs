@@ -29,6 +29,8 @@ pub struct Config {
     pub cache: Option<CacheConfig>,
     /// `[locks]`: where lock records live.
     pub locks: LockBackend,
+    /// `[migrate]`: online moves.
+    pub migrate: MigrateConfig,
     /// Things worth telling the operator about the config (a password file others can read).
     pub warnings: Vec<String>,
 }
@@ -47,6 +49,25 @@ impl LockBackend {
         match self {
             LockBackend::Mysql => "mysql",
             LockBackend::Zookeeper(_) => "zookeeper",
+        }
+    }
+}
+
+/// `[migrate]`: when a move copies while the user stays writable, and as whom it reads the
+/// source's binary log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MigrateConfig {
+    /// `--mode auto` moves accounts of at least this many rows online.
+    pub online_min_rows: u64,
+    /// The replication server_id the binlog reader registers with; no replica may use it.
+    pub server_id: u32,
+}
+
+impl Default for MigrateConfig {
+    fn default() -> MigrateConfig {
+        MigrateConfig {
+            online_min_rows: 50_000,
+            server_id: 4_242_424_242,
         }
     }
 }
@@ -198,6 +219,26 @@ struct RawConfig {
     timeouts: RawTimeouts,
     cache: Option<RawCache>,
     locks: Option<RawLocks>,
+    migrate: Option<RawMigrate>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMigrate {
+    online_min_rows: Option<u64>,
+    server_id: Option<u32>,
+}
+
+fn migrate_config(raw: RawMigrate) -> std::result::Result<MigrateConfig, String> {
+    let d = MigrateConfig::default();
+    let server_id = raw.server_id.unwrap_or(d.server_id);
+    if server_id == 0 {
+        return Err("[migrate] server_id must not be 0 (a server with id 0 refuses replicas)".into());
+    }
+    Ok(MigrateConfig {
+        online_min_rows: raw.online_min_rows.unwrap_or(d.online_min_rows),
+        server_id,
+    })
 }
 
 #[derive(Deserialize)]
@@ -673,6 +714,12 @@ impl Config {
             .transpose()
             .map_err(bad)?
             .unwrap_or_default();
+        let migrate = raw
+            .migrate
+            .map(migrate_config)
+            .transpose()
+            .map_err(bad)?
+            .unwrap_or_default();
         Ok(Config {
             path: path.to_path_buf(),
             ring,
@@ -681,6 +728,7 @@ impl Config {
             net,
             cache,
             locks,
+            migrate,
             warnings,
         })
     }

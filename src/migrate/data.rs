@@ -615,19 +615,31 @@ pub fn delete_stream(job: &Job, addr: &HostPort, after_first_chunk: &dyn Fn()) -
 
 /// The group's rows of `table`, as flat values (columns in table order).
 pub fn read_rows(db: &mut Db, table: &Table, users: &[u64]) -> Result<(usize, Vec<mysql::Value>)> {
+    read_rows_where(db, table, &owners_clause(table, users), values(users))
+}
+
+/// The rows of `table` that `clause` selects, as flat values (columns in table order).
+pub fn read_rows_where(
+    db: &mut Db,
+    table: &Table,
+    clause: &str,
+    params: Vec<mysql::Value>,
+) -> Result<(usize, Vec<mysql::Value>)> {
     let rows: Vec<mysql::Row> = db.exec(
         "reading the accounts' rows",
         &format!(
-            "SELECT {} FROM {} WHERE {} IN ({})",
+            "SELECT {} FROM {} WHERE {clause}",
             table.column_list(),
             table.name.quoted(),
-            table.owner.quoted(),
-            placeholders(users.len())
         ),
-        values(users),
+        params,
     )?;
     let n = rows.len();
     Ok((n, rows.into_iter().flat_map(|r| r.unwrap()).collect()))
+}
+
+fn owners_clause(table: &Table, users: &[u64]) -> String {
+    format!("{} IN ({})", table.owner.quoted(), placeholders(users.len()))
 }
 
 /// Inside a fenced transaction: deletes the group's rows of `table`, then inserts `rows`.
@@ -637,7 +649,22 @@ pub fn replace_rows(
     users: &[u64],
     rows: &[mysql::Value],
 ) -> mysql::Result<()> {
-    delete_rows(tx, table, users)?;
+    replace_where(tx, table, &owners_clause(table, users), values(users), rows)
+}
+
+/// Inside a fenced transaction: deletes the rows of `table` that `clause` selects, then
+/// inserts `rows`.
+pub fn replace_where(
+    tx: &mut mysql::Transaction,
+    table: &Table,
+    clause: &str,
+    params: Vec<mysql::Value>,
+    rows: &[mysql::Value],
+) -> mysql::Result<()> {
+    tx.exec_drop(
+        format!("DELETE FROM {} WHERE {clause}", table.name.quoted()),
+        params,
+    )?;
     let ncols = table.columns.len();
     for part in rows.chunks(chunk_rows(ncols) * ncols) {
         tx.exec_drop(
@@ -657,10 +684,9 @@ pub fn replace_rows(
 pub fn delete_rows(tx: &mut mysql::Transaction, table: &Table, users: &[u64]) -> mysql::Result<()> {
     tx.exec_drop(
         format!(
-            "DELETE FROM {} WHERE {} IN ({})",
+            "DELETE FROM {} WHERE {}",
             table.name.quoted(),
-            table.owner.quoted(),
-            placeholders(users.len())
+            owners_clause(table, users)
         ),
         values(users),
     )

@@ -10,6 +10,7 @@
 
 pub mod batch;
 pub mod data;
+pub mod online;
 pub mod state;
 
 use std::collections::BTreeMap;
@@ -32,6 +33,7 @@ use crate::shard::replica;
 use crate::shard::{fence, guard, routing};
 use crate::types::{HostPort, LockName, ShardName};
 use data::{Checksum, Control, Table};
+pub use online::Mode;
 use state::{resume_action, Resume, State};
 
 /// Parallel streams per large table (value ranges of its key). On a busy pair of servers more
@@ -49,6 +51,7 @@ pub struct Options {
     /// Delete rows of the user already on the destination before the copy, though no
     /// migration of ours explains them (the operator checked them).
     pub clear_destination: bool,
+    pub mode: Mode,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -63,6 +66,10 @@ pub struct Report {
     pub checksums: BTreeMap<String, Checksum>,
     /// Seconds per step.
     pub timings: BTreeMap<String, f64>,
+    /// `online` (writable while copying) or `offline`.
+    pub mode: String,
+    /// From the `moving` mark to the flip's commit; None before a flip.
+    pub read_only_seconds: Option<f64>,
     pub note: String,
     /// The user moved, but the clean-up after the flip did not finish (`migrate resume`
     /// finishes it): partly done.
@@ -88,6 +95,11 @@ pub struct Entry {
     pub dest_server: Option<String>,
     pub rows: serde_json::Value,
     pub error: Option<String>,
+    /// `online` or `offline`.
+    pub mode: String,
+    /// Online: how far the source's binary log has been followed.
+    pub binlog_position: Option<String>,
+    pub read_only_seconds: Option<f64>,
     pub started_at: String,
     pub updated_at: String,
 }
@@ -116,7 +128,8 @@ pub fn journal(db: &mut Db, which: Entries) -> Result<Vec<Entry>> {
         "SELECT m.migration_id, m.user_id, COALESCE(f.name, CONCAT('#', m.from_shard)), COALESCE(t.name, CONCAT('#', m.to_shard)),
                 m.from_shard, m.to_shard, m.state, m.token, m.keep_source, m.source_server, m.dest_server,
                 COALESCE(m.row_counts, '{}'), m.error,
-                DATE_FORMAT(m.started_at, '%Y-%m-%dT%H:%i:%s.%fZ'), DATE_FORMAT(m.updated_at, '%Y-%m-%dT%H:%i:%s.%fZ')
+                DATE_FORMAT(m.started_at, '%Y-%m-%dT%H:%i:%s.%fZ'), DATE_FORMAT(m.updated_at, '%Y-%m-%dT%H:%i:%s.%fZ'),
+                m.mode, m.binlog_position, m.read_only_seconds
          FROM migrations m LEFT JOIN shards f ON f.shard_id = m.from_shard LEFT JOIN shards t ON t.shard_id = m.to_shard
          WHERE (? IS NULL OR m.user_id = ?) AND (? = 0 OR m.state NOT IN ('done', 'rolled_back'))
          ORDER BY m.migration_id DESC LIMIT 1000",
@@ -144,6 +157,9 @@ pub fn journal(db: &mut Db, which: Entries) -> Result<Vec<Entry>> {
                 error: text(take(12)),
                 started_at: text(take(13)).unwrap_or_default(),
                 updated_at: text(take(14)).unwrap_or_default(),
+                mode: text(take(15)).unwrap_or_else(|| "offline".into()),
+                binlog_position: text(take(16)),
+                read_only_seconds: mysql::from_value_opt::<Option<f64>>(take(17)).ok().flatten(),
             })
         })
         .collect()
@@ -555,20 +571,141 @@ impl Run<'_> {
         let source = source?;
         let dest = self.checksums(&self.dst)?;
         lap(report, "verify", &mut step);
-        for (name, src) in &source {
-            let dst = dest.get(name).copied().unwrap_or(Checksum {
-                rows: 0,
-                sum: 0,
-                xor: 0,
-            });
-            if *src != dst {
-                return Err(Error::Failed(format!(
-                    "verification failed for table {name}: source {} rows (sum {}, xor {}), destination {} rows (sum {}, xor {})",
-                    src.rows, src.sum, src.xor, dst.rows, dst.sum, dst.xor
-                )));
+        compare(&source, &dest)?;
+        Ok(source)
+    }
+
+    /// Marks the user `moving`: guarded on the source first (where the guard is installed),
+    /// then in the directory, with the journal, in one fenced ring transaction.
+    fn seal(&self, src_db: &mut Db, lock: &LockName) -> Result<()> {
+        guard::close_source(self.cfg, src_db, &[self.user], &self.to.name)?;
+        let (user, from, id) = (self.user, self.from.id, self.migration_id);
+        self.with_ring(|db| {
+            fenced_ring(db, &self.cfg.locks, &[(lock, self.token)], |tx| {
+                tx.exec_drop(
+                    "UPDATE users SET state = 'moving' WHERE user_id = ? AND shard_id = ?",
+                    (user, from),
+                )?;
+                tx.exec_drop("UPDATE migrations SET state = 'moving', updated_at = UTC_TIMESTAMP(6) WHERE migration_id = ?", (id,)).map(Some)
+            })
+        })
+        .inspect_err(|_| {
+            // Not marked: not moving, so not guarded either.
+            let _ = guard::given_back(self.cfg, src_db, &[user]);
+        })?;
+        crate::cache::users_changed(self.cfg, &[user]);
+        Ok(())
+    }
+
+    /// Checksums of both sides, computed at once, compared.
+    fn verify(&self) -> Result<BTreeMap<String, Checksum>> {
+        let (source, dest) = std::thread::scope(|s| {
+            let dest = s.spawn(|| self.checksums(&self.dst));
+            let source = self.checksums(&self.src);
+            let dest = dest
+                .join()
+                .unwrap_or_else(|_| Err(Error::Failed("a checksum thread panicked".into())));
+            (source, dest)
+        });
+        let source = source?;
+        compare(&source, &dest?)?;
+        Ok(source)
+    }
+
+    /// The online copy: the user stays writable while its rows are copied and the source's
+    /// binary log is followed pass after pass; `seal` then marks it `moving` for the last pass
+    /// and the verification. Returns the verified checksums.
+    fn online(
+        &self,
+        src_db: &mut Db,
+        total: u64,
+        report: &mut Report,
+        seal: &dyn Fn(&mut Db) -> Result<()>,
+    ) -> Result<BTreeMap<String, Checksum>> {
+        let mut step = Instant::now();
+        let tail = online::Tail::new(self.cfg, &self.src, self.user, &self.tables)?;
+        // Taken before the copy reads anything: every change the copy may miss is past it.
+        let mut pos = online::current_position(src_db)?;
+        self.set_state(State::Copying, &[("binlog_position", pos.to_string())])?;
+        self.copy_all(total)?;
+        failpoint!("migrate.after_copy");
+        lap(report, "copy", &mut step);
+        let mut dst = crate::shard::connect(self.cfg, &self.dst)?;
+        let dst_conn = dst.raw("applying the binary log")?;
+        fence::register(dst_conn, &self.dst, self.user, self.token)?;
+        let mut passes = 0;
+        loop {
+            let started = Instant::now();
+            let (next, keys) = self.follow(&tail, &pos, src_db, dst_conn, State::Copying)?;
+            pos = next;
+            passes += 1;
+            if passes == 1 {
+                failpoint!("migrate.catchup_mid");
+            }
+            if online::converged(passes, keys, started.elapsed()) {
+                break;
             }
         }
-        Ok(source)
+        lap(report, "catch_up", &mut step);
+        seal(src_db)?;
+        failpoint!("migrate.after_moving");
+        // A write that passed the guard just before the mark may commit after the last pass
+        // read the log: those transactions end first.
+        let open = online::writing_transactions(src_db)?;
+        if !online::wait_for_transactions(src_db, &open, WRITERS_GRACE)? {
+            return Err(Error::Refused(format!(
+                "a transaction writing on {} since before the read-only mark did not end within {}s; the user stays on {}",
+                self.src,
+                WRITERS_GRACE.as_secs(),
+                self.from.name
+            )));
+        }
+        catch_up_with_peers(self.cfg, self.from, &self.src, self.ui)?;
+        let (_, keys) = self.follow(&tail, &pos, src_db, dst_conn, State::Moving)?;
+        failpoint!("migrate.read_only_window");
+        let sums = self.verify()?;
+        lap(report, "read_only_catch_up_and_verify", &mut step);
+        self.ui.status(&format!(
+            "user {}: {passes} passes over the binary log while writable, {keys} rows in the read-only one",
+            self.user
+        ));
+        fence::unregister(dst_conn, self.user);
+        Ok(sums)
+    }
+
+    /// One pass over the source's binary log from `pos`: the user's rows it touched copied
+    /// again, then where it reached journaled (in `state`). Returns that and the rows touched.
+    fn follow(
+        &self,
+        tail: &online::Tail<'_>,
+        pos: &online::Position,
+        src_db: &mut Db,
+        dst_conn: &mut mysql::Conn,
+        state: State,
+    ) -> Result<(online::Position, usize)> {
+        if self.lock_lost.load(Ordering::SeqCst) {
+            return Err(Error::LockLost(
+                "the migration lock was lost while following the binary log".into(),
+            ));
+        }
+        if crate::signals::received() {
+            return Err(Error::Failed(
+                "interrupted while following the binary log; the journal is resumable".into(),
+            ));
+        }
+        let pass = tail.pass(pos)?;
+        online::apply(
+            src_db,
+            &self.dst,
+            dst_conn,
+            &self.tables,
+            &pass.touched,
+            self.user,
+            self.token,
+        )?;
+        failpoint!("migrate.apply_before_journal");
+        self.set_state(state, &[("binlog_position", pass.end.to_string())])?;
+        Ok((pass.end.clone(), pass.keys()))
     }
 
     /// Before the flip, something failed: clear the destination and give the user back to the
@@ -608,6 +745,30 @@ impl Run<'_> {
         self.set_state(state, &[("error", cause.to_string())])?;
         Ok(state)
     }
+}
+
+/// How long transactions that were writing on the source at the `moving` mark may take to end.
+const WRITERS_GRACE: Duration = Duration::from_secs(2);
+
+/// Fails naming the first table whose checksums differ.
+fn compare(
+    source: &BTreeMap<String, Checksum>,
+    dest: &BTreeMap<String, Checksum>,
+) -> Result<()> {
+    for (name, src) in source {
+        let dst = dest.get(name).copied().unwrap_or(Checksum {
+            rows: 0,
+            sum: 0,
+            xor: 0,
+        });
+        if *src != dst {
+            return Err(Error::Failed(format!(
+                "verification failed for table {name}: source {} rows (sum {}, xor {}), destination {} rows (sum {}, xor {})",
+                src.rows, src.sum, src.xor, dst.rows, dst.sum, dst.xor
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Records the time since `step` under `what`, and starts the next step.
@@ -687,6 +848,38 @@ fn destination_active(tx: &mut mysql::Transaction, shard_id: u32) -> mysql::Resu
     Ok(state.as_deref() == Some("active"))
 }
 
+/// How a move goes, and (offline, where online was possible to ask for) why.
+enum Chosen {
+    Online,
+    Offline(Option<String>),
+}
+
+/// Online where asked for or (auto) where the account is large enough, if the source's binary
+/// log can be followed; `--mode online` where it cannot is refused before anything changes.
+fn choose_mode(cfg: &Config, mode: Mode, rows: u64, from: &Shard, src: &HostPort) -> Result<Chosen> {
+    if mode == Mode::Offline {
+        return Ok(Chosen::Offline(None));
+    }
+    if mode == Mode::Auto && rows < cfg.migrate.online_min_rows {
+        return Ok(Chosen::Offline(None));
+    }
+    let peers: Vec<HostPort> = from
+        .servers
+        .iter()
+        .map(|s| s.addr())
+        .filter(|a| a != src)
+        .collect();
+    let unmet = online::unmet_preconditions(cfg, &mut crate::shard::connect(cfg, src)?, &peers)?;
+    match (unmet.is_empty(), mode) {
+        (true, _) => Ok(Chosen::Online),
+        (false, Mode::Online) => Err(Error::Refused(format!(
+            "--mode online is refused, nothing changed: {} (`--mode auto` moves offline instead)",
+            unmet.join("; ")
+        ))),
+        (false, _) => Ok(Chosen::Offline(Some(unmet.join("; ")))),
+    }
+}
+
 /// Moves a user. Re-running after it finished changes nothing; after an interruption it first
 /// resolves the unfinished journal entry, then moves.
 pub fn migrate(cfg: &Config, opts: &Options, ui: &Ui) -> Result<Report> {
@@ -762,12 +955,23 @@ pub fn migrate(cfg: &Config, opts: &Options, ui: &Ui) -> Result<Report> {
     if !opts.clear_destination {
         refuse_strays(cfg, &dst, &tables, opts.user)?;
     }
+    let total: u64 = report.rows.values().sum();
+    let online = match choose_mode(cfg, opts.mode, total, from, &src)? {
+        Chosen::Online => true,
+        Chosen::Offline(why) => {
+            if let Some(why) = why {
+                ui.status(&format!("moving user {} offline: {why}", opts.user));
+                report.note = format!("offline: {why}");
+            }
+            false
+        }
+    };
+    report.mode = if online { "online" } else { "offline" }.into();
     if opts.dry_run {
         report.state = "planned".into();
-        report.note = format!("would copy from {src} to {dst}");
+        report.note = format!("would copy {} from {src} to {dst}", report.mode);
         return Ok(report);
     }
-    let total: u64 = report.rows.values().sum();
     let started = Instant::now();
     let outcome = with_lock(
         cfg,
@@ -778,9 +982,9 @@ pub fn migrate(cfg: &Config, opts: &Options, ui: &Ui) -> Result<Report> {
             let migration_id = ring_db.run("journaling the migration", |c| {
             c.exec_drop(
                 "INSERT INTO migrations (user_id, from_shard, to_shard, state, token, keep_source, source_server, dest_server,
-                                         row_counts, started_at, updated_at)
-                 VALUES (?, ?, ?, 'started', ?, ?, ?, ?, ?, UTC_TIMESTAMP(6), UTC_TIMESTAMP(6))",
-                (opts.user, from.id, to.id, held.token, opts.keep_source, src.to_string(), dst.to_string(), json!(report.rows).to_string()),
+                                         row_counts, mode, started_at, updated_at)
+                 VALUES (?, ?, ?, 'started', ?, ?, ?, ?, ?, ?, UTC_TIMESTAMP(6), UTC_TIMESTAMP(6))",
+                (opts.user, from.id, to.id, held.token, opts.keep_source, src.to_string(), dst.to_string(), json!(report.rows).to_string(), report.mode.clone()),
             )?;
             Ok(c.last_insert_id())
         })?;
@@ -809,32 +1013,36 @@ pub fn migrate(cfg: &Config, opts: &Options, ui: &Ui) -> Result<Report> {
                 fence::raise_fence(db, opts.user, held.token)?;
             }
             guard::open_destination(cfg, &mut dst_db, &[opts.user])?;
-            guard::close_source(cfg, &mut src_db, &[opts.user], &to.name)?;
-            run.with_ring(|db| fenced_ring(db, &run.cfg.locks, &[(&held.name, held.token)], |tx| {
-                tx.exec_drop(
-                    "UPDATE users SET state = 'moving' WHERE user_id = ? AND shard_id = ?",
-                    (opts.user, from.id),
-                )?;
-                tx.exec_drop("UPDATE migrations SET state = 'moving', updated_at = UTC_TIMESTAMP(6) WHERE migration_id = ?", (migration_id,)).map(Some)
-            }))
-            .inspect_err(|_| {
-                // Not marked: not moving, so not guarded either.
-                let _ = guard::given_back(cfg, &mut src_db, &[opts.user]);
-            })?;
-            crate::cache::users_changed(cfg, &[opts.user]);
-            failpoint!("migrate.after_moving");
-            let before_flip = (|| -> Result<BTreeMap<String, Checksum>> {
-                catch_up_with_peers(cfg, from, &src, ui)?;
+            let sealed_at = std::cell::Cell::new(None);
+            let seal = |src_db: &mut Db| -> Result<()> {
+                run.seal(src_db, &held.name)?;
+                sealed_at.set(Some(Instant::now()));
+                Ok(())
+            };
+            let clear_or_refuse = || {
                 // Looked for again under the lock: every earlier attempt of ours has been
                 // resolved, so whatever is there now is not ours.
                 if opts.clear_destination {
-                    run.delete_all(&dst, "clearing", 0, "migrate.clear_mid")?;
+                    run.delete_all(&dst, "clearing", 0, "migrate.clear_mid").map(|_| ())
                 } else {
-                    refuse_strays(cfg, &dst, &run.tables, opts.user)?;
+                    refuse_strays(cfg, &dst, &run.tables, opts.user)
                 }
-                run.set_state(State::Copying, &[])?;
-                run.copy_and_verify(total, &mut report)
-            })();
+            };
+            let before_flip = if online {
+                (|| -> Result<BTreeMap<String, Checksum>> {
+                    clear_or_refuse()?;
+                    run.online(&mut src_db, total, &mut report, &|db| seal(db))
+                })()
+            } else {
+                seal(&mut src_db)?;
+                failpoint!("migrate.after_moving");
+                (|| -> Result<BTreeMap<String, Checksum>> {
+                    catch_up_with_peers(cfg, from, &src, ui)?;
+                    clear_or_refuse()?;
+                    run.set_state(State::Copying, &[])?;
+                    run.copy_and_verify(total, &mut report)
+                })()
+            };
             let mut step = Instant::now();
             let sums = match before_flip {
                 Ok(s) => s,
@@ -862,7 +1070,8 @@ pub fn migrate(cfg: &Config, opts: &Options, ui: &Ui) -> Result<Report> {
                 if tx.affected_rows() != 1 {
                     return Ok(None);
                 }
-                tx.exec_drop("UPDATE migrations SET state = 'flipped', updated_at = UTC_TIMESTAMP(6) WHERE migration_id = ?", (migration_id,))?;
+                let read_only = sealed_at.get().map(|t| t.elapsed().as_secs_f64());
+                tx.exec_drop("UPDATE migrations SET state = 'flipped', read_only_seconds = ?, updated_at = UTC_TIMESTAMP(6) WHERE migration_id = ?", (read_only, migration_id))?;
                 audit::record(tx, "migrate.flip", &opts.user.to_string(), flip_audit.clone())?;
                 Ok(Some(true))
             }));
@@ -896,6 +1105,10 @@ pub fn migrate(cfg: &Config, opts: &Options, ui: &Ui) -> Result<Report> {
                     return Err(e);
                 }
             }
+            report.read_only_seconds = sealed_at.get().map(|t| t.elapsed().as_secs_f64());
+            report
+                .timings
+                .insert("served".into(), started.elapsed().as_secs_f64());
             lap(&mut report, "flip", &mut step);
             failpoint!("migrate.after_flip");
             report.state = State::Flipped.to_string();
@@ -1019,7 +1232,7 @@ pub fn resume_entry(
                 Resume::Nothing => Ok(entry.state),
                 Resume::RollBack => {
                     // Only a copy that began can have left rows of ours on the destination.
-                    if state::may_have_copied(entry.state) {
+                    if state::may_have_copied(entry.state, entry.mode == "online") {
                         run.delete_all(&dst, "clearing", 0, "migrate.resume_clear_mid")?;
                     }
                     run.with_ring(|db| fenced_ring(db, &run.cfg.locks, &[(&held.name, held.token)], |tx| {

@@ -12,9 +12,11 @@ use serde::Serialize;
 pub enum State {
     /// Journaled, lock held; nothing changed yet.
     Started,
-    /// The user is marked `moving` (read-only for applications).
+    /// The user is marked `moving` (read-only for applications). Offline this comes before the
+    /// copy; online after it, for the last pass over the binary log.
     Moving,
-    /// Rows are being copied; the destination may hold part of them.
+    /// Rows are being copied (online: and the binary log followed, the user writable); the
+    /// destination may hold part of them.
     Copying,
     /// Counts and checksums matched on both sides.
     Verified,
@@ -105,9 +107,11 @@ pub fn resume_action(state: State) -> Resume {
 }
 
 /// Whether a migration interrupted in `state` may have written rows to the destination (and
-/// so a roll-back must clear them). Before the copy began, rows there are not ours.
-pub fn may_have_copied(state: State) -> bool {
+/// so a roll-back must clear them). Before the copy began, rows there are not ours; an online
+/// move is `moving` only after its copy.
+pub fn may_have_copied(state: State, online: bool) -> bool {
     matches!(state, State::Copying | State::Verified | State::Aborted)
+        || (online && state == State::Moving)
 }
 
 /// Every failpoint a migration passes, in order; the crash tests kill the process at each.
@@ -120,6 +124,15 @@ pub const FAILPOINTS: &[&str] = &[
     "migrate.after_flip",
     "migrate.cleanup_mid",
     "migrate.after_cleanup",
+];
+
+/// The failpoints only an online move passes, in order: after the first pass over the binary
+/// log was applied and journaled, between a pass's apply and its journal entry, and in the
+/// read-only window (the user `moving`, the last pass applied, not yet verified).
+pub const ONLINE_FAILPOINTS: &[&str] = &[
+    "migrate.catchup_mid",
+    "migrate.apply_before_journal",
+    "migrate.read_only_window",
 ];
 
 #[cfg(test)]
@@ -141,7 +154,9 @@ mod tests {
 
     #[test]
     fn only_a_copy_that_began_clears_the_destination() {
-        let clears: Vec<State> = ALL.into_iter().filter(|s| may_have_copied(*s)).collect();
+        let clears: Vec<State> = ALL.into_iter().filter(|s| may_have_copied(*s, false)).collect();
         assert_eq!(clears, [State::Copying, State::Verified, State::Aborted]);
+        let online: Vec<State> = ALL.into_iter().filter(|s| may_have_copied(*s, true)).collect();
+        assert_eq!(online, [State::Moving, State::Copying, State::Verified, State::Aborted]);
     }
 }

@@ -197,6 +197,7 @@ impl Work<'_> {
             lock_ttl: self.opts.lock_ttl,
             max_lag: self.opts.max_lag,
             dry_run: false,
+            mode: migrate::Mode::Auto,
         };
         // The plan's source is checked first: a user that moved elsewhere is not chased.
         let here = ring::open(self.cfg).and_then(|mut db| directory::user(&mut db, user));

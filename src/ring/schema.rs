@@ -9,7 +9,7 @@ use crate::error::Result;
 use crate::types::Ident;
 
 /// The schema version this build writes and expects.
-pub const VERSION: u32 = 4;
+pub const VERSION: u32 = 5;
 
 /// The ticket tables, Flickr style: one row per table, `REPLACE` bumps its auto-increment.
 pub const TICKET_TABLES: &[&str] = &[
@@ -165,8 +165,16 @@ const V4: &[&str] = &[
     ) ENGINE=InnoDB",
 ];
 
+/// Version 5, online moves: how each migration moved, where its pass over the source's
+/// binary log reached, and how long the user was read-only.
+const V5: &[&str] = &[
+    "ALTER TABLE migrations ADD COLUMN IF NOT EXISTS mode VARCHAR(16) NOT NULL DEFAULT 'offline',
+        ADD COLUMN IF NOT EXISTS binlog_position VARCHAR(600) NULL,
+        ADD COLUMN IF NOT EXISTS read_only_seconds DOUBLE NULL",
+];
+
 /// Every version's statements; index 0 is version 1.
-const STEPS: &[&[&str]] = &[V1, V2, V3, V4];
+const STEPS: &[&[&str]] = &[V1, V2, V3, V4, V5];
 
 /// The recorded version, or None where the schema was never created.
 pub fn recorded_version(db: &mut Db, database: &Ident) -> Result<Option<u32>> {

@@ -1,0 +1,453 @@
+//! Online moves: an application keeps writing to the account being moved (inserts, updates of
+//! indexed columns and of the owner, deletes, large rows, NULLs, binary and 4-byte UTF-8 values,
+//! DATETIME(6), DECIMAL, JSON), and after the move the destination holds exactly what the
+//! application saw acknowledged. With the `failpoints` feature: a crash at every point of an
+//! online move, then `migrate resume`, gives the same result; a source server dying mid
+//! catch-up and a binary log purged under the mover end in a clean roll-back.
+#![allow(clippy::unwrap_used)] // a test fails by panicking
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use common::{conn, federation, user_rows, wait_replicated, Env, Federation, Rows};
+use mysql::prelude::Queryable;
+use mysql::Value;
+
+fn fed() -> &'static Federation {
+    federation("online", 25380, 2)
+}
+
+/// Tests that kill or purge a source server take it alone; the others share it.
+static SERVERS: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+const EVENTS: &str = "CREATE TABLE IF NOT EXISTS events (
+    id BIGINT UNSIGNED NOT NULL PRIMARY KEY,
+    owner_id BIGINT UNSIGNED NOT NULL,
+    tag VARCHAR(40) CHARACTER SET utf8mb4 NULL,
+    at DATETIME(6) NULL,
+    amount DECIMAL(20,6) NULL,
+    doc JSON NULL,
+    raw VARBINARY(64) NULL,
+    big LONGBLOB NULL,
+    KEY owner (owner_id, id),
+    KEY tag (tag)
+) ENGINE=InnoDB";
+
+const COLUMNS: &str = "id, owner_id, tag, at, amount, doc, raw, big";
+
+/// A row as the server prints it in the text protocol.
+type Row = Vec<Option<Vec<u8>>>;
+
+/// A small deterministic random source (xorshift).
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// The values of a row of `owner` (as written, and as the server prints them back).
+fn row(id: u64, owner: u64, rng: &mut Rng) -> Row {
+    let s = |v: String| Some(v.into_bytes());
+    let n = rng.next();
+    let tag = (n % 10 != 0).then(|| format!("t{} 😀𝄞 ü", n % 997).into_bytes());
+    let at = s(format!(
+        "20{:02}-{:02}-{:02} {:02}:{:02}:{:02}.{:06}",
+        n % 50,
+        n % 12 + 1,
+        n % 28 + 1,
+        n % 24,
+        n % 60,
+        (n >> 8) % 60,
+        (n >> 16) % 1_000_000
+    ));
+    let amount = if n % 7 == 0 {
+        None
+    } else {
+        s(format!(
+            "{}{}.{:06}",
+            if n % 3 == 0 { "-" } else { "" },
+            (n >> 20) % 100_000_000,
+            (n >> 4) % 1_000_000
+        ))
+    };
+    let doc = s(format!(
+        r#"{{"n": {}, "s": "ü\"q", "a": [null, true, 1.5]}}"#,
+        n % 1000
+    ));
+    let raw: Vec<u8> = (0..(n % 64)).map(|i| (i as u8).wrapping_mul(n as u8 | 1)).collect();
+    let big = (n % 200 == 0).then(|| vec![(n % 251) as u8; 200_000 + (n % 1000) as usize]);
+    vec![
+        s(id.to_string()),
+        s(owner.to_string()),
+        tag,
+        at,
+        amount,
+        doc,
+        Some(raw),
+        big,
+    ]
+}
+
+fn params(r: &Row) -> Vec<Value> {
+    r.iter()
+        .map(|v| v.clone().map(Value::Bytes).unwrap_or(Value::NULL))
+        .collect()
+}
+
+/// An application writing to two users of one shard (the one being moved and a neighbour it
+/// trades rows with). It routes every write by the ring (the user's shard's servers, the one
+/// at user mod count), waits while the user is `moving`, retries a write-guard refusal, and
+/// keeps its own record of every row as its acknowledged writes left it.
+struct App {
+    ring_port: u16,
+    ring_db: String,
+    shard_db: String,
+    user: u64,
+    neighbour: u64,
+    rows: Mutex<BTreeMap<u64, Row>>,
+    next_id: AtomicU64,
+    stop: AtomicBool,
+    acked: AtomicU64,
+    refused: AtomicU64,
+    last_error: Mutex<Option<String>>,
+}
+
+impl App {
+    fn new(env: &Env, user: u64, neighbour: u64, seeded: BTreeMap<u64, Row>) -> App {
+        App {
+            ring_port: env.fed.ring_port(),
+            ring_db: env.ring_db(),
+            shard_db: env.shard_db(),
+            user,
+            neighbour,
+            next_id: AtomicU64::new(seeded.keys().max().unwrap() + 1),
+            rows: Mutex::new(seeded),
+            stop: AtomicBool::new(false),
+            acked: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+            last_error: Mutex::new(None),
+        }
+    }
+
+    /// The server the ring routes `user` to, or None while it is moving.
+    fn route(&self, ring: &mut mysql::Conn, user: u64) -> Option<u16> {
+        let rows: Vec<(String, u16)> = ring
+            .exec(
+                format!(
+                    "SELECT u.state, ss.port FROM {0}.users u JOIN {0}.shard_servers ss USING (shard_id)
+                     WHERE u.user_id = ? AND ss.status = 'online' ORDER BY ss.half, ss.host, ss.port",
+                    self.ring_db
+                ),
+                (user,),
+            )
+            .unwrap();
+        if rows.is_empty() || rows[0].0 == "moving" {
+            return None;
+        }
+        Some(rows[(user % rows.len() as u64) as usize].1)
+    }
+
+    /// One write (or a transaction of two): the statements, and what the record becomes
+    /// once they are acknowledged.
+    fn plan(&self, rng: &mut Rng) -> Vec<(String, Vec<Value>, u64, Option<Row>)> {
+        let rows = self.rows.lock().unwrap();
+        let pick = |rng: &mut Rng, owner: u64| -> Option<(u64, Row)> {
+            let ids: Vec<&u64> = rows
+                .iter()
+                .filter(|(_, r)| r[1].as_deref() == Some(owner.to_string().as_bytes()))
+                .map(|(id, _)| id)
+                .collect();
+            (!ids.is_empty()).then(|| {
+                let id = *ids[rng.below(ids.len() as u64) as usize];
+                (id, rows[&id].clone())
+            })
+        };
+        let db = &self.shard_db;
+        let mut out = Vec::new();
+        let ops = if rng.below(10) == 0 { 2 } else { 1 };
+        for _ in 0..ops {
+            let dice = rng.below(100);
+            let op = match dice {
+                0..=39 => {
+                    let id = self.next_id.fetch_add(1, SeqCst);
+                    let r = row(id, self.user, rng);
+                    Some((
+                        format!("INSERT INTO {db}.events ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"),
+                        params(&r),
+                        id,
+                        Some(r),
+                    ))
+                }
+                40..=64 => pick(rng, self.user).map(|(id, old)| {
+                    let mut r = row(id, self.user, rng);
+                    r[7] = old[7].clone();
+                    (
+                        format!("UPDATE {db}.events SET tag = ?, at = ?, amount = ?, doc = ?, raw = ? WHERE id = ?"),
+                        vec![params(&r)[2].clone(), params(&r)[3].clone(), params(&r)[4].clone(),
+                             params(&r)[5].clone(), params(&r)[6].clone(), Value::from(id)],
+                        id,
+                        Some(r),
+                    )
+                }),
+                65..=74 | 75..=84 => {
+                    let (from, to) = if dice < 75 {
+                        (self.user, self.neighbour)
+                    } else {
+                        (self.neighbour, self.user)
+                    };
+                    pick(rng, from).map(|(id, mut r)| {
+                        r[1] = Some(to.to_string().into_bytes());
+                        (
+                            format!("UPDATE {db}.events SET owner_id = ? WHERE id = ?"),
+                            vec![Value::from(to), Value::from(id)],
+                            id,
+                            Some(r),
+                        )
+                    })
+                }
+                _ => pick(rng, self.user).map(|(id, _)| {
+                    (
+                        format!("DELETE FROM {db}.events WHERE id = ?"),
+                        vec![Value::from(id)],
+                        id,
+                        None,
+                    )
+                }),
+            };
+            out.extend(op);
+        }
+        out
+    }
+
+    /// Writes until stopped.
+    fn run(&self, seed: u64) {
+        let mut rng = Rng(seed | 1);
+        let mut ring = conn(self.ring_port);
+        while !self.stop.load(SeqCst) {
+            let writes = self.plan(&mut rng);
+            // Every server a write's rows live on must be routable: both users share a shard.
+            let Some(port) = self.route(&mut ring, self.user) else {
+                std::thread::sleep(Duration::from_millis(2));
+                continue;
+            };
+            // Rows change hands only while both users live on the same server.
+            let trading = writes
+                .iter()
+                .any(|(sql, ..)| sql.contains("SET owner_id"));
+            if trading && self.route(&mut ring, self.neighbour) != Some(port) {
+                continue;
+            }
+            let mut c = match common::conn_within(port, Duration::from_secs(2)) {
+                Some(c) => c,
+                None => continue,
+            };
+            // Ok(false): refused by the write guard.
+            let result = (|| -> Result<bool, String> {
+                let mut tx = c
+                    .start_transaction(mysql::TxOpts::default())
+                    .map_err(|e| e.to_string())?;
+                for (sql, p, id, _) in &writes {
+                    match tx.exec_drop(sql, p.clone()) {
+                        Err(mysql::Error::MySqlError(e)) if e.code == 1644 => return Ok(false),
+                        Err(e) => return Err(format!("{e} on {port}")),
+                        Ok(()) if tx.affected_rows() != 1 => {
+                            return Err(format!("`{sql}` of row {id} changed no row on {port}"))
+                        }
+                        Ok(()) => {}
+                    }
+                }
+                tx.commit().map(|()| true).map_err(|e| e.to_string())
+            })();
+            match result {
+                Ok(true) => {
+                    let mut rows = self.rows.lock().unwrap();
+                    for (_, _, id, after) in writes {
+                        match after {
+                            Some(r) => rows.insert(id, r),
+                            None => rows.remove(&id),
+                        };
+                    }
+                    self.acked.fetch_add(1, SeqCst);
+                }
+                Ok(false) => {
+                    self.refused.fetch_add(1, SeqCst);
+                }
+                Err(e) => *self.last_error.lock().unwrap() = Some(e),
+            }
+        }
+    }
+
+    /// The rows of `owner` the application's record says there are.
+    fn expected(&self, owner: u64) -> Rows {
+        let mut rows: Rows = self
+            .rows
+            .lock()
+            .unwrap()
+            .values()
+            .filter(|r| r[1].as_deref() == Some(owner.to_string().as_bytes()))
+            .cloned()
+            .collect();
+        rows.sort();
+        rows
+    }
+
+    /// Runs the application while `work` runs (and a little after); returns what it returned.
+    fn while_writing<T>(&self, work: impl FnOnce() -> T) -> T {
+        self.stop.store(false, SeqCst);
+        struct StopOnDrop<'a>(&'a AtomicBool);
+        impl Drop for StopOnDrop<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, SeqCst);
+            }
+        }
+        std::thread::scope(|s| {
+            let _stop = StopOnDrop(&self.stop);
+            s.spawn(|| self.run(self.user));
+            let before = self.acked.load(SeqCst);
+            common::wait_until("the application to write", || {
+                self.acked.load(SeqCst) > before + 20
+            });
+            let out = work();
+            let after = self.acked.load(SeqCst);
+            common::wait_until("the application to write after the work", || {
+                self.acked.load(SeqCst) > after + 20
+            });
+            self.stop.store(true, SeqCst);
+            out
+        })
+    }
+}
+
+/// A world with the write guard installed, the `events` table, and `user` seeded with
+/// `photos` demo photos and `events` events (its neighbour, on the same shard, with 200):
+/// (env, app, source shard, destination shard).
+fn world(name: &str, user: u64, photos: u64, events: u64) -> (Env, App, String, String) {
+    let env = Env::new(fed(), name);
+    env.register_shards();
+    for (_, ports) in env.fed.shards() {
+        let mut c = conn(ports[0]);
+        c.query_drop(format!("USE {}", env.shard_db())).unwrap();
+        c.query_drop(EVENTS).unwrap();
+        wait_replicated(&mut c, ports[1]);
+    }
+    let text = std::fs::read_to_string(&env.config).unwrap().replace(
+        "[shards]\n",
+        "[shards]\nwrite_guard = true\n",
+    ) + "[[shards.tables]]\nname = \"events\"\nowner_column = \"owner_id\"\n";
+    std::fs::write(&env.config, text).unwrap();
+    env.json(&["guard", "install"]);
+    let (from, to, _) = env.seed_move(user, photos);
+    let neighbour = user + 1;
+    env.ring()
+        .exec_drop(
+            "INSERT INTO users (user_id, shard_id) SELECT ?, shard_id FROM users WHERE user_id = ?",
+            (neighbour, user),
+        )
+        .unwrap();
+    let port = env.shard_ports(&from)[0];
+    let mut c = conn(port);
+    let mut rng = Rng(user * 7919);
+    let mut seeded = BTreeMap::new();
+    let ids = (1..=events).map(|i| (user * 1_000_000 + i, user)).chain(
+        (1..=200).map(|i| (user * 1_000_000 + events + i, neighbour)),
+    );
+    let ids: Vec<(u64, u64)> = ids.collect();
+    for chunk in ids.chunks(500) {
+        let rows: Vec<Row> = chunk.iter().map(|&(id, o)| row(id, o, &mut rng)).collect();
+        let sql = format!(
+            "INSERT INTO {}.events ({COLUMNS}) VALUES {}",
+            env.shard_db(),
+            vec!["(?, ?, ?, ?, ?, ?, ?, ?)"; rows.len()].join(", ")
+        );
+        c.exec_drop(sql, rows.iter().flat_map(params).collect::<Vec<_>>())
+            .unwrap();
+        for (r, &(id, _)) in rows.into_iter().zip(chunk) {
+            seeded.insert(id, r);
+        }
+    }
+    wait_replicated(&mut c, env.shard_ports(&from)[1]);
+    let app = App::new(&env, user, neighbour, seeded);
+    (env, app, from, to)
+}
+
+/// The user's events on every server: exactly the application's record on both servers of
+/// its directory shard, none anywhere else. The neighbour's too, on its shard.
+fn assert_events_as_acknowledged(env: &Env, app: &App) {
+    for (_, ports) in env.fed.shards() {
+        wait_replicated(&mut conn(ports[0]), ports[1]);
+        wait_replicated(&mut conn(ports[1]), ports[0]);
+    }
+    for owner in [app.user, app.neighbour] {
+        let (home, state) = env.directory(owner);
+        assert_eq!(state, "active", "user {owner} left {state}");
+        let expected = app.expected(owner);
+        for (shard, ports) in env.fed.shards() {
+            for port in ports.clone() {
+                let got = user_rows(port, &env.shard_db(), "events", "owner_id", owner);
+                if shard == home {
+                    if got.len() != expected.len() {
+                        let ids = |r: &Rows| -> std::collections::BTreeSet<Vec<u8>> { r.iter().map(|x| x[0].clone().unwrap()).collect() };
+                        let (g, e) = (ids(&got), ids(&expected));
+                        let missing: Vec<String> = e.difference(&g).map(|x| String::from_utf8_lossy(x).into_owned()).collect();
+                        let extra: Vec<String> = g.difference(&e).map(|x| String::from_utf8_lossy(x).into_owned()).collect();
+                        let elsewhere: Vec<(u16, u64)> = env.fed.shards().into_iter().flat_map(|(_, p)| p).map(|p| {
+                            let n: u64 = conn(p).query_first(format!("SELECT COUNT(*) FROM {}.events WHERE id IN ({})", env.shard_db(), missing.join(","))).unwrap().unwrap();
+                            (p, n)
+                        }).collect();
+                        let owners: Vec<(u64, u64)> = conn(ports[0]).query(format!("SELECT id, owner_id FROM {}.events WHERE id IN ({})", env.shard_db(), missing.join(","))).unwrap();
+                        panic!("missing {missing:?} extra {extra:?} found {elsewhere:?} owners on home {owners:?}");
+                    }
+                    assert_eq!(got.len(), expected.len(), "user {owner}'s events on {port}");
+                    for (g, e) in got.iter().zip(&expected) {
+                        assert_eq!(g, e, "a row of user {owner} on {port}");
+                    }
+                } else {
+                    assert!(got.is_empty(), "user {owner} left {} events on {port}", got.len());
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn an_account_moves_online_while_the_application_writes_to_it() {
+    let _shared = SERVERS.read().unwrap_or_else(|p| p.into_inner());
+    let (env, app, from, to) = world("online_basic", 1001, 20_000, 20_000);
+    let original = common::fingerprint(env.shard_ports(&from)[0], &env.shard_db(), 1001);
+    let planned = env.json(&["migrate", "1001", "--to", &to, "--mode", "online", "--dry-run"]);
+    assert_eq!(planned["mode"], "online", "{planned}");
+    let acked_before = app.acked.load(SeqCst);
+    let (code, moved) = app.while_writing(|| {
+        let moved = env.run_json(&["migrate", "1001", "--to", &to, "--mode", "online"]);
+        // The application wrote while the account was being copied.
+        assert!(app.acked.load(SeqCst) > acked_before + 20);
+        moved
+    });
+    assert_eq!(code, 0, "{moved}");
+    eprintln!("MOVED {moved} refused {}", app.refused.load(SeqCst));
+    assert_eq!(moved["state"], "done", "{moved}");
+    assert_eq!(moved["mode"], "online", "{moved}");
+    assert!(moved["read_only_seconds"].as_f64().unwrap() > 0.0, "{moved}");
+    assert_eq!(env.directory(1001).0, to);
+    assert_eq!(app.last_error.lock().unwrap().as_deref(), None);
+    assert_events_as_acknowledged(&env, &app);
+    // The demo tables nobody wrote to moved whole.
+    for port in env.shard_ports(&to) {
+        assert_eq!(common::fingerprint(port, &env.shard_db(), 1001), original);
+    }
+    let journal = env.json(&["migrate", "status", "1001"]);
+    assert_eq!(journal[0]["mode"], "online", "{journal}");
+    assert!(journal[0]["binlog_position"].as_str().unwrap().contains(':'));
+    assert!(journal[0]["read_only_seconds"].as_f64().is_some(), "{journal}");
+}
