@@ -85,7 +85,9 @@ fn row(id: u64, owner: u64, rng: &mut Rng) -> Row {
         r#"{{"n": {}, "s": "ü\"q", "a": [null, true, 1.5]}}"#,
         n % 1000
     ));
-    let raw: Vec<u8> = (0..(n % 64)).map(|i| (i as u8).wrapping_mul(n as u8 | 1)).collect();
+    let raw: Vec<u8> = (0..(n % 64))
+        .map(|i| (i as u8).wrapping_mul(n as u8 | 1))
+        .collect();
     let big = (n % 200 == 0).then(|| vec![(n % 251) as u8; 200_000 + (n % 1000) as usize]);
     vec![
         s(id.to_string()),
@@ -242,9 +244,7 @@ impl App {
                 continue;
             };
             // Rows change hands only while both users live on the same server.
-            let trading = writes
-                .iter()
-                .any(|(sql, ..)| sql.contains("SET owner_id"));
+            let trading = writes.iter().any(|(sql, ..)| sql.contains("SET owner_id"));
             if trading && self.route(&mut ring, self.neighbour) != Some(port) {
                 continue;
             }
@@ -341,10 +341,10 @@ fn world(name: &str, user: u64, photos: u64, events: u64) -> (Env, App, String, 
         c.query_drop(EVENTS).unwrap();
         wait_replicated(&mut c, ports[1]);
     }
-    let text = std::fs::read_to_string(&env.config).unwrap().replace(
-        "[shards]\n",
-        "[shards]\nwrite_guard = true\n",
-    ) + "[[shards.tables]]\nname = \"events\"\nowner_column = \"owner_id\"\n";
+    let text = std::fs::read_to_string(&env.config)
+        .unwrap()
+        .replace("[shards]\n", "[shards]\nwrite_guard = true\n")
+        + "[[shards.tables]]\nname = \"events\"\nowner_column = \"owner_id\"\n";
     std::fs::write(&env.config, text).unwrap();
     env.json(&["guard", "install"]);
     let (from, to, _) = env.seed_move(user, photos);
@@ -359,9 +359,9 @@ fn world(name: &str, user: u64, photos: u64, events: u64) -> (Env, App, String, 
     let mut c = conn(port);
     let mut rng = Rng(user * 7919);
     let mut seeded = BTreeMap::new();
-    let ids = (1..=events).map(|i| (user * 1_000_000 + i, user)).chain(
-        (1..=200).map(|i| (user * 1_000_000 + events + i, neighbour)),
-    );
+    let ids = (1..=events)
+        .map(|i| (user * 1_000_000 + i, user))
+        .chain((1..=200).map(|i| (user * 1_000_000 + events + i, neighbour)));
     let ids: Vec<(u64, u64)> = ids.collect();
     for chunk in ids.chunks(500) {
         let rows: Vec<Row> = chunk.iter().map(|&(id, o)| row(id, o, &mut rng)).collect();
@@ -397,15 +397,42 @@ fn assert_events_as_acknowledged(env: &Env, app: &App) {
                 let got = user_rows(port, &env.shard_db(), "events", "owner_id", owner);
                 if shard == home {
                     if got.len() != expected.len() {
-                        let ids = |r: &Rows| -> std::collections::BTreeSet<Vec<u8>> { r.iter().map(|x| x[0].clone().unwrap()).collect() };
+                        let ids = |r: &Rows| -> std::collections::BTreeSet<Vec<u8>> {
+                            r.iter().map(|x| x[0].clone().unwrap()).collect()
+                        };
                         let (g, e) = (ids(&got), ids(&expected));
-                        let missing: Vec<String> = e.difference(&g).map(|x| String::from_utf8_lossy(x).into_owned()).collect();
-                        let extra: Vec<String> = g.difference(&e).map(|x| String::from_utf8_lossy(x).into_owned()).collect();
-                        let elsewhere: Vec<(u16, u64)> = env.fed.shards().into_iter().flat_map(|(_, p)| p).map(|p| {
-                            let n: u64 = conn(p).query_first(format!("SELECT COUNT(*) FROM {}.events WHERE id IN ({})", env.shard_db(), missing.join(","))).unwrap().unwrap();
-                            (p, n)
-                        }).collect();
-                        let owners: Vec<(u64, u64)> = conn(ports[0]).query(format!("SELECT id, owner_id FROM {}.events WHERE id IN ({})", env.shard_db(), missing.join(","))).unwrap();
+                        let missing: Vec<String> = e
+                            .difference(&g)
+                            .map(|x| String::from_utf8_lossy(x).into_owned())
+                            .collect();
+                        let extra: Vec<String> = g
+                            .difference(&e)
+                            .map(|x| String::from_utf8_lossy(x).into_owned())
+                            .collect();
+                        let elsewhere: Vec<(u16, u64)> = env
+                            .fed
+                            .shards()
+                            .into_iter()
+                            .flat_map(|(_, p)| p)
+                            .map(|p| {
+                                let n: u64 = conn(p)
+                                    .query_first(format!(
+                                        "SELECT COUNT(*) FROM {}.events WHERE id IN ({})",
+                                        env.shard_db(),
+                                        missing.join(",")
+                                    ))
+                                    .unwrap()
+                                    .unwrap();
+                                (p, n)
+                            })
+                            .collect();
+                        let owners: Vec<(u64, u64)> = conn(ports[0])
+                            .query(format!(
+                                "SELECT id, owner_id FROM {}.events WHERE id IN ({})",
+                                env.shard_db(),
+                                missing.join(",")
+                            ))
+                            .unwrap();
                         panic!("missing {missing:?} extra {extra:?} found {elsewhere:?} owners on home {owners:?}");
                     }
                     assert_eq!(got.len(), expected.len(), "user {owner}'s events on {port}");
@@ -413,7 +440,11 @@ fn assert_events_as_acknowledged(env: &Env, app: &App) {
                         assert_eq!(g, e, "a row of user {owner} on {port}");
                     }
                 } else {
-                    assert!(got.is_empty(), "user {owner} left {} events on {port}", got.len());
+                    assert!(
+                        got.is_empty(),
+                        "user {owner} left {} events on {port}",
+                        got.len()
+                    );
                 }
             }
         }
@@ -425,7 +456,15 @@ fn an_account_moves_online_while_the_application_writes_to_it() {
     let _shared = SERVERS.read().unwrap_or_else(|p| p.into_inner());
     let (env, app, from, to) = world("online_basic", 1001, 20_000, 20_000);
     let original = common::fingerprint(env.shard_ports(&from)[0], &env.shard_db(), 1001);
-    let planned = env.json(&["migrate", "1001", "--to", &to, "--mode", "online", "--dry-run"]);
+    let planned = env.json(&[
+        "migrate",
+        "1001",
+        "--to",
+        &to,
+        "--mode",
+        "online",
+        "--dry-run",
+    ]);
     assert_eq!(planned["mode"], "online", "{planned}");
     let acked_before = app.acked.load(SeqCst);
     let (code, moved) = app.while_writing(|| {
@@ -435,10 +474,12 @@ fn an_account_moves_online_while_the_application_writes_to_it() {
         moved
     });
     assert_eq!(code, 0, "{moved}");
-    eprintln!("MOVED {moved} refused {}", app.refused.load(SeqCst));
     assert_eq!(moved["state"], "done", "{moved}");
     assert_eq!(moved["mode"], "online", "{moved}");
-    assert!(moved["read_only_seconds"].as_f64().unwrap() > 0.0, "{moved}");
+    assert!(
+        moved["read_only_seconds"].as_f64().unwrap() > 0.0,
+        "{moved}"
+    );
     assert_eq!(env.directory(1001).0, to);
     assert_eq!(app.last_error.lock().unwrap().as_deref(), None);
     assert_events_as_acknowledged(&env, &app);
@@ -448,6 +489,12 @@ fn an_account_moves_online_while_the_application_writes_to_it() {
     }
     let journal = env.json(&["migrate", "status", "1001"]);
     assert_eq!(journal[0]["mode"], "online", "{journal}");
-    assert!(journal[0]["binlog_position"].as_str().unwrap().contains(':'));
-    assert!(journal[0]["read_only_seconds"].as_f64().is_some(), "{journal}");
+    assert!(journal[0]["binlog_position"]
+        .as_str()
+        .unwrap()
+        .contains(':'));
+    assert!(
+        journal[0]["read_only_seconds"].as_f64().is_some(),
+        "{journal}"
+    );
 }

@@ -233,7 +233,9 @@ fn migrate_config(raw: RawMigrate) -> std::result::Result<MigrateConfig, String>
     let d = MigrateConfig::default();
     let server_id = raw.server_id.unwrap_or(d.server_id);
     if server_id == 0 {
-        return Err("[migrate] server_id must not be 0 (a server with id 0 refuses replicas)".into());
+        return Err(
+            "[migrate] server_id must not be 0 (a server with id 0 refuses replicas)".into(),
+        );
     }
     Ok(MigrateConfig {
         online_min_rows: raw.online_min_rows.unwrap_or(d.online_min_rows),

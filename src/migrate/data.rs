@@ -212,6 +212,32 @@ pub struct Checksum {
     pub xor: u64,
 }
 
+impl Checksum {
+    pub const EMPTY: Checksum = Checksum {
+        rows: 0,
+        sum: 0,
+        xor: 0,
+    };
+
+    /// The checksum of two disjoint sets of rows together.
+    pub fn plus(self, other: Checksum) -> Checksum {
+        Checksum {
+            rows: self.rows + other.rows,
+            sum: self.sum.wrapping_add(other.sum),
+            xor: self.xor ^ other.xor,
+        }
+    }
+
+    /// The checksum of these rows without `part` (a subset of them).
+    pub fn minus(self, part: Checksum) -> Checksum {
+        Checksum {
+            rows: self.rows.saturating_sub(part.rows),
+            sum: self.sum.wrapping_sub(part.sum),
+            xor: self.xor ^ part.xor,
+        }
+    }
+}
+
 /// The checksum's select list: rows, sum over whole rows, xor over keys.
 fn checksum_exprs(table: &Table) -> String {
     // Each column with its NULL flag, so (NULL, 'a') and ('a', NULL) differ. The sum covers
@@ -235,16 +261,30 @@ fn checksum_exprs(table: &Table) -> String {
 }
 
 pub fn checksum(db: &mut Db, table: &Table, user: u64) -> Result<Checksum> {
+    checksum_where(
+        db,
+        table,
+        &format!("{} = ?", table.owner.quoted()),
+        vec![user.into()],
+    )
+}
+
+/// The checksum of the rows of `table` that `clause` selects.
+pub fn checksum_where(
+    db: &mut Db,
+    table: &Table,
+    clause: &str,
+    params: Vec<mysql::Value>,
+) -> Result<Checksum> {
     let (rows, sum, xor): (u64, u64, u64) = db
         .exec_first(
             "checksumming the user's rows",
             &format!(
-                "SELECT {} FROM {} WHERE {} = ?",
+                "SELECT {} FROM {} WHERE {clause}",
                 checksum_exprs(table),
                 table.name.quoted(),
-                table.owner.quoted()
             ),
-            (user,),
+            params,
         )?
         .unwrap_or((0, 0, 0));
     Ok(Checksum { rows, sum, xor })
@@ -639,7 +679,11 @@ pub fn read_rows_where(
 }
 
 fn owners_clause(table: &Table, users: &[u64]) -> String {
-    format!("{} IN ({})", table.owner.quoted(), placeholders(users.len()))
+    format!(
+        "{} IN ({})",
+        table.owner.quoted(),
+        placeholders(users.len())
+    )
 }
 
 /// Inside a fenced transaction: deletes the group's rows of `table`, then inserts `rows`.

@@ -159,7 +159,9 @@ pub fn journal(db: &mut Db, which: Entries) -> Result<Vec<Entry>> {
                 updated_at: text(take(14)).unwrap_or_default(),
                 mode: text(take(15)).unwrap_or_else(|| "offline".into()),
                 binlog_position: text(take(16)),
-                read_only_seconds: mysql::from_value_opt::<Option<f64>>(take(17)).ok().flatten(),
+                read_only_seconds: mysql::from_value_opt::<Option<f64>>(take(17))
+                    .ok()
+                    .flatten(),
             })
         })
         .collect()
@@ -597,24 +599,10 @@ impl Run<'_> {
         Ok(())
     }
 
-    /// Checksums of both sides, computed at once, compared.
-    fn verify(&self) -> Result<BTreeMap<String, Checksum>> {
-        let (source, dest) = std::thread::scope(|s| {
-            let dest = s.spawn(|| self.checksums(&self.dst));
-            let source = self.checksums(&self.src);
-            let dest = dest
-                .join()
-                .unwrap_or_else(|_| Err(Error::Failed("a checksum thread panicked".into())));
-            (source, dest)
-        });
-        let source = source?;
-        compare(&source, &dest?)?;
-        Ok(source)
-    }
-
     /// The online copy: the user stays writable while its rows are copied and the source's
-    /// binary log is followed pass after pass; `seal` then marks it `moving` for the last pass
-    /// and the verification. Returns the verified checksums.
+    /// binary log is followed pass after pass, then the copy is verified against a snapshot
+    /// of the source; `seal` then marks the user `moving` for the last pass, whose rows alone
+    /// are verified (with the counts). Returns the checksums as of the flip.
     fn online(
         &self,
         src_db: &mut Db,
@@ -624,7 +612,11 @@ impl Run<'_> {
     ) -> Result<BTreeMap<String, Checksum>> {
         let mut step = Instant::now();
         let tail = online::Tail::new(self.cfg, &self.src, self.user, &self.tables)?;
-        // Taken before the copy reads anything: every change the copy may miss is past it.
+        // The source first takes in what its peers wrote (their writes are not in its log),
+        // then the position is taken before the copy reads anything: every change the copy
+        // may miss is past it.
+        catch_up_with_peers(self.cfg, self.from, &self.src, self.ui)?;
+        let peers = self.peer_positions();
         let mut pos = online::current_position(src_db)?;
         self.set_state(State::Copying, &[("binlog_position", pos.to_string())])?;
         self.copy_all(total)?;
@@ -636,16 +628,32 @@ impl Run<'_> {
         let mut passes = 0;
         loop {
             let started = Instant::now();
-            let (next, keys) = self.follow(&tail, &pos, src_db, dst_conn, State::Copying)?;
-            pos = next;
+            let pass = self.follow(&tail, &pos, None, src_db, dst_conn, State::Copying)?;
+            pos = pass.end.clone();
             passes += 1;
             if passes == 1 {
                 failpoint!("migrate.catchup_mid");
             }
-            if online::converged(passes, keys, started.elapsed()) {
+            if online::converged(passes, pass.keys(), started.elapsed()) {
                 break;
             }
         }
+        // Verified while still writable: the rows re-read through a snapshot make the
+        // destination exactly the source as of the snapshot's position.
+        let mut snap = online::Snapshot::open(self.cfg, &self.src)?;
+        let at = snap.at.clone();
+        pos = self
+            .follow(
+                &tail,
+                &pos,
+                Some(&at),
+                &mut snap.db,
+                dst_conn,
+                State::Copying,
+            )?
+            .end;
+        let verified = self.verify_against(&mut snap)?;
+        drop(snap);
         lap(report, "catch_up", &mut step);
         seal(src_db)?;
         failpoint!("migrate.after_moving");
@@ -661,28 +669,50 @@ impl Run<'_> {
             )));
         }
         catch_up_with_peers(self.cfg, self.from, &self.src, self.ui)?;
-        let (_, keys) = self.follow(&tail, &pos, src_db, dst_conn, State::Moving)?;
+        let mut snap = online::Snapshot::open(self.cfg, &self.src)?;
+        let at = snap.at.clone();
+        let keys = self.touched_by(&tail, &pos, Some(&at))?.touched;
+        let before = self.checksums_of(&mut crate::shard::connect(self.cfg, &self.dst)?, &keys)?;
+        online::apply(
+            &mut snap.db,
+            &self.dst,
+            dst_conn,
+            &self.tables,
+            &keys,
+            self.user,
+            self.token,
+        )?;
+        failpoint!("migrate.apply_before_journal");
+        self.set_state(State::Moving, &[("binlog_position", at.to_string())])?;
         failpoint!("migrate.read_only_window");
-        let sums = self.verify()?;
+        let sums = if self.peers_wrote(&peers) {
+            // A peer wrote to the user meanwhile (failover?): those rows are in the source's
+            // data but not its log, so only a whole verification can vouch for the copy.
+            self.ui.status(&format!(
+                "user {}: a peer of {} wrote to it during the move; verifying every row",
+                self.user, self.src
+            ));
+            self.verify_against(&mut snap)?
+        } else {
+            self.verify_changes(&mut snap, &keys, &verified, &before)?
+        };
         lap(report, "read_only_catch_up_and_verify", &mut step);
         self.ui.status(&format!(
-            "user {}: {passes} passes over the binary log while writable, {keys} rows in the read-only one",
-            self.user
+            "user {}: {passes} passes over the binary log while writable, {} rows in the read-only one",
+            self.user,
+            keys.iter().map(|k| k.len()).sum::<usize>()
         ));
         fence::unregister(dst_conn, self.user);
         Ok(sums)
     }
 
-    /// One pass over the source's binary log from `pos`: the user's rows it touched copied
-    /// again, then where it reached journaled (in `state`). Returns that and the rows touched.
-    fn follow(
+    /// The keys of the user's rows that the source's log from `pos` (to `until`) touched.
+    fn touched_by(
         &self,
         tail: &online::Tail<'_>,
         pos: &online::Position,
-        src_db: &mut Db,
-        dst_conn: &mut mysql::Conn,
-        state: State,
-    ) -> Result<(online::Position, usize)> {
+        until: Option<&online::Position>,
+    ) -> Result<online::Pass> {
         if self.lock_lost.load(Ordering::SeqCst) {
             return Err(Error::LockLost(
                 "the migration lock was lost while following the binary log".into(),
@@ -693,9 +723,24 @@ impl Run<'_> {
                 "interrupted while following the binary log; the journal is resumable".into(),
             ));
         }
-        let pass = tail.pass(pos)?;
+        tail.pass(pos, until)
+    }
+
+    /// One pass over the source's binary log from `pos` (to `until`): the user's rows it
+    /// touched copied again, read through `read`, then where it reached journaled (in
+    /// `state`).
+    fn follow(
+        &self,
+        tail: &online::Tail<'_>,
+        pos: &online::Position,
+        until: Option<&online::Position>,
+        read: &mut Db,
+        dst_conn: &mut mysql::Conn,
+        state: State,
+    ) -> Result<online::Pass> {
+        let pass = self.touched_by(tail, pos, until)?;
         online::apply(
-            src_db,
+            read,
             &self.dst,
             dst_conn,
             &self.tables,
@@ -705,7 +750,103 @@ impl Run<'_> {
         )?;
         failpoint!("migrate.apply_before_journal");
         self.set_state(state, &[("binlog_position", pass.end.to_string())])?;
-        Ok((pass.end.clone(), pass.keys()))
+        Ok(pass)
+    }
+
+    /// Checksums of the whole account: the source's through `snap`, the destination's at the
+    /// same time; they must be equal.
+    fn verify_against(&self, snap: &mut online::Snapshot) -> Result<BTreeMap<String, Checksum>> {
+        let (source, dest) = std::thread::scope(|s| {
+            let dest = s.spawn(|| self.checksums(&self.dst));
+            let source: Result<BTreeMap<String, Checksum>> = self
+                .tables
+                .iter()
+                .map(|t| {
+                    Ok((
+                        t.name.to_string(),
+                        data::checksum(&mut snap.db, t, self.user)?,
+                    ))
+                })
+                .collect();
+            let dest = dest
+                .join()
+                .unwrap_or_else(|_| Err(Error::Failed("a checksum thread panicked".into())));
+            (source, dest)
+        });
+        let source = source?;
+        compare(&source, &dest?)?;
+        Ok(source)
+    }
+
+    /// Checksums of the rows of `keys` on `db`, per table.
+    fn checksums_of(&self, db: &mut Db, keys: &online::Touched) -> Result<Vec<Checksum>> {
+        self.tables
+            .iter()
+            .zip(keys)
+            .map(|(t, k)| online::checksum_keys(db, t, k, self.user))
+            .collect()
+    }
+
+    /// The read-only window's verification: the rows the last pass copied are equal on both
+    /// sides, and so are the counts; every other row was verified equal at the earlier
+    /// snapshot and neither side changed it since. Returns the whole account's checksums,
+    /// the verified ones with the changed rows swapped (`before`: theirs on the destination
+    /// before the pass).
+    fn verify_changes(
+        &self,
+        snap: &mut online::Snapshot,
+        keys: &online::Touched,
+        verified: &BTreeMap<String, Checksum>,
+        before: &[Checksum],
+    ) -> Result<BTreeMap<String, Checksum>> {
+        let mut dst = crate::shard::connect(self.cfg, &self.dst)?;
+        let source = self.checksums_of(&mut snap.db, keys)?;
+        let dest = self.checksums_of(&mut dst, keys)?;
+        let mut sums = BTreeMap::new();
+        for (i, t) in self.tables.iter().enumerate() {
+            let name = t.name.to_string();
+            let changed = |side: &[Checksum]| BTreeMap::from([(name.clone(), side[i])]);
+            compare(&changed(&source), &changed(&dest))?;
+            let whole = verified[&name].minus(before[i]).plus(source[i]);
+            let (here, there) = (
+                data::count(&mut snap.db, t, self.user)?,
+                data::count(&mut dst, t, self.user)?,
+            );
+            if here != there || here != whole.rows {
+                return Err(Error::Failed(format!(
+                    "verification failed for table {name}: the source has {here} rows, the destination {there}, the journal of changes says {}",
+                    whole.rows
+                )));
+            }
+            sums.insert(name, whole);
+        }
+        Ok(sums)
+    }
+
+    /// Where each peer of the source (the other servers of its shard) is in its own log.
+    fn peer_positions(&self) -> Vec<(HostPort, Option<online::Position>)> {
+        self.from
+            .servers
+            .iter()
+            .map(|s| s.addr())
+            .filter(|a| *a != self.src)
+            .map(|p| {
+                let pos = crate::shard::connect(self.cfg, &p)
+                    .and_then(|mut db| online::current_position(&mut db))
+                    .ok();
+                (p, pos)
+            })
+            .collect()
+    }
+
+    /// Whether any peer wrote to the user since `peers` were read (or cannot tell).
+    fn peers_wrote(&self, peers: &[(HostPort, Option<online::Position>)]) -> bool {
+        peers.iter().any(|(peer, pos)| {
+            let Some(pos) = pos else { return true };
+            online::Tail::new(self.cfg, peer, self.user, &self.tables)
+                .and_then(|t| t.pass(pos, None))
+                .map_or(true, |p| p.keys() > 0)
+        })
     }
 
     /// Before the flip, something failed: clear the destination and give the user back to the
@@ -751,16 +892,9 @@ impl Run<'_> {
 const WRITERS_GRACE: Duration = Duration::from_secs(2);
 
 /// Fails naming the first table whose checksums differ.
-fn compare(
-    source: &BTreeMap<String, Checksum>,
-    dest: &BTreeMap<String, Checksum>,
-) -> Result<()> {
+fn compare(source: &BTreeMap<String, Checksum>, dest: &BTreeMap<String, Checksum>) -> Result<()> {
     for (name, src) in source {
-        let dst = dest.get(name).copied().unwrap_or(Checksum {
-            rows: 0,
-            sum: 0,
-            xor: 0,
-        });
+        let dst = dest.get(name).copied().unwrap_or(Checksum::EMPTY);
         if *src != dst {
             return Err(Error::Failed(format!(
                 "verification failed for table {name}: source {} rows (sum {}, xor {}), destination {} rows (sum {}, xor {})",
@@ -856,7 +990,13 @@ enum Chosen {
 
 /// Online where asked for or (auto) where the account is large enough, if the source's binary
 /// log can be followed; `--mode online` where it cannot is refused before anything changes.
-fn choose_mode(cfg: &Config, mode: Mode, rows: u64, from: &Shard, src: &HostPort) -> Result<Chosen> {
+fn choose_mode(
+    cfg: &Config,
+    mode: Mode,
+    rows: u64,
+    from: &Shard,
+    src: &HostPort,
+) -> Result<Chosen> {
     if mode == Mode::Offline {
         return Ok(Chosen::Offline(None));
     }
@@ -1023,7 +1163,8 @@ pub fn migrate(cfg: &Config, opts: &Options, ui: &Ui) -> Result<Report> {
                 // Looked for again under the lock: every earlier attempt of ours has been
                 // resolved, so whatever is there now is not ours.
                 if opts.clear_destination {
-                    run.delete_all(&dst, "clearing", 0, "migrate.clear_mid").map(|_| ())
+                    run.delete_all(&dst, "clearing", 0, "migrate.clear_mid")
+                        .map(|_| ())
                 } else {
                     refuse_strays(cfg, &dst, &run.tables, opts.user)
                 }

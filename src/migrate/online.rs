@@ -116,11 +116,12 @@ pub fn unmet_preconditions(cfg: &Config, src: &mut Db, peers: &[HostPort]) -> Re
         ));
     }
     let ours = cfg.migrate.server_id;
-    let mut ids: Vec<(String, u32)> = vec![(server.to_string(), var("server_id").parse().unwrap_or(0))];
+    let mut ids: Vec<(String, u32)> =
+        vec![(server.to_string(), var("server_id").parse().unwrap_or(0))];
     for p in peers {
-        if let Ok(id) = crate::shard::connect(cfg, p)
-            .and_then(|mut db| db.exec_first::<u32>("reading the server id", "SELECT @@server_id", ()))
-        {
+        if let Ok(id) = crate::shard::connect(cfg, p).and_then(|mut db| {
+            db.exec_first::<u32>("reading the server id", "SELECT @@server_id", ())
+        }) {
             ids.push((p.to_string(), id.unwrap_or(0)));
         }
     }
@@ -143,10 +144,7 @@ pub fn unmet_preconditions(cfg: &Config, src: &mut Db, peers: &[HostPort]) -> Re
     let has = |p: &str| all.contains(p);
     let everything = has("ALL PRIVILEGES ON *.*");
     let slave = everything || has("REPLICATION SLAVE");
-    let monitor = everything
-        || has("BINLOG MONITOR")
-        || has("REPLICATION CLIENT")
-        || has("SUPER");
+    let monitor = everything || has("BINLOG MONITOR") || has("REPLICATION CLIENT") || has("SUPER");
     if !(slave && monitor) {
         unmet.push(format!(
             "the shard login may not read {server}'s binary log: {}",
@@ -159,15 +157,64 @@ pub fn unmet_preconditions(cfg: &Config, src: &mut Db, peers: &[HostPort]) -> Re
 /// The source's current binary log position (every transaction committed before it is in the
 /// data, every one committed after it is in the log past it).
 pub fn current_position(db: &mut Db) -> Result<Position> {
-    let row: Option<mysql::Row> = db.exec_first("reading the binlog position", "SHOW MASTER STATUS", ())?;
+    let row: Option<mysql::Row> =
+        db.exec_first("reading the binlog position", "SHOW MASTER STATUS", ())?;
     let row = row.ok_or_else(|| {
-        Error::Refused(format!("{} writes no binary log; an online move cannot follow it", db.server))
+        Error::Refused(format!(
+            "{} writes no binary log; an online move cannot follow it",
+            db.server
+        ))
     })?;
     let file: Option<String> = row.get(0);
     let pos: Option<u64> = row.get(1);
     match (file, pos) {
         (Some(file), Some(pos)) => Ok(Position { file, pos }),
-        _ => Err(Error::inconsistent(format!("{}: SHOW MASTER STATUS gave no position", db.server))),
+        _ => Err(Error::inconsistent(format!(
+            "{}: SHOW MASTER STATUS gave no position",
+            db.server
+        ))),
+    }
+}
+
+/// A consistent snapshot of the source and the binary log position it stands at: rows read
+/// through it are exactly the rows as of that position.
+pub struct Snapshot {
+    pub db: Db,
+    pub at: Position,
+}
+
+impl Snapshot {
+    pub fn open(cfg: &Config, addr: &HostPort) -> Result<Snapshot> {
+        let mut db = crate::shard::connect(cfg, addr)?;
+        db.query_drop(
+            "opening a consistent snapshot",
+            "START TRANSACTION WITH CONSISTENT SNAPSHOT",
+        )?;
+        let status: Vec<(String, String)> = db.exec(
+            "reading the snapshot's binlog position",
+            "SHOW STATUS LIKE 'binlog_snapshot_%'",
+            (),
+        )?;
+        let get = |name: &str| {
+            status
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.clone())
+        };
+        match (get("binlog_snapshot_file"), get("binlog_snapshot_position")) {
+            (Some(file), Some(pos)) if !file.is_empty() => Ok(Snapshot {
+                at: Position {
+                    file,
+                    pos: pos.parse().map_err(|_| {
+                        Error::inconsistent(format!("{addr}: binlog_snapshot_position `{pos}`"))
+                    })?,
+                },
+                db,
+            }),
+            _ => Err(Error::Refused(format!(
+                "{addr} gives no binlog position for a snapshot (is its binary log on?)"
+            ))),
+        }
     }
 }
 
@@ -215,7 +262,9 @@ fn owned_by(v: Option<&Value>, user: u64) -> bool {
     match v {
         Some(Value::UInt(n)) => *n == user,
         Some(Value::Int(n)) => *n as u64 == user,
-        Some(Value::Bytes(b)) => std::str::from_utf8(b).ok().and_then(|s| s.parse().ok()) == Some(user),
+        Some(Value::Bytes(b)) => {
+            std::str::from_utf8(b).ok().and_then(|s| s.parse().ok()) == Some(user)
+        }
         _ => false,
     }
 }
@@ -289,7 +338,12 @@ pub struct Tail<'a> {
 }
 
 impl<'a> Tail<'a> {
-    pub fn new(cfg: &'a Config, src: &HostPort, user: u64, tables: &'a [Table]) -> Result<Tail<'a>> {
+    pub fn new(
+        cfg: &'a Config,
+        src: &HostPort,
+        user: u64,
+        tables: &'a [Table],
+    ) -> Result<Tail<'a>> {
         let mut db = crate::shard::connect(cfg, src)?;
         let columns = tables
             .iter()
@@ -322,9 +376,10 @@ impl<'a> Tail<'a> {
         Error::Failed(format!("following {}'s binary log: {what}", self.src))
     }
 
-    /// Reads the log from `from` to its current end (the server closes the stream there) and
-    /// collects the keys of the user's rows that committed transactions touched.
-    pub fn pass(&self, from: &Position) -> Result<Pass> {
+    /// Reads the log from `from` to its current end (the server closes the stream there), or
+    /// only to `until`, and collects the keys of the user's rows that committed transactions
+    /// touched.
+    pub fn pass(&self, from: &Position, until: Option<&Position>) -> Result<Pass> {
         let mut db = crate::shard::connect(self.cfg, &self.src)?;
         let files: Vec<String> = db
             .exec::<mysql::Row>("listing the binary logs", "SHOW BINARY LOGS", ())?
@@ -355,21 +410,32 @@ impl<'a> Tail<'a> {
         };
         let mut open: Touched = vec![HashMap::new(); self.tables.len()];
         let mut in_transaction = false;
+        let past =
+            |file: &str, pos: u64| until.is_some_and(|u| (file, pos) > (u.file.as_str(), u.pos));
         for event in stream {
             let event = event.map_err(|e| self.fail(e))?;
             let log_pos = u64::from(event.header().log_pos());
+            if !in_transaction && log_pos > 0 && past(&file, log_pos) {
+                // The next transaction ends past `until`: the pass is complete.
+                break;
+            }
             let data = event.read_data().map_err(|e| self.fail(e))?;
             let mut commit = false;
             match data {
                 Some(EventData::RotateEvent(r)) => {
                     // A file created since the listing is named as sent (only the first,
                     // artificial rotate carries the stray checksum).
-                    file = rotated_file(r.name_raw(), &files).unwrap_or_else(|| r.name().into_owned());
+                    file =
+                        rotated_file(r.name_raw(), &files).unwrap_or_else(|| r.name().into_owned());
                     continue;
                 }
                 Some(EventData::TableMapEvent(tme)) => {
                     if tme.database_name() == database {
-                        if let Some(i) = self.tables.iter().position(|t| t.name.as_str() == tme.table_name()) {
+                        if let Some(i) = self
+                            .tables
+                            .iter()
+                            .position(|t| t.name.as_str() == tme.table_name())
+                        {
                             maps.insert(tme.table_id(), (i, tme.into_owned()));
                         }
                     }
@@ -415,6 +481,10 @@ impl<'a> Tail<'a> {
                     };
                 }
             }
+        }
+        if let Some(u) = until {
+            // Everything committed up to `until` was read: the pass reached it.
+            committed.end = committed.end.max(u.clone());
         }
         Ok(committed)
     }
@@ -488,6 +558,22 @@ pub fn apply(
     Ok(written)
 }
 
+/// The checksum of the user's rows of `table` among `keys`, on `db`.
+pub fn checksum_keys(
+    db: &mut Db,
+    table: &Table,
+    keys: &HashMap<Vec<u8>, Vec<Value>>,
+    user: u64,
+) -> Result<data::Checksum> {
+    let keys: Vec<&Vec<Value>> = keys.values().collect();
+    let mut sum = data::Checksum::EMPTY;
+    for chunk in keys.chunks(KEYS_PER_CHUNK) {
+        let (which, params) = key_clause(table, chunk, user);
+        sum = sum.plus(data::checksum_where(db, table, &which, params)?);
+    }
+    Ok(sum)
+}
+
 /// `owner = ? AND (key) IN (...)` for a chunk of keys, with its parameters.
 fn key_clause(table: &Table, keys: &[&Vec<Value>], user: u64) -> (String, Vec<Value>) {
     let cols: Vec<String> = table.primary_key.iter().map(|k| k.quoted()).collect();
@@ -540,7 +626,9 @@ pub fn wait_for_transactions(db: &mut Db, ids: &[String], timeout: Duration) -> 
                 "SELECT COUNT(*) FROM information_schema.INNODB_TRX WHERE trx_id IN ({})",
                 placeholders(ids.len())
             ),
-            ids.iter().map(|i| Value::from(i.as_str())).collect::<Vec<_>>(),
+            ids.iter()
+                .map(|i| Value::from(i.as_str()))
+                .collect::<Vec<_>>(),
         )?;
         if open.unwrap_or(0) == 0 {
             return Ok(true);
@@ -560,7 +648,10 @@ mod tests {
         Table {
             name: "photos".parse().unwrap(),
             owner: "owner_id".parse().unwrap(),
-            columns: ["photo_id", "owner_id", "title"].iter().map(|c| c.parse().unwrap()).collect(),
+            columns: ["photo_id", "owner_id", "title"]
+                .iter()
+                .map(|c| c.parse().unwrap())
+                .collect(),
             primary_key: vec!["photo_id".parse().unwrap()],
         }
     }
@@ -577,16 +668,35 @@ mod tests {
     #[test]
     fn a_change_touches_the_users_rows_in_either_image() {
         let l = layout(&table(), &columns(), 4).unwrap();
-        let row = |id: i64, owner: u64| vec![Value::Int(id), Value::UInt(owner), Value::from("t"), Value::NULL];
+        let row = |id: i64, owner: u64| {
+            vec![
+                Value::Int(id),
+                Value::UInt(owner),
+                Value::from("t"),
+                Value::NULL,
+            ]
+        };
         // An insert of ours, of someone else's; an update moving a row out, and one moving in.
-        assert_eq!(touched(None, Some(&row(1, 7)), &l, 7), vec![vec![Value::UInt(1)]]);
+        assert_eq!(
+            touched(None, Some(&row(1, 7)), &l, 7),
+            vec![vec![Value::UInt(1)]]
+        );
         assert!(touched(None, Some(&row(1, 8)), &l, 7).is_empty());
-        assert_eq!(touched(Some(&row(2, 7)), Some(&row(2, 8)), &l, 7), vec![vec![Value::UInt(2)]]);
-        assert_eq!(touched(Some(&row(3, 8)), Some(&row(4, 7)), &l, 7), vec![vec![Value::UInt(4)]]);
+        assert_eq!(
+            touched(Some(&row(2, 7)), Some(&row(2, 8)), &l, 7),
+            vec![vec![Value::UInt(2)]]
+        );
+        assert_eq!(
+            touched(Some(&row(3, 8)), Some(&row(4, 7)), &l, 7),
+            vec![vec![Value::UInt(4)]]
+        );
         // A key change within the user: both keys.
         assert_eq!(touched(Some(&row(5, 7)), Some(&row(6, 7)), &l, 7).len(), 2);
         // An unsigned key past i64::MAX arrives negative and is given its sign back.
-        assert_eq!(touched(Some(&row(-1, 7)), None, &l, 7), vec![vec![Value::UInt(u64::MAX)]]);
+        assert_eq!(
+            touched(Some(&row(-1, 7)), None, &l, 7),
+            vec![vec![Value::UInt(u64::MAX)]]
+        );
     }
 
     #[test]
@@ -598,15 +708,27 @@ mod tests {
 
     #[test]
     fn the_first_rotate_names_its_file_without_the_checksum() {
-        let files = vec!["mariadb-bin.000001".to_string(), "mariadb-bin.000002".to_string()];
-        assert_eq!(rotated_file(b"mariadb-bin.000002", &files).as_deref(), Some("mariadb-bin.000002"));
-        assert_eq!(rotated_file(b"mariadb-bin.000002\x01\x02\x03\x04", &files).as_deref(), Some("mariadb-bin.000002"));
+        let files = vec![
+            "mariadb-bin.000001".to_string(),
+            "mariadb-bin.000002".to_string(),
+        ];
+        assert_eq!(
+            rotated_file(b"mariadb-bin.000002", &files).as_deref(),
+            Some("mariadb-bin.000002")
+        );
+        assert_eq!(
+            rotated_file(b"mariadb-bin.000002\x01\x02\x03\x04", &files).as_deref(),
+            Some("mariadb-bin.000002")
+        );
         assert_eq!(rotated_file(b"mariadb-bin.000003", &files), None);
     }
 
     #[test]
     fn positions_read_back_as_written() {
-        let p = Position { file: "mariadb-bin.000007".into(), pos: 1234 };
+        let p = Position {
+            file: "mariadb-bin.000007".into(),
+            pos: 1234,
+        };
         assert_eq!(p.to_string().parse::<Position>().unwrap(), p);
         assert!("nofile".parse::<Position>().is_err());
     }

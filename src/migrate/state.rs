@@ -154,9 +154,23 @@ mod tests {
 
     #[test]
     fn only_a_copy_that_began_clears_the_destination() {
-        let clears: Vec<State> = ALL.into_iter().filter(|s| may_have_copied(*s, false)).collect();
+        let clears: Vec<State> = ALL
+            .into_iter()
+            .filter(|s| may_have_copied(*s, false))
+            .collect();
         assert_eq!(clears, [State::Copying, State::Verified, State::Aborted]);
-        let online: Vec<State> = ALL.into_iter().filter(|s| may_have_copied(*s, true)).collect();
-        assert_eq!(online, [State::Moving, State::Copying, State::Verified, State::Aborted]);
+        let online: Vec<State> = ALL
+            .into_iter()
+            .filter(|s| may_have_copied(*s, true))
+            .collect();
+        assert_eq!(
+            online,
+            [
+                State::Moving,
+                State::Copying,
+                State::Verified,
+                State::Aborted
+            ]
+        );
     }
 }
