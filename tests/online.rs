@@ -21,7 +21,9 @@ fn fed() -> &'static Federation {
     federation("online", 25380, 2)
 }
 
-/// Tests that kill or purge a source server take it alone; the others share it.
+/// One test at a time: a move's read-only mark waits for every transaction writing on its
+/// source (another test's copy into the same server would be one), and two tests kill or purge
+/// a source server.
 static SERVERS: std::sync::RwLock<()> = std::sync::RwLock::new(());
 
 const EVENTS: &str = "CREATE TABLE IF NOT EXISTS events (
@@ -60,7 +62,7 @@ impl Rng {
 fn row(id: u64, owner: u64, rng: &mut Rng) -> Row {
     let s = |v: String| Some(v.into_bytes());
     let n = rng.next();
-    let tag = (n % 10 != 0).then(|| format!("t{} 😀𝄞 ü", n % 997).into_bytes());
+    let tag = (!n.is_multiple_of(10)).then(|| format!("t{} 😀𝄞 ü", n % 997).into_bytes());
     let at = s(format!(
         "20{:02}-{:02}-{:02} {:02}:{:02}:{:02}.{:06}",
         n % 50,
@@ -71,12 +73,12 @@ fn row(id: u64, owner: u64, rng: &mut Rng) -> Row {
         (n >> 8) % 60,
         (n >> 16) % 1_000_000
     ));
-    let amount = if n % 7 == 0 {
+    let amount = if n.is_multiple_of(7) {
         None
     } else {
         s(format!(
             "{}{}.{:06}",
-            if n % 3 == 0 { "-" } else { "" },
+            if n.is_multiple_of(3) { "-" } else { "" },
             (n >> 20) % 100_000_000,
             (n >> 4) % 1_000_000
         ))
@@ -88,7 +90,7 @@ fn row(id: u64, owner: u64, rng: &mut Rng) -> Row {
     let raw: Vec<u8> = (0..(n % 64))
         .map(|i| (i as u8).wrapping_mul(n as u8 | 1))
         .collect();
-    let big = (n % 200 == 0).then(|| vec![(n % 251) as u8; 200_000 + (n % 1000) as usize]);
+    let big = (n.is_multiple_of(200)).then(|| vec![(n % 251) as u8; 200_000 + (n % 1000) as usize]);
     vec![
         s(id.to_string()),
         s(owner.to_string()),
@@ -202,7 +204,7 @@ impl App {
                         Some(r),
                     )
                 }),
-                65..=74 | 75..=84 => {
+                65..=84 => {
                     let (from, to) = if dice < 75 {
                         (self.user, self.neighbour)
                     } else {
@@ -237,6 +239,8 @@ impl App {
         let mut rng = Rng(seed | 1);
         let mut ring = conn(self.ring_port);
         while !self.stop.load(SeqCst) {
+            // A steady rate, not a busy loop: many tests share two cores.
+            std::thread::sleep(Duration::from_millis(1));
             let writes = self.plan(&mut rng);
             // Every server a write's rows live on must be routable: both users share a shard.
             let Some(port) = self.route(&mut ring, self.user) else {
@@ -453,7 +457,7 @@ fn assert_events_as_acknowledged(env: &Env, app: &App) {
 
 #[test]
 fn an_account_moves_online_while_the_application_writes_to_it() {
-    let _shared = SERVERS.read().unwrap_or_else(|p| p.into_inner());
+    let _alone = SERVERS.write().unwrap_or_else(|p| p.into_inner());
     let (env, app, from, to) = world("online_basic", 1001, 20_000, 20_000);
     let original = common::fingerprint(env.shard_ports(&from)[0], &env.shard_db(), 1001);
     let planned = env.json(&[
@@ -497,4 +501,277 @@ fn an_account_moves_online_while_the_application_writes_to_it() {
         journal[0]["read_only_seconds"].as_f64().is_some(),
         "{journal}"
     );
+}
+
+#[test]
+fn online_is_refused_where_the_log_cannot_be_followed_and_auto_moves_offline_saying_why() {
+    let _alone = SERVERS.write().unwrap_or_else(|p| p.into_inner());
+    let (env, _app, from, to) = world("online_refused", 1101, 300, 100);
+    // shardctl's replication id taken by the source itself.
+    let src_port = env.shard_ports(&from)[(1101 % 2) as usize];
+    let taken: u32 = conn(src_port)
+        .query_first("SELECT @@server_id")
+        .unwrap()
+        .unwrap();
+    let text = std::fs::read_to_string(&env.config).unwrap();
+    std::fs::write(
+        &env.config,
+        format!("{text}[migrate]\nserver_id = {taken}\nonline_min_rows = 0\n"),
+    )
+    .unwrap();
+    let before = env.snapshot();
+    let (code, refused) = env.run_json(&["migrate", "1101", "--to", &to, "--mode", "online"]);
+    assert_eq!(code, 4, "{refused}");
+    let message = refused["error"]["message"].as_str().unwrap();
+    assert!(message.contains("server_id"), "{message}");
+    assert_eq!(env.snapshot(), before, "a refused move changed something");
+    let (code, moved) = env.run_json(&["migrate", "1101", "--to", &to]);
+    assert_eq!(code, 0, "{moved}");
+    assert_eq!(moved["mode"], "offline", "{moved}");
+    assert!(
+        moved["note"].as_str().unwrap().contains("server_id"),
+        "{moved}"
+    );
+    assert!(moved["read_only_seconds"].as_f64().is_some(), "{moved}");
+    // The doctor says what to fix, with the GRANT an operator would need.
+    let (code, doctor) = env.run_json(&["doctor"]);
+    assert_eq!(code, 1, "{doctor}");
+    let check = doctor["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| {
+            c["check"] == "online moves"
+                && c["target"]
+                    .as_str()
+                    .unwrap()
+                    .contains(&src_port.to_string())
+        })
+        .unwrap_or_else(|| panic!("no online check: {doctor}"))
+        .clone();
+    assert_eq!(check["ok"], false, "{check}");
+    assert!(
+        check["detail"].as_str().unwrap().contains("server_id"),
+        "{check}"
+    );
+    assert!(
+        check["fix"]
+            .as_str()
+            .unwrap()
+            .contains("GRANT REPLICATION SLAVE"),
+        "{check}"
+    );
+}
+
+#[test]
+fn cleanup_later_leaves_the_source_guarded_until_resume() {
+    let _alone = SERVERS.write().unwrap_or_else(|p| p.into_inner());
+    let (env, app, from, to) = world("online_cleanup_later", 1201, 2_000, 2_000);
+    let moved = app.while_writing(|| {
+        env.json(&[
+            "migrate",
+            "1201",
+            "--to",
+            &to,
+            "--mode",
+            "online",
+            "--cleanup",
+            "later",
+        ])
+    });
+    assert_eq!(moved["state"], "flipped", "{moved}");
+    assert_eq!(env.directory(1201).0, to);
+    let left = user_rows(
+        env.shard_ports(&from)[0],
+        &env.shard_db(),
+        "events",
+        "owner_id",
+        1201,
+    );
+    assert!(!left.is_empty(), "the source's rows were kept");
+    // Guarded: an application routing from a stale entry is refused, not lost.
+    let err = conn(env.shard_ports(&from)[(1201 % 2) as usize])
+        .exec_drop(
+            format!(
+                "DELETE FROM {}.events WHERE owner_id = 1201 LIMIT 1",
+                env.shard_db()
+            ),
+            (),
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("write guard"), "{err}");
+    let resumed = env.json(&["migrate", "resume", "1201"]);
+    assert_eq!(resumed["resumed"][0]["now"], "done", "{resumed}");
+    assert_events_as_acknowledged(&env, &app);
+}
+
+#[cfg(feature = "failpoints")]
+mod crashes {
+    use super::*;
+
+    /// The application writes throughout; the mover is killed at `point`, resumed, and the
+    /// move made again: the destination holds every acknowledged write, nothing is doubled
+    /// or left behind.
+    fn crash_at(point: &str, user: u64) {
+        let _alone = SERVERS.write().unwrap_or_else(|p| p.into_inner());
+        let (env, app, from, to) = world(
+            &format!("online_{}", point.replace('.', "_")),
+            user,
+            3_000,
+            3_000,
+        );
+        let uid = user.to_string();
+        app.while_writing(|| {
+            let out = env.run_with(
+                &["migrate", &uid, "--to", &to, "--mode", "online"],
+                &[("SHARDCTL_FAILPOINT", point)],
+            );
+            assert_eq!(out.code, -1, "{point}: expected a SIGKILL: {}", out.stderr);
+            let resumed = env.json(&["migrate", "resume", &uid]);
+            let flipped = point == "migrate.after_flip";
+            assert_eq!(
+                resumed["resumed"][0]["now"],
+                if flipped { "done" } else { "rolled_back" },
+                "{point}: {resumed}"
+            );
+            assert_eq!(
+                &env.directory(user).0,
+                if flipped { &to } else { &from },
+                "{point}"
+            );
+            let done = env.json(&["migrate", &uid, "--to", &to, "--mode", "online"]);
+            assert_eq!(done["state"], "done", "{point}: {done}");
+        });
+        assert_eq!(env.directory(user).0, to);
+        assert_events_as_acknowledged(&env, &app);
+    }
+
+    macro_rules! crash_tests {
+        ($($name:ident => $point:literal, $user:literal;)*) => {
+            $(#[test] fn $name() { crash_at($point, $user); })*
+            #[test]
+            fn every_online_failpoint_is_tested() {
+                let tested = [$($point),*];
+                for p in shardctl::migrate::state::ONLINE_FAILPOINTS {
+                    assert!(tested.contains(p), "no crash test for {p}");
+                }
+            }
+        };
+    }
+
+    crash_tests! {
+        crash_mid_copy => "migrate.copy_mid", 2001;
+        crash_after_copy => "migrate.after_copy", 2011;
+        crash_mid_catch_up => "migrate.catchup_mid", 2021;
+        crash_between_apply_and_journal => "migrate.apply_before_journal", 2031;
+        crash_after_the_moving_mark => "migrate.after_moving", 2041;
+        crash_in_the_read_only_window => "migrate.read_only_window", 2051;
+        crash_after_verify => "migrate.after_verify", 2061;
+        crash_after_flip => "migrate.after_flip", 2071;
+    }
+
+    /// Starts an online move of `user` paused right after its first pass over the log.
+    fn paused_in_catch_up(env: &Env, user: u64, to: &str) -> std::process::Child {
+        let child = env.spawn(
+            &[
+                "migrate",
+                &user.to_string(),
+                "--to",
+                to,
+                "--mode",
+                "online",
+                "--format",
+                "json",
+            ],
+            &[("SHARDCTL_FAILPOINT_STOP", "migrate.catchup_mid")],
+        );
+        common::wait_until("the move to pause in catch-up", || {
+            common::is_stopped(child.id())
+        });
+        child
+    }
+
+    /// The mover's exit code and JSON error once it ran on.
+    fn finish(child: std::process::Child) -> (Option<i32>, String) {
+        unsafe { libc::kill(child.id() as i32, libc::SIGCONT) };
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    }
+
+    /// After a failed online move: the user active and writable on its source shard, nothing
+    /// of it on the destination.
+    fn assert_rolled_back(env: &Env, app: &App, from: &str) {
+        let resumed = env.json(&["migrate", "resume", &app.user.to_string()]);
+        for r in resumed["resumed"].as_array().unwrap() {
+            assert_eq!(r["now"], "rolled_back", "{resumed}");
+        }
+        assert_eq!(env.directory(app.user), (from.to_string(), "active".into()));
+        let writes = app.acked.load(SeqCst);
+        app.while_writing(|| {
+            common::wait_until("writes on the source", || {
+                app.acked.load(SeqCst) > writes + 20
+            })
+        });
+        assert_events_as_acknowledged(env, app);
+    }
+
+    #[test]
+    fn a_binary_log_purged_under_the_mover_rolls_back() {
+        let _alone = SERVERS.write().unwrap_or_else(|p| p.into_inner());
+        let (env, app, from, to) = world("online_purged", 3001, 3_000, 3_000);
+        let src = env.shard_ports(&from)[(3001 % 2) as usize];
+        let child = app.while_writing(|| paused_in_catch_up(&env, 3001, &to));
+        let mut c = conn(src);
+        let journal = env.json(&["migrate", "status", "3001"]);
+        let followed = journal[0]["binlog_position"].as_str().unwrap().to_string();
+        let followed = followed.rsplit_once(':').unwrap().0.to_string();
+        // A log a replica is still reading is kept: rotate until the peer has moved on.
+        common::wait_until("the followed binlog to be purged", || {
+            c.query_drop("FLUSH BINARY LOGS").unwrap();
+            let current: mysql::Row = c.query_first("SHOW MASTER STATUS").unwrap().unwrap();
+            let file: String = current.get(0).unwrap();
+            wait_replicated(&mut c, env.shard_ports(&from)[1 - (3001 % 2) as usize]);
+            c.query_drop(format!("PURGE BINARY LOGS TO '{file}'"))
+                .unwrap();
+            let logs: Vec<String> = c
+                .query_map("SHOW BINARY LOGS", |r: mysql::Row| r.get(0).unwrap())
+                .unwrap();
+            !logs.contains(&followed)
+        });
+        let (code, out) = finish(child);
+        assert_eq!(code, Some(1), "{out}");
+        assert!(out.contains("purged"), "{out}");
+        assert_rolled_back(&env, &app, &from);
+    }
+
+    #[test]
+    fn a_source_dying_mid_catch_up_rolls_back() {
+        let _alone = SERVERS.write().unwrap_or_else(|p| p.into_inner());
+        let (env, app, from, to) = world("online_source_dies", 3101, 3_000, 3_000);
+        let half = if 3101 % 2 == 0 { "a" } else { "b" };
+        let child = app.while_writing(|| paused_in_catch_up(&env, 3101, &to));
+        let pid_file = env
+            .fed
+            .dir
+            .join(format!("{from}{half}"))
+            .join("mariadbd.pid");
+        let pid: i32 = std::fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        let (code, out) = finish(child);
+        assert_ne!(code, Some(0), "{out}");
+        // The source comes back (its data intact: InnoDB recovers) and the move is undone.
+        env.json(&["sandbox", "up", "--dir", env.fed.dir.to_str().unwrap()]);
+        assert_rolled_back(&env, &app, &from);
+        let done =
+            app.while_writing(|| env.json(&["migrate", "3101", "--to", &to, "--mode", "online"]));
+        assert_eq!(done["state"], "done", "{done}");
+        assert_events_as_acknowledged(&env, &app);
+    }
 }

@@ -200,6 +200,28 @@ fn shard_server_checks(
         db_name,
         rules::shard_needs,
     ));
+    out.push(match crate::migrate::online::unmet_preconditions(cfg, &mut db, &[]) {
+        Ok(unmet) if unmet.is_empty() => Check::pass(
+            &target,
+            "online moves",
+            "its binary log can be followed (ROW, FULL images, uncompressed, a free server_id, the privileges)",
+        ),
+        Ok(unmet) => Check::fail(
+            &target,
+            "online moves",
+            format!("{}; `--mode auto` moves offline until this is fixed", unmet.join("; ")),
+            format!(
+                "set binlog_format=ROW and binlog_row_image=FULL, log_bin_compress=OFF, a [migrate] server_id no server uses, and {}",
+                crate::migrate::online::grant(&cfg.shards.login.user)
+            ),
+        ),
+        Err(e) => Check::fail(
+            &target,
+            "online moves",
+            e.to_string(),
+            crate::migrate::online::grant(&cfg.shards.login.user),
+        ),
+    });
     if crate::shard::guard::enabled(cfg) {
         out.push(match crate::shard::guard::inspect(cfg, &mut db) {
             Ok(g) if g.installed => Check::pass(

@@ -1530,11 +1530,20 @@ pub fn holding<T>(
     let held = client.acquire(req, wait)?;
     let stop = AtomicBool::new(false);
     let lost = AtomicBool::new(false);
+    /// Stops the keeper however `f` ends: a panic unwinding through the scope would otherwise
+    /// wait for a keeper that renews forever.
+    struct StopKeeper<'a>(&'a AtomicBool, std::thread::Thread);
+    impl Drop for StopKeeper<'_> {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+            self.1.unpark();
+        }
+    }
     let (result, mut client) = std::thread::scope(|s| {
         let keeper = s.spawn(|| keep_lock(client, &held, &stop, &lost));
+        let stopping = StopKeeper(&stop, keeper.thread().clone());
         let result = f(&held, &lost);
-        stop.store(true, Ordering::SeqCst);
-        keeper.thread().unpark();
+        drop(stopping);
         (
             result,
             keeper

@@ -659,10 +659,10 @@ impl Run<'_> {
         failpoint!("migrate.after_moving");
         // A write that passed the guard just before the mark may commit after the last pass
         // read the log: those transactions end first.
-        let open = online::writing_transactions(src_db)?;
-        if !online::wait_for_transactions(src_db, &open, WRITERS_GRACE)? {
+        let open = online::writing_transactions(src_db, self.user)?;
+        if let Some(open) = online::wait_for_transactions(src_db, &open, WRITERS_GRACE)? {
             return Err(Error::Refused(format!(
-                "a transaction writing on {} since before the read-only mark did not end within {}s; the user stays on {}",
+                "transactions writing on {} since before the read-only mark did not end within {}s ({open}); the user stays on {}",
                 self.src,
                 WRITERS_GRACE.as_secs(),
                 self.from.name
@@ -889,7 +889,7 @@ impl Run<'_> {
 }
 
 /// How long transactions that were writing on the source at the `moving` mark may take to end.
-const WRITERS_GRACE: Duration = Duration::from_secs(2);
+const WRITERS_GRACE: Duration = Duration::from_secs(5);
 
 /// Fails naming the first table whose checksums differ.
 fn compare(source: &BTreeMap<String, Checksum>, dest: &BTreeMap<String, Checksum>) -> Result<()> {

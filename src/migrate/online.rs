@@ -604,37 +604,60 @@ pub fn converged(passes: usize, keys: usize, took: Duration) -> bool {
     passes >= MAX_PASSES || keys <= SMALL_PASS_KEYS || took <= SHORT_PASS
 }
 
-/// The transactions open on `db`'s server that have written something (other sessions').
-pub fn writing_transactions(db: &mut Db) -> Result<Vec<String>> {
+/// The transactions open on `db`'s server that have written something, but for this session's
+/// and those of shardctl's own fenced writers for other users (a copy of another account
+/// never writes this one's rows).
+pub fn writing_transactions(db: &mut Db, user: u64) -> Result<Vec<u64>> {
+    crate::shard::fence::ensure_fence(db)?;
     db.exec(
         "listing open transactions",
-        "SELECT trx_id FROM information_schema.INNODB_TRX WHERE trx_rows_modified > 0 AND trx_mysql_thread_id <> CONNECTION_ID()",
-        (),
+        "SELECT trx_id FROM information_schema.INNODB_TRX
+         WHERE trx_rows_modified > 0 AND trx_mysql_thread_id <> CONNECTION_ID()
+           AND trx_mysql_thread_id NOT IN (SELECT connection_id FROM shardctl_fence_sessions
+                                           WHERE server_id = @@server_id AND user_id <> ?)",
+        (user,),
     )
 }
 
-/// Waits until none of `ids` is open any more. False when one still is after `timeout`.
-pub fn wait_for_transactions(db: &mut Db, ids: &[String], timeout: Duration) -> Result<bool> {
+/// Waits until none of `ids` is open any more. On a timeout, the ones still open, described
+/// (thread, since when, what it runs) for the operator.
+pub fn wait_for_transactions(
+    db: &mut Db,
+    ids: &[u64],
+    timeout: Duration,
+) -> Result<Option<String>> {
     if ids.is_empty() {
-        return Ok(true);
+        return Ok(None);
     }
     let until = Instant::now() + timeout;
     loop {
-        let open: Option<u64> = db.exec_first(
+        let open: Vec<(u64, String, Option<String>)> = db.exec(
             "waiting for open transactions",
             &format!(
-                "SELECT COUNT(*) FROM information_schema.INNODB_TRX WHERE trx_id IN ({})",
+                "SELECT trx_mysql_thread_id, CAST(trx_started AS CHAR), trx_query
+                 FROM information_schema.INNODB_TRX WHERE trx_id IN ({})",
                 placeholders(ids.len())
             ),
-            ids.iter()
-                .map(|i| Value::from(i.as_str()))
-                .collect::<Vec<_>>(),
+            crate::db::values(ids),
         )?;
-        if open.unwrap_or(0) == 0 {
-            return Ok(true);
+        if open.is_empty() {
+            return Ok(None);
         }
         if Instant::now() >= until {
-            return Ok(false);
+            return Ok(Some(
+                open.iter()
+                    .map(|(thread, since, query)| {
+                        format!(
+                            "thread {thread} since {since} ({})",
+                            query
+                                .as_deref()
+                                .map(crate::error::one_line)
+                                .unwrap_or_else(|| "idle in its transaction".into())
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            ));
         }
         std::thread::sleep(Duration::from_millis(5));
     }
