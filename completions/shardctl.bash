@@ -2615,7 +2615,7 @@ _shardctl() {
             return 0
             ;;
         shardctl__subcmd__migrate)
-            opts="-q -v -h -V --to --keep-source --clear-destination --lock-ttl --max-lag --dry-run --config --defaults-file --defaults-extra-file --no-defaults --format --quiet --verbose --help --version resume status help"
+            opts="-q -v -h -V --to --keep-source --cleanup --mode --clear-destination --lock-ttl --max-lag --dry-run --config --defaults-file --defaults-extra-file --no-defaults --format --quiet --verbose --help --version resume status help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2623,6 +2623,14 @@ _shardctl() {
             case "${prev}" in
                 --to)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cleanup)
+                    COMPREPLY=($(compgen -W "now later" -- "${cur}"))
+                    return 0
+                    ;;
+                --mode)
+                    COMPREPLY=($(compgen -W "auto online offline" -- "${cur}"))
                     return 0
                     ;;
                 --lock-ttl)
@@ -2807,7 +2815,7 @@ _shardctl() {
             return 0
             ;;
         shardctl__subcmd__rebalance__subcmd__apply)
-            opts="-q -v -h -V --jobs --per-shard --max-lag --lock-ttl --dry-run --tolerance --by --max-moves --config --defaults-file --defaults-extra-file --no-defaults --format --quiet --verbose --help --version"
+            opts="-q -v -h -V --jobs --per-shard --max-lag --lock-ttl --mode --dry-run --tolerance --by --max-moves --config --defaults-file --defaults-extra-file --no-defaults --format --quiet --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2827,6 +2835,10 @@ _shardctl() {
                     ;;
                 --lock-ttl)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --mode)
+                    COMPREPLY=($(compgen -W "auto online offline" -- "${cur}"))
                     return 0
                     ;;
                 --tolerance)

@@ -232,6 +232,11 @@ complete -c shardctl -n "__fish_shardctl_using_subcommand id; and __fish_seen_su
 complete -c shardctl -n "__fish_shardctl_using_subcommand id; and __fish_seen_subcommand_from help" -f -a "next" -d 'Take new IDs from the ticket servers'
 complete -c shardctl -n "__fish_shardctl_using_subcommand id; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c shardctl -n "__fish_shardctl_using_subcommand migrate; and not __fish_seen_subcommand_from resume status help" -l to -d 'The shard to move the user to' -r
+complete -c shardctl -n "__fish_shardctl_using_subcommand migrate; and not __fish_seen_subcommand_from resume status help" -l cleanup -d 'When the source\'s rows are deleted: right after the flip, or (later) by `migrate resume`, so the move\'s time until served never includes the delete' -r -f -a "now\t''
+later\t''"
+complete -c shardctl -n "__fish_shardctl_using_subcommand migrate; and not __fish_seen_subcommand_from resume status help" -l mode -d 'online: writable while copying, read-only only for the last catch-up, the verification and the flip (refused with exit 4 where the source\'s binary log cannot be followed); offline: read-only from before the copy; auto: online for accounts of at least `[migrate] online_min_rows` rows where the source allows it' -r -f -a "auto\t'Online where the source allows it and the account is large enough, else offline'
+online\t'Writable while copying; refused where the source\'s binary log cannot be followed'
+offline\t'Read-only from before the copy until the flip'"
 complete -c shardctl -n "__fish_shardctl_using_subcommand migrate; and not __fish_seen_subcommand_from resume status help" -l lock-ttl -d 'The account lock\'s lease, renewed every third of it while working' -r
 complete -c shardctl -n "__fish_shardctl_using_subcommand migrate; and not __fish_seen_subcommand_from resume status help" -l max-lag -d 'Wait while a peer of the source or destination lags more than this many seconds' -r
 complete -c shardctl -n "__fish_shardctl_using_subcommand migrate; and not __fish_seen_subcommand_from resume status help" -l config -d 'Config file [default: $SHARDCTL_CONFIG, else ~/.config/shardctl/config.toml]' -r -F
@@ -245,7 +250,7 @@ complete -c shardctl -n "__fish_shardctl_using_subcommand migrate; and not __fis
 complete -c shardctl -n "__fish_shardctl_using_subcommand migrate; and not __fish_seen_subcommand_from resume status help" -l no-defaults -d 'Read no MySQL option file'
 complete -c shardctl -n "__fish_shardctl_using_subcommand migrate; and not __fish_seen_subcommand_from resume status help" -s q -l quiet -d 'Print nothing on stderr but warnings, errors and what commands shardctl runs print (`lock run`, `maintenance roll`): no status lines, no progress bars'
 complete -c shardctl -n "__fish_shardctl_using_subcommand migrate; and not __fish_seen_subcommand_from resume status help" -s v -l verbose -d 'Print more detail on stderr'
-complete -c shardctl -n "__fish_shardctl_using_subcommand migrate; and not __fish_seen_subcommand_from resume status help" -s h -l help -d 'Print help'
+complete -c shardctl -n "__fish_shardctl_using_subcommand migrate; and not __fish_seen_subcommand_from resume status help" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c shardctl -n "__fish_shardctl_using_subcommand migrate; and not __fish_seen_subcommand_from resume status help" -s V -l version -d 'Print version'
 complete -c shardctl -n "__fish_shardctl_using_subcommand migrate; and not __fish_seen_subcommand_from resume status help" -a "resume" -d 'Finish (past the flip) or roll back (before it) interrupted migrations'
 complete -c shardctl -n "__fish_shardctl_using_subcommand migrate; and not __fish_seen_subcommand_from resume status help" -a "status" -d 'The migration journal'
@@ -307,6 +312,9 @@ complete -c shardctl -n "__fish_shardctl_using_subcommand rebalance; and __fish_
 complete -c shardctl -n "__fish_shardctl_using_subcommand rebalance; and __fish_seen_subcommand_from apply" -l per-shard -d 'At most N moves touching any one shard at a time' -r
 complete -c shardctl -n "__fish_shardctl_using_subcommand rebalance; and __fish_seen_subcommand_from apply" -l max-lag -d 'Wait while a server of a shard being moved lags more than this many seconds' -r
 complete -c shardctl -n "__fish_shardctl_using_subcommand rebalance; and __fish_seen_subcommand_from apply" -l lock-ttl -d 'The account lock\'s lease, renewed every third of it while working' -r
+complete -c shardctl -n "__fish_shardctl_using_subcommand rebalance; and __fish_seen_subcommand_from apply" -l mode -d 'How accounts too large for a batch move: online (writable while copying), offline, or auto (online where the source allows it and the account has at least `[migrate] online_min_rows` rows)' -r -f -a "auto\t'Online where the source allows it and the account is large enough, else offline'
+online\t'Writable while copying; refused where the source\'s binary log cannot be followed'
+offline\t'Read-only from before the copy until the flip'"
 complete -c shardctl -n "__fish_shardctl_using_subcommand rebalance; and __fish_seen_subcommand_from apply" -l tolerance -d 'A shard is balanced within this many percent of its target' -r
 complete -c shardctl -n "__fish_shardctl_using_subcommand rebalance; and __fish_seen_subcommand_from apply" -l by -d 'Balance the count of users, or their rows' -r -f -a "users\t''
 rows\t''"
@@ -320,7 +328,7 @@ complete -c shardctl -n "__fish_shardctl_using_subcommand rebalance; and __fish_
 complete -c shardctl -n "__fish_shardctl_using_subcommand rebalance; and __fish_seen_subcommand_from apply" -l no-defaults -d 'Read no MySQL option file'
 complete -c shardctl -n "__fish_shardctl_using_subcommand rebalance; and __fish_seen_subcommand_from apply" -s q -l quiet -d 'Print nothing on stderr but warnings, errors and what commands shardctl runs print (`lock run`, `maintenance roll`): no status lines, no progress bars'
 complete -c shardctl -n "__fish_shardctl_using_subcommand rebalance; and __fish_seen_subcommand_from apply" -s v -l verbose -d 'Print more detail on stderr'
-complete -c shardctl -n "__fish_shardctl_using_subcommand rebalance; and __fish_seen_subcommand_from apply" -s h -l help -d 'Print help'
+complete -c shardctl -n "__fish_shardctl_using_subcommand rebalance; and __fish_seen_subcommand_from apply" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c shardctl -n "__fish_shardctl_using_subcommand rebalance; and __fish_seen_subcommand_from apply" -s V -l version -d 'Print version'
 complete -c shardctl -n "__fish_shardctl_using_subcommand rebalance; and __fish_seen_subcommand_from help" -f -a "plan" -d 'The fewest moves that bring every shard within the tolerance of its target'
 complete -c shardctl -n "__fish_shardctl_using_subcommand rebalance; and __fish_seen_subcommand_from help" -f -a "apply" -d 'Apply a plan (or plan now and apply): parallel, resumable, safe to run twice'

@@ -461,6 +461,11 @@ pub struct RebalanceApplyArgs {
     pub max_lag: u64,
     #[command(flatten)]
     pub lock: MigrateLockArgs,
+    /// How accounts too large for a batch move: online (writable while copying), offline, or
+    /// auto (online where the source allows it and the account has at least `[migrate]
+    /// online_min_rows` rows)
+    #[arg(long, value_enum, default_value = "auto")]
+    pub mode: crate::migrate::Mode,
     /// Say what would move, move nothing
     #[arg(long)]
     pub dry_run: bool,

@@ -605,6 +605,42 @@ fn cleanup_later_leaves_the_source_guarded_until_resume() {
     assert_events_as_acknowledged(&env, &app);
 }
 
+#[test]
+fn rebalance_moves_a_large_account_online_and_reports_how_each_moved() {
+    let _alone = SERVERS.write().unwrap_or_else(|p| p.into_inner());
+    let (env, app, from, to) = world("online_rebalance", 1401, 3_000, 2_000);
+    let text = std::fs::read_to_string(&env.config).unwrap();
+    std::fs::write(
+        &env.config,
+        format!("{text}[migrate]\nonline_min_rows = 1000\n"),
+    )
+    .unwrap();
+    // A small neighbour goes in a batch beside it.
+    env.seed_user(1403, 20);
+    let small_from = env.directory(1403).0;
+    let small_to = env.other_shard(&small_from);
+    let plan = env.write_plan(
+        "plan.json",
+        vec![
+            serde_json::json!({"user": 1401, "from": from, "to": to, "rows": 9_000}),
+            serde_json::json!({"user": 1403, "from": small_from, "to": small_to, "rows": 30}),
+        ],
+    );
+    let applied = app.while_writing(|| env.json(&["rebalance", "apply", &plan]));
+    assert_eq!(applied["done"], 2, "{applied}");
+    assert_eq!(applied["online"], 1, "{applied}");
+    let moves = applied["moves"].as_array().unwrap();
+    let mode = |u: u64| moves.iter().find(|m| m["user"] == u).unwrap()["mode"].clone();
+    assert_eq!(mode(1401), "online", "{applied}");
+    assert_eq!(mode(1403), "offline", "{applied}");
+    let longest = applied["longest_read_only_seconds"].as_f64().unwrap();
+    assert!(moves
+        .iter()
+        .all(|m| m["read_only_seconds"].as_f64().unwrap() <= longest));
+    assert_eq!(env.directory(1401).0, to);
+    assert_events_as_acknowledged(&env, &app);
+}
+
 #[cfg(feature = "failpoints")]
 mod crashes {
     use super::*;

@@ -151,6 +151,12 @@ impl Report for ApplyReport {
                 ]],
             ));
             out.push('\n');
+            if let Some(longest) = self.longest_read_only_seconds {
+                out.push_str(&format!(
+                    "{} of {} accounts moved online; the longest read-only: {longest:.3}s\n",
+                    self.online, self.done
+                ));
+            }
         }
         out.push_str(&table(
             &["shard", "state", "users"],
@@ -201,6 +207,7 @@ fn apply(ctx: &Ctx, args: &RebalanceApplyArgs) -> Result<Outcome> {
         max_lag: args.max_lag,
         lock_ttl: args.lock.lock_ttl.get(),
         dry_run: args.dry_run,
+        mode: args.mode,
     };
     crate::signals::catch_termination();
     Outcome::of(apply::apply(&cfg, &plan, &opts, &ctx.ui)?)

@@ -31,14 +31,24 @@ use crate::types::HostPort;
 /// What happened to each account of a batch.
 #[derive(Debug, Default)]
 pub struct BatchOutcome {
-    /// Moved: (user, rows).
-    pub done: Vec<(u64, u64)>,
+    pub done: Vec<Moved>,
     /// Already where the caller sends them (a re-run, or a concurrent run moved them).
     pub already: Vec<u64>,
     /// Not moved because it was not where the caller said: (user, why).
     pub skipped: Vec<(u64, String)>,
     /// Not moved: (user, error). Lock-in-use failures are marked by `Error::LockInUse`.
     pub failed: Vec<(u64, Error)>,
+}
+
+/// One account moved.
+#[derive(Clone, Debug)]
+pub struct Moved {
+    pub user: u64,
+    pub rows: u64,
+    /// `online` or `offline` (a batch always is).
+    pub mode: String,
+    /// From the `moving` mark to the flip's commit.
+    pub read_only_seconds: Option<f64>,
 }
 
 impl BatchOutcome {
@@ -452,7 +462,7 @@ impl<'c> Mover<'c> {
         Ok(())
     }
 
-    fn run_group(&mut self, g: &mut Group, phase: &dyn Fn(&str)) -> Result<Vec<(u64, u64)>> {
+    fn run_group(&mut self, g: &mut Group, phase: &dyn Fn(&str)) -> Result<Vec<Moved>> {
         let started = Instant::now();
         let tables = self.tables(&g.src, &g.dst)?;
         g.migration_ids = self.journal_start(g)?;
@@ -476,6 +486,7 @@ impl<'c> Mover<'c> {
                 .conn(&g.src)
                 .and_then(|db| guard::given_back(cfg, db, &g.users));
         })?;
+        let sealed = Instant::now();
         failpoint!("migrate.after_moving");
         let copied = self.copy_and_verify(g, &tables, phase);
         let sums = match copied {
@@ -517,6 +528,7 @@ impl<'c> Mover<'c> {
                 return Err(e);
             }
         }
+        let read_only = sealed.elapsed().as_secs_f64();
         failpoint!("migrate.after_flip");
         let cfg = self.cfg;
         if let Err(e) = self
@@ -557,7 +569,15 @@ impl<'c> Mover<'c> {
             .collect();
         let ring = self.ring();
         retry_deadlocks(|| ring.run("auditing", |c| audit::record_many(c, "migrate", &entries)))?;
-        Ok(rows)
+        Ok(rows
+            .into_iter()
+            .map(|(user, rows)| Moved {
+                user,
+                rows,
+                mode: "offline".into(),
+                read_only_seconds: Some(read_only),
+            })
+            .collect())
     }
 
     /// Journals the group's migrations as started; their ids, in the order of `g.users`.

@@ -28,6 +28,20 @@ pub struct Options {
     pub max_lag: u64,
     pub lock_ttl: Duration,
     pub dry_run: bool,
+    /// How large accounts move (small ones go in batches, offline).
+    pub mode: migrate::Mode,
+}
+
+/// One account this run moved.
+#[derive(Clone, Debug, Serialize)]
+pub struct Move {
+    pub user: u64,
+    pub from: String,
+    pub to: String,
+    pub rows: u64,
+    pub mode: String,
+    /// From the `moving` mark to the flip's commit (a batch's accounts share theirs).
+    pub read_only_seconds: Option<f64>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -61,6 +75,12 @@ pub struct Report {
     pub resumed: u64,
     /// Rows moved by this run.
     pub rows: u64,
+    /// Every account moved, how, and how long it was read-only.
+    pub moves: Vec<Move>,
+    /// Accounts moved online.
+    pub online: u64,
+    /// The longest any account moved by this run was read-only.
+    pub longest_read_only_seconds: Option<f64>,
     pub seconds: f64,
     pub accounts_per_second: f64,
     pub rows_per_second: f64,
@@ -115,7 +135,7 @@ impl Work<'_> {
     }
 
     fn finish(&self, task: Task, outcome: BatchOutcome) {
-        let rows: u64 = outcome.done.iter().map(|d| d.1).sum();
+        let rows: u64 = outcome.done.iter().map(|d| d.rows).sum();
         let moved = rows + self.rows.fetch_add(rows, Ordering::Relaxed);
         self.overall
             .inc((outcome.done.len() + outcome.skipped.len() + outcome.failed.len()) as u64);
@@ -197,13 +217,18 @@ impl Work<'_> {
             lock_ttl: self.opts.lock_ttl,
             max_lag: self.opts.max_lag,
             dry_run: false,
-            mode: migrate::Mode::Auto,
+            mode: self.opts.mode,
         };
         // The plan's source is checked first: a user that moved elsewhere is not chased.
         let here = ring::open(self.cfg).and_then(|mut db| directory::user(&mut db, user));
         match here.map(|p| placement(user, p.as_ref(), from, to)) {
             Ok(Placement::Movable) => match migrate::migrate(self.cfg, &opts, self.ui) {
-                Ok(r) => out.done.push((user, r.rows.values().sum())),
+                Ok(r) => out.done.push(migrate::batch::Moved {
+                    user,
+                    rows: r.rows.values().sum(),
+                    mode: r.mode,
+                    read_only_seconds: r.read_only_seconds,
+                }),
                 Err(e) => out.failed.push((user, e)),
             },
             Ok(Placement::Arrived) => out.already.push(user),
@@ -382,7 +407,15 @@ pub fn apply(cfg: &Config, plan: &PlanFile, opts: &Options, ui: &Ui) -> Result<R
         let [from, to] = task.shards().map(|i| shards[i].name.clone());
         report.done += o.done.len() as u64;
         report.already_done += o.already.len() as u64;
-        report.rows += o.done.iter().map(|d| d.1).sum::<u64>();
+        report.rows += o.done.iter().map(|d| d.rows).sum::<u64>();
+        report.moves.extend(o.done.iter().map(|d| Move {
+            user: d.user,
+            from: from.clone(),
+            to: to.clone(),
+            rows: d.rows,
+            mode: d.mode.clone(),
+            read_only_seconds: d.read_only_seconds,
+        }));
         for (user, reason) in o.skipped {
             report.skipped.push(Skipped {
                 user,
@@ -400,6 +433,13 @@ pub fn apply(cfg: &Config, plan: &PlanFile, opts: &Options, ui: &Ui) -> Result<R
                 error: e.to_string(),
             }));
     }
+    report.moves.sort_by_key(|m| m.user);
+    report.online = report.moves.iter().filter(|m| m.mode == "online").count() as u64;
+    report.longest_read_only_seconds = report
+        .moves
+        .iter()
+        .filter_map(|m| m.read_only_seconds)
+        .reduce(f64::max);
     report.failed.sort_by_key(|f| f.user);
     report.skipped.sort_by_key(|s| s.user);
     report.left = left;
