@@ -255,7 +255,7 @@ fn doctor_names_the_grants_and_they_are_enough() {
             *fix,
             format!(
                 "GRANT INSERT, UPDATE, DELETE, CREATE ON `{shard_db}`.* TO 'limited'@'127.0.0.1'; \
-                 GRANT PROCESS, SLAVE MONITOR, CONNECTION ADMIN ON *.* TO 'limited'@'127.0.0.1';"
+                 GRANT PROCESS, SLAVE MONITOR, CONNECTION ADMIN, REPLICATION SLAVE, BINLOG MONITOR ON *.* TO 'limited'@'127.0.0.1';"
             )
         );
     }

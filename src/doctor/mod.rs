@@ -200,26 +200,24 @@ fn shard_server_checks(
         db_name,
         rules::shard_needs,
     ));
-    out.push(match crate::migrate::online::unmet_preconditions(cfg, &mut db, &[]) {
+    // The privileges online moves need are in the privileges check above.
+    out.push(match crate::migrate::online::unmet_settings(cfg, &mut db, &[]) {
         Ok(unmet) if unmet.is_empty() => Check::pass(
             &target,
             "online moves",
-            "its binary log can be followed (ROW, FULL images, uncompressed, a free server_id, the privileges)",
+            "its binary log can be followed (ROW, FULL images, uncompressed, a free server_id)",
         ),
         Ok(unmet) => Check::fail(
             &target,
             "online moves",
             format!("{}; `--mode auto` moves offline until this is fixed", unmet.join("; ")),
-            format!(
-                "set binlog_format=ROW and binlog_row_image=FULL, log_bin_compress=OFF, a [migrate] server_id no server uses, and {}",
-                crate::migrate::online::grant(&cfg.shards.login.user)
-            ),
+            "set log_bin=ON, binlog_format=ROW, binlog_row_image=FULL and log_bin_compress=OFF, and give shardctl a [migrate] server_id no server uses",
         ),
         Err(e) => Check::fail(
             &target,
             "online moves",
             e.to_string(),
-            crate::migrate::online::grant(&cfg.shards.login.user),
+            "grant the privileges the privileges check names",
         ),
     });
     if crate::shard::guard::enabled(cfg) {

@@ -143,6 +143,26 @@ pub fn shard_needs(f: Flavor) -> Vec<Need> {
         replication_monitor(f),
         kill(f),
     ]
+    .into_iter()
+    .chain(binlog_reading(f))
+    .collect()
+}
+
+/// Following a server's binary log as a replica does (online moves; MariaDB only).
+fn binlog_reading(f: Flavor) -> Vec<Need> {
+    match f {
+        Flavor::MariaDb => vec![
+            global(
+                &["REPLICATION SLAVE"],
+                "online moves: reading the binary log",
+            ),
+            global(
+                &["BINLOG MONITOR", "REPLICATION CLIENT", "SUPER"],
+                "online moves: the binary log position",
+            ),
+        ],
+        Flavor::MySql => Vec::new(),
+    }
 }
 
 /// What a drain must have on every shard server before it trusts what it sees: without

@@ -74,14 +74,17 @@ impl Mode {
     }
 }
 
-/// The GRANT that lets shardctl's shard login follow a server's binary log.
-pub fn grant(user: &str) -> String {
-    format!("GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO '{user}'@'%'")
-}
-
 /// What keeps the source from being followed, one sentence each; empty when nothing does.
 /// `peers` are the other servers of the source's shard (none may replicate as our server_id).
 pub fn unmet_preconditions(cfg: &Config, src: &mut Db, peers: &[HostPort]) -> Result<Vec<String>> {
+    let mut unmet = unmet_settings(cfg, src, peers)?;
+    unmet.extend(unmet_privileges(src)?);
+    Ok(unmet)
+}
+
+/// The server's settings that keep it from being followed (`doctor` checks the privileges
+/// with the others).
+pub fn unmet_settings(cfg: &Config, src: &mut Db, peers: &[HostPort]) -> Result<Vec<String>> {
     let vars: Vec<(String, String)> = src.exec(
         "reading the binary log settings",
         "SHOW GLOBAL VARIABLES WHERE Variable_name IN ('log_bin', 'binlog_format', 'binlog_row_image', 'log_bin_compress', 'server_id')",
@@ -139,19 +142,28 @@ pub fn unmet_preconditions(cfg: &Config, src: &mut Db, peers: &[HostPort]) -> Re
             "{who} uses server_id {ours}, shardctl's replication id ([migrate] server_id): give shardctl one no server uses"
         ));
     }
+    Ok(unmet)
+}
+
+/// Whether the login may follow the binary log: the GRANT it lacks, if it does.
+fn unmet_privileges(src: &mut Db) -> Result<Option<String>> {
+    let account: Option<String> =
+        src.exec_first("reading the login", "SELECT CURRENT_USER()", ())?;
+    let account = account.unwrap_or_default();
     let grants: Vec<String> = src.exec("reading the login's grants", "SHOW GRANTS", ())?;
     let all = grants.join(" ").to_ascii_uppercase();
     let has = |p: &str| all.contains(p);
     let everything = has("ALL PRIVILEGES ON *.*");
     let slave = everything || has("REPLICATION SLAVE");
     let monitor = everything || has("BINLOG MONITOR") || has("REPLICATION CLIENT") || has("SUPER");
-    if !(slave && monitor) {
-        unmet.push(format!(
-            "the shard login may not read {server}'s binary log: {}",
-            grant(&cfg.shards.login.user)
-        ));
+    if slave && monitor {
+        return Ok(None);
     }
-    Ok(unmet)
+    let (user, host) = account.rsplit_once('@').unwrap_or((&account, "%"));
+    Ok(Some(format!(
+        "the shard login may not read {}'s binary log: GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO '{user}'@'{host}'",
+        src.server
+    )))
 }
 
 /// The source's current binary log position (every transaction committed before it is in the
