@@ -288,7 +288,9 @@ mod tests {
             grant_statements(&missing, "app", "ops@%"),
             [
                 "GRANT UPDATE, DELETE, CREATE ON `app`.* TO 'ops'@'%';",
-                "GRANT SLAVE MONITOR, CONNECTION ADMIN ON *.* TO 'ops'@'%';",
+                // REPLICATION CLIENT is BINLOG MONITOR's old name: only REPLICATION SLAVE is
+                // missing for online moves.
+                "GRANT SLAVE MONITOR, CONNECTION ADMIN, REPLICATION SLAVE ON *.* TO 'ops'@'%';",
             ]
         );
         // MySQL's names: REPLICATION CLIENT still reads replica status; CONNECTION_ADMIN.

@@ -616,7 +616,7 @@ impl Run<'_> {
         // then the position is taken before the copy reads anything: every change the copy
         // may miss is past it.
         catch_up_with_peers(self.cfg, self.from, &self.src, self.ui)?;
-        let peers = self.peer_positions();
+        let mut peers = self.peer_positions();
         let mut pos = online::current_position(src_db)?;
         self.set_state(State::Copying, &[("binlog_position", pos.to_string())])?;
         self.copy_all(total)?;
@@ -654,6 +654,8 @@ impl Run<'_> {
             .end;
         let verified = self.verify_against(&mut snap)?;
         drop(snap);
+        // Most of the peers' logs are read now, while the user is writable.
+        let mut peers_wrote = self.peers_wrote(&mut peers);
         lap(report, "catch_up", &mut step);
         seal(src_db)?;
         failpoint!("migrate.after_moving");
@@ -685,7 +687,8 @@ impl Run<'_> {
         failpoint!("migrate.apply_before_journal");
         self.set_state(State::Moving, &[("binlog_position", at.to_string())])?;
         failpoint!("migrate.read_only_window");
-        let sums = if self.peers_wrote(&peers) {
+        peers_wrote |= self.peers_wrote(&mut peers);
+        let sums = if peers_wrote {
             // A peer wrote to the user meanwhile (failover?): those rows are in the source's
             // data but not its log, so only a whole verification can vouch for the copy.
             self.ui.status(&format!(
@@ -839,14 +842,27 @@ impl Run<'_> {
             .collect()
     }
 
-    /// Whether any peer wrote to the user since `peers` were read (or cannot tell).
-    fn peers_wrote(&self, peers: &[(HostPort, Option<online::Position>)]) -> bool {
-        peers.iter().any(|(peer, pos)| {
-            let Some(pos) = pos else { return true };
-            online::Tail::new(self.cfg, peer, self.user, &self.tables)
-                .and_then(|t| t.pass(pos, None))
-                .map_or(true, |p| p.keys() > 0)
-        })
+    /// Whether any peer wrote to the user since `peers` were read (or cannot tell); moves each
+    /// peer's position on to where its log was read, so the next look reads only what is new.
+    fn peers_wrote(&self, peers: &mut [(HostPort, Option<online::Position>)]) -> bool {
+        let mut wrote = false;
+        for (peer, pos) in peers.iter_mut() {
+            let read = pos.as_ref().map(|from| {
+                online::Tail::new(self.cfg, peer, self.user, &self.tables)
+                    .and_then(|t| t.pass(from, None))
+            });
+            match read {
+                Some(Ok(p)) => {
+                    wrote |= p.keys() > 0;
+                    *pos = Some(p.end);
+                }
+                _ => {
+                    wrote = true;
+                    *pos = None;
+                }
+            }
+        }
+        wrote
     }
 
     /// Before the flip, something failed: clear the destination and give the user back to the
