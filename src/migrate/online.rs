@@ -616,15 +616,15 @@ pub fn converged(passes: usize, keys: usize, took: Duration) -> bool {
     passes >= MAX_PASSES || keys <= SMALL_PASS_KEYS || took <= SHORT_PASS
 }
 
-/// The transactions open on `db`'s server that have written something, but for this session's
-/// and those of shardctl's own fenced writers for other users (a copy of another account
-/// never writes this one's rows).
+/// The transactions open on `db`'s server that have written something, but for this session's,
+/// the server's own background ones (thread 0: statistics, purge) and those of shardctl's own
+/// fenced writers for other users (a copy of another account never writes this one's rows).
 pub fn writing_transactions(db: &mut Db, user: u64) -> Result<Vec<u64>> {
     crate::shard::fence::ensure_fence(db)?;
     db.exec(
         "listing open transactions",
         "SELECT trx_id FROM information_schema.INNODB_TRX
-         WHERE trx_rows_modified > 0 AND trx_mysql_thread_id <> CONNECTION_ID()
+         WHERE trx_rows_modified > 0 AND trx_mysql_thread_id NOT IN (0, CONNECTION_ID())
            AND trx_mysql_thread_id NOT IN (SELECT connection_id FROM shardctl_fence_sessions
                                            WHERE server_id = @@server_id AND user_id <> ?)",
         (user,),
