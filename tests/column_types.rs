@@ -176,6 +176,11 @@ fn exotic_rows(port: u16, database: &str, user: u64) -> Rows {
 /// Asserts the user's exotic rows on both servers of `home` are exactly `expected`, and that
 /// no other shard has any.
 fn assert_exotic(env: &Env, user: u64, home: &str, expected: &Rows) {
+    // Both servers of every shard are compared: each first applies what its peer wrote.
+    for (_, ports) in env.fed.shards() {
+        wait_replicated(&mut conn(ports[0]), ports[1]);
+        wait_replicated(&mut conn(ports[1]), ports[0]);
+    }
     for (shard, ports) in env.fed.shards() {
         for port in ports {
             let got = exotic_rows(port, &env.shard_db(), user);
