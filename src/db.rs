@@ -202,6 +202,11 @@ impl Db {
         })
     }
 
+    /// Closes the connection: its state is unknown, and it must not be used again.
+    pub fn mark_lost(&mut self) {
+        self.conn = None;
+    }
+
     /// Whether an I/O error ended this connection (it is never used again).
     pub fn is_lost(&self) -> bool {
         self.conn.is_none()

@@ -7,25 +7,24 @@
 //! A crash anywhere leaves ordinary journal entries that `migrate resume` (or the next
 //! `rebalance apply`) finishes or rolls back one by one.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
-use mysql::prelude::Queryable;
 use serde_json::json;
 
 use super::data::{self, Checksum, Table};
-use super::state::State;
-use super::{describe_tables, fenced_ring, lock_name, wait_for_positions};
+use super::engine::{self, Account, Group, Holder, Mover, Side, Sums};
+use super::state::{Course, Step};
+use super::{describe_tables, lock_name};
 use crate::config::Config;
-use crate::db::placeholders;
 use crate::db::{retry_deadlocks, Db};
 use crate::error::{Error, Result};
 use crate::lock::{Held, LockClient, Request};
 use crate::output::Ui;
+use crate::ring::audit;
 use crate::ring::directory::{self, Shard};
-use crate::ring::{audit, fences};
-use crate::shard::replica;
-use crate::shard::{fence, guard, routing};
+use crate::shard::conns::Conns;
+use crate::shard::{fence, replica, routing};
 use crate::types::HostPort;
 
 /// What happened to each account of a batch.
@@ -59,14 +58,6 @@ impl BatchOutcome {
     }
 }
 
-/// Checksums per owner of every table, in table order.
-fn checksums(db: &mut Db, tables: &[Table], users: &[u64]) -> Result<Vec<HashMap<u64, Checksum>>> {
-    tables
-        .iter()
-        .map(|t| data::checksums_by_owner(db, t, users))
-        .collect()
-}
-
 /// Where an account is, against where a move expects it.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Placement {
@@ -94,99 +85,35 @@ pub fn placement(user: u64, placed: Option<&(u32, String)>, from: &Shard, to: &S
     }
 }
 
-/// One worker's mover: its lock client (whose ring connection also writes the journal) and
-/// its shard connections, kept from batch to batch.
-pub struct Mover<'c> {
+/// One worker: its lock client (whose ring connection also writes the journal), kept from
+/// batch to batch, and the command's shard sessions.
+pub struct Worker<'c> {
     cfg: &'c Config,
     ui: &'c Ui,
+    conns: &'c Conns<'c>,
     locks: LockClient<'c>,
-    conns: HashMap<HostPort, Db>,
     tables: HashMap<(HostPort, HostPort), Vec<Table>>,
-    fences_ready: HashSet<HostPort>,
     lock_ttl: Duration,
     max_lag: Option<u64>,
 }
 
-/// The accounts of one group with what they hold.
-struct Group<'a> {
-    from: &'a Shard,
-    to: &'a Shard,
-    src: HostPort,
-    dst: HostPort,
-    users: Vec<u64>,
-    held: Vec<Held>,
-    /// (user, token), for the fences.
-    tokens: Vec<(u64, u64)>,
-    migration_ids: Vec<u64>,
-    /// When the leases were taken or last extended.
-    renewed_at: Instant,
-    /// Whether the copy began: only then may the accounts' rows on the destination be ours.
-    copying: bool,
-}
-
-impl Group<'_> {
-    fn grants(&self) -> Vec<fences::Grant<'_>> {
-        self.held.iter().map(|h| (&h.name, h.token)).collect()
-    }
-}
-
-impl<'c> Mover<'c> {
+impl<'c> Worker<'c> {
     /// `max_lag`: groups wait while a server lags more than this many seconds (None: never).
     pub fn new(
         cfg: &'c Config,
         ui: &'c Ui,
+        conns: &'c Conns<'c>,
         lock_ttl: Duration,
         max_lag: Option<u64>,
     ) -> Result<Self> {
-        Ok(Mover {
+        Ok(Worker {
             cfg,
             ui,
+            conns,
             locks: LockClient::new(cfg)?,
-            conns: HashMap::new(),
             tables: HashMap::new(),
-            fences_ready: HashSet::new(),
             lock_ttl,
             max_lag,
-        })
-    }
-
-    /// A connection to a shard server, reconnected if an earlier error lost it.
-    fn conn(&mut self, addr: &HostPort) -> Result<&mut Db> {
-        if self.conns.get(addr).is_none_or(Db::is_lost) {
-            let mut db = crate::shard::connect(self.cfg, addr)?;
-            // Minimal row images: every migrated table has a primary key (see `delete_stream`).
-            let _ = db.query_drop(
-                "choosing minimal row images",
-                "SET SESSION binlog_row_image = 'MINIMAL'",
-            );
-            // Workers write neighbouring owners' rows of the same tables at once: under
-            // REPEATABLE READ the gap locks of one's `DELETE ... WHERE owner IN` deadlock with
-            // the other's inserts. Each statement here names its rows exactly; no gap needs
-            // locking.
-            db.query_drop(
-                "choosing the isolation level",
-                "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
-            )?;
-            // `owner IN (...)` lists of 200 or more values make the optimizer guess from index
-            // statistics instead of looking, and on a large table it guesses a full scan
-            // (measured: 10x slower batches). 0: always look.
-            let _ = db.query_drop(
-                "choosing index dives",
-                "SET SESSION eq_range_index_dive_limit = 0",
-            );
-            self.conns.insert(addr.clone(), db);
-        }
-        Ok(self.conns.get_mut(addr).expect("inserted above"))
-    }
-
-    fn ring(&mut self) -> &mut Db {
-        self.locks.ring()
-    }
-
-    /// The first of `candidates` that answers.
-    fn reachable(&mut self, candidates: &[HostPort], shard: &Shard) -> Result<HostPort> {
-        crate::shard::first_answering(&shard.name, candidates.iter().cloned(), |addr| {
-            self.conn(addr).map(|_| addr.clone())
         })
     }
 
@@ -216,8 +143,9 @@ impl<'c> Mover<'c> {
         }
         for ((src, dst), users) in groups {
             let servers = self
-                .reachable(&src, from)
-                .and_then(|s| Ok((s, self.reachable(&dst, to)?)));
+                .conns
+                .first_answering(&from.name, src)
+                .and_then(|s| Ok((s, self.conns.first_answering(&to.name, dst)?)));
             match servers {
                 Ok((src, dst)) => self.move_group(from, to, src, dst, &users, phase, &mut out),
                 Err(e) => out.fail_all(&users, &e),
@@ -268,10 +196,10 @@ impl<'c> Mover<'c> {
                 Err(e) => out.failed.push((u, e)),
             }
         }
-        failpoint!("migrate.after_lock");
+        failpoint!(super::state::AFTER_LOCK);
         // Under the locks: which accounts are still where the caller saw them.
         let ids: Vec<u64> = held.iter().map(|h| h.0).collect();
-        let placed = match directory::placements(self.ring(), &ids) {
+        let placed = match directory::placements(self.locks.ring(), &ids) {
             Ok(p) => p,
             Err(e) => {
                 out.fail_all(&ids, &e);
@@ -295,12 +223,13 @@ impl<'c> Mover<'c> {
             }
         }
         // Rows already on the destination are no attempt of ours (those are resolved before
-        // a batch starts): refuse those accounts rather than overwrite what may be the only copy.
+        // a batch starts): refuse those accounts rather than overwrite what may be the only
+        // copy. (The engine looks again under the mark, for the group as a whole.)
         if !go.is_empty() {
             let ids: Vec<u64> = go.iter().map(|g| g.0).collect();
             let strays = self
                 .tables(&src, &dst)
-                .and_then(|tables| data::strays(self.conn(&dst)?, &tables, &ids));
+                .and_then(|tables| data::strays(&mut *self.conns.get(&dst)?, &tables, &ids));
             match strays {
                 Ok(strays) => go.retain(|(u, h)| match strays.get(u) {
                     Some(rows) => {
@@ -322,44 +251,106 @@ impl<'c> Mover<'c> {
         if go.is_empty() {
             return;
         }
-        let mut group = Group {
-            from,
-            to,
-            src,
-            dst,
-            users: go.iter().map(|g| g.0).collect(),
-            tokens: go.iter().map(|g| (g.0, g.1.token)).collect(),
-            held: go.into_iter().map(|g| g.1).collect(),
-            migration_ids: Vec::new(),
-            renewed_at: Instant::now(),
-            copying: false,
-        };
-        match self.run_group(&mut group, phase) {
-            Ok(rows) => out.done.extend(rows),
+        let users: Vec<u64> = go.iter().map(|g| g.0).collect();
+        let held: Vec<Held> = go.into_iter().map(|g| g.1).collect();
+        match self.run_group(from, to, (src, dst), &held, phase) {
+            Ok(moved) => out.done.extend(moved),
             Err(e) => {
-                let e = self.why_stopped(&group, e);
-                out.fail_all(&group.users, &e)
+                let e = self.why_stopped(&held, e);
+                out.fail_all(&users, &e)
             }
         }
-        for addr in [&group.src, &group.dst] {
-            if let Some(db) = self.conns.get_mut(addr) {
-                // A connection that failed is dropped, and its registrations with it.
-                let _ = fence::unregister_all(db);
-            }
-        }
-        if let Err(e) = self.locks.release_many(&group.held) {
+        if let Err(e) = self.locks.release_many(&held) {
             self.ui.warn(&format!("releasing account locks: {e}"));
         }
+    }
+
+    fn run_group(
+        &mut self,
+        from: &Shard,
+        to: &Shard,
+        (src, dst): (HostPort, HostPort),
+        held: &[Held],
+        phase: &dyn Fn(&str),
+    ) -> Result<Vec<Moved>> {
+        let tables = self.tables(&src, &dst)?;
+        let accounts: Vec<Account> = held
+            .iter()
+            .map(|h| {
+                Ok(Account {
+                    user: h.name.account().ok_or_else(|| {
+                        Error::inconsistent(format!("{} is not an account lock", h.name))
+                    })?,
+                    lock: h.name.clone(),
+                    token: h.token,
+                    migration_id: 0,
+                })
+            })
+            .collect::<Result<_>>()?;
+        let (cfg, ui, conns) = (self.cfg, self.ui, self.conns);
+        let mut leases = Leases {
+            locks: &mut self.locks,
+            held,
+            renewed_at: Instant::now(),
+            ttl: self.lock_ttl,
+        };
+        let mut g = Group::new(
+            cfg,
+            ui,
+            conns,
+            (from, to),
+            (src, dst),
+            tables,
+            accounts,
+            Course::Offline { keep_source: false },
+            &mut leases,
+            phase,
+        );
+        g.journal_start(false, None)?;
+        let outcome = engine::drive(&mut g, &mut Batched)?;
+        if let Some(e) = outcome.cleanup_error {
+            return Err(e);
+        }
+        let seconds = outcome.timings.get("total").copied().unwrap_or_default();
+        let rows = |u: &u64| -> u64 {
+            outcome
+                .sums
+                .get(u)
+                .map(|t| t.values().map(|c| c.rows).sum())
+                .unwrap_or(0)
+        };
+        let entries: Vec<(String, serde_json::Value)> = g
+            .accounts
+            .iter()
+            .map(|a| {
+                (
+                    a.user.to_string(),
+                    json!({ "from": from.name, "to": to.name, "state": "done", "rows": rows(&a.user),
+                            "migration_id": a.migration_id, "batch_of": g.accounts.len(), "seconds": seconds }),
+                )
+            })
+            .collect();
+        let ring = g.holder.ring()?;
+        retry_deadlocks(|| ring.run("auditing", |c| audit::record_many(c, "migrate", &entries)))?;
+        Ok(g.accounts
+            .iter()
+            .map(|a| Moved {
+                user: a.user,
+                rows: rows(&a.user),
+                mode: "offline".into(),
+                read_only_seconds: outcome.read_only_seconds,
+            })
+            .collect())
     }
 
     /// A newer holder of these accounts' locks ends our sessions on the shards (a paused holder
     /// woken past its leases sees a connection dropped, not a fence): when the leases are no
     /// longer ours, that is the reason to report.
-    fn why_stopped(&mut self, g: &Group, e: Error) -> Error {
+    fn why_stopped(&mut self, held: &[Held], e: Error) -> Error {
         if matches!(e, Error::LockLost(_)) {
             return e;
         }
-        match self.locks.renew_many(&g.held) {
+        match self.locks.renew_many(held) {
             Err(Error::LockLost(lost)) => Error::LockLost(format!("{lost}; then: {e}")),
             _ => e,
         }
@@ -380,8 +371,10 @@ impl<'c> Mover<'c> {
             let mut lagging = None;
             for addr in &servers {
                 // An unreachable server is not lagging here: the copy itself will say so.
-                let Ok(db) = self.conn(addr) else { continue };
-                if let Ok(Some(s)) = replica::status(db) {
+                let Ok(mut db) = self.conns.get(addr) else {
+                    continue;
+                };
+                if let Ok(Some(s)) = replica::status(&mut db) {
                     if s.lag_seconds.is_some_and(|l| l > max_lag) {
                         lagging = Some(addr.clone());
                     }
@@ -403,329 +396,93 @@ impl<'c> Mover<'c> {
     fn tables(&mut self, src: &HostPort, dst: &HostPort) -> Result<Vec<Table>> {
         let key = (src.clone(), dst.clone());
         if !self.tables.contains_key(&key) {
-            let t = describe_tables(self.cfg, src, dst)?;
+            let t = describe_tables(self.conns, src, dst)?;
             self.tables.insert(key.clone(), t);
         }
         Ok(self.tables[&key].clone())
     }
+}
 
-    fn raise_fences(&mut self, addr: &HostPort, tokens: &[(u64, u64)]) -> Result<()> {
-        let ready = self.fences_ready.contains(addr);
-        let db = self.conn(addr)?;
-        if !ready {
-            fence::ensure_fence(db)?;
-        }
-        retry_deadlocks(|| fence::raise_fences(db, tokens))?;
-        self.fences_ready.insert(addr.clone());
-        Ok(())
+/// A batch's locks: held by the worker's lock client, renewed between steps once a third of
+/// their time has passed (a batch takes well under a second, but waiting for replication may
+/// stretch it).
+struct Leases<'a, 'c> {
+    locks: &'a mut LockClient<'c>,
+    held: &'a [Held],
+    renewed_at: Instant,
+    ttl: Duration,
+}
+
+impl Holder for Leases<'_, '_> {
+    fn ring(&mut self) -> Result<&mut Db> {
+        Ok(self.locks.ring())
     }
 
-    /// Moves the group's journal entries to `state`, only while our tokens drive them.
-    fn journal(&mut self, g: &Group, state: State, error: Option<&str>) -> Result<()> {
-        let mut params: Vec<mysql::Value> = vec![state.as_str().into(), error.into()];
-        params.extend(g.migration_ids.iter().map(|&i| mysql::Value::from(i)));
-        params.extend(g.held.iter().map(|h| mysql::Value::from(h.token)));
-        let finished = if state.is_final() {
-            ", finished_at = UTC_TIMESTAMP(6)"
-        } else {
-            ""
-        };
-        let n = g.migration_ids.len();
-        self.journal_update(
-            format!(
-                "UPDATE migrations SET state = ?, error = COALESCE(?, error), updated_at = UTC_TIMESTAMP(6){finished}
-                 WHERE migration_id IN ({}) AND token IN ({})",
-                placeholders(n),
-                placeholders(n)
-            ),
-            params,
-            n,
-        )
-    }
-
-    /// Runs a journal UPDATE that must change all `n` entries: fewer means another holder
-    /// took some over.
-    fn journal_update(&mut self, sql: String, params: Vec<mysql::Value>, n: usize) -> Result<()> {
-        let ring = self.ring();
-        let changed = retry_deadlocks(|| {
-            ring.run("updating the migration journal", |c| {
-                c.exec_drop(&sql, params.clone())?;
-                Ok(c.affected_rows())
-            })
-        })?;
-        if changed != n as u64 {
-            return Err(Error::LockLost(format!(
-                "fenced out of the journal: {} of {n} migrations are driven by a newer lock holder now",
-                n as u64 - changed
-            )));
+    fn keep(&mut self) -> Result<()> {
+        if self.renewed_at.elapsed() >= crate::lock::lease::renew_interval(self.ttl) {
+            self.locks.renew_many(self.held)?;
+            self.renewed_at = Instant::now();
         }
         Ok(())
     }
+}
 
-    fn run_group(&mut self, g: &mut Group, phase: &dyn Fn(&str)) -> Result<Vec<Moved>> {
-        let started = Instant::now();
-        let tables = self.tables(&g.src, &g.dst)?;
-        g.migration_ids = self.journal_start(g)?;
-        phase("fencing");
-        self.raise_fences(&g.src.clone(), &g.tokens)?;
-        self.raise_fences(&g.dst.clone(), &g.tokens)?;
-        let cfg = self.cfg;
-        guard::open_destination(cfg, self.conn(&g.dst)?, &g.users)?;
-        guard::close_source(cfg, self.conn(&g.src)?, &g.users, &g.to.name)?;
-        self.directory_step(
-            g,
-            ("active", "moving"),
-            None,
-            Some(State::Moving),
-            "the accounts were no longer all active on the source",
-        )
-        .inspect_err(|_| {
-            // Not marked: not moving, so not guarded either.
-            let cfg = self.cfg;
-            let _ = self
-                .conn(&g.src)
-                .and_then(|db| guard::given_back(cfg, db, &g.users));
-        })?;
-        let sealed = Instant::now();
-        failpoint!("migrate.after_moving");
-        let copied = self.copy_and_verify(g, &tables, phase);
-        let sums = match copied {
-            Ok(s) => s,
-            Err(e @ Error::LockLost(_)) => return Err(e),
-            Err(e) => {
-                let reached = self.abort(g, &tables, &e.to_string());
-                self.ui.warn(&format!(
-                    "{} accounts stopped before the flip and were {}: they stay on {}",
-                    g.users.len(),
-                    reached
-                        .map(|s| s.to_string())
-                        .unwrap_or_else(|e| format!("left for `migrate resume` ({e})")),
-                    g.from.name
-                ));
-                return Err(e);
-            }
-        };
-        self.journal_verified(g, &sums)?;
-        failpoint!("migrate.after_verify");
-        self.renew_if_due(g)?;
-        phase("flipping");
-        let flipped = self.directory_step(
-            g,
-            ("moving", "active"),
-            Some(g.to.id),
-            Some(State::Flipped),
-            &format!(
-                "the accounts were no longer all `moving` on the source, or shard `{}` is no longer active, at the flip",
-                g.to.name
-            ),
-        );
-        match flipped {
-            Ok(()) => {}
-            Err(e @ Error::LockLost(_)) => return Err(e),
-            Err(e) => {
-                // Nothing flipped: give the accounts back like any failure before the flip.
-                let _ = self.abort(g, &tables, &e.to_string());
-                return Err(e);
-            }
-        }
-        let read_only = sealed.elapsed().as_secs_f64();
-        failpoint!("migrate.after_flip");
-        let cfg = self.cfg;
-        if let Err(e) = self
-            .conn(&g.src)
-            .and_then(|db| guard::after_flip(cfg, db, &g.users, &g.to.name))
+/// Moves a batch's rows: one statement per table for all the accounts, every write one fenced
+/// transaction (a batch's copy is whole or absent).
+struct Batched;
+
+/// Runs `f` on a session of `addr` registered with the fence for every account of the group;
+/// the registration ends with it (a session that failed is closed instead).
+fn registered<T>(g: &Group, addr: &HostPort, f: impl FnOnce(&mut Db) -> Result<T>) -> Result<T> {
+    let tokens = g.tokens();
+    let mut db = g.conns.get(addr)?;
+    let done = retry_deadlocks(|| fence::register_all(&mut db, &tokens))
+        .and_then(|()| f(&mut db))
+        .and_then(|v| fence::unregister_all(&mut db).map(|()| v));
+    if done.is_err() {
+        db.discard();
+    }
+    done
+}
+
+impl<'a> Mover<'a> for Batched {
+    fn copy(&mut self, g: &mut Group<'a>) -> Result<()> {
+        let users = g.users();
+        let tokens = g.tokens();
+        let mut rows = Vec::with_capacity(g.tables.len());
         {
-            self.ui
-                .warn(&format!("keeping the source guarded after the flip: {e}"));
+            let mut src = g.conns.get(&g.src)?;
+            for t in &g.tables {
+                rows.push(data::read_rows(&mut src, t, &users)?.1);
+            }
         }
-        self.journal(g, State::Cleaning, None)?;
-        phase("cleaning up");
-        self.delete_everywhere(&g.src.clone(), g, &tables, "migrate.cleanup_mid")?;
-        failpoint!("migrate.after_cleanup");
-        self.journal(g, State::Done, None)?;
-        let seconds = started.elapsed().as_secs_f64();
-        let rows: Vec<(u64, u64)> = g
-            .users
-            .iter()
-            .map(|u| {
-                (
-                    *u,
-                    sums.get(u)
-                        .map(|t| t.values().map(|c| c.rows).sum())
-                        .unwrap_or(0),
-                )
-            })
-            .collect();
-        let entries: Vec<(String, serde_json::Value)> = rows
-            .iter()
-            .zip(&g.migration_ids)
-            .map(|((u, r), id)| {
-                (
-                    u.to_string(),
-                    json!({ "from": g.from.name, "to": g.to.name, "state": "done", "rows": r,
-                    "migration_id": id, "batch_of": g.users.len(), "seconds": seconds }),
-                )
-            })
-            .collect();
-        let ring = self.ring();
-        retry_deadlocks(|| ring.run("auditing", |c| audit::record_many(c, "migrate", &entries)))?;
-        Ok(rows
-            .into_iter()
-            .map(|(user, rows)| Moved {
-                user,
-                rows,
-                mode: "offline".into(),
-                read_only_seconds: Some(read_only),
-            })
-            .collect())
-    }
-
-    /// Journals the group's migrations as started; their ids, in the order of `g.users`.
-    fn journal_start(&mut self, g: &Group) -> Result<Vec<u64>> {
-        let mut params: Vec<mysql::Value> = Vec::new();
-        for (u, t) in &g.tokens {
-            params.extend([
-                mysql::Value::from(*u),
-                g.from.id.into(),
-                g.to.id.into(),
-                (*t).into(),
-                g.src.to_string().into(),
-                g.dst.to_string().into(),
-            ]);
-        }
-        // By the user index (tokens alone are not indexed in the journal), then our tokens.
-        let mut lookup: Vec<mysql::Value> = g.tokens.iter().map(|t| t.0.into()).collect();
-        lookup.extend(g.tokens.iter().map(|t| mysql::Value::from(t.1)));
-        let n = g.tokens.len();
-        let ring = self.ring();
-        // One transaction: a deadlock retried runs the insert again only after it was rolled
-        // back, so the journal never holds an attempt twice.
-        let rows: Vec<(u64, u64)> = retry_deadlocks(|| {
-            ring.transaction("journaling the migrations", |c| {
-            c.exec_drop(
-                format!(
-                    "INSERT INTO migrations (user_id, from_shard, to_shard, state, token, keep_source, source_server,
-                                             dest_server, row_counts, started_at, updated_at)
-                     VALUES {}",
-                    vec!["(?, ?, ?, 'started', ?, 0, ?, ?, '{}', UTC_TIMESTAMP(6), UTC_TIMESTAMP(6))"; n].join(", ")
-                ),
-                params.clone(),
-            )?;
-            c.exec(
-                format!(
-                    "SELECT user_id, migration_id FROM migrations WHERE user_id IN ({0}) AND token IN ({0})",
-                    placeholders(n)
-                ),
-                lookup.clone(),
-            )
-        })
-        })?;
-        let by_user: HashMap<u64, u64> = rows.into_iter().collect();
-        g.users
-            .iter()
-            .map(|u| {
-                by_user.get(u).copied().ok_or_else(|| {
-                    Error::inconsistent(format!("the journal entry of user {u} was not found"))
+        registered(g, &g.dst, |db| {
+            retry_deadlocks(|| {
+                fence::fenced_all(db, &tokens, "copying", |tx| {
+                    for (t, rows) in g.tables.iter().zip(&rows) {
+                        data::replace_rows(tx, t, &users, rows)?;
+                    }
+                    Ok(())
                 })
             })
-            .collect()
-    }
-
-    /// One ring transaction fenced by the group's leases: every account of the group goes from
-    /// state `was` to `now` (and to shard `to`, for the flip) on the source shard, or none does;
-    /// their journal entries go to `journal` in the same transaction.
-    fn directory_step(
-        &mut self,
-        g: &Group,
-        (was, now): (&str, &str),
-        to: Option<u32>,
-        journal: Option<State>,
-        unexpected: &str,
-    ) -> Result<()> {
-        let n = g.users.len();
-        let mut moved: Vec<mysql::Value> = vec![
-            to.unwrap_or(g.from.id).into(),
-            now.into(),
-            g.from.id.into(),
-            was.into(),
-        ];
-        moved.extend(g.users.iter().map(|&u| mysql::Value::from(u)));
-        let users_sql = format!(
-            "UPDATE users SET shard_id = ?, state = ? WHERE shard_id = ? AND state = ? AND user_id IN ({})",
-            placeholders(n)
-        );
-        let mut journaled: Vec<mysql::Value> = journal
-            .map(|s| mysql::Value::from(s.as_str()))
-            .into_iter()
-            .collect();
-        journaled.extend(g.migration_ids.iter().map(|&i| mysql::Value::from(i)));
-        let journal_sql = format!(
-            "UPDATE migrations SET state = ?, updated_at = UTC_TIMESTAMP(6) WHERE migration_id IN ({})",
-            placeholders(g.migration_ids.len())
-        );
-        let grants = g.grants();
-        let backend = &self.cfg.locks;
-        let db = self.ring();
-        let done = retry_deadlocks(|| {
-            fenced_ring(db, backend, &grants, |tx| {
-                if let Some(to) = to {
-                    if !super::destination_active(tx, to)? {
-                        return Ok(None);
-                    }
-                }
-                tx.exec_drop(&users_sql, moved.clone())?;
-                if tx.affected_rows() != n as u64 {
-                    return Ok(None);
-                }
-                if journal.is_some() {
-                    tx.exec_drop(&journal_sql, journaled.clone())?;
-                }
-                Ok(Some(()))
-            })
         })?;
-        done.ok_or_else(|| Error::Failed(format!("{unexpected}; nothing changed")))?;
-        crate::cache::users_changed(self.cfg, &g.users);
+        engine::mid(Step::Copy);
         Ok(())
     }
 
-    /// Catches the source up, copies every table (one fenced transaction each, replacing any
-    /// partial copy), and compares per-account checksums computed by both servers.
-    fn copy_and_verify(
-        &mut self,
-        g: &mut Group,
-        tables: &[Table],
-        phase: &dyn Fn(&str),
-    ) -> Result<HashMap<u64, BTreeMap<String, Checksum>>> {
-        self.catch_up(g.from, &g.src)?;
-        g.copying = true;
-        self.journal(g, State::Copying, None)?;
-        self.renew_if_due(g)?;
-        phase("copying");
-        let mut rows = Vec::with_capacity(tables.len());
-        for t in tables {
-            rows.push(data::read_rows(self.conn(&g.src)?, t, &g.users)?.1);
-        }
-        let db = self.conn(&g.dst)?;
-        retry_deadlocks(|| fence::register_all(db, &g.tokens))?;
-        // One transaction for every table: a batch's copy is whole or absent.
-        retry_deadlocks(|| {
-            fence::fenced_all(db, &g.tokens, "copying", |tx| {
-                for (t, rows) in tables.iter().zip(&rows) {
-                    data::replace_rows(tx, t, &g.users, rows)?;
-                }
-                Ok(())
-            })
-        })?;
-        drop(rows);
-        failpoint!("migrate.copy_mid");
-        failpoint!("migrate.after_copy");
-        phase("verifying");
-        // Both servers checksum at once, each on its own connection.
-        let mut src = self.take_conn(&g.src)?;
-        let mut dst = self.take_conn(&g.dst)?;
+    /// Both servers checksum at once, each on its own session, grouped by owner.
+    fn verify(&mut self, g: &mut Group<'a>) -> Result<Sums> {
+        let users = g.users();
+        let checksums = |addr: &HostPort| -> Result<Vec<HashMap<u64, Checksum>>> {
+            let mut db = g.conns.get(addr)?;
+            g.tables
+                .iter()
+                .map(|t| data::checksums_by_owner(&mut db, t, &users))
+                .collect()
+        };
         let (source, dest) = std::thread::scope(|s| {
-            let theirs = s.spawn(|| checksums(&mut src, tables, &g.users));
-            let ours = checksums(&mut dst, tables, &g.users);
+            let theirs = s.spawn(|| checksums(&g.src));
+            let ours = checksums(&g.dst);
             (
                 theirs
                     .join()
@@ -733,20 +490,13 @@ impl<'c> Mover<'c> {
                 ours,
             )
         });
-        self.conns.insert(g.src.clone(), src);
-        self.conns.insert(g.dst.clone(), dst);
         let (source, dest) = (source?, dest?);
-        let none = Checksum {
-            rows: 0,
-            sum: 0,
-            xor: 0,
-        };
-        let mut sums: HashMap<u64, BTreeMap<String, Checksum>> = HashMap::new();
-        for ((t, source), dest) in tables.iter().zip(&source).zip(&dest) {
-            for &u in &g.users {
+        let mut sums = Sums::new();
+        for ((t, source), dest) in g.tables.iter().zip(&source).zip(&dest) {
+            for &u in &users {
                 let (s, d) = (
-                    source.get(&u).copied().unwrap_or(none),
-                    dest.get(&u).copied().unwrap_or(none),
+                    source.get(&u).copied().unwrap_or(Checksum::EMPTY),
+                    dest.get(&u).copied().unwrap_or(Checksum::EMPTY),
                 );
                 if s != d {
                     return Err(Error::Failed(format!(
@@ -760,121 +510,24 @@ impl<'c> Mover<'c> {
         Ok(sums)
     }
 
-    /// A cached connection taken out of the cache (to be used on another thread); put it back.
-    fn take_conn(&mut self, addr: &HostPort) -> Result<Db> {
-        self.conn(addr)?;
-        Ok(self.conns.remove(addr).expect("connected above"))
-    }
-
-    /// Waits until `server` has applied everything its shard peers wrote (as the single
-    /// migration does), on the cached connections.
-    fn catch_up(&mut self, shard: &Shard, server: &HostPort) -> Result<()> {
-        let mut positions = Vec::new();
-        for peer in shard
-            .servers
-            .iter()
-            .map(|s| s.addr())
-            .filter(|a| a != server)
-        {
-            let pos = self.conn(&peer).and_then(replica::binlog_position);
-            positions.push((peer, pos));
-        }
-        let ui = self.ui;
-        wait_for_positions(self.conn(server)?, positions, ui)
-    }
-
-    fn journal_verified(
-        &mut self,
-        g: &Group,
-        sums: &HashMap<u64, BTreeMap<String, Checksum>>,
-    ) -> Result<()> {
-        // One statement: each entry gets its own counts and checksums.
-        let mut params: Vec<mysql::Value> = Vec::new();
-        let mut cases_rows = Vec::new();
-        let mut cases_sums = Vec::new();
-        let mut rows_params = Vec::new();
-        for (u, id) in g.users.iter().zip(&g.migration_ids) {
-            let s = sums.get(u).cloned().unwrap_or_default();
-            let counts: BTreeMap<&String, u64> = s.iter().map(|(k, v)| (k, v.rows)).collect();
-            cases_rows.push("WHEN ? THEN ?");
-            rows_params.extend([mysql::Value::from(*id), json!(counts).to_string().into()]);
-            cases_sums.push("WHEN ? THEN ?");
-            params.extend([mysql::Value::from(*id), json!(s).to_string().into()]);
-        }
-        rows_params.extend(params);
-        rows_params.extend(g.migration_ids.iter().map(|&i| mysql::Value::from(i)));
-        rows_params.extend(g.held.iter().map(|h| mysql::Value::from(h.token)));
-        let n = g.migration_ids.len();
-        self.journal_update(
-            format!(
-                "UPDATE migrations SET state = 'verified', updated_at = UTC_TIMESTAMP(6),
-                        row_counts = CASE migration_id {} END, checksums = CASE migration_id {} END
-                 WHERE migration_id IN ({}) AND token IN ({})",
-                cases_rows.join(" "),
-                cases_sums.join(" "),
-                placeholders(n),
-                placeholders(n)
-            ),
-            rows_params,
-            n,
-        )
-    }
-
-    /// Deletes the group's rows of every table on `addr`, in one fenced transaction.
-    fn delete_everywhere(
-        &mut self,
-        addr: &HostPort,
-        g: &Group,
-        tables: &[Table],
-        failpoint_name: &'static str,
-    ) -> Result<()> {
-        let db = self.conn(addr)?;
-        retry_deadlocks(|| fence::register_all(db, &g.tokens))?;
-        retry_deadlocks(|| {
-            fence::fenced_all(db, &g.tokens, "deleting", |tx| {
-                tables
-                    .iter()
-                    .try_for_each(|t| data::delete_rows(tx, t, &g.users))
+    /// Deletes the group's rows of every table on one side, in one fenced transaction.
+    fn delete(&mut self, g: &mut Group<'a>, side: Side, step: Step) -> Result<()> {
+        let addr = match side {
+            Side::Source => &g.src,
+            Side::Destination => &g.dst,
+        };
+        let users = g.users();
+        let tokens = g.tokens();
+        registered(g, addr, |db| {
+            retry_deadlocks(|| {
+                fence::fenced_all(db, &tokens, "deleting", |tx| {
+                    g.tables
+                        .iter()
+                        .try_for_each(|t| data::delete_rows(tx, t, &users))
+                })
             })
         })?;
-        // Used only where failpoints are compiled in.
-        let _ = failpoint_name;
-        failpoint!(failpoint_name);
-        Ok(())
-    }
-
-    /// Before the flip, something failed: clear the destination and give the accounts back
-    /// to the source. The state reached, as in a single migration's abort.
-    fn abort(&mut self, g: &Group, tables: &[Table], cause: &str) -> Result<State> {
-        let cleared = !g.copying
-            || self
-                .delete_everywhere(&g.dst.clone(), g, tables, "migrate.abort_mid")
-                .is_ok();
-        self.directory_step(
-            g,
-            ("moving", "active"),
-            None,
-            None,
-            "the accounts were no longer all `moving` on the source",
-        )?;
-        let cfg = self.cfg;
-        guard::given_back(cfg, self.conn(&g.src)?, &g.users)?;
-        let state = if cleared {
-            State::RolledBack
-        } else {
-            State::Aborted
-        };
-        self.journal(g, state, Some(cause))?;
-        Ok(state)
-    }
-
-    /// Extends the group's leases once a third of their time has passed (a batch takes well
-    /// under a second, but waiting for replication may stretch it).
-    fn renew_if_due(&mut self, g: &mut Group) -> Result<()> {
-        if g.renewed_at.elapsed() >= crate::lock::lease::renew_interval(self.lock_ttl) {
-            self.locks.renew_many(&g.held)?;
-            g.renewed_at = Instant::now();
-        }
+        engine::mid(step);
         Ok(())
     }
 }

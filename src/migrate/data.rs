@@ -9,7 +9,7 @@ use std::time::Duration;
 use mysql::prelude::Queryable;
 use serde::Serialize;
 
-use crate::config::{Config, TableSpec};
+use crate::config::TableSpec;
 use crate::db::{placeholders, retry_deadlocks, row_placeholders, values, Db};
 use crate::error::{DbErrorKind, Error, Result};
 use crate::shard::fence;
@@ -341,7 +341,6 @@ fn range_params(user: u64, range: Option<(u64, u64)>) -> Vec<mysql::Value> {
 
 /// One stream's share of a step: a table (or a key range of it) of one user, under a token.
 pub struct Job<'a> {
-    pub cfg: &'a Config,
     pub table: &'a Table,
     pub user: u64,
     pub token: u64,
@@ -416,24 +415,24 @@ enum Writer {
     Insert,
 }
 
-/// Copies the job's rows from `src_addr` to `dst_addr`, streaming: at most one chunk is in
-/// memory. Calls `after_first_chunk` once, for the crash tests.
+/// Copies the job's rows from `src` to `dst`, streaming: at most one chunk is in memory. Calls
+/// `after_first_chunk` once, for the crash tests. A session that fails here is not one to use
+/// again (it may be registered with the fence, or mid-result).
 pub fn copy_stream(
     job: &Job,
-    src_addr: &HostPort,
-    dst_addr: &HostPort,
+    src: &mut Db,
+    dst: &mut Db,
     after_first_chunk: &dyn Fn(),
 ) -> Result<u64> {
     let Job {
-        cfg,
         table,
         user,
         token,
         range,
         control,
     } = *job;
-    let mut src = crate::shard::connect(cfg, src_addr)?;
-    let mut dst = crate::shard::connect(cfg, dst_addr)?;
+    let (src_addr, dst_addr) = (src.server.clone(), dst.server.clone());
+    let (src_addr, dst_addr) = (&src_addr, &dst_addr);
     let ncols = table.columns.len();
     let chunk = chunk_rows(ncols);
     let select = format!(
@@ -594,27 +593,22 @@ pub fn copy_stream(
     }
     flush(&mut values, &mut text, &mut rows_in_chunk, &mut writer)?;
     fence::unregister(dst_conn, user);
+    dst_conn.set_local_infile_handler(None);
     Ok(written)
 }
 
-/// Deletes the job's rows on `addr` in fenced chunks.
-pub fn delete_stream(job: &Job, addr: &HostPort, after_first_chunk: &dyn Fn()) -> Result<u64> {
+/// Deletes the job's rows on `db`'s server in fenced chunks (the session's minimal row images
+/// keep the binary log and the replica's work a fraction of full ones).
+pub fn delete_stream(job: &Job, db: &mut Db, after_first_chunk: &dyn Fn()) -> Result<u64> {
     let Job {
-        cfg,
         table,
         user,
         token,
         range,
         control,
     } = *job;
-    let mut db = crate::shard::connect(cfg, addr)?;
-    // Every migrated table has a primary key, so replicas need only it to find a deleted row:
-    // minimal row images make the binary log and the replica's work a fraction of full ones.
-    // A server that does not allow it (an old one, or missing privileges) logs full images.
-    let _ = db.query_drop(
-        "choosing minimal row images",
-        "SET SESSION binlog_row_image = 'MINIMAL'",
-    );
+    let addr = db.server.clone();
+    let addr = &addr;
     let conn = db.raw("deleting")?;
     fence::register(conn, addr, user, token)?;
     let sql = format!(

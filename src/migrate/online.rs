@@ -21,6 +21,7 @@ use super::data::{self, Table};
 use crate::config::Config;
 use crate::db::{placeholders, Db};
 use crate::error::{Error, Result};
+use crate::shard::conns::{Conns, Lent};
 use crate::shard::fence;
 use crate::types::HostPort;
 
@@ -189,15 +190,20 @@ pub fn current_position(db: &mut Db) -> Result<Position> {
 }
 
 /// A consistent snapshot of the source and the binary log position it stands at: rows read
-/// through it are exactly the rows as of that position.
-pub struct Snapshot {
-    pub db: Db,
+/// through it are exactly the rows as of that position. Ended (rolled back) when dropped.
+pub struct Snapshot<'a> {
+    pub db: Lent<'a>,
     pub at: Position,
 }
 
-impl Snapshot {
-    pub fn open(cfg: &Config, addr: &HostPort) -> Result<Snapshot> {
-        let mut db = crate::shard::connect(cfg, addr)?;
+impl<'a> Snapshot<'a> {
+    pub fn open(conns: &'a Conns<'a>, addr: &HostPort) -> Result<Snapshot<'a>> {
+        let mut db = conns.get(addr)?;
+        // Shared sessions read committed; a snapshot needs a read view that lasts.
+        db.query_drop(
+            "opening a consistent snapshot",
+            "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ",
+        )?;
         db.query_drop(
             "opening a consistent snapshot",
             "START TRANSACTION WITH CONSISTENT SNAPSHOT",
@@ -213,19 +219,32 @@ impl Snapshot {
                 .find(|(n, _)| n.eq_ignore_ascii_case(name))
                 .map(|(_, v)| v.clone())
         };
-        match (get("binlog_snapshot_file"), get("binlog_snapshot_position")) {
-            (Some(file), Some(pos)) if !file.is_empty() => Ok(Snapshot {
-                at: Position {
-                    file,
-                    pos: pos.parse().map_err(|_| {
-                        Error::inconsistent(format!("{addr}: binlog_snapshot_position `{pos}`"))
-                    })?,
-                },
-                db,
-            }),
-            _ => Err(Error::Refused(format!(
-                "{addr} gives no binlog position for a snapshot (is its binary log on?)"
-            ))),
+        let at = match (get("binlog_snapshot_file"), get("binlog_snapshot_position")) {
+            (Some(file), Some(pos)) if !file.is_empty() => Position {
+                file,
+                pos: pos.parse().map_err(|_| {
+                    Error::inconsistent(format!("{addr}: binlog_snapshot_position `{pos}`"))
+                })?,
+            },
+            _ => {
+                return Err(Error::Refused(format!(
+                    "{addr} gives no binlog position for a snapshot (is its binary log on?)"
+                )))
+            }
+        };
+        Ok(Snapshot { db, at })
+    }
+}
+
+impl Drop for Snapshot<'_> {
+    fn drop(&mut self) {
+        if self
+            .db
+            .query_drop("ending the snapshot", "ROLLBACK")
+            .is_err()
+        {
+            // Whatever state it is in, it is not one to lend again.
+            self.db.mark_lost();
         }
     }
 }
@@ -342,21 +361,22 @@ impl Pass {
 
 /// Follows one source server's binary log for one user.
 pub struct Tail<'a> {
-    cfg: &'a Config,
+    conns: &'a Conns<'a>,
     src: HostPort,
     user: u64,
-    tables: &'a [Table],
+    tables: Vec<Table>,
     columns: Vec<Columns>,
 }
 
 impl<'a> Tail<'a> {
     pub fn new(
-        cfg: &'a Config,
+        conns: &'a Conns<'a>,
         src: &HostPort,
         user: u64,
-        tables: &'a [Table],
+        tables: &[Table],
     ) -> Result<Tail<'a>> {
-        let mut db = crate::shard::connect(cfg, src)?;
+        let cfg = conns.cfg();
+        let mut db = conns.get(src)?;
         let columns = tables
             .iter()
             .map(|t| {
@@ -376,10 +396,10 @@ impl<'a> Tail<'a> {
             })
             .collect::<Result<_>>()?;
         Ok(Tail {
-            cfg,
+            conns,
             src: src.clone(),
             user,
-            tables,
+            tables: tables.to_vec(),
             columns,
         })
     }
@@ -392,7 +412,9 @@ impl<'a> Tail<'a> {
     /// only to `until`, and collects the keys of the user's rows that committed transactions
     /// touched.
     pub fn pass(&self, from: &Position, until: Option<&Position>) -> Result<Pass> {
-        let mut db = crate::shard::connect(self.cfg, &self.src)?;
+        let cfg = self.conns.cfg();
+        // The dump takes the session over for good.
+        let mut db = self.conns.get(&self.src)?.keep();
         let files: Vec<String> = db
             .exec::<mysql::Row>("listing the binary logs", "SHOW BINARY LOGS", ())?
             .into_iter()
@@ -404,7 +426,7 @@ impl<'a> Tail<'a> {
                 from.file
             )));
         }
-        let request = BinlogRequest::new(self.cfg.migrate.server_id)
+        let request = BinlogRequest::new(cfg.migrate.server_id)
             .with_filename(from.file.as_bytes().to_vec())
             .with_pos(from.pos)
             .with_flags(BinlogDumpFlags::BINLOG_DUMP_NON_BLOCK);
@@ -412,7 +434,7 @@ impl<'a> Tail<'a> {
             .into_conn("following the binary log")?
             .get_binlog_stream(request)
             .map_err(|e| self.fail(e))?;
-        let database = self.cfg.shards.database.as_str();
+        let database = cfg.shards.database.as_str();
         let mut maps: HashMap<u64, (usize, TableMapEvent<'static>)> = HashMap::new();
         let mut file = from.file.clone();
         let mut committed = Pass {

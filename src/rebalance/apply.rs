@@ -16,10 +16,11 @@ use crate::config::Config;
 use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::migrate;
-use crate::migrate::batch::{placement, BatchOutcome, Mover, Placement};
+use crate::migrate::batch::{placement, BatchOutcome, Placement, Worker};
 use crate::output::Ui;
 use crate::ring::directory::{self, Shard, ShardState};
 use crate::ring::{self, audit};
+use crate::shard::conns::Conns;
 
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -107,6 +108,7 @@ pub struct ShardUsers {
 /// Shared by the workers: the queue, the tallies, the display.
 struct Work<'a> {
     cfg: &'a Config,
+    conns: &'a Conns<'a>,
     ui: &'a Ui,
     shards: &'a [Shard],
     opts: &'a Options,
@@ -157,7 +159,7 @@ impl Work<'_> {
 
     fn worker(&self, number: usize) {
         let line = self.ui.spinner(&format!("worker {number}: starting"));
-        let mut mover: Option<Mover> = None;
+        let mut mover: Option<Worker> = None;
         while let Some(task) = self.next() {
             let [from, to] = task.shards().map(|i| &self.shards[i]);
             let what = format!(
@@ -174,9 +176,10 @@ impl Work<'_> {
                 Task::Batch { users, .. } => {
                     let ids: Vec<u64> = users.iter().map(|u| u.0).collect();
                     if mover.is_none() {
-                        match Mover::new(
+                        match Worker::new(
                             self.cfg,
                             self.ui,
+                            self.conns,
                             self.opts.lock_ttl,
                             Some(self.opts.max_lag),
                         ) {
@@ -202,7 +205,6 @@ impl Work<'_> {
     /// One large account, through the streaming migration.
     fn single(&self, user: u64, from: &Shard, to: &Shard, phase: &dyn Fn(&str)) -> BatchOutcome {
         let mut out = BatchOutcome::default();
-        phase("migrating");
         let opts = migrate::Options {
             user,
             to: match to.name.parse() {
@@ -222,15 +224,17 @@ impl Work<'_> {
         // The plan's source is checked first: a user that moved elsewhere is not chased.
         let here = ring::open(self.cfg).and_then(|mut db| directory::user(&mut db, user));
         match here.map(|p| placement(user, p.as_ref(), from, to)) {
-            Ok(Placement::Movable) => match migrate::migrate(self.cfg, &opts, self.ui) {
-                Ok(r) => out.done.push(migrate::batch::Moved {
-                    user,
-                    rows: r.rows.values().sum(),
-                    mode: r.mode,
-                    read_only_seconds: r.read_only_seconds,
-                }),
-                Err(e) => out.failed.push((user, e)),
-            },
+            Ok(Placement::Movable) => {
+                match migrate::migrate_with(self.conns, &opts, self.ui, phase) {
+                    Ok(r) => out.done.push(migrate::batch::Moved {
+                        user,
+                        rows: r.rows.values().sum(),
+                        mode: r.mode,
+                        read_only_seconds: r.read_only_seconds,
+                    }),
+                    Err(e) => out.failed.push((user, e)),
+                }
+            }
             Ok(Placement::Arrived) => out.already.push(user),
             Ok(Placement::Elsewhere(why)) => out.skipped.push((user, why)),
             Err(e) => out.failed.push((user, e)),
@@ -242,6 +246,7 @@ impl Work<'_> {
 /// Runs `tasks` on `opts.jobs` workers; the outcomes, and the accounts left unstarted.
 fn run_tasks(
     cfg: &Config,
+    conns: &Conns,
     ui: &Ui,
     shards: &[Shard],
     opts: &Options,
@@ -251,6 +256,7 @@ fn run_tasks(
     let total_rows: u64 = tasks.iter().map(Task::rows).sum();
     let work = Work {
         cfg,
+        conns,
         ui,
         shards,
         opts,
@@ -311,7 +317,7 @@ pub fn apply(cfg: &Config, plan: &PlanFile, opts: &Options, ui: &Ui) -> Result<R
     };
     let users: Vec<u64> = plan.moves.iter().map(|m| m.user).collect();
     if !opts.dry_run {
-        report.resumed = resume_interrupted(cfg, &mut ring_db, &users, opts, ui)?;
+        report.resumed = resume_interrupted(&Conns::new(cfg), &mut ring_db, &users, opts, ui)?;
     }
     let now = directory::placements(&mut ring_db, &users)?;
     let mut pending: Vec<schedule::Move> = Vec::new();
@@ -351,7 +357,15 @@ pub fn apply(cfg: &Config, plan: &PlanFile, opts: &Options, ui: &Ui) -> Result<R
         ));
     }
     let run_ui = ui.multi();
-    let (mut results, left) = run_tasks(cfg, &run_ui, &shards, opts, schedule::tasks(&pending))?;
+    let conns = Conns::new(cfg);
+    let (mut results, left) = run_tasks(
+        cfg,
+        &conns,
+        &run_ui,
+        &shards,
+        opts,
+        schedule::tasks(&pending),
+    )?;
     // Accounts whose lock was in use (another job, or a concurrent apply) get one more try once
     // everything else is done; by then a concurrent apply has usually moved them.
     let rows: HashMap<u64, u64> = pending.iter().map(|m| (m.0, m.1)).collect();
@@ -371,7 +385,7 @@ pub fn apply(cfg: &Config, plan: &PlanFile, opts: &Options, ui: &Ui) -> Result<R
         .collect();
     if !busy.is_empty() && !crate::signals::received() {
         std::thread::sleep(Duration::from_millis(500));
-        let (again, _) = run_tasks(cfg, &run_ui, &shards, opts, schedule::tasks(&busy))?;
+        let (again, _) = run_tasks(cfg, &conns, &run_ui, &shards, opts, schedule::tasks(&busy))?;
         results.extend(again);
     }
     // Accounts still busy after the second try were being moved by someone else all along (a
@@ -471,7 +485,7 @@ pub fn apply(cfg: &Config, plan: &PlanFile, opts: &Options, ui: &Ui) -> Result<R
 /// still hold its GET_LOCKs for a moment, and a live one (a concurrent apply) finishes its
 /// batch in a moment: locks in use are tried again for a while.
 fn resume_interrupted(
-    cfg: &Config,
+    conns: &Conns,
     ring_db: &mut Db,
     users: &[u64],
     opts: &Options,
@@ -495,7 +509,7 @@ fn resume_interrupted(
         ));
         let mut busy = false;
         for e in &entries {
-            match migrate::resume_entry(cfg, ring_db, e, opts.lock_ttl, ui) {
+            match migrate::resume_entry(conns, ring_db, e, opts.lock_ttl, ui) {
                 Ok(r) if r.now.is_final() => resolved += 1,
                 Ok(_) => busy = true,
                 Err(Error::LockInUse(_)) => busy = true,

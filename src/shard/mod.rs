@@ -2,6 +2,7 @@
 //! replication state, application sessions and the fence. Every command and engine that reaches a shard server goes
 //! through here.
 
+pub mod conns;
 pub mod fence;
 pub mod guard;
 pub mod replica;
