@@ -26,6 +26,10 @@ use crate::types::HostPort;
 /// streams only contend; two keep both the reading and the writing side busy.
 const STREAMS_PER_TABLE: usize = 2;
 
+/// Below this many rows an account's tables go one after another on one pair of sessions:
+/// parallel streams would only cost a login each.
+const PARALLEL_MIN_ROWS: u64 = 20_000;
+
 /// How long transactions that were writing on the source at the `moving` mark may take to end.
 const WRITERS_GRACE: Duration = Duration::from_secs(5);
 
@@ -95,6 +99,7 @@ impl<'a> Streamed<'a> {
             dst: g.dst.clone(),
             max_lag: self.max_lag,
             lost: self.lost,
+            rows: self.total,
         }
     }
 
@@ -299,6 +304,8 @@ struct Ctx<'a> {
     dst: HostPort,
     max_lag: Option<u64>,
     lost: &'a AtomicBool,
+    /// The account's rows, as counted before the move (0: not counted).
+    rows: u64,
 }
 
 /// What one stream of a step does with its job.
@@ -317,32 +324,52 @@ impl Ctx<'_> {
         let control = Control::default();
         let done = AtomicBool::new(false);
         let mut jobs = Vec::new();
+        let mut rows = 0;
         {
             let mut db = self.conns.get(ranges_on)?;
             for t in &self.tables {
-                let rows = data::count(&mut db, t, self.user)?;
-                for r in data::ranges(&mut db, t, self.user, rows, STREAMS_PER_TABLE)? {
+                let n = data::count(&mut db, t, self.user)?;
+                rows += n;
+                for r in data::ranges(&mut db, t, self.user, n, STREAMS_PER_TABLE)? {
                     jobs.push((t, r));
                 }
             }
         }
+        // Each lane runs its jobs one after another on one thread (and so one pair of sessions).
+        let lanes: Vec<Vec<_>> = if rows < PARALLEL_MIN_ROWS {
+            vec![jobs]
+        } else {
+            jobs.into_iter().map(|j| vec![j]).collect()
+        };
         let bar = self.ui.progress(total, what);
         let results: Vec<(String, Result<u64>)> = std::thread::scope(|s| {
             s.spawn(|| self.watch_lag(&control, &done));
-            let handles: Vec<_> = jobs
-                .iter()
-                .map(|(t, r)| {
-                    let job = data::Job {
-                        table: t,
-                        user: self.user,
-                        token: self.token,
-                        range: *r,
-                        control: &control,
-                    };
-                    (t.name.to_string(), s.spawn(move || work(&job)))
+            let control = &control;
+            let handles: Vec<_> = lanes
+                .into_iter()
+                .map(|lane| {
+                    s.spawn(move || {
+                        let mut done = Vec::new();
+                        for (t, r) in lane {
+                            let job = data::Job {
+                                table: t,
+                                user: self.user,
+                                token: self.token,
+                                range: r,
+                                control,
+                            };
+                            let result = work(&job);
+                            let failed = result.is_err();
+                            done.push((t.name.to_string(), result));
+                            if failed {
+                                break;
+                            }
+                        }
+                        done
+                    })
                 })
                 .collect();
-            while !handles.iter().all(|(_, h)| h.is_finished()) {
+            while !handles.iter().all(|h| h.is_finished()) {
                 if self.lost.load(Ordering::SeqCst) {
                     control.lock_lost.store(true, Ordering::SeqCst);
                 }
@@ -357,7 +384,14 @@ impl Ctx<'_> {
             done.store(true, Ordering::SeqCst);
             handles
                 .into_iter()
-                .map(|(name, h)| (name, joined(h.join(), "copy")))
+                .flat_map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        vec![(
+                            "?".into(),
+                            Err(Error::Failed("a copy thread panicked".into())),
+                        )]
+                    })
+                })
                 .collect()
         });
         bar.finish_and_clear();
@@ -448,8 +482,17 @@ impl Ctx<'_> {
         })
     }
 
-    /// Checksums of every table on `addr`, tables in parallel.
+    /// Checksums of every table on `addr`, tables in parallel (one after another for a small
+    /// account, on one session).
     fn checksums(&self, addr: &HostPort) -> Result<BTreeMap<String, Checksum>> {
+        if self.rows < PARALLEL_MIN_ROWS {
+            let mut db = self.conns.get(addr)?;
+            return self
+                .tables
+                .iter()
+                .map(|t| Ok((t.name.to_string(), data::checksum(&mut db, t, self.user)?)))
+                .collect();
+        }
         std::thread::scope(|s| {
             let handles: Vec<_> = self
                 .tables
