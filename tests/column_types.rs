@@ -295,3 +295,98 @@ fn a_load_data_shortfall_says_why_and_the_user_stays_whole() {
     assert_eq!(env.directory(7005), (home.clone(), "active".into()));
     assert_exotic(&env, 7005, &home, &before);
 }
+
+/// The application changes every kind of value while the account is copied online: updates of
+/// every column (NULLs in, NULLs out), inserts, deletes, a key changed, a row moving in from
+/// another owner and one moving out. Every one of those reaches the destination as an event of
+/// the source's binary log, applied: the destination ends exactly as the source was left.
+#[cfg(feature = "failpoints")]
+#[test]
+fn an_online_move_applies_every_value_from_the_binary_log() {
+    let env = world("types_online");
+    let (home, away, _) = hostile_user(&env, 7006, 30, 60);
+    // A neighbour on the same shard, to trade rows with.
+    seed_exotic(&env, &home, 7007, 12);
+    let src = env.shard_ports(&home)[(7006 % 2) as usize];
+    let mover = env.spawn(
+        &[
+            "migrate", "7006", "--to", &away, "--mode", "online", "--format", "json",
+        ],
+        &[("SHARDCTL_FAILPOINT_STOP", "migrate.after_copy")],
+    );
+    common::wait_until("the move to pause after its copy", || {
+        common::is_stopped(mover.id())
+    });
+    let mut c = conn(src);
+    c.query_drop(format!("USE {}", env.shard_db())).unwrap();
+    c.query_drop("SET time_zone = '+00:00'").unwrap();
+    let assign: Vec<String> = WRITTEN
+        .split(", ")
+        .skip(2)
+        .map(|col| format!("{col} = ?"))
+        .collect();
+    for i in 1..30i64 {
+        // Row i takes the values of row i + 7 (NULLs where that one has them).
+        let values: Vec<Value> = hostile_row(7006, i + 7).into_iter().skip(2).collect();
+        let mut params = values;
+        params.extend([Value::from(i), Value::from(7006u64)]);
+        c.exec_drop(
+            format!(
+                "UPDATE exotic SET {} WHERE k = ? AND owner_id = ?",
+                assign.join(", ")
+            ),
+            params,
+        )
+        .unwrap();
+    }
+    c.exec_drop(
+        "DELETE FROM exotic WHERE owner_id = 7006 AND k BETWEEN 30 AND 39",
+        (),
+    )
+    .unwrap();
+    for i in 100..120 {
+        c.exec_drop(
+            format!(
+                "INSERT INTO exotic ({WRITTEN}) VALUES ({})",
+                vec!["?"; 22].join(",")
+            ),
+            hostile_row(7006, i),
+        )
+        .unwrap();
+    }
+    c.exec_drop(
+        "UPDATE exotic SET k = 1041 WHERE owner_id = 7006 AND k = 41",
+        (),
+    )
+    .unwrap();
+    c.exec_drop(
+        "UPDATE exotic SET owner_id = 7006, k = 35 WHERE owner_id = 7007 AND k = 3",
+        (),
+    )
+    .unwrap();
+    c.exec_drop(
+        "UPDATE exotic SET owner_id = 7007 WHERE owner_id = 7006 AND k = 50",
+        (),
+    )
+    .unwrap();
+    let expected = exotic_rows(src, &env.shard_db(), 7006);
+    let neighbour = exotic_rows(src, &env.shard_db(), 7007);
+    unsafe { libc::kill(mover.id() as i32, libc::SIGCONT) };
+    let out = mover.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let done: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(done["state"], "done", "{done}");
+    assert_eq!(done["mode"], "online", "{done}");
+    // 29 updates, 10 deletes, 20 inserts, a key change, a row in, a row out.
+    assert!(
+        done["catch_up"]["changes"].as_u64().unwrap() >= 62,
+        "{done}"
+    );
+    assert_exotic(&env, 7006, &away, &expected);
+    assert_eq!(exotic_rows(src, &env.shard_db(), 7007), neighbour);
+}

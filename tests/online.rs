@@ -480,6 +480,12 @@ fn an_account_moves_online_while_the_application_writes_to_it() {
     assert_eq!(code, 0, "{moved}");
     assert_eq!(moved["state"], "done", "{moved}");
     assert_eq!(moved["mode"], "online", "{moved}");
+    // The application's writes during the copy reached the destination as the source's binary
+    // log's events.
+    assert!(
+        moved["catch_up"]["changes"].as_u64().unwrap() > 0,
+        "{moved}"
+    );
     assert!(
         moved["read_only_seconds"].as_f64().unwrap() > 0.0,
         "{moved}"

@@ -290,6 +290,11 @@ pub fn checksum_where(
     Ok(Checksum { rows, sum, xor })
 }
 
+/// A range of the split column's values: from (inclusive), to (inclusive); None is open. The
+/// first range is open below and the last above, so a row written after the ranges were drawn
+/// still falls in exactly one.
+pub type KeyRange = (Option<u64>, Option<u64>);
+
 /// Value ranges of the split column, so `streams` streams share the rows; None for one stream.
 pub fn ranges(
     db: &mut Db,
@@ -297,14 +302,14 @@ pub fn ranges(
     user: u64,
     rows: u64,
     streams: usize,
-) -> Result<Vec<Option<(u64, u64)>>> {
+) -> Result<Vec<Option<KeyRange>>> {
     let Some(col) = table.split_column() else {
         return Ok(vec![None]);
     };
     if streams < 2 || rows < 50_000 {
         return Ok(vec![None]);
     }
-    let bounds: Option<(Option<u64>, Option<u64>)> = db.exec_first(
+    let bounds: Option<(mysql::Value, mysql::Value)> = db.exec_first(
         "finding the key range",
         &format!(
             "SELECT MIN({c}), MAX({c}) FROM {} WHERE {} = ?",
@@ -314,27 +319,41 @@ pub fn ranges(
         ),
         (user,),
     )?;
-    let Some((Some(lo), Some(hi))) = bounds else {
+    // Split only a key of unsigned (or never negative) integers.
+    let bound = |v: &mysql::Value| mysql::from_value_opt::<u64>(v.clone()).ok();
+    let Some((Some(lo), Some(hi))) = bounds.map(|(lo, hi)| (bound(&lo), bound(&hi))) else {
         return Ok(vec![None]);
     };
     let span = (hi - lo) / streams as u64 + 1;
-    Ok((0..streams as u64)
-        .map(|i| Some((lo + i * span, (lo + (i + 1) * span - 1).min(hi))))
-        .filter(|r| r.is_some_and(|(a, b)| a <= b))
+    let n = streams as u64;
+    Ok((0..n)
+        .map(|i| (lo + i * span, (lo + (i + 1) * span - 1).min(hi)))
+        .filter(|(a, b)| a <= b)
+        .enumerate()
+        .map(|(i, (a, b))| Some(((i > 0).then_some(a), (b < hi).then_some(b))))
         .collect())
 }
 
-fn range_clause(table: &Table, range: Option<(u64, u64)>) -> String {
+fn range_clause(table: &Table, range: Option<KeyRange>) -> String {
     match (range, table.split_column()) {
-        (Some(_), Some(col)) => format!(" AND {} BETWEEN ? AND ?", col.quoted()),
+        (Some((from, to)), Some(col)) => {
+            let mut clause = String::new();
+            if from.is_some() {
+                clause.push_str(&format!(" AND {} >= ?", col.quoted()));
+            }
+            if to.is_some() {
+                clause.push_str(&format!(" AND {} <= ?", col.quoted()));
+            }
+            clause
+        }
         _ => String::new(),
     }
 }
 
-fn range_params(user: u64, range: Option<(u64, u64)>) -> Vec<mysql::Value> {
+fn range_params(user: u64, range: Option<KeyRange>) -> Vec<mysql::Value> {
     let mut p = vec![mysql::Value::from(user)];
-    if let Some((a, b)) = range {
-        p.extend([a.into(), b.into()]);
+    if let Some((from, to)) = range {
+        p.extend(from.into_iter().chain(to).map(mysql::Value::from));
     }
     p
 }
@@ -344,7 +363,7 @@ pub struct Job<'a> {
     pub table: &'a Table,
     pub user: u64,
     pub token: u64,
-    pub range: Option<(u64, u64)>,
+    pub range: Option<KeyRange>,
     pub control: &'a Control,
 }
 

@@ -12,7 +12,9 @@
 //! `batch` move the rows of one large account and of many small ones, `online` follows a
 //! source's binary log; this module is the entry: `migrate`, `resume` and the journal.
 
+pub mod applier;
 pub mod batch;
+pub mod binlog;
 pub mod data;
 pub mod engine;
 pub mod online;
@@ -73,6 +75,8 @@ pub struct Report {
     pub mode: String,
     /// From the `moving` mark to the flip's commit; None before a flip.
     pub read_only_seconds: Option<f64>,
+    /// Online: what following the source's binary log did.
+    pub catch_up: Option<streamed::CaughtUp>,
     pub note: String,
     /// The user moved, but the clean-up after the flip did not finish (`migrate resume`
     /// finishes it): partly done.
@@ -425,7 +429,7 @@ pub fn migrate_with(
         return Ok(report);
     }
     let rows = report.rows.clone();
-    let (migration_id, token, outcome) = with_lock(
+    let (migration_id, token, outcome, caught_up) = with_lock(
         cfg,
         opts.user,
         opts.lock_ttl,
@@ -452,11 +456,12 @@ pub fn migrate_with(
             g.clear_destination = opts.clear_destination;
             g.journal_start(opts.keep_source, Some(&rows))?;
             let migration_id = g.accounts[0].migration_id;
-            let outcome =
-                engine::drive(&mut g, &mut Streamed::new(lost, Some(opts.max_lag), total))?;
-            Ok((migration_id, held.token, outcome))
+            let mut mover = Streamed::new(lost, Some(opts.max_lag), total);
+            let outcome = engine::drive(&mut g, &mut mover)?;
+            Ok((migration_id, held.token, outcome, mover.caught_up))
         },
     )?;
+    report.catch_up = caught_up;
     report.migration_id = Some(migration_id);
     report.token = Some(token);
     report.state = outcome.reached.unwrap_or(State::Started).to_string();

@@ -2,24 +2,29 @@
 //! sessions of their own, rows streamed off the source into `LOAD DATA` on the destination, at
 //! most one chunk per stream in memory, chunks waiting while a peer of either server lags.
 //!
-//! Online, the account stays writable while it is copied: the source's binary log then says
-//! which of its rows changed, and those are copied again, pass after pass, until little is left
-//! (see `online`); the read-only window takes only the last pass.
+//! Online, the account stays writable while it is copied, from snapshots that all stand at one
+//! position of the source's binary log; the log from there is then applied to the destination,
+//! pass after pass, until little is left (see `online`); the read-only window takes only the
+//! last pass.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use std::sync::Mutex;
+
+use super::applier::{self, Applier, Statements, Touched};
+use super::binlog::{self, Tail, Txn};
 use super::data::{self, Checksum, Control, Table};
 use super::engine::{self, Group, Mover, Side, Sums};
-use super::online::{self, Position, Snapshot, Tail, Touched};
+use super::online::{self, Position, Snapshot};
 use super::state::{State, Step};
 use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::output::Ui;
 use crate::ring::directory::Shard;
 use crate::shard::conns::{Conns, Lent};
-use crate::shard::{fence, replica};
+use crate::shard::replica;
 use crate::types::HostPort;
 
 /// Parallel streams per large table (value ranges of its key). On a busy pair of servers more
@@ -44,6 +49,19 @@ pub struct Streamed<'a> {
     /// and the source mostly idle while the destination writes).
     source: Option<BTreeMap<String, Checksum>>,
     online: Option<Following<'a>>,
+    /// What following the binary log did, once it is done.
+    pub caught_up: Option<CaughtUp>,
+}
+
+/// What an online move's passes over the source's binary log did.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct CaughtUp {
+    /// Passes while the account was writable.
+    pub passes: usize,
+    /// Row changes applied to the destination, in all.
+    pub changes: u64,
+    /// Of those, the ones of the read-only window's pass.
+    pub read_only_changes: u64,
 }
 
 /// An online move's state from its copy to its verification.
@@ -59,20 +77,11 @@ struct Following<'a> {
     passes: usize,
     /// The whole account's checksums, verified against a snapshot while writable.
     verified: BTreeMap<String, Checksum>,
-    /// The destination session the passes write on, registered with the fence.
-    applier: Option<Lent<'a>>,
-    /// The read-only window's pass: its keys, their checksums on the destination before it,
-    /// and the snapshot it read them from.
-    last: Option<(Touched, Vec<Checksum>, Snapshot<'a>)>,
-}
-
-impl Drop for Following<'_> {
-    fn drop(&mut self) {
-        // Registered with the fence: not a session to lend again.
-        if let Some(applier) = self.applier.take() {
-            applier.discard();
-        }
-    }
+    applier: Applier<'a>,
+    /// The read-only window's pass: the keys it touched and their checksums on the
+    /// destination before it.
+    last: Option<(Touched, Vec<Checksum>)>,
+    read_only_changes: u64,
 }
 
 impl<'a> Streamed<'a> {
@@ -83,6 +92,7 @@ impl<'a> Streamed<'a> {
             total,
             source: None,
             online: None,
+            caught_up: None,
         }
     }
 
@@ -113,21 +123,35 @@ impl<'a> Streamed<'a> {
 impl<'a> Mover<'a> for Streamed<'a> {
     fn copy(&mut self, g: &mut Group<'a>) -> Result<()> {
         let c = self.ctx(g);
+        let lanes = c.lanes(&c.src)?;
         if !g.course.is_online() {
             let (copied, source) = std::thread::scope(|s| {
                 let source = s.spawn(|| c.checksums(&c.src));
-                let copied = c.copy_all(self.total);
+                let copied = c.copy_all(self.total, lanes, None);
                 (copied, joined(source.join(), "checksum"))
             });
             copied?;
             self.source = Some(source?);
             return Ok(());
         }
-        // The source has taken in its peers' writes (the catch-up step); its position is taken
-        // before the copy reads anything: every change the copy may miss is past it.
+        // The source has taken in its peers' writes (the catch-up step). Every stream reads
+        // through a snapshot at one position: the copy is the account as of it, and every
+        // change since is in the log past it.
         let tail = Tail::new(c.conns, &c.src, c.user, &c.tables)?;
+        let statements = tail
+            .kinds()?
+            .into_iter()
+            .zip(&c.tables)
+            .map(|(kinds, t)| Statements::new(t, kinds))
+            .collect::<Result<Vec<_>>>()?;
         let peers = c.peer_positions();
-        let pos = online::current_position(&mut *c.conns.get(&c.src)?)?;
+        let snapshots = Snapshot::open_many(c.conns, &c.src, lanes.len())?;
+        let pos = snapshots[0].at.clone();
+        let lanes = if snapshots.len() == lanes.len() {
+            lanes
+        } else {
+            vec![lanes.into_iter().flatten().collect()]
+        };
         g.journal(
             State::Copying,
             &[(
@@ -135,6 +159,10 @@ impl<'a> Mover<'a> for Streamed<'a> {
                 engine::Column::All(pos.to_string().into()),
             )],
         )?;
+        let applier = Applier::new(c.conns, (&c.src, &c.dst), (c.user, c.token), statements)?;
+        let snapshots: Vec<Mutex<Snapshot>> = snapshots.into_iter().map(Mutex::new).collect();
+        c.copy_all(self.total, lanes, Some(&snapshots))?;
+        drop(snapshots);
         self.online = Some(Following {
             tail,
             pos,
@@ -142,10 +170,11 @@ impl<'a> Mover<'a> for Streamed<'a> {
             peers_wrote: false,
             passes: 0,
             verified: BTreeMap::new(),
-            applier: None,
+            applier,
             last: None,
+            read_only_changes: 0,
         });
-        c.copy_all(self.total).map(|_| ())
+        Ok(())
     }
 
     /// Passes over the source's log until one finds little, then a verification of the whole
@@ -153,37 +182,25 @@ impl<'a> Mover<'a> for Streamed<'a> {
     fn follow(&mut self, g: &mut Group<'a>) -> Result<()> {
         let c = self.ctx(g);
         let o = self.following()?;
-        let mut applier = c.conns.get(&c.dst)?;
-        fence::register(
-            applier.raw("applying the binary log")?,
-            &c.dst,
-            c.user,
-            c.token,
-        )?;
-        o.applier = Some(applier);
         loop {
             let started = Instant::now();
-            let mut read = c.conns.get(&c.src)?;
-            let pass = c.apply_pass(o, None, &mut read)?;
-            g.journal_applied(State::Copying, pass.end.to_string())?;
-            o.pos = pass.end.clone();
+            let read = c.apply_pass(o, None)?;
+            g.journal_applied(State::Copying, read.end.to_string())?;
             o.passes += 1;
             if o.passes == 1 {
                 engine::mid(Step::Follow);
             }
-            if online::converged(o.passes, pass.keys(), started.elapsed()) {
+            if online::converged(o.passes, read.changes as usize, started.elapsed()) {
                 break;
             }
         }
-        // The rows the log touched up to a snapshot's position, read through the snapshot,
-        // make the destination exactly the source as of that position: verifiable while
-        // writable.
+        // The log applied up to a snapshot's position makes the destination exactly the source
+        // as of that position: verifiable while writable.
         let mut snap = Snapshot::open(c.conns, &c.src)?;
         let at = snap.at.clone();
-        let pass = c.apply_pass(o, Some(&at), &mut snap.db)?;
-        g.journal_applied(State::Copying, pass.end.to_string())?;
-        o.pos = pass.end;
-        o.verified = c.verify_against(&mut snap)?;
+        let read = c.apply_pass(o, Some(&at))?;
+        g.journal_applied(State::Copying, read.end.to_string())?;
+        o.verified = c.verify_against(&mut snap.db)?;
         drop(snap);
         // Most of the peers' logs are read now, while the account is writable.
         o.peers_wrote |= c.peers_wrote(&mut o.peers);
@@ -191,11 +208,11 @@ impl<'a> Mover<'a> for Streamed<'a> {
     }
 
     /// The read-only window (the account is marked): transactions that passed the guard just
-    /// before the mark end first, the source takes in its peers' last writes, and one last
-    /// pass reads the rows from a snapshot.
+    /// before the mark end first, the source takes in its peers' last writes, and the last
+    /// pass applies the log up to where the source stands.
     fn last_pass(&mut self, g: &mut Group<'a>) -> Result<()> {
         let c = self.ctx(g);
-        {
+        let end = {
             let mut src = c.conns.get(&c.src)?;
             let open = online::writing_transactions(&mut src, c.user)?;
             if let Some(open) = online::wait_for_transactions(&mut src, &open, WRITERS_GRACE)? {
@@ -206,35 +223,35 @@ impl<'a> Mover<'a> for Streamed<'a> {
                     c.from.name
                 )));
             }
-        }
-        g.catch_up()?;
+            drop(src);
+            g.catch_up()?;
+            online::current_position(&mut *c.conns.get(&c.src)?)?
+        };
         let o = self.following()?;
-        let mut snap = Snapshot::open(c.conns, &c.src)?;
-        let at = snap.at.clone();
-        let keys = c.touched_by(o, Some(&at))?.touched;
-        let before = c.checksums_of(&mut *c.conns.get(&c.dst)?, &keys)?;
-        let applier = o
-            .applier
-            .as_mut()
-            .ok_or_else(|| Error::inconsistent("the last pass ran before following the log"))?;
-        online::apply(
-            &mut snap.db,
-            &c.dst,
-            applier.raw("applying the binary log")?,
-            &c.tables,
-            &keys,
-            c.user,
-            c.token,
-        )?;
-        g.journal_applied(State::Moving, at.to_string())?;
-        o.pos = at;
-        o.last = Some((keys, before, snap));
+        let mut txns = Vec::new();
+        let read = c.read_pass(o, Some(&end), &mut |t| {
+            txns.push(t);
+            Ok(())
+        })?;
+        let mut keys: Touched = vec![Default::default(); c.tables.len()];
+        for change in txns.iter().flat_map(|t| &t.changes) {
+            applier::touch(&mut keys, o.applier.statements(), change);
+        }
+        let before = c.checksums_of(&mut *c.conns.get(&c.dst)?, o.applier.statements(), &keys)?;
+        o.read_only_changes = read.changes;
+        for t in txns {
+            o.applier.push(t)?;
+        }
+        o.applier.flush(Some(&read.end))?;
+        o.pos = read.end.clone();
+        g.journal_applied(State::Moving, read.end.to_string())?;
+        o.last = Some((keys, before));
         Ok(())
     }
 
     fn verify(&mut self, g: &mut Group<'a>) -> Result<Sums> {
         let c = self.ctx(g);
-        let sums = match self.online.as_mut() {
+        let sums = match self.online.take() {
             None => {
                 let source = self
                     .source
@@ -243,12 +260,14 @@ impl<'a> Mover<'a> for Streamed<'a> {
                 compare(&source, &c.checksums(&c.dst)?)?;
                 source
             }
-            Some(o) => {
+            Some(mut o) => {
                 o.peers_wrote |= c.peers_wrote(&mut o.peers);
-                let (keys, before, mut snap) = o
+                let (keys, before) = o
                     .last
                     .take()
                     .ok_or_else(|| Error::inconsistent("verifying before the last pass"))?;
+                // The account is read-only: the source is read as it stands.
+                let mut src = c.conns.get(&c.src)?;
                 let sums = if o.peers_wrote {
                     // A peer wrote to the user meanwhile (failover?): those rows are in the
                     // source's data but not its log, so only a whole verification can vouch
@@ -257,19 +276,22 @@ impl<'a> Mover<'a> for Streamed<'a> {
                         "user {}: a peer of {} wrote to it during the move; verifying every row",
                         c.user, c.src
                     ));
-                    c.verify_against(&mut snap)?
+                    c.verify_against(&mut src)?
                 } else {
-                    c.verify_changes(&mut snap, &keys, &o.verified, &before)?
+                    c.verify_changes(
+                        &mut src,
+                        o.applier.statements(),
+                        &keys,
+                        &o.verified,
+                        &before,
+                    )?
                 };
-                c.ui.status(&format!(
-                    "user {}: {} passes over the binary log while writable, {} rows in the read-only one",
-                    c.user,
-                    o.passes,
-                    keys.iter().map(|k| k.len()).sum::<usize>()
-                ));
-                if let Some(mut applier) = o.applier.take() {
-                    fence::unregister(applier.raw("applying the binary log")?, c.user);
-                }
+                self.caught_up = Some(CaughtUp {
+                    passes: o.passes,
+                    changes: o.applier.applied,
+                    read_only_changes: o.read_only_changes,
+                });
+                o.applier.finish()?;
                 sums
             }
         };
@@ -308,57 +330,64 @@ struct Ctx<'a> {
     rows: u64,
 }
 
-/// What one stream of a step does with its job.
-type StreamWork<'a> = dyn Fn(&data::Job) -> Result<u64> + Sync + 'a;
+/// A stream's share of a step: a table (by index) and a range of its key.
+type Share = (usize, Option<data::KeyRange>);
+
+/// What one stream of a step does with its share, on its lane (thread).
+type StreamWork<'a> = dyn Fn(&data::Job, usize) -> Result<u64> + Sync + 'a;
 
 impl Ctx<'_> {
-    /// Runs `work` for every (table, range) stream in parallel, with a progress bar and the lag
+    /// The step's lanes, each the shares one thread takes in turn: every (table, key range)
+    /// its own lane, or, for a small account, all of them in one.
+    fn lanes(&self, on: &HostPort) -> Result<Vec<Vec<Share>>> {
+        let mut shares = Vec::new();
+        let mut rows = 0;
+        let mut db = self.conns.get(on)?;
+        for (i, t) in self.tables.iter().enumerate() {
+            let n = data::count(&mut db, t, self.user)?;
+            rows += n;
+            for r in data::ranges(&mut db, t, self.user, n, STREAMS_PER_TABLE)? {
+                shares.push((i, r));
+            }
+        }
+        Ok(if rows < PARALLEL_MIN_ROWS {
+            vec![shares]
+        } else {
+            shares.into_iter().map(|s| vec![s]).collect()
+        })
+    }
+
+    /// Runs `work` for every share, the lanes in parallel, with a progress bar and the lag
     /// watcher; returns rows per table.
     fn streams(
         &self,
         what: &str,
         total: u64,
-        ranges_on: &HostPort,
+        lanes: Vec<Vec<Share>>,
         work: &StreamWork<'_>,
     ) -> Result<BTreeMap<String, u64>> {
         let control = Control::default();
         let done = AtomicBool::new(false);
-        let mut jobs = Vec::new();
-        let mut rows = 0;
-        {
-            let mut db = self.conns.get(ranges_on)?;
-            for t in &self.tables {
-                let n = data::count(&mut db, t, self.user)?;
-                rows += n;
-                for r in data::ranges(&mut db, t, self.user, n, STREAMS_PER_TABLE)? {
-                    jobs.push((t, r));
-                }
-            }
-        }
-        // Each lane runs its jobs one after another on one thread (and so one pair of sessions).
-        let lanes: Vec<Vec<_>> = if rows < PARALLEL_MIN_ROWS {
-            vec![jobs]
-        } else {
-            jobs.into_iter().map(|j| vec![j]).collect()
-        };
         let bar = self.ui.progress(total, what);
         let results: Vec<(String, Result<u64>)> = std::thread::scope(|s| {
             s.spawn(|| self.watch_lag(&control, &done));
             let control = &control;
             let handles: Vec<_> = lanes
                 .into_iter()
-                .map(|lane| {
+                .enumerate()
+                .map(|(lane, shares)| {
                     s.spawn(move || {
                         let mut done = Vec::new();
-                        for (t, r) in lane {
+                        for (table, range) in shares {
+                            let t = &self.tables[table];
                             let job = data::Job {
                                 table: t,
                                 user: self.user,
                                 token: self.token,
-                                range: r,
+                                range,
                                 control,
                             };
-                            let result = work(&job);
+                            let result = work(&job, lane);
                             let failed = result.is_err();
                             done.push((t.name.to_string(), result));
                             if failed {
@@ -454,7 +483,7 @@ impl Ctx<'_> {
         step: Step,
     ) -> Result<BTreeMap<String, u64>> {
         let hit = std::sync::Once::new();
-        self.streams(what, total, addr, &|job| {
+        self.streams(what, total, self.lanes(addr)?, &|job, _| {
             let mut db = self.conns.get(addr)?;
             let deleted =
                 data::delete_stream(job, &mut db, &|| hit.call_once(|| engine::mid(step)));
@@ -466,16 +495,40 @@ impl Ctx<'_> {
         })
     }
 
-    fn copy_all(&self, total: u64) -> Result<BTreeMap<String, u64>> {
+    /// Copies every share, each lane reading through its own snapshot where there are
+    /// `snapshots` (one per lane), else through a session of the source.
+    fn copy_all(
+        &self,
+        total: u64,
+        lanes: Vec<Vec<Share>>,
+        snapshots: Option<&[Mutex<Snapshot>]>,
+    ) -> Result<BTreeMap<String, u64>> {
         let hit = std::sync::Once::new();
-        self.streams("copying", total, &self.src, &|job| {
-            let mut src = self.conns.get(&self.src)?;
+        self.streams("copying", total, lanes, &|job, lane| {
             let mut dst = self.conns.get(&self.dst)?;
-            let copied = data::copy_stream(job, &mut src, &mut dst, &|| {
-                hit.call_once(|| engine::mid(Step::Copy))
-            });
+            let after_first = || hit.call_once(|| engine::mid(Step::Copy));
+            let copied = match snapshots {
+                Some(snapshots) => {
+                    let mut snap = snapshots[lane]
+                        .lock()
+                        .map_err(|_| Error::Failed("a snapshot's lock was poisoned".into()))?;
+                    let copied = data::copy_stream(job, &mut snap.db, &mut dst, &after_first);
+                    if copied.is_err() {
+                        snap.db.mark_lost();
+                    }
+                    copied
+                }
+                None => {
+                    let mut src = self.conns.get(&self.src)?;
+                    let copied = data::copy_stream(job, &mut src, &mut dst, &after_first);
+                    if copied.is_err() {
+                        src.discard();
+                    }
+                    copied
+                }
+            };
             if copied.is_err() {
-                src.discard();
+                // Registered with the fence: not a session to lend again.
                 dst.discard();
             }
             copied
@@ -513,9 +566,22 @@ impl Ctx<'_> {
         })
     }
 
-    /// The keys of the user's rows that the source's log from where `o` reached (to `until`)
-    /// touched.
-    fn touched_by(&self, o: &Following, until: Option<&Position>) -> Result<online::Pass> {
+    /// Reads the source's log from where `o` reached (to `until`), handing each of the user's
+    /// transactions to `each`; `o` then stands where the pass reached.
+    fn read_pass(
+        &self,
+        o: &mut Following,
+        until: Option<&Position>,
+        each: &mut dyn FnMut(Txn) -> Result<()>,
+    ) -> Result<binlog::Read> {
+        self.may_follow()?;
+        let read = o.tail.pass(&o.pos, until, each)?;
+        o.pos = read.end.clone();
+        Ok(read)
+    }
+
+    /// Before a pass: the lock is still ours, and nobody asked us to stop.
+    fn may_follow(&self) -> Result<()> {
         if self.lost.load(Ordering::SeqCst) {
             return Err(Error::LockLost(
                 "the migration lock was lost while following the binary log".into(),
@@ -526,93 +592,83 @@ impl Ctx<'_> {
                 "interrupted while following the binary log; the journal is resumable".into(),
             ));
         }
-        o.tail.pass(&o.pos, until)
+        Ok(())
     }
 
-    /// One pass over the source's log from where `o` reached (to `until`): the user's rows it
-    /// touched copied again, read through `read`. The caller journals where it reached.
-    fn apply_pass(
-        &self,
-        o: &mut Following,
-        until: Option<&Position>,
-        read: &mut Db,
-    ) -> Result<online::Pass> {
-        let pass = self.touched_by(o, until)?;
-        let applier = o
-            .applier
-            .as_mut()
-            .ok_or_else(|| Error::inconsistent("a pass ran without its applier session"))?;
-        online::apply(
-            read,
-            &self.dst,
-            applier.raw("applying the binary log")?,
-            &self.tables,
-            &pass.touched,
-            self.user,
-            self.token,
-        )?;
-        Ok(pass)
+    /// One pass: the source's log from where `o` reached (to `until`) applied to the
+    /// destination, transaction by transaction. The caller journals where it reached.
+    fn apply_pass(&self, o: &mut Following, until: Option<&Position>) -> Result<binlog::Read> {
+        self.may_follow()?;
+        let Following {
+            tail, pos, applier, ..
+        } = o;
+        let read = tail.pass(pos, until, &mut |t| applier.push(t))?;
+        applier.flush(Some(&read.end))?;
+        *pos = read.end.clone();
+        Ok(read)
     }
 
-    /// Checksums of the whole account: the source's through `snap`, the destination's at the
-    /// same time; they must be equal.
-    fn verify_against(&self, snap: &mut Snapshot) -> Result<BTreeMap<String, Checksum>> {
-        let (source, dest) = std::thread::scope(|s| {
-            let dest = s.spawn(|| self.checksums(&self.dst));
-            let source: Result<BTreeMap<String, Checksum>> = self
+    /// Checksums of the whole account: the source's through `source` (a snapshot, or a
+    /// session while the account is read-only), the destination's at the same time; they must
+    /// be equal.
+    fn verify_against(&self, source: &mut Db) -> Result<BTreeMap<String, Checksum>> {
+        let (theirs, ours) = std::thread::scope(|s| {
+            let ours = s.spawn(|| self.checksums(&self.dst));
+            let theirs: Result<BTreeMap<String, Checksum>> = self
                 .tables
                 .iter()
-                .map(|t| {
-                    Ok((
-                        t.name.to_string(),
-                        data::checksum(&mut snap.db, t, self.user)?,
-                    ))
-                })
+                .map(|t| Ok((t.name.to_string(), data::checksum(source, t, self.user)?)))
                 .collect();
-            (source, joined(dest.join(), "checksum"))
+            (theirs, joined(ours.join(), "checksum"))
         });
-        let source = source?;
-        compare(&source, &dest?)?;
-        Ok(source)
+        let theirs = theirs?;
+        compare(&theirs, &ours?)?;
+        Ok(theirs)
     }
 
     /// Checksums of the rows of `keys` on `db`, per table.
-    fn checksums_of(&self, db: &mut Db, keys: &Touched) -> Result<Vec<Checksum>> {
-        self.tables
+    fn checksums_of(
+        &self,
+        db: &mut Db,
+        statements: &[Statements],
+        keys: &Touched,
+    ) -> Result<Vec<Checksum>> {
+        statements
             .iter()
             .zip(keys)
-            .map(|(t, k)| online::checksum_keys(db, t, k, self.user))
+            .map(|(s, k)| applier::checksum_keys(db, s, k, self.user))
             .collect()
     }
 
-    /// The read-only window's verification: the rows the last pass copied are equal on both
+    /// The read-only window's verification: the rows the last pass changed are equal on both
     /// sides, and so are the counts; every other row was verified equal at the earlier
     /// snapshot and neither side changed it since. Returns the whole account's checksums,
     /// the verified ones with the changed rows swapped (`before`: theirs on the destination
     /// before the pass).
     fn verify_changes(
         &self,
-        snap: &mut Snapshot,
+        source: &mut Db,
+        statements: &[Statements],
         keys: &Touched,
         verified: &BTreeMap<String, Checksum>,
         before: &[Checksum],
     ) -> Result<BTreeMap<String, Checksum>> {
         let mut dst = self.conns.get(&self.dst)?;
-        let source = self.checksums_of(&mut snap.db, keys)?;
-        let dest = self.checksums_of(&mut dst, keys)?;
+        let theirs = self.checksums_of(source, statements, keys)?;
+        let ours = self.checksums_of(&mut dst, statements, keys)?;
         let mut sums = BTreeMap::new();
         for (i, t) in self.tables.iter().enumerate() {
             let name = t.name.to_string();
             let changed = |side: &[Checksum]| BTreeMap::from([(name.clone(), side[i])]);
-            compare(&changed(&source), &changed(&dest))?;
+            compare(&changed(&theirs), &changed(&ours))?;
             let whole = verified
                 .get(&name)
                 .copied()
                 .unwrap_or(Checksum::EMPTY)
                 .minus(before[i])
-                .plus(source[i]);
+                .plus(theirs[i]);
             let (here, there) = (
-                data::count(&mut snap.db, t, self.user)?,
+                data::count(source, t, self.user)?,
                 data::count(&mut dst, t, self.user)?,
             );
             if here != there || here != whole.rows {
@@ -651,11 +707,11 @@ impl Ctx<'_> {
         for (peer, pos) in peers.iter_mut() {
             let read = pos.as_ref().map(|from| {
                 Tail::new(self.conns, peer, self.user, &self.tables)
-                    .and_then(|t| t.pass(from, None))
+                    .and_then(|mut t| t.pass(from, None, &mut |_| Ok(())))
             });
             match read {
                 Some(Ok(p)) => {
-                    wrote |= p.keys() > 0;
+                    wrote |= p.changes > 0;
                     *pos = Some(p.end);
                 }
                 _ => {

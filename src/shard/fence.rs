@@ -109,6 +109,18 @@ pub fn fenced<T>(
     token: u64,
     f: impl FnOnce(&mut mysql::Transaction) -> mysql::Result<T>,
 ) -> Result<T> {
+    fenced_checked(conn, server, user, token, |tx| f(tx).map(Ok))
+}
+
+/// Runs `f` in a transaction after checking the fence still carries `token`; where `f` finds
+/// the data not as expected (`Err(why)`), everything is rolled back and the write fails.
+pub fn fenced_checked<T>(
+    conn: &mut Conn,
+    server: &HostPort,
+    user: u64,
+    token: u64,
+    f: impl FnOnce(&mut mysql::Transaction) -> mysql::Result<std::result::Result<T, String>>,
+) -> Result<T> {
     let mut tx = conn
         .start_transaction(TxOpts::default())
         .map_err(|e| Error::db(&server.to_string(), "starting a chunk", e))?;
@@ -122,10 +134,19 @@ pub fn fenced<T>(
         let _ = tx.rollback();
         return Err(fenced_out(server, user, token, fence));
     }
-    let v = f(&mut tx).map_err(|e| Error::db(&server.to_string(), "writing a chunk", e))?;
-    tx.commit()
-        .map_err(|e| Error::db(&server.to_string(), "committing a chunk", e))?;
-    Ok(v)
+    match f(&mut tx).map_err(|e| Error::db(&server.to_string(), "writing a chunk", e))? {
+        Ok(v) => {
+            tx.commit()
+                .map_err(|e| Error::db(&server.to_string(), "committing a chunk", e))?;
+            Ok(v)
+        }
+        Err(why) => {
+            let _ = tx.rollback();
+            Err(Error::Failed(format!(
+                "{server}: {why}; nothing of it was written"
+            )))
+        }
+    }
 }
 
 /// Raises each user's fence to its token, as `raise_fence` does for one: stale holders'

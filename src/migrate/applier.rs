@@ -1,0 +1,419 @@
+//! Applying a source's changes to the user's rows on the destination, transaction by
+//! transaction: whole source transactions, in commit order, grouped into one destination
+//! transaction that first checks the fence and last records the source position it reached
+//! (`shardctl_applied`), so the destination's rows and the position they stand at change
+//! together. An event is never applied twice or skipped: each statement must find exactly the
+//! row its image names, or the group is rolled back and the move fails.
+
+use std::collections::HashMap;
+
+use mysql::prelude::Queryable;
+use mysql::Value;
+
+use super::binlog::{Change, Kind, Txn};
+use super::data::{self, Checksum, Table};
+use super::online::Position;
+use crate::db::Db;
+use crate::error::{Error, Result};
+use crate::shard::conns::{Conns, Lent};
+use crate::shard::fence;
+use crate::types::HostPort;
+
+/// Where the destination records, with the rows, how far it has applied the source's log.
+const APPLIED: &str = "shardctl_applied";
+
+/// Source transactions' changes applied per destination transaction, at most.
+const GROUP_CHANGES: usize = 500;
+
+/// Keys of the user's rows, per table (by index), deduplicated by their encoding.
+pub type Touched = Vec<HashMap<Vec<u8>, Vec<Value>>>;
+
+/// How one table's changes are written.
+#[derive(Clone, Debug)]
+pub struct Statements {
+    table: Table,
+    kinds: Vec<Kind>,
+    /// Written-column index of each primary key column, in key order.
+    key: Vec<usize>,
+    insert: String,
+    update: String,
+    delete: String,
+}
+
+impl Statements {
+    pub fn new(table: &Table, kinds: Vec<Kind>) -> Result<Statements> {
+        let at = |c: &crate::types::Ident| {
+            table.columns.iter().position(|w| w == c).ok_or_else(|| {
+                Error::Refused(format!(
+                    "table `{}`: key column `{c}` is generated; an online move cannot apply changes to it",
+                    table.name
+                ))
+            })
+        };
+        let key = table
+            .primary_key
+            .iter()
+            .map(at)
+            .collect::<Result<Vec<_>>>()?;
+        let name = table.name.quoted();
+        let placeholder = |i: usize| kinds[i].placeholder();
+        let assign = |i: usize| format!("{} = {}", table.columns[i].quoted(), placeholder(i));
+        let which = format!(
+            "{} AND {} = ?",
+            key.iter()
+                .map(|&i| assign(i))
+                .collect::<Vec<_>>()
+                .join(" AND "),
+            table.owner.quoted()
+        );
+        let all: Vec<usize> = (0..table.columns.len()).collect();
+        Ok(Statements {
+            insert: format!(
+                "INSERT INTO {name} ({}) VALUES ({})",
+                table
+                    .columns
+                    .iter()
+                    .map(|c| c.quoted())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                all.iter()
+                    .map(|&i| placeholder(i))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            update: format!(
+                "UPDATE {name} SET {} WHERE {which}",
+                all.iter()
+                    .map(|&i| assign(i))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            delete: format!("DELETE FROM {name} WHERE {which}"),
+            table: table.clone(),
+            kinds,
+            key,
+        })
+    }
+
+    /// The key of an image.
+    pub fn key_of(&self, image: &[Value]) -> Vec<Value> {
+        self.key.iter().map(|&i| image[i].clone()).collect()
+    }
+
+    /// `owner = ? AND (key) IN (...)` for a chunk of keys, with its parameters.
+    fn key_clause(&self, keys: &[&Vec<Value>], user: u64) -> (String, Vec<Value>) {
+        let cols: Vec<String> = self
+            .key
+            .iter()
+            .map(|&i| self.table.columns[i].quoted())
+            .collect();
+        let one = format!(
+            "({})",
+            self.key
+                .iter()
+                .map(|&i| self.kinds[i].placeholder())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let sql = format!(
+            "{} = ? AND ({}) IN ({})",
+            self.table.owner.quoted(),
+            cols.join(", "),
+            vec![one; keys.len()].join(", ")
+        );
+        let mut params = vec![Value::from(user)];
+        for k in keys {
+            params.extend(k.iter().cloned());
+        }
+        (sql, params)
+    }
+
+    /// Applies one change inside `tx`; a description of what did not match, if anything.
+    fn apply(
+        &self,
+        tx: &mut mysql::Transaction,
+        change: &Change,
+        user: u64,
+    ) -> mysql::Result<Option<String>> {
+        let which = |image: &[Value]| {
+            let mut p = self.key_of(image);
+            p.push(user.into());
+            p
+        };
+        let (sql, params, what) = match (&change.before, &change.after) {
+            (Some(before), Some(after)) => {
+                let mut p = after.clone();
+                p.extend(which(before));
+                (&self.update, p, "update")
+            }
+            (Some(before), None) => (&self.delete, which(before), "delete"),
+            (None, Some(after)) => (&self.insert, after.clone(), "insert"),
+            (None, None) => return Ok(None),
+        };
+        tx.exec_drop(sql, params)?;
+        // An update that changes nothing reports no affected row: count the rows it found.
+        let found = if what == "update" {
+            matched(&tx.info_str())
+        } else {
+            tx.affected_rows()
+        };
+        Ok((found != 1).then(|| {
+            format!(
+                "a logged {what} of table {} found {found} rows of the user's on the destination, not 1",
+                self.table.name
+            )
+        }))
+    }
+}
+
+/// "Rows matched: N" of an UPDATE's info.
+fn matched(info: &str) -> u64 {
+    info.split("Rows matched:")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The keys a change touched, before and after, added to `into`.
+pub fn touch(into: &mut Touched, statements: &[Statements], change: &Change) {
+    let s = &statements[change.table];
+    for image in [&change.before, &change.after].into_iter().flatten() {
+        let key = s.key_of(image);
+        let mut enc = Vec::new();
+        for v in &key {
+            data::encode_value(&mut enc, v);
+            enc.push(0);
+        }
+        into[change.table].insert(enc, key);
+    }
+}
+
+/// The checksum of the user's rows of one table among `keys`, on `db`.
+pub fn checksum_keys(
+    db: &mut Db,
+    statements: &Statements,
+    keys: &HashMap<Vec<u8>, Vec<Value>>,
+    user: u64,
+) -> Result<Checksum> {
+    let keys: Vec<&Vec<Value>> = keys.values().collect();
+    let text_key = statements
+        .key
+        .iter()
+        .any(|&i| matches!(statements.kinds[i], Kind::Text { .. }));
+    if text_key {
+        binary_strings(db)?;
+    }
+    let mut sum = Checksum::EMPTY;
+    let summed = keys.chunks(GROUP_CHANGES).try_for_each(|chunk| {
+        let (which, params) = statements.key_clause(chunk, user);
+        sum = sum.plus(data::checksum_where(db, &statements.table, &which, params)?);
+        Ok::<(), Error>(())
+    });
+    if text_key {
+        db.query_drop("choosing the session's character set", "SET NAMES utf8mb4")?;
+    }
+    summed.map(|()| sum)
+}
+
+/// Makes the session take string parameters as bytes: a text image carries its column's
+/// character set's bytes (latin1's `é` is one byte), which a utf8mb4 session would refuse.
+fn binary_strings(db: &mut Db) -> Result<()> {
+    db.query_drop("choosing the session's character set", "SET NAMES binary")
+}
+
+/// Applies a source's changes to the user's rows on one destination session, registered with
+/// the fence.
+pub struct Applier<'a> {
+    db: Option<Lent<'a>>,
+    dst: HostPort,
+    source: String,
+    user: u64,
+    token: u64,
+    statements: Vec<Statements>,
+    pending: Vec<Txn>,
+    pending_changes: usize,
+    /// Changes applied so far.
+    pub applied: u64,
+}
+
+impl<'a> Applier<'a> {
+    pub fn new(
+        conns: &'a Conns<'a>,
+        (src, dst): (&HostPort, &HostPort),
+        (user, token): (u64, u64),
+        statements: Vec<Statements>,
+    ) -> Result<Applier<'a>> {
+        let mut db = conns.get(dst)?;
+        binary_strings(&mut db)?;
+        db.query_drop(
+            "creating the applied-position table",
+            &format!(
+                "CREATE TABLE IF NOT EXISTS {APPLIED} (
+                    user_id BIGINT UNSIGNED NOT NULL PRIMARY KEY,
+                    token BIGINT UNSIGNED NOT NULL,
+                    source VARCHAR(300) NOT NULL,
+                    binlog_position VARCHAR(600) NOT NULL,
+                    updated_at DATETIME(6) NOT NULL
+                ) ENGINE=InnoDB"
+            ),
+        )?;
+        fence::register(db.raw("applying the binary log")?, dst, user, token)?;
+        Ok(Applier {
+            db: Some(db),
+            dst: dst.clone(),
+            source: src.to_string(),
+            user,
+            token,
+            statements,
+            pending: Vec::new(),
+            pending_changes: 0,
+            applied: 0,
+        })
+    }
+
+    pub fn statements(&self) -> &[Statements] {
+        &self.statements
+    }
+
+    /// Takes a committed source transaction; applies what is pending once it is large.
+    pub fn push(&mut self, txn: Txn) -> Result<()> {
+        self.pending_changes += txn.changes.len();
+        self.pending.push(txn);
+        if self.pending_changes >= GROUP_CHANGES {
+            self.flush(None)?;
+        }
+        Ok(())
+    }
+
+    /// Applies every pending transaction in one fenced destination transaction, which records
+    /// `reached` (else the last pending transaction's end) as the position it stands at.
+    pub fn flush(&mut self, reached: Option<&Position>) -> Result<()> {
+        let Some(position) = reached
+            .cloned()
+            .or_else(|| self.pending.last().map(|t| t.end.clone()))
+        else {
+            return Ok(());
+        };
+        let Applier {
+            db,
+            dst,
+            source,
+            user,
+            token,
+            statements,
+            pending,
+            ..
+        } = self;
+        let (user, token) = (*user, *token);
+        let conn = db
+            .as_mut()
+            .ok_or_else(|| Error::inconsistent("the applier's session is gone"))?
+            .raw("applying the binary log")?;
+        let record = format!(
+            "REPLACE INTO {APPLIED} (user_id, token, source, binlog_position, updated_at) VALUES (?, ?, ?, ?, UTC_TIMESTAMP(6))"
+        );
+        fence::fenced_checked(conn, dst, user, token, |tx| {
+            for change in pending.iter().flat_map(|t| &t.changes) {
+                if let Some(mismatch) = statements[change.table].apply(tx, change, user)? {
+                    return Ok(Err(mismatch));
+                }
+            }
+            tx.exec_drop(
+                &record,
+                (user, token, source.as_str(), position.to_string()),
+            )?;
+            Ok(Ok(()))
+        })
+        .inspect_err(|_| {
+            // Its state is unknown: not a session to lend again.
+            if let Some(db) = db.take() {
+                db.discard();
+            }
+        })?;
+        self.applied += self.pending_changes as u64;
+        self.pending.clear();
+        self.pending_changes = 0;
+        Ok(())
+    }
+
+    /// Ends the applier: the position record and the session's registration go.
+    pub fn finish(mut self) -> Result<()> {
+        if let Some(db) = self.db.as_mut() {
+            db.exec_drop(
+                "forgetting the applied position",
+                &format!("DELETE FROM {APPLIED} WHERE user_id = ?"),
+                (self.user,),
+            )?;
+            fence::unregister(db.raw("applying the binary log")?, self.user);
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Applier<'_> {
+    fn drop(&mut self) {
+        // Registered with the fence and taking strings as bytes: not a session to lend again.
+        if let Some(db) = self.db.take() {
+            db.discard();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table() -> Table {
+        Table {
+            name: "exotic".parse().unwrap(),
+            owner: "owner_id".parse().unwrap(),
+            columns: ["k", "owner_id", "latin"]
+                .iter()
+                .map(|c| c.parse().unwrap())
+                .collect(),
+            primary_key: vec!["k".parse().unwrap(), "owner_id".parse().unwrap()],
+        }
+    }
+
+    #[test]
+    fn statements_name_rows_by_key_and_owner_and_write_text_unconverted() {
+        let kinds = vec![
+            Kind::Plain,
+            Kind::Unsigned(64),
+            Kind::Text {
+                charset: "latin1".into(),
+                collation: "latin1_swedish_ci".into(),
+            },
+        ];
+        let s = Statements::new(&table(), kinds).unwrap();
+        assert_eq!(
+            s.insert,
+            "INSERT INTO `exotic` (`k`, `owner_id`, `latin`) VALUES (?, ?, CONVERT(CAST(? AS BINARY) USING latin1) COLLATE latin1_swedish_ci)"
+        );
+        assert_eq!(
+            s.delete,
+            "DELETE FROM `exotic` WHERE `k` = ? AND `owner_id` = ? AND `owner_id` = ?"
+        );
+        assert!(s
+            .update
+            .starts_with("UPDATE `exotic` SET `k` = ?, `owner_id` = ?, `latin` = CONVERT("));
+        let image = vec![Value::Int(3), Value::UInt(7), Value::from("x")];
+        assert_eq!(s.key_of(&image), vec![Value::Int(3), Value::UInt(7)]);
+        let mut touched: Touched = vec![HashMap::new()];
+        let change = Change {
+            table: 0,
+            before: Some(image.clone()),
+            after: Some(image),
+        };
+        touch(&mut touched, std::slice::from_ref(&s), &change);
+        assert_eq!(touched[0].len(), 1);
+    }
+
+    #[test]
+    fn an_updates_found_rows_are_read_from_its_info() {
+        assert_eq!(matched("Rows matched: 1  Changed: 0  Warnings: 0"), 1);
+        assert_eq!(matched("Rows matched: 0  Changed: 0  Warnings: 0"), 0);
+        assert_eq!(matched(""), 0);
+    }
+}

@@ -1,0 +1,786 @@
+//! Following one source server's binary log for one user: every change to the user's rows in
+//! every per-user table, transaction by transaction, in the order the source committed them,
+//! with each value as the applier writes it back.
+//!
+//! A row image carries values the way the server stores them, not the way a client writes
+//! them, so each column's type says how a value is given back: unsigned integers arrive signed,
+//! a `TIMESTAMP` as seconds since the epoch, a `YEAR` as 1900 plus its byte (1900 being the
+//! zero year), a `BIT` as big-endian bytes, a `SET` as a little-endian bitmap, text as the
+//! bytes of its column's character set (written back relabelled, never transcoded). `DECIMAL`
+//! (as text), `ENUM` (its index), dates, times, floats, binary strings, blobs and JSON arrive
+//! as they are written.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use mysql::binlog::events::{EventData, RowsEventData, TableMapEvent};
+use mysql::{BinlogDumpFlags, BinlogRequest, Value};
+
+use super::data::Table;
+use super::online::Position;
+use crate::error::{Error, Result};
+use crate::shard::conns::Conns;
+use crate::types::HostPort;
+
+/// How a column's value arrives in a row image, and so how it is given back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// An integer column declared unsigned, of this many bits: its image carries it signed.
+    Unsigned(u32),
+    Timestamp,
+    Year,
+    Bit,
+    Set,
+    /// A fixed-length binary value (`BINARY(n)`, `INET6`, `UUID`): its image leaves out
+    /// trailing zero bytes.
+    Fixed(usize),
+    /// Text in a character set (and its collation): its bytes, relabelled.
+    Text {
+        charset: String,
+        collation: String,
+    },
+    /// Everything that arrives as it is written.
+    Plain,
+}
+
+impl Kind {
+    /// From information_schema.COLUMNS: `DATA_TYPE`, `COLUMN_TYPE`, `CHARACTER_OCTET_LENGTH`,
+    /// `CHARACTER_SET_NAME`, `COLLATION_NAME`. Names that could not be SQL identifiers are
+    /// refused.
+    pub fn of(
+        data_type: &str,
+        column_type: &str,
+        octets: Option<u64>,
+        charset: Option<&str>,
+        collation: Option<&str>,
+    ) -> Result<Kind> {
+        let unsigned = column_type.to_ascii_lowercase().contains("unsigned");
+        let bits = match data_type.to_ascii_lowercase().as_str() {
+            "tinyint" => 8,
+            "smallint" => 16,
+            "mediumint" => 24,
+            "int" | "integer" => 32,
+            "bigint" => 64,
+            "timestamp" => return Ok(Kind::Timestamp),
+            "year" => return Ok(Kind::Year),
+            "bit" => return Ok(Kind::Bit),
+            "set" => return Ok(Kind::Set),
+            // ENUM and SET carry a character set, but arrive as numbers.
+            "enum" => return Ok(Kind::Plain),
+            "inet6" | "uuid" => return Ok(Kind::Fixed(16)),
+            "binary" => return Ok(Kind::Fixed(octets.unwrap_or(0) as usize)),
+            _ => 0,
+        };
+        if bits > 0 {
+            return Ok(if unsigned {
+                Kind::Unsigned(bits)
+            } else {
+                Kind::Plain
+            });
+        }
+        match (charset, collation) {
+            (Some(cs), Some(co)) if cs != "binary" => {
+                let name = |n: &str| -> Result<String> {
+                    if !n.is_empty() && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                        Ok(n.to_string())
+                    } else {
+                        Err(Error::inconsistent(format!(
+                            "the server names a character set or collation `{n}`"
+                        )))
+                    }
+                };
+                Ok(Kind::Text {
+                    charset: name(cs)?,
+                    collation: name(co)?,
+                })
+            }
+            _ => Ok(Kind::Plain),
+        }
+    }
+
+    /// The placeholder a value of this kind is written with.
+    pub fn placeholder(&self) -> String {
+        match self {
+            Kind::Text { charset, collation } => {
+                format!("CONVERT(CAST(? AS BINARY) USING {charset}) COLLATE {collation}")
+            }
+            // Given as text, INET6 and UUID parse it; given as bytes, they take them.
+            Kind::Fixed(_) => "CAST(? AS BINARY)".into(),
+            _ => "?".into(),
+        }
+    }
+
+    /// The value as the applier writes it.
+    pub fn give_back(&self, v: Value) -> std::result::Result<Value, String> {
+        let text = |v: &Value| match v {
+            Value::Bytes(b) => std::str::from_utf8(b).map(str::to_owned).ok(),
+            _ => None,
+        };
+        match (self, v) {
+            (_, Value::NULL) => Ok(Value::NULL),
+            (Kind::Unsigned(64), Value::Int(n)) => Ok(Value::UInt(n as u64)),
+            (Kind::Unsigned(bits), Value::Int(n)) if n < 0 => {
+                Ok(Value::UInt((n + (1i64 << bits)) as u64))
+            }
+            (Kind::Unsigned(_), Value::Int(n)) => Ok(Value::UInt(n as u64)),
+            (Kind::Timestamp, v) => {
+                let t = text(&v).ok_or_else(|| format!("a TIMESTAMP image {v:?}"))?;
+                timestamp(&t).ok_or_else(|| format!("a TIMESTAMP image `{t}`"))
+            }
+            (Kind::Year, v) => {
+                let t = text(&v).ok_or_else(|| format!("a YEAR image {v:?}"))?;
+                let y: u64 = t.parse().map_err(|_| format!("a YEAR image `{t}`"))?;
+                // The stored byte 0 is the year 0000.
+                Ok(Value::UInt(if y == 1900 { 0 } else { y }))
+            }
+            (Kind::Bit, Value::Bytes(b)) => Ok(Value::UInt(
+                b.iter().fold(0u64, |n, byte| (n << 8) | u64::from(*byte)),
+            )),
+            (Kind::Set, Value::Bytes(b)) => Ok(Value::UInt(
+                b.iter()
+                    .rev()
+                    .fold(0u64, |n, byte| (n << 8) | u64::from(*byte)),
+            )),
+            (Kind::Fixed(len), Value::Bytes(mut b)) => {
+                if b.len() < *len {
+                    b.resize(*len, 0);
+                }
+                Ok(Value::Bytes(b))
+            }
+            (_, v) => Ok(v),
+        }
+    }
+}
+
+/// A `TIMESTAMP` image (`seconds[.micros]` since the epoch) as the UTC date and time every
+/// shard session writes in; 0 is the zero timestamp.
+fn timestamp(t: &str) -> Option<Value> {
+    let (secs, micros) = match t.split_once('.') {
+        Some((s, f)) => (s, f.parse::<u32>().ok()?),
+        None => (t, 0),
+    };
+    let secs: i64 = secs.parse().ok()?;
+    if secs == 0 && micros == 0 {
+        return Some(Value::Date(0, 0, 0, 0, 0, 0, 0));
+    }
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let (y, m, d) = civil_from_days(days);
+    Some(Value::Date(
+        u16::try_from(y).ok()?,
+        m,
+        d,
+        (rem / 3600) as u8,
+        (rem % 3600 / 60) as u8,
+        (rem % 60) as u8,
+        micros,
+    ))
+}
+
+/// The proleptic Gregorian date `days` after 1970-01-01 (Howard Hinnant's algorithm).
+fn civil_from_days(days: i64) -> (i64, u8, u8) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(m <= 2), m as u8, d as u8)
+}
+
+/// One column as information_schema lists it.
+#[derive(Clone, Debug)]
+pub struct ColumnInfo {
+    pub name: String,
+    /// VIRTUAL generated: a server may leave it out of its row images.
+    pub virtual_: bool,
+    pub kind: Kind,
+}
+
+/// The columns of `table` on `addr`, in table order, with their kinds.
+pub fn columns(conns: &Conns, addr: &HostPort, table: &Table) -> Result<Vec<ColumnInfo>> {
+    let cfg = conns.cfg();
+    let rows: Vec<mysql::Row> = conns.get(addr)?.exec(
+        "reading the table's columns",
+        "SELECT COLUMN_NAME, EXTRA, DATA_TYPE, COLUMN_TYPE, CHARACTER_OCTET_LENGTH, CHARACTER_SET_NAME,
+                COLLATION_NAME
+         FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
+        (cfg.shards.database.as_str(), table.name.as_str()),
+    )?;
+    rows.into_iter()
+        .map(|r| {
+            let text = |i: usize| {
+                r.get_opt::<Option<String>, _>(i)
+                    .and_then(|v| v.ok())
+                    .flatten()
+            };
+            let name = text(0).unwrap_or_default();
+            Ok(ColumnInfo {
+                virtual_: text(1)
+                    .unwrap_or_default()
+                    .to_ascii_uppercase()
+                    .contains("VIRTUAL"),
+                kind: Kind::of(
+                    &text(2).unwrap_or_default(),
+                    &text(3).unwrap_or_default(),
+                    r.get_opt::<Option<u64>, _>(4)
+                        .and_then(|v| v.ok())
+                        .flatten(),
+                    text(5).as_deref(),
+                    text(6).as_deref(),
+                )?,
+                name,
+            })
+        })
+        .collect()
+}
+
+/// Where, in a table's row images, each written column is.
+#[derive(Clone, Debug)]
+pub struct Layout {
+    /// For each of the table map's columns: its place among `Table::columns` (None: generated).
+    mapped: Vec<Option<usize>>,
+    kinds: Vec<Kind>,
+    owner: usize,
+}
+
+impl Layout {
+    /// The layout of images of a table map with `mapped_columns` columns: every column, or
+    /// every one but the virtual ones.
+    pub fn new(table: &Table, columns: &[ColumnInfo], mapped_columns: usize) -> Option<Layout> {
+        let listed: Vec<&ColumnInfo> = if mapped_columns == columns.len() {
+            columns.iter().collect()
+        } else {
+            let stored: Vec<&ColumnInfo> = columns.iter().filter(|c| !c.virtual_).collect();
+            if stored.len() != mapped_columns {
+                return None;
+            }
+            stored
+        };
+        let mapped = listed
+            .iter()
+            .map(|c| table.columns.iter().position(|w| w.as_str() == c.name))
+            .collect();
+        let kinds = table
+            .columns
+            .iter()
+            .map(|w| {
+                columns
+                    .iter()
+                    .find(|c| c.name == w.as_str())
+                    .map(|c| c.kind.clone())
+            })
+            .collect::<Option<Vec<Kind>>>()?;
+        Some(Layout {
+            mapped,
+            kinds,
+            owner: table.columns.iter().position(|c| *c == table.owner)?,
+        })
+    }
+
+    /// An image as values of the written columns, in `Table::columns` order. `present`: the
+    /// table map's columns the image holds, in order. None when it lacks a written column (a
+    /// session that logged minimal images).
+    fn image(
+        &self,
+        values: Vec<Value>,
+        present: &[usize],
+    ) -> std::result::Result<Option<Vec<Value>>, String> {
+        let mut out: Vec<Option<Value>> = vec![None; self.kinds.len()];
+        for (v, &column) in values.into_iter().zip(present) {
+            if let Some(Some(w)) = self.mapped.get(column) {
+                out[*w] = Some(self.kinds[*w].give_back(v)?);
+            }
+        }
+        Ok(out.into_iter().collect())
+    }
+
+    fn owned_by(&self, image: &[Value], user: u64) -> bool {
+        match image.get(self.owner) {
+            Some(Value::UInt(n)) => *n == user,
+            Some(Value::Int(n)) => *n as u64 == user,
+            Some(Value::Bytes(b)) => {
+                std::str::from_utf8(b).ok().and_then(|s| s.parse().ok()) == Some(user)
+            }
+            _ => false,
+        }
+    }
+}
+
+/// One change to a row of the user's, as the source committed it: the before image where the
+/// row was the user's, the after image where it is (an update moving a row out of the user has
+/// only a before image here, one moving a row in only an after image).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Change {
+    /// Index into the move's tables.
+    pub table: usize,
+    pub before: Option<Vec<Value>>,
+    pub after: Option<Vec<Value>>,
+}
+
+/// A committed transaction's changes to the user's rows, and where it ends in the log.
+#[derive(Clone, Debug)]
+pub struct Txn {
+    pub end: Position,
+    pub changes: Vec<Change>,
+}
+
+/// What a pass read.
+#[derive(Clone, Debug)]
+pub struct Read {
+    /// Just past the last committed transaction read.
+    pub end: Position,
+    /// Transactions that changed the user's rows.
+    pub transactions: u64,
+    pub changes: u64,
+}
+
+/// The binlog file a rotate event names. MariaDB appends the event's checksum to the name of
+/// the first (artificial) one, so the name is matched against the files the server lists.
+pub fn rotated_file(received: &[u8], files: &[String]) -> Option<String> {
+    files
+        .iter()
+        .filter(|f| received.starts_with(f.as_bytes()) && received.len() <= f.len() + 4)
+        .max_by_key(|f| f.len())
+        .cloned()
+}
+
+/// Follows one source server's binary log for one user.
+pub struct Tail<'a> {
+    conns: &'a Conns<'a>,
+    src: HostPort,
+    user: u64,
+    tables: Vec<Table>,
+    columns: Vec<Vec<ColumnInfo>>,
+    /// Layouts by (table, the table map's column count).
+    layouts: HashMap<(usize, usize), Layout>,
+}
+
+impl<'a> Tail<'a> {
+    pub fn new(
+        conns: &'a Conns<'a>,
+        src: &HostPort,
+        user: u64,
+        tables: &[Table],
+    ) -> Result<Tail<'a>> {
+        let columns = tables
+            .iter()
+            .map(|t| columns(conns, src, t))
+            .collect::<Result<_>>()?;
+        Ok(Tail {
+            conns,
+            src: src.clone(),
+            user,
+            tables: tables.to_vec(),
+            columns,
+            layouts: HashMap::new(),
+        })
+    }
+
+    /// The kinds of every table's written columns (how the applier writes them).
+    pub fn kinds(&self) -> Result<Vec<Vec<Kind>>> {
+        self.tables
+            .iter()
+            .zip(&self.columns)
+            .map(|(t, c)| {
+                Layout::new(t, c, c.len())
+                    .map(|l| l.kinds)
+                    .ok_or_else(|| self.fail(format!("table `{}` lacks its owner column", t.name)))
+            })
+            .collect()
+    }
+
+    fn fail(&self, what: impl fmt::Display) -> Error {
+        Error::Failed(format!("following {}'s binary log: {what}", self.src))
+    }
+
+    /// Reads the log from `from` to its current end (the server closes the stream there), or
+    /// only to `until`, and hands every committed transaction that changed the user's rows to
+    /// `each`, in commit order.
+    pub fn pass(
+        &mut self,
+        from: &Position,
+        until: Option<&Position>,
+        each: &mut dyn FnMut(Txn) -> Result<()>,
+    ) -> Result<Read> {
+        let cfg = self.conns.cfg();
+        // The dump takes the session over for good.
+        let mut db = self.conns.get(&self.src)?.keep();
+        let files: Vec<String> = db
+            .exec::<mysql::Row>("listing the binary logs", "SHOW BINARY LOGS", ())?
+            .into_iter()
+            .filter_map(|r| r.get::<String, _>(0))
+            .collect();
+        if !files.contains(&from.file) {
+            return Err(self.fail(format!(
+                "{} is no longer there (purged?): the changes since {from} cannot be followed",
+                from.file
+            )));
+        }
+        let request = BinlogRequest::new(cfg.migrate.server_id)
+            .with_filename(from.file.as_bytes().to_vec())
+            .with_pos(from.pos)
+            .with_flags(BinlogDumpFlags::BINLOG_DUMP_NON_BLOCK);
+        let stream = db
+            .into_conn("following the binary log")?
+            .get_binlog_stream(request)
+            .map_err(|e| self.fail(e))?;
+        let database = cfg.shards.database.as_str();
+        let mut maps: HashMap<u64, (usize, TableMapEvent<'static>)> = HashMap::new();
+        let mut file = from.file.clone();
+        let mut read = Read {
+            end: from.clone(),
+            transactions: 0,
+            changes: 0,
+        };
+        let mut open: Vec<Change> = Vec::new();
+        let mut in_transaction = false;
+        let past =
+            |file: &str, pos: u64| until.is_some_and(|u| (file, pos) > (u.file.as_str(), u.pos));
+        for event in stream {
+            let event = event.map_err(|e| self.fail(e))?;
+            let log_pos = u64::from(event.header().log_pos());
+            if !in_transaction && log_pos > 0 && past(&file, log_pos) {
+                // The next transaction ends past `until`: the pass is complete.
+                break;
+            }
+            let data = event.read_data().map_err(|e| self.fail(e))?;
+            let mut commit = false;
+            match data {
+                Some(EventData::RotateEvent(r)) => {
+                    // A file created since the listing is named as sent (only the first,
+                    // artificial rotate carries the stray checksum).
+                    file =
+                        rotated_file(r.name_raw(), &files).unwrap_or_else(|| r.name().into_owned());
+                    continue;
+                }
+                Some(EventData::TableMapEvent(tme)) => {
+                    if tme.database_name() == database {
+                        if let Some(i) = self
+                            .tables
+                            .iter()
+                            .position(|t| t.name.as_str() == tme.table_name())
+                        {
+                            maps.insert(tme.table_id(), (i, tme.into_owned()));
+                        }
+                    }
+                }
+                Some(EventData::RowsEvent(rows)) => {
+                    if let Some((i, tme)) = maps.get(&rows.table_id()) {
+                        let i = *i;
+                        self.collect(&rows, tme, i, &mut open)?;
+                    }
+                }
+                Some(EventData::QueryEvent(q)) => {
+                    let sql = q.query();
+                    let word = sql.trim().to_ascii_uppercase();
+                    if word == "BEGIN" {
+                        in_transaction = true;
+                    } else if word == "COMMIT" {
+                        commit = true;
+                    } else {
+                        // A statement of its own (DDL): a transaction by itself.
+                        commit = !in_transaction;
+                    }
+                }
+                Some(EventData::XidEvent(_)) => commit = true,
+                Some(EventData::UnknownEvent) | None => {
+                    if in_transaction {
+                        return Err(self.fail(format!(
+                            "an event of unknown type {} inside a transaction at {file}:{log_pos}",
+                            event.header().event_type_raw()
+                        )));
+                    }
+                }
+                Some(_) => {}
+            }
+            if commit {
+                in_transaction = false;
+                if log_pos > 0 {
+                    read.end = Position {
+                        file: file.clone(),
+                        pos: log_pos,
+                    };
+                }
+                if !open.is_empty() {
+                    read.transactions += 1;
+                    read.changes += open.len() as u64;
+                    each(Txn {
+                        end: read.end.clone(),
+                        changes: std::mem::take(&mut open),
+                    })?;
+                }
+            }
+        }
+        if let Some(u) = until {
+            // Everything committed up to `until` was read: the pass reached it.
+            read.end = read.end.max(u.clone());
+        }
+        Ok(read)
+    }
+
+    fn layout(&mut self, table: usize, mapped_columns: usize) -> Result<&Layout> {
+        if !self.layouts.contains_key(&(table, mapped_columns)) {
+            let layout = Layout::new(&self.tables[table], &self.columns[table], mapped_columns)
+                .ok_or_else(|| {
+                    self.fail(format!(
+                        "table `{}` has {mapped_columns} columns in the log, not the {} it has now (changed during the move?)",
+                        self.tables[table].name,
+                        self.columns[table].len()
+                    ))
+                })?;
+            self.layouts.insert((table, mapped_columns), layout);
+        }
+        Ok(&self.layouts[&(table, mapped_columns)])
+    }
+
+    fn collect(
+        &mut self,
+        rows: &RowsEventData<'_>,
+        tme: &TableMapEvent<'_>,
+        table: usize,
+        open: &mut Vec<Change>,
+    ) -> Result<()> {
+        if matches!(rows, RowsEventData::PartialUpdateRowsEvent(_)) {
+            return Err(self.fail(
+                "a partial JSON update (binlog_row_value_options=PARTIAL_JSON) cannot be applied",
+            ));
+        }
+        let before_cols: Vec<usize> = rows
+            .columns_before_image()
+            .map(|b| b.iter_ones().collect())
+            .unwrap_or_default();
+        let after_cols: Vec<usize> = rows
+            .columns_after_image()
+            .map(|b| b.iter_ones().collect())
+            .unwrap_or_default();
+        let user = self.user;
+        let src = self.src.clone();
+        let fail = |what: String| Error::Failed(format!("following {src}'s binary log: {what}"));
+        let layout = self.layout(table, tme.columns_count() as usize)?.clone();
+        for row in rows.rows(tme) {
+            let (before, after) = row.map_err(|e| fail(e.to_string()))?;
+            let image = |r: Option<mysql::binlog::row::BinlogRow>, present: &[usize]| {
+                r.map(|r| -> Result<(bool, Option<Vec<Value>>)> {
+                    let values = r
+                        .unwrap()
+                        .into_iter()
+                        .map(|v| Value::try_from(v).map_err(|e| fail(e.to_string())))
+                        .collect::<Result<Vec<Value>>>()?;
+                    let image = layout.image(values, present).map_err(fail)?;
+                    Ok(match image {
+                        Some(i) => (layout.owned_by(&i, user), Some(i)),
+                        // Incomplete (a minimal image): the user's only if its owner says so.
+                        None => (false, None),
+                    })
+                })
+                .transpose()
+            };
+            let before = image(before, &before_cols)?;
+            let after = image(after, &after_cols)?;
+            let mine = |side: &Option<(bool, Option<Vec<Value>>)>| {
+                side.as_ref().is_some_and(|(owned, _)| *owned)
+            };
+            if !mine(&before) && !mine(&after) {
+                continue;
+            }
+            let keep = |side: Option<(bool, Option<Vec<Value>>)>| match side {
+                Some((true, image)) => image,
+                _ => None,
+            };
+            open.push(Change {
+                table,
+                before: keep(before),
+                after: keep(after),
+            });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table() -> Table {
+        Table {
+            name: "photos".parse().unwrap(),
+            owner: "owner_id".parse().unwrap(),
+            columns: ["photo_id", "owner_id", "title"]
+                .iter()
+                .map(|c| c.parse().unwrap())
+                .collect(),
+            primary_key: vec!["photo_id".parse().unwrap()],
+        }
+    }
+
+    fn columns() -> Vec<ColumnInfo> {
+        let c = |name: &str, virtual_: bool, kind: Kind| ColumnInfo {
+            name: name.into(),
+            virtual_,
+            kind,
+        };
+        vec![
+            c("photo_id", false, Kind::Unsigned(64)),
+            c("owner_id", false, Kind::Unsigned(64)),
+            c("title", false, Kind::Plain),
+            c("shout", true, Kind::Plain),
+        ]
+    }
+
+    #[test]
+    fn images_are_laid_out_by_the_written_columns_whatever_the_log_holds() {
+        let l = Layout::new(&table(), &columns(), 4).unwrap();
+        let full = vec![
+            Value::Int(-1),
+            Value::Int(7),
+            Value::from("t"),
+            Value::from("T"),
+        ];
+        assert_eq!(
+            l.image(full, &[0, 1, 2, 3]).unwrap(),
+            Some(vec![
+                Value::UInt(u64::MAX),
+                Value::UInt(7),
+                Value::from("t")
+            ])
+        );
+        // Without the virtual column.
+        let stored = Layout::new(&table(), &columns(), 3).unwrap();
+        let image = stored
+            .image(
+                vec![Value::Int(1), Value::Int(7), Value::from("t")],
+                &[0, 1, 2],
+            )
+            .unwrap()
+            .unwrap();
+        assert!(stored.owned_by(&image, 7));
+        assert!(!stored.owned_by(&image, 8));
+        assert!(Layout::new(&table(), &columns(), 2).is_none());
+        // A minimal image (the key alone) is not a row to write.
+        assert_eq!(l.image(vec![Value::Int(1)], &[0]).unwrap(), None);
+    }
+
+    #[test]
+    fn values_are_given_back_as_written() {
+        let back = |k: Kind, v: Value| k.give_back(v).unwrap();
+        assert_eq!(
+            back(Kind::Unsigned(32), Value::Int(-1)),
+            Value::UInt(4_294_967_295)
+        );
+        assert_eq!(
+            back(Kind::Unsigned(24), Value::Int(-2)),
+            Value::UInt(16_777_214)
+        );
+        assert_eq!(back(Kind::Unsigned(8), Value::Int(5)), Value::UInt(5));
+        assert_eq!(back(Kind::Year, Value::from("1900")), Value::UInt(0));
+        assert_eq!(back(Kind::Year, Value::from("2155")), Value::UInt(2155));
+        assert_eq!(
+            back(Kind::Bit, Value::Bytes(vec![0x03, 0x01])),
+            Value::UInt(769)
+        );
+        assert_eq!(back(Kind::Set, Value::Bytes(vec![0x05])), Value::UInt(5));
+        assert_eq!(
+            back(Kind::Set, Value::Bytes(vec![0x01, 0x02])),
+            Value::UInt(513)
+        );
+        assert_eq!(
+            back(Kind::Fixed(3), Value::Bytes(vec![7])),
+            Value::Bytes(vec![7, 0, 0])
+        );
+        assert_eq!(
+            back(Kind::Timestamp, Value::from("0")),
+            Value::Date(0, 0, 0, 0, 0, 0, 0)
+        );
+        assert_eq!(
+            back(Kind::Timestamp, Value::from("1711848600.500000")),
+            Value::Date(2024, 3, 31, 1, 30, 0, 500_000)
+        );
+        assert_eq!(
+            back(Kind::Timestamp, Value::from("1")),
+            Value::Date(1970, 1, 1, 0, 0, 1, 0)
+        );
+        assert_eq!(
+            back(Kind::Timestamp, Value::from("2147483647")),
+            Value::Date(2038, 1, 19, 3, 14, 7, 0)
+        );
+        assert_eq!(back(Kind::Timestamp, Value::NULL), Value::NULL);
+        assert!(Kind::Timestamp.give_back(Value::from("x")).is_err());
+    }
+
+    #[test]
+    fn kinds_come_from_the_declared_types() {
+        assert_eq!(
+            Kind::of("int", "int(10) unsigned", None, None, None).unwrap(),
+            Kind::Unsigned(32)
+        );
+        assert_eq!(
+            Kind::of("bigint", "bigint(20)", None, None, None).unwrap(),
+            Kind::Plain
+        );
+        assert_eq!(
+            Kind::of(
+                "varchar",
+                "varchar(40)",
+                Some(40),
+                Some("latin1"),
+                Some("latin1_swedish_ci")
+            )
+            .unwrap(),
+            Kind::Text {
+                charset: "latin1".into(),
+                collation: "latin1_swedish_ci".into()
+            }
+        );
+        assert_eq!(
+            Kind::of(
+                "enum",
+                "enum('x','y')",
+                Some(4),
+                Some("utf8mb4"),
+                Some("utf8mb4_general_ci")
+            )
+            .unwrap(),
+            Kind::Plain
+        );
+        assert_eq!(
+            Kind::of("blob", "blob", Some(65535), None, None).unwrap(),
+            Kind::Plain
+        );
+        assert_eq!(
+            Kind::of("uuid", "uuid", None, None, None).unwrap(),
+            Kind::Fixed(16)
+        );
+        assert_eq!(
+            Kind::of("binary", "binary(4)", Some(4), None, None).unwrap(),
+            Kind::Fixed(4)
+        );
+        assert!(Kind::of("text", "text", None, Some("x; DROP"), Some("y")).is_err());
+    }
+
+    #[test]
+    fn civil_dates_round_the_calendar() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(-1), (1969, 12, 31));
+        assert_eq!(civil_from_days(19_782), (2024, 2, 29));
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+    }
+
+    #[test]
+    fn the_first_rotate_names_its_file_without_the_checksum() {
+        let files = vec![
+            "mariadb-bin.000001".to_string(),
+            "mariadb-bin.000002".to_string(),
+        ];
+        assert_eq!(
+            rotated_file(b"mariadb-bin.000002", &files).as_deref(),
+            Some("mariadb-bin.000002")
+        );
+        assert_eq!(
+            rotated_file(b"mariadb-bin.000002\x01\x02\x03\x04", &files).as_deref(),
+            Some("mariadb-bin.000002")
+        );
+        assert_eq!(rotated_file(b"mariadb-bin.000003", &files), None);
+    }
+}
