@@ -711,6 +711,11 @@ mod crashes {
 
     /// Starts an online move of `user` paused right after its first pass over the log.
     fn paused_in_catch_up(env: &Env, user: u64, to: &str) -> std::process::Child {
+        paused_at(env, user, to, "migrate.catchup_mid")
+    }
+
+    /// Starts an online move of `user` paused at `point`.
+    fn paused_at(env: &Env, user: u64, to: &str, point: &str) -> std::process::Child {
         let child = env.spawn(
             &[
                 "migrate",
@@ -722,12 +727,104 @@ mod crashes {
                 "--format",
                 "json",
             ],
-            &[("SHARDCTL_FAILPOINT_STOP", "migrate.catchup_mid")],
+            &[("SHARDCTL_FAILPOINT_STOP", point)],
         );
-        common::wait_until("the move to pause in catch-up", || {
+        common::wait_until(&format!("the move to pause at {point}"), || {
             common::is_stopped(child.id())
         });
         child
+    }
+
+    /// Runs statements on `port` in a session that logs minimal row images (its key, and
+    /// only the columns it changed).
+    fn minimal_session(env: &Env, port: u16, statements: &[String]) {
+        let mut c = conn(port);
+        c.query_drop(format!("USE {}", env.shard_db())).unwrap();
+        c.query_drop("SET SESSION binlog_row_image = 'MINIMAL'")
+            .unwrap();
+        for s in statements {
+            c.query_drop(s).unwrap();
+            assert_eq!(c.affected_rows(), 1, "{s}");
+        }
+    }
+
+    /// Both servers of every shard have applied each other's writes.
+    fn settled(env: &Env) {
+        for (_, ports) in env.fed.shards() {
+            wait_replicated(&mut conn(ports[0]), ports[1]);
+            wait_replicated(&mut conn(ports[1]), ports[0]);
+        }
+    }
+
+    /// A session that logs minimal row images names a deleted row by its key alone: the
+    /// destination, whose rows of the user mirror the source's, says whether it was the user's
+    /// (then it is deleted there too) or someone else's (then nothing happens). A change it
+    /// makes to the user's row cannot be applied from such an image: the move is refused and
+    /// given back, nothing lost.
+    #[test]
+    fn a_session_logging_minimal_images_is_followed_where_it_can_be_and_refused_where_not() {
+        let _alone = SERVERS.write().unwrap_or_else(|p| p.into_inner());
+        let env = Env::new(fed(), "online_minimal");
+        env.register_shards();
+        let user = 3301;
+        let (from, to, _) = env.seed_move(user, 3_000);
+        let photo = |user: u64, n: u64| user * 10_000_000 + n;
+        let src = env.shard_ports(&from)[(user % 2) as usize];
+        // Another user's photos on the same server.
+        conn(src)
+            .exec_drop(
+                format!(
+                    "INSERT INTO {}.photos (photo_id, owner_id, title, taken_at) VALUES (?, 3302, 'theirs', NOW())",
+                    env.shard_db()
+                ),
+                (photo(3302, 1),),
+            )
+            .unwrap();
+        let child = paused_at(&env, user, &to, "migrate.after_copy");
+        minimal_session(
+            &env,
+            src,
+            &[
+                format!("DELETE FROM photos WHERE photo_id = {}", photo(user, 5)),
+                format!("DELETE FROM photos WHERE photo_id = {}", photo(3302, 1)),
+            ],
+        );
+        settled(&env);
+        let expected = common::fingerprint(src, &env.shard_db(), user);
+        let (code, out) = finish(child);
+        assert_eq!(code, Some(0), "{out}");
+        let done: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(done["state"], "done", "{done}");
+        settled(&env);
+        for port in env.shard_ports(&to) {
+            assert_eq!(common::fingerprint(port, &env.shard_db(), user), expected);
+        }
+        // Back, with the user's photo changed by such a session during the move.
+        let back = env.shard_ports(&to)[(user % 2) as usize];
+        let child = paused_at(&env, user, &from, "migrate.after_copy");
+        minimal_session(
+            &env,
+            back,
+            &[format!(
+                "UPDATE photos SET views = views + 1 WHERE photo_id = {}",
+                photo(user, 6)
+            )],
+        );
+        let (code, out) = finish(child);
+        assert_eq!(code, Some(1), "{out}");
+        assert!(out.contains("binlog_row_image"), "{out}");
+        assert_eq!(env.directory(user), (to.clone(), "active".into()));
+        settled(&env);
+        let now = common::fingerprint(back, &env.shard_db(), user);
+        assert_ne!(now, expected, "the update is on the source");
+        for port in env.shard_ports(&from) {
+            assert!(
+                common::fingerprint(port, &env.shard_db(), user)
+                    .iter()
+                    .all(|(_, n, _)| *n == 0),
+                "rows of the user left on {port}"
+            );
+        }
     }
 
     /// The mover's exit code and JSON error once it ran on.

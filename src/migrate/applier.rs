@@ -129,27 +129,50 @@ impl Statements {
     }
 
     /// Applies one change inside `tx`; a description of what did not match, if anything.
+    /// `unowned_mine`: of the keys named without their owner, the user's ones on the
+    /// destination, kept as the changes are applied.
     fn apply(
         &self,
         tx: &mut mysql::Transaction,
         change: &Change,
         user: u64,
+        unowned_mine: &mut HashMap<Vec<u8>, ()>,
     ) -> mysql::Result<Option<String>> {
-        let which = |image: &[Value]| {
-            let mut p = self.key_of(image);
+        let which = |key: &[Value]| {
+            let mut p = key.to_vec();
             p.push(user.into());
             p
         };
-        let (sql, params, what) = match (&change.before, &change.after) {
-            (Some(before), Some(after)) => {
+        let (sql, params, what) = match (&change.before, &change.after, &change.unowned) {
+            (_, _, Some((key, gone))) => {
+                if unowned_mine.remove(&encode(key)).is_none() {
+                    return Ok(None);
+                }
+                if !gone {
+                    return Ok(Some(format!(
+                        "a session logging minimal row images changed a row of the user's in table {}: an online move needs binlog_row_image=FULL for every writer",
+                        self.table.name
+                    )));
+                }
+                (&self.delete, which(key), "delete")
+            }
+            (Some(before), Some(after), None) => {
                 let mut p = after.clone();
                 p.extend(which(before));
                 (&self.update, p, "update")
             }
-            (Some(before), None) => (&self.delete, which(before), "delete"),
-            (None, Some(after)) => (&self.insert, after.clone(), "insert"),
-            (None, None) => return Ok(None),
+            (Some(before), None, None) => (&self.delete, which(before), "delete"),
+            (None, Some(after), None) => (&self.insert, after.clone(), "insert"),
+            (None, None, None) => return Ok(None),
         };
+        if change.unowned.is_none() {
+            if let Some(before) = &change.before {
+                unowned_mine.remove(&encode(before));
+            }
+            if let Some(after) = &change.after {
+                unowned_mine.insert(encode(&self.key_of(after)), ());
+            }
+        }
         tx.exec_drop(sql, params)?;
         // An update that changes nothing reports no affected row: count the rows it found.
         let found = if what == "update" {
@@ -175,18 +198,62 @@ fn matched(info: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// A key's encoding, for sets of keys.
+fn encode(key: &[Value]) -> Vec<u8> {
+    let mut enc = Vec::new();
+    for v in key {
+        data::encode_value(&mut enc, v);
+        enc.push(0);
+    }
+    enc
+}
+
 /// The keys a change touched, before and after, added to `into`.
 pub fn touch(into: &mut Touched, statements: &[Statements], change: &Change) {
     let s = &statements[change.table];
-    for image in [&change.before, &change.after].into_iter().flatten() {
-        let key = s.key_of(image);
-        let mut enc = Vec::new();
-        for v in &key {
-            data::encode_value(&mut enc, v);
-            enc.push(0);
-        }
-        into[change.table].insert(enc, key);
+    let keys = [
+        change.before.clone(),
+        change.after.as_ref().map(|a| s.key_of(a)),
+        change.unowned.as_ref().map(|(k, _)| k.clone()),
+    ];
+    for key in keys.into_iter().flatten() {
+        into[change.table].insert(encode(&key), key);
     }
+}
+
+/// Of the keys the changes name without their owner, the ones of the user's rows on `tx`'s
+/// server, per table.
+fn unowned_mine(
+    tx: &mut mysql::Transaction,
+    statements: &[Statements],
+    changes: &[&Change],
+    user: u64,
+) -> mysql::Result<Vec<HashMap<Vec<u8>, ()>>> {
+    let mut mine = vec![HashMap::new(); statements.len()];
+    for (t, s) in statements.iter().enumerate() {
+        let keys: Vec<&Vec<Value>> = changes
+            .iter()
+            .filter(|c| c.table == t)
+            .filter_map(|c| c.unowned.as_ref().map(|(k, _)| k))
+            .collect();
+        for chunk in keys.chunks(GROUP_CHANGES) {
+            let (which, params) = s.key_clause(chunk, user);
+            let cols: Vec<String> = s.key.iter().map(|&i| s.table.columns[i].quoted()).collect();
+            let found: Vec<mysql::Row> = tx.exec(
+                format!(
+                    "SELECT {} FROM {} WHERE {which}",
+                    cols.join(", "),
+                    s.table.name.quoted()
+                ),
+                params,
+            )?;
+            for row in found {
+                let key: Vec<Value> = row.unwrap();
+                mine[t].insert(encode(&key), ());
+            }
+        }
+    }
+    Ok(mine)
 }
 
 /// The checksum of the user's rows of one table among `keys`, on `db`.
@@ -314,8 +381,11 @@ impl<'a> Applier<'a> {
             "REPLACE INTO {APPLIED} (user_id, token, source, binlog_position, updated_at) VALUES (?, ?, ?, ?, UTC_TIMESTAMP(6))"
         );
         fence::fenced_checked(conn, dst, user, token, |tx| {
-            for change in pending.iter().flat_map(|t| &t.changes) {
-                if let Some(mismatch) = statements[change.table].apply(tx, change, user)? {
+            let changes: Vec<&Change> = pending.iter().flat_map(|t| &t.changes).collect();
+            let mut mine = unowned_mine(tx, statements, &changes, user)?;
+            for change in changes {
+                let s = &statements[change.table];
+                if let Some(mismatch) = s.apply(tx, change, user, &mut mine[change.table])? {
                     return Ok(Err(mismatch));
                 }
             }
@@ -403,11 +473,12 @@ mod tests {
         let mut touched: Touched = vec![HashMap::new()];
         let change = Change {
             table: 0,
-            before: Some(image.clone()),
+            before: Some(s.key_of(&image)),
             after: Some(image),
+            unowned: Some((vec![Value::Int(4), Value::UInt(7)], true)),
         };
         touch(&mut touched, std::slice::from_ref(&s), &change);
-        assert_eq!(touched[0].len(), 1);
+        assert_eq!(touched[0].len(), 2);
     }
 
     #[test]

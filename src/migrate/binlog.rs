@@ -243,6 +243,21 @@ pub struct Layout {
     mapped: Vec<Option<usize>>,
     kinds: Vec<Kind>,
     owner: usize,
+    /// The place of each primary key column among `Table::columns` (None: one is generated).
+    key: Option<Vec<usize>>,
+}
+
+/// What one row image says of its row.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Seen {
+    /// Every written column.
+    Row(Vec<Value>),
+    /// Some columns only (a session that logged minimal images): the owner and the key, where
+    /// the image holds them.
+    Part {
+        owner: Option<Value>,
+        key: Option<Vec<Value>>,
+    },
 }
 
 impl Layout {
@@ -272,51 +287,161 @@ impl Layout {
                     .map(|c| c.kind.clone())
             })
             .collect::<Option<Vec<Kind>>>()?;
+        let at = |c: &crate::types::Ident| table.columns.iter().position(|w| w == c);
         Some(Layout {
             mapped,
             kinds,
-            owner: table.columns.iter().position(|c| *c == table.owner)?,
+            owner: at(&table.owner)?,
+            key: table.primary_key.iter().map(at).collect(),
         })
     }
 
-    /// An image as values of the written columns, in `Table::columns` order. `present`: the
-    /// table map's columns the image holds, in order. None when it lacks a written column (a
-    /// session that logged minimal images).
-    fn image(
-        &self,
-        values: Vec<Value>,
-        present: &[usize],
-    ) -> std::result::Result<Option<Vec<Value>>, String> {
+    /// An image's values of the written columns, in `Table::columns` order. `present`: the
+    /// table map's columns the image holds, in order.
+    fn image(&self, values: Vec<Value>, present: &[usize]) -> std::result::Result<Seen, String> {
         let mut out: Vec<Option<Value>> = vec![None; self.kinds.len()];
         for (v, &column) in values.into_iter().zip(present) {
             if let Some(Some(w)) = self.mapped.get(column) {
                 out[*w] = Some(self.kinds[*w].give_back(v)?);
             }
         }
-        Ok(out.into_iter().collect())
-    }
-
-    fn owned_by(&self, image: &[Value], user: u64) -> bool {
-        match image.get(self.owner) {
-            Some(Value::UInt(n)) => *n == user,
-            Some(Value::Int(n)) => *n as u64 == user,
-            Some(Value::Bytes(b)) => {
-                std::str::from_utf8(b).ok().and_then(|s| s.parse().ok()) == Some(user)
-            }
-            _ => false,
+        if out.iter().all(Option::is_some) {
+            return Ok(Seen::Row(out.into_iter().flatten().collect()));
         }
+        Ok(Seen::Part {
+            owner: out[self.owner].clone(),
+            key: self
+                .key
+                .as_ref()
+                .and_then(|k| k.iter().map(|&i| out[i].clone()).collect()),
+        })
     }
 }
 
-/// One change to a row of the user's, as the source committed it: the before image where the
-/// row was the user's, the after image where it is (an update moving a row out of the user has
-/// only a before image here, one moving a row in only an after image).
+/// Whether an owner value is `user`.
+fn is_user(v: &Value, user: u64) -> bool {
+    match v {
+        Value::UInt(n) => *n == user,
+        Value::Int(n) => *n as u64 == user,
+        Value::Bytes(b) => std::str::from_utf8(b).ok().and_then(|s| s.parse().ok()) == Some(user),
+        _ => false,
+    }
+}
+
+/// One change to a row of the user's, as the source committed it: the key it had where it was
+/// the user's, the whole row where it is (an update moving a row out of the user has only the
+/// key here, one moving a row in only the row).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Change {
     /// Index into the move's tables.
     pub table: usize,
     pub before: Option<Vec<Value>>,
     pub after: Option<Vec<Value>>,
+    /// A row of this key was changed (`false`) or deleted or given to another owner (`true`)
+    /// by a session that logged minimal images, which name its key but not its owner: it was
+    /// the user's if the destination (whose rows of the user mirror the source's) holds it.
+    pub unowned: Option<(Vec<Value>, bool)>,
+}
+
+/// What the before side of a logged row change says about the user.
+enum Before {
+    /// The user's row, by its key.
+    Mine(Vec<Value>),
+    Other,
+    /// A row named by its key only.
+    Unowned(Vec<Value>),
+}
+
+/// What the after side says.
+enum After {
+    /// The user's row, whole.
+    Mine(Vec<Value>),
+    Other,
+    /// Changed, by a session that named neither its owner nor the whole row.
+    Unowned,
+}
+
+const INCOMPLETE: &str = "an image of the user's row without all its columns (a session writing with binlog_row_image other than FULL)";
+
+impl Layout {
+    fn owned(&self, image: &[Value], user: u64) -> bool {
+        image.get(self.owner).is_some_and(|v| is_user(v, user))
+    }
+
+    fn key_of(&self, image: &[Value]) -> Option<Vec<Value>> {
+        self.key
+            .as_ref()
+            .map(|k| k.iter().map(|&i| image[i].clone()).collect())
+    }
+
+    /// The changes to the user's rows one logged row change makes (a row named only by its
+    /// key, then made the user's whole, is two). An image that holds the user's row but not
+    /// all of it cannot be applied: that fails the move rather than leave the destination
+    /// behind.
+    fn changes(
+        &self,
+        table: usize,
+        before: Option<Seen>,
+        after: Option<Seen>,
+        user: u64,
+    ) -> std::result::Result<Vec<Change>, &'static str> {
+        let before = match before {
+            None => None,
+            Some(Seen::Row(image)) if self.owned(&image, user) => Some(Before::Mine(
+                self.key_of(&image).ok_or("a row whose key is generated")?,
+            )),
+            Some(Seen::Row(_)) => Some(Before::Other),
+            Some(Seen::Part {
+                owner: Some(o),
+                key,
+            }) if is_user(&o, user) => Some(Before::Mine(key.ok_or(INCOMPLETE)?)),
+            Some(Seen::Part { owner: Some(_), .. }) => Some(Before::Other),
+            Some(Seen::Part {
+                owner: None,
+                key: Some(k),
+            }) => Some(Before::Unowned(k)),
+            Some(Seen::Part {
+                owner: None,
+                key: None,
+            }) => return Err("an image naming neither the owner nor the key of its row"),
+        };
+        let after = match after {
+            None => None,
+            Some(Seen::Row(image)) if self.owned(&image, user) => Some(After::Mine(image)),
+            Some(Seen::Row(_)) => Some(After::Other),
+            Some(Seen::Part { owner: Some(o), .. }) if is_user(&o, user) => return Err(INCOMPLETE),
+            Some(Seen::Part { owner: Some(_), .. }) => Some(After::Other),
+            // Without the owner, the owner did not change.
+            Some(Seen::Part { owner: None, .. }) => match &before {
+                Some(Before::Mine(_)) => return Err(INCOMPLETE),
+                Some(Before::Unowned(_)) => Some(After::Unowned),
+                _ => Some(After::Other),
+            },
+        };
+        let change = |before, after| Change {
+            table,
+            before,
+            after,
+            unowned: None,
+        };
+        let unowned = |key, gone| Change {
+            table,
+            before: None,
+            after: None,
+            unowned: Some((key, gone)),
+        };
+        Ok(match (before, after) {
+            (Some(Before::Mine(k)), Some(After::Mine(a))) => vec![change(Some(k), Some(a))],
+            (Some(Before::Mine(k)), _) => vec![change(Some(k), None)],
+            (Some(Before::Unowned(k)), Some(After::Unowned)) => vec![unowned(k, false)],
+            (Some(Before::Unowned(k)), Some(After::Mine(a))) => {
+                vec![unowned(k, true), change(None, Some(a))]
+            }
+            (Some(Before::Unowned(k)), _) => vec![unowned(k, true)],
+            (_, Some(After::Mine(a))) => vec![change(None, Some(a))],
+            _ => Vec::new(),
+        })
+    }
 }
 
 /// A committed transaction's changes to the user's rows, and where it ends in the log.
@@ -559,41 +684,33 @@ impl<'a> Tail<'a> {
         let src = self.src.clone();
         let fail = |what: String| Error::Failed(format!("following {src}'s binary log: {what}"));
         let layout = self.layout(table, tme.columns_count() as usize)?.clone();
+        let name = self.tables[table].name.clone();
         for row in rows.rows(tme) {
             let (before, after) = row.map_err(|e| fail(e.to_string()))?;
-            let image = |r: Option<mysql::binlog::row::BinlogRow>, present: &[usize]| {
-                r.map(|r| -> Result<(bool, Option<Vec<Value>>)> {
+            let seen = |r: Option<mysql::binlog::row::BinlogRow>, present: &[usize]| {
+                r.map(|r| -> Result<Seen> {
                     let values = r
                         .unwrap()
                         .into_iter()
                         .map(|v| Value::try_from(v).map_err(|e| fail(e.to_string())))
                         .collect::<Result<Vec<Value>>>()?;
-                    let image = layout.image(values, present).map_err(fail)?;
-                    Ok(match image {
-                        Some(i) => (layout.owned_by(&i, user), Some(i)),
-                        // Incomplete (a minimal image): the user's only if its owner says so.
-                        None => (false, None),
-                    })
+                    layout.image(values, present).map_err(fail)
                 })
                 .transpose()
             };
-            let before = image(before, &before_cols)?;
-            let after = image(after, &after_cols)?;
-            let mine = |side: &Option<(bool, Option<Vec<Value>>)>| {
-                side.as_ref().is_some_and(|(owned, _)| *owned)
-            };
-            if !mine(&before) && !mine(&after) {
-                continue;
-            }
-            let keep = |side: Option<(bool, Option<Vec<Value>>)>| match side {
-                Some((true, image)) => image,
-                _ => None,
-            };
-            open.push(Change {
-                table,
-                before: keep(before),
-                after: keep(after),
-            });
+            let changes = layout
+                .changes(
+                    table,
+                    seen(before, &before_cols)?,
+                    seen(after, &after_cols)?,
+                    user,
+                )
+                .map_err(|why| {
+                    fail(format!(
+                        "table `{name}`: {why}; an online move cannot apply it"
+                    ))
+                })?;
+            open.extend(changes);
         }
         Ok(())
     }
@@ -640,7 +757,7 @@ mod tests {
         ];
         assert_eq!(
             l.image(full, &[0, 1, 2, 3]).unwrap(),
-            Some(vec![
+            Seen::Row(vec![
                 Value::UInt(u64::MAX),
                 Value::UInt(7),
                 Value::from("t")
@@ -648,18 +765,86 @@ mod tests {
         );
         // Without the virtual column.
         let stored = Layout::new(&table(), &columns(), 3).unwrap();
-        let image = stored
+        let Seen::Row(image) = stored
             .image(
                 vec![Value::Int(1), Value::Int(7), Value::from("t")],
                 &[0, 1, 2],
             )
             .unwrap()
-            .unwrap();
-        assert!(stored.owned_by(&image, 7));
-        assert!(!stored.owned_by(&image, 8));
+        else {
+            panic!("not a whole row")
+        };
+        assert!(stored.owned(&image, 7));
+        assert!(!stored.owned(&image, 8));
         assert!(Layout::new(&table(), &columns(), 2).is_none());
-        // A minimal image (the key alone) is not a row to write.
-        assert_eq!(l.image(vec![Value::Int(1)], &[0]).unwrap(), None);
+        // A minimal image: the key alone.
+        assert_eq!(
+            l.image(vec![Value::Int(1)], &[0]).unwrap(),
+            Seen::Part {
+                owner: None,
+                key: Some(vec![Value::UInt(1)])
+            }
+        );
+    }
+
+    fn row(id: u64, owner: u64) -> Seen {
+        Seen::Row(vec![Value::UInt(id), Value::UInt(owner), Value::from("t")])
+    }
+
+    fn key(id: u64) -> Seen {
+        Seen::Part {
+            owner: None,
+            key: Some(vec![Value::UInt(id)]),
+        }
+    }
+
+    #[test]
+    fn a_change_is_the_users_by_either_image() {
+        let l = Layout::new(&table(), &columns(), 3).unwrap();
+        let k = |id: u64| Some(vec![Value::UInt(id)]);
+        let whole = |id: u64, owner: u64| match row(id, owner) {
+            Seen::Row(r) => Some(r),
+            _ => None,
+        };
+        let of = |b: Option<Seen>, a: Option<Seen>| l.changes(0, b, a, 7).unwrap();
+        // An insert of ours, of someone else's.
+        assert_eq!(of(None, Some(row(1, 7)))[0].after, whole(1, 7));
+        assert!(of(None, Some(row(1, 8))).is_empty());
+        // A row moving out (its key), one moving in (the row), a change of key within the user.
+        let out = of(Some(row(2, 7)), Some(row(2, 8)));
+        assert_eq!((out[0].before.clone(), out[0].after.clone()), (k(2), None));
+        let inward = of(Some(row(3, 8)), Some(row(4, 7)));
+        assert_eq!(
+            (inward[0].before.clone(), inward[0].after.clone()),
+            (None, whole(4, 7))
+        );
+        let moved = of(Some(row(5, 7)), Some(row(6, 7)));
+        assert_eq!(
+            (moved[0].before.clone(), moved[0].after.clone()),
+            (k(5), whole(6, 7))
+        );
+        // Minimal images: a delete by key, an update without the owner, for the destination
+        // to judge; the user's row without all its columns, refused.
+        assert_eq!(
+            of(Some(key(9)), None)[0].unowned,
+            Some((vec![Value::UInt(9)], true))
+        );
+        let minimal_update = Seen::Part {
+            owner: None,
+            key: None,
+        };
+        assert_eq!(
+            of(Some(key(9)), Some(minimal_update.clone()))[0].unowned,
+            Some((vec![Value::UInt(9)], false))
+        );
+        assert!(l
+            .changes(0, Some(row(1, 7)), Some(minimal_update), 7)
+            .is_err());
+        let partial_mine = Seen::Part {
+            owner: Some(Value::UInt(7)),
+            key: None,
+        };
+        assert!(l.changes(0, None, Some(partial_mine), 7).is_err());
     }
 
     #[test]
