@@ -15,12 +15,11 @@ use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use common::{
-    bin, conn, federation, fingerprint, is_stopped, port_of, root_db, server, wait_replicated,
-    wait_until, Env, Federation,
+    bin, conn, federation, fingerprint, is_stopped, port_of, server, wait_replicated, wait_until,
+    Env, Federation,
 };
 use mysql::prelude::Queryable;
 use serde_json::Value;
-use shardctl::sandbox::demo;
 
 fn fed() -> &'static Federation {
     federation("faults", 25200, 2)
@@ -126,27 +125,6 @@ fn world(name: &str) -> Env {
     env
 }
 
-/// Writes rows of `user` straight onto `port`'s shard database (ids apart from the seeded
-/// ones), as an application writing to the wrong shard, or a flip with nothing copied, leaves.
-fn write_strays(env: &Env, port: u16, user: u64, photos: u64) {
-    let account = demo::Account {
-        owner: user,
-        size: demo::AccountSize {
-            photos,
-            comments: 2,
-            favorites: 1,
-        },
-        first_photo_id: user * 10_000_000 + 5_000_000,
-        first_comment_id: user * 10_000_000 + 5_000_000,
-    };
-    demo::write_accounts(
-        &mut root_db(port),
-        &env.shard_db().parse().unwrap(),
-        &[account],
-    )
-    .unwrap();
-}
-
 fn journal_entries(env: &Env, user: u64) -> u64 {
     env.ring()
         .exec_first("SELECT COUNT(*) FROM migrations WHERE user_id = ?", (user,))
@@ -216,7 +194,7 @@ fn rows_no_migration_explains_are_refused_not_deleted() {
     let away = env.other_shard(&home);
     let away_ports = env.shard_ports(&away);
     let home_ports = env.shard_ports(&home);
-    write_strays(&env, away_ports[0], user, 5);
+    env.write_strays(away_ports[0], user, 5);
     wait_replicated(&mut conn(away_ports[0]), away_ports[1]);
     let strays = fingerprint(away_ports[0], &env.shard_db(), user);
     let rows = fingerprint(home_ports[0], &env.shard_db(), user);

@@ -171,6 +171,84 @@ mod crashes {
         crash_after_cleanup => "migrate.after_cleanup", 208;
     }
 
+    /// The user's rows on every server of `shard`.
+    fn rows_on(env: &Env, shard: &str, user: u64) -> Vec<u64> {
+        env.shard_ports(shard)
+            .into_iter()
+            .map(|port| {
+                common::fingerprint(port, &env.shard_db(), user)
+                    .iter()
+                    .map(|(_, n, _)| *n)
+                    .sum()
+            })
+            .collect()
+    }
+
+    /// Killed while clearing rows already on the destination (`--clear-destination`): the
+    /// resume gives the user back whole, and the move can be made again.
+    #[test]
+    fn crash_mid_clear() {
+        let (env, from, to, original) = world("crash_mid_clear", 209, 3_000);
+        let dst = env.shard_ports(&to)[(209 % 2) as usize];
+        env.write_strays(dst, 209, 200);
+        let out = env.run_with(
+            &["migrate", "209", "--to", &to, "--clear-destination"],
+            &[("SHARDCTL_FAILPOINT", "migrate.clear_mid")],
+        );
+        assert_eq!(out.code, -1, "expected a SIGKILL: {}", out.stderr);
+        let resumed = env.json(&["migrate", "resume", "209"]);
+        assert_eq!(resumed["resumed"][0]["now"], "rolled_back", "{resumed}");
+        assert_eq!(env.directory(209), (from.clone(), "active".into()));
+        // Whole on the source; what is left of the strays is still not ours to delete.
+        for port in env.shard_ports(&from) {
+            assert_eq!(common::fingerprint(port, &env.shard_db(), 209), original);
+        }
+        assert!(rows_on(&env, &to, 209)[(209 % 2) as usize] > 0);
+        let done = env.json(&["migrate", "209", "--to", &to, "--clear-destination"]);
+        assert_eq!(done["state"], "done", "{done}");
+        env.assert_whole(209, &original);
+    }
+
+    /// Killed while giving the user back after a failure once the copy began (here rows that
+    /// appeared on the destination during the copy fail the verification): the resume clears
+    /// the destination and gives the user back whole.
+    #[test]
+    fn crash_mid_abort() {
+        let (env, from, to, original) = world("crash_mid_abort", 210, 3_000);
+        let mover = env.spawn(
+            &["migrate", "210", "--to", &to, "--format", "json"],
+            &[
+                ("SHARDCTL_FAILPOINT_STOP", "migrate.after_copy"),
+                ("SHARDCTL_FAILPOINT", "migrate.abort_mid"),
+            ],
+        );
+        common::wait_until("the move to pause after its copy", || {
+            common::is_stopped(mover.id())
+        });
+        let dst = env.shard_ports(&to)[(210 % 2) as usize];
+        env.write_strays(dst, 210, 20);
+        unsafe { libc::kill(mover.id() as i32, libc::SIGCONT) };
+        let out = mover.wait_with_output().unwrap();
+        assert_eq!(out.status.signal(), Some(libc::SIGKILL), "{out:?}");
+        let resumed = env.json(&["migrate", "resume", "210"]);
+        assert_eq!(resumed["resumed"][0]["now"], "rolled_back", "{resumed}");
+        assert_eq!(env.directory(210), (from, "active".into()));
+        common::wait_replicated(
+            &mut common::conn(dst),
+            env.shard_ports(&to)[1 - (210 % 2) as usize],
+        );
+        assert_eq!(rows_on(&env, &to, 210), vec![0, 0]);
+        env.assert_whole(210, &original);
+    }
+
+    #[test]
+    fn every_give_back_failpoint_is_tested() {
+        let tested = ["migrate.clear_mid", "migrate.abort_mid"];
+        for p in shardctl::migrate::state::GIVE_BACK_FAILPOINTS {
+            assert!(tested.contains(p), "no crash test for {p}");
+        }
+    }
+
     #[test]
     fn a_paused_migration_is_fenced_out_after_its_lease_is_swept() {
         let (env, from, to, original) = world("migrate_fenced", 301, 20_000);

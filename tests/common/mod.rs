@@ -639,6 +639,28 @@ impl Env {
         (home, away, rows)
     }
 
+    /// Writes rows of `user` straight onto `port`'s shard database (ids apart from the seeded
+    /// ones), as an application writing to the wrong shard, or a flip with nothing copied,
+    /// leaves.
+    pub fn write_strays(&self, port: u16, user: u64, photos: u64) {
+        let account = demo::Account {
+            owner: user,
+            size: demo::AccountSize {
+                photos,
+                comments: 2,
+                favorites: 1,
+            },
+            first_photo_id: user * 10_000_000 + 5_000_000,
+            first_comment_id: user * 10_000_000 + 5_000_000,
+        };
+        demo::write_accounts(
+            &mut root_db(port),
+            &self.shard_db().parse().unwrap(),
+            &[account],
+        )
+        .unwrap();
+    }
+
     pub fn shard_ports(&self, shard: &str) -> Vec<u16> {
         self.fed
             .shards()
