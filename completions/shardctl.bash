@@ -2721,13 +2721,17 @@ _shardctl() {
             return 0
             ;;
         shardctl__subcmd__migrate__subcmd__resume)
-            opts="-q -v -h -V --all --lock-ttl --config --defaults-file --defaults-extra-file --no-defaults --format --quiet --verbose --help --version"
+            opts="-q -v -h -V --all --lock-ttl --max-lag --config --defaults-file --defaults-extra-file --no-defaults --format --quiet --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --lock-ttl)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-lag)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -256,6 +256,7 @@ complete -c shardctl -n "__fish_shardctl_using_subcommand migrate; and not __fis
 complete -c shardctl -n "__fish_shardctl_using_subcommand migrate; and not __fish_seen_subcommand_from resume status help" -a "status" -d 'The migration journal'
 complete -c shardctl -n "__fish_shardctl_using_subcommand migrate; and not __fish_seen_subcommand_from resume status help" -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c shardctl -n "__fish_shardctl_using_subcommand migrate; and __fish_seen_subcommand_from resume" -l lock-ttl -d 'The account lock\'s lease, renewed every third of it while working' -r
+complete -c shardctl -n "__fish_shardctl_using_subcommand migrate; and __fish_seen_subcommand_from resume" -l max-lag -d 'The clean-up after a flip (`--cleanup later`) waits while a peer of the source lags more than this many seconds; a roll-back never waits' -r
 complete -c shardctl -n "__fish_shardctl_using_subcommand migrate; and __fish_seen_subcommand_from resume" -l config -d 'Config file [default: $SHARDCTL_CONFIG, else ~/.config/shardctl/config.toml]' -r -F
 complete -c shardctl -n "__fish_shardctl_using_subcommand migrate; and __fish_seen_subcommand_from resume" -l defaults-file -d 'Read credentials from only this MySQL option file (for auth sections naming none)' -r -F
 complete -c shardctl -n "__fish_shardctl_using_subcommand migrate; and __fish_seen_subcommand_from resume" -l defaults-extra-file -d 'Read this MySQL option file after the global ones, before ~/.my.cnf' -r -F

@@ -395,6 +395,10 @@ pub struct MigrateResumeArgs {
     pub all: bool,
     #[command(flatten)]
     pub lock: MigrateLockArgs,
+    /// The clean-up after a flip (`--cleanup later`) waits while a peer of the source lags more
+    /// than this many seconds; a roll-back never waits
+    #[arg(long, value_name = "SECS", default_value_t = 5)]
+    pub max_lag: u64,
 }
 
 #[derive(Debug, Args)]

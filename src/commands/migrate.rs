@@ -163,7 +163,8 @@ pub fn run(ctx: &Ctx, args: MigrateArgs) -> Result<Outcome> {
         }
         Some(MigrateCommand::Resume(a)) => {
             crate::signals::catch_termination();
-            let outcome = migrate::resume(&cfg, a.user, a.lock.lock_ttl.get(), &ctx.ui)?;
+            let outcome =
+                migrate::resume(&cfg, a.user, (a.lock.lock_ttl.get(), a.max_lag), &ctx.ui)?;
             Outcome::of(ResumeReport {
                 released_locks: outcome.released_locks,
                 in_progress: outcome.in_progress,

@@ -221,6 +221,36 @@ pub fn touch(into: &mut Touched, statements: &[Statements], change: &Change) {
     }
 }
 
+/// Adds the keys `changes` touch for the first time to `touched`, and the checksums of their
+/// rows as they are before the changes (inside the changes' transaction) to `before`.
+fn first_touch(
+    tx: &mut mysql::Transaction,
+    statements: &[Statements],
+    changes: &[&Change],
+    user: u64,
+    touched: &mut Touched,
+    before: &mut [Checksum],
+) -> mysql::Result<()> {
+    let mut new: Touched = vec![HashMap::new(); statements.len()];
+    for change in changes {
+        touch(&mut new, statements, change);
+    }
+    for (t, keys) in new.into_iter().enumerate() {
+        let keys: Vec<(Vec<u8>, Vec<Value>)> = keys
+            .into_iter()
+            .filter(|(enc, _)| !touched[t].contains_key(enc))
+            .collect();
+        let values: Vec<&Vec<Value>> = keys.iter().map(|(_, k)| k).collect();
+        for chunk in values.chunks(GROUP_CHANGES) {
+            let (which, params) = statements[t].key_clause(chunk, user);
+            before[t] =
+                before[t].plus(data::checksum_on(tx, &statements[t].table, &which, params)?);
+        }
+        touched[t].extend(keys);
+    }
+    Ok(())
+}
+
 /// Of the keys the changes name without their owner, the ones of the user's rows on `tx`'s
 /// server, per table.
 fn unowned_mine(
@@ -302,6 +332,11 @@ pub struct Applier<'a> {
     pending_changes: usize,
     /// Changes applied so far.
     pub applied: u64,
+    /// The keys the applied changes touched since `rebase` (when the account was verified
+    /// whole), and their checksums on the destination just before the first change to each:
+    /// what they were as verified.
+    touched: Touched,
+    before: Vec<Checksum>,
 }
 
 impl<'a> Applier<'a> {
@@ -326,6 +361,7 @@ impl<'a> Applier<'a> {
             ),
         )?;
         fence::register(db.raw("applying the binary log")?, dst, user, token)?;
+        let n = statements.len();
         Ok(Applier {
             db: Some(db),
             dst: dst.clone(),
@@ -336,7 +372,24 @@ impl<'a> Applier<'a> {
             pending: Vec::new(),
             pending_changes: 0,
             applied: 0,
+            touched: vec![HashMap::new(); n],
+            before: vec![Checksum::EMPTY; n],
         })
+    }
+
+    /// The keys touched since `rebase`, and their checksums per table as they were then.
+    pub fn touched(&self) -> (&Touched, &[Checksum]) {
+        (&self.touched, &self.before)
+    }
+
+    /// The whole account was verified as it stands now: only later changes count.
+    pub fn rebase(&mut self) {
+        for t in &mut self.touched {
+            t.clear();
+        }
+        for b in &mut self.before {
+            *b = Checksum::EMPTY;
+        }
     }
 
     pub fn statements(&self) -> &[Statements] {
@@ -370,6 +423,8 @@ impl<'a> Applier<'a> {
             token,
             statements,
             pending,
+            touched,
+            before,
             ..
         } = self;
         let (user, token) = (*user, *token);
@@ -382,6 +437,7 @@ impl<'a> Applier<'a> {
         );
         fence::fenced_checked(conn, dst, user, token, |tx| {
             let changes: Vec<&Change> = pending.iter().flat_map(|t| &t.changes).collect();
+            first_touch(tx, statements, &changes, user, touched, before)?;
             let mut mine = unowned_mine(tx, statements, &changes, user)?;
             for change in changes {
                 let s = &statements[change.table];

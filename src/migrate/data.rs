@@ -261,12 +261,7 @@ fn checksum_exprs(table: &Table) -> String {
 }
 
 pub fn checksum(db: &mut Db, table: &Table, user: u64) -> Result<Checksum> {
-    checksum_where(
-        db,
-        table,
-        &format!("{} = ?", table.owner.quoted()),
-        vec![user.into()],
-    )
+    checksum_share(db, table, user, None)
 }
 
 /// The checksum of the rows of `table` that `clause` selects.
@@ -276,10 +271,21 @@ pub fn checksum_where(
     clause: &str,
     params: Vec<mysql::Value>,
 ) -> Result<Checksum> {
-    let (rows, sum, xor): (u64, u64, u64) = db
+    db.run("checksumming the user's rows", |c| {
+        checksum_on(c, table, clause, params)
+    })
+}
+
+/// The same, on a session or inside a transaction.
+pub fn checksum_on(
+    q: &mut impl Queryable,
+    table: &Table,
+    clause: &str,
+    params: Vec<mysql::Value>,
+) -> mysql::Result<Checksum> {
+    let (rows, sum, xor): (u64, u64, u64) = q
         .exec_first(
-            "checksumming the user's rows",
-            &format!(
+            format!(
                 "SELECT {} FROM {} WHERE {clause}",
                 checksum_exprs(table),
                 table.name.quoted(),
@@ -288,6 +294,21 @@ pub fn checksum_where(
         )?
         .unwrap_or((0, 0, 0));
     Ok(Checksum { rows, sum, xor })
+}
+
+/// The checksum of one stream's share of the user's rows of `table`.
+pub fn checksum_share(
+    db: &mut Db,
+    table: &Table,
+    user: u64,
+    range: Option<KeyRange>,
+) -> Result<Checksum> {
+    checksum_where(
+        db,
+        table,
+        &format!("{} = ?{}", table.owner.quoted(), range_clause(table, range)),
+        range_params(user, range),
+    )
 }
 
 /// A range of the split column's values: from (inclusive), to (inclusive); None is open. The

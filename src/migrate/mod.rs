@@ -344,7 +344,13 @@ pub fn migrate_with(
     }
     if !opts.dry_run {
         for entry in journal(&mut ring_db, Entries::Unfinished(Some(opts.user)))? {
-            match resume_entry(conns, &mut ring_db, &entry, opts.lock_ttl, ui) {
+            match resume_entry(
+                conns,
+                &mut ring_db,
+                &entry,
+                (opts.lock_ttl, opts.max_lag),
+                ui,
+            ) {
                 Ok(r) => ui.status(&format!(
                     "migration #{} had been interrupted ({}); it is {} now",
                     r.migration_id, r.was, r.now
@@ -514,7 +520,7 @@ pub fn resume_entry(
     conns: &Conns,
     ring_db: &mut Db,
     entry: &Entry,
-    ttl: Duration,
+    (ttl, max_lag): (Duration, u64),
     ui: &Ui,
 ) -> Result<Resumed> {
     let cfg = conns.cfg();
@@ -572,7 +578,7 @@ pub fn resume_entry(
                 &mut kept,
                 &|_| {},
             );
-            let outcome = engine::drive(&mut g, &mut Streamed::new(lost, None, 0))?;
+            let outcome = engine::drive(&mut g, &mut Streamed::new(lost, Some(max_lag), 0))?;
             match (outcome.cleanup_error, outcome.reached) {
                 (Some(e), _) => Err(e),
                 (None, Some(State::Aborted)) => Err(Error::Failed(format!(
@@ -663,7 +669,12 @@ fn release_dead_locks(cfg: &Config, user: Option<u64>, ttl: Duration) -> Result<
 }
 
 /// Resumes the unfinished entries of one user, or of everyone.
-pub fn resume(cfg: &Config, user: Option<u64>, ttl: Duration, ui: &Ui) -> Result<ResumeOutcome> {
+pub fn resume(
+    cfg: &Config,
+    user: Option<u64>,
+    (ttl, max_lag): (Duration, u64),
+    ui: &Ui,
+) -> Result<ResumeOutcome> {
     let conns = Conns::new(cfg);
     let mut ring_db = ring::open(cfg)?;
     let entries = journal(&mut ring_db, Entries::Unfinished(user))?;
@@ -671,7 +682,7 @@ pub fn resume(cfg: &Config, user: Option<u64>, ttl: Duration, ui: &Ui) -> Result
     let mut in_progress = Vec::new();
     let mut failed = Vec::new();
     for e in entries {
-        match resume_entry(&conns, &mut ring_db, &e, ttl, ui) {
+        match resume_entry(&conns, &mut ring_db, &e, (ttl, max_lag), ui) {
             Ok(r) => done.push(r),
             Err(Error::LockInUse(holder)) => in_progress.push(InProgress {
                 migration_id: e.migration_id,

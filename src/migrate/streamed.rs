@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use std::sync::Mutex;
 
 use super::applier::{self, Applier, Statements, Touched};
-use super::binlog::{self, Tail, Txn};
+use super::binlog::{self, Tail};
 use super::data::{self, Checksum, Control, Table};
 use super::engine::{self, Group, Mover, Side, Sums};
 use super::online::{self, Position, Snapshot};
@@ -41,7 +41,8 @@ const WRITERS_GRACE: Duration = Duration::from_secs(5);
 /// The mover of one account.
 pub struct Streamed<'a> {
     lost: &'a AtomicBool,
-    /// Chunks wait while a peer lags more than this; None: they never wait (a roll-back).
+    /// Chunks of the copy and the clean-up wait while a peer lags more than this (None:
+    /// never); giving back never waits: the user is read-only until it is done.
     max_lag: Option<u64>,
     /// The account's rows, for the progress bars.
     total: u64,
@@ -78,9 +79,6 @@ struct Following<'a> {
     /// The whole account's checksums, verified against a snapshot while writable.
     verified: BTreeMap<String, Checksum>,
     applier: Applier<'a>,
-    /// The read-only window's pass: the keys it touched and their checksums on the
-    /// destination before it.
-    last: Option<(Touched, Vec<Checksum>)>,
     read_only_changes: u64,
 }
 
@@ -171,7 +169,6 @@ impl<'a> Mover<'a> for Streamed<'a> {
             passes: 0,
             verified: BTreeMap::new(),
             applier,
-            last: None,
             read_only_changes: 0,
         });
         Ok(())
@@ -194,14 +191,16 @@ impl<'a> Mover<'a> for Streamed<'a> {
                 break;
             }
         }
-        // The log applied up to a snapshot's position makes the destination exactly the source
-        // as of that position: verifiable while writable.
+        // Verified while writable: the log applied up to a snapshot's position makes the
+        // destination exactly the source as of that position. (Verifying each share against
+        // its copy's snapshot as it was copied was measured slower: its checksums contended
+        // with the copy.) The read-only window then verifies only the rows touched since.
         let mut snap = Snapshot::open(c.conns, &c.src)?;
         let at = snap.at.clone();
         let read = c.apply_pass(o, Some(&at))?;
         g.journal_applied(State::Copying, read.end.to_string())?;
         o.verified = c.verify_against(&mut snap.db)?;
-        drop(snap);
+        o.applier.rebase();
         // Most of the peers' logs are read now, while the account is writable.
         o.peers_wrote |= c.peers_wrote(&mut o.peers);
         Ok(())
@@ -228,24 +227,9 @@ impl<'a> Mover<'a> for Streamed<'a> {
             online::current_position(&mut *c.conns.get(&c.src)?)?
         };
         let o = self.following()?;
-        let mut txns = Vec::new();
-        let read = c.read_pass(o, Some(&end), &mut |t| {
-            txns.push(t);
-            Ok(())
-        })?;
-        let mut keys: Touched = vec![Default::default(); c.tables.len()];
-        for change in txns.iter().flat_map(|t| &t.changes) {
-            applier::touch(&mut keys, o.applier.statements(), change);
-        }
-        let before = c.checksums_of(&mut *c.conns.get(&c.dst)?, o.applier.statements(), &keys)?;
+        let read = c.apply_pass(o, Some(&end))?;
         o.read_only_changes = read.changes;
-        for t in txns {
-            o.applier.push(t)?;
-        }
-        o.applier.flush(Some(&read.end))?;
-        o.pos = read.end.clone();
         g.journal_applied(State::Moving, read.end.to_string())?;
-        o.last = Some((keys, before));
         Ok(())
     }
 
@@ -262,10 +246,8 @@ impl<'a> Mover<'a> for Streamed<'a> {
             }
             Some(mut o) => {
                 o.peers_wrote |= c.peers_wrote(&mut o.peers);
-                let (keys, before) = o
-                    .last
-                    .take()
-                    .ok_or_else(|| Error::inconsistent("verifying before the last pass"))?;
+                let (keys, before) = o.applier.touched();
+                let (keys, before) = (keys.clone(), before.to_vec());
                 // The account is read-only: the source is read as it stands.
                 let mut src = c.conns.get(&c.src)?;
                 let sums = if o.peers_wrote {
@@ -299,12 +281,15 @@ impl<'a> Mover<'a> for Streamed<'a> {
     }
 
     fn delete(&mut self, g: &mut Group<'a>, side: Side, step: Step) -> Result<()> {
-        let c = self.ctx(g);
+        let mut c = self.ctx(g);
         let (addr, what, total) = match side {
-            Side::Source => (&c.src, "cleaning up", self.total),
-            Side::Destination => (&c.dst, "clearing", 0),
+            Side::Source => (c.src.clone(), "cleaning up", self.total),
+            Side::Destination => {
+                c.max_lag = None;
+                (c.dst.clone(), "clearing", 0)
+            }
         };
-        c.delete_all(addr, what, total, step).map(|_| ())
+        c.delete_all(&addr, what, total, step).map(|_| ())
     }
 }
 
@@ -566,20 +551,6 @@ impl Ctx<'_> {
         })
     }
 
-    /// Reads the source's log from where `o` reached (to `until`), handing each of the user's
-    /// transactions to `each`; `o` then stands where the pass reached.
-    fn read_pass(
-        &self,
-        o: &mut Following,
-        until: Option<&Position>,
-        each: &mut dyn FnMut(Txn) -> Result<()>,
-    ) -> Result<binlog::Read> {
-        self.may_follow()?;
-        let read = o.tail.pass(&o.pos, until, each)?;
-        o.pos = read.end.clone();
-        Ok(read)
-    }
-
     /// Before a pass: the lock is still ours, and nobody asked us to stop.
     fn may_follow(&self) -> Result<()> {
         if self.lost.load(Ordering::SeqCst) {
@@ -640,11 +611,11 @@ impl Ctx<'_> {
             .collect()
     }
 
-    /// The read-only window's verification: the rows the last pass changed are equal on both
-    /// sides, and so are the counts; every other row was verified equal at the earlier
-    /// snapshot and neither side changed it since. Returns the whole account's checksums,
-    /// the verified ones with the changed rows swapped (`before`: theirs on the destination
-    /// before the pass).
+    /// The read-only window's verification: the rows the log touched since the account was
+    /// verified whole are equal on both sides, and so are the counts; every other row was
+    /// verified equal then and neither side changed it since. Returns the whole account's
+    /// checksums, the verified ones with the touched rows swapped (`before`: theirs on the
+    /// destination before the first change to each).
     fn verify_changes(
         &self,
         source: &mut Db,

@@ -509,7 +509,7 @@ fn resume_interrupted(
         ));
         let mut busy = false;
         for e in &entries {
-            match migrate::resume_entry(conns, ring_db, e, opts.lock_ttl, ui) {
+            match migrate::resume_entry(conns, ring_db, e, (opts.lock_ttl, opts.max_lag), ui) {
                 Ok(r) if r.now.is_final() => resolved += 1,
                 Ok(_) => busy = true,
                 Err(Error::LockInUse(_)) => busy = true,
