@@ -9,9 +9,8 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
-
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use super::applier::{self, Applier, Statements, Touched};
 use super::binlog::{self, Tail};
