@@ -18,6 +18,23 @@ impl Report for MigrateReport {
             "user {}: {} -> {}: {}",
             self.user, self.from, self.to, self.state
         );
+        let mut how = vec![self.mode.clone()];
+        if let Some(s) = self.read_only_seconds {
+            how.push(format!("read-only {s:.2}s"));
+        }
+        if let Some(c) = &self.catch_up {
+            how.push(format!(
+                "{} changes applied from the binary log in {} pass{}, {} of them read-only",
+                c.changes,
+                c.passes,
+                if c.passes == 1 { "" } else { "es" },
+                c.read_only_changes
+            ));
+        }
+        how.retain(|h| !h.is_empty());
+        if !how.is_empty() {
+            out.push_str(&format!(" ({})", how.join("; ")));
+        }
         if !self.rows.is_empty() {
             let rows = self
                 .rows
