@@ -911,6 +911,47 @@ mod crashes {
         assert_rolled_back(&env, &app, &from);
     }
 
+    /// A source frozen (SIGSTOP) while the mover follows its binary log holds the mover no
+    /// longer than Ctrl-C and its 10 s grace; thawed, the move is undone and the user whole.
+    #[test]
+    fn a_source_frozen_mid_catch_up_honours_ctrl_c() {
+        let _alone = SERVERS.write().unwrap_or_else(|p| p.into_inner());
+        let (env, app, from, to) = world("online_source_frozen", 3401, 3_000, 3_000);
+        let half = if 3401 % 2 == 0 { "a" } else { "b" };
+        let child = app.while_writing(|| paused_in_catch_up(&env, 3401, &to));
+        let pid_file = env
+            .fed
+            .dir
+            .join(format!("{from}{half}"))
+            .join("mariadbd.pid");
+        let pid: i32 = std::fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        struct Thaw(i32);
+        impl Drop for Thaw {
+            fn drop(&mut self) {
+                unsafe { libc::kill(self.0, libc::SIGCONT) };
+            }
+        }
+        let thaw = Thaw(pid);
+        unsafe { libc::kill(pid, libc::SIGSTOP) };
+        unsafe { libc::kill(child.id() as i32, libc::SIGCONT) };
+        std::thread::sleep(Duration::from_millis(500));
+        let start = std::time::Instant::now();
+        unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "held {:?} past Ctrl-C",
+            start.elapsed()
+        );
+        assert_ne!(out.status.code(), Some(0));
+        drop(thaw);
+        assert_rolled_back(&env, &app, &from);
+    }
+
     #[test]
     fn a_source_dying_mid_catch_up_rolls_back() {
         let _alone = SERVERS.write().unwrap_or_else(|p| p.into_inner());
