@@ -911,24 +911,29 @@ mod crashes {
         assert_rolled_back(&env, &app, &from);
     }
 
+    /// The process of the server `user` is moved from: its routing server on shard `from`.
+    fn source_pid(env: &Env, from: &str, user: u64) -> i32 {
+        let half = if user.is_multiple_of(2) { "a" } else { "b" };
+        let pid_file = env
+            .fed
+            .dir
+            .join(format!("{from}{half}"))
+            .join("mariadbd.pid");
+        std::fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
     /// A source frozen (SIGSTOP) while the mover follows its binary log holds the mover no
     /// longer than Ctrl-C and its 10 s grace; thawed, the move is undone and the user whole.
     #[test]
     fn a_source_frozen_mid_catch_up_honours_ctrl_c() {
         let _alone = SERVERS.write().unwrap_or_else(|p| p.into_inner());
         let (env, app, from, to) = world("online_source_frozen", 3401, 3_000, 3_000);
-        let half = if 3401 % 2 == 0 { "a" } else { "b" };
         let child = app.while_writing(|| paused_in_catch_up(&env, 3401, &to));
-        let pid_file = env
-            .fed
-            .dir
-            .join(format!("{from}{half}"))
-            .join("mariadbd.pid");
-        let pid: i32 = std::fs::read_to_string(&pid_file)
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap();
+        let pid = source_pid(&env, &from, 3401);
         struct Thaw(i32);
         impl Drop for Thaw {
             fn drop(&mut self) {
@@ -956,18 +961,8 @@ mod crashes {
     fn a_source_dying_mid_catch_up_rolls_back() {
         let _alone = SERVERS.write().unwrap_or_else(|p| p.into_inner());
         let (env, app, from, to) = world("online_source_dies", 3101, 3_000, 3_000);
-        let half = if 3101 % 2 == 0 { "a" } else { "b" };
         let child = app.while_writing(|| paused_in_catch_up(&env, 3101, &to));
-        let pid_file = env
-            .fed
-            .dir
-            .join(format!("{from}{half}"))
-            .join("mariadbd.pid");
-        let pid: i32 = std::fs::read_to_string(&pid_file)
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap();
+        let pid = source_pid(&env, &from, 3101);
         unsafe { libc::kill(pid, libc::SIGKILL) };
         let (code, out) = finish(child);
         assert_ne!(code, Some(0), "{out}");
