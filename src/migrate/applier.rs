@@ -209,7 +209,7 @@ fn encode(key: &[Value]) -> Vec<u8> {
 }
 
 /// The keys a change touched, before and after, added to `into`.
-pub fn touch(into: &mut Touched, statements: &[Statements], change: &Change) {
+fn touch(into: &mut Touched, statements: &[Statements], change: &Change) {
     let s = &statements[change.table];
     let keys = [
         change.before.clone(),
@@ -332,11 +332,10 @@ pub struct Applier<'a> {
     pending_changes: usize,
     /// Changes applied so far.
     pub applied: u64,
-    /// The keys the applied changes touched since `rebase` (when the account was verified
-    /// whole), and their checksums on the destination just before the first change to each:
-    /// what they were as verified.
-    touched: Touched,
-    before: Vec<Checksum>,
+    /// Once the account was verified whole (`verified_whole`): the keys the applied changes
+    /// touched since, and their checksums on the destination just before the first change to
+    /// each, what they were as verified. None before: nothing is noted that no one will read.
+    since_verified: Option<(Touched, Vec<Checksum>)>,
 }
 
 impl<'a> Applier<'a> {
@@ -361,7 +360,6 @@ impl<'a> Applier<'a> {
             ),
         )?;
         fence::register(db.raw("applying the binary log")?, dst, user, token)?;
-        let n = statements.len();
         Ok(Applier {
             db: Some(db),
             dst: dst.clone(),
@@ -372,24 +370,21 @@ impl<'a> Applier<'a> {
             pending: Vec::new(),
             pending_changes: 0,
             applied: 0,
-            touched: vec![HashMap::new(); n],
-            before: vec![Checksum::EMPTY; n],
+            since_verified: None,
         })
     }
 
-    /// The keys touched since `rebase`, and their checksums per table as they were then.
-    pub fn touched(&self) -> (&Touched, &[Checksum]) {
-        (&self.touched, &self.before)
+    /// The keys touched since the account was verified whole, and their checksums per table
+    /// as they were then; None when it has not been.
+    pub fn since_verified(&self) -> Option<(&Touched, &[Checksum])> {
+        self.since_verified.as_ref().map(|(t, b)| (t, b.as_slice()))
     }
 
-    /// The whole account was verified as it stands now: only later changes count.
-    pub fn rebase(&mut self) {
-        for t in &mut self.touched {
-            t.clear();
-        }
-        for b in &mut self.before {
-            *b = Checksum::EMPTY;
-        }
+    /// The whole account was verified as it stands now: from here on, each row's first change
+    /// is noted.
+    pub fn verified_whole(&mut self) {
+        let n = self.statements.len();
+        self.since_verified = Some((vec![HashMap::new(); n], vec![Checksum::EMPTY; n]));
     }
 
     pub fn statements(&self) -> &[Statements] {
@@ -423,8 +418,7 @@ impl<'a> Applier<'a> {
             token,
             statements,
             pending,
-            touched,
-            before,
+            since_verified,
             ..
         } = self;
         let (user, token) = (*user, *token);
@@ -437,7 +431,9 @@ impl<'a> Applier<'a> {
         );
         fence::fenced_checked(conn, dst, user, token, |tx| {
             let changes: Vec<&Change> = pending.iter().flat_map(|t| &t.changes).collect();
-            first_touch(tx, statements, &changes, user, touched, before)?;
+            if let Some((touched, before)) = since_verified.as_mut() {
+                first_touch(tx, statements, &changes, user, touched, before)?;
+            }
             let mut mine = unowned_mine(tx, statements, &changes, user)?;
             for change in changes {
                 let s = &statements[change.table];

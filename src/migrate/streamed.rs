@@ -191,7 +191,7 @@ impl<'a> Mover<'a> for Streamed<'a> {
         let read = c.apply_pass(o, Some(&at))?;
         g.journal_applied(State::Copying, read.end.to_string())?;
         o.verified = c.verify_against(&mut snap.db)?;
-        o.applier.rebase();
+        o.applier.verified_whole();
         // Most of the peers' logs are read now, while the account is writable.
         o.peers_wrote |= c.peers_wrote(&mut o.peers);
         Ok(())
@@ -239,8 +239,13 @@ impl<'a> Mover<'a> for Streamed<'a> {
             }
             Some(mut o) => {
                 o.peers_wrote |= c.peers_wrote(&mut o.peers);
-                let (keys, before) = o.applier.touched();
-                let (keys, before) = (keys.clone(), before.to_vec());
+                let (keys, before) = o
+                    .applier
+                    .since_verified()
+                    .map(|(k, b)| (k.clone(), b.to_vec()))
+                    .ok_or_else(|| {
+                        Error::inconsistent("verifying before the account was verified whole")
+                    })?;
                 // The account is read-only: the source is read as it stands.
                 let mut src = c.conns.get(&c.src)?;
                 let sums = if o.peers_wrote {
