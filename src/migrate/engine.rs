@@ -187,10 +187,6 @@ impl<'a> Group<'a> {
         self.accounts.iter().map(|a| (a.user, a.token)).collect()
     }
 
-    fn grants(&self) -> Vec<fences::Grant<'_>> {
-        self.accounts.iter().map(|a| (&a.lock, a.token)).collect()
-    }
-
     fn ids(&self) -> Vec<mysql::Value> {
         self.accounts
             .iter()
@@ -340,15 +336,16 @@ impl<'a> Group<'a> {
         &mut self,
         f: impl Fn(&mut mysql::Transaction) -> mysql::Result<Fenced<T>>,
     ) -> Result<Fenced<T>> {
-        let tokens: Vec<mysql::Value> = self.accounts.iter().map(|a| a.token.into()).collect();
-        let grants: Vec<(LockName, u64)> = self
-            .grants()
-            .into_iter()
-            .map(|(n, t)| (n.clone(), t))
-            .collect();
-        let grants: Vec<fences::Grant> = grants.iter().map(|(n, t)| (n, *t)).collect();
-        let backend: &LockBackend = &self.cfg.locks;
-        let ring = self.holder.ring()?;
+        let Group {
+            cfg,
+            accounts,
+            holder,
+            ..
+        } = self;
+        let tokens: Vec<mysql::Value> = accounts.iter().map(|a| a.token.into()).collect();
+        let grants: Vec<fences::Grant> = accounts.iter().map(|a| (&a.lock, a.token)).collect();
+        let backend: &LockBackend = &cfg.locks;
+        let ring = holder.ring()?;
         let result = retry_deadlocks(|| {
             ring.transaction_if("changing the directory", |tx| {
                 let current = match backend {
@@ -427,8 +424,9 @@ impl<'a> Group<'a> {
     fn fence(&mut self) -> Result<()> {
         let tokens = self.tokens();
         for addr in [&self.src, &self.dst] {
+            self.conns
+                .once(addr, "the fence tables", fence::ensure_fence)?;
             let mut db = self.conns.get(addr)?;
-            fence::ensure_fence(&mut db)?;
             retry_deadlocks(|| fence::raise_fences(&mut db, &tokens))?;
         }
         guard::open_destination(self.cfg, &mut *self.conns.get(&self.dst)?, &self.users())

@@ -8,7 +8,7 @@
 //! workers), index dives for long `IN` lists, and minimal row images (every migrated table has a
 //! primary key, so a replica needs only it to find a deleted row).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ops::{Deref, DerefMut};
 use std::sync::Mutex;
 
@@ -21,6 +21,8 @@ use crate::types::HostPort;
 pub struct Conns<'c> {
     cfg: &'c Config,
     idle: Mutex<HashMap<HostPort, Vec<Db>>>,
+    /// What `once` already saw to on each server.
+    done: Mutex<HashSet<(HostPort, &'static str)>>,
 }
 
 impl<'c> Conns<'c> {
@@ -28,7 +30,27 @@ impl<'c> Conns<'c> {
         Conns {
             cfg,
             idle: Mutex::new(HashMap::new()),
+            done: Mutex::new(HashSet::new()),
         }
+    }
+
+    /// Runs `f` (which makes sure of `what`, such as a table existing) on a session of `addr`
+    /// the first time this command asks for `what` there; later asks cost nothing.
+    pub fn once(
+        &self,
+        addr: &HostPort,
+        what: &'static str,
+        f: impl FnOnce(&mut Db) -> Result<()>,
+    ) -> Result<()> {
+        let key = (addr.clone(), what);
+        if self.done.lock().is_ok_and(|d| d.contains(&key)) {
+            return Ok(());
+        }
+        f(&mut *self.get(addr)?)?;
+        if let Ok(mut d) = self.done.lock() {
+            d.insert(key);
+        }
+        Ok(())
     }
 
     pub fn cfg(&self) -> &'c Config {
