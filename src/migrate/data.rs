@@ -261,7 +261,12 @@ fn checksum_exprs(table: &Table) -> String {
 }
 
 pub fn checksum(db: &mut Db, table: &Table, user: u64) -> Result<Checksum> {
-    checksum_share(db, table, user, None)
+    checksum_where(
+        db,
+        table,
+        &format!("{} = ?", table.owner.quoted()),
+        vec![user.into()],
+    )
 }
 
 /// The checksum of the rows of `table` that `clause` selects.
@@ -294,21 +299,6 @@ pub fn checksum_on(
         )?
         .unwrap_or((0, 0, 0));
     Ok(Checksum { rows, sum, xor })
-}
-
-/// The checksum of one stream's share of the user's rows of `table`.
-pub fn checksum_share(
-    db: &mut Db,
-    table: &Table,
-    user: u64,
-    range: Option<KeyRange>,
-) -> Result<Checksum> {
-    checksum_where(
-        db,
-        table,
-        &format!("{} = ?{}", table.owner.quoted(), range_clause(table, range)),
-        range_params(user, range),
-    )
 }
 
 /// A range of the split column's values: from (inclusive), to (inclusive); None is open. The
