@@ -816,6 +816,70 @@ fn ctrl_c_after_the_flip_says_the_user_moved_and_the_flip_is_audited() {
     env.assert_whole(user, &rows);
 }
 
+/// The clean-up after a flip waits while a peer of the source lags more than `--max-lag`:
+/// `migrate resume` of a move whose source rows were kept deletes nothing while the source's
+/// peer replicates 30 s late, and finishes once the peer has caught up.
+#[test]
+fn a_kept_sources_clean_up_waits_while_its_peer_lags() {
+    let _turn = serial();
+    let env = world("lagging_cleanup");
+    let user = 7900;
+    let (from, to, rows) = env.seed_move(user, 3_000);
+    let kept = env.json(&[
+        "migrate",
+        &user.to_string(),
+        "--to",
+        &to,
+        "--cleanup",
+        "later",
+    ]);
+    assert_eq!(kept["state"], "flipped", "{kept}");
+    let ports = env.shard_ports(&from);
+    let (src, peer) = (ports[(user % 2) as usize], ports[1 - (user % 2) as usize]);
+    struct Undelay(u16);
+    impl Drop for Undelay {
+        fn drop(&mut self) {
+            let _ = conn(self.0)
+                .query_drop("STOP SLAVE; CHANGE MASTER TO MASTER_DELAY = 0; START SLAVE");
+        }
+    }
+    let undelay = Undelay(peer);
+    conn(peer)
+        .query_drop("STOP SLAVE; CHANGE MASTER TO MASTER_DELAY = 30; START SLAVE")
+        .unwrap();
+    // Something for the peer to be late with.
+    conn(src)
+        .query_drop(format!(
+            "CREATE TABLE {}.lag_marker (i INT)",
+            env.shard_db()
+        ))
+        .unwrap();
+    wait_until("the source's peer to lag", || {
+        let status: Option<mysql::Row> = conn(peer).query_first("SHOW SLAVE STATUS").unwrap();
+        status
+            .and_then(|r| r.get::<Option<u64>, _>("Seconds_Behind_Master").flatten())
+            .is_some_and(|lag| lag > 1)
+    });
+    let mut resume = env.spawn(
+        &["migrate", "resume", &user.to_string(), "--max-lag", "1"],
+        &[],
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        resume.try_wait().unwrap().is_none(),
+        "the clean-up did not wait"
+    );
+    let left: u64 = fingerprint(src, &env.shard_db(), user)
+        .iter()
+        .map(|(_, n, _)| n)
+        .sum();
+    assert!(left > 0, "rows were deleted while the peer lagged");
+    drop(undelay);
+    assert_eq!(wait_exit(&mut resume, Duration::from_secs(60)), 0);
+    assert_eq!(env.directory(user).0, to);
+    env.assert_whole(user, &rows);
+}
+
 #[test]
 fn a_live_migration_is_in_progress_not_interrupted() {
     let _turn = calm();

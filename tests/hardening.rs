@@ -599,6 +599,7 @@ fn bad_input_corpus_gets_one_clear_error_and_changes_nothing() {
         (s(&["id", "next", "-n", "1000001"]), 2),
         (s(&["id", "next", "--bits", "16"]), 2),
         (s(&["migrate", "1", "--to", "shard2", "--max-lag", "-3"]), 2),
+        (s(&["migrate", "resume", "1", "--max-lag", "soon"]), 2),
         (s(&["rebalance", "plan", "--tolerance", "150"]), 2),
         (s(&["rebalance", "plan", "--tolerance", "NaN"]), 2),
         (s(&["rebalance", "plan", "--max-moves", "0"]), 2),
