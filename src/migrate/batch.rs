@@ -13,10 +13,9 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use super::data::{self, Checksum, Table};
-use super::engine::{self, Account, Group, Holder, Mover, Side, Sums};
+use super::engine::{self, Account, Group, Holder, Mover, Route, Side, Sums};
 use super::state::{Course, Step};
 use super::{describe_tables, lock_name};
-use crate::config::Config;
 use crate::db::{retry_deadlocks, Db};
 use crate::error::{Error, Result};
 use crate::lock::{Held, LockClient, Request};
@@ -88,7 +87,6 @@ pub fn placement(user: u64, placed: Option<&(u32, String)>, from: &Shard, to: &S
 /// One worker: its lock client (whose ring connection also writes the journal), kept from
 /// batch to batch, and the command's shard sessions.
 pub struct Worker<'c> {
-    cfg: &'c Config,
     ui: &'c Ui,
     conns: &'c Conns<'c>,
     locks: LockClient<'c>,
@@ -100,17 +98,15 @@ pub struct Worker<'c> {
 impl<'c> Worker<'c> {
     /// `max_lag`: groups wait while a server lags more than this many seconds (None: never).
     pub fn new(
-        cfg: &'c Config,
         ui: &'c Ui,
         conns: &'c Conns<'c>,
         lock_ttl: Duration,
         max_lag: Option<u64>,
     ) -> Result<Self> {
         Ok(Worker {
-            cfg,
             ui,
             conns,
-            locks: LockClient::new(cfg)?,
+            locks: LockClient::new(conns.cfg())?,
             tables: HashMap::new(),
             lock_ttl,
             max_lag,
@@ -287,20 +283,24 @@ impl<'c> Worker<'c> {
                 })
             })
             .collect::<Result<_>>()?;
-        let (cfg, ui, conns) = (self.cfg, self.ui, self.conns);
+        let (ui, conns) = (self.ui, self.conns);
         let mut leases = Leases {
             locks: &mut self.locks,
             held,
             renewed_at: Instant::now(),
             ttl: self.lock_ttl,
         };
+        let route = Route {
+            from,
+            to,
+            src,
+            dst,
+            tables,
+        };
         let mut g = Group::new(
-            cfg,
             ui,
             conns,
-            (from, to),
-            (src, dst),
-            tables,
+            route,
             accounts,
             Course::Offline { keep_source: false },
             &mut leases,

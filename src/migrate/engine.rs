@@ -108,6 +108,16 @@ pub struct Outcome {
     pub cleanup_error: Option<Error>,
 }
 
+/// Where a move goes: the two shards, the server read and the server written (by the routing
+/// rule, else the first that answers), and the per-user tables as both describe them.
+pub struct Route<'a> {
+    pub from: &'a Shard,
+    pub to: &'a Shard,
+    pub src: HostPort,
+    pub dst: HostPort,
+    pub tables: Vec<Table>,
+}
+
 /// A move of one or more accounts between two servers.
 pub struct Group<'a> {
     pub cfg: &'a Config,
@@ -145,21 +155,24 @@ enum Fenced<T> {
 }
 
 impl<'a> Group<'a> {
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
-        cfg: &'a Config,
         ui: &'a Ui,
         conns: &'a Conns<'a>,
-        (from, to): (&'a Shard, &'a Shard),
-        (src, dst): (HostPort, HostPort),
-        tables: Vec<Table>,
+        route: Route<'a>,
         accounts: Vec<Account>,
         course: Course,
         holder: &'a mut dyn Holder,
         phase: &'a dyn Fn(&str),
     ) -> Group<'a> {
+        let Route {
+            from,
+            to,
+            src,
+            dst,
+            tables,
+        } = route;
         Group {
-            cfg,
+            cfg: conns.cfg(),
             ui,
             conns,
             from,

@@ -40,7 +40,7 @@ use crate::shard::conns::Conns;
 use crate::shard::routing;
 use crate::types::{HostPort, LockName, ShardName};
 use data::{Checksum, Table};
-use engine::{Account, Group, Holder};
+use engine::{Account, Group, Holder, Route};
 pub use online::Mode;
 use state::{Course, State};
 use streamed::Streamed;
@@ -246,6 +246,26 @@ fn shard_by_id(shards: &[Shard], id: u32) -> Result<&Shard> {
         .ok_or_else(|| Error::inconsistent(format!("shard id {id} is not registered")))
 }
 
+/// The route of one user's move: the servers its routing names on both shards (`preferred`
+/// first, a journal's, where they answer) and the tables as both describe them.
+fn route<'a>(
+    conns: &Conns,
+    user: u64,
+    (from, to): (&'a Shard, &'a Shard),
+    (src, dst): (Option<&str>, Option<&str>),
+) -> Result<Route<'a>> {
+    let src = pick_server(conns, user, from, src)?;
+    let dst = pick_server(conns, user, to, dst)?;
+    let tables = describe_tables(conns, &src, &dst)?;
+    Ok(Route {
+        from,
+        to,
+        src,
+        dst,
+        tables,
+    })
+}
+
 pub(crate) fn describe_tables(conns: &Conns, src: &HostPort, dst: &HostPort) -> Result<Vec<Table>> {
     let cfg = conns.cfg();
     let mut s = conns.get(src)?;
@@ -394,19 +414,20 @@ pub fn migrate_with(
             to.name, to.state
         )));
     }
-    let src = pick_server(conns, opts.user, from, None)?;
-    let dst = pick_server(conns, opts.user, to, None)?;
-    let tables = describe_tables(conns, &src, &dst)?;
+    let route = route(conns, opts.user, (from, to), (None, None))?;
+    // Named in the report's notes after the route has gone to the move.
+    let src = route.src.clone();
+    let (dst, tables) = (&route.dst, &route.tables);
     {
         let mut s = conns.get(&src)?;
-        for t in &tables {
+        for t in tables {
             report
                 .rows
                 .insert(t.name.to_string(), data::count(&mut s, t, opts.user)?);
         }
     }
     if !opts.clear_destination {
-        refuse_strays(conns, &dst, &tables, opts.user)?;
+        refuse_strays(conns, dst, tables, opts.user)?;
     }
     let total: u64 = report.rows.values().sum();
     let course = match choose_mode(conns, opts.mode, total, from, &src)? {
@@ -447,12 +468,9 @@ pub fn migrate_with(
                 lost,
             };
             let mut g = Group::new(
-                cfg,
                 ui,
                 conns,
-                (from, to),
-                (src.clone(), dst),
-                tables,
+                route,
                 vec![account(held, 0)],
                 course,
                 &mut kept,
@@ -558,21 +576,17 @@ pub fn resume_entry(
                     .parse::<State>()
                     .map_err(Error::inconsistent);
             }
-            let src = pick_server(conns, entry.user, from, entry.source_server.as_deref())?;
-            let dst = pick_server(conns, entry.user, to, entry.dest_server.as_deref())?;
-            let tables = describe_tables(conns, &src, &dst)?;
+            let preferred = (entry.source_server.as_deref(), entry.dest_server.as_deref());
+            let route = route(conns, entry.user, (from, to), preferred)?;
             let mut kept = Kept {
                 cfg,
                 ring: &mut *ring_db,
                 lost,
             };
             let mut g = Group::new(
-                cfg,
                 ui,
                 conns,
-                (from, to),
-                (src, dst),
-                tables,
+                route,
                 vec![account(held, entry.migration_id)],
                 course,
                 &mut kept,

@@ -177,7 +177,6 @@ impl Work<'_> {
                     let ids: Vec<u64> = users.iter().map(|u| u.0).collect();
                     if mover.is_none() {
                         match Worker::new(
-                            self.cfg,
                             self.ui,
                             self.conns,
                             self.opts.lock_ttl,
