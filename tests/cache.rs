@@ -10,7 +10,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use common::{federation_with, Env, Federation};
+use common::{federation_with, Env, Federation, Frozen};
 use mysql::prelude::Queryable;
 use serde_json::json;
 
@@ -264,17 +264,12 @@ fn a_cache_that_is_down_leaves_the_flip_standing_and_flush_clears_it() {
     let _turn = CACHE.write().unwrap_or_else(|p| p.into_inner());
     let env = world("cdown");
     let (_, away, rows) = env.seed_move(11, 300);
-    let pid: i32 = std::fs::read_to_string(fed().dir.join("memcached/memcached.pid"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
     // Frozen, so it neither answers nor frees its port; woken after the move.
-    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    let frozen = Frozen::new(fed().pid("memcached/memcached.pid"));
     let started = std::time::Instant::now();
     let (code, doc) = env.run_json(&["migrate", "11", "--to", &away]);
     let took = started.elapsed();
-    unsafe { libc::kill(pid, libc::SIGCONT) };
+    drop(frozen);
     // A frozen cache costs one bounded wait (at most 1 s a server) per run, not one per change.
     assert!(
         took < Duration::from_secs(8),

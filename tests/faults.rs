@@ -15,8 +15,8 @@ use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use common::{
-    bin, conn, federation, fingerprint, is_stopped, port_of, server, wait_replicated, wait_until,
-    Env, Federation,
+    alive, bin, conn, federation, fingerprint, is_stopped, port_of, server, signal,
+    wait_replicated, wait_until, Env, Federation, Frozen,
 };
 use mysql::prelude::Queryable;
 use serde_json::Value;
@@ -37,25 +37,6 @@ fn calm() -> RwLockReadGuard<'static, ()> {
     SERVERS.read().unwrap_or_else(|e| e.into_inner())
 }
 
-fn signal(pid: i32, sig: i32) {
-    // SAFETY: signalling a process this test started or a sandbox server it owns.
-    unsafe { libc::kill(pid, sig) };
-}
-
-fn alive(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .is_ok_and(|s| !s.rsplit_once(") ").is_some_and(|(_, r)| r.starts_with('Z')))
-}
-
-/// The pid of a sandbox server: `global`, or a shard server like `shard1a`.
-fn server_pid(fed: &Federation, member: &str) -> i32 {
-    std::fs::read_to_string(fed.dir.join(member).join("mariadbd.pid"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap()
-}
-
 /// The sandbox member name of a shard server port.
 fn member(fed: &Federation, port: u16) -> String {
     for (shard, ports) in fed.shards() {
@@ -68,31 +49,13 @@ fn member(fed: &Federation, port: u16) -> String {
     panic!("no shard server on port {port}")
 }
 
-/// A server frozen with SIGSTOP (TCP still accepted, nothing answered) until dropped.
-struct Frozen(i32);
-
-impl Frozen {
-    fn new(fed: &Federation, member: &str) -> Frozen {
-        let pid = server_pid(fed, member);
-        signal(pid, libc::SIGSTOP);
-        wait_until("the server to freeze", || is_stopped(pid as u32));
-        Frozen(pid)
-    }
-}
-
-impl Drop for Frozen {
-    fn drop(&mut self) {
-        signal(self.0, libc::SIGCONT);
-    }
-}
-
 /// A server stopped (SIGTERM, waited for) until dropped, when `sandbox up` starts it again and
 /// its replication catches up.
 struct Stopped(&'static Federation);
 
 impl Stopped {
     fn new(fed: &'static Federation, member: &str) -> Stopped {
-        let pid = server_pid(fed, member);
+        let pid = fed.server_pid(member);
         signal(pid, libc::SIGTERM);
         wait_until("the server to stop", || !alive(pid));
         Stopped(fed)
@@ -583,7 +546,7 @@ fn a_frozen_server_holds_no_command_past_its_timeout() {
         .map(|p| p["user"].as_u64().unwrap())
         .expect("a user on shard1");
     {
-        let _frozen = Frozen::new(fed(), &member(fed(), a1));
+        let _frozen = Frozen::new(fed().server_pid(&member(fed(), a1)));
         // The frozen server shows as not answering; its tables cannot change while frozen.
         let before = env.snapshot();
 
@@ -686,7 +649,7 @@ fn a_frozen_server_holds_no_command_past_its_timeout() {
         .parse()
         .unwrap();
     {
-        let _ring = Frozen::new(fed(), "global");
+        let _ring = Frozen::new(fed().server_pid("global"));
         let frozen_at = Instant::now();
         wait_until("the command to stop", || !alive(cmd));
         assert!(
@@ -712,7 +675,7 @@ fn a_migration_blocked_on_a_frozen_server_honours_ctrl_c() {
         .to_string();
     let dst_port = port_of(&dst);
     {
-        let _frozen = Frozen::new(fed(), &member(fed(), dst_port));
+        let _frozen = Frozen::new(fed().server_pid(&member(fed(), dst_port)));
         signal(mover.id() as i32, libc::SIGCONT);
         std::thread::sleep(Duration::from_millis(500));
         let start = Instant::now();

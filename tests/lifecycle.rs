@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{federation, Env};
+use common::{alive, federation, signal, wait_until, Env};
 use mysql::prelude::Queryable;
 
 fn failing(report: &serde_json::Value) -> Vec<serde_json::Value> {
@@ -40,19 +40,9 @@ fn doctor_notices_failures_and_sandbox_up_repairs_them() {
 
     // Stop one shard server, by its pid.
     let (_, port_b) = (fed.shards()[0].1[0], fed.shards()[0].1[1]);
-    let pid: i32 = std::fs::read_to_string(fed.dir.join("shard1b/mariadbd.pid"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    unsafe { libc::kill(pid, libc::SIGTERM) };
-    while std::path::Path::new(&format!("/proc/{pid}")).exists()
-        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .unwrap_or_default()
-            .contains(") Z")
-    {
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    let pid = fed.server_pid("shard1b");
+    signal(pid, libc::SIGTERM);
+    wait_until("the server to stop", || !alive(pid));
     let r = env.run(&["doctor", "--format", "json"]);
     assert_eq!(r.code, 1, "{}", r.stdout);
     let bad = failing(&r.json());

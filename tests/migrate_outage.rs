@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{federation, fingerprint, Env};
+use common::{federation, fingerprint, routing_member, Env};
 
 #[test]
 fn a_destination_dying_mid_copy_leaves_the_source_whole() {
@@ -24,15 +24,7 @@ fn a_destination_dying_mid_copy_leaves_the_source_whole() {
     let original = fingerprint(env.shard_ports(&from)[0], &env.shard_db(), user);
 
     let child = env.migration_paused_mid_copy(user, &to, &[]);
-    // The routing rule's server for this user on the destination: online servers by half,
-    // index user mod 2.
-    let half = if user % 2 == 0 { "a" } else { "b" };
-    let pid_file = fed.dir.join(format!("{to}{half}")).join("mariadbd.pid");
-    let pid: i32 = std::fs::read_to_string(&pid_file)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let pid = fed.server_pid(&routing_member(&to, user));
     unsafe {
         libc::kill(pid, libc::SIGKILL);
         libc::kill(child.id() as i32, libc::SIGCONT);

@@ -13,7 +13,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use common::{conn, federation, user_rows, wait_replicated, Env, Federation, Rows};
+use common::{
+    conn, federation, routing_member, user_rows, wait_replicated, Env, Federation, Frozen, Rows,
+};
 use mysql::prelude::Queryable;
 use mysql::Value;
 
@@ -911,21 +913,6 @@ mod crashes {
         assert_rolled_back(&env, &app, &from);
     }
 
-    /// The process of the server `user` is moved from: its routing server on shard `from`.
-    fn source_pid(env: &Env, from: &str, user: u64) -> i32 {
-        let half = if user.is_multiple_of(2) { "a" } else { "b" };
-        let pid_file = env
-            .fed
-            .dir
-            .join(format!("{from}{half}"))
-            .join("mariadbd.pid");
-        std::fs::read_to_string(&pid_file)
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap()
-    }
-
     /// A source frozen (SIGSTOP) while the mover follows its binary log holds the mover no
     /// longer than Ctrl-C and its 10 s grace; thawed, the move is undone and the user whole.
     #[test]
@@ -933,15 +920,7 @@ mod crashes {
         let _alone = SERVERS.write().unwrap_or_else(|p| p.into_inner());
         let (env, app, from, to) = world("online_source_frozen", 3401, 3_000, 3_000);
         let child = app.while_writing(|| paused_in_catch_up(&env, 3401, &to));
-        let pid = source_pid(&env, &from, 3401);
-        struct Thaw(i32);
-        impl Drop for Thaw {
-            fn drop(&mut self) {
-                unsafe { libc::kill(self.0, libc::SIGCONT) };
-            }
-        }
-        let thaw = Thaw(pid);
-        unsafe { libc::kill(pid, libc::SIGSTOP) };
+        let frozen = Frozen::new(env.fed.server_pid(&routing_member(&from, 3401)));
         unsafe { libc::kill(child.id() as i32, libc::SIGCONT) };
         std::thread::sleep(Duration::from_millis(500));
         let start = std::time::Instant::now();
@@ -953,7 +932,7 @@ mod crashes {
             start.elapsed()
         );
         assert_ne!(out.status.code(), Some(0));
-        drop(thaw);
+        drop(frozen);
         assert_rolled_back(&env, &app, &from);
     }
 
@@ -962,7 +941,7 @@ mod crashes {
         let _alone = SERVERS.write().unwrap_or_else(|p| p.into_inner());
         let (env, app, from, to) = world("online_source_dies", 3101, 3_000, 3_000);
         let child = app.while_writing(|| paused_in_catch_up(&env, 3101, &to));
-        let pid = source_pid(&env, &from, 3101);
+        let pid = env.fed.server_pid(&routing_member(&from, 3101));
         unsafe { libc::kill(pid, libc::SIGKILL) };
         let (code, out) = finish(child);
         assert_ne!(code, Some(0), "{out}");

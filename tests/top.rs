@@ -8,7 +8,7 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{bin, federation, is_stopped, wait_until, Env, Federation};
+use common::{bin, federation, is_stopped, wait_until, Env, Federation, Frozen};
 use serde_json::Value;
 
 fn fed() -> &'static Federation {
@@ -274,17 +274,11 @@ fn a_frozen_server_shows_as_such_and_does_not_slow_the_refresh() {
     let _turn = serial();
     let env = world("top_frozen");
     let frozen = fed().shards()[0].1[1];
-    let pid: i32 = std::fs::read_to_string(fed().dir.join("shard1b").join("mariadbd.pid"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    // SAFETY: freezing, then thawing, a sandbox server this binary owns.
-    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    let frozen_server = Frozen::new(fed().server_pid("shard1b"));
     let start = Instant::now();
     let r = env.run(&["top", "--once", "--format", "json"]);
     let took = start.elapsed();
-    unsafe { libc::kill(pid, libc::SIGCONT) };
+    drop(frozen_server);
     let doc = r.ok().json();
     // Bounded by the probes' wait (the connect timeout and two probe statements), not by the
     // frozen server; the ring read itself is as fast as ever.

@@ -143,6 +143,21 @@ impl Federation {
         }
     }
 
+    /// The pid a sandbox process wrote to `file`, relative to the sandbox directory
+    /// (`shard1b/mariadbd.pid`, `memcached/memcached.pid`).
+    pub fn pid(&self, file: &str) -> i32 {
+        std::fs::read_to_string(self.dir.join(file))
+            .unwrap_or_else(|e| panic!("reading {file}: {e}"))
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
+    /// The pid of a sandbox server: `global`, or a shard server like `shard1a`.
+    pub fn server_pid(&self, member: &str) -> i32 {
+        self.pid(&format!("{member}/mariadbd.pid"))
+    }
+
     /// The sandbox shards as (name, [port a, port b]).
     pub fn shards(&self) -> Vec<(String, Vec<u16>)> {
         let mut out: Vec<(String, Vec<u16>)> = Vec::new();
@@ -206,6 +221,43 @@ pub fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
             "timed out waiting for {what}"
         );
         std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// The sandbox server the routing rule picks for `user` on `shard` (online servers by half,
+/// index user mod 2): where shardctl reads and writes the user's rows.
+pub fn routing_member(shard: &str, user: u64) -> String {
+    let half = if user.is_multiple_of(2) { "a" } else { "b" };
+    format!("{shard}{half}")
+}
+
+/// Sends `sig` to `pid`.
+pub fn signal(pid: i32, sig: i32) {
+    // SAFETY: signalling a process this test started or a sandbox server it owns.
+    unsafe { libc::kill(pid, sig) };
+}
+
+/// Whether process `pid` still runs (a zombie does not).
+pub fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|s| !s.rsplit_once(") ").is_some_and(|(_, r)| r.starts_with('Z')))
+}
+
+/// A process frozen with SIGSTOP until dropped (a frozen server still accepts TCP and answers
+/// nothing).
+pub struct Frozen(i32);
+
+impl Frozen {
+    pub fn new(pid: i32) -> Frozen {
+        signal(pid, libc::SIGSTOP);
+        wait_until("the process to freeze", || is_stopped(pid as u32));
+        Frozen(pid)
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        signal(self.0, libc::SIGCONT);
     }
 }
 
