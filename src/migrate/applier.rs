@@ -319,6 +319,22 @@ fn binary_strings(db: &mut Db) -> Result<()> {
     db.query_drop("choosing the session's character set", "SET NAMES binary")
 }
 
+/// Creates the table where each move records how far it applied the source's log, if missing.
+fn ensure_applied(db: &mut Db) -> Result<()> {
+    db.query_drop(
+        "creating the applied-position table",
+        &format!(
+            "CREATE TABLE IF NOT EXISTS {APPLIED} (
+                user_id BIGINT UNSIGNED NOT NULL PRIMARY KEY,
+                token BIGINT UNSIGNED NOT NULL,
+                source VARCHAR(300) NOT NULL,
+                binlog_position VARCHAR(600) NOT NULL,
+                updated_at DATETIME(6) NOT NULL
+            ) ENGINE=InnoDB"
+        ),
+    )
+}
+
 /// Applies a source's changes to the user's rows on one destination session, registered with
 /// the fence.
 pub struct Applier<'a> {
@@ -345,20 +361,9 @@ impl<'a> Applier<'a> {
         (user, token): (u64, u64),
         statements: Vec<Statements>,
     ) -> Result<Applier<'a>> {
+        conns.once(dst, "the applied-position table", ensure_applied)?;
         let mut db = conns.get(dst)?;
         binary_strings(&mut db)?;
-        db.query_drop(
-            "creating the applied-position table",
-            &format!(
-                "CREATE TABLE IF NOT EXISTS {APPLIED} (
-                    user_id BIGINT UNSIGNED NOT NULL PRIMARY KEY,
-                    token BIGINT UNSIGNED NOT NULL,
-                    source VARCHAR(300) NOT NULL,
-                    binlog_position VARCHAR(600) NOT NULL,
-                    updated_at DATETIME(6) NOT NULL
-                ) ENGINE=InnoDB"
-            ),
-        )?;
         fence::register(db.raw("applying the binary log")?, dst, user, token)?;
         Ok(Applier {
             db: Some(db),
@@ -487,15 +492,12 @@ mod tests {
     use super::*;
 
     fn table() -> Table {
-        Table {
-            name: "exotic".parse().unwrap(),
-            owner: "owner_id".parse().unwrap(),
-            columns: ["k", "owner_id", "latin"]
-                .iter()
-                .map(|c| c.parse().unwrap())
-                .collect(),
-            primary_key: vec!["k".parse().unwrap(), "owner_id".parse().unwrap()],
-        }
+        Table::named(
+            "exotic",
+            "owner_id",
+            &["k", "owner_id", "latin"],
+            &["k", "owner_id"],
+        )
     }
 
     #[test]

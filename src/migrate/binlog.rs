@@ -721,15 +721,12 @@ mod tests {
     use super::*;
 
     fn table() -> Table {
-        Table {
-            name: "photos".parse().unwrap(),
-            owner: "owner_id".parse().unwrap(),
-            columns: ["photo_id", "owner_id", "title"]
-                .iter()
-                .map(|c| c.parse().unwrap())
-                .collect(),
-            primary_key: vec!["photo_id".parse().unwrap()],
-        }
+        Table::named(
+            "photos",
+            "owner_id",
+            &["photo_id", "owner_id", "title"],
+            &["photo_id"],
+        )
     }
 
     fn columns() -> Vec<ColumnInfo> {

@@ -35,6 +35,18 @@ pub struct Table {
 }
 
 impl Table {
+    /// A table described by its names alone, for unit tests of what is built from one.
+    #[cfg(test)]
+    pub fn named(name: &str, owner: &str, columns: &[&str], primary_key: &[&str]) -> Table {
+        let idents = |names: &[&str]| names.iter().map(|n| n.parse().unwrap()).collect();
+        Table {
+            name: name.parse().unwrap(),
+            owner: owner.parse().unwrap(),
+            columns: idents(columns),
+            primary_key: idents(primary_key),
+        }
+    }
+
     fn column_list(&self) -> String {
         self.columns
             .iter()
