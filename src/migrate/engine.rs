@@ -278,39 +278,7 @@ impl<'a> Group<'a> {
     /// drive them: a newer holder that took any over makes this `LockLost`.
     pub fn journal(&mut self, state: State, columns: &[(&str, Column)]) -> Result<()> {
         let n = self.accounts.len();
-        let mut sets = vec![
-            "state = ?".to_string(),
-            "updated_at = UTC_TIMESTAMP(6)".into(),
-        ];
-        let mut params: Vec<mysql::Value> = vec![state.as_str().into()];
-        if state.is_final() {
-            sets.push("finished_at = UTC_TIMESTAMP(6)".into());
-        }
-        for (column, value) in columns {
-            match value {
-                Column::All(v) => {
-                    sets.push(format!("{column} = ?"));
-                    params.push(v.clone());
-                }
-                Column::Each(vs) => {
-                    sets.push(format!(
-                        "{column} = CASE migration_id {} END",
-                        vec!["WHEN ? THEN ?"; vs.len()].join(" ")
-                    ));
-                    for (a, v) in self.accounts.iter().zip(vs) {
-                        params.extend([a.migration_id.into(), v.clone()]);
-                    }
-                }
-            }
-        }
-        params.extend(self.ids());
-        params.extend(self.accounts.iter().map(|a| mysql::Value::from(a.token)));
-        let sql = format!(
-            "UPDATE migrations SET {} WHERE migration_id IN ({}) AND token IN ({})",
-            sets.join(", "),
-            placeholders(n),
-            placeholders(n)
-        );
+        let (sql, params) = self.journal_update(state, columns);
         let ring = self.holder.ring()?;
         let changed = retry_deadlocks(|| {
             ring.run("updating the migration journal", |c| {
@@ -404,8 +372,14 @@ impl<'a> Group<'a> {
 
     /// `UPDATE users ... WHERE shard_id = ? [AND state = ?] AND user_id IN (...)` for every
     /// account, with its parameters.
-    fn users_update(&self, set: &str, state: Option<&str>) -> (String, Vec<mysql::Value>) {
-        let mut params: Vec<mysql::Value> = vec![self.from.id.into()];
+    fn users_update(
+        &self,
+        set: &str,
+        set_params: Vec<mysql::Value>,
+        state: Option<&str>,
+    ) -> (String, Vec<mysql::Value>) {
+        let mut params = set_params;
+        params.push(self.from.id.into());
         params.extend(state.map(mysql::Value::from));
         params.extend(values(&self.users()));
         (
@@ -422,16 +396,49 @@ impl<'a> Group<'a> {
         )
     }
 
-    fn journal_in(&self, state: State, extra: &str) -> (String, Vec<mysql::Value>) {
+    /// `UPDATE migrations SET state = ?, ... WHERE migration_id IN (...) AND token IN (...)`
+    /// for every account, setting `columns` too, with its parameters: only entries our tokens
+    /// still drive change.
+    fn journal_update(
+        &self,
+        state: State,
+        columns: &[(&str, Column)],
+    ) -> (String, Vec<mysql::Value>) {
+        let n = self.accounts.len();
+        let mut sets = vec![
+            "state = ?".to_string(),
+            "updated_at = UTC_TIMESTAMP(6)".into(),
+        ];
         let mut params: Vec<mysql::Value> = vec![state.as_str().into()];
+        if state.is_final() {
+            sets.push("finished_at = UTC_TIMESTAMP(6)".into());
+        }
+        for (column, value) in columns {
+            match value {
+                Column::All(v) => {
+                    sets.push(format!("{column} = ?"));
+                    params.push(v.clone());
+                }
+                Column::Each(vs) => {
+                    sets.push(format!(
+                        "{column} = CASE migration_id {} END",
+                        vec!["WHEN ? THEN ?"; vs.len()].join(" ")
+                    ));
+                    for (a, v) in self.accounts.iter().zip(vs) {
+                        params.extend([a.migration_id.into(), v.clone()]);
+                    }
+                }
+            }
+        }
         params.extend(self.ids());
-        (
-            format!(
-                "UPDATE migrations SET state = ?{extra}, updated_at = UTC_TIMESTAMP(6) WHERE migration_id IN ({})",
-                placeholders(self.accounts.len())
-            ),
-            params,
-        )
+        params.extend(self.accounts.iter().map(|a| mysql::Value::from(a.token)));
+        let sql = format!(
+            "UPDATE migrations SET {} WHERE migration_id IN ({}) AND token IN ({})",
+            sets.join(", "),
+            placeholders(n),
+            placeholders(n)
+        );
+        (sql, params)
     }
 
     fn fence(&mut self) -> Result<()> {
@@ -453,8 +460,8 @@ impl<'a> Group<'a> {
         let mut src = conns.get(&self.src)?;
         guard::close_source(self.cfg, &mut src, &users, &self.to.name)?;
         let n = users.len() as u64;
-        let (mark, mark_params) = self.users_update("state = 'moving'", Some("active"));
-        let (journal, journal_params) = self.journal_in(State::Moving, "");
+        let (mark, mark_params) = self.users_update("state = 'moving'", vec![], Some("active"));
+        let (journal, journal_params) = self.journal_update(State::Moving, &[]);
         let marked = self.directory(|tx| {
             tx.exec_drop(&mark, mark_params.clone())?;
             if tx.affected_rows() != n {
@@ -571,13 +578,16 @@ impl<'a> Group<'a> {
     fn flip(&mut self) -> Result<()> {
         let users = self.users();
         let n = users.len() as u64;
-        let (flip, mut flip_params) =
-            self.users_update("shard_id = ?, state = 'active'", Some("moving"));
-        flip_params.insert(0, self.to.id.into());
+        let (flip, flip_params) = self.users_update(
+            "shard_id = ?, state = 'active'",
+            vec![self.to.id.into()],
+            Some("moving"),
+        );
         let read_only = self.marked_at.map(|t| t.elapsed().as_secs_f64());
-        let (journal, mut journal_params) =
-            self.journal_in(State::Flipped, ", read_only_seconds = ?");
-        journal_params.insert(1, read_only.into());
+        let (journal, journal_params) = self.journal_update(
+            State::Flipped,
+            &[("read_only_seconds", Column::All(read_only.into()))],
+        );
         let audits: Vec<(String, serde_json::Value)> = self
             .accounts
             .iter()
@@ -676,7 +686,7 @@ impl<'a> Group<'a> {
                 })
                 .is_ok();
         let users = self.users();
-        let (give_back, params) = self.users_update("state = 'active'", None);
+        let (give_back, params) = self.users_update("state = 'active'", vec![], None);
         self.directory(|tx| {
             tx.exec_drop(&give_back, params.clone())?;
             Ok(Fenced::Done(()))
