@@ -480,7 +480,7 @@ pub fn migrate_with(
             g.clear_destination = opts.clear_destination;
             g.journal_start(opts.keep_source, Some(&rows))?;
             let migration_id = g.accounts[0].migration_id;
-            let mut mover = Streamed::new(lost, Some(opts.max_lag), total);
+            let mut mover = Streamed::new(lost, Some(opts.max_lag), rows.clone());
             let outcome = engine::drive(&mut g, &mut mover)?;
             Ok((migration_id, held.token, outcome, mover.caught_up))
         },
@@ -592,7 +592,10 @@ pub fn resume_entry(
                 &mut kept,
                 &|_| {},
             );
-            let outcome = engine::drive(&mut g, &mut Streamed::new(lost, Some(max_lag), 0))?;
+            let outcome = engine::drive(
+                &mut g,
+                &mut Streamed::new(lost, Some(max_lag), BTreeMap::new()),
+            )?;
             match (outcome.cleanup_error, outcome.reached) {
                 (Some(e), _) => Err(e),
                 (None, Some(State::Aborted)) => Err(Error::Failed(format!(

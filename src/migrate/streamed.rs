@@ -43,8 +43,8 @@ pub struct Streamed<'a> {
     /// Chunks of the copy and the clean-up wait while a peer lags more than this (None:
     /// never); giving back never waits: the user is read-only until it is done.
     max_lag: Option<u64>,
-    /// The account's rows, for the progress bars.
-    total: u64,
+    /// The account's rows per table, as counted before the move (empty: not counted).
+    counted: BTreeMap<String, u64>,
     online: Option<Following<'a>>,
     /// What following the binary log did, once it is done.
     pub caught_up: Option<CaughtUp>,
@@ -79,11 +79,15 @@ struct Following<'a> {
 }
 
 impl<'a> Streamed<'a> {
-    pub fn new(lost: &'a AtomicBool, max_lag: Option<u64>, total: u64) -> Streamed<'a> {
+    pub fn new(
+        lost: &'a AtomicBool,
+        max_lag: Option<u64>,
+        counted: BTreeMap<String, u64>,
+    ) -> Streamed<'a> {
         Streamed {
             lost,
             max_lag,
-            total,
+            counted,
             online: None,
             caught_up: None,
         }
@@ -102,8 +106,17 @@ impl<'a> Streamed<'a> {
             dst: g.dst.clone(),
             max_lag: self.max_lag,
             lost: self.lost,
-            rows: self.total,
+            counted: g
+                .tables
+                .iter()
+                .map(|t| self.counted.get(&t.name.to_string()).copied())
+                .collect(),
+            rows: self.total(),
         }
+    }
+
+    fn total(&self) -> u64 {
+        self.counted.values().sum()
     }
 
     fn following(&mut self) -> Result<&mut Following<'a>> {
@@ -120,7 +133,7 @@ impl<'a> Mover<'a> for Streamed<'a> {
         if !g.course.is_online() {
             // The source's checksums are not taken meanwhile: on a busy pair of servers, work
             // beside the copy slows it by more than it saves (measured: 6% slower served).
-            return c.copy_all(self.total, lanes, None).map(|_| ());
+            return c.copy_all(self.total(), lanes, None).map(|_| ());
         }
         // The source has taken in its peers' writes (the catch-up step). Every stream reads
         // through a snapshot at one position: the copy is the account as of it, and every
@@ -149,7 +162,7 @@ impl<'a> Mover<'a> for Streamed<'a> {
         )?;
         let applier = Applier::new(c.conns, (&c.src, &c.dst), (c.user, c.token), statements)?;
         let snapshots: Vec<Mutex<Snapshot>> = snapshots.into_iter().map(Mutex::new).collect();
-        c.copy_all(self.total, lanes, Some(&snapshots))?;
+        c.copy_all(self.total(), lanes, Some(&snapshots))?;
         drop(snapshots);
         self.online = Some(Following {
             tail,
@@ -281,7 +294,7 @@ impl<'a> Mover<'a> for Streamed<'a> {
     fn delete(&mut self, g: &mut Group<'a>, side: Side, step: Step) -> Result<()> {
         let mut c = self.ctx(g);
         let (addr, what, total) = match side {
-            Side::Source => (c.src.clone(), "cleaning up", self.total),
+            Side::Source => (c.src.clone(), "cleaning up", self.total()),
             Side::Destination => {
                 c.max_lag = None;
                 (c.dst.clone(), "clearing", 0)
@@ -309,7 +322,9 @@ struct Ctx<'a> {
     dst: HostPort,
     max_lag: Option<u64>,
     lost: &'a AtomicBool,
-    /// The account's rows, as counted before the move (0: not counted).
+    /// The account's rows per table (as `tables`), as counted before the move (None: not
+    /// counted), and all of them (0: not counted).
+    counted: Vec<Option<u64>>,
     rows: u64,
 }
 
@@ -327,7 +342,12 @@ impl Ctx<'_> {
         let mut rows = 0;
         let mut db = self.conns.get(on)?;
         for (i, t) in self.tables.iter().enumerate() {
-            let n = data::count(&mut db, t, self.user)?;
+            // Counts from before the move only choose how to split the work: the ranges are
+            // open at both ends, so rows written since still fall in one.
+            let n = match self.counted[i] {
+                Some(n) => n,
+                None => data::count(&mut db, t, self.user)?,
+            };
             rows += n;
             for r in data::ranges(&mut db, t, self.user, n, STREAMS_PER_TABLE)? {
                 shares.push((i, r));
