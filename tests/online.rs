@@ -533,6 +533,25 @@ fn online_is_refused_where_the_log_cannot_be_followed_and_auto_moves_offline_say
     let message = refused["error"]["message"].as_str().unwrap();
     assert!(message.contains("server_id"), "{message}");
     assert_eq!(env.snapshot(), before, "a refused move changed something");
+    // The same id taken by the source's peer, which would replicate under shardctl's name.
+    let peer_port = env.shard_ports(&from)[((1101 + 1) % 2) as usize];
+    let peer_id: u32 = conn(peer_port)
+        .query_first("SELECT @@server_id")
+        .unwrap()
+        .unwrap();
+    std::fs::write(
+        &env.config,
+        format!("{text}[migrate]\nserver_id = {peer_id}\nonline_min_rows = 0\n"),
+    )
+    .unwrap();
+    let (code, refused) = env.run_json(&["migrate", "1101", "--to", &to, "--mode", "online"]);
+    assert_eq!(code, 4, "{refused}");
+    let message = refused["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!("127.0.0.1:{peer_port} uses server_id {peer_id}")),
+        "{message}"
+    );
+    assert_eq!(env.snapshot(), before, "a refused move changed something");
     let (code, moved) = env.run_json(&["migrate", "1101", "--to", &to]);
     assert_eq!(code, 0, "{moved}");
     assert_eq!(moved["mode"], "offline", "{moved}");

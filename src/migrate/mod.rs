@@ -318,11 +318,21 @@ fn choose_mode(
     if mode == Mode::Auto && rows < cfg.migrate.online_min_rows {
         return Ok(Chosen::Offline(None));
     }
-    let peers: Vec<HostPort> = from
+    // On the command's sessions: the copy's lag watcher and the catch-up use them again.
+    let peers: Vec<(HostPort, u32)> = from
         .servers
         .iter()
         .map(|s| s.addr())
         .filter(|a| a != src)
+        .filter_map(|p| {
+            let id = conns
+                .get(&p)
+                .and_then(|mut db| {
+                    db.exec_first::<u32>("reading the server id", "SELECT @@server_id", ())
+                })
+                .ok()?;
+            Some((p, id.unwrap_or(0)))
+        })
         .collect();
     let unmet = online::unmet_preconditions(cfg, &mut *conns.get(src)?, &peers)?;
     match (unmet.is_empty(), mode) {

@@ -66,8 +66,13 @@ impl Mode {
 }
 
 /// What keeps the source from being followed, one sentence each; empty when nothing does.
-/// `peers` are the other servers of the source's shard (none may replicate as our server_id).
-pub fn unmet_preconditions(cfg: &Config, src: &mut Db, peers: &[HostPort]) -> Result<Vec<String>> {
+/// `peers`: the other servers of the source's shard that answered, with their server ids
+/// (none may replicate as our server_id).
+pub fn unmet_preconditions(
+    cfg: &Config,
+    src: &mut Db,
+    peers: &[(HostPort, u32)],
+) -> Result<Vec<String>> {
     let mut unmet = unmet_settings(cfg, src, peers)?;
     unmet.extend(unmet_privileges(src)?);
     Ok(unmet)
@@ -75,7 +80,11 @@ pub fn unmet_preconditions(cfg: &Config, src: &mut Db, peers: &[HostPort]) -> Re
 
 /// The server's settings that keep it from being followed (`doctor` checks the privileges
 /// with the others).
-pub fn unmet_settings(cfg: &Config, src: &mut Db, peers: &[HostPort]) -> Result<Vec<String>> {
+pub fn unmet_settings(
+    cfg: &Config,
+    src: &mut Db,
+    peers: &[(HostPort, u32)],
+) -> Result<Vec<String>> {
     let vars: Vec<(String, String)> = src.exec(
         "reading the binary log settings",
         "SHOW GLOBAL VARIABLES WHERE Variable_name IN ('log_bin', 'binlog_format', 'binlog_row_image', 'log_bin_compress', 'server_id')",
@@ -112,13 +121,7 @@ pub fn unmet_settings(cfg: &Config, src: &mut Db, peers: &[HostPort]) -> Result<
     let ours = cfg.migrate.server_id;
     let mut ids: Vec<(String, u32)> =
         vec![(server.to_string(), var("server_id").parse().unwrap_or(0))];
-    for p in peers {
-        if let Ok(id) = crate::shard::connect(cfg, p).and_then(|mut db| {
-            db.exec_first::<u32>("reading the server id", "SELECT @@server_id", ())
-        }) {
-            ids.push((p.to_string(), id.unwrap_or(0)));
-        }
-    }
+    ids.extend(peers.iter().map(|(p, id)| (p.to_string(), *id)));
     // Registered replicas (needs a privilege shardctl may not have: then only the servers
     // themselves are checked).
     if let Ok(rows) = src.exec::<mysql::Row>("listing replicas", "SHOW SLAVE HOSTS", ()) {
