@@ -846,48 +846,50 @@ mod tests {
 
     #[test]
     fn values_are_given_back_as_written() {
-        let back = |k: Kind, v: Value| k.give_back(v).unwrap();
-        assert_eq!(
-            back(Kind::Unsigned(32), Value::Int(-1)),
-            Value::UInt(4_294_967_295)
-        );
-        assert_eq!(
-            back(Kind::Unsigned(24), Value::Int(-2)),
-            Value::UInt(16_777_214)
-        );
-        assert_eq!(back(Kind::Unsigned(8), Value::Int(5)), Value::UInt(5));
-        assert_eq!(back(Kind::Year, Value::from("1900")), Value::UInt(0));
-        assert_eq!(back(Kind::Year, Value::from("2155")), Value::UInt(2155));
-        assert_eq!(
-            back(Kind::Bit, Value::Bytes(vec![0x03, 0x01])),
-            Value::UInt(769)
-        );
-        assert_eq!(back(Kind::Set, Value::Bytes(vec![0x05])), Value::UInt(5));
-        assert_eq!(
-            back(Kind::Set, Value::Bytes(vec![0x01, 0x02])),
-            Value::UInt(513)
-        );
-        assert_eq!(
-            back(Kind::Fixed(3), Value::Bytes(vec![7])),
-            Value::Bytes(vec![7, 0, 0])
-        );
-        assert_eq!(
-            back(Kind::Timestamp, Value::from("0")),
-            Value::Date(0, 0, 0, 0, 0, 0, 0)
-        );
-        assert_eq!(
-            back(Kind::Timestamp, Value::from("1711848600.500000")),
-            Value::Date(2024, 3, 31, 1, 30, 0, 500_000)
-        );
-        assert_eq!(
-            back(Kind::Timestamp, Value::from("1")),
-            Value::Date(1970, 1, 1, 0, 0, 1, 0)
-        );
-        assert_eq!(
-            back(Kind::Timestamp, Value::from("2147483647")),
-            Value::Date(2038, 1, 19, 3, 14, 7, 0)
-        );
-        assert_eq!(back(Kind::Timestamp, Value::NULL), Value::NULL);
+        let cases = [
+            (
+                Kind::Unsigned(32),
+                Value::Int(-1),
+                Value::UInt(4_294_967_295),
+            ),
+            (Kind::Unsigned(24), Value::Int(-2), Value::UInt(16_777_214)),
+            (Kind::Unsigned(8), Value::Int(5), Value::UInt(5)),
+            (Kind::Year, Value::from("1900"), Value::UInt(0)),
+            (Kind::Year, Value::from("2155"), Value::UInt(2155)),
+            (Kind::Bit, Value::Bytes(vec![0x03, 0x01]), Value::UInt(769)),
+            (Kind::Set, Value::Bytes(vec![0x05]), Value::UInt(5)),
+            (Kind::Set, Value::Bytes(vec![0x01, 0x02]), Value::UInt(513)),
+            (
+                Kind::Fixed(3),
+                Value::Bytes(vec![7]),
+                Value::Bytes(vec![7, 0, 0]),
+            ),
+            (
+                Kind::Timestamp,
+                Value::from("0"),
+                Value::Date(0, 0, 0, 0, 0, 0, 0),
+            ),
+            (
+                Kind::Timestamp,
+                Value::from("1711848600.500000"),
+                Value::Date(2024, 3, 31, 1, 30, 0, 500_000),
+            ),
+            (
+                Kind::Timestamp,
+                Value::from("1"),
+                Value::Date(1970, 1, 1, 0, 0, 1, 0),
+            ),
+            (
+                Kind::Timestamp,
+                Value::from("2147483647"),
+                Value::Date(2038, 1, 19, 3, 14, 7, 0),
+            ),
+            (Kind::Timestamp, Value::NULL, Value::NULL),
+        ];
+        for (kind, logged, written) in cases {
+            let what = format!("{kind:?} logged as {logged:?}");
+            assert_eq!(kind.give_back(logged).unwrap(), written, "{what}");
+        }
         assert!(Kind::Timestamp.give_back(Value::from("x")).is_err());
     }
 
