@@ -13,9 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use common::{
-    conn, federation, routing_member, user_rows, wait_replicated, Env, Federation, Frozen, Rows,
-};
+use common::{conn, federation, user_rows, wait_replicated, Env, Federation, Rows};
 use mysql::prelude::Queryable;
 use mysql::Value;
 
@@ -668,6 +666,7 @@ fn rebalance_moves_a_large_account_online_and_reports_how_each_moved() {
 #[cfg(feature = "failpoints")]
 mod crashes {
     use super::*;
+    use common::{routing_member, Frozen};
 
     /// The application writes throughout; the mover is killed at `point`, resumed, and the
     /// move made again: the destination holds every acknowledged write, nothing is doubled

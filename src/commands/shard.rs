@@ -264,6 +264,22 @@ fn add(cfg: &Config, db: &mut Db, args: &ShardAddArgs) -> Result<Outcome> {
         // With the write guard on, a new shard gets it before it can take a user.
         crate::shard::guard::install_on(cfg, &args.servers)?;
         let id = directory::add_shard(db, &args.name, args.weight, &args.servers)?;
+        // With the home guard on, each server learns which users' writes it takes.
+        if crate::shard::home::enabled(cfg) {
+            let added = directory::shard(db, &args.name)?;
+            if let Some(Err(e)) = crate::shard::handover::to_ring(
+                cfg,
+                std::slice::from_ref(&added),
+                std::time::Duration::from_secs(30),
+            )
+            .pop()
+            {
+                return Err(Error::Failed(format!(
+                    "shard `{}` was added, but its servers' home guard rules were not settled ({e}): run `shardctl guard install`",
+                    args.name
+                )));
+            }
+        }
         cache::shards_changed(cfg, &[id]);
         true
     };

@@ -145,6 +145,10 @@ pub struct ShardsConfig {
     pub tables: Vec<TableSpec>,
     /// `write_guard = true`: moves guard their users with the triggers of `guard install`.
     pub write_guard: bool,
+    /// `home_guard = true`: the same triggers refuse an application write for a user on every
+    /// server but the one the ring routes that user's writes to, and drains, restores and rolls
+    /// hand each user's writes from one server to the next with never two accepting them.
+    pub home_guard: bool,
 }
 
 /// A per-user table on the shards: every row belongs to the user named in `owner_column`.
@@ -443,6 +447,9 @@ struct RawShards {
     /// Moves guard their users with the triggers `guard install` puts on every shard server.
     #[serde(default)]
     write_guard: bool,
+    /// Every shard server refuses application writes for users whose writes go elsewhere.
+    #[serde(default)]
+    home_guard: bool,
     #[serde(default)]
     tables: Vec<RawTable>,
 }
@@ -689,6 +696,7 @@ impl Config {
             login: login(&raw.shards.auth, "shards.auth")?,
             tables,
             write_guard: raw.shards.write_guard,
+            home_guard: raw.shards.home_guard,
         };
         let timeout = |v: &Option<String>, default: Duration, key: &str| match v {
             None => Ok(default),

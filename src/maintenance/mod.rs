@@ -27,6 +27,7 @@ use crate::ring::directory::{self, Half, Server, ServerStatus, Shard};
 use crate::ring::{self, audit};
 use crate::shard::replica::{self, ReplicaStatus};
 use crate::shard::sessions::{self, Session};
+use crate::shard::{handover, home};
 use crate::types::HostPort;
 use rules::{Facts, Probe};
 
@@ -197,10 +198,23 @@ pub struct Outcome {
     /// How many servers changed status.
     pub changed: usize,
     pub seconds: f64,
+    /// Whether the database enforced the hand-over (`[shards] home_guard`).
+    pub home_guard: bool,
+    /// Each shard whose writers changed, handed over with never two servers accepting one
+    /// user's writes.
+    pub handovers: Vec<handover::Handover>,
+    /// What the operator must know about how safe this was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
+    /// A signal stopped the command: what it left is said per server.
+    pub interrupted: bool,
     /// A refusal stopped the whole command before it changed anything.
     #[serde(skip)]
     pub blocked: bool,
 }
+
+/// Said by every drain and restore without the home guard.
+const UNGUARDED: &str = "[shards] home_guard is off: the hand-over relies on every application following the ring; a session still writing on the old server while the new one takes the same user's writes loses updates (set home_guard = true and run `shardctl guard install`)";
 
 /// Marks a dry run's servers that would change.
 const WOULD: &str = "would change";
@@ -242,6 +256,10 @@ fn report(
         sessions: Vec::new(),
         locks: Vec::new(),
         seconds: start.elapsed().as_secs_f64(),
+        home_guard: false,
+        handovers: Vec::new(),
+        warning: None,
+        interrupted: false,
         blocked: false,
     }
 }
@@ -268,6 +286,8 @@ enum Stuck {
 
 pub fn drain(cfg: &Config, opts: &DrainOptions, ui: &Ui) -> Result<Outcome> {
     let start = Instant::now();
+    // A signal stops the waits at their next look and undoes a hand-over in progress.
+    crate::signals::catch_termination();
     let half = opts.half;
     let mut ring = ring::open(cfg)?;
     // Nothing the drain asks of the ring may outlast the operator's timeout.
@@ -297,6 +317,7 @@ pub fn drain(cfg: &Config, opts: &DrainOptions, ui: &Ui) -> Result<Outcome> {
         }
     }
     let mut notes: HashMap<HostPort, String> = HashMap::new();
+    let enforced = home::enabled(cfg);
     let outcome = |changes: HashMap<HostPort, ServerStatus>,
                    notes: &HashMap<HostPort, String>,
                    refused: Vec<Refusal>,
@@ -304,8 +325,13 @@ pub fn drain(cfg: &Config, opts: &DrainOptions, ui: &Ui) -> Result<Outcome> {
         blocked: !refused.is_empty() && !opts.skip_unsafe,
         refused,
         sessions,
+        home_guard: enforced,
+        warning: (!enforced).then(|| UNGUARDED.to_string()),
         ..report(&shards, half, opts.dry_run, start, &changes, notes)
     };
+    if !enforced && !opts.dry_run {
+        ui.warn(UNGUARDED);
+    }
     if !refused.is_empty() && !opts.skip_unsafe {
         return Ok(outcome(HashMap::new(), &notes, refused, Vec::new()));
     }
@@ -321,14 +347,43 @@ pub fn drain(cfg: &Config, opts: &DrainOptions, ui: &Ui) -> Result<Outcome> {
     }
 
     let safe_shards: Vec<&Shard> = safe.iter().map(|(s, _)| *s).collect();
-    let (marked, raced) = mark_draining(&mut ring, half, &safe_shards, opts)?;
+    let deadline = start + opts.timeout;
+    // With the home guard, each shard's users are handed over to the rest of it inside the
+    // transaction that marks the half, so the ring names the new writers only once they take
+    // the writes; a shard whose hand-over is refused is left as it was.
+    let hand_over =
+        |shards: &[&Shard]| -> Vec<std::result::Result<Option<handover::Handover>, String>> {
+            if !enforced {
+                return shards.iter().map(|_| Ok(None)).collect();
+            }
+            let handing = ui.spinner(&format!(
+                "half {half}: handing the writes of {} shards over",
+                shards.len()
+            ));
+            let done = parallel::each(shards, |shard| {
+                let rest: Vec<Server> = shard
+                    .servers
+                    .iter()
+                    .filter(|s| !rules::in_scope(s, half, only))
+                    .cloned()
+                    .collect();
+                handover::converge(cfg, shard, &home::writers(&rest), deadline).map(Some)
+            });
+            handing.finish_and_clear();
+            done
+        };
+    let (marked, raced, handovers) = mark_draining(&mut ring, half, &safe_shards, opts, hand_over)?;
     cache::shards_changed(cfg, &marked.iter().map(|s| s.id).collect::<Vec<_>>());
+    let handed_over_none = marked.is_empty() && !raced.is_empty();
     refused.extend(raced);
     if marked.is_empty() {
-        return Ok(outcome(HashMap::new(), &notes, refused, Vec::new()));
+        return Ok(Outcome {
+            blocked: handed_over_none,
+            interrupted: crate::signals::received(),
+            ..outcome(HashMap::new(), &notes, refused, Vec::new())
+        });
     }
-
-    let deadline = start + opts.timeout;
+    let mut changes: HashMap<HostPort, ServerStatus> = HashMap::new();
     let draining: Vec<(&Shard, &Server)> = marked
         .iter()
         .flat_map(|shard| {
@@ -344,11 +399,11 @@ pub fn drain(cfg: &Config, opts: &DrainOptions, ui: &Ui) -> Result<Outcome> {
         draining.len()
     ));
     let results = parallel::each(&draining, |(shard, server)| {
-        wait_drained(cfg, shard, server, deadline)
+        // With the home guard the hand-over already waited for the other half.
+        wait_drained(cfg, shard, server, deadline, !enforced)
     });
     waiting.finish_and_clear();
 
-    let mut changes: HashMap<HostPort, ServerStatus> = HashMap::new();
     let mut open = Vec::new();
     let mut done = Vec::new();
     let mut back = Vec::new();
@@ -419,6 +474,9 @@ pub fn drain(cfg: &Config, opts: &DrainOptions, ui: &Ui) -> Result<Outcome> {
     }
     Ok(Outcome {
         locks,
+        handovers,
+        interrupted: crate::signals::received(),
+        blocked: false,
         ..outcome(changes, &notes, refused, open)
     })
 }
@@ -442,17 +500,21 @@ fn holdouts(shard: &Shard, server: &Server, sessions: Vec<Session>) -> Vec<Holdo
 }
 
 /// Marks `half` of `shards` draining in one transaction, after checking again, on rows locked
-/// for the change, that the other half of each is still all online. Returns the shards marked
-/// and those refused by the second look. Without `skip_unsafe`, one refusal marks nothing.
+/// for the change, that the other half of each is still all online, and after handing each
+/// shard's writes over (`hand_over`, run while the rows are locked, so the ring changes only
+/// once the new writers take the writes). Returns the shards marked, those refused by the
+/// second look or whose hand-over was refused, and the hand-overs. Without `skip_unsafe`, one
+/// refusal by the second look marks nothing; a refused hand-over leaves only its own shard.
 fn mark_draining<'s>(
     ring: &mut Db,
     half: Half,
     shards: &[&'s Shard],
     opts: &DrainOptions,
-) -> Result<(Vec<&'s Shard>, Vec<Refusal>)> {
+    hand_over: impl Fn(&[&Shard]) -> Vec<std::result::Result<Option<handover::Handover>, String>>,
+) -> Result<(Vec<&'s Shard>, Vec<Refusal>, Vec<handover::Handover>)> {
     let skip_unsafe = opts.skip_unsafe;
     if shards.is_empty() {
-        return Ok((Vec::new(), Vec::new()));
+        return Ok((Vec::new(), Vec::new(), Vec::new()));
     }
     let ids: Vec<u32> = shards.iter().map(|s| s.id).collect();
     ring.transaction("marking the half draining", |tx| {
@@ -464,7 +526,7 @@ fn mark_draining<'s>(
             ),
             ids.clone(),
         )?;
-        let mut ok = Vec::new();
+        let mut checked = Vec::new();
         let mut raced = Vec::new();
         for shard in shards {
             let now: Result<Vec<Server>, String> = rows
@@ -481,7 +543,7 @@ fn mark_draining<'s>(
                 })
                 .collect();
             match now.and_then(|servers| rules::other_half_online(half, &servers)) {
-                Ok(()) => ok.push(*shard),
+                Ok(()) => checked.push(*shard),
                 Err(reason) => raced.push(Refusal {
                     shard: shard.name.clone(),
                     reason: format!("changed while checking: {reason}"),
@@ -490,7 +552,23 @@ fn mark_draining<'s>(
         }
         if !raced.is_empty() && !skip_unsafe {
             // Nothing is written: committing releases the row locks, nothing more.
-            return Ok((Vec::new(), raced));
+            return Ok((Vec::new(), raced, Vec::new()));
+        }
+        let mut ok = Vec::new();
+        let mut handovers = Vec::new();
+        for (shard, handed) in checked.iter().zip(hand_over(&checked)) {
+            match handed {
+                Ok(h) => {
+                    ok.push(*shard);
+                    handovers.extend(h);
+                }
+                Err(reason) => raced.push(Refusal {
+                    shard: shard.name.clone(),
+                    reason: format!(
+                        "its writes could not be handed over, so it was left as it was: {reason}"
+                    ),
+                }),
+            }
         }
         if !ok.is_empty() {
             let servers = opts.only.as_deref().unwrap_or_default();
@@ -529,7 +607,7 @@ fn mark_draining<'s>(
                 .collect();
             audit::record_many(tx, "maintenance.drain", &entries)?;
         }
-        Ok((ok, raced))
+        Ok((ok, raced, handovers))
     })
 }
 
@@ -543,6 +621,7 @@ fn wait_drained(
     shard: &Shard,
     server: &Server,
     deadline: Instant,
+    replicated: bool,
 ) -> Result<(), Stuck> {
     let problem = |e: crate::error::Error| Stuck::Problem(e.to_string());
     let mut db =
@@ -568,11 +647,19 @@ fn wait_drained(
         if open.is_empty() {
             break;
         }
+        if crate::signals::received() {
+            return Err(Stuck::Problem(
+                "interrupted while application sessions were open (its users' writes are handed over already)".into(),
+            ));
+        }
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return Err(Stuck::Sessions(open));
         }
         std::thread::sleep(left.min(POLL));
+    }
+    if !replicated {
+        return Ok(());
     }
     let Some(position) = replica::binlog_position(&mut db).map_err(problem)? else {
         return Ok(());
@@ -700,6 +787,7 @@ pub struct RestoreOptions {
 
 pub fn restore(cfg: &Config, opts: &RestoreOptions, ui: &Ui) -> Result<Outcome> {
     let start = Instant::now();
+    crate::signals::catch_termination();
     let half = opts.half;
     let deadline = start + opts.timeout;
     let mut ring = ring::open(cfg)?;
@@ -722,12 +810,59 @@ pub fn restore(cfg: &Config, opts: &RestoreOptions, ui: &Ui) -> Result<Outcome> 
             .filter(|(_, s)| s.status != ServerStatus::Online)
             .count()
     ));
+    let enforced = home::enabled(cfg);
+    if !enforced && !opts.dry_run {
+        ui.warn(UNGUARDED);
+    }
     // Each server goes back online the moment it is ready, on the one ring connection (a
-    // row each: the transactions are short), not when the slowest one is.
+    // row each: the transactions are short), not when the slowest one is. Hand-overs of one
+    // shard take turns: each starts from the writers the ring names then.
     let ring = std::sync::Mutex::new(&mut ring);
+    let turns: HashMap<u32, std::sync::Mutex<()>> = shards
+        .iter()
+        .map(|s| (s.id, std::sync::Mutex::new(())))
+        .collect();
+    let handovers = std::sync::Mutex::new(Vec::new());
+    let lock_ring = || {
+        ring.lock()
+            .map_err(|_| "the ring connection's lock was poisoned".to_string())
+    };
+    // Brings the shard's rules to the writers the ring names now, with `joining` among them:
+    // it finishes a hand-over an earlier run left half done, or hands users back to a server.
+    let hand_over = |shard: &Shard, joining: Option<&Server>| -> Result<(), String> {
+        if !enforced || opts.dry_run {
+            return Ok(());
+        }
+        let now = directory::shards(&mut **lock_ring()?)
+            .map_err(|e| format!("reading the ring: {e}"))?
+            .into_iter()
+            .find(|s| s.id == shard.id)
+            .ok_or("its shard left the ring meanwhile")?;
+        let mut after = now.servers.clone();
+        for s in after
+            .iter_mut()
+            .filter(|s| joining.is_some_and(|j| j.addr() == s.addr()))
+        {
+            s.status = ServerStatus::Online;
+        }
+        let h = handover::converge(cfg, &now, &home::writers(&after), deadline)
+            .map_err(|e| format!("its users' writes could not be handed over: {e}"))?;
+        if h.write_window_seconds > 0.0 {
+            handovers.lock().unwrap_or_else(|p| p.into_inner()).push(h);
+        }
+        Ok(())
+    };
+    let turn = |shard: &Shard| {
+        turns
+            .get(&shard.id)
+            .map(|t| t.lock().unwrap_or_else(|p| p.into_inner()))
+    };
     let results = parallel::each(&of_half, |(shard, server)| -> Result<Step, String> {
         if server.status == ServerStatus::Online {
-            // Already serving: only say whether it really answers.
+            let _turn = turn(shard);
+            // Already serving: only say whether it really answers, and settle its shard's
+            // rules if a hand-over was left half done.
+            hand_over(shard, None)?;
             return probe(cfg, &server.addr(), None, Trust::AsShown)
                 .map(|_| Step::Unchanged)
                 .map_err(|e| format!("marked online but does not answer: {e}"));
@@ -743,9 +878,11 @@ pub fn restore(cfg: &Config, opts: &RestoreOptions, ui: &Ui) -> Result<Outcome> 
             };
         }
         let note = wait_restorable(cfg, shard, server, opts.max_lag, deadline)?;
-        let mut ring = ring
-            .lock()
-            .map_err(|_| "the ring connection's lock was poisoned".to_string())?;
+        // Handed back first; the ring names it a writer only once it takes the writes. The
+        // shard's turn is held until the ring says so, so the next hand-over starts from it.
+        let _turn = turn(shard);
+        hand_over(shard, Some(server))?;
+        let mut ring = lock_ring()?;
         let changed = set_status(
             cfg,
             &mut ring,
@@ -786,7 +923,13 @@ pub fn restore(cfg: &Config, opts: &RestoreOptions, ui: &Ui) -> Result<Outcome> 
             }
         }
     }
-    Ok(report(&shards, half, opts.dry_run, start, &changes, &notes))
+    Ok(Outcome {
+        home_guard: enforced,
+        warning: (!enforced).then(|| UNGUARDED.to_string()),
+        handovers: handovers.into_inner().unwrap_or_else(|p| p.into_inner()),
+        interrupted: crate::signals::received(),
+        ..report(&shards, half, opts.dry_run, start, &changes, &notes)
+    })
 }
 
 /// What restoring one server came to.

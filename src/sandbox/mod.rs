@@ -131,6 +131,12 @@ fn root_login() -> Login {
     }
 }
 
+/// The sandbox always runs with the home guard.
+const HOME_GUARD_TEXT: &str =
+    "# Each server takes only the writes of the users the ring routes to it, and drains,\n\
+     # restores and rolls hand users' writes over with never two servers taking them.\n\
+     home_guard = true\n";
+
 fn config_text(
     members: &[Member],
     cache: Option<&CacheProcess>,
@@ -154,8 +160,9 @@ fn config_text(
          # per session; production ticket servers set them server-wide.\n\
          [[tickets]]\nserver = \"{ring}\"\ndatabase = \"{RING_DATABASE}\"\nauto_increment_increment = 2\nauto_increment_offset = 1\n\n\
          [[tickets]]\nserver = \"{ring}\"\ndatabase = \"{SECOND_TICKET_DATABASE}\"\nauto_increment_increment = 2\nauto_increment_offset = 2\n\n\
-         [shards]\ndatabase = \"{}\"\n{}\n[shards.auth]\nuser = \"root\"\nno_password = true\n{tables}{}",
+         [shards]\ndatabase = \"{}\"\n{}{}\n[shards.auth]\nuser = \"root\"\nno_password = true\n{tables}{}",
         demo::DATABASE,
+        HOME_GUARD_TEXT,
         if write_guard {
             "# Moves guard their users with triggers (`shardctl guard install`).\nwrite_guard = true\n"
         } else {
@@ -397,8 +404,9 @@ fn bring_up(
         // A sandbox made by an older shardctl gets this one's ring schema (init is idempotent).
         ring::initialize(&Config::load(&config_path)?, false)?;
     }
-    if spec.write_guard {
-        spinner.set_message("installing the write guard");
+    {
+        // The home guard is always on in a sandbox; the move guard when asked for.
+        spinner.set_message("installing the guard triggers");
         let cfg = Config::load(&config_path)?;
         let servers = crate::shard::guard::everywhere(
             &cfg,

@@ -16,6 +16,8 @@ use crate::db::{placeholders, values, Db};
 use crate::error::{Error, Result};
 use crate::types::HostPort;
 
+use super::home;
+
 /// The guard table: a row per guarded user; `until` NULL while it moves, else when the guard
 /// lapses (the cache's ttl after the flip).
 pub const TABLE: &str = "shardctl_guard";
@@ -36,27 +38,37 @@ pub fn trigger_names(table: &TableSpec) -> Vec<String> {
         .collect()
 }
 
-/// The statements that install the guard on one server (idempotent).
+/// The statements that install the guard on one server (idempotent; triggers of an older
+/// shardctl are replaced). The triggers hold both guards: the move guard's table and the home
+/// guard's (`home`); each refuses nothing while its table is empty.
+///
+/// Two kinds of write always pass: shardctl's own sessions, and replicated statements (the
+/// replication thread runs a statement-format event with the session's `server_id` set to the
+/// server that wrote it, so it differs from the global one). Row-format events fire no trigger.
+/// A refusal stops only the application's statement, never a replica's SQL thread.
 pub fn install_statements(cfg: &Config) -> Vec<String> {
-    let mut out = vec![format!(
-        "CREATE TABLE IF NOT EXISTS {TABLE} (
+    let mut out = vec![
+        format!(
+            "CREATE TABLE IF NOT EXISTS {TABLE} (
             user_id BIGINT UNSIGNED NOT NULL PRIMARY KEY,
             until DATETIME(6) NULL,
             lives_on VARCHAR(64) NOT NULL
         ) ENGINE=InnoDB"
-    )];
+        ),
+        home::create_statement(),
+    ];
     for t in &cfg.shards.tables {
         let owner = t.owner_column.quoted();
         let check = |row: &str| {
             format!(
-                "IF {WRITER_VARIABLE} IS NULL THEN
-                   SET lives = (SELECT g.lives_on FROM {TABLE} g
-                    WHERE g.user_id = {row}.{owner} AND (g.until IS NULL OR g.until > UTC_TIMESTAMP(6)));
-                   IF lives IS NOT NULL THEN
-                     SET msg = CONCAT('shardctl write guard: user ', {row}.{owner}, ' is moving or has moved to ', lives, '; re-read the ring');
-                     SIGNAL SQLSTATE '45000' SET MYSQL_ERRNO = 1644, MESSAGE_TEXT = msg;
-                   END IF;
-                 END IF;"
+                "{home}
+                 SET lives = (SELECT g.lives_on FROM {TABLE} g
+                  WHERE g.user_id = {row}.{owner} AND (g.until IS NULL OR g.until > UTC_TIMESTAMP(6)));
+                 IF lives IS NOT NULL THEN
+                   SET msg = CONCAT('shardctl write guard: user ', {row}.{owner}, ' is moving or has moved to ', lives, '; re-read the ring');
+                   SIGNAL SQLSTATE '45000' SET MYSQL_ERRNO = 1644, MESSAGE_TEXT = msg;
+                 END IF;",
+                home = home::trigger_check(row, &owner),
             )
         };
         for (event, kind, body) in [
@@ -74,11 +86,14 @@ pub fn install_statements(cfg: &Config) -> Vec<String> {
             ("bd", "DELETE", check("OLD")),
         ] {
             out.push(format!(
-                "CREATE TRIGGER IF NOT EXISTS {} BEFORE {kind} ON {} FOR EACH ROW
+                "CREATE OR REPLACE TRIGGER {} BEFORE {kind} ON {} FOR EACH ROW
                  BEGIN
                    DECLARE lives VARCHAR(64) DEFAULT NULL;
-                   DECLARE msg VARCHAR(255);
-                   {body}
+                   DECLARE refusals INT DEFAULT 0;
+                   DECLARE msg VARCHAR(512);
+                   IF {WRITER_VARIABLE} IS NULL AND @@session.server_id = @@global.server_id THEN
+                     {body}
+                   END IF;
                  END",
                 trigger_name(t, event),
                 t.name.quoted()
@@ -98,6 +113,7 @@ pub fn remove_statements(cfg: &Config) -> Vec<String> {
         .map(|n| format!("DROP TRIGGER IF EXISTS {n}"))
         .collect();
     out.push(format!("DROP TABLE IF EXISTS {TABLE}"));
+    out.push(format!("DROP TABLE IF EXISTS {}", home::TABLE));
     out
 }
 
@@ -123,14 +139,18 @@ pub struct Installed {
     pub missing: Vec<String>,
     /// Users guarded now.
     pub guarded: u64,
+    /// The home guard's rules on this server (None without its table).
+    pub home: Option<home::View>,
 }
 
 pub fn inspect(cfg: &Config, db: &mut Db) -> Result<Installed> {
     let database = cfg.shards.database.as_str();
+    // A trigger of an older shardctl, without the home guard's check, is as good as missing.
     let have: Vec<String> = db.exec(
         "reading the triggers",
-        "SELECT TRIGGER_NAME FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = ?",
-        (database,),
+        "SELECT TRIGGER_NAME FROM information_schema.TRIGGERS
+         WHERE TRIGGER_SCHEMA = ? AND ACTION_STATEMENT LIKE ?",
+        (database, format!("%{}%", home::TABLE)),
     )?;
     let table: Option<u8> = db.exec_first(
         "looking for the guard table",
@@ -158,10 +178,15 @@ pub fn inspect(cfg: &Config, db: &mut Db) -> Result<Installed> {
         missing.push(TABLE.to_string());
         0
     };
+    let home = home::read(cfg, db)?;
+    if home.is_none() {
+        missing.push(home::TABLE.to_string());
+    }
     Ok(Installed {
         installed: missing.is_empty(),
         missing,
         guarded,
+        home,
     })
 }
 
@@ -303,7 +328,7 @@ pub fn given_back(cfg: &Config, src: &mut Db, users: &[u64]) -> Result<()> {
 /// Installs the guard on `servers` (a shard being added) when it is configured: a shard that
 /// lacks it could not take part in guarded moves.
 pub fn install_on(cfg: &Config, servers: &[HostPort]) -> Result<()> {
-    if !enabled(cfg) {
+    if !enabled(cfg) && !home::enabled(cfg) {
         return Ok(());
     }
     let statements = install_statements(cfg);
@@ -342,34 +367,60 @@ pub enum Action {
 /// waited for at most `timeout`.
 pub fn everywhere(cfg: &Config, action: Action, timeout: Duration) -> Result<Vec<ServerGuard>> {
     let mut ring = crate::ring::open(cfg)?;
-    let servers: Vec<(String, HostPort)> = crate::ring::directory::shards(&mut ring)?
-        .into_iter()
-        .flat_map(|s| {
-            let name = s.name.clone();
-            s.servers.into_iter().map(move |v| (name.clone(), v.addr()))
-        })
+    let shards = crate::ring::directory::shards(&mut ring)?;
+    let servers: Vec<(String, HostPort)> = shards
+        .iter()
+        .flat_map(|s| s.servers.iter().map(|v| (s.name.clone(), v.addr())))
         .collect();
     let statements = match action {
         Action::Status => Vec::new(),
         Action::Install => install_statements(cfg),
         Action::Remove => remove_statements(cfg),
     };
-    let results = crate::parallel::each(&servers, |(shard, addr)| {
-        let done = super::connect(cfg, addr).and_then(|mut db| {
-            if action != Action::Status {
-                db.set_timeouts(
-                    timeout + Duration::from_secs(5),
-                    timeout + Duration::from_secs(5),
-                )?;
-                apply(&mut db, &statements, timeout)?;
+    let applied = crate::parallel::each(&servers, |(_, addr)| {
+        if action == Action::Status {
+            return Ok(());
+        }
+        let mut db = super::connect(cfg, addr)?;
+        db.set_timeouts(
+            timeout + Duration::from_secs(5),
+            timeout + Duration::from_secs(5),
+        )?;
+        apply(&mut db, &statements, timeout)
+    });
+    // Installed everywhere first: a hand-over needs every server of the shard to have it.
+    let mut unsettled: Vec<(String, String)> = Vec::new();
+    if action == Action::Install {
+        for (shard, result) in shards
+            .iter()
+            .zip(super::handover::to_ring(cfg, &shards, timeout))
+        {
+            if let Err(e) = result {
+                unsettled.push((shard.name.clone(), e));
             }
-            inspect(cfg, &mut db)
-        });
+        }
+    }
+    let items: Vec<(&(String, HostPort), Option<String>)> = servers
+        .iter()
+        .zip(applied)
+        .map(|(s, a)| (s, a.err().map(|e| e.to_string())))
+        .collect();
+    let results: Vec<ServerGuard> = crate::parallel::each(&items, |((shard, addr), failed)| {
+        let done = match failed {
+            Some(e) => Err(e.clone()),
+            None => super::connect(cfg, addr)
+                .and_then(|mut db| inspect(cfg, &mut db))
+                .map_err(|e| e.to_string()),
+        };
+        let unsettled = unsettled
+            .iter()
+            .find(|(s, _)| s == shard)
+            .map(|(_, e)| format!("the home guard's rules were not settled: {e}"));
         ServerGuard {
             shard: shard.clone(),
             host: addr.host.clone(),
             port: addr.port,
-            error: done.as_ref().err().map(|e| e.to_string()),
+            error: done.as_ref().err().cloned().or(unsettled),
             state: done.ok(),
         }
     });

@@ -5,6 +5,8 @@
 pub mod conns;
 pub mod fence;
 pub mod guard;
+pub mod handover;
+pub mod home;
 pub mod replica;
 pub mod routing;
 pub mod sessions;

@@ -4,13 +4,19 @@
 
 use crate::ring::directory::{Server, ServerStatus};
 
-/// The servers to try for `user_id`, first choice first. Empty when none is online.
-pub fn candidates(user_id: u64, servers: &[Server]) -> Vec<&Server> {
+/// The shard's online servers in routing order: by half, host, port.
+pub fn online_in_order(servers: &[Server]) -> Vec<&Server> {
     let mut online: Vec<&Server> = servers
         .iter()
         .filter(|s| s.status == ServerStatus::Online)
         .collect();
     online.sort_by(|a, b| (a.half, &a.host, a.port).cmp(&(b.half, &b.host, b.port)));
+    online
+}
+
+/// The servers to try for `user_id`, first choice first. Empty when none is online.
+pub fn candidates(user_id: u64, servers: &[Server]) -> Vec<&Server> {
+    let mut online = online_in_order(servers);
     if online.is_empty() {
         return online;
     }

@@ -3,6 +3,8 @@
 //! tests run in parallel on the same servers without seeing each other.
 #![allow(dead_code)]
 
+pub mod app;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
