@@ -494,3 +494,64 @@ fn replicated_statements_pass_the_guard_and_replication_keeps_running() {
         e.message
     );
 }
+
+/// Whether the server on `port` takes an application write for `photo`.
+fn takes(env: &Env, port: u16, photo: u64) -> bool {
+    match conn(port).exec_drop(
+        format!(
+            "UPDATE {}.photos SET views = views + 1 WHERE photo_id = ?",
+            env.shard_db()
+        ),
+        (photo,),
+    ) {
+        Ok(()) => true,
+        Err(mysql::Error::MySqlError(e)) if e.code == 1644 => false,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+#[cfg(feature = "failpoints")]
+#[test]
+fn a_drain_killed_mid_hand_over_leaves_no_user_two_writers_and_running_it_again_finishes_it() {
+    let _turn = serial();
+    let env = world("handover_killed_drain", true);
+    let p = ports(&env);
+    spec(&env);
+    let r = env.run_with(
+        &["maintenance", "drain", "--half", "a"],
+        &[("SHARDCTL_FAILPOINT", "handover.stopped")],
+    );
+    assert_eq!(r.code, -1, "not killed: {}", r.stderr);
+    // The ring is as it was (its transaction died with the process); half a stopped taking
+    // user 2's writes and half b has not started: nobody takes them, nobody takes them twice.
+    assert_eq!(statuses(&env), ["online", "online"]);
+    assert!(!takes(&env, p[0], 200) && !takes(&env, p[1], 200));
+    assert!(takes(&env, p[1], 300), "half b's own users were affected");
+    let doc = step(&env, &["maintenance", "drain", "--half", "a"]);
+    assert_eq!(doc["servers"][0]["status"], "offline", "{doc}");
+    assert!(takes(&env, p[1], 200) && !takes(&env, p[0], 200));
+    step(&env, &["maintenance", "restore", "--half", "a"]);
+    assert!(takes(&env, p[0], 200) && !takes(&env, p[1], 200));
+}
+
+#[cfg(feature = "failpoints")]
+#[test]
+fn a_restore_killed_while_settling_is_finished_by_running_it_again() {
+    let _turn = serial();
+    let env = world("handover_killed_restore", true);
+    let p = ports(&env);
+    spec(&env);
+    step(&env, &["maintenance", "drain", "--half", "a"]);
+    let r = env.run_with(
+        &["maintenance", "restore", "--half", "a"],
+        &[("SHARDCTL_FAILPOINT", "handover.settled_one")],
+    );
+    assert_eq!(r.code, -1, "not killed: {}", r.stderr);
+    assert_eq!(statuses(&env), ["offline", "online"]);
+    // Half b gave user 2 up; half a has not taken it yet.
+    assert!(!takes(&env, p[0], 200) && !takes(&env, p[1], 200));
+    let doc = step(&env, &["maintenance", "restore", "--half", "a"]);
+    assert_eq!(doc["servers"][0]["status"], "online", "{doc}");
+    assert!(takes(&env, p[0], 200) && !takes(&env, p[1], 200));
+    assert!(takes(&env, p[1], 300) && !takes(&env, p[0], 300));
+}

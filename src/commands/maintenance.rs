@@ -80,6 +80,7 @@ impl Report for StatusReport {
                 "replication",
                 "lag",
                 "app sessions",
+                "takes writes for",
             ],
             self.servers.iter().map(|s| {
                 let (replication, lag) = match &s.replication {
@@ -108,6 +109,11 @@ impl Report for StatusReport {
                     replication,
                     lag,
                     s.connections.to_string(),
+                    match (&s.takes_writes_for, s.agrees_with_ring) {
+                        (Some(d), Some(false)) => format!("{d} (not what the ring routes)"),
+                        (Some(d), _) => d.clone(),
+                        (None, _) => "-".into(),
+                    },
                 ]
             }),
         ) + &match self.unreachable() {
@@ -213,6 +219,40 @@ impl Report for Change {
                     ]
                 }),
             ));
+        }
+        if !d.handovers.is_empty() {
+            out.push_str("\nusers' writes handed over (never two servers taking one user's):\n");
+            out.push_str(&table(
+                &[
+                    "shard",
+                    "server",
+                    "took writes for",
+                    "takes writes for",
+                    "write window",
+                ],
+                d.handovers.iter().flat_map(|h| {
+                    h.servers.iter().map(move |s| {
+                        vec![
+                            h.shard.clone(),
+                            format!("{}:{}", s.host, s.port),
+                            s.before.clone(),
+                            s.after.clone(),
+                            format!("{:.3}s", h.write_window_seconds),
+                        ]
+                    })
+                }),
+            ));
+            for note in d.handovers.iter().flat_map(|h| &h.notes) {
+                out.push_str(&format!("\nnote: {note}"));
+            }
+        }
+        if let Some(w) = &d.warning {
+            out.push_str(&format!("\nwarning: {w}"));
+        }
+        if d.interrupted {
+            out.push_str(
+                "\ninterrupted: every server is as listed; run the same command again to finish",
+            );
         }
         if !d.locks.is_empty() {
             out.push_str("\nlocks held with GET_LOCK on drained servers:\n");

@@ -13,6 +13,7 @@ use crate::db::Db;
 use crate::error::Result;
 use crate::parallel;
 use crate::ring::{directory, schema, tickets};
+use crate::shard::home::{self, Rule};
 use crate::shard::replica;
 use crate::types::HostPort;
 use rules::{Check, Flavor, Need};
@@ -127,12 +128,71 @@ fn ticket_checks(cfg: &Config, out: &mut Vec<Check>) {
     }
 }
 
+/// Whether the server's home guard takes the writes the ring routes to it, and no others. With
+/// the guard off, says what drains then rely on (a pass: it is a choice, not a fault).
+fn home_check(cfg: &Config, db: &mut Db, target: &str, expected: &Rule) -> Check {
+    const CHECK: &str = "home guard";
+    let view = home::read(cfg, db);
+    if !home::enabled(cfg) {
+        return match view {
+            Ok(Some(v)) if v != home::View::default() => Check::fail(
+                target,
+                CHECK,
+                format!("[shards] home_guard is off but the server still takes writes only for {}", v.describe()),
+                "run `shardctl guard install` (it clears the rules while home_guard is off), or turn home_guard on",
+            ),
+            _ => Check::pass(
+                target,
+                CHECK,
+                "off: drains, restores and rolls rely on every application following the ring; a session still writing on the old server while the new one takes the same user loses updates (set [shards] home_guard = true and run `shardctl guard install`)",
+            ),
+        };
+    }
+    let triggers = crate::shard::guard::inspect(cfg, db);
+    match (triggers, view) {
+        (Ok(g), _) if !g.installed => Check::fail(
+            target,
+            CHECK,
+            format!("missing {}", g.missing.join(", ")),
+            "run `shardctl guard install`",
+        ),
+        (Ok(_), Ok(Some(v))) if v.settled_on(expected) => Check::pass(
+            target,
+            CHECK,
+            format!("takes writes for {}, as the ring routes them", expected.describe()),
+        ),
+        (Ok(_), Ok(Some(v))) => Check::fail(
+            target,
+            CHECK,
+            format!(
+                "takes writes for {} but the ring routes it {}",
+                v.describe(),
+                expected.describe()
+            ),
+            "a hand-over was interrupted: run the drain or restore again (`shardctl maintenance restore` finishes it for online servers), or `shardctl guard install`",
+        ),
+        (Ok(_), Ok(None)) => Check::fail(
+            target,
+            CHECK,
+            "its rules are missing",
+            "run `shardctl guard install`",
+        ),
+        (Err(e), _) | (_, Err(e)) => Check::fail(
+            target,
+            CHECK,
+            e.to_string(),
+            "grant SELECT on the shard database and information_schema",
+        ),
+    }
+}
+
 /// Every check of one shard server.
 fn shard_server_checks(
     cfg: &Config,
     shard: &str,
     addr: &HostPort,
     paired: bool,
+    writes_for: &Rule,
     max_lag: u64,
 ) -> Vec<Check> {
     let target = format!("{addr} ({shard})");
@@ -241,6 +301,7 @@ fn shard_server_checks(
             ),
         });
     }
+    out.push(home_check(cfg, &mut db, &target, writes_for));
     match replica::status(&mut db) {
         Ok(Some(s)) => out.push(match s.problem(Some(max_lag)) {
             None => Check::pass(
@@ -312,16 +373,18 @@ pub fn checks(cfg: &Config, max_lag: u64) -> Vec<Check> {
                         "register one with `shardctl shard add`",
                     ));
                 }
-                let jobs: Vec<(String, HostPort, bool)> = shards
+                let jobs: Vec<(String, HostPort, bool, Rule)> = shards
                     .iter()
                     .flat_map(|s| {
-                        s.servers
-                            .iter()
-                            .map(move |v| (s.name.clone(), v.addr(), s.servers.len() > 1))
+                        let writers = home::writers(&s.servers);
+                        s.servers.iter().map(move |v| {
+                            let rule = Rule::of(&v.addr(), &writers);
+                            (s.name.clone(), v.addr(), s.servers.len() > 1, rule)
+                        })
                     })
                     .collect();
-                let results = parallel::each(&jobs, |(shard, addr, paired)| {
-                    shard_server_checks(cfg, shard, addr, *paired, max_lag)
+                let results = parallel::each(&jobs, |(shard, addr, paired, rule)| {
+                    shard_server_checks(cfg, shard, addr, *paired, rule, max_lag)
                 });
                 checks.extend(results.into_iter().flatten());
             }

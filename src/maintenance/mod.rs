@@ -1029,6 +1029,12 @@ pub struct ServerState {
     /// Application sessions open now.
     pub connections: usize,
     pub capacity_qps: Option<f64>,
+    /// The users whose writes the server takes now (its home guard's rules), or null when it
+    /// has none or did not answer.
+    pub takes_writes_for: Option<String>,
+    /// Whether that is what the ring routes to it (null without the home guard's rules): false
+    /// while a hand-over is in progress, or after one was interrupted.
+    pub agrees_with_ring: Option<bool>,
 }
 
 /// Every shard server's status, reachability, replication and application sessions, probed
@@ -1041,13 +1047,24 @@ pub fn status(cfg: &Config) -> Result<(Vec<ServerState>, Option<roll::RollStatus
         .iter()
         .flat_map(|shard| shard.servers.iter().map(move |s| (shard, s)))
         .collect();
-    let probes = parallel::each(&servers, |(_, s)| {
-        probe(cfg, &s.addr(), None, Trust::AsShown)
+    let probes = parallel::each(&servers, |(shard, s)| {
+        let home = connect(cfg, &s.addr(), probe_io(cfg))
+            .and_then(|mut db| home::read(cfg, &mut db))
+            .ok()
+            .flatten()
+            .filter(|v| home::enabled(cfg) || *v != home::View::default())
+            .map(|v| {
+                let expected = home::Rule::of(&s.addr(), &home::writers(&shard.servers));
+                (v.describe(), v.settled_on(&expected))
+            });
+        (probe(cfg, &s.addr(), None, Trust::AsShown), home)
     });
     let states = servers
         .into_iter()
         .zip(probes)
-        .map(|((shard, s), p)| ServerState {
+        .map(|((shard, s), (p, home))| ServerState {
+            takes_writes_for: home.as_ref().map(|(d, _)| d.clone()),
+            agrees_with_ring: home.map(|(_, a)| a),
             shard: shard.name.clone(),
             host: s.host.clone(),
             port: s.port,

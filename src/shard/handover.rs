@@ -233,6 +233,7 @@ pub fn converge(
     }) {
         return Err(undo(e));
     }
+    crate::failpoint!("handover.stopped");
 
     // 2. Those gaining users apply everything the others wrote.
     let positions: Vec<Result<(HostPort, Option<String>)>> = parallel::each(&live, |m| {
@@ -258,7 +259,11 @@ pub fn converge(
         return Err(undo("interrupted".into()));
     }
 
-    // 3. Settle: those that lost users first, so at no point does a gainer's rule overlap theirs.
+    crate::failpoint!("handover.caught_up");
+
+    // 3. Settle. A server that only lost users accepts its new rule's users already (both its
+    // rules hold), so its settling is bookkeeping: if it fails (the server froze meanwhile),
+    // the hand-over stands and says so. A gainer takes its new users only now, after step 2.
     let mut order: Vec<&&Member> = live
         .iter()
         .filter(|m| !m.gaining() && !m.settled())
@@ -267,14 +272,23 @@ pub fn converge(
     for m in order {
         let mut db = lock(m.db().expect("live"));
         // However late: a half-settled shard would leave users without a writer.
-        bounded(&mut db, left(deadline).max(Duration::from_secs(5)))
-            .and_then(|()| home::settle(cfg, &mut db, &m.target, writers))
-            .map_err(|e| {
-            format!(
-                    "{}: {e}; the hand-over is partly done (no user has two writers): run the same command again to finish it",
+        let settled = bounded(&mut db, left(deadline).max(Duration::from_secs(5)))
+            .and_then(|()| home::settle(cfg, &mut db, &m.target, writers));
+        match settled {
+            Ok(()) => {}
+            Err(e) if !m.gaining() => notes.push(format!(
+                "{}: could not settle its rule ({e}); it takes {} all the same (both its rules hold)",
+                m.addr,
+                m.target.describe()
+            )),
+            Err(e) => {
+                return Err(format!(
+                    "{}: {e}; the hand-over is partly done (no user has two writers, some none): run the same command again to finish it",
                     m.addr
-                )
-            })?;
+                ))
+            }
+        }
+        crate::failpoint!("handover.settled_one");
     }
     Ok(report(start.elapsed().as_secs_f64(), notes))
 }

@@ -73,6 +73,15 @@ impl Rule {
         }
     }
 
+    /// In a few characters, for a narrow column: `all`, `none`, `%2=0`.
+    pub fn short(&self) -> String {
+        match self.position {
+            None => "none".into(),
+            Some(_) if self.members <= 1 => "all".into(),
+            Some(p) => format!("%{}={p}", self.members),
+        }
+    }
+
     /// In words, for people.
     pub fn describe(&self) -> String {
         match self.position {
@@ -133,6 +142,15 @@ impl View {
     /// Whether it holds exactly `rule` and no hand-over is pending.
     pub fn settled_on(&self, rule: &Rule) -> bool {
         self.next == Rule::ALL && self.now == *rule
+    }
+
+    /// In a few characters: the rule, and the one it is handing over to.
+    pub fn short(&self) -> String {
+        if self.next == Rule::ALL {
+            self.now.short()
+        } else {
+            format!("{}>{}", self.now.short(), self.next.short())
+        }
     }
 
     /// In words, for people.

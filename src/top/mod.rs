@@ -68,6 +68,11 @@ pub struct ServerRow {
     pub sessions: Option<u64>,
     /// Queries per second since the previous probe.
     pub qps: Option<f64>,
+    /// The users whose writes it takes now (its home guard's rules, short: `%2=0`, `all`,
+    /// `none`, `%2=1>all` while handing over), or null without them.
+    pub takes_writes_for: Option<String>,
+    /// Whether that is what the ring routes to it.
+    pub agrees_with_ring: Option<bool>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -114,6 +119,7 @@ struct Probe {
     lag_seconds: Option<u64>,
     sessions: u64,
     questions: u64,
+    home: Option<crate::shard::home::View>,
 }
 
 /// The latest probe of a server: when it finished, and what it found.
@@ -245,6 +251,8 @@ fn probe_once(cfg: &Config, addr: &HostPort, db: &mut Option<Db>) -> Result<Prob
         lag_seconds: r.as_ref().and_then(|s| s.lag_seconds),
         sessions,
         questions: questions.and_then(|q| q.parse().ok()).unwrap_or(0),
+        // Informational: a server without the home guard's table simply shows none.
+        home: crate::shard::home::read(cfg, conn).ok().flatten(),
     })
 }
 
@@ -307,45 +315,58 @@ pub fn snapshot(cfg: &Config, ring: &mut Db, probers: &Probers) -> Result<Snapsh
         .collect();
     let stale_after = probers.interval * 2 + probe_timeout(cfg) + Duration::from_secs(1);
     let latest = probers.latest.lock().map(|l| l.clone()).unwrap_or_default();
-    let server_rows = shards
-        .iter()
-        .flat_map(|s| s.servers.iter().map(move |v| (s, v)))
-        .map(|(s, v)| {
-            let mut row = ServerRow {
-                shard: s.name.clone(),
-                host: v.host.clone(),
-                port: v.port,
-                half: v.half,
-                status: v.status,
-                reachable: false,
-                error: None,
-                io_running: None,
-                sql_running: None,
-                lag_seconds: None,
-                sessions: None,
-                qps: None,
-            };
-            match latest.get(&v.addr()) {
-                None => row.error = Some("not probed yet".into()),
-                Some((at, _, _)) if at.elapsed() > stale_after => {
-                    row.error = Some(format!(
-                        "does not answer (last heard {:.0}s ago)",
-                        at.elapsed().as_secs_f64()
-                    ))
+    let server_rows =
+        shards
+            .iter()
+            .flat_map(|s| s.servers.iter().map(move |v| (s, v)))
+            .map(|(s, v)| {
+                let mut row = ServerRow {
+                    shard: s.name.clone(),
+                    host: v.host.clone(),
+                    port: v.port,
+                    half: v.half,
+                    status: v.status,
+                    reachable: false,
+                    error: None,
+                    io_running: None,
+                    sql_running: None,
+                    lag_seconds: None,
+                    sessions: None,
+                    qps: None,
+                    takes_writes_for: None,
+                    agrees_with_ring: None,
+                };
+                match latest.get(&v.addr()) {
+                    None => row.error = Some("not probed yet".into()),
+                    Some((at, _, _)) if at.elapsed() > stale_after => {
+                        row.error = Some(format!(
+                            "does not answer (last heard {:.0}s ago)",
+                            at.elapsed().as_secs_f64()
+                        ))
+                    }
+                    Some((_, Err(e), _)) => row.error = Some(e.clone()),
+                    Some((_, Ok(p), qps)) => {
+                        row.reachable = true;
+                        row.io_running = p.io_running;
+                        row.sql_running = p.sql_running;
+                        row.lag_seconds = p.lag_seconds;
+                        row.sessions = Some(p.sessions);
+                        row.qps = *qps;
+                        if let Some(view) = p.home.as_ref().filter(|v| {
+                            crate::shard::home::enabled(cfg) || **v != Default::default()
+                        }) {
+                            let expected = crate::shard::home::Rule::of(
+                                &v.addr(),
+                                &crate::shard::home::writers(&s.servers),
+                            );
+                            row.takes_writes_for = Some(view.short());
+                            row.agrees_with_ring = Some(view.settled_on(&expected));
+                        }
+                    }
                 }
-                Some((_, Err(e), _)) => row.error = Some(e.clone()),
-                Some((_, Ok(p), qps)) => {
-                    row.reachable = true;
-                    row.io_running = p.io_running;
-                    row.sql_running = p.sql_running;
-                    row.lag_seconds = p.lag_seconds;
-                    row.sessions = Some(p.sessions);
-                    row.qps = *qps;
-                }
-            }
-            row
-        })
-        .collect();
+                row
+            })
+            .collect();
     Ok(Snapshot {
         shards: shard_rows,
         servers: server_rows,

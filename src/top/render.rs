@@ -220,6 +220,7 @@ fn servers(snap: &Snapshot) -> Panel {
             "lag",
             "sess",
             "q/s",
+            "writes",
             "reachable",
         ],
         rows: snap
@@ -236,6 +237,15 @@ fn servers(snap: &Snapshot) -> Panel {
                     dash(s.lag_seconds.map(|l| format!("{l}s"))),
                     dash(s.sessions.map(|n| n.to_string())),
                     dash(s.qps.map(|q| format!("{q:.0}"))),
+                    // `!`: not what the ring routes to it (a hand-over in progress or cut short).
+                    dash(
+                        s.takes_writes_for
+                            .as_ref()
+                            .map(|w| match s.agrees_with_ring {
+                                Some(false) => format!("{w}!"),
+                                _ => w.clone(),
+                            }),
+                    ),
                     match &s.error {
                         None => "yes".into(),
                         Some(e) => format!("NO: {e}"),
@@ -253,9 +263,14 @@ fn servers(snap: &Snapshot) -> Panel {
             Constraint::Length(5),
             Constraint::Length(5),
             Constraint::Length(7),
+            Constraint::Length(9),
             Constraint::Min(4),
         ],
-        alarms: snap.servers.iter().map(|s| !s.reachable).collect(),
+        alarms: snap
+            .servers
+            .iter()
+            .map(|s| !s.reachable || s.agrees_with_ring == Some(false))
+            .collect(),
         empty: "no shard servers",
     }
 }
@@ -387,6 +402,8 @@ mod tests {
             lag_seconds: reachable.then_some(0),
             sessions: reachable.then_some(3),
             qps: reachable.then_some(120.0),
+            takes_writes_for: reachable.then(|| "%2=1>all".into()),
+            agrees_with_ring: reachable.then_some(false),
         }
     }
 
@@ -462,6 +479,7 @@ mod tests {
             "ACCOUNT_1234_MIGRATE",
             "EXPIRED",
             "rebalance.apply",
+            "%2=1>all!",
             "q quit",
         ] {
             assert!(s.contains(want), "{want} missing from:\n{s}");
