@@ -220,6 +220,26 @@ fn rules(env: &Env, port: u16) -> Vec<(String, u32, Option<u32>)> {
         .unwrap()
 }
 
+/// The rules of both servers.
+fn both_rules(env: &Env, p: &[u16]) -> [Vec<(String, u32, Option<u32>)>; 2] {
+    [rules(env, p[0]), rules(env, p[1])]
+}
+
+/// A refused or undone drain: both servers online in the ring and their rules as `before`.
+fn assert_unchanged(env: &Env, p: &[u16], before: &[Vec<(String, u32, Option<u32>)>; 2]) {
+    assert_eq!(statuses(env), ["online", "online"]);
+    assert_eq!(&both_rules(env, p), before);
+}
+
+/// One test's turn, its world with the home guard and the hot rows seeded, and its ports.
+fn seeded(name: &str) -> (MutexGuard<'static, ()>, Env, Vec<u16>) {
+    let turn = serial();
+    let env = world(name, true);
+    let p = ports(&env);
+    spec(&env);
+    (turn, env, p)
+}
+
 fn statuses(env: &Env) -> Vec<String> {
     env.ring()
         .query(format!(
@@ -229,23 +249,53 @@ fn statuses(env: &Env) -> Vec<String> {
         .unwrap()
 }
 
+/// Adds `by` to `photo`'s views on `c`, as the application does.
+fn bump(c: &mut mysql::Conn, env: &Env, photo: u64, by: u64) -> mysql::Result<()> {
+    c.exec_drop(
+        format!(
+            "UPDATE {}.photos SET views = views + ? WHERE photo_id = ?",
+            env.shard_db()
+        ),
+        (by, photo),
+    )
+}
+
+fn is_refusal(r: &mysql::Result<()>) -> bool {
+    matches!(r, Err(mysql::Error::MySqlError(e)) if e.code == 1644)
+}
+
+/// Whether the server on `port` takes an application write for `photo`.
+fn takes(env: &Env, port: u16, photo: u64) -> bool {
+    let r = bump(&mut conn(port), env, photo, 1);
+    assert!(r.is_ok() || is_refusal(&r), "{r:?}");
+    r.is_ok()
+}
+
+/// A session on `port` in a transaction that added `by` to `photo`'s views and is still open.
+fn writing(env: &Env, port: u16, photo: u64, by: u64) -> mysql::Conn {
+    let mut c = conn(port);
+    c.query_drop("BEGIN").unwrap();
+    bump(&mut c, env, photo, by).unwrap();
+    c
+}
+
+fn views(env: &Env, port: u16, photo: u64) -> Option<u64> {
+    conn(port)
+        .exec_first(
+            format!(
+                "SELECT views FROM {}.photos WHERE photo_id = ?",
+                env.shard_db()
+            ),
+            (photo,),
+        )
+        .unwrap()
+}
+
 #[test]
 fn a_write_in_flight_is_waited_for_and_reaches_the_taker() {
-    let _turn = serial();
-    let env = world("handover_inflight", true);
-    let p = ports(&env);
-    let s = spec(&env);
+    let (_turn, env, p) = seeded("handover_inflight");
     // User 2 writes on half a (2 mod 2 = 0) in a transaction it has not committed yet.
-    let mut open = conn(p[0]);
-    open.query_drop("BEGIN").unwrap();
-    open.exec_drop(
-        format!(
-            "UPDATE {}.photos SET views = views + 5 WHERE photo_id = 200",
-            s.shard_db
-        ),
-        (),
-    )
-    .unwrap();
+    let mut open = writing(&env, p[0], 200, 5);
     let drain = env.spawn(
         &[
             "maintenance",
@@ -261,17 +311,7 @@ fn a_write_in_flight_is_waited_for_and_reaches_the_taker() {
     );
     std::thread::sleep(Duration::from_millis(1500));
     // Meanwhile half b refuses user 2: it has not got that write yet.
-    let refused = conn(p[1]).exec_drop(
-        format!(
-            "UPDATE {}.photos SET views = views + 1 WHERE photo_id = 200",
-            s.shard_db
-        ),
-        (),
-    );
-    assert!(
-        matches!(&refused, Err(mysql::Error::MySqlError(e)) if e.code == 1644),
-        "{refused:?}"
-    );
+    assert!(!takes(&env, p[1], 200));
     open.query_drop("COMMIT").unwrap();
     let out = drain.wait_with_output().unwrap();
     assert_eq!(
@@ -281,42 +321,16 @@ fn a_write_in_flight_is_waited_for_and_reaches_the_taker() {
         String::from_utf8_lossy(&out.stdout)
     );
     // Half b took over with the committed write applied, and takes user 2's writes now.
-    conn(p[1])
-        .exec_drop(
-            format!(
-                "UPDATE {}.photos SET views = views + 1 WHERE photo_id = 200",
-                s.shard_db
-            ),
-            (),
-        )
-        .unwrap();
-    let views: Option<u64> = conn(p[1])
-        .query_first(format!(
-            "SELECT views FROM {}.photos WHERE photo_id = 200",
-            s.shard_db
-        ))
-        .unwrap();
-    assert_eq!(views, Some(6));
+    assert!(takes(&env, p[1], 200));
+    assert_eq!(views(&env, p[1], 200), Some(6));
     step(&env, &["maintenance", "restore", "--half", "a"]);
 }
 
 #[test]
 fn an_open_writer_past_the_timeout_refuses_the_drain_and_changes_nothing() {
-    let _turn = serial();
-    let env = world("handover_timeout", true);
-    let p = ports(&env);
-    let s = spec(&env);
-    let before = (rules(&env, p[0]), rules(&env, p[1]));
-    let mut open = conn(p[0]);
-    open.query_drop("BEGIN").unwrap();
-    open.exec_drop(
-        format!(
-            "UPDATE {}.photos SET views = views + 1 WHERE photo_id = 400",
-            s.shard_db
-        ),
-        (),
-    )
-    .unwrap();
+    let (_turn, env, p) = seeded("handover_timeout");
+    let before = both_rules(&env, &p);
+    let mut open = writing(&env, p[0], 400, 1);
     let started = Instant::now();
     let (code, doc) = env.run_json(&["maintenance", "drain", "--half", "a", "--timeout", "2s"]);
     assert!(
@@ -327,28 +341,17 @@ fn an_open_writer_past_the_timeout_refuses_the_drain_and_changes_nothing() {
     assert_eq!(code, 4, "{doc}");
     let reason = doc["refused"][0]["reason"].as_str().unwrap();
     assert!(reason.contains("connection"), "{reason}");
-    assert_eq!(statuses(&env), ["online", "online"]);
-    assert_eq!((rules(&env, p[0]), rules(&env, p[1])), before);
+    assert_unchanged(&env, &p, &before);
     open.query_drop("ROLLBACK").unwrap();
 }
 
 #[test]
 fn a_prepared_xa_transaction_holds_the_hand_over_and_is_named() {
-    let _turn = serial();
-    let env = world("handover_xa", true);
-    let p = ports(&env);
-    let s = spec(&env);
+    let (_turn, env, p) = seeded("handover_xa");
     {
         let mut xa = conn(p[0]);
         xa.query_drop("XA START 'handover_xa'").unwrap();
-        xa.exec_drop(
-            format!(
-                "UPDATE {}.photos SET views = views + 1 WHERE photo_id = 600",
-                s.shard_db
-            ),
-            (),
-        )
-        .unwrap();
+        bump(&mut xa, &env, 600, 1).unwrap();
         xa.query_drop("XA END 'handover_xa'").unwrap();
         xa.query_drop("XA PREPARE 'handover_xa'").unwrap();
     }
@@ -364,14 +367,8 @@ fn a_prepared_xa_transaction_holds_the_hand_over_and_is_named() {
     assert_eq!(statuses(&env), ["online", "online"]);
     conn(p[0]).query_drop("XA COMMIT 'handover_xa'").unwrap();
     step(&env, &["maintenance", "drain", "--half", "a"]);
-    let views: Option<u64> = conn(p[1])
-        .query_first(format!(
-            "SELECT views FROM {}.photos WHERE photo_id = 600",
-            s.shard_db
-        ))
-        .unwrap();
     assert_eq!(
-        views,
+        views(&env, p[1], 600),
         Some(1),
         "the prepared write reached the taker before it took over"
     );
@@ -380,11 +377,8 @@ fn a_prepared_xa_transaction_holds_the_hand_over_and_is_named() {
 
 #[test]
 fn a_frozen_old_server_is_bounded_by_the_timeout_and_nothing_changes_hands() {
-    let _turn = serial();
-    let env = world("handover_frozen", true);
-    let p = ports(&env);
-    spec(&env);
-    let before = (rules(&env, p[0]), rules(&env, p[1]));
+    let (_turn, env, p) = seeded("handover_frozen");
+    let before = both_rules(&env, &p);
     let started = Instant::now();
     let (code, doc) = {
         let _frozen = Frozen::new(env.fed.server_pid("shard1a"));
@@ -393,27 +387,14 @@ fn a_frozen_old_server_is_bounded_by_the_timeout_and_nothing_changes_hands() {
     let took = started.elapsed();
     assert!(took < Duration::from_secs(12), "held {took:?}");
     assert_eq!(code, 4, "{doc}");
-    assert_eq!(statuses(&env), ["online", "online"]);
-    assert_eq!((rules(&env, p[0]), rules(&env, p[1])), before);
+    assert_unchanged(&env, &p, &before);
 }
 
 #[test]
 fn an_interrupted_hand_over_is_undone_and_says_so() {
-    let _turn = serial();
-    let env = world("handover_signal", true);
-    let p = ports(&env);
-    let s = spec(&env);
-    let before = (rules(&env, p[0]), rules(&env, p[1]));
-    let mut open = conn(p[0]);
-    open.query_drop("BEGIN").unwrap();
-    open.exec_drop(
-        format!(
-            "UPDATE {}.photos SET views = views + 1 WHERE photo_id = 800",
-            s.shard_db
-        ),
-        (),
-    )
-    .unwrap();
+    let (_turn, env, p) = seeded("handover_signal");
+    let before = both_rules(&env, &p);
+    let mut open = writing(&env, p[0], 800, 1);
     let drain = env.spawn(
         &[
             "maintenance",
@@ -442,47 +423,24 @@ fn an_interrupted_hand_over_is_undone_and_says_so() {
             .contains("still open"),
         "{doc}"
     );
-    assert_eq!(statuses(&env), ["online", "online"]);
-    assert_eq!((rules(&env, p[0]), rules(&env, p[1])), before);
+    assert_unchanged(&env, &p, &before);
     open.query_drop("ROLLBACK").unwrap();
 }
 
 #[test]
 fn replicated_statements_pass_the_guard_and_replication_keeps_running() {
-    let _turn = serial();
-    let env = world("handover_statement", true);
-    let p = ports(&env);
-    let s = spec(&env);
+    let (_turn, env, p) = seeded("handover_statement");
     // User 3 lives on half b (3 mod 2 = 1); a statement-format write there replicates to a,
     // whose triggers fire for it and must let it through.
     let mut b = conn(p[1]);
     b.query_drop("SET SESSION binlog_format = 'STATEMENT'")
         .unwrap();
-    b.exec_drop(
-        format!(
-            "UPDATE {}.photos SET views = views + 7 WHERE photo_id = 300",
-            s.shard_db
-        ),
-        (),
-    )
-    .unwrap();
+    bump(&mut b, &env, 300, 7).unwrap();
     wait_replicated(&mut b, p[0]);
-    let views: Option<u64> = conn(p[0])
-        .query_first(format!(
-            "SELECT views FROM {}.photos WHERE photo_id = 300",
-            s.shard_db
-        ))
-        .unwrap();
-    assert_eq!(views, Some(7));
+    assert_eq!(views(&env, p[0], 300), Some(7));
     assert!(app::replicating(p[0]));
     // The same write made on a is an application's, for a user a does not take.
-    let refused = conn(p[0]).exec_drop(
-        format!(
-            "UPDATE {}.photos SET views = views + 1 WHERE photo_id = 300",
-            s.shard_db
-        ),
-        (),
-    );
+    let refused = bump(&mut conn(p[0]), &env, 300, 1);
     let Err(mysql::Error::MySqlError(e)) = refused else {
         panic!("{refused:?}")
     };
@@ -495,28 +453,10 @@ fn replicated_statements_pass_the_guard_and_replication_keeps_running() {
     );
 }
 
-/// Whether the server on `port` takes an application write for `photo`.
-fn takes(env: &Env, port: u16, photo: u64) -> bool {
-    match conn(port).exec_drop(
-        format!(
-            "UPDATE {}.photos SET views = views + 1 WHERE photo_id = ?",
-            env.shard_db()
-        ),
-        (photo,),
-    ) {
-        Ok(()) => true,
-        Err(mysql::Error::MySqlError(e)) if e.code == 1644 => false,
-        Err(e) => panic!("{e}"),
-    }
-}
-
 #[cfg(feature = "failpoints")]
 #[test]
 fn a_drain_killed_mid_hand_over_leaves_no_user_two_writers_and_running_it_again_finishes_it() {
-    let _turn = serial();
-    let env = world("handover_killed_drain", true);
-    let p = ports(&env);
-    spec(&env);
+    let (_turn, env, p) = seeded("handover_killed_drain");
     let r = env.run_with(
         &["maintenance", "drain", "--half", "a"],
         &[("SHARDCTL_FAILPOINT", "handover.stopped")],
@@ -537,10 +477,7 @@ fn a_drain_killed_mid_hand_over_leaves_no_user_two_writers_and_running_it_again_
 #[cfg(feature = "failpoints")]
 #[test]
 fn a_restore_killed_while_settling_is_finished_by_running_it_again() {
-    let _turn = serial();
-    let env = world("handover_killed_restore", true);
-    let p = ports(&env);
-    spec(&env);
+    let (_turn, env, p) = seeded("handover_killed_restore");
     step(&env, &["maintenance", "drain", "--half", "a"]);
     let r = env.run_with(
         &["maintenance", "restore", "--half", "a"],
