@@ -178,6 +178,25 @@ fn a_lagging_peer_gets_every_write_before_it_takes_over() {
             &["maintenance", "restore", "--half", half, "--timeout", "30s"],
         );
     }
+    // And a whole roll, half a's taker lagging.
+    {
+        let _delay = Delay::new(p[1], 2);
+        std::thread::sleep(Duration::from_millis(500));
+        let rolled = step(
+            &env,
+            &[
+                "maintenance",
+                "roll",
+                "--exec",
+                "sleep 0.3",
+                "--halves",
+                "a",
+                "--timeout",
+                "30s",
+            ],
+        );
+        assert_eq!(rolled["state"], "done", "{rolled}");
+    }
     settle_and_check(&env, running);
 }
 

@@ -1007,6 +1007,9 @@ fn wait_restorable(
         let result = attempt();
         let left = deadline.saturating_duration_since(Instant::now());
         match result {
+            Err(e) if crate::signals::received() => {
+                return Err(format!("interrupted while waiting ({e})"))
+            }
             Err(_) if !left.is_zero() => std::thread::sleep(left.min(POLL)),
             done => return done,
         }
