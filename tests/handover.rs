@@ -511,3 +511,23 @@ fn a_restore_killed_while_settling_is_finished_by_running_it_again() {
     assert!(takes(&env, p[0], 200) && !takes(&env, p[1], 200));
     assert!(takes(&env, p[1], 300) && !takes(&env, p[0], 300));
 }
+
+#[test]
+fn a_server_without_the_triggers_refuses_the_hand_over_until_the_guard_is_installed() {
+    let (_turn, env, p) = seeded("handover_untriggered");
+    conn(p[0])
+        .query_drop(format!(
+            "DROP TRIGGER {}.shardctl_guard_photos_bu",
+            env.shard_db()
+        ))
+        .unwrap();
+    let (code, doc) = env.run_json(&["maintenance", "drain", "--half", "a"]);
+    assert_eq!(code, 4, "{doc}");
+    let reason = doc["refused"][0]["reason"].as_str().unwrap();
+    assert!(reason.contains("shardctl guard install"), "{reason}");
+    assert_eq!(statuses(&env), ["online", "online"]);
+    step(&env, &["guard", "install"]);
+    step(&env, &["maintenance", "drain", "--half", "a"]);
+    assert!(takes(&env, p[1], 200) && !takes(&env, p[0], 200));
+    step(&env, &["maintenance", "restore", "--half", "a"]);
+}

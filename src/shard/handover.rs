@@ -120,7 +120,9 @@ fn open(
 ) -> std::result::Result<(Mutex<Db>, View), Unread> {
     let io = left(deadline).min(cfg.net.connect_timeout.max(Duration::from_secs(2)));
     let opened = home::session(cfg, addr, io).and_then(|mut db| {
-        let view = home::read(cfg, &mut db)?;
+        // Rules without the triggers that enforce them would hand over nothing.
+        let installed = super::guard::inspect(cfg, &mut db)?;
+        let view = home::read(cfg, &mut db)?.filter(|_| installed.installed);
         Ok((db, view))
     });
     match opened {
@@ -133,7 +135,8 @@ fn open(
             Ok((Mutex::new(db), view))
         }
         Ok((_, None)) => Err(Unread::Unknown(
-            "it lacks the home guard's table or rules: run `shardctl guard install`".into(),
+            "it lacks the home guard's triggers, table or rules: run `shardctl guard install`"
+                .into(),
         )),
         Err(_) if nothing_listens(addr, io) => Err(Unread::Down("nothing listens there".into())),
         Err(e) => Err(Unread::Unknown(e.to_string())),
