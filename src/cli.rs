@@ -503,6 +503,17 @@ fn duration(s: &str) -> Result<std::time::Duration, String> {
     crate::types::parse_duration(s)
 }
 
+/// A duration that must leave something time to run: zero would stop every command at once
+/// (after its half was drained) and fail the roll with nothing done.
+fn positive_duration(s: &str) -> Result<std::time::Duration, String> {
+    match duration(s)? {
+        d if d < std::time::Duration::from_secs(1) => {
+            Err(format!("`{s}` is too short: give at least 1s"))
+        }
+        d => Ok(d),
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct LockAcquireArgs {
     /// Lock name: letters, digits, `_ . : -`; at most 64; ACCOUNT_<uid>_<TASK> for account locks
@@ -655,7 +666,7 @@ pub struct RollArgs {
     #[arg(long, value_name = "DUR", value_parser = duration, default_value = "5m")]
     pub timeout: std::time::Duration,
     /// A command still running after this long is stopped and counts as failed [default: none]
-    #[arg(long, value_name = "DUR", value_parser = duration)]
+    #[arg(long, value_name = "DUR", value_parser = positive_duration)]
     pub exec_timeout: Option<std::time::Duration>,
     /// Refuse to drain, and wait to restore, while replication lags more than this many seconds
     #[arg(long, value_name = "SECS", default_value_t = 5)]

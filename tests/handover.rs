@@ -474,10 +474,10 @@ fn replicated_statements_pass_the_guard_and_replication_keeps_running() {
 
 #[cfg(feature = "failpoints")]
 #[test]
-fn a_drain_killed_mid_hand_over_leaves_no_user_two_writers_and_running_it_again_finishes_it() {
+fn a_drain_killed_mid_hand_over_leaves_no_user_two_writers_and_lapses_back_by_itself() {
     let (_turn, env, p) = seeded("handover_killed_drain");
     let r = env.run_with(
-        &["maintenance", "drain", "--half", "a"],
+        &["maintenance", "drain", "--half", "a", "--timeout", "2s"],
         &[("SHARDCTL_FAILPOINT", "handover.stopped")],
     );
     assert_eq!(r.code, -1, "not killed: {}", r.stderr);
@@ -486,11 +486,31 @@ fn a_drain_killed_mid_hand_over_leaves_no_user_two_writers_and_running_it_again_
     assert_eq!(statuses(&env), ["online", "online"]);
     assert!(!takes(&env, p[0], 200) && !takes(&env, p[1], 200));
     assert!(takes(&env, p[1], 300), "half b's own users were affected");
+    // Past --timeout and the lease's margin, half a's proposal lapses: it takes user 2 again,
+    // as the ring still says, without anyone running anything.
+    wait_until("half a takes user 2 back", || takes(&env, p[0], 200));
+    assert!(!takes(&env, p[1], 200));
     let doc = step(&env, &["maintenance", "drain", "--half", "a"]);
     assert_eq!(doc["servers"][0]["status"], "offline", "{doc}");
     assert!(takes(&env, p[1], 200) && !takes(&env, p[0], 200));
     step(&env, &["maintenance", "restore", "--half", "a"]);
     assert!(takes(&env, p[0], 200) && !takes(&env, p[1], 200));
+}
+
+#[cfg(feature = "failpoints")]
+#[test]
+fn a_drain_killed_mid_hand_over_is_finished_by_running_it_again() {
+    let (_turn, env, p) = seeded("handover_killed_rerun");
+    let r = env.run_with(
+        &["maintenance", "drain", "--half", "a"],
+        &[("SHARDCTL_FAILPOINT", "handover.caught_up")],
+    );
+    assert_eq!(r.code, -1, "not killed: {}", r.stderr);
+    assert!(!takes(&env, p[0], 200) && !takes(&env, p[1], 200));
+    let doc = step(&env, &["maintenance", "drain", "--half", "a"]);
+    assert_eq!(doc["servers"][0]["status"], "offline", "{doc}");
+    assert!(takes(&env, p[1], 200) && !takes(&env, p[0], 200));
+    step(&env, &["maintenance", "restore", "--half", "a"]);
 }
 
 #[cfg(feature = "failpoints")]
@@ -530,4 +550,53 @@ fn a_server_without_the_triggers_refuses_the_hand_over_until_the_guard_is_instal
     step(&env, &["maintenance", "drain", "--half", "a"]);
     assert!(takes(&env, p[1], 200) && !takes(&env, p[0], 200));
     step(&env, &["maintenance", "restore", "--half", "a"]);
+}
+
+#[test]
+fn a_drain_and_a_restore_racing_never_give_a_user_two_writers() {
+    let (_turn, env, p) = seeded("handover_race");
+    let db = env.shard_db();
+    for round in 0..4 {
+        // Half a left draining (an idle session held the drain), then both commands at once.
+        let mut idle = conn(p[0]);
+        idle.query_drop(format!("USE {db}")).unwrap();
+        let (code, _) = env.run_json(&["maintenance", "drain", "--half", "a", "--timeout", "1s"]);
+        assert_eq!(code, 5, "round {round}");
+        drop(idle);
+        let (first, second) = if round % 2 == 0 {
+            ("drain", "restore")
+        } else {
+            ("restore", "drain")
+        };
+        let a = env.spawn(
+            &["maintenance", first, "--half", "a", "--timeout", "5s"],
+            &[],
+        );
+        let b = env.spawn(
+            &["maintenance", second, "--half", "a", "--timeout", "5s"],
+            &[],
+        );
+        a.wait_with_output().unwrap();
+        b.wait_with_output().unwrap();
+        // Whatever the ring says now, each user has exactly its routed server as writer.
+        let online: Vec<u16> = env
+            .ring()
+            .query(format!(
+                "SELECT port FROM {}.shard_servers WHERE status = 'online' ORDER BY half, host, port",
+                env.ring_db()
+            ))
+            .unwrap();
+        for user in 1..=8u64 {
+            let photo = user * 100;
+            let writer = online[(user % online.len() as u64) as usize];
+            for port in &p {
+                assert_eq!(
+                    takes(&env, *port, photo),
+                    *port == writer,
+                    "round {round} ({first} raced {second}): user {user} on {port}, ring writers {online:?}"
+                );
+            }
+        }
+        step(&env, &["maintenance", "restore", "--half", "a"]);
+    }
 }

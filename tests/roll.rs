@@ -322,6 +322,23 @@ fn refusals_dry_runs_and_bad_input_change_nothing() {
             "--exec-timeout",
             "soon",
         ],
+        // Zero would drain a half and stop every command at once.
+        vec![
+            "maintenance",
+            "roll",
+            "--exec",
+            "true",
+            "--exec-timeout",
+            "0s",
+        ],
+        vec![
+            "maintenance",
+            "roll",
+            "--exec",
+            "true",
+            "--exec-timeout",
+            "1ns",
+        ],
         vec!["maintenance", "roll"],
     ] {
         let before = env.snapshot();

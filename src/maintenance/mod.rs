@@ -351,8 +351,9 @@ pub fn drain(cfg: &Config, opts: &DrainOptions, ui: &Ui) -> Result<Outcome> {
     // With the home guard, each shard's users are handed over to the rest of it inside the
     // transaction that marks the half, so the ring names the new writers only once they take
     // the writes; a shard whose hand-over is refused is left as it was.
+    bound_lock_waits(&mut ring, deadline)?;
     let hand_over =
-        |shards: &[&Shard]| -> Vec<std::result::Result<Option<handover::Handover>, String>> {
+        |shards: &[Shard]| -> Vec<std::result::Result<Option<handover::Handover>, String>> {
             if !enforced {
                 return shards.iter().map(|_| Ok(None)).collect();
             }
@@ -499,6 +500,63 @@ fn holdouts(shard: &Shard, server: &Server, sessions: Vec<Session>) -> Vec<Holdo
         .collect()
 }
 
+/// The servers of `ids`' shards as the ring holds them, read with row locks held until the
+/// transaction ends: every change of a shard's writers (a drain's mark, a restore's hand-back)
+/// takes them, so two maintenance commands never hand one shard's users over at once, and each
+/// starts from what the other left.
+fn lock_servers(
+    tx: &mut mysql::Transaction,
+    ids: &[u32],
+) -> mysql::Result<Vec<(u32, std::result::Result<Server, String>)>> {
+    let rows: Vec<(u32, String, u16, String, String)> = tx.exec(
+        format!(
+            "SELECT shard_id, host, port, half, status FROM shard_servers
+             WHERE shard_id IN ({}) ORDER BY shard_id, half, host, port FOR UPDATE",
+            vec!["?"; ids.len()].join(",")
+        ),
+        ids.to_vec(),
+    )?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, host, port, h, status)| {
+            let server = h.parse().and_then(|half| {
+                Ok(Server {
+                    host,
+                    port,
+                    half,
+                    status: status.parse()?,
+                    capacity_qps: None,
+                })
+            });
+            (id, server)
+        })
+        .collect())
+}
+
+/// The servers of shard `id` among `rows`.
+fn servers_of(
+    rows: &[(u32, std::result::Result<Server, String>)],
+    id: u32,
+) -> std::result::Result<Vec<Server>, String> {
+    rows.iter()
+        .filter(|(i, _)| *i == id)
+        .map(|(_, s)| s.clone())
+        .collect()
+}
+
+/// Bounds how long the ring session waits for another command's row locks: what is left of
+/// the operator's timeout, at least a second.
+fn bound_lock_waits(ring: &mut Db, deadline: Instant) -> Result<()> {
+    ring.exec_drop(
+        "bounding waits for other maintenance commands",
+        "SET SESSION innodb_lock_wait_timeout = ?",
+        (deadline
+            .saturating_duration_since(Instant::now())
+            .as_secs()
+            .max(1),),
+    )
+}
+
 /// Marks `half` of `shards` draining in one transaction, after checking again, on rows locked
 /// for the change, that the other half of each is still all online, and after handing each
 /// shard's writes over (`hand_over`, run while the rows are locked, so the ring changes only
@@ -510,7 +568,7 @@ fn mark_draining<'s>(
     half: Half,
     shards: &[&'s Shard],
     opts: &DrainOptions,
-    hand_over: impl Fn(&[&Shard]) -> Vec<std::result::Result<Option<handover::Handover>, String>>,
+    hand_over: impl Fn(&[Shard]) -> Vec<std::result::Result<Option<handover::Handover>, String>>,
 ) -> Result<(Vec<&'s Shard>, Vec<Refusal>, Vec<handover::Handover>)> {
     let skip_unsafe = opts.skip_unsafe;
     if shards.is_empty() {
@@ -518,32 +576,23 @@ fn mark_draining<'s>(
     }
     let ids: Vec<u32> = shards.iter().map(|s| s.id).collect();
     ring.transaction("marking the half draining", |tx| {
-        let rows: Vec<(u32, String, u16, String, String)> = tx.exec(
-            format!(
-                "SELECT shard_id, host, port, half, status FROM shard_servers
-                 WHERE shard_id IN ({}) FOR UPDATE",
-                vec!["?"; ids.len()].join(",")
-            ),
-            ids.clone(),
-        )?;
+        let rows = lock_servers(tx, &ids)?;
         let mut checked = Vec::new();
         let mut raced = Vec::new();
         for shard in shards {
-            let now: Result<Vec<Server>, String> = rows
-                .iter()
-                .filter(|r| r.0 == shard.id)
-                .map(|(_, host, port, h, status)| {
-                    Ok(Server {
-                        host: host.clone(),
-                        port: *port,
-                        half: h.parse()?,
-                        status: status.parse()?,
-                        capacity_qps: None,
-                    })
-                })
-                .collect();
-            match now.and_then(|servers| rules::other_half_online(half, &servers)) {
-                Ok(()) => checked.push(*shard),
+            let now = servers_of(&rows, shard.id);
+            match now.and_then(|servers| {
+                rules::other_half_online(half, &servers)?;
+                Ok(servers)
+            }) {
+                // The hand-over starts from the ring as it is now, not as first read.
+                Ok(servers) => checked.push((
+                    *shard,
+                    Shard {
+                        servers,
+                        ..(*shard).clone()
+                    },
+                )),
                 Err(reason) => raced.push(Refusal {
                     shard: shard.name.clone(),
                     reason: format!("changed while checking: {reason}"),
@@ -556,7 +605,8 @@ fn mark_draining<'s>(
         }
         let mut ok = Vec::new();
         let mut handovers = Vec::new();
-        for (shard, handed) in checked.iter().zip(hand_over(&checked)) {
+        let locked: Vec<Shard> = checked.iter().map(|(_, now)| now.clone()).collect();
+        for ((shard, _), handed) in checked.iter().zip(hand_over(&locked)) {
             match handed {
                 Ok(h) => {
                     ok.push(*shard);
@@ -723,48 +773,8 @@ fn set_status(
     if servers.is_empty() {
         return Ok(Vec::new());
     }
-    let action = match to {
-        ServerStatus::Online => "maintenance.restore",
-        ServerStatus::Offline => "maintenance.offline",
-        ServerStatus::Draining => "maintenance.drain",
-    };
-    let sql = format!(
-        "UPDATE shard_servers SET status = ? WHERE host = ? AND port = ? AND status IN ({})",
-        vec!["?"; from.len()].join(",")
-    );
     ring.transaction("changing server status", |tx| {
-        let mut changed = Vec::new();
-        let mut by_shard: Vec<(String, Vec<String>)> = Vec::new();
-        for (shard, server) in servers {
-            let params: Vec<mysql::Value> = [
-                to.as_str().into(),
-                server.host.as_str().into(),
-                server.port.into(),
-            ]
-            .into_iter()
-            .chain(from.iter().map(|f| f.as_str().into()))
-            .collect();
-            tx.exec_drop(&sql, params)?;
-            if tx.affected_rows() == 0 {
-                continue;
-            }
-            changed.push(server.addr());
-            match by_shard.iter_mut().find(|(s, _)| *s == shard.name) {
-                Some((_, list)) => list.push(server.addr().to_string()),
-                None => by_shard.push((shard.name.clone(), vec![server.addr().to_string()])),
-            }
-        }
-        let entries: Vec<(String, serde_json::Value)> = by_shard
-            .into_iter()
-            .map(|(shard, list)| {
-                (
-                    shard,
-                    json!({ "half": half, "status": to, "servers": list }),
-                )
-            })
-            .collect();
-        audit::record_many(tx, action, &entries)?;
-        Ok(changed)
+        write_status(tx, servers, from, to, half)
     })
     .inspect(|changed| {
         let ids: Vec<u32> = servers
@@ -774,6 +784,125 @@ fn set_status(
             .collect();
         cache::shards_changed(cfg, &ids);
     })
+}
+
+/// `set_status` inside a ring transaction of the caller's: the servers changed, audited per
+/// shard.
+fn write_status(
+    tx: &mut mysql::Transaction,
+    servers: &[(&Shard, &Server)],
+    from: &[ServerStatus],
+    to: ServerStatus,
+    half: Half,
+) -> mysql::Result<Vec<HostPort>> {
+    let action = match to {
+        ServerStatus::Online => "maintenance.restore",
+        ServerStatus::Offline => "maintenance.offline",
+        ServerStatus::Draining => "maintenance.drain",
+    };
+    let sql = format!(
+        "UPDATE shard_servers SET status = ? WHERE host = ? AND port = ? AND status IN ({})",
+        vec!["?"; from.len()].join(",")
+    );
+    let mut changed = Vec::new();
+    let mut by_shard: Vec<(String, Vec<String>)> = Vec::new();
+    for (shard, server) in servers {
+        let params: Vec<mysql::Value> = [
+            to.as_str().into(),
+            server.host.as_str().into(),
+            server.port.into(),
+        ]
+        .into_iter()
+        .chain(from.iter().map(|f| f.as_str().into()))
+        .collect();
+        tx.exec_drop(&sql, params)?;
+        if tx.affected_rows() == 0 {
+            continue;
+        }
+        changed.push(server.addr());
+        match by_shard.iter_mut().find(|(s, _)| *s == shard.name) {
+            Some((_, list)) => list.push(server.addr().to_string()),
+            None => by_shard.push((shard.name.clone(), vec![server.addr().to_string()])),
+        }
+    }
+    let entries: Vec<(String, serde_json::Value)> = by_shard
+        .into_iter()
+        .map(|(shard, list)| {
+            (
+                shard,
+                json!({ "half": half, "status": to, "servers": list }),
+            )
+        })
+        .collect();
+    audit::record_many(tx, action, &entries)?;
+    Ok(changed)
+}
+
+/// Hands `joining`'s users back to it and marks it online (or, with no server joining,
+/// finishes a hand-over an earlier run of shard's left half done), in one ring transaction
+/// that holds the shard's rows (see `lock_servers`): the ring names the server a writer only
+/// once it takes the writes. Returns whether the ring changed and the hand-over, if any.
+fn hand_back(
+    cfg: &Config,
+    shard: &Shard,
+    joining: Option<&Server>,
+    half: Half,
+    deadline: Instant,
+) -> std::result::Result<(bool, Option<handover::Handover>), String> {
+    let enforced = home::enabled(cfg);
+    let mut ring = ring::open(cfg)
+        .and_then(|mut r| {
+            r.set_timeouts(until(deadline), until(deadline))?;
+            bound_lock_waits(&mut r, deadline)?;
+            Ok(r)
+        })
+        .map_err(|e| format!("the ring: {e}"))?;
+    let done = ring
+        .transaction("handing the users back", |tx| {
+            let now = match servers_of(&lock_servers(tx, &[shard.id])?, shard.id) {
+                Ok(servers) => Shard {
+                    servers,
+                    ..shard.clone()
+                },
+                Err(e) => return Ok(Err(e)),
+            };
+            let handed = if enforced {
+                let mut after = now.servers.clone();
+                for s in after
+                    .iter_mut()
+                    .filter(|s| joining.is_some_and(|j| j.addr() == s.addr()))
+                {
+                    s.status = ServerStatus::Online;
+                }
+                match handover::converge(cfg, &now, &home::writers(&after), deadline) {
+                    Ok(h) => Some(h).filter(|h| h.write_window_seconds > 0.0),
+                    Err(e) => {
+                        return Ok(Err(format!(
+                            "its users' writes could not be handed over: {e}"
+                        )))
+                    }
+                }
+            } else {
+                None
+            };
+            let changed = match joining {
+                Some(server) => !write_status(
+                    tx,
+                    &[(&now, server)],
+                    &[ServerStatus::Draining, ServerStatus::Offline],
+                    ServerStatus::Online,
+                    half,
+                )?
+                .is_empty(),
+                None => false,
+            };
+            Ok(Ok((changed, handed)))
+        })
+        .map_err(|e| format!("could not mark it online: {e}"))??;
+    if done.0 {
+        cache::shards_changed(cfg, &[shard.id]);
+    }
+    Ok(done)
 }
 
 pub struct RestoreOptions {
@@ -814,55 +943,22 @@ pub fn restore(cfg: &Config, opts: &RestoreOptions, ui: &Ui) -> Result<Outcome> 
     if !enforced && !opts.dry_run {
         ui.warn(UNGUARDED);
     }
-    // Each server goes back online the moment it is ready, on the one ring connection (a
-    // row each: the transactions are short), not when the slowest one is. Hand-overs of one
-    // shard take turns: each starts from the writers the ring names then.
-    let ring = std::sync::Mutex::new(&mut ring);
-    let turns: HashMap<u32, std::sync::Mutex<()>> = shards
-        .iter()
-        .map(|s| (s.id, std::sync::Mutex::new(())))
-        .collect();
+    // Each server goes back online the moment it is ready, not when the slowest one is, each
+    // in a ring transaction of its own that holds its shard's rows while it hands users back.
     let handovers = std::sync::Mutex::new(Vec::new());
-    let lock_ring = || {
-        ring.lock()
-            .map_err(|_| "the ring connection's lock was poisoned".to_string())
-    };
-    // Brings the shard's rules to the writers the ring names now, with `joining` among them:
-    // it finishes a hand-over an earlier run left half done, or hands users back to a server.
-    let hand_over = |shard: &Shard, joining: Option<&Server>| -> Result<(), String> {
-        if !enforced || opts.dry_run {
-            return Ok(());
-        }
-        let now = directory::shards(&mut **lock_ring()?)
-            .map_err(|e| format!("reading the ring: {e}"))?
-            .into_iter()
-            .find(|s| s.id == shard.id)
-            .ok_or("its shard left the ring meanwhile")?;
-        let mut after = now.servers.clone();
-        for s in after
-            .iter_mut()
-            .filter(|s| joining.is_some_and(|j| j.addr() == s.addr()))
-        {
-            s.status = ServerStatus::Online;
-        }
-        let h = handover::converge(cfg, &now, &home::writers(&after), deadline)
-            .map_err(|e| format!("its users' writes could not be handed over: {e}"))?;
-        if h.write_window_seconds > 0.0 {
-            handovers.lock().unwrap_or_else(|p| p.into_inner()).push(h);
-        }
-        Ok(())
-    };
-    let turn = |shard: &Shard| {
-        turns
-            .get(&shard.id)
-            .map(|t| t.lock().unwrap_or_else(|p| p.into_inner()))
-    };
     let results = parallel::each(&of_half, |(shard, server)| -> Result<Step, String> {
+        let keep = |h: Option<handover::Handover>| {
+            handovers
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .extend(h)
+        };
         if server.status == ServerStatus::Online {
-            let _turn = turn(shard);
             // Already serving: only say whether it really answers, and settle its shard's
             // rules if a hand-over was left half done.
-            hand_over(shard, None)?;
+            if enforced && !opts.dry_run {
+                keep(hand_back(cfg, shard, None, half, deadline)?.1);
+            }
             return probe(cfg, &server.addr(), None, Trust::AsShown)
                 .map(|_| Step::Unchanged)
                 .map_err(|e| format!("marked online but does not answer: {e}"));
@@ -878,24 +974,12 @@ pub fn restore(cfg: &Config, opts: &RestoreOptions, ui: &Ui) -> Result<Outcome> 
             };
         }
         let note = wait_restorable(cfg, shard, server, opts.max_lag, deadline)?;
-        // Handed back first; the ring names it a writer only once it takes the writes. The
-        // shard's turn is held until the ring says so, so the next hand-over starts from it.
-        let _turn = turn(shard);
-        hand_over(shard, Some(server))?;
-        let mut ring = lock_ring()?;
-        let changed = set_status(
-            cfg,
-            &mut ring,
-            &[(*shard, *server)],
-            &[ServerStatus::Draining, ServerStatus::Offline],
-            ServerStatus::Online,
-            half,
-        )
-        .map_err(|e| format!("could not mark it online: {e}"))?;
-        Ok(if changed.is_empty() {
-            Step::Unchanged
-        } else {
+        let (changed, handed) = hand_back(cfg, shard, Some(server), half, deadline)?;
+        keep(handed);
+        Ok(if changed {
             Step::Online(note)
+        } else {
+            Step::Unchanged
         })
     });
     waiting.finish_and_clear();
@@ -991,8 +1075,9 @@ fn wait_restorable(
             let left = deadline.saturating_duration_since(Instant::now());
             if !replica::wait_for(&mut db, &position, left).map_err(|e| e.to_string())? {
                 return Err(format!(
-                    "has not caught up with {} (replication lag)",
-                    peer.addr()
+                    "has not caught up with {} ({})",
+                    peer.addr(),
+                    replica::why_behind(&mut db)
                 ));
             }
         }

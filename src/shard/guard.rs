@@ -56,6 +56,7 @@ pub fn install_statements(cfg: &Config) -> Vec<String> {
         ) ENGINE=InnoDB"
         ),
         home::create_statement(),
+        home::upgrade_statement(),
     ];
     for t in &cfg.shards.tables {
         let owner = t.owner_column.quoted();

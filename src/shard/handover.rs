@@ -278,7 +278,15 @@ pub fn converge(
         let settled = bounded(&mut db, left(deadline).max(Duration::from_secs(5)))
             .and_then(|()| home::settle(cfg, &mut db, &m.target, writers));
         match settled {
-            Ok(()) => {}
+            Ok(true) => {}
+            // This process was held up past the proposal's lease (frozen, say): the server
+            // took its old users back meanwhile, so nobody else may take them now.
+            Ok(false) => {
+                return Err(format!(
+                    "{}: the hand-over outlived its proposal there (it was held up past --timeout), so that server takes its old users again; nothing more was handed over: run the same command again",
+                    m.addr
+                ))
+            }
             Err(e) if !m.gaining() => notes.push(format!(
                 "{}: could not settle its rule ({e}); it takes {} all the same (both its rules hold)",
                 m.addr,
@@ -304,6 +312,9 @@ fn bounded(db: &mut Db, wait: Duration) -> Result<()> {
         (wait.as_secs().max(1),),
     )
 }
+
+/// How long a proposal outlives the hand-over's deadline: time to settle after the last wait.
+const LEASE_MARGIN: Duration = Duration::from_secs(5);
 
 /// How far a server losing users got.
 enum Stopped {
@@ -332,7 +343,10 @@ fn barrier(
         let wait = deadline
             .saturating_duration_since(Instant::now())
             .min(Duration::from_secs(1));
-        match home::propose(cfg, db, target, writers, wait.as_secs().max(1)) {
+        // The proposal outlives the hand-over's deadline by a margin; if this process dies, it
+        // lapses then and the server takes its old users back (the ring was never changed).
+        let lease = deadline.saturating_duration_since(Instant::now()) + LEASE_MARGIN;
+        match home::propose(cfg, db, target, writers, wait.as_secs().max(1), lease) {
             Ok(true) => break,
             Ok(false) if out_of_time() => {
                 return Stopped::NotYet(format!(
@@ -450,9 +464,15 @@ fn catch_up(
                 break false;
             }
         };
+        if !done && crate::signals::received() {
+            return Err(format!(
+                "interrupted while {addr} was applying what {peer} wrote before the hand-over"
+            ));
+        }
         if !done {
             return Err(format!(
-                "{addr} has not applied everything {peer} wrote before the hand-over within the timeout (its replication lags)"
+                "{addr} has not applied everything {peer} wrote before the hand-over within the timeout ({})",
+                replica::why_behind(db)
             ));
         }
     }

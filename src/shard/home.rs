@@ -18,6 +18,8 @@
 
 use std::time::Duration;
 
+use mysql::prelude::Queryable;
+
 use serde::Serialize;
 
 use crate::config::Config;
@@ -153,17 +155,27 @@ impl View {
         }
     }
 
-    /// In words, for people.
+    /// In words, for people: whose writes it takes, and the hand-over in progress.
     pub fn describe(&self) -> String {
         if self.next == Rule::ALL {
+            return self.now.describe();
+        }
+        let takes = if self.next.within(&self.now) {
+            self.next.describe()
+        } else if self.now.within(&self.next) {
             self.now.describe()
         } else {
             format!(
-                "{} while handing over to {}",
+                "{} that are also {}",
                 self.now.describe(),
                 self.next.describe()
             )
-        }
+        };
+        format!(
+            "{takes} (handing over from {} to {})",
+            self.now.describe(),
+            self.next.describe()
+        )
     }
 }
 
@@ -176,19 +188,28 @@ pub fn create_statement() -> String {
             members INT UNSIGNED NOT NULL,
             position INT UNSIGNED NULL,
             writers VARCHAR(4096) NOT NULL DEFAULT '',
-            changed_at DATETIME(6) NOT NULL
+            changed_at DATETIME(6) NOT NULL,
+            expires_at DATETIME(6) NULL
         ) ENGINE=InnoDB"
     )
+}
+
+/// Brings a table made by an earlier shardctl up to date (part of `guard install`).
+pub fn upgrade_statement() -> String {
+    format!("ALTER TABLE {TABLE} ADD COLUMN IF NOT EXISTS expires_at DATETIME(6) NULL")
 }
 
 /// The trigger code that refuses a write for `row` (`NEW` or `OLD`) when this server's rules do
 /// not accept its owner, naming where the user's writes go. Both rows are read with a shared
 /// lock and no condition, so every writing transaction holds that lock until it ends (at READ
-/// COMMITTED, a locking read keeps the locks of the rows its condition matched).
+/// COMMITTED, a locking read keeps the locks of the rows its condition matched). A rule past
+/// its `expires_at` (a proposal whose hand-over died with its process) no longer counts; the
+/// server's own clock judges its own rows.
 pub fn trigger_check(row: &str, owner: &str) -> String {
     let user = format!("{row}.{owner}");
     format!(
-        "SELECT SUM(h.position IS NULL OR {user} MOD h.members <> h.position) INTO refusals
+        "SELECT SUM((h.expires_at IS NULL OR h.expires_at > UTC_TIMESTAMP(6))
+                    AND (h.position IS NULL OR {user} MOD h.members <> h.position)) INTO refusals
            FROM {TABLE} h LOCK IN SHARE MODE;
          IF refusals > 0 THEN
            SET msg = CONCAT('shardctl home guard: this server does not take writes for user ', {user},
@@ -235,18 +256,26 @@ pub fn read(cfg: &Config, db: &mut Db) -> Result<Option<View>> {
     if exists.is_none() {
         return Ok(None);
     }
-    let rows: Vec<(String, u32, Option<u32>)> = db.exec(
+    let rows: Vec<(String, u32, Option<u32>, bool)> = db.exec(
         "reading the home guard's rules",
-        &format!("SELECT rule, members, position FROM {}", table(cfg)),
+        &format!(
+            "SELECT rule, members, position, COALESCE(expires_at <= UTC_TIMESTAMP(6), FALSE)
+             FROM {}",
+            table(cfg)
+        ),
         (),
     )?;
+    // A lapsed rule is as good as one accepting every user: the triggers skip it.
     let rule = |name: &str| {
-        rows.iter()
-            .find(|(n, _, _)| n == name)
-            .map(|(_, members, position)| Rule {
-                members: *members,
-                position: *position,
-            })
+        rows.iter().find(|(n, _, _, _)| n == name).map(
+            |(_, members, position, lapsed)| match lapsed {
+                true => Rule::ALL,
+                false => Rule {
+                    members: *members,
+                    position: *position,
+                },
+            },
+        )
     };
     Ok(match (rule("now"), rule("next")) {
         (Some(now), Some(next)) => Some(View { now, next }),
@@ -276,15 +305,18 @@ fn list(writers: &[HostPort]) -> String {
         .join(",")
 }
 
-/// Makes `rule` the server's `next` rule: from then on it accepts only users both its rules
-/// accept. The update waits, at most `lock_wait` seconds, until every transaction that wrote
-/// under the old rules has ended; Ok(false) when that wait ran out (nothing changed).
+/// Makes `rule` the server's `next` rule until `lease` from now: meanwhile it accepts only users
+/// both its rules accept; if the hand-over has not settled it by then (its process died), the
+/// rule lapses and the server takes what it took before. The update waits, at most `lock_wait`
+/// seconds, until every transaction that wrote under the old rules has ended; Ok(false) when
+/// that wait ran out (nothing changed).
 pub fn propose(
     cfg: &Config,
     db: &mut Db,
     rule: &Rule,
     writers: &[HostPort],
     lock_wait: u64,
+    lease: Duration,
 ) -> Result<bool> {
     db.exec_drop(
         "bounding the wait for open writers",
@@ -294,11 +326,17 @@ pub fn propose(
     let changed = db.exec_drop(
         "writing the home guard's next rule",
         &format!(
-            "UPDATE {} SET members = ?, position = ?, writers = ?, changed_at = UTC_TIMESTAMP(6)
+            "UPDATE {} SET members = ?, position = ?, writers = ?, changed_at = UTC_TIMESTAMP(6),
+                    expires_at = UTC_TIMESTAMP(6) + INTERVAL ? MICROSECOND
              WHERE rule = 'next'",
             table(cfg)
         ),
-        (rule.members, rule.position, list(writers)),
+        (
+            rule.members,
+            rule.position,
+            list(writers),
+            lease.as_micros() as u64,
+        ),
     );
     match changed {
         Ok(()) => Ok(true),
@@ -309,20 +347,44 @@ pub fn propose(
     }
 }
 
-/// Makes `rule` the server's only rule, in one statement. The `now` row keeps the list of
-/// writers (refusals name the user's writer from it); `next` accepts every user and lists none.
-pub fn settle(cfg: &Config, db: &mut Db, rule: &Rule, writers: &[HostPort]) -> Result<()> {
-    set_both(cfg, db, rule, &list(writers))
+/// Makes `rule` the server's only rule, for good. The `now` row keeps the list of writers
+/// (refusals name the user's writer from it); `next` accepts every user and lists none. When
+/// the server holds a proposal, only while it has not lapsed: Ok(false) if it had (nothing
+/// changed: the server took its old users back meanwhile, so its peers must not take them).
+pub fn settle(cfg: &Config, db: &mut Db, rule: &Rule, writers: &[HostPort]) -> Result<bool> {
+    let list = list(writers);
+    db.transaction("settling the home guard's rules", |tx| {
+        let lapsed: Option<bool> = tx.exec_first(
+            format!(
+                "SELECT COALESCE(expires_at <= UTC_TIMESTAMP(6), FALSE) FROM {}
+                 WHERE rule = 'next' FOR UPDATE",
+                table(cfg)
+            ),
+            (),
+        )?;
+        if lapsed == Some(true) {
+            return Ok(false);
+        }
+        tx.exec_drop(
+            set_both_sql(cfg),
+            (rule.members, rule.position, list.as_str()),
+        )?;
+        Ok(true)
+    })
+}
+
+fn set_both_sql(cfg: &Config) -> String {
+    format!(
+        "UPDATE {} SET members = IF(rule = 'now', ?, 1), position = IF(rule = 'now', ?, 0),
+                writers = IF(rule = 'now', ?, ''), changed_at = UTC_TIMESTAMP(6), expires_at = NULL",
+        table(cfg)
+    )
 }
 
 fn set_both(cfg: &Config, db: &mut Db, rule: &Rule, writers: &str) -> Result<()> {
     db.exec_drop(
         "settling the home guard's rules",
-        &format!(
-            "UPDATE {} SET members = IF(rule = 'now', ?, 1), position = IF(rule = 'now', ?, 0),
-                    writers = IF(rule = 'now', ?, ''), changed_at = UTC_TIMESTAMP(6)",
-            table(cfg)
-        ),
+        &set_both_sql(cfg),
         (rule.members, rule.position, writers),
     )
 }
@@ -332,7 +394,8 @@ pub fn withdraw(cfg: &Config, db: &mut Db) -> Result<()> {
     db.exec_drop(
         "withdrawing the home guard's next rule",
         &format!(
-            "UPDATE {} SET members = 1, position = 0, writers = '', changed_at = UTC_TIMESTAMP(6)
+            "UPDATE {} SET members = 1, position = 0, writers = '', changed_at = UTC_TIMESTAMP(6),
+                    expires_at = NULL
              WHERE rule = 'next'",
             table(cfg)
         ),
@@ -399,7 +462,15 @@ mod tests {
         assert!(drained.within(&Rule::NONE) && drained.settled_on(&Rule::NONE));
         assert_eq!(
             handing_over.describe(),
-            "users with id mod 2 = 1 while handing over to users with id mod 4 = 1"
+            "users with id mod 4 = 1 (handing over from users with id mod 2 = 1 to users with id mod 4 = 1)"
+        );
+        let stopping = View {
+            now: rule(2, Some(0)),
+            next: Rule::NONE,
+        };
+        assert_eq!(
+            stopping.describe(),
+            "no user (handing over from users with id mod 2 = 0 to no user)"
         );
     }
 }
