@@ -61,15 +61,17 @@ pub fn install_statements(cfg: &Config) -> Vec<String> {
     for t in &cfg.shards.tables {
         let owner = t.owner_column.quoted();
         let check = |row: &str| {
+            let lookup = format!(
+                "SELECT g.lives_on FROM {TABLE} g
+                  WHERE g.user_id = {row}.{owner} AND (g.until IS NULL OR g.until > UTC_TIMESTAMP(6))"
+            );
             format!(
                 "{home}
-                 SET lives = (SELECT g.lives_on FROM {TABLE} g
-                  WHERE g.user_id = {row}.{owner} AND (g.until IS NULL OR g.until > UTC_TIMESTAMP(6)));
                  IF lives IS NOT NULL THEN
                    SET msg = CONCAT('shardctl write guard: user ', {row}.{owner}, ' is moving or has moved to ', lives, '; re-read the ring');
                    SIGNAL SQLSTATE '45000' SET MYSQL_ERRNO = 1644, MESSAGE_TEXT = msg;
                  END IF;",
-                home = home::trigger_check(row, &owner),
+                home = home::trigger_check(row, &owner, &lookup, "lives"),
             )
         };
         for (event, kind, body) in [

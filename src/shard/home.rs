@@ -205,11 +205,16 @@ pub fn upgrade_statement() -> String {
 /// COMMITTED, a locking read keeps the locks of the rows its condition matched). A rule past
 /// its `expires_at` (a proposal whose hand-over died with its process) no longer counts; the
 /// server's own clock judges its own rows.
-pub fn trigger_check(row: &str, owner: &str) -> String {
+///
+/// The same statement also reads `also` (a scalar subquery of the caller's, the move guard's)
+/// into the variable `also_into`: a statement inside a trigger costs far more than the rows it
+/// reads, so one a row, not two.
+pub fn trigger_check(row: &str, owner: &str, also: &str, also_into: &str) -> String {
     let user = format!("{row}.{owner}");
     format!(
         "SELECT SUM((h.expires_at IS NULL OR h.expires_at > UTC_TIMESTAMP(6))
-                    AND (h.position IS NULL OR {user} MOD h.members <> h.position)) INTO refusals
+                    AND (h.position IS NULL OR {user} MOD h.members <> h.position)), ({also})
+           INTO refusals, {also_into}
            FROM {TABLE} h LOCK IN SHARE MODE;
          IF refusals > 0 THEN
            SET msg = CONCAT('shardctl home guard: this server does not take writes for user ', {user},
