@@ -503,8 +503,8 @@ fn duration(s: &str) -> Result<std::time::Duration, String> {
     crate::types::parse_duration(s)
 }
 
-/// A duration that must leave something time to run: zero would stop every command at once
-/// (after its half was drained) and fail the roll with nothing done.
+/// A duration that must leave something time to run: a roll's zero exec timeout stopped every
+/// command at once after its half was drained; a zero drain or restore timeout can only fail.
 fn positive_duration(s: &str) -> Result<std::time::Duration, String> {
     match duration(s)? {
         d if d < std::time::Duration::from_secs(1) => {
@@ -663,7 +663,7 @@ pub struct RollArgs {
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub parallel: u16,
     /// How long each drain waits for sessions, and each restore for servers to catch up
-    #[arg(long, value_name = "DUR", value_parser = duration, default_value = "5m")]
+    #[arg(long, value_name = "DUR", value_parser = positive_duration, default_value = "5m")]
     pub timeout: std::time::Duration,
     /// A command still running after this long is stopped and counts as failed [default: none]
     #[arg(long, value_name = "DUR", value_parser = positive_duration)]
@@ -682,7 +682,7 @@ pub struct DrainArgs {
     #[arg(long, value_enum)]
     pub half: crate::ring::directory::Half,
     /// How long to wait for application sessions to end before giving up (servers left draining)
-    #[arg(long, value_name = "DUR", value_parser = duration, default_value = "60s")]
+    #[arg(long, value_name = "DUR", value_parser = positive_duration, default_value = "60s")]
     pub timeout: std::time::Duration,
     /// Refuse when replication between the halves lags more than this many seconds
     #[arg(long, value_name = "SECS", default_value_t = 5)]
@@ -704,7 +704,7 @@ pub struct RestoreArgs {
     #[arg(long, value_name = "SECS", default_value_t = 5)]
     pub max_lag: u64,
     /// How long to wait for servers to answer and catch up (the rest stay offline)
-    #[arg(long, value_name = "DUR", value_parser = duration, default_value = "5m")]
+    #[arg(long, value_name = "DUR", value_parser = positive_duration, default_value = "5m")]
     pub timeout: std::time::Duration,
     /// Show which servers are ready to come back now, change nothing
     #[arg(long)]

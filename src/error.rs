@@ -172,6 +172,8 @@ pub enum DbErrorKind {
     UnknownTable,
     /// 1048: NULL where the column refuses it (a fused `GET_LOCK` that was not granted).
     NullRefused,
+    /// 1205: a row lock was not granted within `innodb_lock_wait_timeout`.
+    LockWaitTimeout,
     /// Any other server error, or inconsistent data (no code).
     Other,
 }
@@ -189,6 +191,7 @@ impl DbErrorKind {
             Some(1054) => DbErrorKind::UnknownColumn,
             Some(1146) => DbErrorKind::UnknownTable,
             Some(1048) => DbErrorKind::NullRefused,
+            Some(1205) => DbErrorKind::LockWaitTimeout,
             _ => DbErrorKind::Other,
         }
     }

@@ -600,3 +600,49 @@ fn a_drain_and_a_restore_racing_never_give_a_user_two_writers() {
         step(&env, &["maintenance", "restore", "--half", "a"]);
     }
 }
+
+#[test]
+fn a_loser_that_cannot_settle_stops_the_hand_over_before_anyone_gains() {
+    let (_turn, env, p) = seeded("handover_settle_blocked");
+    // Half b applies half a's writes 3 s late, so the hand-over waits there a while...
+    let delay = Delay::new(p[1], 3);
+    bump(&mut conn(p[0]), &env, 200, 1).unwrap();
+    let drain = env.spawn(
+        &[
+            "maintenance",
+            "drain",
+            "--half",
+            "a",
+            "--timeout",
+            "6s",
+            "--format",
+            "json",
+        ],
+        &[],
+    );
+    // ... and meanwhile an application writes on half a, is refused, and neither commits nor
+    // rolls back: its transaction holds half a's rules until it ends.
+    wait_until("half a to stop taking user 2", || !takes(&env, p[0], 200));
+    let mut stuck = conn(p[0]);
+    stuck.query_drop("SET autocommit = 0").unwrap();
+    assert!(is_refusal(&bump(&mut stuck, &env, 200, 1)));
+    let out = drain.wait_with_output().unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(4), "{doc}");
+    assert!(
+        doc["refused"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("could not settle"),
+        "{doc}"
+    );
+    assert_eq!(statuses(&env), ["online", "online"]);
+    // Nobody took user 2 over: half b refuses it; once half a's proposal lapses (--timeout
+    // plus 5 s), half a takes it again, and only half a. (Photo 201: the stuck transaction
+    // holds photo 200's row.)
+    assert!(!takes(&env, p[1], 201));
+    wait_until("half a takes user 2 back", || takes(&env, p[0], 201));
+    assert!(!takes(&env, p[1], 201));
+    stuck.query_drop("ROLLBACK").unwrap();
+    drop(delay);
+}

@@ -314,7 +314,12 @@ impl Change {
             .filter(|s| s.status.as_str() == target)
             .count();
         let mut line = if d.changed == 0 && d.refused.is_empty() && at_target == d.servers.len() {
-            format!("half {half} is already {target}: nothing changed")
+            match d.handovers.len() {
+                0 => format!("half {half} is already {target}: nothing changed"),
+                n => format!(
+                    "half {half} is already {target}; finished the hand-over an earlier run left half done on {n} shards"
+                ),
+            }
         } else {
             let left = d.servers.len() - at_target;
             format!(

@@ -351,29 +351,29 @@ pub fn drain(cfg: &Config, opts: &DrainOptions, ui: &Ui) -> Result<Outcome> {
     // With the home guard, each shard's users are handed over to the rest of it inside the
     // transaction that marks the half, so the ring names the new writers only once they take
     // the writes; a shard whose hand-over is refused is left as it was.
-    bound_lock_waits(&mut ring, deadline)?;
-    let hand_over =
-        |shards: &[Shard]| -> Vec<std::result::Result<Option<handover::Handover>, String>> {
-            if !enforced {
-                return shards.iter().map(|_| Ok(None)).collect();
-            }
-            let handing = ui.spinner(&format!(
-                "half {half}: handing the writes of {} shards over",
-                shards.len()
-            ));
-            let done = parallel::each(shards, |shard| {
-                let rest: Vec<Server> = shard
-                    .servers
-                    .iter()
-                    .filter(|s| !rules::in_scope(s, half, only))
-                    .cloned()
-                    .collect();
-                handover::converge(cfg, shard, &home::writers(&rest), deadline).map(Some)
-            });
-            handing.finish_and_clear();
-            done
-        };
-    let (marked, raced, handovers) = mark_draining(&mut ring, half, &safe_shards, opts, hand_over)?;
+    let handing = (enforced && !safe_shards.is_empty()).then(|| {
+        ui.spinner(&format!(
+            "half {half}: handing the writes of {} shards over",
+            safe_shards.len()
+        ))
+    });
+    let hand_over = |shard: &Shard| -> std::result::Result<Option<handover::Handover>, String> {
+        if !enforced {
+            return Ok(None);
+        }
+        let rest: Vec<Server> = shard
+            .servers
+            .iter()
+            .filter(|s| !rules::in_scope(s, half, only))
+            .cloned()
+            .collect();
+        handover::converge(cfg, shard, &home::writers(&rest), deadline).map(Some)
+    };
+    let (marked, raced, handovers) =
+        mark_draining(cfg, half, &safe_shards, opts, deadline, hand_over)?;
+    if let Some(h) = handing {
+        h.finish_and_clear();
+    }
     cache::shards_changed(cfg, &marked.iter().map(|s| s.id).collect::<Vec<_>>());
     let handed_over_none = marked.is_empty() && !raced.is_empty();
     refused.extend(raced);
@@ -557,108 +557,119 @@ fn bound_lock_waits(ring: &mut Db, deadline: Instant) -> Result<()> {
     )
 }
 
-/// Marks `half` of `shards` draining in one transaction, after checking again, on rows locked
-/// for the change, that the other half of each is still all online, and after handing each
-/// shard's writes over (`hand_over`, run while the rows are locked, so the ring changes only
-/// once the new writers take the writes). Returns the shards marked, those refused by the
-/// second look or whose hand-over was refused, and the hand-overs. Without `skip_unsafe`, one
-/// refusal by the second look marks nothing; a refused hand-over leaves only its own shard.
+/// What marking one shard's half draining came to.
+enum Marked {
+    Done(Option<handover::Handover>),
+    Refused(String),
+}
+
+/// Marks `half` of each of `shards` draining, each shard in a ring transaction of its own (on a
+/// connection of its own, all at once) that reads the shard's servers again with row locks,
+/// checks once more that the other half is all online, hands the users over (`hand_over`, run
+/// while the rows are locked, so the ring changes only once the new writers take the writes)
+/// and commits at once: a shard's ring and rules change together, whatever becomes of the
+/// others. Returns the shards marked, those refused (by the second look, their hand-over, or
+/// another maintenance command holding them past the timeout), and the hand-overs.
 fn mark_draining<'s>(
-    ring: &mut Db,
+    cfg: &Config,
     half: Half,
     shards: &[&'s Shard],
     opts: &DrainOptions,
-    hand_over: impl Fn(&[Shard]) -> Vec<std::result::Result<Option<handover::Handover>, String>>,
+    deadline: Instant,
+    hand_over: impl Fn(&Shard) -> std::result::Result<Option<handover::Handover>, String> + Sync,
 ) -> Result<(Vec<&'s Shard>, Vec<Refusal>, Vec<handover::Handover>)> {
-    let skip_unsafe = opts.skip_unsafe;
-    if shards.is_empty() {
-        return Ok((Vec::new(), Vec::new(), Vec::new()));
+    let results = parallel::each(shards, |shard| {
+        crate::db::retry_deadlocks(|| {
+            let mut ring = ring::open(cfg)?;
+            ring.set_timeouts(until(deadline), until(deadline))?;
+            bound_lock_waits(&mut ring, deadline)?;
+            ring.transaction("marking the half draining", |tx| {
+                mark_one(tx, half, shard, opts, &hand_over)
+            })
+        })
+    });
+    let mut marked = Vec::new();
+    let mut refused = Vec::new();
+    let mut handovers = Vec::new();
+    for (shard, result) in shards.iter().zip(results) {
+        let refuse = |reason: String| Refusal {
+            shard: shard.name.clone(),
+            reason,
+        };
+        match result {
+            Ok(Marked::Done(h)) => {
+                marked.push(*shard);
+                handovers.extend(h);
+            }
+            Ok(Marked::Refused(reason)) => refused.push(refuse(reason)),
+            Err(e) if e.is(crate::error::DbErrorKind::LockWaitTimeout) => refused.push(refuse(
+                "another maintenance command is changing this shard's servers and held them past --timeout; nothing was changed".into(),
+            )),
+            Err(e) => return Err(e),
+        }
     }
-    let ids: Vec<u32> = shards.iter().map(|s| s.id).collect();
-    ring.transaction("marking the half draining", |tx| {
-        let rows = lock_servers(tx, &ids)?;
-        let mut checked = Vec::new();
-        let mut raced = Vec::new();
-        for shard in shards {
-            let now = servers_of(&rows, shard.id);
-            match now.and_then(|servers| {
-                rules::other_half_online(half, &servers)?;
-                Ok(servers)
-            }) {
-                // The hand-over starts from the ring as it is now, not as first read.
-                Ok(servers) => checked.push((
-                    *shard,
-                    Shard {
-                        servers,
-                        ..(*shard).clone()
-                    },
-                )),
-                Err(reason) => raced.push(Refusal {
-                    shard: shard.name.clone(),
-                    reason: format!("changed while checking: {reason}"),
-                }),
-            }
+    Ok((marked, refused, handovers))
+}
+
+/// One shard's part of `mark_draining`, inside its transaction.
+fn mark_one(
+    tx: &mut mysql::Transaction,
+    half: Half,
+    shard: &Shard,
+    opts: &DrainOptions,
+    hand_over: &impl Fn(&Shard) -> std::result::Result<Option<handover::Handover>, String>,
+) -> mysql::Result<Marked> {
+    let now = match servers_of(&lock_servers(tx, &[shard.id])?, shard.id).and_then(|servers| {
+        rules::other_half_online(half, &servers)?;
+        Ok(servers)
+    }) {
+        Ok(servers) => Shard {
+            servers,
+            ..shard.clone()
+        },
+        Err(reason) => return Ok(Marked::Refused(format!("changed while checking: {reason}"))),
+    };
+    // The hand-over starts from the ring as it is now, not as first read.
+    let handed = match hand_over(&now) {
+        Ok(h) => h,
+        Err(reason) => {
+            return Ok(Marked::Refused(format!(
+                "its writes could not be handed over, so it was left as it was: {reason}"
+            )))
         }
-        if !raced.is_empty() && !skip_unsafe {
-            // Nothing is written: committing releases the row locks, nothing more.
-            return Ok((Vec::new(), raced, Vec::new()));
-        }
-        let mut ok = Vec::new();
-        let mut handovers = Vec::new();
-        let locked: Vec<Shard> = checked.iter().map(|(_, now)| now.clone()).collect();
-        for ((shard, _), handed) in checked.iter().zip(hand_over(&locked)) {
-            match handed {
-                Ok(h) => {
-                    ok.push(*shard);
-                    handovers.extend(h);
-                }
-                Err(reason) => raced.push(Refusal {
-                    shard: shard.name.clone(),
-                    reason: format!(
-                        "its writes could not be handed over, so it was left as it was: {reason}"
-                    ),
-                }),
-            }
-        }
-        if !ok.is_empty() {
-            let servers = opts.only.as_deref().unwrap_or_default();
-            let only = if opts.only.is_some() {
-                format!(
-                    " AND (host, port) IN ({})",
-                    vec!["(?, ?)"; servers.len().max(1)].join(",")
-                )
-            } else {
-                String::new()
-            };
-            let mut params: Vec<mysql::Value> = ok.iter().map(|s| s.id.into()).collect();
-            params.push(half.as_str().into());
-            for a in servers {
-                params.extend([a.host.as_str().into(), a.port.into()]);
-            }
-            if opts.only.is_some() && servers.is_empty() {
-                params.extend([mysql::Value::from(""), mysql::Value::from(0u16)]);
-            }
-            tx.exec_drop(
-                format!(
-                    "UPDATE shard_servers SET status = 'draining'
-                     WHERE shard_id IN ({}) AND half = ? AND status = 'online'{only}",
-                    vec!["?"; ok.len()].join(",")
-                ),
-                params,
-            )?;
-            let entries: Vec<(String, serde_json::Value)> = ok
-                .iter()
-                .map(|s| {
-                    (
-                        s.name.clone(),
-                        json!({ "half": half, "status": "draining" }),
-                    )
-                })
-                .collect();
-            audit::record_many(tx, "maintenance.drain", &entries)?;
-        }
-        Ok((ok, raced, handovers))
-    })
+    };
+    let servers = opts.only.as_deref().unwrap_or_default();
+    let only = if opts.only.is_some() {
+        format!(
+            " AND (host, port) IN ({})",
+            vec!["(?, ?)"; servers.len().max(1)].join(",")
+        )
+    } else {
+        String::new()
+    };
+    let mut params: Vec<mysql::Value> = vec![shard.id.into(), half.as_str().into()];
+    for a in servers {
+        params.extend([a.host.as_str().into(), a.port.into()]);
+    }
+    if opts.only.is_some() && servers.is_empty() {
+        params.extend([mysql::Value::from(""), mysql::Value::from(0u16)]);
+    }
+    tx.exec_drop(
+        format!(
+            "UPDATE shard_servers SET status = 'draining'
+             WHERE shard_id = ? AND half = ? AND status = 'online'{only}"
+        ),
+        params,
+    )?;
+    audit::record_many(
+        tx,
+        "maintenance.drain",
+        &[(
+            shard.name.clone(),
+            json!({ "half": half, "status": "draining" }),
+        )],
+    )?;
+    Ok(Marked::Done(handed))
 }
 
 /// Waits until `server` has no application sessions, then until every server of the other half
@@ -850,15 +861,11 @@ fn hand_back(
     deadline: Instant,
 ) -> std::result::Result<(bool, Option<handover::Handover>), String> {
     let enforced = home::enabled(cfg);
-    let mut ring = ring::open(cfg)
-        .and_then(|mut r| {
-            r.set_timeouts(until(deadline), until(deadline))?;
-            bound_lock_waits(&mut r, deadline)?;
-            Ok(r)
-        })
-        .map_err(|e| format!("the ring: {e}"))?;
-    let done = ring
-        .transaction("handing the users back", |tx| {
+    let done = crate::db::retry_deadlocks(|| {
+        let mut ring = ring::open(cfg)?;
+        ring.set_timeouts(until(deadline), until(deadline))?;
+        bound_lock_waits(&mut ring, deadline)?;
+        ring.transaction("handing the users back", |tx| {
             let now = match servers_of(&lock_servers(tx, &[shard.id])?, shard.id) {
                 Ok(servers) => Shard {
                     servers,
@@ -898,7 +905,11 @@ fn hand_back(
             };
             Ok(Ok((changed, handed)))
         })
-        .map_err(|e| format!("could not mark it online: {e}"))??;
+    })
+    .map_err(|e| match e.is(crate::error::DbErrorKind::LockWaitTimeout) {
+        true => "another maintenance command is changing its shard's servers and held them past --timeout; nothing was changed".to_string(),
+        false => format!("could not mark it online: {e}"),
+    })??;
     if done.0 {
         cache::shards_changed(cfg, &[shard.id]);
     }

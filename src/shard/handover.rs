@@ -264,41 +264,52 @@ pub fn converge(
 
     crate::failpoint!("handover.caught_up");
 
-    // 3. Settle. A server that only lost users accepts its new rule's users already (both its
-    // rules hold), so its settling is bookkeeping: if it fails (the server froze meanwhile),
-    // the hand-over stands and says so. A gainer takes its new users only now, after step 2.
-    let mut order: Vec<&&Member> = live
-        .iter()
-        .filter(|m| !m.gaining() && !m.settled())
-        .collect();
-    order.extend(live.iter().filter(|m| m.gaining()));
-    for m in order {
+    // 3. Settle: those that lost users first, each only while its proposal has not lapsed, so
+    // that no gainer takes a user its old writer could take back; then the gainers. A loser
+    // that cannot settle (an application transaction holds its rules' lock past the lease:
+    // one left open after a refused write, say) stops the hand-over before any gainer takes
+    // anything: its proposal lapses and it takes its users back, as if nothing had started.
+    let lease_end = deadline + LEASE_MARGIN;
+    for m in live.iter().filter(|m| !m.gaining() && !m.settled()) {
         let mut db = lock(m.db().expect("live"));
-        // However late: a half-settled shard would leave users without a writer.
-        let settled = bounded(&mut db, left(deadline).max(Duration::from_secs(5)))
-            .and_then(|()| home::settle(cfg, &mut db, &m.target, writers));
-        match settled {
+        let wait = lease_end.saturating_duration_since(Instant::now());
+        match bounded(&mut db, wait).and_then(|()| home::settle(cfg, &mut db, &m.target, writers)) {
             Ok(true) => {}
-            // This process was held up past the proposal's lease (frozen, say): the server
-            // took its old users back meanwhile, so nobody else may take them now.
-            Ok(false) => {
-                return Err(format!(
-                    "{}: the hand-over outlived its proposal there (it was held up past --timeout), so that server takes its old users again; nothing more was handed over: run the same command again",
-                    m.addr
-                ))
-            }
-            Err(e) if !m.gaining() => notes.push(format!(
-                "{}: could not settle its rule ({e}); it takes {} all the same (both its rules hold)",
-                m.addr,
-                m.target.describe()
-            )),
-            Err(e) => {
-                return Err(format!(
-                    "{}: {e}; the hand-over is partly done (no user has two writers, some none): run the same command again to finish it",
-                    m.addr
-                ))
+            failed => {
+                let why = match failed {
+                    Ok(_) => "it was held up past --timeout and its proposal lapsed".to_string(),
+                    Err(e) => format!(
+                        "{e}; transactions holding its rules: {}",
+                        holders(&mut db).unwrap_or_else(|e| e.to_string())
+                    ),
+                };
+                drop(db);
+                return Err(undo(format!(
+                    "{}: could not settle its new rule ({why}); no user was handed over: its proposal lapses within {}s and it takes its users back",
+                    m.addr,
+                    LEASE_MARGIN.as_secs()
+                )));
             }
         }
+        crate::failpoint!("handover.settled_one");
+    }
+    for m in live.iter().filter(|m| m.gaining()) {
+        let mut db = lock(m.db().expect("live"));
+        // However late: its users have no other writer now.
+        bounded(&mut db, left(deadline).max(Duration::from_secs(5)))
+            .and_then(|()| home::settle(cfg, &mut db, &m.target, writers))
+            .and_then(|settled| match settled {
+                true => Ok(()),
+                false => Err(crate::error::Error::Refused(
+                    "its proposal lapsed".into(),
+                )),
+            })
+            .map_err(|e| {
+                format!(
+                    "{}: {e}; the hand-over is partly done (no user has two writers, some none): run the same command again to finish it",
+                    m.addr
+                )
+            })?;
         crate::failpoint!("handover.settled_one");
     }
     Ok(report(start.elapsed().as_secs_f64(), notes))
