@@ -1147,16 +1147,22 @@ pub fn status(cfg: &Config) -> Result<(Vec<ServerState>, Option<roll::RollStatus
         .flat_map(|shard| shard.servers.iter().map(move |s| (shard, s)))
         .collect();
     let probes = parallel::each(&servers, |(shard, s)| {
-        let home = connect(cfg, &s.addr(), probe_io(cfg))
-            .and_then(|mut db| home::read(cfg, &mut db))
-            .ok()
+        // One login a server: a frozen one costs one probe's time, not two.
+        let mut db = match connect(cfg, &s.addr(), probe_io(cfg)) {
+            Ok(db) => db,
+            Err(e) => return (Err(e.to_string()), None),
+        };
+        let probe = probe_on(cfg, &mut db, None, Trust::AsShown).map_err(|e| e.to_string());
+        let home = probe
+            .is_ok()
+            .then(|| home::read(cfg, &mut db).ok().flatten())
             .flatten()
             .filter(|v| home::enabled(cfg) || *v != home::View::default())
             .map(|v| {
                 let expected = home::Rule::of(&s.addr(), &home::writers(&shard.servers));
                 (v.describe(), v.settled_on(&expected))
             });
-        (probe(cfg, &s.addr(), None, Trust::AsShown), home)
+        (probe, home)
     });
     let states = servers
         .into_iter()
