@@ -43,8 +43,8 @@ pub struct Ledger {
     pub refused: u64,
     /// Writes whose outcome is unknown (the connection failed mid-statement): maybe applied.
     pub uncertain: BTreeMap<u64, u64>,
-    /// When the last refusal came after a run of acknowledged writes, and how long refusals
-    /// lasted at most: the write window the application felt.
+    /// The longest any one user's writes were refused in a row (from its first refusal to its
+    /// next acknowledged write): the write window the application felt.
     pub longest_refusal: Duration,
 }
 
@@ -175,14 +175,16 @@ impl Sessions {
     }
 }
 
-/// Tracks refusals in a row, for the longest write window felt.
-struct Window(Option<Instant>, Duration);
+/// Tracks, per user, refusals in a row until its next acknowledged write: the longest write
+/// window the application felt for any one user.
+#[derive(Default)]
+struct Window(BTreeMap<u64, Instant>, Duration);
 impl Window {
-    fn refused(&mut self) {
-        self.0.get_or_insert_with(Instant::now);
+    fn refused(&mut self, user: u64) {
+        self.0.entry(user).or_insert_with(Instant::now);
     }
-    fn acknowledged(&mut self) {
-        if let Some(t) = self.0.take() {
+    fn acknowledged(&mut self, user: u64) {
+        if let Some(t) = self.0.remove(&user) {
             self.1 = self.1.max(t.elapsed());
         }
     }
@@ -195,7 +197,7 @@ fn writer(spec: Spec, index: usize, stop: Arc<AtomicBool>) -> Ledger {
         pooled: index.is_multiple_of(2),
         pool: BTreeMap::new(),
     };
-    let mut window = Window(None, Duration::ZERO);
+    let mut window = Window::default();
     let sql = format!(
         "UPDATE {}.photos SET views = views + 1 WHERE photo_id = ?",
         spec.shard_db
@@ -214,13 +216,13 @@ fn writer(spec: Spec, index: usize, stop: Arc<AtomicBool>) -> Ledger {
         match c.exec_drop(&sql, (photo,)) {
             Ok(()) if c.affected_rows() == 1 => {
                 *ledger.increments.entry(photo).or_default() += 1;
-                window.acknowledged();
+                window.acknowledged(user);
             }
             Ok(()) => panic!("photo {photo} is missing on {port}"),
             Err(e) => {
                 if is_refusal(&e) {
                     ledger.refused += 1;
-                    window.refused();
+                    window.refused(user);
                 } else {
                     *ledger.uncertain.entry(photo).or_default() += 1;
                 }
