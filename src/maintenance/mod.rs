@@ -1,10 +1,13 @@
 //! Taking half of every shard out of service and bringing it back (`maintenance`).
 //!
-//! A drain checks every shard at once (rules in `rules`), marks the half `draining` in one ring
-//! transaction that checks again that the other half is online (two drains at once cannot take
-//! both halves), waits for the application sessions on the drained servers to end and for the
-//! other half to apply everything they wrote, then marks them `offline`. A restore waits until
-//! each server answers and its replication has caught up before marking it `online`.
+//! A drain checks every shard at once (rules in `rules`), then per shard, in a ring transaction
+//! that holds the shard's rows and checks again that the other half is online (two drains at
+//! once cannot take both halves), hands the drained servers' users over to the rest of the shard
+//! (`shard::handover`, with the home guard) and marks the half `draining`; then it waits for the
+//! application sessions on the drained servers to end (and, without the home guard, for the
+//! other half to apply everything they wrote) and marks them `offline`. A restore waits until
+//! each server answers and its replication has caught up, then in the same kind of transaction
+//! hands its users back and marks it `online`.
 
 pub mod roll;
 pub mod rules;

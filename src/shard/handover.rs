@@ -9,13 +9,17 @@
 //!    transaction that wrote under the old rule has ended (see `home`); nobody gains any user;
 //! 2. each server gaining users applies everything every other server wrote to its binary log
 //!    up to then (MariaDB GTIDs);
-//! 3. every server settles on its new rule, those that lost users first.
+//! 3. every server settles on its new rule: those that lost users first, each only while its
+//!    proposal has not lapsed, then those gaining users.
 //!
 //! The users changing hands are refused from 1 to 3 (the write window; measured and reported).
 //! Steps 1 and 2 are bounded by the operator's deadline; past it, or on a signal, the `next`
 //! rules are withdrawn and every server takes what it took before: a hand-over is done or
-//! undone, never half done. Killed outright (SIGKILL), servers are left between 1 and 4, which
-//! is safe (no user has two writers) and which the same command, run again, finishes.
+//! undone, never half done. Each proposal is also a lease (the deadline plus `LEASE_MARGIN`, on
+//! the server's own clock): killed outright (SIGKILL) in steps 1 or 2, no user has two writers
+//! and the servers take their old users back by themselves when it lapses; a loser that cannot
+//! settle in step 3 stops the hand-over before any gainer takes anything. The callers run a
+//! shard's hand-over while holding its rows in the ring, so two never overlap.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -223,8 +227,8 @@ pub fn converge(
     let undo = |why: String| -> String {
         parallel::each(&changed, |m| {
             let mut db = lock(m.db().expect("live"));
-            // A server whose withdrawal fails keeps accepting only what both its rules
-            // accept, which is safe; the next run settles it.
+            // A server whose withdrawal fails (an open transaction holds its rules) keeps
+            // accepting only what both its rules accept until its proposal lapses: safe.
             let _ = bounded(&mut db, Duration::from_secs(2))
                 .and_then(|()| home::withdraw(cfg, &mut db));
         });
