@@ -607,6 +607,7 @@ fn a_loser_that_cannot_settle_stops_the_hand_over_before_anyone_gains() {
     // Half b applies half a's writes 3 s late, so the hand-over waits there a while...
     let delay = Delay::new(p[1], 3);
     bump(&mut conn(p[0]), &env, 200, 1).unwrap();
+    let started = Instant::now();
     let drain = env.spawn(
         &[
             "maintenance",
@@ -627,6 +628,12 @@ fn a_loser_that_cannot_settle_stops_the_hand_over_before_anyone_gains() {
     stuck.query_drop("SET autocommit = 0").unwrap();
     assert!(is_refusal(&bump(&mut stuck, &env, 200, 1)));
     let out = drain.wait_with_output().unwrap();
+    // Its waits end with --timeout (the settling gives up by then, plus a second or two).
+    assert!(
+        started.elapsed() < Duration::from_secs(9),
+        "{:?}",
+        started.elapsed()
+    );
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(out.status.code(), Some(4), "{doc}");
     assert!(

@@ -229,7 +229,7 @@ pub fn converge(
             let mut db = lock(m.db().expect("live"));
             // A server whose withdrawal fails (an open transaction holds its rules) keeps
             // accepting only what both its rules accept until its proposal lapses: safe.
-            let _ = bounded(&mut db, Duration::from_secs(2))
+            let _ = bounded(&mut db, Duration::from_secs(1))
                 .and_then(|()| home::withdraw(cfg, &mut db));
         });
         why
@@ -273,10 +273,11 @@ pub fn converge(
     // that cannot settle (an application transaction holds its rules' lock past the lease:
     // one left open after a refused write, say) stops the hand-over before any gainer takes
     // anything: its proposal lapses and it takes its users back, as if nothing had started.
-    let lease_end = deadline + LEASE_MARGIN;
     for m in live.iter().filter(|m| !m.gaining() && !m.settled()) {
         let mut db = lock(m.db().expect("live"));
-        let wait = lease_end.saturating_duration_since(Instant::now());
+        // Within the operator's timeout (a second at least): the lease's margin is for the
+        // settling itself, not for waiting on an application past --timeout.
+        let wait = deadline.saturating_duration_since(Instant::now());
         match bounded(&mut db, wait).and_then(|()| home::settle(cfg, &mut db, &m.target, writers)) {
             Ok(true) => {}
             failed => {
