@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use common::app::Rng;
 use common::{conn, federation, user_rows, wait_replicated, Env, Federation, Rows};
 use mysql::prelude::Queryable;
 use mysql::Value;
@@ -43,20 +44,6 @@ const COLUMNS: &str = "id, owner_id, tag, at, amount, doc, raw, big";
 
 /// A row as the server prints it in the text protocol.
 type Row = Vec<Option<Vec<u8>>>;
-
-/// A small deterministic random source (xorshift).
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 /// The values of a row of `owner` (as written, and as the server prints them back).
 fn row(id: u64, owner: u64, rng: &mut Rng) -> Row {

@@ -93,14 +93,18 @@ pub fn seed(spec: &Spec, port: u16, peer: u16) {
     wait_replicated(&mut c, peer);
 }
 
-/// A small deterministic generator: each thread its own sequence.
-struct Rng(u64);
+/// A small deterministic random source (xorshift): each thread, each test its own sequence.
+pub struct Rng(pub u64);
 impl Rng {
-    fn next(&mut self) -> u64 {
+    #[allow(clippy::should_implement_trait)] // not an iterator: it never ends
+    pub fn next(&mut self) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
         self.0
+    }
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
     }
 }
 
