@@ -113,8 +113,32 @@ pub enum GuardCommand {
     Install(GuardChangeArgs),
     /// What every server has installed, and how many users it guards now
     Status,
-    /// Remove the triggers and the guard table from every server
-    Remove(GuardChangeArgs),
+    /// Remove the triggers and the guard table from every server (refused while migrations are
+    /// in flight or users are guarded, unless --force)
+    Remove(GuardRemoveArgs),
+    /// Lift old guard rows: users moved away longer ago than --older-than are accepted again by
+    /// the servers they left (a stale route may then write there)
+    Prune(GuardPruneArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct GuardRemoveArgs {
+    #[command(flatten)]
+    pub change: GuardChangeArgs,
+    /// Remove it even while migrations are in flight or users are guarded (audited)
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct GuardPruneArgs {
+    /// Lift the guard of users guarded longer ago than this (rows from before shardctl recorded
+    /// when count as older than any)
+    #[arg(long, value_name = "DUR", value_parser = positive_duration)]
+    pub older_than: std::time::Duration,
+    /// List what would be lifted, change nothing
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]

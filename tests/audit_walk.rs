@@ -156,6 +156,11 @@ fn every_mutating_verb_writes_an_audit_row_and_no_reading_verb_does() {
             "lock.run",
         ),
         ("guard install", vec!["guard", "install"], "guard.install"),
+        (
+            "guard prune",
+            vec!["guard", "prune", "--older-than", "1h"],
+            "guard.prune",
+        ),
         ("guard remove", vec!["guard", "remove"], "guard.remove"),
         (
             "maintenance drain",

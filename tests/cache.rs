@@ -215,6 +215,7 @@ fn every_change_of_a_cached_entry_deletes_its_key() {
         "guard install",
         "guard status",
         "guard remove",
+        "guard prune",
     ];
     let listed: std::collections::BTreeSet<String> = steps
         .iter()
@@ -598,10 +599,14 @@ fn the_guard_refuses_every_kind_of_write_to_a_guarded_owner_and_only_that() {
     c.query_drop("INSERT INTO photos (photo_id, owner_id, title, taken_at, views) VALUES (4999000001, 4999, 'x', NOW(), 0)")
         .unwrap();
     let (mine, other) = (photo(&mut c, 4001), photo(&mut c, 4999));
-    c.query_drop(
-        "INSERT INTO shardctl_guard (user_id, until, lives_on) VALUES (4001, NULL, 'elsewhere')",
-    )
-    .unwrap();
+    let mut admin = common::shardctl_conn(port);
+    // As shardctl writes guard rows: to this server alone.
+    admin
+        .query_drop(format!("USE {db}; SET SESSION sql_log_bin = 0"))
+        .unwrap();
+    admin
+        .query_drop("INSERT INTO shardctl_guard (user_id, lives_on, guarded_at) VALUES (4001, 'elsewhere', UTC_TIMESTAMP(6))")
+        .unwrap();
     let refused = |c: &mut mysql::Conn, sql: String| match c.query_drop(&sql) {
         Err(mysql::Error::MySqlError(e)) => {
             assert_eq!((e.code, e.state.as_str()), (1644, "45000"), "{sql}");
@@ -626,16 +631,26 @@ fn the_guard_refuses_every_kind_of_write_to_a_guarded_owner_and_only_that() {
         &mut c,
         format!("DELETE FROM photos WHERE photo_id = {mine}"),
     );
-    // Another owner's rows are written as ever, and shardctl's own sessions pass.
+    // Another owner's rows are written as ever.
     c.query_drop(format!(
         "UPDATE photos SET views = views + 1 WHERE photo_id = {other}"
     ))
     .unwrap();
-    c.query_drop("SET @shardctl_writer = 1").unwrap();
-    c.query_drop(format!(
-        "UPDATE photos SET views = views + 1 WHERE photo_id = {mine}"
-    ))
-    .unwrap();
+    // Nothing an application can set in its session passes for shardctl: not the variable
+    // older shardctl sessions set, whatever its value.
+    for value in ["1", "0", "'shardctl'"] {
+        c.query_drop(format!("SET @shardctl_writer = {value}")).unwrap();
+        refused(
+            &mut c,
+            format!("UPDATE photos SET views = views + 1 WHERE photo_id = {mine}"),
+        );
+    }
+    // shardctl's own login passes.
+    admin
+        .query_drop(format!(
+            "UPDATE photos SET views = views + 1 WHERE photo_id = {mine}"
+        ))
+        .unwrap();
     let status = env.json(&["guard", "status"]);
     let here = common::server(&status, port);
     assert_eq!(
@@ -643,10 +658,26 @@ fn the_guard_refuses_every_kind_of_write_to_a_guarded_owner_and_only_that() {
         (Some(true), Some(1)),
         "{status}"
     );
-    // A lapsed guard refuses nothing.
-    c.query_drop("UPDATE shardctl_guard SET until = UTC_TIMESTAMP(6) - INTERVAL 1 SECOND")
-        .unwrap();
-    c.query_drop("SET @shardctl_writer = NULL").unwrap();
+    // A guard never lapses by itself: removing the guard is refused while it guards anyone,
+    // changing nothing; pruning lifts only rows older than asked.
+    let removing = env.run(&["guard", "remove", "--format", "json"]);
+    assert_eq!(removing.code, 4, "{}", removing.stdout);
+    assert!(removing.stdout.contains(&format!("127.0.0.1:{port} guards 1")), "{}", removing.stdout);
+    assert_eq!(common::server(&env.json(&["guard", "status"]), port)["installed"], true);
+    let young = env.json(&["guard", "prune", "--older-than", "1h"]);
+    assert_eq!(young["users"], 0, "{young}");
+    refused(
+        &mut c,
+        format!("UPDATE photos SET views = views + 1 WHERE photo_id = {mine}"),
+    );
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let planned = env.json(&["guard", "prune", "--older-than", "1s", "--dry-run"]);
+    assert_eq!(planned["users"], 1, "{planned}");
+    assert_eq!(common::server(&env.json(&["guard", "status"]), port)["guarded"], 1);
+    let pruned = env.json(&["guard", "prune", "--older-than", "1s"]);
+    assert_eq!(common::server(&pruned, port)["users"], serde_json::json!([4001]), "{pruned}");
+    // Both prunes are audited; the dry run is not.
+    assert_eq!(env.audited("guard.prune", &format!("127.0.0.1:{port}")), 2);
     c.query_drop(format!(
         "UPDATE photos SET views = views + 1 WHERE photo_id = {mine}"
     ))

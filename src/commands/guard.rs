@@ -1,11 +1,11 @@
 use serde::Serialize;
 
-use crate::cli::{GuardChangeArgs, GuardCommand};
+use crate::cli::{GuardChangeArgs, GuardCommand, GuardPruneArgs};
 use crate::commands::Ctx;
 use crate::error::Result;
 use crate::exit_codes;
 use crate::output::{table, Outcome, Report};
-use crate::shard::guard::{self, Action, ServerGuard};
+use crate::shard::guard::{self, Action, ServerGuard, ServerPrune};
 
 #[derive(Serialize)]
 struct Guards {
@@ -54,12 +54,78 @@ impl Report for Guards {
     }
 
     fn exit_code(&self) -> u8 {
-        if self.servers.iter().any(|s| s.error.is_some()) {
-            exit_codes::FAILED
+        partial(self.servers.iter().map(|s| s.error.is_some()))
+    }
+}
+
+/// 0 when no server failed, 5 when some did (the output says which), 1 when all did.
+fn partial(failed: impl Iterator<Item = bool>) -> u8 {
+    let (mut ok, mut bad) = (0, 0);
+    for f in failed {
+        if f {
+            bad += 1
         } else {
-            exit_codes::OK
+            ok += 1
         }
     }
+    match (ok, bad) {
+        (_, 0) => exit_codes::OK,
+        (0, _) => exit_codes::FAILED,
+        _ => exit_codes::PARTIAL,
+    }
+}
+
+#[derive(Serialize)]
+struct Pruned {
+    action: &'static str,
+    older_than_seconds: u64,
+    dry_run: bool,
+    /// Users lifted in all (to be lifted, in a dry run).
+    users: usize,
+    servers: Vec<ServerPrune>,
+}
+
+impl Report for Pruned {
+    fn human(&self) -> String {
+        let rows = self.servers.iter().map(|s| {
+            vec![
+                s.shard.clone(),
+                format!("{}:{}", s.host, s.port),
+                match &s.error {
+                    Some(e) => format!("ERROR: {e}"),
+                    None => s.users.len().to_string(),
+                },
+            ]
+        });
+        let verb = if self.dry_run {
+            "would be lifted"
+        } else {
+            "lifted"
+        };
+        let mut out = table(&["shard", "server", &format!("guards {verb}")], rows);
+        out.push_str(&format!(
+            "\n{} guard row(s) older than {} {verb}",
+            self.users,
+            humantime::format_duration(std::time::Duration::from_secs(self.older_than_seconds))
+        ));
+        out
+    }
+
+    fn exit_code(&self) -> u8 {
+        partial(self.servers.iter().map(|s| s.error.is_some()))
+    }
+}
+
+fn prune(ctx: &Ctx, args: GuardPruneArgs) -> Result<Outcome> {
+    let cfg = ctx.config()?;
+    let servers = guard::prune(&cfg, args.older_than, args.dry_run)?;
+    Outcome::of(Pruned {
+        action: "prune",
+        older_than_seconds: args.older_than.as_secs(),
+        dry_run: args.dry_run,
+        users: servers.iter().map(|s| s.users.len()).sum(),
+        servers,
+    })
 }
 
 pub fn run(ctx: &Ctx, cmd: GuardCommand) -> Result<Outcome> {
@@ -67,13 +133,10 @@ pub fn run(ctx: &Ctx, cmd: GuardCommand) -> Result<Outcome> {
     let (action, args): (Action, Option<GuardChangeArgs>) = match cmd {
         GuardCommand::Install(a) => (Action::Install, Some(a)),
         GuardCommand::Status => (Action::Status, None),
-        GuardCommand::Remove(a) => (Action::Remove, Some(a)),
+        GuardCommand::Remove(a) => (Action::Remove { force: a.force }, Some(a.change)),
+        GuardCommand::Prune(a) => return prune(ctx, a),
     };
-    let name = match action {
-        Action::Install => "install",
-        Action::Status => "status",
-        Action::Remove => "remove",
-    };
+    let name = action.name();
     let write_guard = guard::enabled(&cfg);
     if args.as_ref().is_some_and(|a| a.dry_run) {
         return Outcome::of(Guards {

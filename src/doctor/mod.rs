@@ -261,17 +261,17 @@ fn shard_server_checks(
         rules::shard_needs,
     ));
     // The privileges online moves need are in the privileges check above.
-    out.push(match crate::migrate::online::unmet_settings(cfg, &mut db, &[]) {
+    out.push(match crate::migrate::online::unmet_settings(cfg, &mut db, &[], paired) {
         Ok(unmet) if unmet.is_empty() => Check::pass(
             &target,
             "online moves",
-            "its binary log can be followed (ROW, FULL images, uncompressed, a free server_id)",
+            "its binary log can be followed (ROW, FULL images, uncompressed, a free server_id, its peer's writes logged)",
         ),
         Ok(unmet) => Check::fail(
             &target,
             "online moves",
             format!("{}; `--mode auto` moves offline until this is fixed", unmet.join("; ")),
-            "set log_bin=ON, binlog_format=ROW, binlog_row_image=FULL and log_bin_compress=OFF, and give shardctl a [migrate] server_id no server uses",
+            "set log_bin=ON, binlog_format=ROW, binlog_row_image=FULL, log_bin_compress=OFF and (for a server with a peer) log_slave_updates=ON, and give shardctl a [migrate] server_id no server uses; applications must not override binlog_format or binlog_row_image in their sessions while a move follows the log",
         ),
         Err(e) => Check::fail(
             &target,

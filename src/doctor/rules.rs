@@ -100,6 +100,16 @@ fn kill(f: Flavor) -> Need {
     }
 }
 
+/// `SET SESSION sql_log_bin = 0`: guard rows and the home guard's rules are written to each
+/// server alone, never replicated.
+fn unlogged(f: Flavor) -> Need {
+    let why = "writing guard rows and home-guard rules to one server alone (sql_log_bin = 0)";
+    match f {
+        Flavor::MariaDb => global(&["BINLOG ADMIN", "SUPER"], why),
+        Flavor::MySql => global(&["SYSTEM_VARIABLES_ADMIN", "SUPER"], why),
+    }
+}
+
 /// Reading `SHOW SLAVE STATUS`: MariaDB 10.5.9 and later moved it from REPLICATION CLIENT to
 /// SLAVE MONITOR.
 fn replication_monitor(f: Flavor) -> Need {
@@ -138,8 +148,17 @@ pub fn shard_needs(f: Flavor) -> Vec<Need> {
         db(&["INSERT"], rows),
         db(&["UPDATE"], rows),
         db(&["DELETE"], rows),
-        db(&["CREATE"], "the fence tables"),
+        db(&["CREATE"], "the fence and guard tables"),
+        db(&["TRIGGER"], "the guard's triggers (guard install)"),
+        // The server's own rule for CREATE TRIGGER while it writes a binary log.
+        global(
+            &["SUPER"],
+            "guard install with the binary log on (unless log_bin_trust_function_creators=ON)",
+        ),
+        db(&["ALTER"], "guard install upgrading an older guard table"),
+        db(&["DROP"], "guard remove"),
         global(&["PROCESS"], "seeing application sessions (drain)"),
+        unlogged(f),
         replication_monitor(f),
         kill(f),
     ]
@@ -232,8 +251,9 @@ pub fn privileges_from_grants(grants: &[String], database: &str) -> HashSet<Stri
         };
         let object = on.split_whitespace().next().unwrap_or("");
         let applies = object == "*.*"
-            || object == format!("`{database}`.*")
-            || object == format!("{database}.*");
+            || object
+                .strip_suffix(".*")
+                .is_some_and(|d| database_pattern_matches(d.trim_matches('`'), database));
         if applies {
             have.extend(
                 privs
@@ -243,6 +263,24 @@ pub fn privileges_from_grants(grants: &[String], database: &str) -> HashSet<Stri
         }
     }
     have
+}
+
+/// Whether a database-level grant's name (`t\_%`: `%` any run, `_` any one character, `\`
+/// escaping either, as the server matches them) covers `database`.
+fn database_pattern_matches(pattern: &str, database: &str) -> bool {
+    fn go(p: &[char], d: &[char]) -> bool {
+        match p.split_first() {
+            None => d.is_empty(),
+            Some(('%', rest)) => (0..=d.len()).any(|i| go(rest, &d[i..])),
+            Some(('_', rest)) => !d.is_empty() && go(rest, &d[1..]),
+            Some(('\\', rest)) if !rest.is_empty() => {
+                d.first() == Some(&rest[0]) && go(&rest[1..], &d[1..])
+            }
+            Some((c, rest)) => d.first() == Some(c) && go(rest, &d[1..]),
+        }
+    }
+    let (p, d): (Vec<char>, Vec<char>) = (pattern.chars().collect(), database.chars().collect());
+    go(&p, &d)
 }
 
 /// Ticket servers must share one increment at least as large as their count, and use distinct
@@ -287,10 +325,10 @@ mod tests {
         assert_eq!(
             grant_statements(&missing, "app", "ops@%"),
             [
-                "GRANT UPDATE, DELETE, CREATE ON `app`.* TO 'ops'@'%';",
+                "GRANT UPDATE, DELETE, CREATE, TRIGGER, ALTER, DROP ON `app`.* TO 'ops'@'%';",
                 // REPLICATION CLIENT is BINLOG MONITOR's old name: only REPLICATION SLAVE is
                 // missing for online moves.
-                "GRANT SLAVE MONITOR, CONNECTION ADMIN, REPLICATION SLAVE ON *.* TO 'ops'@'%';",
+                "GRANT SUPER, BINLOG ADMIN, SLAVE MONITOR, CONNECTION ADMIN, REPLICATION SLAVE ON *.* TO 'ops'@'%';",
             ]
         );
         // MySQL's names: REPLICATION CLIENT still reads replica status; CONNECTION_ADMIN.
@@ -298,8 +336,8 @@ mod tests {
         assert_eq!(
             grant_statements(&missing, "app", "ops@10.0.0.%"),
             [
-                "GRANT UPDATE, DELETE, CREATE ON `app`.* TO 'ops'@'10.0.0.%';",
-                "GRANT CONNECTION_ADMIN ON *.* TO 'ops'@'10.0.0.%';",
+                "GRANT UPDATE, DELETE, CREATE, TRIGGER, ALTER, DROP ON `app`.* TO 'ops'@'10.0.0.%';",
+                "GRANT SUPER, SYSTEM_VARIABLES_ADMIN, CONNECTION_ADMIN ON *.* TO 'ops'@'10.0.0.%';",
             ]
         );
         let mysql8 = privileges_from_grants(
@@ -312,6 +350,19 @@ mod tests {
         assert!(missing_privileges(&all, &shard_needs(Flavor::MariaDb)).is_empty());
         assert_eq!(Flavor::of("10.11.6-MariaDB-0+deb12u1-log"), Flavor::MariaDb);
         assert_eq!(Flavor::of("8.0.36"), Flavor::MySql);
+    }
+
+    #[test]
+    fn database_grants_match_by_the_servers_wildcards() {
+        let grants = vec![r"GRANT SELECT, INSERT ON `t\_%`.* TO `shardctl`@`127.0.0.1`".to_string()];
+        let have = privileges_from_grants(&grants, "t_walk_app");
+        assert!(have.contains("SELECT") && have.contains("INSERT"));
+        // The escaped `_` is a literal underscore; `%` any run.
+        assert!(privileges_from_grants(&grants, "tx_app").is_empty());
+        assert!(database_pattern_matches("photo_pp", "photoapp"));
+        assert!(!database_pattern_matches(r"photo\_pp", "photoapp"));
+        assert!(database_pattern_matches("photoapp", "photoapp"));
+        assert!(!database_pattern_matches("photoapp", "photoapp2"));
     }
 
     #[test]

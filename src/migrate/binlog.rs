@@ -459,6 +459,41 @@ pub struct Read {
     /// Transactions that changed the user's rows.
     pub transactions: u64,
     pub changes: u64,
+    /// The first event read that may have changed rows without saying which (a statement-format
+    /// write, a rollback to a savepoint, an XA transaction ended apart from its changes), as
+    /// `FILE:POS `text``: only a verification of the whole account can vouch for the copy.
+    pub unattributed: Option<String>,
+}
+
+/// What a query event in the log means to a follower.
+#[derive(Debug, PartialEq, Eq)]
+enum Query {
+    /// A transaction begins (`BEGIN`, `XA START`).
+    Begin,
+    /// It commits (`COMMIT`).
+    Commit,
+    /// Nothing for the rows (`XA END`, `SAVEPOINT`).
+    Nothing,
+    /// The transaction's changes so far are void (`ROLLBACK`): they are dropped, and since a
+    /// rolled-back group may still have changed non-transactional rows, it is also unattributed.
+    Rollback,
+    /// Anything else: a statement whose changes the log does not list row by row.
+    Statement,
+}
+
+fn query_kind(sql: &str) -> Query {
+    let words: Vec<String> = sql
+        .split_whitespace()
+        .take(2)
+        .map(|w| w.trim_end_matches(';').to_ascii_uppercase())
+        .collect();
+    match words.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+        ["BEGIN"] | ["START", "TRANSACTION"] | ["XA", "START" | "BEGIN"] => Query::Begin,
+        ["COMMIT"] => Query::Commit,
+        ["XA", "END"] | ["SAVEPOINT", _] => Query::Nothing,
+        ["ROLLBACK"] => Query::Rollback,
+        _ => Query::Statement,
+    }
 }
 
 /// The binlog file a rotate event names. MariaDB appends the event's checksum to the name of
@@ -480,6 +515,8 @@ pub struct Tail<'a> {
     columns: Vec<Vec<ColumnInfo>>,
     /// Layouts by (table, the table map's column count).
     layouts: HashMap<(usize, usize), Layout>,
+    /// Only events first written by this server count (None: every event).
+    origin: Option<u32>,
 }
 
 impl<'a> Tail<'a> {
@@ -500,7 +537,15 @@ impl<'a> Tail<'a> {
             tables: tables.to_vec(),
             columns,
             layouts: HashMap::new(),
+            origin: None,
         })
+    }
+
+    /// Counts only what `server_id` wrote itself, not what its log holds of others' writes
+    /// (a peer logging what it applies from the source).
+    pub fn written_by(mut self, server_id: u32) -> Tail<'a> {
+        self.origin = Some(server_id);
+        self
     }
 
     /// The kinds of every table's written columns (how the applier writes them).
@@ -558,6 +603,7 @@ impl<'a> Tail<'a> {
             end: from.clone(),
             transactions: 0,
             changes: 0,
+            unattributed: None,
         };
         let mut open: Vec<Change> = Vec::new();
         let mut in_transaction = false;
@@ -571,6 +617,15 @@ impl<'a> Tail<'a> {
                 break;
             }
             let data = event.read_data().map_err(|e| self.fail(e))?;
+            let ours = self
+                .origin
+                .is_none_or(|id| event.header().server_id() == id);
+            let mut unattributed = |what: &str| {
+                if ours && read.unattributed.is_none() {
+                    let text: String = crate::error::one_line(what).chars().take(120).collect();
+                    read.unattributed = Some(format!("{file}:{log_pos} `{text}`"));
+                }
+            };
             let mut commit = false;
             match data {
                 Some(EventData::RotateEvent(r)) => {
@@ -592,24 +647,39 @@ impl<'a> Tail<'a> {
                     }
                 }
                 Some(EventData::RowsEvent(rows)) => {
-                    if let Some((i, tme)) = maps.get(&rows.table_id()) {
+                    if let (Some((i, tme)), true) = (maps.get(&rows.table_id()), ours) {
                         let i = *i;
                         self.collect(&rows, tme, i, &mut open)?;
                     }
                 }
                 Some(EventData::QueryEvent(q)) => {
                     let sql = q.query();
-                    let word = sql.trim().to_ascii_uppercase();
-                    if word == "BEGIN" {
-                        in_transaction = true;
-                    } else if word == "COMMIT" {
-                        commit = true;
-                    } else {
-                        // A statement of its own (DDL): a transaction by itself.
-                        commit = !in_transaction;
+                    match query_kind(&sql) {
+                        Query::Begin => in_transaction = true,
+                        Query::Commit => commit = true,
+                        Query::Nothing => {}
+                        Query::Rollback => {
+                            open.clear();
+                            unattributed(&sql);
+                            commit = true;
+                        }
+                        Query::Statement => {
+                            unattributed(&sql);
+                            // A statement of its own (DDL, XA COMMIT): a transaction by itself.
+                            commit = !in_transaction;
+                        }
                     }
                 }
-                Some(EventData::XidEvent(_)) => commit = true,
+                // A statement loading a file (LOAD DATA in statement format).
+                Some(EventData::ExecuteLoadQueryEvent(q)) => {
+                    unattributed(&q.query());
+                    commit = !in_transaction;
+                }
+                // An XA transaction's changes are logged when it is prepared: applied then, and
+                // its later XA COMMIT or XA ROLLBACK is a statement of its own.
+                Some(EventData::XidEvent(_)) | Some(EventData::XaPrepareLogEvent(_)) => {
+                    commit = true
+                }
                 Some(EventData::UnknownEvent) | None => {
                     if in_transaction {
                         return Err(self.fail(format!(

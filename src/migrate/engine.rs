@@ -449,16 +449,20 @@ impl<'a> Group<'a> {
             let mut db = self.conns.get(addr)?;
             retry_deadlocks(|| fence::raise_fences(&mut db, &tokens))?;
         }
-        guard::open_destination(self.cfg, &mut *self.conns.get(&self.dst)?, &self.users())
+        guard::open_destination(self.cfg, &servers(self.to), &self.users())
     }
 
-    /// The accounts `moving`: guarded on the source first (where the guard is installed), then
-    /// in the directory, with the journal, in one fenced ring transaction.
+    /// The accounts `moving`: guarded on every server of the source shard first (where the
+    /// guard is installed), then in the directory, with the journal, in one fenced ring
+    /// transaction.
     fn mark(&mut self) -> Result<()> {
         let users = self.users();
-        let conns = self.conns;
-        let mut src = conns.get(&self.src)?;
-        guard::close_source(self.cfg, &mut src, &users, &self.to.name)?;
+        let sources = servers(self.from);
+        if let Err(e) = guard::close_source(self.cfg, &sources, &users, &self.to.name) {
+            // Not marked: not moving, so not guarded anywhere either.
+            let _ = guard::given_back(self.cfg, &sources, &users);
+            return Err(e);
+        }
         let n = users.len() as u64;
         let (mark, mark_params) = self.users_update("state = 'moving'", vec![], Some("active"));
         let (journal, journal_params) = self.journal_update(State::Moving, &[]);
@@ -480,7 +484,7 @@ impl<'a> Group<'a> {
         };
         if let Err(e) = marked {
             // Not marked: not moving, so not guarded either.
-            let _ = guard::given_back(self.cfg, &mut src, &users);
+            let _ = guard::given_back(self.cfg, &sources, &users);
             return Err(e);
         }
         self.marked_at = Some(Instant::now());
@@ -651,18 +655,9 @@ impl<'a> Group<'a> {
         }
     }
 
-    /// The source keeps refusing the accounts' writes for as long as a routing cache may still
-    /// send them there; then its rows go.
+    /// The source's rows go (its servers keep refusing the accounts' writes until they move
+    /// back).
     fn clean(&mut self, mover: &mut dyn Mover<'a>) -> Result<()> {
-        let users = self.users();
-        if let Err(e) = self
-            .conns
-            .get(&self.src)
-            .and_then(|mut db| guard::after_flip(self.cfg, &mut db, &users, &self.to.name))
-        {
-            self.ui
-                .warn(&format!("keeping the source guarded after the flip: {e}"));
-        }
         mover.delete(self, Side::Source, Step::Clean)?;
         passes(Step::Clean.failpoint_done());
         self.journal(State::Done, &[])
@@ -692,7 +687,7 @@ impl<'a> Group<'a> {
             Ok(Fenced::Done(()))
         })?;
         crate::cache::users_changed(self.cfg, &users);
-        guard::given_back(self.cfg, &mut *self.conns.get(&self.src)?, &users)?;
+        guard::given_back(self.cfg, &servers(self.from), &users)?;
         let state = if cleared {
             State::RolledBack
         } else {
@@ -715,6 +710,11 @@ impl<'a> Group<'a> {
         }
         Ok(())
     }
+}
+
+/// Every server of a shard, whatever its status: each must refuse a moved user's writes.
+fn servers(shard: &Shard) -> Vec<HostPort> {
+    shard.servers.iter().map(|s| s.addr()).collect()
 }
 
 /// How long the source may take to apply what its peers wrote before a copy.

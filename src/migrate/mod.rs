@@ -334,7 +334,11 @@ fn choose_mode(
             Some((p, id.unwrap_or(0)))
         })
         .collect();
-    let unmet = online::unmet_preconditions(cfg, &mut *conns.get(src)?, &peers)?;
+    let peers_write = from
+        .servers
+        .iter()
+        .any(|s| s.addr() != *src && s.status == directory::ServerStatus::Online);
+    let unmet = online::unmet_preconditions(cfg, &mut *conns.get(src)?, &peers, peers_write)?;
     match (unmet.is_empty(), mode) {
         (true, _) => Ok(Chosen::Online),
         (false, Mode::Online) => Err(Error::Refused(format!(

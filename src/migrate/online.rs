@@ -67,13 +67,15 @@ impl Mode {
 
 /// What keeps the source from being followed, one sentence each; empty when nothing does.
 /// `peers`: the other servers of the source's shard that answered, with their server ids
-/// (none may replicate as our server_id).
+/// (none may replicate as our server_id); `peers_write`: some other server of the shard is
+/// online, so an application may write the user there.
 pub fn unmet_preconditions(
     cfg: &Config,
     src: &mut Db,
     peers: &[(HostPort, u32)],
+    peers_write: bool,
 ) -> Result<Vec<String>> {
-    let mut unmet = unmet_settings(cfg, src, peers)?;
+    let mut unmet = unmet_settings(cfg, src, peers, peers_write)?;
     unmet.extend(unmet_privileges(src)?);
     Ok(unmet)
 }
@@ -84,10 +86,11 @@ pub fn unmet_settings(
     cfg: &Config,
     src: &mut Db,
     peers: &[(HostPort, u32)],
+    peers_write: bool,
 ) -> Result<Vec<String>> {
     let vars: Vec<(String, String)> = src.exec(
         "reading the binary log settings",
-        "SHOW GLOBAL VARIABLES WHERE Variable_name IN ('log_bin', 'binlog_format', 'binlog_row_image', 'log_bin_compress', 'server_id')",
+        "SHOW GLOBAL VARIABLES WHERE Variable_name IN ('log_bin', 'binlog_format', 'binlog_row_image', 'log_bin_compress', 'server_id', 'log_slave_updates')",
         (),
     )?;
     let var = |name: &str| {
@@ -111,6 +114,11 @@ pub fn unmet_settings(
         unmet.push(format!(
             "{server} has binlog_row_image={} (online moves need FULL: a smaller image may lack the owner column)",
             var("binlog_row_image")
+        ));
+    }
+    if peers_write && var("log_slave_updates") != "ON" {
+        unmet.push(format!(
+            "{server} does not log what it applies from its peer (log_slave_updates=OFF): a write made on the peer during a move would never reach the mover"
         ));
     }
     if var("log_bin_compress") == "ON" {

@@ -66,11 +66,14 @@ struct Following<'a> {
     tail: Tail<'a>,
     /// How far the source's log has been applied.
     pos: Position,
-    /// Where each peer of the source stands in its own log (None: cannot tell).
-    peers: Vec<(HostPort, Option<Position>)>,
+    /// Each peer of the source: where it stands in its own log (None: cannot tell).
+    peers: Vec<Peer>,
     /// A peer wrote to the account during the move (its writes reach the source by
     /// replication, not in the source's own log).
     peers_wrote: bool,
+    /// Since the account was last verified whole: the first event of the source's log that
+    /// may have changed rows without saying which (a statement-format write...).
+    unattributed: Option<String>,
     passes: usize,
     /// The whole account's checksums, verified against a snapshot while writable.
     verified: BTreeMap<String, Checksum>,
@@ -169,6 +172,7 @@ impl<'a> Mover<'a> for Streamed<'a> {
             pos,
             peers,
             peers_wrote: false,
+            unattributed: None,
             passes: 0,
             verified: BTreeMap::new(),
             applier,
@@ -203,7 +207,11 @@ impl<'a> Mover<'a> for Streamed<'a> {
         let at = snap.at.clone();
         let read = c.apply_pass(o, Some(&at))?;
         g.journal_applied(State::Copying, read.end.to_string())?;
-        o.verified = c.verify_against(&mut snap.db)?;
+        o.verified = c
+            .verify_against(&mut snap.db)
+            .map_err(|e| because(e, o.unattributed.as_deref(), None))?;
+        // Whatever the log could not attribute so far is vouched for now.
+        o.unattributed = None;
         o.applier.verified_whole();
         // Most of the peers' logs are read now, while the account is writable.
         o.peers_wrote |= c.peers_wrote(&mut o.peers);
@@ -261,15 +269,19 @@ impl<'a> Mover<'a> for Streamed<'a> {
                     })?;
                 // The account is read-only: the source is read as it stands.
                 let mut src = c.conns.get(&c.src)?;
-                let sums = if o.peers_wrote {
-                    // A peer wrote to the user meanwhile (failover?): those rows are in the
-                    // source's data but not its log, so only a whole verification can vouch
-                    // for the copy.
+                let sums = if o.peers_wrote || o.unattributed.is_some() {
+                    // A peer wrote to the user meanwhile (failover?), or the source's log holds
+                    // a change it does not list row by row: only a whole verification can
+                    // vouch for the copy.
+                    let peer = o.peers_wrote.then(|| c.src.to_string());
                     c.ui.status(&format!(
-                        "user {}: a peer of {} wrote to it during the move; verifying every row",
-                        c.user, c.src
+                        "user {}: {}; verifying every row",
+                        c.user,
+                        causes(o.unattributed.as_deref(), peer.as_deref())
                     ));
-                    c.verify_against(&mut src)?
+                    c.verify_against(&mut src).map_err(|e| {
+                        because(e, o.unattributed.as_deref(), peer.as_deref())
+                    })?
                 } else {
                     c.verify_changes(
                         &mut src,
@@ -594,6 +606,9 @@ impl Ctx<'_> {
         let read = tail.pass(pos, until, &mut |t| applier.push(t))?;
         applier.flush(Some(&read.end))?;
         *pos = read.end.clone();
+        if o.unattributed.is_none() {
+            o.unattributed = read.unattributed.clone();
+        }
         Ok(read)
     }
 
@@ -672,44 +687,85 @@ impl Ctx<'_> {
     }
 
     /// Where each peer of the source (the other servers of its shard) is in its own log.
-    fn peer_positions(&self) -> Vec<(HostPort, Option<Position>)> {
+    fn peer_positions(&self) -> Vec<Peer> {
         self.from
             .servers
             .iter()
             .map(|s| s.addr())
             .filter(|a| *a != self.src)
-            .map(|p| {
-                let pos = self
+            .map(|addr| {
+                let at = self
                     .conns
-                    .get(&p)
-                    .and_then(|mut db| online::current_position(&mut db))
+                    .get(&addr)
+                    .and_then(|mut db| {
+                        let id: Option<u32> =
+                            db.exec_first("reading the server id", "SELECT @@server_id", ())?;
+                        Ok((id.unwrap_or(0), online::current_position(&mut db)?))
+                    })
                     .ok();
-                (p, pos)
+                Peer { addr, at }
             })
             .collect()
     }
 
-    /// Whether any peer wrote to the user since `peers` were read (or cannot tell); moves each
-    /// peer's position on to where its log was read, so the next look reads only what is new.
-    fn peers_wrote(&self, peers: &mut [(HostPort, Option<Position>)]) -> bool {
+    /// Whether any peer wrote to the user itself since `peers` were read (or cannot tell),
+    /// what its log holds of others' writes aside; moves each peer's position on to where its
+    /// log was read, so the next look reads only what is new.
+    fn peers_wrote(&self, peers: &mut [Peer]) -> bool {
         let mut wrote = false;
-        for (peer, pos) in peers.iter_mut() {
-            let read = pos.as_ref().map(|from| {
-                Tail::new(self.conns, peer, self.user, &self.tables)
-                    .and_then(|mut t| t.pass(from, None, &mut |_| Ok(())))
+        for peer in peers.iter_mut() {
+            let read = peer.at.as_ref().map(|(id, from)| {
+                Tail::new(self.conns, &peer.addr, self.user, &self.tables).and_then(|t| {
+                    let mut t = t.written_by(*id);
+                    t.pass(from, None, &mut |_| Ok(()))
+                        .map(|r| (*id, r))
+                })
             });
             match read {
-                Some(Ok(p)) => {
-                    wrote |= p.changes > 0;
-                    *pos = Some(p.end);
+                Some(Ok((id, r))) => {
+                    wrote |= r.changes > 0 || r.unattributed.is_some();
+                    peer.at = Some((id, r.end));
                 }
                 _ => {
                     wrote = true;
-                    *pos = None;
+                    peer.at = None;
                 }
             }
         }
         wrote
+    }
+}
+
+/// A peer of the source: where it stands in its own log, with its server id (None: cannot
+/// tell).
+struct Peer {
+    addr: HostPort,
+    at: Option<(u32, Position)>,
+}
+
+/// Why an online move verified the whole account, in words: the first event the log could
+/// not attribute, and `peer` (the source) when a peer wrote the user itself.
+fn causes(unattributed: Option<&str>, peer: Option<&str>) -> String {
+    let mut out = Vec::new();
+    if let Some(event) = unattributed {
+        out.push(format!(
+            "the source's log holds a change it does not list row by row (an application session writing with binlog_format=STATEMENT or MIXED, a rollback to a savepoint, an XA transaction ended apart from its changes), first at {event}"
+        ));
+    }
+    if let Some(src) = peer {
+        out.push(format!("a peer of {src} wrote to the user itself during the move"));
+    }
+    out.join("; and ")
+}
+
+/// A failed verification, with what made the account change without the log saying how.
+fn because(e: Error, unattributed: Option<&str>, peer: Option<&str>) -> Error {
+    match (e, unattributed.is_some() || peer.is_some()) {
+        (Error::Failed(m), true) => Error::Failed(format!(
+            "{m}: {}. The copy cannot follow such writes; move the user with --mode offline, or have the application write with binlog_format=ROW and binlog_row_image=FULL while it moves",
+            causes(unattributed, peer)
+        )),
+        (e, _) => e,
     }
 }
 

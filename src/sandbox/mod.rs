@@ -124,6 +124,38 @@ pub fn layout(dir: &Path, spec: &Spec) -> Vec<Member> {
     members
 }
 
+/// shardctl's own login on every sandbox server, with the grants `doctor` asks for and no
+/// password; distinct from `root`, which the sandbox's applications (and tests) use: the
+/// guards' triggers let only shardctl's login through.
+pub const SHARDCTL_USER: &str = "shardctl";
+
+/// Creates shardctl's login on one server (idempotent; not replicated, each server gets it
+/// from here).
+fn create_shardctl_login(db: &mut Db, role: &str) -> Result<()> {
+    use crate::doctor::rules::{grant_statements, ring_needs, shard_needs, Flavor};
+    let (needs, databases) = if role == "shard" {
+        (shard_needs(Flavor::MariaDb), vec![demo::DATABASE])
+    } else {
+        (
+            ring_needs(Flavor::MariaDb),
+            vec![RING_DATABASE, SECOND_TICKET_DATABASE],
+        )
+    };
+    db.query_drop("creating shardctl's login", "SET SESSION sql_log_bin = 0")?;
+    for host in ["127.0.0.1", "localhost"] {
+        db.query_drop(
+            "creating shardctl's login",
+            &format!("CREATE USER IF NOT EXISTS '{SHARDCTL_USER}'@'{host}'"),
+        )?;
+        for database in &databases {
+            for grant in grant_statements(&needs, database, &format!("{SHARDCTL_USER}@{host}")) {
+                db.query_drop("granting shardctl's login", &grant)?;
+            }
+        }
+    }
+    db.query_drop("creating shardctl's login", "SET SESSION sql_log_bin = 1")
+}
+
 fn root_login() -> Login {
     Login {
         user: "root".into(),
@@ -155,12 +187,14 @@ fn config_text(
         .collect();
     format!(
         "# Written by `shardctl sandbox up`.\n\
-         [ring]\nservers = [\"{ring}\"]\ndatabase = \"{RING_DATABASE}\"\n\n[ring.auth]\nuser = \"root\"\nno_password = true\n\n\
+         [ring]\nservers = [\"{ring}\"]\ndatabase = \"{RING_DATABASE}\"\n\n[ring.auth]\nuser = \"{SHARDCTL_USER}\"\nno_password = true\n\n\
          # Both ticket schemas live on the one ring server, so the increment and offset are set\n\
          # per session; production ticket servers set them server-wide.\n\
          [[tickets]]\nserver = \"{ring}\"\ndatabase = \"{RING_DATABASE}\"\nauto_increment_increment = 2\nauto_increment_offset = 1\n\n\
          [[tickets]]\nserver = \"{ring}\"\ndatabase = \"{SECOND_TICKET_DATABASE}\"\nauto_increment_increment = 2\nauto_increment_offset = 2\n\n\
-         [shards]\ndatabase = \"{}\"\n{}{}\n[shards.auth]\nuser = \"root\"\nno_password = true\n{tables}{}",
+         [shards]\ndatabase = \"{}\"\n{}{}\n[shards.auth]\n\
+         # shardctl's own login: the guards let only it through (applications log in as root).\n\
+         user = \"{SHARDCTL_USER}\"\nno_password = true\n{tables}{}",
         demo::DATABASE,
         HOME_GUARD_TEXT,
         if write_guard {
@@ -343,6 +377,9 @@ fn bring_up(
     let mut conns = parallel::each(members, |m| m.process.wait_ready(&login, START_TIMEOUT))
         .into_iter()
         .collect::<Result<Vec<Db>>>()?;
+    for (m, db) in members.iter().zip(conns.iter_mut()) {
+        create_shardctl_login(db, m.role)?;
+    }
     let config_path = dir.join(CONFIG_FILE);
     let (mut users, mut rows) = (0, 0);
     if fresh {

@@ -113,9 +113,11 @@ impl ServerProcess {
         );
         if let Some((inc, off)) = self.pair {
             // Each server of a pair writes its own binlog, in its own GTID domain, with
-            // interleaved auto-increments so both sides can take writes.
+            // interleaved auto-increments so both sides can take writes. Its log also holds
+            // what it applies from its peer (log-slave-updates), so an online move off it
+            // follows writes made on either server.
             o.push_str(&format!(
-                "log-bin=mariadb-bin\nbinlog-format=ROW\ngtid-domain-id={}\n\
+                "log-bin=mariadb-bin\nbinlog-format=ROW\nlog-slave-updates=ON\ngtid-domain-id={}\n\
                  auto-increment-increment={inc}\nauto-increment-offset={off}\n",
                 self.server_id
             ));

@@ -1,70 +1,106 @@
 //! The write guard (`[shards] write_guard = true`): on every shard server, a guard table and
-//! BEFORE INSERT/UPDATE/DELETE triggers on each per-user table that refuse any write to a
-//! guarded owner's rows (SQLSTATE 45000, error 1644, naming the user and where it lives now),
-//! except shardctl's own writes. A migration guards the user on the source from just before the
-//! `moving` mark, keeps it guarded after the flip for `[cache] ttl` (an application routing
-//! from a stale cache entry gets a refusal, never a lost row), and unguards the destination
-//! before the flip. Triggers are installed once (`guard install`): `CREATE TRIGGER` takes a
-//! metadata lock on its table; afterwards only guard rows change.
+//! BEFORE INSERT/UPDATE/DELETE triggers on each per-user table that refuse any application
+//! write to a guarded owner's rows (SQLSTATE 45000, error 1644, naming the user and where it
+//! lives now). A migration guards the user on every server of the source shard just before the
+//! `moving` mark, and the source stays guarded for that user until the user moves back to it
+//! (which lifts it) or an operator prunes the row (`guard prune`): never by time alone, since
+//! an application may keep a stale route for as long as it likes. Triggers are installed once
+//! (`guard install`): `CREATE TRIGGER` takes a metadata lock on its table; afterwards only
+//! guard rows change.
+//!
+//! Guard rows are written to each server directly (`sql_log_bin = 0`), never by replication: a
+//! lagging peer is guarded before the mark, not when it catches up. The table is Aria, not
+//! InnoDB: a trigger's read of an InnoDB table is either a consistent read (an application
+//! transaction whose snapshot predates the guard would not see it and write through) or, for a
+//! statement-format session, a locking read whose gap locks would make a guard row wait for
+//! every open transaction. A read of an Aria table always sees the newest row and holds its
+//! table lock only for the statement.
 
 use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::config::{Config, TableSpec};
+use crate::config::Config;
 use crate::db::{placeholders, values, Db};
 use crate::error::{Error, Result};
 use crate::types::HostPort;
 
 use super::home;
 
-/// The guard table: a row per guarded user; `until` NULL while it moves, else when the guard
-/// lapses (the cache's ttl after the flip).
+/// The guard table: a row per user this server refuses, with where the user lives now.
 pub const TABLE: &str = "shardctl_guard";
 
-/// shardctl's own sessions set this; the triggers let them through.
-pub const WRITER_VARIABLE: &str = "@shardctl_writer";
+/// How long a guard row's write waits for application statements reading the table.
+const GUARD_LOCK_WAIT: Duration = Duration::from_secs(5);
 
-fn trigger_name(table: &TableSpec, event: &str) -> String {
+fn trigger_name(table: &crate::config::TableSpec, event: &str) -> String {
     // Identifiers are [A-Za-z0-9_$]: safe to build names from.
     format!("shardctl_guard_{}_{event}", table.name.as_str())
 }
 
 /// The three trigger names of a table.
-pub fn trigger_names(table: &TableSpec) -> Vec<String> {
+pub fn trigger_names(table: &crate::config::TableSpec) -> Vec<String> {
     ["bi", "bu", "bd"]
         .iter()
         .map(|e| trigger_name(table, e))
         .collect()
 }
 
-/// The statements that install the guard on one server (idempotent; triggers of an older
-/// shardctl are replaced). The triggers hold both guards: the move guard's table and the home
-/// guard's (`home`); each refuses nothing while its table is empty.
+/// shardctl's login (`[shards.auth]`'s user) as a hex literal: how the triggers recognise
+/// shardctl's own sessions, whatever characters the name holds.
+fn login_literal(cfg: &Config) -> String {
+    let hex: String = cfg
+        .shards
+        .login
+        .user
+        .bytes()
+        .map(|b| format!("{b:02X}"))
+        .collect();
+    format!("X'{hex}'")
+}
+
+/// True in a trigger for a session logged in as shardctl: the user part of `USER()` (the
+/// login as the client gave it, up to the host after the last `@`) is shardctl's login.
+/// Nothing an application can set in its session makes it true; only logging in as shardctl.
+fn shardctl_session(cfg: &Config) -> String {
+    format!(
+        "BINARY SUBSTRING(USER(), 1, CHAR_LENGTH(USER()) - CHAR_LENGTH(SUBSTRING_INDEX(USER(), '@', -1)) - 1) = {}",
+        login_literal(cfg)
+    )
+}
+
+/// The statements that install the guard on one server (idempotent; triggers and the table of
+/// an older shardctl are upgraded). The triggers hold both guards: the move guard's table and
+/// the home guard's (`home`); each refuses nothing while its table is empty.
 ///
-/// Two kinds of write always pass: shardctl's own sessions, and replicated statements (the
-/// replication thread runs a statement-format event with the session's `server_id` set to the
-/// server that wrote it, so it differs from the global one). Row-format events fire no trigger.
-/// A refusal stops only the application's statement, never a replica's SQL thread.
+/// Two kinds of write always pass: shardctl's own sessions (its login), and replicated
+/// statements (the replication thread runs a statement-format event with the session's
+/// `server_id` set to the server that wrote it, so it differs from the global one). Row-format
+/// events fire no trigger. A refusal stops only the application's statement, never a
+/// replica's SQL thread.
 pub fn install_statements(cfg: &Config) -> Vec<String> {
     let mut out = vec![
         format!(
             "CREATE TABLE IF NOT EXISTS {TABLE} (
             user_id BIGINT UNSIGNED NOT NULL PRIMARY KEY,
-            until DATETIME(6) NULL,
-            lives_on VARCHAR(64) NOT NULL
-        ) ENGINE=InnoDB"
+            lives_on VARCHAR(64) NOT NULL,
+            guarded_at DATETIME(6) NULL
+        ) ENGINE=Aria TRANSACTIONAL=1"
+        ),
+        // An older shardctl's table was InnoDB and let rows lapse (`until`): every row now
+        // guards until the user moves back.
+        format!(
+            "ALTER TABLE {TABLE} ADD COLUMN IF NOT EXISTS guarded_at DATETIME(6) NULL,
+             DROP COLUMN IF EXISTS until, ENGINE=Aria TRANSACTIONAL=1"
         ),
         home::create_statement(),
         home::upgrade_statement(),
     ];
+    let ours = shardctl_session(cfg);
     for t in &cfg.shards.tables {
         let owner = t.owner_column.quoted();
         let check = |row: &str| {
-            let lookup = format!(
-                "SELECT g.lives_on FROM {TABLE} g
-                  WHERE g.user_id = {row}.{owner} AND (g.until IS NULL OR g.until > UTC_TIMESTAMP(6))"
-            );
+            let lookup = format!("SELECT g.lives_on FROM {TABLE} g WHERE g.user_id = {row}.{owner}");
             format!(
                 "{home}
                  IF lives IS NOT NULL THEN
@@ -93,7 +129,7 @@ pub fn install_statements(cfg: &Config) -> Vec<String> {
                 // these triggers for every row, and each DECLARE is a step of its own (measured:
                 // 133k rows/s with them outside, about 185k inside, 260k with no trigger).
                 "CREATE OR REPLACE TRIGGER {} BEFORE {kind} ON {} FOR EACH ROW
-                 IF {WRITER_VARIABLE} IS NULL AND @@session.server_id = @@global.server_id THEN
+                 IF @@session.server_id = @@global.server_id AND NOT ({ours}) THEN
                    BEGIN
                      DECLARE lives VARCHAR(64) DEFAULT NULL;
                      DECLARE refusals INT DEFAULT 0;
@@ -143,7 +179,7 @@ pub struct Installed {
     pub installed: bool,
     /// Triggers (or the table) that are missing.
     pub missing: Vec<String>,
-    /// Users guarded now.
+    /// Users this server refuses now (moving away, or moved away and not back).
     pub guarded: u64,
     /// The home guard's rules on this server (None without its table).
     pub home: Option<home::View>,
@@ -151,16 +187,21 @@ pub struct Installed {
 
 pub fn inspect(cfg: &Config, db: &mut Db) -> Result<Installed> {
     let database = cfg.shards.database.as_str();
-    // A trigger of an older shardctl, without the home guard's check, is as good as missing.
+    // A trigger of an older shardctl (without the home guard's check, or recognising shardctl
+    // by another login or a session variable) is as good as missing.
     let have: Vec<String> = db.exec(
         "reading the triggers",
         "SELECT TRIGGER_NAME FROM information_schema.TRIGGERS
-         WHERE TRIGGER_SCHEMA = ? AND ACTION_STATEMENT LIKE ?",
-        (database, format!("%{}%", home::TABLE)),
+         WHERE TRIGGER_SCHEMA = ? AND ACTION_STATEMENT LIKE ? AND ACTION_STATEMENT LIKE ?",
+        (
+            database,
+            format!("%{}%", home::TABLE),
+            format!("%{}%", login_literal(cfg)),
+        ),
     )?;
-    let table: Option<u8> = db.exec_first(
+    let table: Option<String> = db.exec_first(
         "looking for the guard table",
-        "SELECT 1 FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
+        "SELECT ENGINE FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
         (database, TABLE),
     )?;
     let mut missing: Vec<String> = cfg
@@ -170,19 +211,22 @@ pub fn inspect(cfg: &Config, db: &mut Db) -> Result<Installed> {
         .flat_map(trigger_names)
         .filter(|n| !have.contains(n))
         .collect();
-    let guarded = if table.is_some() {
-        db.exec_first(
-            "counting guarded users",
-            &format!(
-                "SELECT COUNT(*) FROM {}.{TABLE} WHERE until IS NULL OR until > UTC_TIMESTAMP(6)",
-                cfg.shards.database.quoted()
-            ),
-            (),
-        )?
-        .unwrap_or(0)
-    } else {
-        missing.push(TABLE.to_string());
-        0
+    let guarded = match table.as_deref() {
+        Some(engine) => {
+            if !engine.eq_ignore_ascii_case("Aria") {
+                missing.push(format!("{TABLE} (an older {engine} table)"));
+            }
+            db.exec_first(
+                "counting guarded users",
+                &format!("SELECT COUNT(*) FROM {}", qualified(cfg)),
+                (),
+            )?
+            .unwrap_or(0)
+        }
+        None => {
+            missing.push(TABLE.to_string());
+            0
+        }
     };
     let home = home::read(cfg, db)?;
     if home.is_none() {
@@ -196,9 +240,13 @@ pub fn inspect(cfg: &Config, db: &mut Db) -> Result<Installed> {
     })
 }
 
-/// Guards `users` on `db`'s server (until further notice): their rows refuse every write but
-/// shardctl's. `lives_on` names where they live now, for the refusal's message.
-pub fn guard(db: &mut Db, users: &[u64], lives_on: &str) -> Result<()> {
+fn qualified(cfg: &Config) -> String {
+    format!("{}.{TABLE}", cfg.shards.database.quoted())
+}
+
+/// Guards `users` on `db`'s server: their rows refuse every write but shardctl's until lifted.
+/// `lives_on` names where they live now, for the refusal's message.
+fn guard(cfg: &Config, db: &mut Db, users: &[u64], lives_on: &str) -> Result<()> {
     if users.is_empty() {
         return Ok(());
     }
@@ -209,42 +257,25 @@ pub fn guard(db: &mut Db, users: &[u64], lives_on: &str) -> Result<()> {
     db.exec_drop(
         "guarding the users",
         &format!(
-            "INSERT INTO {TABLE} (user_id, until, lives_on) VALUES {}
-             ON DUPLICATE KEY UPDATE until = NULL, lives_on = VALUES(lives_on)",
-            vec!["(?, NULL, ?)"; users.len()].join(", ")
-        ),
-        params,
-    )
-}
-
-/// After the flip: the source stays guarded for `keep` (the longest an application may route
-/// from a cached entry), then the guard lapses by itself.
-pub fn guard_for(db: &mut Db, users: &[u64], lives_on: &str, keep: Duration) -> Result<()> {
-    if users.is_empty() {
-        return Ok(());
-    }
-    let mut params = vec![mysql::Value::from(keep.as_micros() as u64), lives_on.into()];
-    params.extend(values(users));
-    db.exec_drop(
-        "keeping the users guarded",
-        &format!(
-            "UPDATE {TABLE} SET until = UTC_TIMESTAMP(6) + INTERVAL ? MICROSECOND, lives_on = ?
-             WHERE user_id IN ({})",
-            placeholders(users.len())
+            "INSERT INTO {} (user_id, lives_on, guarded_at) VALUES {}
+             ON DUPLICATE KEY UPDATE lives_on = VALUES(lives_on), guarded_at = VALUES(guarded_at)",
+            qualified(cfg),
+            vec!["(?, ?, UTC_TIMESTAMP(6))"; users.len()].join(", ")
         ),
         params,
     )
 }
 
 /// Lifts the guard of `users` on `db`'s server (given back to it, or about to move onto it).
-pub fn unguard(db: &mut Db, users: &[u64]) -> Result<()> {
+fn unguard(cfg: &Config, db: &mut Db, users: &[u64]) -> Result<()> {
     if users.is_empty() {
         return Ok(());
     }
     db.exec_drop(
         "lifting the guard",
         &format!(
-            "DELETE FROM {TABLE} WHERE user_id IN ({})",
+            "DELETE FROM {} WHERE user_id IN ({})",
+            qualified(cfg),
             placeholders(users.len())
         ),
         values(users),
@@ -254,14 +285,6 @@ pub fn unguard(db: &mut Db, users: &[u64]) -> Result<()> {
 /// Whether moves guard their users: `[shards] write_guard`.
 pub fn enabled(cfg: &Config) -> bool {
     cfg.shards.write_guard
-}
-
-/// How long a source stays guarded after the flip: the cache's ttl, or 30 minutes without one.
-pub fn keep_after_flip(cfg: &Config) -> Duration {
-    cfg.cache
-        .as_ref()
-        .map(|c| c.ttl)
-        .unwrap_or(Duration::from_secs(30 * 60))
 }
 
 /// The refusal for a write guard that is configured but not installed on a server.
@@ -296,39 +319,78 @@ fn check_installed(cfg: &Config, db: &mut Db) -> Result<()> {
     Ok(())
 }
 
-/// Before a move marks `users` moving, on the destination's session: its guard lifted (its
-/// rows become theirs at the flip).
-pub fn open_destination(cfg: &Config, dst: &mut Db, users: &[u64]) -> Result<()> {
-    if !enabled(cfg) {
-        return Ok(());
-    }
-    check_installed(cfg, dst)?;
-    unguard(dst, users)
+/// A session for guard rows on one server: nothing it writes is replicated (each server is
+/// guarded by shardctl itself, so a lagging peer is too), and it waits for application
+/// statements holding the table at most `GUARD_LOCK_WAIT`.
+fn session(cfg: &Config, addr: &HostPort) -> Result<Db> {
+    let mut db = home::session(cfg, addr, GUARD_LOCK_WAIT + Duration::from_secs(5))?;
+    db.exec_drop(
+        "bounding the guard table's lock wait",
+        "SET SESSION lock_wait_timeout = ?",
+        (GUARD_LOCK_WAIT.as_secs(),),
+    )?;
+    Ok(db)
 }
 
-/// Before a move marks `users` moving, on the source's session: guarded.
-pub fn close_source(cfg: &Config, src: &mut Db, users: &[u64], to_shard: &str) -> Result<()> {
-    if !enabled(cfg) {
+/// Runs `f` on every one of `servers` at once, each on a guard session whose server has the
+/// guard installed; fails naming every server where it could not be done.
+fn on_each(
+    cfg: &Config,
+    servers: &[HostPort],
+    what: &str,
+    f: impl Fn(&mut Db) -> Result<()> + Sync,
+) -> Result<()> {
+    let failed: Vec<String> = crate::parallel::each(servers, |addr| {
+        session(cfg, addr)
+            .and_then(|mut db| {
+                check_installed(cfg, &mut db)?;
+                f(&mut db)
+            })
+            .err()
+            .map(|e| format!("{addr}: {e}"))
+    })
+    .into_iter()
+    .flatten()
+    .collect();
+    if failed.is_empty() {
         return Ok(());
     }
-    check_installed(cfg, src)?;
-    guard(src, users, to_shard)
+    Err(Error::Refused(format!(
+        "{what} could not be confirmed on every server of the shard ({})",
+        failed.join("; ")
+    )))
 }
 
-/// After the flip: the source stays guarded for the cache's ttl.
-pub fn after_flip(cfg: &Config, src: &mut Db, users: &[u64], to_shard: &str) -> Result<()> {
+/// Before a move marks `users` moving: their guard lifted on every server of the destination
+/// shard (its rows become theirs at the flip).
+pub fn open_destination(cfg: &Config, servers: &[HostPort], users: &[u64]) -> Result<()> {
     if !enabled(cfg) {
         return Ok(());
     }
-    guard_for(src, users, to_shard, keep_after_flip(cfg))
+    on_each(cfg, servers, "lifting the destination's guard", |db| {
+        unguard(cfg, db, users)
+    })
 }
 
-/// The move was undone: the users are the source's again.
-pub fn given_back(cfg: &Config, src: &mut Db, users: &[u64]) -> Result<()> {
+/// Before a move marks `users` moving: guarded on every server of the source shard, each
+/// directly. A server that cannot be guarded holds the move (the caller gives it back).
+pub fn close_source(cfg: &Config, servers: &[HostPort], users: &[u64], to_shard: &str) -> Result<()> {
     if !enabled(cfg) {
         return Ok(());
     }
-    unguard(src, users)
+    on_each(cfg, servers, "guarding the source", |db| {
+        guard(cfg, db, users, to_shard)
+    })
+}
+
+/// The move was undone: the users are the source's again, on every server of its shard.
+pub fn given_back(cfg: &Config, servers: &[HostPort], users: &[u64]) -> Result<()> {
+    if !enabled(cfg) {
+        return Ok(());
+    }
+    on_each(cfg, servers, "lifting the source's guard", |db| {
+        unguard(cfg, db, users)
+    })
 }
 
 /// Installs the guard on `servers` (a shard being added) when it is configured: a shard that
@@ -366,22 +428,101 @@ pub struct ServerGuard {
 pub enum Action {
     Status,
     Install,
-    Remove,
+    /// `force`: even while migrations are in flight or users are guarded.
+    Remove { force: bool },
+}
+
+impl Action {
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::Status => "status",
+            Action::Install => "install",
+            Action::Remove { .. } => "remove",
+        }
+    }
+}
+
+/// Every server of every registered shard, with its shard's name.
+fn all_servers(ring: &mut Db) -> Result<(Vec<crate::ring::directory::Shard>, Vec<(String, HostPort)>)> {
+    let shards = crate::ring::directory::shards(ring)?;
+    let servers = shards
+        .iter()
+        .flat_map(|s| s.servers.iter().map(|v| (s.name.clone(), v.addr())))
+        .collect();
+    Ok((shards, servers))
+}
+
+/// Migrations not finished (neither done nor rolled back): (id, user, state), the first 20,
+/// and how many there are.
+fn in_flight(ring: &mut Db) -> Result<(Vec<(u64, u64, String)>, u64)> {
+    let listed = ring.exec(
+        "listing unfinished migrations",
+        "SELECT migration_id, user_id, state FROM migrations
+         WHERE state NOT IN ('done', 'rolled_back') ORDER BY migration_id LIMIT 20",
+        (),
+    )?;
+    let count = ring
+        .exec_first(
+            "counting unfinished migrations",
+            "SELECT COUNT(*) FROM migrations WHERE state NOT IN ('done', 'rolled_back')",
+            (),
+        )?
+        .unwrap_or(0);
+    Ok((listed, count))
+}
+
+/// Refuses `guard remove` while removing it would unprotect someone: a migration in flight
+/// (its source would take writes again mid-move) or users guarded on a server they left.
+fn check_removable(cfg: &Config, ring: &mut Db, servers: &[(String, HostPort)]) -> Result<()> {
+    let (migrations, count) = in_flight(ring)?;
+    let guarded: Vec<String> = crate::parallel::each(servers, |(_, addr)| {
+        super::connect(cfg, addr)
+            .and_then(|mut db| inspect(cfg, &mut db))
+            .ok()
+            .filter(|i| i.guarded > 0)
+            .map(|i| format!("{addr} guards {}", i.guarded))
+    })
+    .into_iter()
+    .flatten()
+    .collect();
+    let mut why = Vec::new();
+    if count > 0 {
+        why.push(format!(
+            "{count} migration(s) are in flight ({}): their sources would take writes mid-move",
+            migrations
+                .iter()
+                .map(|(id, user, state)| format!("#{id} user {user} {state}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    if !guarded.is_empty() {
+        why.push(format!(
+            "users moved away are guarded ({}): their old servers would take writes from stale routes",
+            guarded.join(", ")
+        ));
+    }
+    if why.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Refused(format!(
+        "guard remove refused: {}; finish the migrations (`shardctl migrate resume --all`) or prune old rows (`shardctl guard prune`), or pass --force",
+        why.join("; ")
+    )))
 }
 
 /// Runs `action` on every server of every registered shard (in parallel), each metadata lock
 /// waited for at most `timeout`.
 pub fn everywhere(cfg: &Config, action: Action, timeout: Duration) -> Result<Vec<ServerGuard>> {
     let mut ring = crate::ring::open(cfg)?;
-    let shards = crate::ring::directory::shards(&mut ring)?;
-    let servers: Vec<(String, HostPort)> = shards
-        .iter()
-        .flat_map(|s| s.servers.iter().map(|v| (s.name.clone(), v.addr())))
-        .collect();
+    let (shards, servers) = all_servers(&mut ring)?;
+    if action == (Action::Remove { force: false }) {
+        check_removable(cfg, &mut ring, &servers)?;
+    }
     let statements = match action {
         Action::Status => Vec::new(),
         Action::Install => install_statements(cfg),
-        Action::Remove => remove_statements(cfg),
+        Action::Remove { .. } => remove_statements(cfg),
     };
     let applied = crate::parallel::each(&servers, |(_, addr)| {
         if action == Action::Status {
@@ -430,22 +571,96 @@ pub fn everywhere(cfg: &Config, action: Action, timeout: Duration) -> Result<Vec
             state: done.ok(),
         }
     });
-    let verb = match action {
+    let force = match action {
         Action::Status => return Ok(results),
-        Action::Install => "guard.install",
-        Action::Remove => "guard.remove",
+        Action::Install => false,
+        Action::Remove { force } => force,
     };
     let entries: Vec<(String, serde_json::Value)> = results
         .iter()
         .map(|s| {
             (
                 format!("{}:{}", s.host, s.port),
-                serde_json::json!({ "shard": s.shard, "ok": s.error.is_none() }),
+                serde_json::json!({ "shard": s.shard, "ok": s.error.is_none(), "force": force }),
             )
         })
         .collect();
-    ring.run("auditing", |c| {
-        crate::ring::audit::record_many(c, verb, &entries)
-    })?;
+    let verb = format!("guard.{}", action.name());
+    ring.run("auditing", |c| crate::ring::audit::record_many(c, &verb, &entries))?;
+    Ok(results)
+}
+
+/// One server's old guard rows, as `guard prune` reports them.
+#[derive(Clone, Debug, Serialize)]
+pub struct ServerPrune {
+    pub shard: String,
+    pub host: String,
+    pub port: u16,
+    /// Users whose guard was lifted (would be, in a dry run).
+    pub users: Vec<u64>,
+    pub error: Option<String>,
+}
+
+/// Lifts the guard of users guarded longer ago than `older_than` on every shard server (but
+/// for users with a migration in flight), and audits what it lifted.
+pub fn prune(cfg: &Config, older_than: Duration, dry_run: bool) -> Result<Vec<ServerPrune>> {
+    let mut ring = crate::ring::open(cfg)?;
+    let (_, servers) = all_servers(&mut ring)?;
+    let busy: Vec<u64> = ring.exec(
+        "listing users with unfinished migrations",
+        "SELECT DISTINCT user_id FROM migrations WHERE state NOT IN ('done', 'rolled_back')",
+        (),
+    )?;
+    let micros = older_than.as_micros() as u64;
+    let old = "(guarded_at IS NULL OR guarded_at < UTC_TIMESTAMP(6) - INTERVAL ? MICROSECOND)";
+    let results = crate::parallel::each(&servers, |(shard, addr)| {
+        let pruned = (|| -> Result<Vec<u64>> {
+            let mut db = session(cfg, addr)?;
+            let users: Vec<u64> = db
+                .exec::<u64>(
+                    "listing old guard rows",
+                    &format!("SELECT user_id FROM {} WHERE {old} ORDER BY user_id", qualified(cfg)),
+                    (micros,),
+                )?
+                .into_iter()
+                .filter(|u| !busy.contains(u))
+                .collect();
+            if !dry_run {
+                for chunk in users.chunks(1000) {
+                    let mut params = vec![mysql::Value::from(micros)];
+                    params.extend(values(chunk));
+                    db.exec_drop(
+                        "lifting old guard rows",
+                        &format!(
+                            "DELETE FROM {} WHERE {old} AND user_id IN ({})",
+                            qualified(cfg),
+                            placeholders(chunk.len())
+                        ),
+                        params,
+                    )?;
+                }
+            }
+            Ok(users)
+        })();
+        ServerPrune {
+            shard: shard.clone(),
+            host: addr.host.clone(),
+            port: addr.port,
+            users: pruned.as_ref().cloned().unwrap_or_default(),
+            error: pruned.err().map(|e| e.to_string()),
+        }
+    });
+    if !dry_run {
+        let entries: Vec<(String, serde_json::Value)> = results
+            .iter()
+            .map(|s| {
+                (
+                    format!("{}:{}", s.host, s.port),
+                    serde_json::json!({ "shard": s.shard, "users": s.users.len(), "older_than_seconds": older_than.as_secs(), "ok": s.error.is_none() }),
+                )
+            })
+            .collect();
+        ring.run("auditing", |c| crate::ring::audit::record_many(c, "guard.prune", &entries))?;
+    }
     Ok(results)
 }

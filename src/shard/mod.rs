@@ -28,12 +28,8 @@ pub fn connect(cfg: &Config, addr: &HostPort) -> Result<Db> {
         &cfg.net,
     )?;
     // TIMESTAMPs are read and written as text in the session's zone: one zone for every
-    // session, so servers in different zones (or a DST change) cannot shift one. And the
-    // write guard's triggers let shardctl's own sessions through.
-    db.query_drop(
-        "preparing the session",
-        &format!("SET time_zone = '+00:00', {} = 1", guard::WRITER_VARIABLE),
-    )?;
+    // session, so servers in different zones (or a DST change) cannot shift one.
+    db.query_drop("preparing the session", "SET time_zone = '+00:00'")?;
     Ok(db)
 }
 

@@ -74,11 +74,10 @@ pub struct App {
     pub spec: Spec,
 }
 
-/// Seeds the hot rows on `port` (as an administrator loading data: the guards let shardctl's
-/// sessions through, and this is one) and waits until `peer` has them.
+/// Seeds the hot rows on `port` (as an administrator loading data, logged in as shardctl: the
+/// guards let its sessions through) and waits until `peer` has them.
 pub fn seed(spec: &Spec, port: u16, peer: u16) {
-    let mut c = conn(port);
-    c.query_drop("SET @shardctl_writer = 1").unwrap();
+    let mut c = super::shardctl_conn(port);
     for (owner, photo) in &spec.hot {
         c.exec_drop(
             format!(

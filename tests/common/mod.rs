@@ -79,6 +79,7 @@ pub fn federation_with(
         // SAFETY: registering a plain extern "C" function with no captured state.
         unsafe { libc::atexit(stop_federation) };
         let status = run_json(&dir, &["sandbox", "status", "--dir", dir.to_str().unwrap()]);
+        grant_test_databases(&status);
         Federation { dir, status }
     })
 }
@@ -182,6 +183,42 @@ pub fn conn(port: u16) -> mysql::Conn {
             .prefer_socket(false),
     )
     .unwrap_or_else(|e| panic!("connect to 127.0.0.1:{port}: {e}"))
+}
+
+/// shardctl's own login on the sandbox's servers (the guards let only it through).
+pub const SHARDCTL_USER: &str = "shardctl";
+
+/// A connection as shardctl's login: for a test acting as an administrator whose writes the
+/// guards must let through (seeding rows a guarded user owns).
+pub fn shardctl_conn(port: u16) -> mysql::Conn {
+    mysql::Conn::new(
+        mysql::OptsBuilder::new()
+            .ip_or_hostname(Some("127.0.0.1"))
+            .tcp_port(port)
+            .user(Some(SHARDCTL_USER))
+            .prefer_socket(false),
+    )
+    .unwrap_or_else(|e| panic!("connect to 127.0.0.1:{port} as {SHARDCTL_USER}: {e}"))
+}
+
+/// Lets shardctl's login work in the tests' databases (`t_...`) as it does in the sandbox's
+/// own: the same privileges, on a database name pattern (not replicated; each server).
+fn grant_test_databases(status: &Value) {
+    let mysql = status["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["role"] == "global" || s["role"] == "shard");
+    for s in mysql {
+        let mut c = conn(s["port"].as_u64().unwrap() as u16);
+        c.query_drop("SET SESSION sql_log_bin = 0").unwrap();
+        for host in ["127.0.0.1", "localhost"] {
+            c.query_drop(format!(
+                "GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, DROP, ALTER, INDEX, TRIGGER ON `t\\_%`.* TO '{SHARDCTL_USER}'@'{host}'"
+            ))
+            .unwrap();
+        }
+    }
 }
 
 /// A root connection whose login and statements are bounded by `limit`; None when the server
@@ -374,7 +411,7 @@ impl Env {
             "[ring]\nservers = [\"127.0.0.1:{ring_port}\"]\ndatabase = \"{ring_db}\"\n\
              [[tickets]]\nserver = \"127.0.0.1:{p}\"\ndatabase = \"{ta}\"\nauto_increment_increment = 2\nauto_increment_offset = 1\n\
              [[tickets]]\nserver = \"127.0.0.1:{p}\"\ndatabase = \"{tb}\"\nauto_increment_increment = 2\nauto_increment_offset = 2\n\
-             [shards]\ndatabase = \"{sd}\"\n{tables}",
+             [shards]\ndatabase = \"{sd}\"\n[shards.auth]\nuser = \"{SHARDCTL_USER}\"\nno_password = true\n{tables}",
             p = self.fed.ring_port(),
             ta = self.ticket_db('a'),
             tb = self.ticket_db('b'),
