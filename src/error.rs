@@ -172,7 +172,8 @@ pub enum DbErrorKind {
     UnknownTable,
     /// 1048: NULL where the column refuses it (a fused `GET_LOCK` that was not granted).
     NullRefused,
-    /// 1205: a row lock was not granted within `innodb_lock_wait_timeout`.
+    /// 1205: a row lock was not granted within `innodb_lock_wait_timeout`; 1969: a statement
+    /// shardctl bounded with `max_statement_time` ran out waiting.
     LockWaitTimeout,
     /// Any other server error, or inconsistent data (no code).
     Other,
@@ -191,7 +192,7 @@ impl DbErrorKind {
             Some(1054) => DbErrorKind::UnknownColumn,
             Some(1146) => DbErrorKind::UnknownTable,
             Some(1048) => DbErrorKind::NullRefused,
-            Some(1205) => DbErrorKind::LockWaitTimeout,
+            Some(1205 | 1969) => DbErrorKind::LockWaitTimeout,
             _ => DbErrorKind::Other,
         }
     }

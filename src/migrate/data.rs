@@ -217,7 +217,7 @@ pub fn strays_refusal(server: &HostPort, user: u64, found: &BTreeMap<String, u64
 }
 
 /// An order-independent fingerprint of the user's rows, computed by the server.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Checksum {
     pub rows: u64,
     pub sum: u64,

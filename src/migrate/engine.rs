@@ -493,9 +493,14 @@ impl<'a> Group<'a> {
         Ok(())
     }
 
-    /// Waits until the source has applied everything its shard peers wrote (MariaDB GTIDs), so
-    /// a copy read from it misses none of the accounts' last writes.
+    /// Waits until the source has applied everything its peers wrote (MariaDB GTIDs), so
+    /// a copy read from it misses none of the accounts' last writes, and until no prepared XA
+    /// transaction is open on it (whose changes no copy would see).
     pub fn catch_up(&mut self) -> Result<()> {
+        if self.marked_at.is_some() {
+            self.no_writers()?;
+        }
+        self.no_prepared_xa()?;
         let mut positions = Vec::new();
         for peer in self.from.servers.iter().map(|s| s.addr()) {
             if peer == self.src {
@@ -528,6 +533,142 @@ impl<'a> Group<'a> {
             }
         }
         Ok(())
+    }
+
+    /// Once the accounts are guarded and marked: waits (bounded) until every transaction that
+    /// changed their rows before has ended, on every server of the source shard (a write in
+    /// flight on a peer reaches the source by replication, after the catch-up looked); refuses
+    /// naming what holds locks.
+    fn no_writers(&mut self) -> Result<()> {
+        let users = self.users();
+        let whose = match users.as_slice() {
+            [one] => format!("user {one}'s rows"),
+            many => format!("the {} accounts' rows", many.len()),
+        };
+        for addr in servers(self.from) {
+            let Ok(mut db) = self.conns.get(&addr) else {
+                continue;
+            };
+            if let Some(holders) =
+                super::online::wait_for_writers(&mut db, &self.tables, &users, WRITERS_GRACE)?
+            {
+                // Whatever state the session is in, it is not one to lend again.
+                db.discard();
+                return Err(Error::Refused(format!(
+                    "transactions that wrote {whose} on {addr} before the read-only mark did not end within {}s (holding locks: {holders}); {} on {}",
+                    WRITERS_GRACE.as_secs(),
+                    self.who("stays", "stay"),
+                    self.from.name
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits (bounded) until no server of the source shard holds a prepared XA transaction;
+    /// refuses naming them.
+    pub fn no_prepared_xa(&mut self) -> Result<()> {
+        for addr in servers(self.from) {
+            let Ok(mut db) = self.conns.get(&addr) else {
+                continue;
+            };
+            if let Some(xids) = super::online::wait_for_prepared_xa(&mut db, PREPARED_XA_GRACE)? {
+                return Err(super::online::prepared_xa_refusal(
+                    &addr,
+                    &xids,
+                    PREPARED_XA_GRACE,
+                    &self.from.name,
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The accounts' checksums as verified before the flip: this run's, or the journal's (a
+    /// resumed clean-up); None for an account whose journal has none.
+    fn verified_sums(&mut self) -> Result<BTreeMap<u64, Option<BTreeMap<String, Checksum>>>> {
+        if !self.outcome.sums.is_empty() {
+            return Ok(self
+                .outcome
+                .sums
+                .iter()
+                .map(|(u, s)| (*u, Some(s.clone())))
+                .collect());
+        }
+        let ids = self.ids();
+        let n = ids.len();
+        let rows: Vec<(u64, Option<String>)> = self.holder.ring()?.exec(
+            "reading the verified checksums",
+            &format!(
+                "SELECT user_id, checksums FROM migrations WHERE migration_id IN ({})",
+                placeholders(n)
+            ),
+            ids,
+        )?;
+        Ok(rows
+            .into_iter()
+            .map(|(u, sums)| (u, sums.and_then(|j| serde_json::from_str(&j).ok())))
+            .collect())
+    }
+
+    /// Before the clean-up deletes anything: the accounts' rows on the source are still what
+    /// was verified. Rows changed since were written after the flip (a prepared XA
+    /// transaction committed late, a write that bypassed the guard): they are not the
+    /// destination's, so they are kept, and the clean-up stops naming them.
+    fn source_unchanged(&mut self) -> Result<()> {
+        if let Course::Resume {
+            state: State::Cleaning,
+            ..
+        } = self.course
+        {
+            // A clean-up that died midway left part of the rows: they no longer add up to
+            // what was verified, and the check was made before it began.
+            return Ok(());
+        }
+        let verified = self.verified_sums()?;
+        let users = self.users();
+        let mut src = self.conns.get(&self.src)?;
+        let mut now: BTreeMap<u64, BTreeMap<String, Checksum>> = BTreeMap::new();
+        for t in &self.tables {
+            for (u, sum) in data::checksums_by_owner(&mut src, t, &users)? {
+                now.entry(u).or_default().insert(t.name.to_string(), sum);
+            }
+        }
+        let mut changed = Vec::new();
+        for user in &users {
+            let Some(Some(was)) = verified.get(user) else {
+                continue;
+            };
+            let here = now.remove(user).unwrap_or_default();
+            // Nothing left (cleaned before, or cleared by hand): nothing to keep.
+            if here.is_empty() {
+                continue;
+            }
+            for t in &self.tables {
+                let name = t.name.to_string();
+                let (a, b) = (
+                    was.get(&name).copied().unwrap_or(Checksum::EMPTY),
+                    here.get(&name).copied().unwrap_or(Checksum::EMPTY),
+                );
+                if a != b {
+                    changed.push(format!(
+                        "user {user}'s {name}: {} rows verified, {} now",
+                        a.rows, b.rows
+                    ));
+                }
+            }
+        }
+        if changed.is_empty() {
+            return Ok(());
+        }
+        Err(Error::Failed(format!(
+            "the source {} changed after the verification ({}): those writes came after the flip and are not on {}; its rows are kept. Copy what is missing to {} (compare both), delete the user's rows on {} as shardctl's login, then `shardctl migrate resume` finishes",
+            self.src,
+            changed.join("; "),
+            self.to.name,
+            self.to.name,
+            self.src
+        )))
     }
 
     /// Rows of the accounts already on the destination: no attempt of ours explains them (an
@@ -658,6 +799,7 @@ impl<'a> Group<'a> {
     /// The source's rows go (its servers keep refusing the accounts' writes until they move
     /// back).
     fn clean(&mut self, mover: &mut dyn Mover<'a>) -> Result<()> {
+        self.source_unchanged()?;
         mover.delete(self, Side::Source, Step::Clean)?;
         passes(Step::Clean.failpoint_done());
         self.journal(State::Done, &[])
@@ -716,6 +858,14 @@ impl<'a> Group<'a> {
 fn servers(shard: &Shard) -> Vec<HostPort> {
     shard.servers.iter().map(|s| s.addr()).collect()
 }
+
+/// How long transactions that wrote the accounts' rows before the `moving` mark may take to
+/// end.
+const WRITERS_GRACE: Duration = Duration::from_secs(5);
+
+/// How long prepared XA transactions on the source may take to end before a copy or the
+/// read-only window's last pass.
+const PREPARED_XA_GRACE: Duration = Duration::from_secs(5);
 
 /// How long the source may take to apply what its peers wrote before a copy.
 const CATCH_UP_LIMIT: Duration = Duration::from_secs(60);

@@ -6,6 +6,8 @@
 //! where it stands, its snapshots, when to stop catching up.
 
 use std::fmt;
+
+use mysql::prelude::Queryable;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
@@ -13,6 +15,8 @@ use crate::config::Config;
 use crate::db::{placeholders, Db};
 use crate::error::{Error, Result};
 use crate::shard::conns::{Conns, Lent};
+
+use super::data::Table;
 use crate::types::HostPort;
 
 /// A place in a server's binary log: the file and the offset just past an event.
@@ -299,63 +303,78 @@ pub fn converged(passes: usize, changes: usize, took: Duration) -> bool {
     passes >= MAX_PASSES || changes <= SMALL_PASS || took <= SHORT_PASS
 }
 
-/// The transactions open on `db`'s server that have written something, but for this session's,
-/// the server's own background ones (thread 0: statistics, purge) and those of shardctl's own
-/// fenced writers for other users (a copy of another account never writes this one's rows).
-pub fn writing_transactions(db: &mut Db, user: u64) -> Result<Vec<u64>> {
-    crate::shard::fence::ensure_fence(db)?;
-    db.exec(
-        "listing open transactions",
-        "SELECT trx_id FROM information_schema.INNODB_TRX
-         WHERE trx_rows_modified > 0 AND trx_mysql_thread_id NOT IN (0, CONNECTION_ID())
-           AND trx_mysql_thread_id NOT IN (SELECT connection_id FROM shardctl_fence_sessions
-                                           WHERE server_id = @@server_id AND user_id <> ?)",
-        (user,),
-    )
-}
-
-/// Waits until none of `ids` is open any more. On a timeout, the ones still open, described
-/// (thread, since when, what it runs) for the operator.
-pub fn wait_for_transactions(
+/// The read-only window's barrier, once the users are guarded: waits until every transaction
+/// that changed their rows before has ended. A locking read of the users' rows in every table
+/// waits on each row lock such a transaction holds (an uncommitted insert, update, delete or
+/// change of owner holds one on the owner index) and on nothing else: other users' writers
+/// never hold it up. At most `timeout` in all; then the transactions holding locks on the
+/// server, named.
+pub fn wait_for_writers(
     db: &mut Db,
-    ids: &[u64],
+    tables: &[Table],
+    users: &[u64],
     timeout: Duration,
 ) -> Result<Option<String>> {
-    if ids.is_empty() {
-        return Ok(None);
+    let until = Instant::now() + timeout;
+    for t in tables {
+        let left = until.saturating_duration_since(Instant::now()).max(Duration::from_secs(1));
+        db.exec_drop(
+            "bounding the wait for the users' writers",
+            "SET SESSION innodb_lock_wait_timeout = ?",
+            (left.as_secs(),),
+        )?;
+        let sql = format!(
+            "SET STATEMENT max_statement_time = {} FOR
+             SELECT COUNT(*) FROM {} WHERE {} IN ({}) LOCK IN SHARE MODE",
+            left.as_secs_f64(),
+            t.name.quoted(),
+            t.owner.quoted(),
+            placeholders(users.len())
+        );
+        // The count is read, not dropped: a lock wait that runs out arrives after the result's
+        // columns, and a dropped result swallows it (the `mysql` crate drains it silently).
+        let waited = db.transaction("waiting for the users' writers", |tx| {
+            tx.exec_first::<u64, _, _>(&sql, crate::db::values(users))
+        });
+        match waited {
+            Ok(_) => {}
+            Err(e) if e.is(crate::error::DbErrorKind::LockWaitTimeout) => {
+                return Ok(Some(crate::shard::handover::holders(db)?));
+            }
+            Err(e) => return Err(e),
+        }
     }
+    db.query_drop(
+        "bounding the wait for the users' writers",
+        "SET SESSION innodb_lock_wait_timeout = DEFAULT",
+    )?;
+    Ok(None)
+}
+
+/// Waits until no prepared XA transaction is open on `db`'s server, at most `timeout`; the
+/// XIDs of those still open otherwise. A prepared transaction's changes are in neither a
+/// snapshot nor the data a copy reads, and it may commit at any time later: a move off a
+/// server holding one could leave its changes behind on the old shard.
+pub fn wait_for_prepared_xa(db: &mut Db, timeout: Duration) -> Result<Option<String>> {
     let until = Instant::now() + timeout;
     loop {
-        let open: Vec<(u64, String, Option<String>)> = db.exec(
-            "waiting for open transactions",
-            &format!(
-                "SELECT trx_mysql_thread_id, CAST(trx_started AS CHAR), trx_query
-                 FROM information_schema.INNODB_TRX WHERE trx_id IN ({})",
-                placeholders(ids.len())
-            ),
-            crate::db::values(ids),
-        )?;
+        let open = crate::shard::handover::prepared_xa(db)?;
         if open.is_empty() {
             return Ok(None);
         }
         if Instant::now() >= until {
-            return Ok(Some(
-                open.iter()
-                    .map(|(thread, since, query)| {
-                        format!(
-                            "thread {thread} since {since} ({})",
-                            query
-                                .as_deref()
-                                .map(crate::error::one_line)
-                                .unwrap_or_else(|| "idle in its transaction".into())
-                        )
-                    })
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            ));
+            return Ok(Some(open.join(", ")));
         }
-        std::thread::sleep(Duration::from_millis(5));
+        std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// The refusal for prepared XA transactions that did not end in time.
+pub fn prepared_xa_refusal(server: &HostPort, xids: &str, waited: Duration, shard: &str) -> Error {
+    Error::Refused(format!(
+        "prepared XA transactions on {server} did not end within {}s (XA RECOVER lists {xids}): their changes may be the user's and would commit on the old shard; commit or roll them back (XA COMMIT / XA ROLLBACK), then move again; the user stays on {shard}",
+        waited.as_secs()
+    ))
 }
 
 #[cfg(test)]

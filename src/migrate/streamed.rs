@@ -34,9 +34,6 @@ const STREAMS_PER_TABLE: usize = 2;
 /// parallel streams would only cost a login each.
 const PARALLEL_MIN_ROWS: u64 = 20_000;
 
-/// How long transactions that were writing on the source at the `moving` mark may take to end.
-const WRITERS_GRACE: Duration = Duration::from_secs(5);
-
 /// The mover of one account.
 pub struct Streamed<'a> {
     lost: &'a AtomicBool,
@@ -150,6 +147,18 @@ impl<'a> Mover<'a> for Streamed<'a> {
             .collect::<Result<Vec<_>>>()?;
         let peers = c.peer_positions();
         let snapshots = Snapshot::open_many(c.conns, &c.src, lanes.len())?;
+        // A transaction prepared before the snapshots (after the catch-up's look) would commit
+        // into neither the copy nor the log past them.
+        if let Some(xids) =
+            online::wait_for_prepared_xa(&mut *c.conns.get(&c.src)?, Duration::ZERO)?
+        {
+            return Err(online::prepared_xa_refusal(
+                &c.src,
+                &xids,
+                Duration::ZERO,
+                &c.from.name,
+            ));
+        }
         let pos = snapshots[0].at.clone();
         let lanes = if snapshots.len() == lanes.len() {
             lanes
@@ -223,21 +232,10 @@ impl<'a> Mover<'a> for Streamed<'a> {
     /// pass applies the log up to where the source stands.
     fn last_pass(&mut self, g: &mut Group<'a>) -> Result<()> {
         let c = self.ctx(g);
-        let end = {
-            let mut src = c.conns.get(&c.src)?;
-            let open = online::writing_transactions(&mut src, c.user)?;
-            if let Some(open) = online::wait_for_transactions(&mut src, &open, WRITERS_GRACE)? {
-                return Err(Error::Refused(format!(
-                    "transactions writing on {} since before the read-only mark did not end within {}s ({open}); the user stays on {}",
-                    c.src,
-                    WRITERS_GRACE.as_secs(),
-                    c.from.name
-                )));
-            }
-            drop(src);
-            g.catch_up()?;
-            online::current_position(&mut *c.conns.get(&c.src)?)?
-        };
+        // The catch-up waits for the user's writers from before the mark and for prepared XA
+        // transactions too.
+        g.catch_up()?;
+        let end = online::current_position(&mut *c.conns.get(&c.src)?)?;
         let o = self.following()?;
         let read = c.apply_pass(o, Some(&end))?;
         o.read_only_changes = read.changes;

@@ -271,7 +271,9 @@ pub fn remove_shard(db: &mut Db, name: &ShardName) -> Result<()> {
     let removed = db.transaction("removing the shard", |tx| {
         // The shard's row is locked first: a flip into it reads it in share mode in its own
         // transaction, so the two cannot interleave.
-        tx.exec_drop(
+        // Read, not dropped: a lock wait that runs out arrives after the result's columns,
+        // and a dropped result would swallow it.
+        tx.exec_first::<u32, _, _>(
             "SELECT shard_id FROM shards WHERE shard_id = ? FOR UPDATE",
             (shard.id,),
         )?;

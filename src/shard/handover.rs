@@ -397,7 +397,7 @@ fn barrier(
 }
 
 /// The XIDs of the prepared XA transactions on the server.
-fn prepared_xa(db: &mut Db) -> Result<Vec<String>> {
+pub fn prepared_xa(db: &mut Db) -> Result<Vec<String>> {
     use mysql::prelude::Queryable;
     let rows: Vec<mysql::Row> = db.run("listing prepared XA transactions", |c| {
         c.query("XA RECOVER")
@@ -413,7 +413,7 @@ fn prepared_xa(db: &mut Db) -> Result<Vec<String>> {
 
 /// The transactions holding row locks on the server, for the operator. InnoDB's list of
 /// transactions is a cache refreshed only after 0.1 s without a reader: read after a pause.
-fn holders(db: &mut Db) -> Result<String> {
+pub fn holders(db: &mut Db) -> Result<String> {
     std::thread::sleep(Duration::from_millis(150));
     let rows: Vec<(u64, String, String, Option<String>)> = db.exec(
         "listing open transactions",
