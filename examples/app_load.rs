@@ -35,6 +35,17 @@ fn conn_within(port: u16, limit: Duration) -> Option<mysql::Conn> {
     .ok()
 }
 
+/// shardctl's own login (the sandbox's), whose writes the guards let through: for seeding.
+fn shardctl_conn(port: u16) -> mysql::Conn {
+    mysql::Conn::new(
+        mysql::OptsBuilder::new()
+            .ip_or_hostname(Some("127.0.0.1"))
+            .tcp_port(port)
+            .user(Some("shardctl")),
+    )
+    .expect("connect as shardctl")
+}
+
 fn wait_replicated(source: &mut mysql::Conn, replica_port: u16) {
     let pos: String = source
         .query_first("SELECT @@gtid_binlog_pos")

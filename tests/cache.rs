@@ -639,7 +639,8 @@ fn the_guard_refuses_every_kind_of_write_to_a_guarded_owner_and_only_that() {
     // Nothing an application can set in its session passes for shardctl: not the variable
     // older shardctl sessions set, whatever its value.
     for value in ["1", "0", "'shardctl'"] {
-        c.query_drop(format!("SET @shardctl_writer = {value}")).unwrap();
+        c.query_drop(format!("SET @shardctl_writer = {value}"))
+            .unwrap();
         refused(
             &mut c,
             format!("UPDATE photos SET views = views + 1 WHERE photo_id = {mine}"),
@@ -662,8 +663,17 @@ fn the_guard_refuses_every_kind_of_write_to_a_guarded_owner_and_only_that() {
     // changing nothing; pruning lifts only rows older than asked.
     let removing = env.run(&["guard", "remove", "--format", "json"]);
     assert_eq!(removing.code, 4, "{}", removing.stdout);
-    assert!(removing.stdout.contains(&format!("127.0.0.1:{port} guards 1")), "{}", removing.stdout);
-    assert_eq!(common::server(&env.json(&["guard", "status"]), port)["installed"], true);
+    assert!(
+        removing
+            .stdout
+            .contains(&format!("127.0.0.1:{port} guards 1")),
+        "{}",
+        removing.stdout
+    );
+    assert_eq!(
+        common::server(&env.json(&["guard", "status"]), port)["installed"],
+        true
+    );
     let young = env.json(&["guard", "prune", "--older-than", "1h"]);
     assert_eq!(young["users"], 0, "{young}");
     refused(
@@ -673,9 +683,16 @@ fn the_guard_refuses_every_kind_of_write_to_a_guarded_owner_and_only_that() {
     std::thread::sleep(std::time::Duration::from_millis(1100));
     let planned = env.json(&["guard", "prune", "--older-than", "1s", "--dry-run"]);
     assert_eq!(planned["users"], 1, "{planned}");
-    assert_eq!(common::server(&env.json(&["guard", "status"]), port)["guarded"], 1);
+    assert_eq!(
+        common::server(&env.json(&["guard", "status"]), port)["guarded"],
+        1
+    );
     let pruned = env.json(&["guard", "prune", "--older-than", "1s"]);
-    assert_eq!(common::server(&pruned, port)["users"], serde_json::json!([4001]), "{pruned}");
+    assert_eq!(
+        common::server(&pruned, port)["users"],
+        serde_json::json!([4001]),
+        "{pruned}"
+    );
     // Both prunes are audited; the dry run is not.
     assert_eq!(env.audited("guard.prune", &format!("127.0.0.1:{port}")), 2);
     c.query_drop(format!(

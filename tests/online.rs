@@ -714,6 +714,7 @@ mod crashes {
         crash_in_the_read_only_window => "migrate.read_only_window", 2051;
         crash_after_verify => "migrate.after_verify", 2061;
         crash_after_flip => "migrate.after_flip", 2071;
+        crash_after_follow => "migrate.after_follow", 2081;
     }
 
     /// Starts an online move of `user` paused right after its first pass over the log.

@@ -354,7 +354,8 @@ mod tests {
 
     #[test]
     fn database_grants_match_by_the_servers_wildcards() {
-        let grants = vec![r"GRANT SELECT, INSERT ON `t\_%`.* TO `shardctl`@`127.0.0.1`".to_string()];
+        let grants =
+            vec![r"GRANT SELECT, INSERT ON `t\_%`.* TO `shardctl`@`127.0.0.1`".to_string()];
         let have = privileges_from_grants(&grants, "t_walk_app");
         assert!(have.contains("SELECT") && have.contains("INSERT"));
         // The escaped `_` is a literal underscore; `%` any run.

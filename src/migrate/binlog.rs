@@ -487,7 +487,12 @@ fn query_kind(sql: &str) -> Query {
         .take(2)
         .map(|w| w.trim_end_matches(';').to_ascii_uppercase())
         .collect();
-    match words.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+    match words
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
         ["BEGIN"] | ["START", "TRANSACTION"] | ["XA", "START" | "BEGIN"] => Query::Begin,
         ["COMMIT"] => Query::Commit,
         ["XA", "END"] | ["SAVEPOINT", _] => Query::Nothing,

@@ -458,11 +458,8 @@ impl<'a> Group<'a> {
     fn mark(&mut self) -> Result<()> {
         let users = self.users();
         let sources = servers(self.from);
-        if let Err(e) = guard::close_source(self.cfg, &sources, &users, &self.to.name) {
-            // Not marked: not moving, so not guarded anywhere either.
-            let _ = guard::given_back(self.cfg, &sources, &users);
-            return Err(e);
-        }
+        // A failure gives the accounts back, their guard lifted with them.
+        guard::close_source(self.cfg, &sources, &users, &self.to.name)?;
         let n = users.len() as u64;
         let (mark, mark_params) = self.users_update("state = 'moving'", vec![], Some("active"));
         let (journal, journal_params) = self.journal_update(State::Moving, &[]);
@@ -474,18 +471,12 @@ impl<'a> Group<'a> {
             tx.exec_drop(&journal, journal_params.clone())?;
             Ok(Fenced::Done(()))
         });
-        let marked = match marked {
-            Ok(Fenced::Done(())) => Ok(()),
-            Ok(Fenced::Unexpected) => Err(Error::Failed(format!(
+        // A lost lock is not given back: a newer holder drives the accounts, guard included.
+        if let Fenced::Unexpected = marked? {
+            return Err(Error::Failed(format!(
                 "not every account was still active on {}; nothing changed",
                 self.from.name
-            ))),
-            Err(e) => Err(e),
-        };
-        if let Err(e) = marked {
-            // Not marked: not moving, so not guarded either.
-            let _ = guard::given_back(self.cfg, &sources, &users);
-            return Err(e);
+            )));
         }
         self.marked_at = Some(Instant::now());
         self.outcome.reached = Some(State::Moving);
@@ -497,10 +488,12 @@ impl<'a> Group<'a> {
     /// a copy read from it misses none of the accounts' last writes, and until no prepared XA
     /// transaction is open on it (whose changes no copy would see).
     pub fn catch_up(&mut self) -> Result<()> {
+        // Prepared XA transactions first: the barrier would find their locks too, but not
+        // their names.
+        self.no_prepared_xa()?;
         if self.marked_at.is_some() {
             self.no_writers()?;
         }
-        self.no_prepared_xa()?;
         let mut positions = Vec::new();
         for peer in self.from.servers.iter().map(|s| s.addr()) {
             if peer == self.src {
@@ -829,7 +822,13 @@ impl<'a> Group<'a> {
             Ok(Fenced::Done(()))
         })?;
         crate::cache::users_changed(self.cfg, &users);
-        guard::given_back(self.cfg, &servers(self.from), &users)?;
+        if let Err(e) = guard::given_back(self.cfg, &servers(self.from), &users) {
+            // The accounts are the source's again in the directory; a server that could not
+            // be reached keeps refusing their writes until it is pruned or they move on.
+            self.ui.warn(&format!(
+                "{e}: there the accounts' writes stay refused until `shardctl guard prune` lifts them"
+            ));
+        }
         let state = if cleared {
             State::RolledBack
         } else {

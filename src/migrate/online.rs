@@ -304,11 +304,12 @@ pub fn converged(passes: usize, changes: usize, took: Duration) -> bool {
 }
 
 /// The read-only window's barrier, once the users are guarded: waits until every transaction
-/// that changed their rows before has ended. A locking read of the users' rows in every table
-/// waits on each row lock such a transaction holds (an uncommitted insert, update, delete or
-/// change of owner holds one on the owner index) and on nothing else: other users' writers
-/// never hold it up. At most `timeout` in all; then the transactions holding locks on the
-/// server, named.
+/// that changed their rows before has ended. Locking reads of the users' rows wait on each row
+/// lock such a transaction holds, and on nothing else: other users' writers never hold it up.
+/// Two per table: one through the owner index (an uncommitted insert, delete or change of
+/// owner holds its entry there) and one through the primary key, point by point, for the
+/// rows the first found (an update of other columns locks only the row itself). At most
+/// `timeout` in all; then the transactions holding locks on the server, named.
 pub fn wait_for_writers(
     db: &mut Db,
     tables: &[Table],
@@ -316,40 +317,75 @@ pub fn wait_for_writers(
     timeout: Duration,
 ) -> Result<Option<String>> {
     let until = Instant::now() + timeout;
-    for t in tables {
-        let left = until.saturating_duration_since(Instant::now()).max(Duration::from_secs(1));
-        db.exec_drop(
-            "bounding the wait for the users' writers",
-            "SET SESSION innodb_lock_wait_timeout = ?",
-            (left.as_secs(),),
-        )?;
-        let sql = format!(
-            "SET STATEMENT max_statement_time = {} FOR
-             SELECT COUNT(*) FROM {} WHERE {} IN ({}) LOCK IN SHARE MODE",
-            left.as_secs_f64(),
-            t.name.quoted(),
-            t.owner.quoted(),
-            placeholders(users.len())
-        );
-        // The count is read, not dropped: a lock wait that runs out arrives after the result's
-        // columns, and a dropped result swallows it (the `mysql` crate drains it silently).
-        let waited = db.transaction("waiting for the users' writers", |tx| {
-            tx.exec_first::<u64, _, _>(&sql, crate::db::values(users))
-        });
-        match waited {
-            Ok(_) => {}
-            Err(e) if e.is(crate::error::DbErrorKind::LockWaitTimeout) => {
-                return Ok(Some(crate::shard::handover::holders(db)?));
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    db.query_drop(
+    let waited = tables
+        .iter()
+        .try_for_each(|t| lock_rows_of(db, t, users, until));
+    // The session is lent again: its own bounds go back to the server's.
+    let restored = db.query_drop(
         "bounding the wait for the users' writers",
-        "SET SESSION innodb_lock_wait_timeout = DEFAULT",
-    )?;
-    Ok(None)
+        "SET SESSION innodb_lock_wait_timeout = DEFAULT, max_statement_time = DEFAULT",
+    );
+    match waited {
+        Ok(()) => restored.map(|()| None),
+        Err(e) if e.is(crate::error::DbErrorKind::LockWaitTimeout) => {
+            Ok(Some(crate::shard::handover::holders(db)?))
+        }
+        Err(e) => Err(e),
+    }
 }
+
+/// Takes (and gives back) a shared lock on each of `users`' rows of `t`, waiting until
+/// `until` at most for the transactions holding them.
+fn lock_rows_of(db: &mut Db, t: &Table, users: &[u64], until: Instant) -> Result<()> {
+    let owned = format!("{} IN ({})", t.owner.quoted(), placeholders(users.len()));
+    // The rows' keys, as committed (a plain read takes no lock).
+    let keys: Vec<mysql::Row> = if t.primary_key.is_empty() {
+        Vec::new()
+    } else {
+        db.exec(
+            "reading the users' keys",
+            &format!(
+                "SELECT {} FROM {} WHERE {owned}",
+                t.key_list(),
+                t.name.quoted()
+            ),
+            crate::db::values(users),
+        )?
+    };
+    let left = until
+        .saturating_duration_since(Instant::now())
+        .max(Duration::from_secs(1));
+    db.exec_drop(
+        "bounding the wait for the users' writers",
+        "SET SESSION innodb_lock_wait_timeout = ?, max_statement_time = ?",
+        (left.as_secs(), left.as_secs_f64()),
+    )?;
+    let by_owner = format!(
+        "SELECT COUNT(*) FROM {} WHERE {owned} LOCK IN SHARE MODE",
+        t.name.quoted()
+    );
+    let by_key: Vec<String> = keys
+        .chunks(KEYS_PER_READ)
+        .map(|chunk| {
+            format!(
+                "SELECT STRAIGHT_JOIN COUNT(*) FROM {} LOCK IN SHARE MODE",
+                super::data::keys_join(t, chunk)
+            )
+        })
+        .collect();
+    // The counts are read, not dropped: a lock wait that runs out arrives after the result's
+    // columns, and a dropped result swallows it (the `mysql` crate drains it silently).
+    db.transaction("waiting for the users' writers", |tx| {
+        tx.exec_first::<u64, _, _>(&by_owner, crate::db::values(users))?;
+        for sql in &by_key {
+            tx.exec_first::<u64, _, _>(sql, ())?;
+        }
+        Ok(())
+    })
+}
+
+/// Keys one point-by-point locking read names, in all.
+const KEYS_PER_READ: usize = 20_000;
 
 /// Waits until no prepared XA transaction is open on `db`'s server, at most `timeout`; the
 /// XIDs of those still open otherwise. A prepared transaction's changes are in neither a

@@ -178,6 +178,7 @@ impl Step {
         match self {
             Step::Mark => Some("migrate.after_moving"),
             Step::Copy => Some("migrate.after_copy"),
+            Step::Follow => Some("migrate.after_follow"),
             Step::LastPass => Some("migrate.read_only_window"),
             Step::Verify => Some("migrate.after_verify"),
             Step::Flip => Some("migrate.after_flip"),
@@ -376,6 +377,7 @@ pub const FAILPOINTS: &[&str] = &[
 pub const ONLINE_FAILPOINTS: &[&str] = &[
     "migrate.catchup_mid",
     APPLY_BEFORE_JOURNAL,
+    "migrate.after_follow",
     "migrate.read_only_window",
 ];
 

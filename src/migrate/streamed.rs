@@ -277,9 +277,8 @@ impl<'a> Mover<'a> for Streamed<'a> {
                         c.user,
                         causes(o.unattributed.as_deref(), peer.as_deref())
                     ));
-                    c.verify_against(&mut src).map_err(|e| {
-                        because(e, o.unattributed.as_deref(), peer.as_deref())
-                    })?
+                    c.verify_against(&mut src)
+                        .map_err(|e| because(e, o.unattributed.as_deref(), peer.as_deref()))?
                 } else {
                     c.verify_changes(
                         &mut src,
@@ -715,8 +714,7 @@ impl Ctx<'_> {
             let read = peer.at.as_ref().map(|(id, from)| {
                 Tail::new(self.conns, &peer.addr, self.user, &self.tables).and_then(|t| {
                     let mut t = t.written_by(*id);
-                    t.pass(from, None, &mut |_| Ok(()))
-                        .map(|r| (*id, r))
+                    t.pass(from, None, &mut |_| Ok(())).map(|r| (*id, r))
                 })
             });
             match read {
@@ -751,7 +749,9 @@ fn causes(unattributed: Option<&str>, peer: Option<&str>) -> String {
         ));
     }
     if let Some(src) = peer {
-        out.push(format!("a peer of {src} wrote to the user itself during the move"));
+        out.push(format!(
+            "a peer of {src} wrote to the user itself during the move"
+        ));
     }
     out.join("; and ")
 }

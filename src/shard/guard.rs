@@ -100,7 +100,8 @@ pub fn install_statements(cfg: &Config) -> Vec<String> {
     for t in &cfg.shards.tables {
         let owner = t.owner_column.quoted();
         let check = |row: &str| {
-            let lookup = format!("SELECT g.lives_on FROM {TABLE} g WHERE g.user_id = {row}.{owner}");
+            let lookup =
+                format!("SELECT g.lives_on FROM {TABLE} g WHERE g.user_id = {row}.{owner}");
             format!(
                 "{home}
                  IF lives IS NOT NULL THEN
@@ -374,7 +375,12 @@ pub fn open_destination(cfg: &Config, servers: &[HostPort], users: &[u64]) -> Re
 
 /// Before a move marks `users` moving: guarded on every server of the source shard, each
 /// directly. A server that cannot be guarded holds the move (the caller gives it back).
-pub fn close_source(cfg: &Config, servers: &[HostPort], users: &[u64], to_shard: &str) -> Result<()> {
+pub fn close_source(
+    cfg: &Config,
+    servers: &[HostPort],
+    users: &[u64],
+    to_shard: &str,
+) -> Result<()> {
     if !enabled(cfg) {
         return Ok(());
     }
@@ -429,7 +435,9 @@ pub enum Action {
     Status,
     Install,
     /// `force`: even while migrations are in flight or users are guarded.
-    Remove { force: bool },
+    Remove {
+        force: bool,
+    },
 }
 
 impl Action {
@@ -442,8 +450,14 @@ impl Action {
     }
 }
 
+/// A server, with its shard's name.
+type ShardServer = (String, HostPort);
+
+/// A migration not finished: (id, user, state).
+type Unfinished = (u64, u64, String);
+
 /// Every server of every registered shard, with its shard's name.
-fn all_servers(ring: &mut Db) -> Result<(Vec<crate::ring::directory::Shard>, Vec<(String, HostPort)>)> {
+fn all_servers(ring: &mut Db) -> Result<(Vec<crate::ring::directory::Shard>, Vec<ShardServer>)> {
     let shards = crate::ring::directory::shards(ring)?;
     let servers = shards
         .iter()
@@ -454,7 +468,7 @@ fn all_servers(ring: &mut Db) -> Result<(Vec<crate::ring::directory::Shard>, Vec
 
 /// Migrations not finished (neither done nor rolled back): (id, user, state), the first 20,
 /// and how many there are.
-fn in_flight(ring: &mut Db) -> Result<(Vec<(u64, u64, String)>, u64)> {
+fn in_flight(ring: &mut Db) -> Result<(Vec<Unfinished>, u64)> {
     let listed = ring.exec(
         "listing unfinished migrations",
         "SELECT migration_id, user_id, state FROM migrations
@@ -586,7 +600,9 @@ pub fn everywhere(cfg: &Config, action: Action, timeout: Duration) -> Result<Vec
         })
         .collect();
     let verb = format!("guard.{}", action.name());
-    ring.run("auditing", |c| crate::ring::audit::record_many(c, &verb, &entries))?;
+    ring.run("auditing", |c| {
+        crate::ring::audit::record_many(c, &verb, &entries)
+    })?;
     Ok(results)
 }
 
@@ -619,7 +635,10 @@ pub fn prune(cfg: &Config, older_than: Duration, dry_run: bool) -> Result<Vec<Se
             let users: Vec<u64> = db
                 .exec::<u64>(
                     "listing old guard rows",
-                    &format!("SELECT user_id FROM {} WHERE {old} ORDER BY user_id", qualified(cfg)),
+                    &format!(
+                        "SELECT user_id FROM {} WHERE {old} ORDER BY user_id",
+                        qualified(cfg)
+                    ),
                     (micros,),
                 )?
                 .into_iter()
@@ -660,7 +679,9 @@ pub fn prune(cfg: &Config, older_than: Duration, dry_run: bool) -> Result<Vec<Se
                 )
             })
             .collect();
-        ring.run("auditing", |c| crate::ring::audit::record_many(c, "guard.prune", &entries))?;
+        ring.run("auditing", |c| {
+            crate::ring::audit::record_many(c, "guard.prune", &entries)
+        })?;
     }
     Ok(results)
 }

@@ -234,8 +234,11 @@ pub fn trigger_check(row: &str, owner: &str, also: &str, also_into: &str) -> Str
 /// A session for changing one server's rules: every statement bounded by `io`, nothing it
 /// writes replicated, no default database (so it never counts as application work).
 pub fn session(cfg: &Config, addr: &HostPort, io: Duration) -> Result<Db> {
+    // The login's handshake too: a frozen server answers the connect and then nothing.
     let net = crate::config::NetOptions {
         connect_timeout: cfg.net.connect_timeout.min(io),
+        read_timeout: cfg.net.read_timeout.min(io),
+        write_timeout: cfg.net.write_timeout.min(io),
         ..cfg.net.clone()
     };
     let mut db = super::connect_server(cfg, addr, &net)?;
