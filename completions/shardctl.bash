@@ -100,6 +100,9 @@ _shardctl() {
             shardctl__subcmd__guard,install)
                 cmd="shardctl__subcmd__guard__subcmd__install"
                 ;;
+            shardctl__subcmd__guard,prune)
+                cmd="shardctl__subcmd__guard__subcmd__prune"
+                ;;
             shardctl__subcmd__guard,remove)
                 cmd="shardctl__subcmd__guard__subcmd__remove"
                 ;;
@@ -111,6 +114,9 @@ _shardctl() {
                 ;;
             shardctl__subcmd__guard__subcmd__help,install)
                 cmd="shardctl__subcmd__guard__subcmd__help__subcmd__install"
+                ;;
+            shardctl__subcmd__guard__subcmd__help,prune)
+                cmd="shardctl__subcmd__guard__subcmd__help__subcmd__prune"
                 ;;
             shardctl__subcmd__guard__subcmd__help,remove)
                 cmd="shardctl__subcmd__guard__subcmd__help__subcmd__remove"
@@ -180,6 +186,9 @@ _shardctl() {
                 ;;
             shardctl__subcmd__help__subcmd__guard,install)
                 cmd="shardctl__subcmd__help__subcmd__guard__subcmd__install"
+                ;;
+            shardctl__subcmd__help__subcmd__guard,prune)
+                cmd="shardctl__subcmd__help__subcmd__guard__subcmd__prune"
                 ;;
             shardctl__subcmd__help__subcmd__guard,remove)
                 cmd="shardctl__subcmd__help__subcmd__guard__subcmd__remove"
@@ -859,7 +868,7 @@ _shardctl() {
             return 0
             ;;
         shardctl__subcmd__guard)
-            opts="-q -v -h -V --config --defaults-file --defaults-extra-file --no-defaults --format --quiet --verbose --help --version install status remove help"
+            opts="-q -v -h -V --config --defaults-file --defaults-extra-file --no-defaults --format --quiet --verbose --help --version install status remove prune help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -889,7 +898,7 @@ _shardctl() {
             return 0
             ;;
         shardctl__subcmd__guard__subcmd__help)
-            opts="install status remove help"
+            opts="install status remove prune help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -917,6 +926,20 @@ _shardctl() {
             return 0
             ;;
         shardctl__subcmd__guard__subcmd__help__subcmd__install)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        shardctl__subcmd__guard__subcmd__help__subcmd__prune)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -992,8 +1015,42 @@ _shardctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        shardctl__subcmd__guard__subcmd__prune)
+            opts="-q -v -h -V --older-than --dry-run --config --defaults-file --defaults-extra-file --no-defaults --format --quiet --verbose --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --older-than)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --defaults-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --defaults-extra-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --format)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         shardctl__subcmd__guard__subcmd__remove)
-            opts="-q -v -h -V --timeout --dry-run --config --defaults-file --defaults-extra-file --no-defaults --format --quiet --verbose --help --version"
+            opts="-q -v -h -V --timeout --dry-run --force --config --defaults-file --defaults-extra-file --no-defaults --format --quiet --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1183,7 +1240,7 @@ _shardctl() {
             return 0
             ;;
         shardctl__subcmd__help__subcmd__guard)
-            opts="install status remove"
+            opts="install status remove prune"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1197,6 +1254,20 @@ _shardctl() {
             return 0
             ;;
         shardctl__subcmd__help__subcmd__guard__subcmd__install)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        shardctl__subcmd__help__subcmd__guard__subcmd__prune)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

@@ -688,20 +688,21 @@ complete -c shardctl -n "__fish_shardctl_using_subcommand cache; and __fish_seen
 complete -c shardctl -n "__fish_shardctl_using_subcommand cache; and __fish_seen_subcommand_from help" -f -a "flush" -d 'Retry the deletes that failed earlier'
 complete -c shardctl -n "__fish_shardctl_using_subcommand cache; and __fish_seen_subcommand_from help" -f -a "redelete" -d '(internal) The second delete of a run\'s keys, read from stdin, after a delay'
 complete -c shardctl -n "__fish_shardctl_using_subcommand cache; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c shardctl -n "__fish_shardctl_using_subcommand guard; and not __fish_seen_subcommand_from install status remove help" -l config -d 'Config file [default: $SHARDCTL_CONFIG, else ~/.config/shardctl/config.toml]' -r -F
-complete -c shardctl -n "__fish_shardctl_using_subcommand guard; and not __fish_seen_subcommand_from install status remove help" -l defaults-file -d 'Read credentials from only this MySQL option file (for auth sections naming none)' -r -F
-complete -c shardctl -n "__fish_shardctl_using_subcommand guard; and not __fish_seen_subcommand_from install status remove help" -l defaults-extra-file -d 'Read this MySQL option file after the global ones, before ~/.my.cnf' -r -F
-complete -c shardctl -n "__fish_shardctl_using_subcommand guard; and not __fish_seen_subcommand_from install status remove help" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
+complete -c shardctl -n "__fish_shardctl_using_subcommand guard; and not __fish_seen_subcommand_from install status remove prune help" -l config -d 'Config file [default: $SHARDCTL_CONFIG, else ~/.config/shardctl/config.toml]' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand guard; and not __fish_seen_subcommand_from install status remove prune help" -l defaults-file -d 'Read credentials from only this MySQL option file (for auth sections naming none)' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand guard; and not __fish_seen_subcommand_from install status remove prune help" -l defaults-extra-file -d 'Read this MySQL option file after the global ones, before ~/.my.cnf' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand guard; and not __fish_seen_subcommand_from install status remove prune help" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
 json\t''"
-complete -c shardctl -n "__fish_shardctl_using_subcommand guard; and not __fish_seen_subcommand_from install status remove help" -l no-defaults -d 'Read no MySQL option file'
-complete -c shardctl -n "__fish_shardctl_using_subcommand guard; and not __fish_seen_subcommand_from install status remove help" -s q -l quiet -d 'Print nothing on stderr but warnings, errors and what commands shardctl runs print (`lock run`, `maintenance roll`): no status lines, no progress bars'
-complete -c shardctl -n "__fish_shardctl_using_subcommand guard; and not __fish_seen_subcommand_from install status remove help" -s v -l verbose -d 'Print more detail on stderr'
-complete -c shardctl -n "__fish_shardctl_using_subcommand guard; and not __fish_seen_subcommand_from install status remove help" -s h -l help -d 'Print help'
-complete -c shardctl -n "__fish_shardctl_using_subcommand guard; and not __fish_seen_subcommand_from install status remove help" -s V -l version -d 'Print version'
-complete -c shardctl -n "__fish_shardctl_using_subcommand guard; and not __fish_seen_subcommand_from install status remove help" -f -a "install" -d 'Install the guard table and triggers on every server of every shard (idempotent)'
-complete -c shardctl -n "__fish_shardctl_using_subcommand guard; and not __fish_seen_subcommand_from install status remove help" -f -a "status" -d 'What every server has installed, and how many users it guards now'
-complete -c shardctl -n "__fish_shardctl_using_subcommand guard; and not __fish_seen_subcommand_from install status remove help" -f -a "remove" -d 'Remove the triggers and the guard table from every server'
-complete -c shardctl -n "__fish_shardctl_using_subcommand guard; and not __fish_seen_subcommand_from install status remove help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c shardctl -n "__fish_shardctl_using_subcommand guard; and not __fish_seen_subcommand_from install status remove prune help" -l no-defaults -d 'Read no MySQL option file'
+complete -c shardctl -n "__fish_shardctl_using_subcommand guard; and not __fish_seen_subcommand_from install status remove prune help" -s q -l quiet -d 'Print nothing on stderr but warnings, errors and what commands shardctl runs print (`lock run`, `maintenance roll`): no status lines, no progress bars'
+complete -c shardctl -n "__fish_shardctl_using_subcommand guard; and not __fish_seen_subcommand_from install status remove prune help" -s v -l verbose -d 'Print more detail on stderr'
+complete -c shardctl -n "__fish_shardctl_using_subcommand guard; and not __fish_seen_subcommand_from install status remove prune help" -s h -l help -d 'Print help'
+complete -c shardctl -n "__fish_shardctl_using_subcommand guard; and not __fish_seen_subcommand_from install status remove prune help" -s V -l version -d 'Print version'
+complete -c shardctl -n "__fish_shardctl_using_subcommand guard; and not __fish_seen_subcommand_from install status remove prune help" -f -a "install" -d 'Install the guard table and triggers on every server of every shard (idempotent)'
+complete -c shardctl -n "__fish_shardctl_using_subcommand guard; and not __fish_seen_subcommand_from install status remove prune help" -f -a "status" -d 'What every server has installed, and how many users it guards now'
+complete -c shardctl -n "__fish_shardctl_using_subcommand guard; and not __fish_seen_subcommand_from install status remove prune help" -f -a "remove" -d 'Remove the triggers and the guard table from every server (refused while migrations are in flight or users are guarded, unless --force)'
+complete -c shardctl -n "__fish_shardctl_using_subcommand guard; and not __fish_seen_subcommand_from install status remove prune help" -f -a "prune" -d 'Lift old guard rows: users moved away longer ago than --older-than are accepted again by the servers they left (a stale route may then write there)'
+complete -c shardctl -n "__fish_shardctl_using_subcommand guard; and not __fish_seen_subcommand_from install status remove prune help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c shardctl -n "__fish_shardctl_using_subcommand guard; and __fish_seen_subcommand_from install" -l timeout -d 'How long to wait for each table\'s metadata lock (CREATE and DROP TRIGGER take one)' -r
 complete -c shardctl -n "__fish_shardctl_using_subcommand guard; and __fish_seen_subcommand_from install" -l config -d 'Config file [default: $SHARDCTL_CONFIG, else ~/.config/shardctl/config.toml]' -r -F
 complete -c shardctl -n "__fish_shardctl_using_subcommand guard; and __fish_seen_subcommand_from install" -l defaults-file -d 'Read credentials from only this MySQL option file (for auth sections naming none)' -r -F
@@ -731,14 +732,28 @@ complete -c shardctl -n "__fish_shardctl_using_subcommand guard; and __fish_seen
 complete -c shardctl -n "__fish_shardctl_using_subcommand guard; and __fish_seen_subcommand_from remove" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
 json\t''"
 complete -c shardctl -n "__fish_shardctl_using_subcommand guard; and __fish_seen_subcommand_from remove" -l dry-run -d 'Print the statements, change nothing'
+complete -c shardctl -n "__fish_shardctl_using_subcommand guard; and __fish_seen_subcommand_from remove" -l force -d 'Remove it even while migrations are in flight or users are guarded (audited)'
 complete -c shardctl -n "__fish_shardctl_using_subcommand guard; and __fish_seen_subcommand_from remove" -l no-defaults -d 'Read no MySQL option file'
 complete -c shardctl -n "__fish_shardctl_using_subcommand guard; and __fish_seen_subcommand_from remove" -s q -l quiet -d 'Print nothing on stderr but warnings, errors and what commands shardctl runs print (`lock run`, `maintenance roll`): no status lines, no progress bars'
 complete -c shardctl -n "__fish_shardctl_using_subcommand guard; and __fish_seen_subcommand_from remove" -s v -l verbose -d 'Print more detail on stderr'
 complete -c shardctl -n "__fish_shardctl_using_subcommand guard; and __fish_seen_subcommand_from remove" -s h -l help -d 'Print help'
 complete -c shardctl -n "__fish_shardctl_using_subcommand guard; and __fish_seen_subcommand_from remove" -s V -l version -d 'Print version'
+complete -c shardctl -n "__fish_shardctl_using_subcommand guard; and __fish_seen_subcommand_from prune" -l older-than -d 'Lift the guard of users guarded longer ago than this (rows from before shardctl recorded when count as older than any)' -r
+complete -c shardctl -n "__fish_shardctl_using_subcommand guard; and __fish_seen_subcommand_from prune" -l config -d 'Config file [default: $SHARDCTL_CONFIG, else ~/.config/shardctl/config.toml]' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand guard; and __fish_seen_subcommand_from prune" -l defaults-file -d 'Read credentials from only this MySQL option file (for auth sections naming none)' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand guard; and __fish_seen_subcommand_from prune" -l defaults-extra-file -d 'Read this MySQL option file after the global ones, before ~/.my.cnf' -r -F
+complete -c shardctl -n "__fish_shardctl_using_subcommand guard; and __fish_seen_subcommand_from prune" -l format -d 'Output format: a table for people, one JSON document for scripts' -r -f -a "table\t''
+json\t''"
+complete -c shardctl -n "__fish_shardctl_using_subcommand guard; and __fish_seen_subcommand_from prune" -l dry-run -d 'List what would be lifted, change nothing'
+complete -c shardctl -n "__fish_shardctl_using_subcommand guard; and __fish_seen_subcommand_from prune" -l no-defaults -d 'Read no MySQL option file'
+complete -c shardctl -n "__fish_shardctl_using_subcommand guard; and __fish_seen_subcommand_from prune" -s q -l quiet -d 'Print nothing on stderr but warnings, errors and what commands shardctl runs print (`lock run`, `maintenance roll`): no status lines, no progress bars'
+complete -c shardctl -n "__fish_shardctl_using_subcommand guard; and __fish_seen_subcommand_from prune" -s v -l verbose -d 'Print more detail on stderr'
+complete -c shardctl -n "__fish_shardctl_using_subcommand guard; and __fish_seen_subcommand_from prune" -s h -l help -d 'Print help'
+complete -c shardctl -n "__fish_shardctl_using_subcommand guard; and __fish_seen_subcommand_from prune" -s V -l version -d 'Print version'
 complete -c shardctl -n "__fish_shardctl_using_subcommand guard; and __fish_seen_subcommand_from help" -f -a "install" -d 'Install the guard table and triggers on every server of every shard (idempotent)'
 complete -c shardctl -n "__fish_shardctl_using_subcommand guard; and __fish_seen_subcommand_from help" -f -a "status" -d 'What every server has installed, and how many users it guards now'
-complete -c shardctl -n "__fish_shardctl_using_subcommand guard; and __fish_seen_subcommand_from help" -f -a "remove" -d 'Remove the triggers and the guard table from every server'
+complete -c shardctl -n "__fish_shardctl_using_subcommand guard; and __fish_seen_subcommand_from help" -f -a "remove" -d 'Remove the triggers and the guard table from every server (refused while migrations are in flight or users are guarded, unless --force)'
+complete -c shardctl -n "__fish_shardctl_using_subcommand guard; and __fish_seen_subcommand_from help" -f -a "prune" -d 'Lift old guard rows: users moved away longer ago than --older-than are accepted again by the servers they left (a stale route may then write there)'
 complete -c shardctl -n "__fish_shardctl_using_subcommand guard; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c shardctl -n "__fish_shardctl_using_subcommand help; and not __fish_seen_subcommand_from init doctor shard user id migrate rebalance lock maintenance top audit sandbox completions cache guard help" -f -a "init" -d 'Create or upgrade the global ring schema (idempotent)'
 complete -c shardctl -n "__fish_shardctl_using_subcommand help; and not __fish_seen_subcommand_from init doctor shard user id migrate rebalance lock maintenance top audit sandbox completions cache guard help" -f -a "doctor" -d 'Check every server: reachable, privileges, schema version, replication'
@@ -789,4 +804,5 @@ complete -c shardctl -n "__fish_shardctl_using_subcommand help; and __fish_seen_
 complete -c shardctl -n "__fish_shardctl_using_subcommand help; and __fish_seen_subcommand_from cache" -f -a "redelete" -d '(internal) The second delete of a run\'s keys, read from stdin, after a delay'
 complete -c shardctl -n "__fish_shardctl_using_subcommand help; and __fish_seen_subcommand_from guard" -f -a "install" -d 'Install the guard table and triggers on every server of every shard (idempotent)'
 complete -c shardctl -n "__fish_shardctl_using_subcommand help; and __fish_seen_subcommand_from guard" -f -a "status" -d 'What every server has installed, and how many users it guards now'
-complete -c shardctl -n "__fish_shardctl_using_subcommand help; and __fish_seen_subcommand_from guard" -f -a "remove" -d 'Remove the triggers and the guard table from every server'
+complete -c shardctl -n "__fish_shardctl_using_subcommand help; and __fish_seen_subcommand_from guard" -f -a "remove" -d 'Remove the triggers and the guard table from every server (refused while migrations are in flight or users are guarded, unless --force)'
+complete -c shardctl -n "__fish_shardctl_using_subcommand help; and __fish_seen_subcommand_from guard" -f -a "prune" -d 'Lift old guard rows: users moved away longer ago than --older-than are accepted again by the servers they left (a stale route may then write there)'
