@@ -599,14 +599,9 @@ fn the_guard_refuses_every_kind_of_write_to_a_guarded_owner_and_only_that() {
     c.query_drop("INSERT INTO photos (photo_id, owner_id, title, taken_at, views) VALUES (4999000001, 4999, 'x', NOW(), 0)")
         .unwrap();
     let (mine, other) = (photo(&mut c, 4001), photo(&mut c, 4999));
+    common::guard_by_hand(port, &db, 4001, Some("elsewhere"));
     let mut admin = common::shardctl_conn(port);
-    // As shardctl writes guard rows: to this server alone.
-    admin
-        .query_drop(format!("USE {db}; SET SESSION sql_log_bin = 0"))
-        .unwrap();
-    admin
-        .query_drop("INSERT INTO shardctl_guard (user_id, lives_on, guarded_at) VALUES (4001, 'elsewhere', UTC_TIMESTAMP(6))")
-        .unwrap();
+    admin.query_drop(format!("USE {db}")).unwrap();
     let refused = |c: &mut mysql::Conn, sql: String| match c.query_drop(&sql) {
         Err(mysql::Error::MySqlError(e)) => {
             assert_eq!((e.code, e.state.as_str()), (1644, "45000"), "{sql}");

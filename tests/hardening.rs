@@ -45,7 +45,9 @@ fn create_login(env: &Env, user: &str, password: &str, grants: &[String]) {
 
 /// Appends auth sections to the world's config.
 fn with_auth(env: &Env, auth: &str) {
-    let mut text = std::fs::read_to_string(&env.config).unwrap();
+    let mut text = std::fs::read_to_string(&env.config)
+        .unwrap()
+        .replace(common::SHARDCTL_AUTH, "");
     text.push_str(auth);
     std::fs::write(&env.config, text).unwrap();
 }
@@ -75,7 +77,9 @@ fn no_command_prints_or_records_the_password() {
         &format!("[client]\nuser = leaky\npassword = \"{CANARY}\"\n"),
     );
     write_private(&dir.join("my.cnf"), "[client]\n!include creds.cnf\n");
-    let base = std::fs::read_to_string(&env.config).unwrap();
+    let base = std::fs::read_to_string(&env.config)
+        .unwrap()
+        .replace(common::SHARDCTL_AUTH, "");
     let ways = [
         "[ring.auth]\nuser = \"leaky\"\npassword_file = \"pw\"\n[shards.auth]\nuser = \"leaky\"\npassword_file = \"pw\"\n".to_string(),
         "[ring.auth]\nuser = \"leaky\"\npassword_env = \"LEAK_PW\"\n[shards.auth]\nuser = \"leaky\"\npassword_env = \"LEAK_PW\"\n".to_string(),
@@ -254,8 +258,8 @@ fn doctor_names_the_grants_and_they_are_enough() {
         assert_eq!(
             *fix,
             format!(
-                "GRANT INSERT, UPDATE, DELETE, CREATE ON `{shard_db}`.* TO 'limited'@'127.0.0.1'; \
-                 GRANT PROCESS, SLAVE MONITOR, CONNECTION ADMIN, REPLICATION SLAVE, BINLOG MONITOR ON *.* TO 'limited'@'127.0.0.1';"
+                "GRANT INSERT, UPDATE, DELETE, CREATE, TRIGGER, ALTER, DROP ON `{shard_db}`.* TO 'limited'@'127.0.0.1'; \
+                 GRANT SUPER, PROCESS, BINLOG ADMIN, SLAVE MONITOR, CONNECTION ADMIN, REPLICATION SLAVE, BINLOG MONITOR, REPLICATION MASTER ADMIN ON *.* TO 'limited'@'127.0.0.1';"
             )
         );
     }

@@ -863,10 +863,11 @@ mod crashes {
     }
 
     /// A write on the source's peer (an application that failed over) reaches the source by
-    /// replication, not in its binary log: the verification sees it missing and the move is
-    /// given back, nothing lost.
+    /// replication and, the source logging what it applies (log_slave_updates), its binary log
+    /// too: it is followed like the source's own, and moves with the user, checked by a whole
+    /// verification (a peer wrote to the user).
     #[test]
-    fn a_write_on_the_sources_peer_fails_verification_and_rolls_back() {
+    fn a_write_on_the_sources_peer_is_followed_and_moves_with_the_user() {
         let _alone = SERVERS.write().unwrap_or_else(|p| p.into_inner());
         let (env, app, from, to) = world("online_peer_write", 3201, 3_000, 3_000);
         let peer = env.shard_ports(&from)[1 - (3201 % 2) as usize];
@@ -885,9 +886,11 @@ mod crashes {
             .unwrap();
         app.rows.lock().unwrap().insert(id, r);
         let (code, out) = finish(child);
-        assert_eq!(code, Some(1), "{out}");
-        assert!(out.contains("verification failed"), "{out}");
-        assert_rolled_back(&env, &app, &from);
+        assert_eq!(code, Some(0), "{out}");
+        assert!(out.contains("\"done\""), "{out}");
+        assert_eq!(env.directory(3201), (to.clone(), "active".into()));
+        assert_ne!(from, to);
+        assert_events_as_acknowledged(&env, &app);
     }
 
     #[test]

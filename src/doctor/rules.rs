@@ -179,6 +179,10 @@ fn binlog_reading(f: Flavor) -> Vec<Need> {
                 &["BINLOG MONITOR", "REPLICATION CLIENT", "SUPER"],
                 "online moves: the binary log position",
             ),
+            global(
+                &["REPLICATION MASTER ADMIN"],
+                "online moves: the server ids of registered replicas (SHOW SLAVE HOSTS)",
+            ),
         ],
         Flavor::MySql => Vec::new(),
     }
@@ -328,7 +332,7 @@ mod tests {
                 "GRANT UPDATE, DELETE, CREATE, TRIGGER, ALTER, DROP ON `app`.* TO 'ops'@'%';",
                 // REPLICATION CLIENT is BINLOG MONITOR's old name: only REPLICATION SLAVE is
                 // missing for online moves.
-                "GRANT SUPER, BINLOG ADMIN, SLAVE MONITOR, CONNECTION ADMIN, REPLICATION SLAVE ON *.* TO 'ops'@'%';",
+                "GRANT SUPER, BINLOG ADMIN, SLAVE MONITOR, CONNECTION ADMIN, REPLICATION SLAVE, REPLICATION MASTER ADMIN ON *.* TO 'ops'@'%';",
             ]
         );
         // MySQL's names: REPLICATION CLIENT still reads replica status; CONNECTION_ADMIN.

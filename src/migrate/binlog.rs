@@ -487,6 +487,11 @@ fn query_kind(sql: &str) -> Query {
         .take(2)
         .map(|w| w.trim_end_matches(';').to_ascii_uppercase())
         .collect();
+    // A comment alone (the dummy a server sends in place of an event an older replica would
+    // not understand) changes nothing.
+    if sql.trim_start().starts_with('#') {
+        return Query::Nothing;
+    }
     match words
         .iter()
         .map(String::as_str)
@@ -593,6 +598,13 @@ impl<'a> Tail<'a> {
                 from.file
             )));
         }
+        // A MariaDB-aware replica: sent as they are, MariaDB's own events (GTIDs, annotations)
+        // decode as unknown and are passed over. For an older replica the server replaces them
+        // with dummy statements, and cannot replace an XA transaction's at all (error 1236).
+        db.query_drop(
+            "following the binary log",
+            "SET @mariadb_slave_capability = 4",
+        )?;
         let request = BinlogRequest::new(cfg.migrate.server_id)
             .with_filename(from.file.as_bytes().to_vec())
             .with_pos(from.pos)
@@ -1024,6 +1036,28 @@ mod tests {
         assert_eq!(civil_from_days(-1), (1969, 12, 31));
         assert_eq!(civil_from_days(19_782), (2024, 2, 29));
         assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+    }
+
+    #[test]
+    fn only_transaction_control_and_comments_are_not_unattributed_changes() {
+        for (sql, kind) in [
+            ("BEGIN", Query::Begin),
+            ("XA START X'31',X'',1", Query::Begin),
+            ("COMMIT", Query::Commit),
+            ("XA END X'31',X'',1", Query::Nothing),
+            ("SAVEPOINT `a`", Query::Nothing),
+            (
+                "# Dummy event replacing event type 160 that slave cannot handle.",
+                Query::Nothing,
+            ),
+            ("ROLLBACK", Query::Rollback),
+            ("ROLLBACK TO `a`", Query::Statement),
+            ("XA COMMIT X'31',X'',1", Query::Statement),
+            ("UPDATE photos SET views = views + 1", Query::Statement),
+            ("CREATE TABLE t (a INT)", Query::Statement),
+        ] {
+            assert_eq!(query_kind(sql), kind, "{sql}");
+        }
     }
 
     #[test]

@@ -382,12 +382,13 @@ fn bring_up(
     }
     let config_path = dir.join(CONFIG_FILE);
     let (mut users, mut rows) = (0, 0);
+    // Every time: a sandbox made by an older shardctl replicates as this one does.
+    spinner.set_message("setting up replication");
+    for pair in members[1..].chunks(2).zip(conns[1..].chunks_mut(2)) {
+        let (ms, dbs) = pair;
+        link_pair(dbs, &[ms[0].process.port, ms[1].process.port])?;
+    }
     if fresh {
-        spinner.set_message("setting up replication");
-        for pair in members[1..].chunks(2).zip(conns[1..].chunks_mut(2)) {
-            let (ms, dbs) = pair;
-            link_pair(dbs, &[ms[0].process.port, ms[1].process.port])?;
-        }
         std::fs::write(
             &config_path,
             config_text(
@@ -467,16 +468,23 @@ fn bring_up(
     Ok((config_path, users, rows))
 }
 
-/// Points each server of a pair at the other and starts replication.
+/// Points each server of a pair at the other and starts replication. Each logs what it applies
+/// (log-slave-updates), so each finds its own writes in the other's log: it ignores its own
+/// GTID domain there and starts from what it applied (`slave_pos`), or a reconnect asking the
+/// other for its own newest write, not yet applied there, would be refused (error 1236).
 fn link_pair(dbs: &mut [Db], ports: &[u16]) -> Result<()> {
     for (i, db) in dbs.iter_mut().enumerate() {
         let peer = ports[1 - i];
+        let own: Option<u32> =
+            db.exec_first("reading the GTID domain", "SELECT @@gtid_domain_id", ())?;
         db.query_drop("stopping replication", "STOP SLAVE")?;
         db.query_drop(
             "configuring replication",
             &format!(
                 "CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT={peer}, MASTER_USER='root', \
-                 MASTER_PASSWORD='', MASTER_USE_GTID=current_pos, MASTER_CONNECT_RETRY=1"
+                 MASTER_PASSWORD='', MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1, \
+                 IGNORE_DOMAIN_IDS=({})",
+                own.unwrap_or(0)
             ),
         )?;
         db.query_drop("starting replication", "START SLAVE")?;
@@ -524,12 +532,7 @@ fn wait_caught_up(pair: &mut [Db]) -> Result<()> {
             )?
             .unwrap_or_default();
         let other = &mut pair[1 - i];
-        let waited: Option<i64> = other.exec_first(
-            "waiting for replication to catch up",
-            "SELECT MASTER_GTID_WAIT(?, ?)",
-            (pos, START_TIMEOUT.as_secs()),
-        )?;
-        if waited != Some(0) {
+        if !replica::wait_for(other, &pos, START_TIMEOUT)? {
             return Err(Error::Failed(format!(
                 "{} did not catch up with its peer",
                 other.server

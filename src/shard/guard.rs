@@ -1,4 +1,4 @@
-//! The write guard (`[shards] write_guard = true`): on every shard server, a guard table and
+//! The write guard (`[shards] write_guard = true`): on every shard server, guard tables and
 //! BEFORE INSERT/UPDATE/DELETE triggers on each per-user table that refuse any application
 //! write to a guarded owner's rows (SQLSTATE 45000, error 1644, naming the user and where it
 //! lives now). A migration guards the user on every server of the source shard just before the
@@ -9,15 +9,19 @@
 //! guard rows change.
 //!
 //! Guard rows are written to each server directly (`sql_log_bin = 0`), never by replication: a
-//! lagging peer is guarded before the mark, not when it catches up. The table is Aria, not
-//! InnoDB: a trigger's read of an InnoDB table is either a consistent read (an application
-//! transaction whose snapshot predates the guard would not see it and write through) or, for a
-//! statement-format session, a locking read whose gap locks would make a guard row wait for
-//! every open transaction. A read of an Aria table always sees the newest row and holds its
-//! table lock only for the statement.
+//! lagging peer is guarded before the mark, not when it catches up. Users are spread over
+//! `BUCKETS` rows that always exist (`shardctl_guard_buckets`, each listing its guarded users);
+//! the triggers read their user's bucket row with a shared lock, like the home guard's rules: a
+//! current read (an application transaction whose snapshot predates the guard still sees it),
+//! on a row that exists (no gap lock), held until the writer's transaction ends. So guarding a
+//! user (an update of its bucket row) is also the barrier: it waits for the transactions that
+//! wrote a user of that bucket (1 in 4,096 of the others) and no other, at most
+//! `GUARD_LOCK_WAIT`, and every write after it sees the guard. `shardctl_guard` holds the
+//! details (where each user lives, since when) for status and pruning; no trigger reads it.
 
 use std::time::Duration;
 
+use mysql::prelude::Queryable;
 use serde::Serialize;
 
 use crate::config::Config;
@@ -30,7 +34,15 @@ use super::home;
 /// The guard table: a row per user this server refuses, with where the user lives now.
 pub const TABLE: &str = "shardctl_guard";
 
-/// How long a guard row's write waits for application statements reading the table.
+/// The rows the triggers read: one per bucket of users, listing the bucket's guarded users as
+/// `,UID=WHERE,UID=WHERE,` (empty when none).
+pub const BUCKET_TABLE: &str = "shardctl_guard_buckets";
+
+/// Users are spread over this many bucket rows (`user mod BUCKETS`).
+pub const BUCKETS: u64 = 4096;
+
+/// How long guarding a user waits for open application transactions that wrote a user of its
+/// bucket.
 const GUARD_LOCK_WAIT: Duration = Duration::from_secs(5);
 
 fn trigger_name(table: &crate::config::TableSpec, event: &str) -> String {
@@ -59,14 +71,62 @@ fn login_literal(cfg: &Config) -> String {
     format!("X'{hex}'")
 }
 
-/// True in a trigger for a session logged in as shardctl: the user part of `USER()` (the
-/// login as the client gave it, up to the host after the last `@`) is shardctl's login.
-/// Nothing an application can set in its session makes it true; only logging in as shardctl.
-fn shardctl_session(cfg: &Config) -> String {
+/// True in a trigger for the sessions the guards let through: shardctl's own (the user part of
+/// `USER()`, the login as the client gave it, up to the host after the last `@`, is
+/// shardctl's login) and the replication thread applying a statement-format event (`USER()` is
+/// `<replication_slave>@` there on MariaDB, with no host; no client login has an empty host).
+/// Nothing an application can set in its session makes it true.
+fn passes(cfg: &Config) -> String {
     format!(
-        "BINARY SUBSTRING(USER(), 1, CHAR_LENGTH(USER()) - CHAR_LENGTH(SUBSTRING_INDEX(USER(), '@', -1)) - 1) = {}",
+        "BINARY SUBSTRING(USER(), 1, CHAR_LENGTH(USER()) - CHAR_LENGTH(SUBSTRING_INDEX(USER(), '@', -1)) - 1) = {}
+         OR USER() IN ('<replication_slave>@', '@', '')",
         login_literal(cfg)
     )
+}
+
+/// The list a bucket row holds, built from the guard table: `,UID=WHERE,...,` or empty.
+/// `bucket` is the SQL naming the bucket (a placeholder, or a column).
+fn bucket_list(cfg: &Config, bucket: &str) -> String {
+    format!(
+        "COALESCE((SELECT CONCAT(',', GROUP_CONCAT(CONCAT(g.user_id, '=', g.lives_on) ORDER BY g.user_id SEPARATOR ','), ',')
+                   FROM {} g WHERE g.bucket = {bucket}), '')",
+        qualified(cfg, TABLE)
+    )
+}
+
+/// Writes each of `buckets`' rows from the guard table, one row at a time by its key, the
+/// number written into the text (a list of keys may be read by scanning, and would lock every
+/// bucket; bound as a parameter, the key was read by a scan here too).
+fn write_buckets(cfg: &Config, tx: &mut mysql::Transaction, buckets: &[u64]) -> mysql::Result<()> {
+    for b in buckets {
+        tx.query_drop(format!(
+            "UPDATE {} FORCE INDEX (PRIMARY) SET users = {} WHERE bucket = {b}",
+            qualified(cfg, BUCKET_TABLE),
+            bucket_list(cfg, &b.to_string())
+        ))?;
+    }
+    Ok(())
+}
+
+/// Brings the bucket rows that disagree with the guard table in line (after `guard install`:
+/// an older shardctl kept no buckets). Which disagree is read without locks; each is then
+/// written by its key, waiting only for that bucket's writers.
+pub fn sync_buckets(cfg: &Config, db: &mut Db) -> Result<()> {
+    let stale: Vec<u64> = db.exec(
+        "comparing the guard's buckets",
+        &format!(
+            "SELECT b.bucket FROM {} b WHERE b.users <> {}",
+            qualified(cfg, BUCKET_TABLE),
+            bucket_list(cfg, "b.bucket")
+        ),
+        (),
+    )?;
+    if stale.is_empty() {
+        return Ok(());
+    }
+    db.transaction("writing the guard's buckets", |tx| {
+        write_buckets(cfg, tx, &stale)
+    })
 }
 
 /// The statements that install the guard on one server (idempotent; triggers and the table of
@@ -84,31 +144,53 @@ pub fn install_statements(cfg: &Config) -> Vec<String> {
             "CREATE TABLE IF NOT EXISTS {TABLE} (
             user_id BIGINT UNSIGNED NOT NULL PRIMARY KEY,
             lives_on VARCHAR(64) NOT NULL,
-            guarded_at DATETIME(6) NULL
-        ) ENGINE=Aria TRANSACTIONAL=1"
+            guarded_at DATETIME(6) NULL,
+            bucket SMALLINT UNSIGNED AS (user_id MOD {BUCKETS}) STORED,
+            KEY bucket (bucket)
+        ) ENGINE=InnoDB"
         ),
-        // An older shardctl's table was InnoDB and let rows lapse (`until`): every row now
-        // guards until the user moves back.
+        // An older shardctl's table let rows lapse (`until`): every
+        // row now guards until the user moves back, through its bucket.
         format!(
             "ALTER TABLE {TABLE} ADD COLUMN IF NOT EXISTS guarded_at DATETIME(6) NULL,
-             DROP COLUMN IF EXISTS until, ENGINE=Aria TRANSACTIONAL=1"
+             DROP COLUMN IF EXISTS until,
+             ADD COLUMN IF NOT EXISTS bucket SMALLINT UNSIGNED AS (user_id MOD {BUCKETS}) STORED,
+             ADD KEY IF NOT EXISTS bucket (bucket), ENGINE=InnoDB"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {BUCKET_TABLE} (
+            bucket SMALLINT UNSIGNED NOT NULL PRIMARY KEY,
+            users MEDIUMTEXT NOT NULL
+        ) ENGINE=InnoDB"
+        ),
+        format!(
+            "INSERT IGNORE INTO {BUCKET_TABLE} (bucket, users) SELECT seq, '' FROM seq_0_to_{}",
+            BUCKETS - 1
         ),
         home::create_statement(),
         home::upgrade_statement(),
     ];
-    let ours = shardctl_session(cfg);
+    let through = passes(cfg);
     for t in &cfg.shards.tables {
         let owner = t.owner_column.quoted();
         let check = |row: &str| {
-            let lookup =
-                format!("SELECT g.lives_on FROM {TABLE} g WHERE g.user_id = {row}.{owner}");
+            let user = format!("{row}.{owner}");
+            // The bucket from a variable: compared with the row's expression itself, the
+            // lookup was planned as a scan that locked every bucket.
+            let lookup = format!(
+                "SELECT b.users FROM {BUCKET_TABLE} b WHERE b.bucket = bkt LOCK IN SHARE MODE"
+            );
             format!(
-                "{home}
-                 IF lives IS NOT NULL THEN
-                   SET msg = CONCAT('shardctl write guard: user ', {row}.{owner}, ' is moving or has moved to ', lives, '; re-read the ring');
+                "SET bkt = {user} MOD {BUCKETS};
+                 {home}
+                 SET at = LOCATE(CONCAT(',', {user}, '='), listed);
+                 IF at > 0 THEN
+                   SET msg = CONCAT('shardctl write guard: user ', {user}, ' is moving or has moved to ',
+                                    SUBSTRING_INDEX(SUBSTRING(listed, at + CHAR_LENGTH({user}) + 2), ',', 1),
+                                    '; re-read the ring');
                    SIGNAL SQLSTATE '45000' SET MYSQL_ERRNO = 1644, MESSAGE_TEXT = msg;
                  END IF;",
-                home = home::trigger_check(row, &owner, &lookup, "lives"),
+                home = home::trigger_check(row, &owner, &lookup, "listed"),
             )
         };
         for (event, kind, body) in [
@@ -130,9 +212,11 @@ pub fn install_statements(cfg: &Config) -> Vec<String> {
                 // these triggers for every row, and each DECLARE is a step of its own (measured:
                 // 133k rows/s with them outside, about 185k inside, 260k with no trigger).
                 "CREATE OR REPLACE TRIGGER {} BEFORE {kind} ON {} FOR EACH ROW
-                 IF @@session.server_id = @@global.server_id AND NOT ({ours}) THEN
+                 IF NOT ({through}) THEN
                    BEGIN
-                     DECLARE lives VARCHAR(64) DEFAULT NULL;
+                     DECLARE listed MEDIUMTEXT DEFAULT NULL;
+                     DECLARE bkt SMALLINT UNSIGNED DEFAULT 0;
+                     DECLARE at INT DEFAULT 0;
                      DECLARE refusals INT DEFAULT 0;
                      DECLARE msg VARCHAR(512);
                      {body}
@@ -156,16 +240,19 @@ pub fn remove_statements(cfg: &Config) -> Vec<String> {
         .map(|n| format!("DROP TRIGGER IF EXISTS {n}"))
         .collect();
     out.push(format!("DROP TABLE IF EXISTS {TABLE}"));
+    out.push(format!("DROP TABLE IF EXISTS {BUCKET_TABLE}"));
     out.push(format!("DROP TABLE IF EXISTS {}", home::TABLE));
     out
 }
 
-/// Runs `statements` on `db`, each metadata lock waited for at most `timeout`.
+/// Runs `statements` on `db`, each metadata lock waited for at most `timeout`. Nothing is
+/// replicated: every server is changed by shardctl itself, and its guard rows are its own.
 pub fn apply(db: &mut Db, statements: &[String], timeout: Duration) -> Result<()> {
     db.exec_drop(
         "bounding the metadata-lock wait",
-        "SET SESSION lock_wait_timeout = ?",
-        (timeout.as_secs().max(1),),
+        "SET SESSION lock_wait_timeout = ?, innodb_lock_wait_timeout = ?, sql_log_bin = 0,
+                     tx_isolation = 'READ-COMMITTED'",
+        (timeout.as_secs().max(1), timeout.as_secs().max(1)),
     )?;
     for s in statements {
         db.query_drop("installing the write guard", s)?;
@@ -212,14 +299,26 @@ pub fn inspect(cfg: &Config, db: &mut Db) -> Result<Installed> {
         .flat_map(trigger_names)
         .filter(|n| !have.contains(n))
         .collect();
+    let buckets: Result<Option<u64>> = db.exec_first(
+        "counting the guard's buckets",
+        &format!(
+            "SELECT IF(COUNT(*) > 0, (SELECT COUNT(*) FROM {}.{BUCKET_TABLE}), 0)
+             FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
+            cfg.shards.database.quoted()
+        ),
+        (database, BUCKET_TABLE),
+    );
+    if buckets.ok().flatten() != Some(BUCKETS) {
+        missing.push(BUCKET_TABLE.to_string());
+    }
     let guarded = match table.as_deref() {
         Some(engine) => {
-            if !engine.eq_ignore_ascii_case("Aria") {
+            if !engine.eq_ignore_ascii_case("InnoDB") {
                 missing.push(format!("{TABLE} (an older {engine} table)"));
             }
             db.exec_first(
                 "counting guarded users",
-                &format!("SELECT COUNT(*) FROM {}", qualified(cfg)),
+                &format!("SELECT COUNT(*) FROM {}", qualified(cfg, TABLE)),
                 (),
             )?
             .unwrap_or(0)
@@ -241,12 +340,12 @@ pub fn inspect(cfg: &Config, db: &mut Db) -> Result<Installed> {
     })
 }
 
-fn qualified(cfg: &Config) -> String {
-    format!("{}.{TABLE}", cfg.shards.database.quoted())
+fn qualified(cfg: &Config, table: &str) -> String {
+    format!("{}.{table}", cfg.shards.database.quoted())
 }
 
-/// Guards `users` on `db`'s server: their rows refuse every write but shardctl's until lifted.
-/// `lives_on` names where they live now, for the refusal's message.
+/// Guards `users` on `db`'s server (a guard session's): their rows refuse every write but
+/// shardctl's until lifted. `lives_on` names where they live now, for the refusal's message.
 fn guard(cfg: &Config, db: &mut Db, users: &[u64], lives_on: &str) -> Result<()> {
     if users.is_empty() {
         return Ok(());
@@ -255,32 +354,60 @@ fn guard(cfg: &Config, db: &mut Db, users: &[u64], lives_on: &str) -> Result<()>
     for u in users {
         params.extend([mysql::Value::from(*u), lives_on.into()]);
     }
-    db.exec_drop(
-        "guarding the users",
-        &format!(
-            "INSERT INTO {} (user_id, lives_on, guarded_at) VALUES {}
-             ON DUPLICATE KEY UPDATE lives_on = VALUES(lives_on), guarded_at = VALUES(guarded_at)",
-            qualified(cfg),
-            vec!["(?, ?, UTC_TIMESTAMP(6))"; users.len()].join(", ")
-        ),
-        params,
-    )
+    let rows = format!(
+        "INSERT INTO {} (user_id, lives_on, guarded_at) VALUES {}
+         ON DUPLICATE KEY UPDATE lives_on = VALUES(lives_on), guarded_at = VALUES(guarded_at)",
+        qualified(cfg, TABLE),
+        vec!["(?, ?, UTC_TIMESTAMP(6))"; users.len()].join(", ")
+    );
+    change_buckets(cfg, db, users, "guarding the users", &rows, params)
 }
 
-/// Lifts the guard of `users` on `db`'s server (given back to it, or about to move onto it).
+/// Lifts the guard of `users` on `db`'s server (a guard session's): given back to it, about to
+/// move onto it, or pruned.
 fn unguard(cfg: &Config, db: &mut Db, users: &[u64]) -> Result<()> {
     if users.is_empty() {
         return Ok(());
     }
-    db.exec_drop(
-        "lifting the guard",
-        &format!(
-            "DELETE FROM {} WHERE user_id IN ({})",
-            qualified(cfg),
-            placeholders(users.len())
-        ),
-        values(users),
-    )
+    let rows = format!(
+        "DELETE FROM {} WHERE user_id IN ({})",
+        qualified(cfg, TABLE),
+        placeholders(users.len())
+    );
+    change_buckets(cfg, db, users, "lifting the guard", &rows, values(users))
+}
+
+/// Changes the guard table (`rows`) and then the bucket rows of `users` to match, in one
+/// transaction: the buckets' update waits for every open transaction that wrote a user of those
+/// buckets (the barrier), at most `GUARD_LOCK_WAIT`; past it, nothing changes and the refusal
+/// names the transactions holding locks.
+fn change_buckets(
+    cfg: &Config,
+    db: &mut Db,
+    users: &[u64],
+    doing: &str,
+    rows: &str,
+    params: Vec<mysql::Value>,
+) -> Result<()> {
+    let mut buckets: Vec<u64> = users.iter().map(|u| u % BUCKETS).collect();
+    // Always in one order: two moves guarding at once cannot deadlock on them.
+    buckets.sort_unstable();
+    buckets.dedup();
+    let changed = db.transaction(doing, |tx| {
+        tx.exec_drop(rows, params)?;
+        write_buckets(cfg, tx, &buckets)
+    });
+    match changed {
+        Err(e) if e.is(crate::error::DbErrorKind::LockWaitTimeout) => {
+            let holders = super::handover::holders(db).unwrap_or_else(|e| e.to_string());
+            Err(Error::Refused(format!(
+                "{doing} on {} waited {}s for open transactions that wrote users sharing their guard bucket (holding locks: {holders})",
+                db.server,
+                GUARD_LOCK_WAIT.as_secs()
+            )))
+        }
+        other => other,
+    }
 }
 
 /// Whether moves guard their users: `[shards] write_guard`.
@@ -322,13 +449,13 @@ fn check_installed(cfg: &Config, db: &mut Db) -> Result<()> {
 
 /// A session for guard rows on one server: nothing it writes is replicated (each server is
 /// guarded by shardctl itself, so a lagging peer is too), and it waits for application
-/// statements holding the table at most `GUARD_LOCK_WAIT`.
+/// transactions holding a bucket row at most `GUARD_LOCK_WAIT`.
 fn session(cfg: &Config, addr: &HostPort) -> Result<Db> {
     let mut db = home::session(cfg, addr, GUARD_LOCK_WAIT + Duration::from_secs(5))?;
     db.exec_drop(
-        "bounding the guard table's lock wait",
-        "SET SESSION lock_wait_timeout = ?",
-        (GUARD_LOCK_WAIT.as_secs(),),
+        "bounding the guard's lock waits",
+        "SET SESSION innodb_lock_wait_timeout = ?, lock_wait_timeout = ?, tx_isolation = 'READ-COMMITTED'",
+        (GUARD_LOCK_WAIT.as_secs(), GUARD_LOCK_WAIT.as_secs()),
     )?;
     Ok(db)
 }
@@ -407,11 +534,9 @@ pub fn install_on(cfg: &Config, servers: &[HostPort]) -> Result<()> {
     }
     let statements = install_statements(cfg);
     for addr in servers {
-        apply(
-            &mut super::connect(cfg, addr)?,
-            &statements,
-            Duration::from_secs(30),
-        )?;
+        let mut db = super::connect(cfg, addr)?;
+        apply(&mut db, &statements, Duration::from_secs(30))?;
+        sync_buckets(cfg, &mut db)?;
     }
     Ok(())
 }
@@ -538,7 +663,7 @@ pub fn everywhere(cfg: &Config, action: Action, timeout: Duration) -> Result<Vec
         Action::Install => install_statements(cfg),
         Action::Remove { .. } => remove_statements(cfg),
     };
-    let applied = crate::parallel::each(&servers, |(_, addr)| {
+    let applied = crate::parallel::each(&servers, |(_, addr)| -> Result<()> {
         if action == Action::Status {
             return Ok(());
         }
@@ -547,7 +672,11 @@ pub fn everywhere(cfg: &Config, action: Action, timeout: Duration) -> Result<Vec
             timeout + Duration::from_secs(5),
             timeout + Duration::from_secs(5),
         )?;
-        apply(&mut db, &statements, timeout)
+        apply(&mut db, &statements, timeout)?;
+        if action == Action::Install {
+            sync_buckets(cfg, &mut db)?;
+        }
+        Ok(())
     });
     // Installed everywhere first: a hand-over needs every server of the shard to have it.
     let mut unsettled: Vec<(String, String)> = Vec::new();
@@ -637,7 +766,7 @@ pub fn prune(cfg: &Config, older_than: Duration, dry_run: bool) -> Result<Vec<Se
                     "listing old guard rows",
                     &format!(
                         "SELECT user_id FROM {} WHERE {old} ORDER BY user_id",
-                        qualified(cfg)
+                        qualified(cfg, TABLE)
                     ),
                     (micros,),
                 )?
@@ -648,15 +777,13 @@ pub fn prune(cfg: &Config, older_than: Duration, dry_run: bool) -> Result<Vec<Se
                 for chunk in users.chunks(1000) {
                     let mut params = vec![mysql::Value::from(micros)];
                     params.extend(values(chunk));
-                    db.exec_drop(
-                        "lifting old guard rows",
-                        &format!(
-                            "DELETE FROM {} WHERE {old} AND user_id IN ({})",
-                            qualified(cfg),
-                            placeholders(chunk.len())
-                        ),
-                        params,
-                    )?;
+                    // Only rows still old: a user guarded again meanwhile stays guarded.
+                    let rows = format!(
+                        "DELETE FROM {} WHERE {old} AND user_id IN ({})",
+                        qualified(cfg, TABLE),
+                        placeholders(chunk.len())
+                    );
+                    change_buckets(cfg, &mut db, chunk, "lifting old guard rows", &rows, params)?;
                 }
             }
             Ok(users)

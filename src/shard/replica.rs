@@ -91,15 +91,31 @@ pub fn binlog_position(db: &mut Db) -> Result<Option<String>> {
     Ok(pos.flatten().filter(|p| !p.is_empty()))
 }
 
-/// Waits up to `timeout` until the server has applied `position` (MariaDB GTIDs). True when it
-/// has.
+/// Waits up to `timeout` until the server has applied `position` (MariaDB GTIDs), but for its
+/// own GTID domain: a peer that logs what it replicates (`log_slave_updates`) holds this
+/// server's own writes in its position, which this server never applies (it wrote them).
+/// True when it has.
 pub fn wait_for(db: &mut Db, position: &str, timeout: std::time::Duration) -> Result<bool> {
+    let own: Option<u32> =
+        db.exec_first("reading the GTID domain", "SELECT @@gtid_domain_id", ())?;
+    let position = without_domain(position, own.unwrap_or(0));
     let waited: Option<Option<i64>> = db.exec_first(
         "waiting for replication",
         "SELECT MASTER_GTID_WAIT(?, ?)",
         (position, timeout.as_secs_f64()),
     )?;
     Ok(waited.flatten() == Some(0))
+}
+
+/// A GTID position (`D-S-N,D-S-N`) without the entries of domain `domain`.
+pub fn without_domain(position: &str, domain: u32) -> String {
+    position
+        .split(',')
+        .map(str::trim)
+        .filter(|g| !g.is_empty())
+        .filter(|g| g.split('-').next().and_then(|d| d.parse::<u32>().ok()) != Some(domain))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// The sessions whose open transactions hold row locks the server's replication threads wait
@@ -141,5 +157,18 @@ pub fn why_behind(db: &mut Db) -> String {
             b.join("; ")
         ),
         _ => "its replication lags".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_position_loses_only_the_named_domain() {
+        assert_eq!(without_domain("11-11-5,12-12-9", 12), "11-11-5");
+        assert_eq!(without_domain("12-12-9", 12), "");
+        assert_eq!(without_domain("", 3), "");
+        assert_eq!(without_domain("1-1-2, 21-21-4", 2), "1-1-2,21-21-4");
     }
 }

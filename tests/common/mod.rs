@@ -188,6 +188,9 @@ pub fn conn(port: u16) -> mysql::Conn {
 /// shardctl's own login on the sandbox's servers (the guards let only it through).
 pub const SHARDCTL_USER: &str = "shardctl";
 
+/// The config's `[shards.auth]` section for it (a test with a login of its own removes it).
+pub const SHARDCTL_AUTH: &str = "[shards.auth]\nuser = \"shardctl\"\nno_password = true\n";
+
 /// A connection as shardctl's login: for a test acting as an administrator whose writes the
 /// guards must let through (seeding rows a guarded user owns).
 pub fn shardctl_conn(port: u16) -> mysql::Conn {
@@ -199,6 +202,34 @@ pub fn shardctl_conn(port: u16) -> mysql::Conn {
             .prefer_socket(false),
     )
     .unwrap_or_else(|e| panic!("connect to 127.0.0.1:{port} as {SHARDCTL_USER}: {e}"))
+}
+
+/// Guards (`lives_on` Some) or unguards `user` on `port` alone, as shardctl does: logged in as
+/// shardctl, nothing replicated, the guard table's row and then its bucket's list.
+pub fn guard_by_hand(port: u16, database: &str, user: u64, lives_on: Option<&str>) {
+    let mut c = shardctl_conn(port);
+    c.query_drop("SET SESSION sql_log_bin = 0").unwrap();
+    match lives_on {
+        Some(to) => c.exec_drop(
+            format!("REPLACE INTO {database}.shardctl_guard (user_id, lives_on, guarded_at) VALUES (?, ?, UTC_TIMESTAMP(6))"),
+            (user, to),
+        ),
+        None => c.exec_drop(
+            format!("DELETE FROM {database}.shardctl_guard WHERE user_id = ?"),
+            (user,),
+        ),
+    }
+    .unwrap();
+    let bucket = user % shardctl::shard::guard::BUCKETS;
+    c.exec_drop(
+        format!(
+            "UPDATE {database}.shardctl_guard_buckets SET users = COALESCE((
+                 SELECT CONCAT(',', GROUP_CONCAT(CONCAT(g.user_id, '=', g.lives_on) ORDER BY g.user_id SEPARATOR ','), ',')
+                 FROM {database}.shardctl_guard g WHERE g.bucket = ?), '') WHERE bucket = ?"
+        ),
+        (bucket, bucket),
+    )
+    .unwrap();
 }
 
 /// Lets shardctl's login work in the tests' databases (`t_...`) as it does in the sandbox's
@@ -411,7 +442,7 @@ impl Env {
             "[ring]\nservers = [\"127.0.0.1:{ring_port}\"]\ndatabase = \"{ring_db}\"\n\
              [[tickets]]\nserver = \"127.0.0.1:{p}\"\ndatabase = \"{ta}\"\nauto_increment_increment = 2\nauto_increment_offset = 1\n\
              [[tickets]]\nserver = \"127.0.0.1:{p}\"\ndatabase = \"{tb}\"\nauto_increment_increment = 2\nauto_increment_offset = 2\n\
-             [shards]\ndatabase = \"{sd}\"\n[shards.auth]\nuser = \"{SHARDCTL_USER}\"\nno_password = true\n{tables}",
+             [shards]\ndatabase = \"{sd}\"\n{SHARDCTL_AUTH}{tables}",
             p = self.fed.ring_port(),
             ta = self.ticket_db('a'),
             tb = self.ticket_db('b'),
@@ -629,6 +660,10 @@ pub fn wait_replicated(source: &mut mysql::Conn, replica_port: u16) {
         .unwrap()
         .unwrap();
     let mut r = conn(replica_port);
+    // Without the replica's own domain: its peer logs what it replicates, the replica's own
+    // writes included, which the replica never applies.
+    let own: u32 = r.query_first("SELECT @@gtid_domain_id").unwrap().unwrap();
+    let pos = shardctl::shard::replica::without_domain(&pos, own);
     let waited: Option<i64> = r
         .exec_first("SELECT MASTER_GTID_WAIT(?, 30)", (pos,))
         .unwrap();
