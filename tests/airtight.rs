@@ -69,6 +69,14 @@ fn views(env: &Env, port: u16, photo: u64) -> Option<u64> {
         .unwrap()
 }
 
+/// Once replication settled: `photo` has `expected` views on every server of `shard`.
+fn assert_views(env: &Env, shard: &str, photo: u64, expected: u64) {
+    settle(env);
+    for port in env.shard_ports(shard) {
+        assert_eq!(views(env, port, photo), Some(expected), "on {port}");
+    }
+}
+
 fn rows_of(env: &Env, port: u16, user: u64) -> u64 {
     app(env, port)
         .exec_first("SELECT COUNT(*) FROM photos WHERE owner_id = ?", (user,))
@@ -231,10 +239,7 @@ fn a_prepared_xa_transaction_holds_moves_off_its_server_naming_it_until_it_ends(
     app(&env, src).query_drop("XA COMMIT 'app-xa-1'").unwrap();
     let moved = env.json(&["migrate", &id, "--to", &to, "--mode", "online"]);
     assert_eq!(moved["state"], "done", "{moved}");
-    settle(&env);
-    for port in env.shard_ports(&to) {
-        assert_eq!(views(&env, port, photo), Some(before + 1), "on {port}");
-    }
+    assert_views(&env, &to, photo, before + 1);
 }
 
 #[test]
@@ -445,10 +450,7 @@ fn only_the_moving_users_own_writers_hold_a_move_and_only_for_a_bounded_time() {
     assert!(back.stdout.contains("connection"), "{}", back.stdout);
     mine.query_drop("COMMIT").unwrap();
     assert_eq!(env.directory(user), (to.clone(), "active".into()));
-    settle(&env);
-    for port in env.shard_ports(&to) {
-        assert_eq!(views(&env, port, photo), Some(before + 1), "on {port}");
-    }
+    assert_views(&env, &to, photo, before + 1);
 }
 
 #[test]
