@@ -16,6 +16,13 @@ const FENCE: &str = "shardctl_fence";
 /// holder's open transactions (a paused process keeps them, and their locks, open).
 const SESSIONS: &str = "shardctl_fence_sessions";
 
+/// A registered session that may still be writing: alive now, logged in as we are, and not
+/// this one. Connection ids start again at 1 when a server restarts: a row left from before
+/// may name this session, or an application's, which must not be killed.
+const LIVE: &str = "connection_id <> CONNECTION_ID()
+     AND connection_id IN (SELECT ID FROM information_schema.PROCESSLIST
+                           WHERE USER = SUBSTRING_INDEX(USER(), '@', 1))";
+
 /// Creates the fence tables if they are missing.
 pub fn ensure_fence(db: &mut Db) -> Result<()> {
     db.query_drop(
@@ -65,7 +72,7 @@ pub fn raise_fence(db: &mut Db, user: u64, token: u64) -> Result<()> {
     ensure_fence(db)?;
     let stale: Vec<u64> = db.exec(
         "finding stale sessions",
-        &format!("SELECT connection_id FROM {SESSIONS} WHERE user_id = ? AND token < ? AND server_id = @@server_id"),
+        &format!("SELECT connection_id FROM {SESSIONS} WHERE user_id = ? AND token < ? AND server_id = @@server_id AND {LIVE}"),
         (user, token),
     )?;
     for id in &stale {
@@ -160,7 +167,7 @@ pub fn raise_fences(db: &mut Db, tokens: &[(u64, u64)]) -> Result<()> {
     let sessions: Vec<(u64, u64, u64)> = db.exec(
         "finding stale sessions",
         &format!(
-            "SELECT user_id, connection_id, token FROM {SESSIONS} WHERE server_id = @@server_id AND user_id IN ({})",
+            "SELECT user_id, connection_id, token FROM {SESSIONS} WHERE server_id = @@server_id AND {LIVE} AND user_id IN ({})",
             placeholders(users.len())
         ),
         values(&users),
