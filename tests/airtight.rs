@@ -334,6 +334,47 @@ fn a_moved_user_is_refused_on_every_server_it_left_until_it_moves_back() {
 }
 
 #[test]
+fn a_move_given_back_leaves_the_guard_where_it_was_going_as_it_was() {
+    let _turn = serial();
+    let user = 6081;
+    let (env, from, to) = world("back", user, 2000);
+    let id = user.to_string();
+    let moved = env.json(&["migrate", &id, "--to", &to, "--mode", "offline"]);
+    assert_eq!(moved["state"], "done", "{moved}");
+    // Moving back, given back (a statement-format write on its source): the shard it left
+    // keeps refusing it.
+    let (src, _) = route(&env, &to, user);
+    let photo = a_photo(&env, src, user);
+    let child = paused(
+        &env,
+        &[
+            "migrate", &id, "--to", &from, "--mode", "online", "--format", "json",
+        ],
+        "migrate.after_follow",
+    );
+    let mut c = app(&env, src);
+    c.query_drop("SET SESSION binlog_format = STATEMENT")
+        .unwrap();
+    bump(&mut c, photo).unwrap();
+    let (code, out) = resumed(child);
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(env.directory(user), (to.clone(), "active".into()));
+    for port in env.shard_ports(&from) {
+        let wrote = insert_photo(
+            &env,
+            port,
+            user,
+            user * 10_000_000 + 7_000_000 + u64::from(port),
+        );
+        assert!(
+            is_refusal(&wrote),
+            "a stale route wrote on {port}: {wrote:?}"
+        );
+    }
+    bump(&mut app(&env, src), photo).unwrap();
+}
+
+#[test]
 fn a_source_server_that_cannot_be_guarded_holds_the_move_naming_it() {
     let _turn = serial();
     let user = 6041;
@@ -450,7 +491,9 @@ fn only_the_moving_users_own_writers_hold_a_move_and_only_for_a_bounded_time() {
     assert!(back.stdout.contains("connection"), "{}", back.stdout);
     mine.query_drop("COMMIT").unwrap();
     assert_eq!(env.directory(user), (to.clone(), "active".into()));
-    assert_views(&env, &to, photo, before + 1);
+    // Given back whole: its writes are taken on its home again (no guard left behind).
+    bump(&mut app(&env, home), photo).unwrap();
+    assert_views(&env, &to, photo, before + 2);
 }
 
 #[test]

@@ -449,7 +449,22 @@ impl<'a> Group<'a> {
             let mut db = self.conns.get(addr)?;
             retry_deadlocks(|| fence::raise_fences(&mut db, &tokens))?;
         }
-        guard::open_destination(self.cfg, &servers(self.to), &self.users())
+        // Only checked here: the destination's servers keep refusing the accounts (guarded
+        // when they left it before) until the flip makes it theirs; a move given back leaves
+        // that guard as it was.
+        guard::check_destination(self.cfg, &servers(self.to))
+    }
+
+    /// From the flip on, the destination takes the accounts' writes: any guard it kept for them
+    /// from an earlier move is lifted. Done again by the clean-up (a failure here only delays
+    /// their writes there, refused until it is done).
+    fn open_destination(&mut self) {
+        if let Err(e) = guard::open_destination(self.cfg, &servers(self.to), &self.users()) {
+            self.ui.warn(&format!(
+                "{e}: the accounts' writes on {} stay refused until `shardctl migrate resume` lifts the guard",
+                self.to.name
+            ));
+        }
     }
 
     /// The accounts `moving`: guarded on every server of the source shard first (where the
@@ -657,7 +672,7 @@ impl<'a> Group<'a> {
             return Ok(());
         }
         Err(Error::Failed(format!(
-            "the source {} changed after the verification ({}): those writes came after the flip and are not on {}; its rows are kept. Copy what is missing to {} (compare both), delete the user's rows on {} as shardctl's login, then `shardctl migrate resume` finishes",
+            "the source {} changed after the verification ({}): those writes reached it past the log the move followed (after the flip, or from a session that turned its binary log off) and are not on {}; its rows are kept. Copy what is missing to {} (compare both), delete the user's rows on {} as shardctl's login, then `shardctl migrate resume` finishes",
             self.src,
             changed.join("; "),
             self.to.name,
@@ -775,6 +790,7 @@ impl<'a> Group<'a> {
             }
         }
         self.outcome.reached = Some(State::Flipped);
+        self.open_destination();
         self.outcome.read_only_seconds = self.marked_at.map(|t| t.elapsed().as_secs_f64());
         self.outcome
             .timings
@@ -794,6 +810,10 @@ impl<'a> Group<'a> {
     /// The source's rows go (its servers keep refusing the accounts' writes until they move
     /// back).
     fn clean(&mut self, mover: &mut dyn Mover<'a>) -> Result<()> {
+        // A resumed clean-up finishes what the flip may have left undone.
+        if let Course::Resume { .. } = self.course {
+            guard::open_destination(self.cfg, &servers(self.to), &self.users())?;
+        }
         self.source_unchanged()?;
         mover.delete(self, Side::Source, Step::Clean)?;
         passes(Step::Clean.failpoint_done());
@@ -824,14 +844,17 @@ impl<'a> Group<'a> {
             Ok(Fenced::Done(()))
         })?;
         crate::cache::users_changed(self.cfg, &users);
-        if let Err(e) = guard::given_back(self.cfg, &servers(self.from), &users) {
-            // The accounts are the source's again in the directory; a server that could not
-            // be reached keeps refusing their writes until it is pruned or they move on.
-            self.ui.warn(&format!(
-                "{e}: there the accounts' writes stay refused until `shardctl guard prune` lifts them"
-            ));
-        }
-        let state = if cleared {
+        // The accounts are the source's again in the directory; a server whose guard could not
+        // be lifted keeps refusing their writes: the entry stays `aborted`, and `migrate
+        // resume` lifts it.
+        let unguarded = guard::given_back(self.cfg, &servers(self.from), &users)
+            .map_err(|e| {
+                self.ui.warn(&format!(
+                    "{e}: there the accounts' writes stay refused until `shardctl migrate resume` lifts the guard"
+                ));
+            })
+            .is_ok();
+        let state = if cleared && unguarded {
             State::RolledBack
         } else {
             State::Aborted

@@ -363,12 +363,26 @@ fn guard(cfg: &Config, db: &mut Db, users: &[u64], lives_on: &str) -> Result<()>
     change_buckets(cfg, db, users, "guarding the users", &rows, params)
 }
 
-/// Lifts the guard of `users` on `db`'s server (a guard session's): given back to it, about to
-/// move onto it, or pruned.
+/// Lifts the guard of `users` on `db`'s server (a guard session's): given back to it, moved
+/// onto it, or pruned. Users it does not guard are left alone: their buckets are not written
+/// (nor waited for).
 fn unguard(cfg: &Config, db: &mut Db, users: &[u64]) -> Result<()> {
     if users.is_empty() {
         return Ok(());
     }
+    let guarded: Vec<u64> = db.exec(
+        "reading the guard",
+        &format!(
+            "SELECT user_id FROM {} WHERE user_id IN ({})",
+            qualified(cfg, TABLE),
+            placeholders(users.len())
+        ),
+        values(users),
+    )?;
+    if guarded.is_empty() {
+        return Ok(());
+    }
+    let users = guarded.as_slice();
     let rows = format!(
         "DELETE FROM {} WHERE user_id IN ({})",
         qualified(cfg, TABLE),
@@ -489,8 +503,17 @@ fn on_each(
     )))
 }
 
-/// Before a move marks `users` moving: their guard lifted on every server of the destination
-/// shard (its rows become theirs at the flip).
+/// Before a move: every server of the destination shard has the guard (a move onto a server
+/// without it could not be guarded there later).
+pub fn check_destination(cfg: &Config, servers: &[HostPort]) -> Result<()> {
+    if !enabled(cfg) {
+        return Ok(());
+    }
+    on_each(cfg, servers, "checking the destination's guard", |_| Ok(()))
+}
+
+/// At the flip: the users' guard lifted on every server of the destination shard (its rows
+/// are theirs now).
 pub fn open_destination(cfg: &Config, servers: &[HostPort], users: &[u64]) -> Result<()> {
     if !enabled(cfg) {
         return Ok(());
