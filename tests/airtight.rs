@@ -118,6 +118,26 @@ fn paused(env: &Env, args: &[&str], failpoint: &str) -> std::process::Child {
     child
 }
 
+/// An online move of `id` to `to`, paused right after the writable verification: the window
+/// an application's last writes before the mark fall in.
+fn paused_after_follow(env: &Env, id: &str, to: &str) -> std::process::Child {
+    paused(
+        env,
+        &[
+            "migrate", id, "--to", to, "--mode", "online", "--format", "json",
+        ],
+        "migrate.after_follow",
+    )
+}
+
+/// An application session on `port` whose writes reach the binary log as statements.
+fn statement_session(env: &Env, port: u16) -> mysql::Conn {
+    let mut c = app(env, port);
+    c.query_drop("SET SESSION binlog_format = STATEMENT")
+        .unwrap();
+    c
+}
+
 /// Resumes a paused command and waits for it: (exit code, stdout).
 fn resumed(child: std::process::Child) -> (i32, String) {
     signal(child.id() as i32, libc::SIGCONT);
@@ -139,16 +159,8 @@ fn statement_format_writes_during_an_online_move_are_never_lost_and_the_give_bac
     let id = user.to_string();
     // Paused after the whole account was verified while writable: the window in which a
     // statement-format update used to be skipped.
-    let child = paused(
-        &env,
-        &[
-            "migrate", &id, "--to", &to, "--mode", "online", "--format", "json",
-        ],
-        "migrate.after_follow",
-    );
-    let mut c = app(&env, src);
-    c.query_drop("SET SESSION binlog_format = STATEMENT")
-        .unwrap();
+    let child = paused_after_follow(&env, &id, &to);
+    let mut c = statement_session(&env, src);
     for _ in 0..21 {
         bump(&mut c, photo).unwrap();
     }
@@ -179,16 +191,8 @@ fn statement_format_writes_during_an_online_move_are_never_lost_and_the_give_bac
             (other * 10_000_000 + 1, other),
         )
         .unwrap();
-    let child = paused(
-        &env,
-        &[
-            "migrate", &id, "--to", &to, "--mode", "online", "--format", "json",
-        ],
-        "migrate.after_follow",
-    );
-    let mut c = app(&env, src);
-    c.query_drop("SET SESSION binlog_format = STATEMENT")
-        .unwrap();
+    let child = paused_after_follow(&env, &id, &to);
+    let mut c = statement_session(&env, src);
     bump(&mut c, other * 10_000_000 + 1).unwrap();
     let (code, out) = resumed(child);
     assert_eq!(code, 0, "{out}");
@@ -345,16 +349,8 @@ fn a_move_given_back_leaves_the_guard_where_it_was_going_as_it_was() {
     // keeps refusing it.
     let (src, _) = route(&env, &to, user);
     let photo = a_photo(&env, src, user);
-    let child = paused(
-        &env,
-        &[
-            "migrate", &id, "--to", &from, "--mode", "online", "--format", "json",
-        ],
-        "migrate.after_follow",
-    );
-    let mut c = app(&env, src);
-    c.query_drop("SET SESSION binlog_format = STATEMENT")
-        .unwrap();
+    let child = paused_after_follow(&env, &id, &from);
+    let mut c = statement_session(&env, src);
     bump(&mut c, photo).unwrap();
     let (code, out) = resumed(child);
     assert_eq!(code, 1, "{out}");
@@ -422,9 +418,7 @@ fn a_replicated_statement_for_a_guarded_user_never_stops_replication() {
     let (src, peer) = route(&env, &from, user);
     // Guarded on the source alone, as at a move's mark before the peer is.
     guard_by_hand(src, &env.shard_db(), user, Some("elsewhere"));
-    let mut c = app(&env, peer);
-    c.query_drop("SET SESSION binlog_format = STATEMENT")
-        .unwrap();
+    let mut c = statement_session(&env, peer);
     let photo = user * 10_000_000 + 5_000_000;
     c.exec_drop(
         "INSERT INTO photos (photo_id, owner_id, title, taken_at, views) VALUES (?, ?, 'peer', NOW(), 3)",
@@ -466,9 +460,7 @@ fn only_the_moving_users_own_writers_hold_a_move_and_only_for_a_bounded_time() {
         .unwrap();
     // Another user's open transactions, in statement format and at REPEATABLE READ: the move
     // goes on beside them.
-    let mut open = app(&env, src);
-    open.query_drop("SET SESSION binlog_format = STATEMENT")
-        .unwrap();
+    let mut open = statement_session(&env, src);
     open.query_drop("START TRANSACTION").unwrap();
     bump(&mut open, theirs).unwrap();
     let id = user.to_string();
