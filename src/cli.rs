@@ -144,7 +144,7 @@ pub struct GuardPruneArgs {
 #[derive(Debug, Args)]
 pub struct GuardChangeArgs {
     /// How long to wait for each table's metadata lock (CREATE and DROP TRIGGER take one)
-    #[arg(long, value_name = "DUR", default_value = "30s", value_parser = duration)]
+    #[arg(long, value_name = "DUR", default_value = "30s", value_parser = positive_duration)]
     pub timeout: std::time::Duration,
     /// Print the statements, change nothing
     #[arg(long)]
@@ -523,6 +523,18 @@ fn lock_name(s: &str) -> Result<LockName, String> {
     s.parse()
 }
 
+fn owner(s: &str) -> Result<String, String> {
+    crate::types::plain_text("--owner", s, 255)
+}
+
+fn purpose(s: &str) -> Result<String, String> {
+    crate::types::plain_text("--purpose", s, 255)
+}
+
+fn reason(s: &str) -> Result<String, String> {
+    crate::types::plain_text("--reason", s, 1000)
+}
+
 fn duration(s: &str) -> Result<std::time::Duration, String> {
     crate::types::parse_duration(s)
 }
@@ -547,13 +559,13 @@ pub struct LockAcquireArgs {
     #[arg(long, value_name = "DUR")]
     pub ttl: Ttl,
     /// Who holds it [default: the operator]
-    #[arg(long, value_name = "O")]
+    #[arg(long, value_name = "O", value_parser = owner)]
     pub owner: Option<String>,
     /// Keep trying this long while the lock is in use
     #[arg(long, value_name = "DUR", value_parser = duration)]
     pub wait: Option<std::time::Duration>,
     /// Why it is held, recorded in the lease
-    #[arg(long, value_name = "TEXT")]
+    #[arg(long, value_name = "TEXT", value_parser = purpose)]
     pub purpose: Option<String>,
     /// Say whether the lock could be taken now (exit 3 if not), take nothing
     #[arg(long)]
@@ -608,7 +620,7 @@ pub struct LockForceReleaseArgs {
     #[arg(value_parser = lock_name)]
     pub name: LockName,
     /// Why, for the audit log
-    #[arg(long, value_name = "TEXT")]
+    #[arg(long, value_name = "TEXT", value_parser = reason)]
     pub reason: String,
     /// Show the lease and the session that would be killed, change nothing
     #[arg(long)]
@@ -689,9 +701,10 @@ pub struct RollArgs {
     /// How long each drain waits for sessions, and each restore for servers to catch up
     #[arg(long, value_name = "DUR", value_parser = positive_duration, default_value = "5m")]
     pub timeout: std::time::Duration,
-    /// A command still running after this long is stopped and counts as failed [default: none]
-    #[arg(long, value_name = "DUR", value_parser = positive_duration)]
-    pub exec_timeout: Option<std::time::Duration>,
+    /// A command still running after this long is stopped (SIGTERM, SIGKILL 5s later) and
+    /// counts as failed; raise it for long upgrades
+    #[arg(long, value_name = "DUR", value_parser = positive_duration, default_value = "1h")]
+    pub exec_timeout: std::time::Duration,
     /// Refuse to drain, and wait to restore, while replication lags more than this many seconds
     #[arg(long, value_name = "SECS", default_value_t = 5)]
     pub max_lag: u64,

@@ -124,8 +124,14 @@ pub fn table(headers: &[&str], rows: impl IntoIterator<Item = Vec<String>>) -> S
     t.load_preset(UTF8_FULL_CONDENSED)
         .set_content_arrangement(ContentArrangement::Disabled)
         .set_header(headers.to_vec());
+    // Cells often hold what someone else stored (an owner, a purpose, a command): escaped, so
+    // no stored text moves the cursor or forges a row.
     for row in rows {
-        t.add_row(row);
+        t.add_row(
+            row.iter()
+                .map(|c| crate::types::shown(c))
+                .collect::<Vec<_>>(),
+        );
     }
     t.to_string()
 }

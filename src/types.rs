@@ -81,6 +81,50 @@ fn check_name(kind: &str, s: &str, max: usize, extra: &[char]) -> Result<(), Str
     Ok(())
 }
 
+/// Whether `c` changes how text around it is shown without being seen itself: controls (ESC,
+/// newline, BEL) and Unicode's format characters (bidi overrides and isolates, zero-width
+/// characters, the byte-order mark, tags).
+pub fn is_hidden_char(c: char) -> bool {
+    c.is_control()
+        || matches!(c as u32,
+            0xAD | 0x600..=0x605 | 0x61C | 0x6DD | 0x70F | 0x890..=0x891 | 0x8E2 | 0x180E
+            | 0x200B..=0x200F | 0x202A..=0x202E | 0x2060..=0x2064 | 0x2066..=0x206F | 0xFEFF
+            | 0xFFF9..=0xFFFB | 0x110BD | 0x110CD | 0x13430..=0x1343F | 0x1BCA0..=0x1BCA3
+            | 0x1D173..=0x1D17A | 0xE0001 | 0xE0020..=0xE007F)
+}
+
+/// Free text an operator gives (an owner, a purpose, a reason): printed later in tables and
+/// audit lines, so nothing in it may move the cursor, forge a line or reorder what is shown.
+pub fn plain_text(what: &str, s: &str, max: usize) -> Result<String, String> {
+    if let Some(c) = s.chars().find(|&c| is_hidden_char(c)) {
+        return Err(format!(
+            "{what} contains {:?} (U+{:04X}): control and format characters are not allowed",
+            c, c as u32
+        ));
+    }
+    if s.chars().count() > max {
+        return Err(format!("{what} is longer than {max} characters"));
+    }
+    Ok(s.to_string())
+}
+
+/// Stored text for a table cell: hidden characters shown escaped (`\u{1b}`), so a record
+/// written by anyone cannot move the cursor or forge a row.
+pub fn shown(s: &str) -> String {
+    if !s.chars().any(is_hidden_char) {
+        return s.to_string();
+    }
+    s.chars()
+        .map(|c| {
+            if is_hidden_char(c) {
+                c.escape_unicode().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 /// A shard name: `[A-Za-z0-9_.-]`, at most 64 characters.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ShardName(String);
@@ -140,6 +184,12 @@ impl FromStr for LockName {
     type Err = String;
     fn from_str(s: &str) -> Result<LockName, String> {
         check_name("lock name", s, 64, &['_', '.', ':', '-'])?;
+        // ZooKeeper refuses these as path segments: a name must work on both backends.
+        if s == "." || s == ".." {
+            return Err(format!(
+                "lock name `{s}` is a path step, not a name (ZooKeeper refuses it)"
+            ));
+        }
         Ok(LockName(s.to_string()))
     }
 }

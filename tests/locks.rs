@@ -416,3 +416,68 @@ fn sweep_releases_expired_leases_quietly_and_sweeps_do_not_collide() {
     let verbose = env.run(&["lock", "sweep", "-v"]);
     assert!(verbose.stdout.contains("released 0"), "{}", verbose.stdout);
 }
+
+#[test]
+fn skewed_clocks_on_mysql_never_make_two_holders() {
+    let env = Env::new(fed(), "skew");
+    common::skewed_hosts_never_make_two_holders(&env);
+}
+
+#[test]
+fn hostile_text_is_refused_at_input_and_stored_text_is_escaped_in_tables() {
+    let env = Env::new(fed(), "hostile_text");
+    for (flag, value) in [
+        ("--owner", "a\u{1b}[31mred"),
+        ("--owner", "two\nlines"),
+        ("--purpose", "bell\u{7}"),
+        ("--purpose", "\u{202e}gnp.exe"),
+        ("--owner", "zero\u{200b}width"),
+    ] {
+        let r = env.run(&["lock", "acquire", "t", "--ttl", "5s", flag, value]);
+        assert_eq!(r.code, 2, "{flag} {value:?}: {}", r.stderr);
+    }
+    let r = env.run(&[
+        "lock",
+        "force-release",
+        "t",
+        "--reason",
+        "osc\u{1b}]0;x\u{7}",
+    ]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    let r = env.run_with(&["lock", "list"], &[("SHARDCTL_OPERATOR", "eve\u{202e}")]);
+    assert_eq!(r.code, 2, "a bidi override in the operator: {}", r.stderr);
+    let r = env.run(&["guard", "install", "--timeout", "0s", "--dry-run"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    // A set but non-UTF-8 operator is refused, not skipped for the next variable.
+    use std::os::unix::ffi::OsStrExt;
+    let out = std::process::Command::new(common::bin())
+        .args(["lock", "list"])
+        .env("SHARDCTL_CONFIG", &env.config)
+        .env("SHARDCTL_OPERATOR", std::ffi::OsStr::from_bytes(b"caf\xe9"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert_eq!(token_of(&env, "t"), None, "nothing was taken");
+    // A lease written by anyone else, with escapes and a newline, cannot steer the terminal or
+    // forge a row of the table.
+    env.ring()
+        .query_drop(
+            "INSERT INTO locks (name, owner, host, pid, purpose, acquired_at, expires_at, metadata)
+             VALUES ('forged', CONCAT('x', CHAR(27), '[2J', CHAR(10), '| fake | row |'), 'h', 1, '',
+                     UTC_TIMESTAMP(6), UTC_TIMESTAMP(6) + INTERVAL 1 HOUR, '{}')",
+        )
+        .unwrap();
+    let table = env.run(&["lock", "list"]);
+    assert_eq!(table.code, 0, "{}", table.stderr);
+    assert!(!table.stdout.contains('\u{1b}'), "{:?}", table.stdout);
+    assert!(
+        table.stdout.contains("\\u{1b}[2J\\u{a}| fake | row |"),
+        "{}",
+        table.stdout
+    );
+    assert!(
+        !table.stdout.lines().any(|l| l.starts_with("| fake")),
+        "{}",
+        table.stdout
+    );
+}

@@ -384,10 +384,10 @@ fn a_sweep_never_deletes_a_successor() {
     env.json(&["lock", "acquire", "aba", "--ttl", "1s"]);
     std::thread::sleep(Duration::from_millis(1100));
     let stale = store.read("aba").unwrap().unwrap();
-    assert!(stale.record.expired());
+    assert!(stale.expired_at(store.now_ms().unwrap()));
     env.json(&["lock", "release", "aba"]);
     let successor = env.json(&["lock", "acquire", "aba", "--ttl", "60s"]);
-    assert!(!store.delete("aba", stale.holder.as_deref()).unwrap());
+    assert!(!store.delete_judged(&stale).unwrap());
     assert_eq!(
         env.json(&["lock", "show", "aba"])["lease"]["token"],
         successor["token"]
@@ -688,4 +688,186 @@ mod crashes {
             assert!(lock_names(&env).is_empty(), "{point}: locks left");
         }
     }
+}
+
+#[test]
+fn skewed_clocks_on_zookeeper_never_make_two_holders() {
+    let _g = shared();
+    let env = zk_env("zk_skew", "6s");
+    common::skewed_hosts_never_make_two_holders(&env);
+    // A holder whose clock is 2 h behind writes a lease every host sees as alive: the leader's
+    // time of its write decides, not the text it wrote.
+    let store = ZkStore::connect(&zk_config("zk_skew", Duration::from_secs(6))).unwrap();
+    env.json(&["lock", "acquire", "behind", "--ttl", "1h"]);
+    let mut node = store.read("behind").unwrap().unwrap();
+    node.record.expires_at = "2020-01-01T00:00:00.000000Z".into();
+    store
+        .update("behind", node.holder.as_deref().unwrap(), &node.record)
+        .unwrap()
+        .unwrap();
+    let shown = env.json(&["lock", "show", "behind"]);
+    assert_eq!(shown["lease"]["expired"], false, "{shown}");
+    assert!(env.json(&["lock", "sweep", "--dry-run"])["locks"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+    env.json(&["lock", "release", "behind"]);
+}
+
+#[test]
+fn a_delete_judged_on_a_stale_read_never_removes_a_renewed_lock() {
+    let _g = shared();
+    let env = zk_env("zk_version", "6s");
+    let store = ZkStore::connect(&zk_config("zk_version", Duration::from_secs(6))).unwrap();
+    env.json(&["lock", "acquire", "renewed", "--ttl", "1s"]);
+    std::thread::sleep(Duration::from_millis(1100));
+    // A sweeper read it expired; then its holder renewed it (a write, a new version).
+    let stale = store.read("renewed").unwrap().unwrap();
+    assert!(stale.expired_at(store.now_ms().unwrap()));
+    let mut record = stale.record.clone();
+    record.max_hold_seconds = 60.0;
+    store
+        .update("renewed", stale.holder.as_deref().unwrap(), &record)
+        .unwrap()
+        .unwrap();
+    assert!(
+        !store.delete_judged(&stale).unwrap(),
+        "the stale delete fails"
+    );
+    let shown = env.json(&["lock", "show", "renewed"]);
+    assert_eq!(shown["held"], true);
+    assert_eq!(shown["lease"]["expired"], false, "{shown}");
+    env.json(&["lock", "release", "renewed"]);
+}
+
+fn zk_cli(args: &[&str]) -> String {
+    let out = std::process::Command::new("/usr/share/zookeeper/bin/zkCli.sh")
+        .args(["-server", &format!("127.0.0.1:{}", zk_ports()[0])])
+        .args(args)
+        .output()
+        .unwrap();
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[test]
+fn names_and_nodes_zookeeper_treats_differently_work_the_same_everywhere() {
+    let _g = shared();
+    let env = zk_env("zk_nodes", "6s");
+    for name in [".", ".."] {
+        for verb in [
+            vec!["lock", "acquire", name, "--ttl", "5s"],
+            vec!["lock", "show", name],
+        ] {
+            let r = env.run(&verb);
+            assert_eq!(r.code, 2, "{verb:?}: {}", r.stderr);
+        }
+    }
+    // A stray child beside the holder's: release, force-release and the sweep still remove
+    // the lock, and force-release says what else it found.
+    env.json(&["lock", "acquire", "stray", "--ttl", "60s"]);
+    zk_cli(&["create", "/t_zk_nodes/locks/stray/junk", "x"]);
+    let released = env.json(&["lock", "release", "stray"]);
+    assert_eq!(released["released"], true, "{released}");
+    env.json(&["lock", "acquire", "forced", "--ttl", "60s"]);
+    zk_cli(&["create", "/t_zk_nodes/locks/forced/junk", "x"]);
+    let forced = env.json(&["lock", "force-release", "forced", "--reason", "test"]);
+    assert_eq!(forced["released"], true, "{forced}");
+    assert_eq!(forced["stray_children"], serde_json::json!(["junk"]));
+    env.json(&["lock", "acquire", "swept", "--ttl", "1s"]);
+    zk_cli(&["create", "/t_zk_nodes/locks/swept/junk", "x"]);
+    std::thread::sleep(Duration::from_millis(1200));
+    assert_eq!(
+        env.json(&["lock", "sweep"])["locks"],
+        serde_json::json!(["swept"])
+    );
+    assert!(lock_names(&env).is_empty(), "{:?}", lock_names(&env));
+    // A root inside ZooKeeper's own tree is refused at load.
+    let text = std::fs::read_to_string(&env.config).unwrap();
+    std::fs::write(
+        &env.config,
+        text.replace("root = \"/t_zk_nodes\"", "root = \"/zookeeper/quota\""),
+    )
+    .unwrap();
+    let r = env.run(&["lock", "list"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("/zookeeper"), "{}", r.stderr);
+}
+
+#[test]
+fn a_forged_record_never_sends_the_shard_login_anywhere() {
+    let _g = shared();
+    let env = zk_env("zk_forged", "6s");
+    env.register_shards();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let trap = format!("127.0.0.1:{}", listener.local_addr().unwrap().port());
+    let store = ZkStore::connect(&zk_config("zk_forged", Duration::from_secs(6))).unwrap();
+    env.json(&["lock", "acquire", "forged", "--ttl", "60s"]);
+    let mut node = store.read("forged").unwrap().unwrap();
+    node.record.holder_server = Some(trap.clone());
+    node.record.holder_connection = Some(7);
+    store
+        .update("forged", node.holder.as_deref().unwrap(), &node.record)
+        .unwrap()
+        .unwrap();
+    env.json(&["lock", "show", "forged"]);
+    let r = env.run(&["lock", "acquire", "forged", "--ttl", "5s"]);
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    env.run(&["lock", "acquire", "forged", "--ttl", "5s", "--dry-run"]);
+    env.json(&[
+        "lock",
+        "force-release",
+        "forged",
+        "--reason",
+        "forged record",
+    ]);
+    match listener.accept() {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        other => panic!("shardctl connected to the forged holder server {trap}: {other:?}"),
+    }
+}
+
+#[test]
+fn with_digest_authentication_the_lock_nodes_are_not_world_writable() {
+    let _g = shared();
+    let env = zk_env("zk_digest", "6s");
+    let password = env.dir.path().join("zk.pw");
+    std::fs::write(&password, "s3cret\n").unwrap();
+    let text = std::fs::read_to_string(&env.config).unwrap();
+    std::fs::write(
+        &env.config,
+        text.replace(
+            "root = \"/t_zk_digest\"",
+            &format!(
+                "root = \"/t_zk_digest/auth\"\ndigest_user = \"shardctl\"\ndigest_password_file = \"{}\"",
+                password.display()
+            ),
+        ),
+    )
+    .unwrap();
+    env.json(&["lock", "acquire", "guarded", "--ttl", "60s"]);
+    let acl = zk_cli(&["getAcl", "/t_zk_digest/auth/locks/guarded"]);
+    assert!(acl.contains("'digest,'shardctl:"), "{acl}");
+    assert!(!acl.contains("'world,'anyone\n: cdrwa"), "{acl}");
+    // Another client of the ensemble, without the identity, can neither delete nor change it.
+    let mut anonymous = zk_config("zk_digest", Duration::from_secs(6));
+    anonymous.root = "/t_zk_digest/auth".into();
+    let other = ZkStore::connect(&anonymous).unwrap();
+    let node = other.read("guarded").unwrap().unwrap();
+    assert!(
+        other.delete_judged(&node).is_err(),
+        "an anonymous delete is refused"
+    );
+    assert!(other.read("guarded").unwrap().is_some());
+    assert!(!other.world_writable().unwrap());
+    // Without the identity, the open default is what `doctor` reports.
+    let open = ZkStore::connect(&zk_config("zk_digest", Duration::from_secs(6))).unwrap();
+    assert!(open.world_writable().unwrap());
+    let shown = env.json(&["lock", "show", "guarded"]);
+    assert_eq!(shown["held"], true, "{shown}");
+    env.json(&["lock", "release", "guarded"]);
 }

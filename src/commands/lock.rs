@@ -8,7 +8,7 @@ use crate::lock::run::{run_under_lock, RunOptions, RunOutcome};
 use crate::lock::{ForceReleased, Lease, ListFilter, LockClient, Request};
 use crate::output::{table, Outcome, Report};
 use crate::ring::audit;
-use crate::types::LockName;
+use crate::types::{shown, LockName};
 
 #[derive(Serialize)]
 struct Acquired {
@@ -134,7 +134,11 @@ impl Report for Preview {
         if let Some(l) = &self.lease {
             out.push_str(&format!(
                 "\nlease: {} on {} (pid {}, token {}), expires {}",
-                l.owner, l.host, l.pid, l.token, l.expires_at
+                shown(&l.owner),
+                shown(&l.host),
+                l.pid,
+                l.token,
+                shown(&l.expires_at)
             ));
         }
         if let Some(h) = &self.getlock_holder {

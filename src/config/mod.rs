@@ -81,6 +81,9 @@ pub struct ZookeeperConfig {
     /// The session timeout asked of the ensemble: how long a holder that stopped answering
     /// keeps its ephemeral nodes, and the bound on waiting for an ensemble that does not answer.
     pub session_timeout: Duration,
+    /// ZooKeeper digest authentication (`digest_user` and its password): with it, the nodes
+    /// shardctl creates can be changed only by that identity (everyone may still read them).
+    pub digest: Option<(String, Secret)>,
 }
 
 impl ZookeeperConfig {
@@ -255,19 +258,77 @@ struct RawLocks {
     servers: Option<Vec<String>>,
     root: Option<String>,
     session_timeout: Option<String>,
+    digest_user: Option<String>,
+    digest_password_file: Option<PathBuf>,
+    digest_password_env: Option<String>,
 }
 
 fn default_lock_backend() -> String {
     "mysql".into()
 }
 
-fn locks_config(raw: RawLocks) -> std::result::Result<LockBackend, String> {
+/// `[locks] digest_user` with `digest_password_file` or `digest_password_env`.
+fn zookeeper_digest(
+    raw: &RawLocks,
+    base: &Path,
+    warnings: &mut Vec<String>,
+) -> std::result::Result<Option<(String, Secret)>, String> {
+    let password = match (&raw.digest_password_file, &raw.digest_password_env) {
+        (Some(_), Some(_)) => {
+            return Err("[locks] use one of digest_password_file and digest_password_env".into())
+        }
+        (Some(file), None) => {
+            let path = base.join(file);
+            let text = Disk
+                .read(&path)
+                .map_err(|e| format!("[locks] digest_password_file {e}"))?;
+            if world_readable(&path) {
+                warnings.push(format!(
+                    "ZooKeeper password file {} is readable by everyone (chmod 600 {})",
+                    path.display(),
+                    path.display()
+                ));
+            }
+            Some(text.trim_end_matches(['\n', '\r']).to_string())
+        }
+        (None, Some(var)) => {
+            Some(std::env::var(var).map_err(|_| {
+                format!("[locks] digest_password_env names ${var}, which is not set")
+            })?)
+        }
+        (None, None) => None,
+    };
+    match (&raw.digest_user, password) {
+        (None, None) => Ok(None),
+        (Some(user), Some(password)) => {
+            if user.is_empty() || user.contains(':') || user.chars().any(char::is_control) {
+                return Err(format!(
+                    "[locks] digest_user `{user}` must be a name without `:` or control characters"
+                ));
+            }
+            Ok(Some((user.clone(), Secret::new(password))))
+        }
+        (Some(_), None) => {
+            Err("[locks] digest_user needs digest_password_file or digest_password_env".into())
+        }
+        (None, Some(_)) => Err("[locks] a digest password needs digest_user".into()),
+    }
+}
+
+fn locks_config(
+    raw: RawLocks,
+    base: &Path,
+    warnings: &mut Vec<String>,
+) -> std::result::Result<LockBackend, String> {
     match raw.backend.as_str() {
         "mysql" => {
             let stray = [
                 ("servers", raw.servers.is_some()),
                 ("root", raw.root.is_some()),
                 ("session_timeout", raw.session_timeout.is_some()),
+                ("digest_user", raw.digest_user.is_some()),
+                ("digest_password_file", raw.digest_password_file.is_some()),
+                ("digest_password_env", raw.digest_password_env.is_some()),
             ];
             match stray.iter().find(|(_, given)| *given) {
                 Some((key, _)) => Err(format!(
@@ -277,7 +338,7 @@ fn locks_config(raw: RawLocks) -> std::result::Result<LockBackend, String> {
             }
         }
         "zookeeper" => {
-            let servers = raw.servers.unwrap_or_default();
+            let servers = raw.servers.clone().unwrap_or_default();
             if servers.is_empty() {
                 return Err(
                     "[locks] backend = \"zookeeper\" needs servers = [\"HOST:PORT\", ...] (the ensemble)"
@@ -288,7 +349,7 @@ fn locks_config(raw: RawLocks) -> std::result::Result<LockBackend, String> {
                 .iter()
                 .map(|s| s.parse().map_err(|e| format!("[locks] servers: {e}")))
                 .collect::<std::result::Result<Vec<HostPort>, String>>()?;
-            let root = raw.root.unwrap_or_else(|| "/shardctl".into());
+            let root = raw.root.clone().unwrap_or_else(|| "/shardctl".into());
             let segments_ok = root.strip_prefix('/').is_some_and(|r| {
                 r.split('/')
                     .all(|seg| !seg.is_empty() && seg != "." && seg != "..")
@@ -298,6 +359,12 @@ fn locks_config(raw: RawLocks) -> std::result::Result<LockBackend, String> {
                     "[locks] root `{root}` must be an absolute ZooKeeper path like /shardctl (no trailing slash, no empty segments)"
                 ));
             }
+            if root == "/zookeeper" || root.starts_with("/zookeeper/") {
+                return Err(format!(
+                    "[locks] root `{root}` is inside /zookeeper, which ZooKeeper keeps for itself"
+                ));
+            }
+            let digest = zookeeper_digest(&raw, base, warnings)?;
             let session_timeout = match raw.session_timeout {
                 None => Duration::from_secs(6),
                 Some(v) => match parse_duration(&v) {
@@ -314,6 +381,7 @@ fn locks_config(raw: RawLocks) -> std::result::Result<LockBackend, String> {
                 servers,
                 root,
                 session_timeout,
+                digest,
             }))
         }
         other => Err(format!(
@@ -720,7 +788,7 @@ impl Config {
         let cache = raw.cache.map(cache_config).transpose().map_err(bad)?;
         let locks = raw
             .locks
-            .map(locks_config)
+            .map(|l| locks_config(l, base, &mut warnings))
             .transpose()
             .map_err(bad)?
             .unwrap_or_default();

@@ -73,7 +73,29 @@ fn ensemble_checks(z: &ZookeeperConfig, out: &mut Vec<Check>) {
             "a majority of the ensemble must run and agree on one leader: check each node's server.N lines",
         )
     });
-    out.push(match ZkStore::connect(z).and_then(|s| s.probe()) {
+    let store = ZkStore::connect(z);
+    if let Ok(store) = &store {
+        match store.world_writable() {
+            // Said, not failed: a sandbox or a closed network may choose open nodes.
+            Ok(true) => out.push(Check::pass(
+                &target,
+                "zookeeper acl",
+                format!(
+                    "WORLD-WRITABLE: anyone who reaches the ensemble can change or delete {}/locks; \
+                     set [locks] digest_user with digest_password_file (an existing directory keeps \
+                     its ACL: setAcl it, or use a new root)",
+                    z.root
+                ),
+            )),
+            Ok(false) => out.push(Check::pass(
+                &target,
+                "zookeeper acl",
+                "the lock nodes are not world-writable".to_string(),
+            )),
+            Err(_) => {}
+        }
+    }
+    out.push(match store.and_then(|s| s.probe()) {
         Ok(()) => Check::pass(
             &target,
             "zookeeper session",

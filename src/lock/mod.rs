@@ -5,13 +5,14 @@
 //! The winner is decided by one statement: the lease `INSERT` (primary key on the name), which
 //! also draws the token from the table's auto-increment. Nothing checks and then acts.
 
+pub mod clock;
+pub mod keeper;
 pub mod lease;
 pub mod run;
 pub mod zk;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -21,7 +22,7 @@ use crate::db::{retry_deadlocks, Db};
 use crate::error::{kind_of, DbErrorKind, Error, Result};
 use crate::ring::{self, audit, directory, fences};
 use crate::shard::routing;
-use crate::types::{HostPort, LockName};
+use crate::types::{shown, HostPort, LockName};
 use lease::{judge, Observed, Verdict};
 use zk::ZkStore;
 
@@ -44,9 +45,9 @@ pub struct Lease {
     pub metadata: Value,
     /// Where the lease is kept: "mysql" (the ring's `locks` table) or "zookeeper".
     pub backend: &'static str,
-    /// On ZooKeeper, the lock node's holder child (None: its ephemeral child is gone).
+    /// On ZooKeeper, the lock node as read: what a takeover or sweep deletes, at its version.
     #[serde(skip)]
-    zk_holder: Option<Option<String>>,
+    zk_node: Option<zk::Node>,
 }
 
 const LEASE_COLUMNS: &str = "name, owner, host, pid, purpose, token,
@@ -82,7 +83,7 @@ impl mysql::prelude::FromRow for LeaseRow {
                 holder_connection: take(r, 12)?,
                 metadata: serde_json::from_str(&take::<String>(r, 13)?).unwrap_or(Value::Null),
                 backend: "mysql",
-                zk_holder: None,
+                zk_node: None,
             })
         })();
         lease.map(LeaseRow).ok_or(mysql::FromRowError(row))
@@ -90,26 +91,34 @@ impl mysql::prelude::FromRow for LeaseRow {
 }
 
 impl Lease {
-    fn from_node(node: zk::Node) -> Lease {
-        let r = node.record;
+    /// A lock node judged at `now_ms` on the ensemble's clock: its times are the leader's
+    /// (created, last written), whatever the record's text says.
+    fn from_node(node: zk::Node, now_ms: i64) -> Lease {
+        let r = node.record.clone();
+        let expires_ms = node.expires_ms();
         Lease {
-            name: node.name,
-            expired: r.expired(),
-            age_seconds: r.age_seconds(),
-            remaining_seconds: r.remaining_seconds(),
+            name: node.name.clone(),
+            expired: node.expired_at(now_ms),
+            age_seconds: (now_ms - node.ctime_ms).max(0) as f64 / 1000.0,
+            remaining_seconds: (expires_ms.saturating_sub(now_ms)).max(0) as f64 / 1000.0,
             owner: r.owner,
             host: r.host,
             pid: r.pid,
             purpose: r.purpose,
             token: node.token,
-            acquired_at: r.acquired_at,
-            expires_at: r.expires_at,
+            acquired_at: zk::zk_timestamp(node.ctime_ms),
+            expires_at: zk::zk_timestamp(expires_ms),
             holder_server: r.holder_server,
             holder_connection: r.holder_connection,
             metadata: r.metadata,
             backend: "zookeeper",
-            zk_holder: Some(node.holder),
+            zk_node: Some(node),
         }
+    }
+
+    /// On ZooKeeper, the holder child (None: its ephemeral child is gone); None on mysql.
+    fn zk_holder(&self) -> Option<Option<&str>> {
+        self.zk_node.as_ref().map(|n| n.holder.as_deref())
     }
 
     fn holder(&self) -> Option<(HostPort, u64)> {
@@ -131,13 +140,18 @@ impl Lease {
         if self.host != audit::hostname() || pgid <= 1 {
             return false;
         }
-        !process_group_alive(pgid)
+        !crate::process::group_alive(pgid)
     }
 
     fn in_use(&self) -> Error {
         Error::LockInUse(format!(
             "lock {} is held by {} on {} (pid {}, token {}) until {}",
-            self.name, self.owner, self.host, self.pid, self.token, self.expires_at
+            self.name,
+            shown(&self.owner),
+            shown(&self.host),
+            self.pid,
+            self.token,
+            shown(&self.expires_at)
         ))
     }
 }
@@ -205,7 +219,22 @@ pub struct LockClient<'c> {
     token_floor: Option<u64>,
     /// On ZooKeeper, the record this client last wrote for each lock it holds, with the holder
     /// child it was written under: a renewal rewrites it without reading it back first.
-    zk_records: HashMap<String, (String, zk::Record)>,
+    zk_records: HashMap<String, OwnNode>,
+    /// Registered servers (the ring's and the shards'): the only ones this client logs in to,
+    /// whatever a lease record names. Read when first needed.
+    registered: Option<Vec<HostPort>>,
+    /// Whether this host's clock was found within `clock::MAX_SKEW` of the ring's.
+    clock_checked: bool,
+}
+
+/// A lock node this client holds on ZooKeeper.
+#[derive(Clone)]
+struct OwnNode {
+    child: String,
+    record: zk::Record,
+    /// Until when the lease certainly holds, on this host's monotonic clock: the start of the
+    /// last confirmed write plus the ttl (the leader stamped it at or after that instant).
+    confirmed_until: Instant,
 }
 
 impl<'c> LockClient<'c> {
@@ -228,6 +257,8 @@ impl<'c> LockClient<'c> {
             zk,
             token_floor: None,
             zk_records: HashMap::new(),
+            registered: None,
+            clock_checked: false,
         })
     }
 
@@ -242,6 +273,33 @@ impl<'c> LockClient<'c> {
         let f = ring::highest_token(&mut self.ring)?;
         self.token_floor = Some(f);
         Ok(f)
+    }
+
+    /// On the mysql backend, once per client, at its first grant: a holder on a host whose
+    /// clock is off refuses to act (the leases themselves are judged by the ring's clock). On
+    /// ZooKeeper every grant and renewal carries the leader's time and is checked as it comes.
+    fn check_clock(&mut self) -> Result<()> {
+        if self.zk.is_some() || self.clock_checked {
+            return Ok(());
+        }
+        self.check_ring_clock()?;
+        self.clock_checked = true;
+        Ok(())
+    }
+
+    /// Refuses when this host's clock strays from the ring's by more than `clock::MAX_SKEW`.
+    fn check_ring_clock(&mut self) -> Result<()> {
+        let before = SystemTime::now();
+        let ring_ms: Option<i64> = self.ring.exec_first(
+            "reading the ring's clock",
+            "SELECT CAST(UNIX_TIMESTAMP(NOW(3)) * 1000 AS SIGNED)",
+            (),
+        )?;
+        let after = SystemTime::now();
+        match ring_ms {
+            Some(ms) => clock::check(ms, before, after, "the ring's clock").map_err(Error::Refused),
+            None => Ok(()),
+        }
     }
 
     /// "mysql" or "zookeeper", as the lock verbs report it.
@@ -295,6 +353,10 @@ impl<'c> LockClient<'c> {
     }
 
     fn check_token(&mut self, held: &Held) -> Result<()> {
+        if let Err(e) = self.check_clock() {
+            let _ = self.release(held);
+            return Err(e);
+        }
         if self.admissible(&[held])?.first() == Some(&true) {
             return Ok(());
         }
@@ -368,6 +430,7 @@ impl<'c> LockClient<'c> {
             None => Ok(&mut self.ring),
             Some(addr) => {
                 if self.shards.get(addr).is_none_or(Db::is_lost) {
+                    self.check_registered(addr)?;
                     let mut db = crate::shard::connect_server(self.cfg, addr, &self.cfg.net)?;
                     if let Some(d) = self.io_timeout {
                         db.set_timeouts(d, d)?;
@@ -377,6 +440,30 @@ impl<'c> LockClient<'c> {
                 Ok(self.shards.get_mut(addr).expect("inserted above"))
             }
         }
+    }
+
+    /// Refuses a server that is neither the ring nor a registered shard server: a lease record
+    /// can be written by anyone who reaches the backend, and must never make this client log in
+    /// (with the shard login) wherever it says.
+    fn check_registered(&mut self, addr: &HostPort) -> Result<()> {
+        if *addr == self.ring.server {
+            return Ok(());
+        }
+        if self.registered.as_ref().is_none_or(|r| !r.contains(addr)) {
+            // Read again on a miss: a server may have been registered since.
+            let servers = directory::shards(&mut self.ring)?
+                .iter()
+                .flat_map(|s| s.servers.iter().map(|v| v.addr()))
+                .collect();
+            self.registered = Some(servers);
+        }
+        if self.registered.as_ref().is_some_and(|r| r.contains(addr)) {
+            return Ok(());
+        }
+        Err(Error::Refused(format!(
+            "a lease names {addr} as its holder's server, which is neither the ring nor a \
+             registered shard server: shardctl does not log in there"
+        )))
     }
 
     fn session_connection_id(&mut self, server: Option<&HostPort>) -> Result<u64> {
@@ -426,8 +513,11 @@ impl<'c> LockClient<'c> {
     /// statement run, for the operator's record.
     fn kill_holder(&mut self, server: &HostPort, name: &str, conn: u64) -> Result<Option<String>> {
         let session = self.as_session(server);
-        if self.getlock_holder(session.as_ref(), name)? != Some(conn) {
-            return Ok(None);
+        match self.getlock_holder(session.as_ref(), name) {
+            Ok(holder) if holder == Some(conn) => {}
+            // A server we do not log in to holds nothing of ours to end.
+            Ok(_) | Err(Error::Refused(_)) => return Ok(None),
+            Err(e) => return Err(e),
         }
         if !self
             .session(session.as_ref())?
@@ -440,7 +530,12 @@ impl<'c> LockClient<'c> {
 
     pub fn read(&mut self, name: &str) -> Result<Option<Lease>> {
         if let Some(store) = &self.zk {
-            return Ok(store.read(name)?.map(Lease::from_node));
+            let Some(node) = store.read(name)? else {
+                return Ok(None);
+            };
+            // Judged by the ensemble's clock, read after the node: a lease seen expired was.
+            let now = store.now_ms()?;
+            return Ok(Some(Lease::from_node(node, now)));
         }
         let row: Option<LeaseRow> = self.ring.exec_first(
             "reading the lease",
@@ -463,6 +558,8 @@ impl<'c> LockClient<'c> {
                 self.shards.remove(&server);
                 Ok(None)
             }
+            // Not a server we log in to: its holder cannot be seen, so the lease is waited out.
+            Err(Error::Refused(_)) => Ok(None),
             Err(e) => Err(e),
         }
     }
@@ -648,7 +745,10 @@ impl<'c> LockClient<'c> {
             .iter()
             .filter_map(|&i| out[i].as_ref().ok().cloned())
             .collect();
-        let admitted = match self.admissible(&grants.iter().collect::<Vec<_>>()) {
+        let admitted = match self
+            .check_clock()
+            .and_then(|()| self.admissible(&grants.iter().collect::<Vec<_>>()))
+        {
             Ok(a) => a,
             Err(e) => {
                 // Not handed out: give them all back.
@@ -718,7 +818,7 @@ impl<'c> LockClient<'c> {
             for h in held {
                 self.zk_records.remove(h.name.as_str());
                 if let Some(child) = &h.zk_holder {
-                    store.delete(h.name.as_str(), Some(child))?;
+                    store.release(h.name.as_str(), child)?;
                 }
             }
         } else {
@@ -878,13 +978,26 @@ impl<'c> LockClient<'c> {
             req.metadata.clone(),
         );
         let store = self.zk.as_ref().expect("called for the zookeeper backend");
+        let began = Instant::now();
+        let before = SystemTime::now();
         Ok(
             match store.create(req.name.as_str(), &record, req.hold_session)? {
-                zk::Created::Won(token, child) => {
+                zk::Created::Won(token, child, granted_ms) => {
+                    let after = SystemTime::now();
+                    if let Err(why) = clock::check(granted_ms, before, after, "ZooKeeper's clock") {
+                        let _ = store.release(req.name.as_str(), &child);
+                        return Err(Error::Refused(why));
+                    }
                     let mut record = record;
                     record.token = token;
-                    self.zk_records
-                        .insert(req.name.to_string(), (child.clone(), record));
+                    self.zk_records.insert(
+                        req.name.to_string(),
+                        OwnNode {
+                            child: child.clone(),
+                            record,
+                            confirmed_until: began + req.ttl,
+                        },
+                    );
                     Inserted::Won(token, Some(child))
                 }
                 zk::Created::Exists => Inserted::Exists,
@@ -894,8 +1007,8 @@ impl<'c> LockClient<'c> {
 
     /// Deletes a stale lease being taken over, only if it is still the one judged.
     fn delete_judged(&mut self, existing: &Lease) -> Result<bool> {
-        match (&self.zk, &existing.zk_holder) {
-            (Some(store), Some(child)) => store.delete(&existing.name, child.as_deref()),
+        match (&self.zk, &existing.zk_node) {
+            (Some(store), Some(node)) => store.delete_judged(node),
             _ => self.delete_lease(&existing.name, Some(existing.token)),
         }
     }
@@ -952,13 +1065,13 @@ impl<'c> LockClient<'c> {
 
     /// The lease rule applied to `lease` as its holder is observed now.
     fn verdict(&mut self, lease: &Lease) -> Result<Verdict> {
-        if let Some(child) = &lease.zk_holder {
+        if let Some(child) = lease.zk_holder() {
             return Ok(judge(Observed {
                 expired: lease.expired,
-                has_session: zk::keeps_session(child.as_deref()),
+                has_session: zk::keeps_session(child),
                 // The ephemeral child is the session; where GET_LOCK is held too, it must be
                 // alive as well.
-                session_alive: if !zk::session_alive(child.as_deref()) {
+                session_alive: if !zk::session_alive(child) {
                     Some(false)
                 } else if lease.holder().is_some() {
                     self.session_alive(lease)?
@@ -1118,47 +1231,70 @@ impl<'c> LockClient<'c> {
             .zk_holder
             .as_deref()
             .ok_or("no holder child recorded")?;
-        let mut record = self
+        let own = self
             .own_record(held)
             .map_err(|e| e.to_string())?
             .ok_or(gone)?;
-        if record.expired() {
+        // Past its last confirmed end the lease may have been judged expired and taken over;
+        // the mysql backend refuses such a renewal too.
+        if Instant::now() >= own.confirmed_until {
             return Err("the lease expired".into());
         }
+        let mut record = own.record;
         record.extend(held.ttl);
         let store = self.zk.as_ref().ok_or("not on zookeeper")?;
+        let began = Instant::now();
+        let before = SystemTime::now();
         match store.update(held.name.as_str(), child, &record) {
-            Ok(true) => {
-                self.zk_records
-                    .insert(held.name.to_string(), (child.to_string(), record));
+            Ok(Some(written_ms)) => {
+                clock::check(written_ms, before, SystemTime::now(), "ZooKeeper's clock")?;
+                self.zk_records.insert(
+                    held.name.to_string(),
+                    OwnNode {
+                        child: child.to_string(),
+                        record,
+                        confirmed_until: began + held.ttl,
+                    },
+                );
                 Ok(())
             }
-            Ok(false) => Err(gone.into()),
+            Ok(None) => Err(gone.into()),
             Err(e) => Err(e.to_string()),
         }
     }
 
     /// On ZooKeeper, the record of a lock we hold: as we last wrote it, else read (None: the
     /// node is gone or is someone else's).
-    fn own_record(&self, held: &Held) -> Result<Option<zk::Record>> {
+    fn own_record(&self, held: &Held) -> Result<Option<OwnNode>> {
         let Some(child) = held.zk_holder.as_deref() else {
             return Ok(None);
         };
-        if let Some((c, r)) = self.zk_records.get(held.name.as_str()) {
-            if c == child {
-                return Ok(Some(r.clone()));
+        if let Some(own) = self.zk_records.get(held.name.as_str()) {
+            if own.child == child {
+                return Ok(Some(own.clone()));
             }
         }
+        // Not written by this client (a clone of the grant): the lease holds for what the
+        // ensemble's clock says is left of it, counted from before the read.
         let Some(store) = &self.zk else {
             return Ok(None);
         };
-        Ok(store
+        let began = Instant::now();
+        let Some(n) = store
             .read(held.name.as_str())?
             .filter(|n| n.holder.as_deref() == Some(child))
-            .map(|n| zk::Record {
+        else {
+            return Ok(None);
+        };
+        let left = n.expires_ms().saturating_sub(store.now_ms()?).max(0) as u64;
+        Ok(Some(OwnNode {
+            child: child.to_string(),
+            confirmed_until: began + Duration::from_millis(left),
+            record: zk::Record {
                 token: n.token,
                 ..n.record
-            }))
+            },
+        }))
     }
 
     /// Releases a lock this process holds. False when the lease was no longer ours.
@@ -1166,7 +1302,7 @@ impl<'c> LockClient<'c> {
         self.zk_records.remove(held.name.as_str());
         if let Some(store) = &self.zk {
             let deleted = match &held.zk_holder {
-                Some(child) => store.delete(held.name.as_str(), Some(child))?,
+                Some(child) => store.release(held.name.as_str(), child)?,
                 None => false,
             };
             if let Some(server) = &held.session {
@@ -1204,16 +1340,21 @@ impl<'c> LockClient<'c> {
     /// acquirer on this host can tell whether the command outlived us.
     pub fn record_command_group(&mut self, held: &Held, pgid: u32) -> Result<()> {
         if let (Some(_), Some(child)) = (&self.zk, held.zk_holder.clone()) {
-            if let Some(mut record) = self.own_record(held)? {
+            if let Some(mut own) = self.own_record(held)? {
+                let record = &mut own.record;
                 if let Value::Object(m) = &mut record.metadata {
                     m.insert("command_pgid".into(), pgid.into());
                 } else {
                     record.metadata = json!({ "command_pgid": pgid });
                 }
                 let store = self.zk.as_ref().expect("matched above");
-                if store.update(held.name.as_str(), &child, &record)? {
-                    self.zk_records
-                        .insert(held.name.to_string(), (child, record));
+                // The write moves the node's mtime, but the lease this holder counts on stays
+                // what its last renewal confirmed.
+                if store
+                    .update(held.name.as_str(), &child, &own.record)?
+                    .is_some()
+                {
+                    self.zk_records.insert(held.name.to_string(), own);
                 }
             }
             return Ok(());
@@ -1234,7 +1375,7 @@ impl<'c> LockClient<'c> {
             if token.is_some_and(|t| t != node.token) {
                 return Ok(false);
             }
-            return store.delete(name, node.holder.as_deref());
+            return store.delete_judged(&node);
         }
         let n = self.ring.run("deleting the lease", |c| {
             use mysql::prelude::Queryable;
@@ -1266,16 +1407,32 @@ impl<'c> LockClient<'c> {
         let mut killed = Vec::new();
         if let Some(server) = server {
             let session = self.as_session(&server);
-            if let Some(conn) = self.getlock_holder(session.as_ref(), name.as_str())? {
+            let holder = match self.getlock_holder(session.as_ref(), name.as_str()) {
+                Err(Error::Refused(_)) => None,
+                other => other?,
+            };
+            if let Some(conn) = holder {
                 if conn != self.ring_connection_id || session.is_some() {
                     killed.extend(self.kill_holder(&server, name.as_str(), conn)?);
                 }
             }
         }
         let released = self.delete_lease(name.as_str(), lease.as_ref().map(|l| l.token))?;
+        let stray_children = lease
+            .as_ref()
+            .and_then(|l| l.zk_node.as_ref())
+            .map(|n| {
+                n.children
+                    .iter()
+                    .filter(|c| Some(*c) != n.holder.as_ref())
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
         let done = ForceReleased {
             name: name.to_string(),
             released,
+            stray_children,
             token: lease.as_ref().map(|l| l.token),
             owner: lease.map(|l| l.owner),
             killed,
@@ -1440,9 +1597,12 @@ impl<'c> LockClient<'c> {
         let shown = server
             .unwrap_or_else(|| self.ring.server.clone())
             .to_string();
-        Ok(self
-            .getlock_holder(session.as_ref(), name.as_str())?
-            .map(|c| (shown, c)))
+        match self.getlock_holder(session.as_ref(), name.as_str()) {
+            Ok(holder) => Ok(holder.map(|c| (shown, c))),
+            // A record naming a server we do not log in to: its holder cannot be seen.
+            Err(Error::Refused(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 }
 
@@ -1465,101 +1625,31 @@ pub struct ForceReleased {
     pub owner: Option<String>,
     /// The KILL statements run, with their server.
     pub killed: Vec<String>,
+    /// On ZooKeeper: children of the lock node that were not its holder's (put there by hand
+    /// or by another tool), removed with it.
+    pub stray_children: Vec<String>,
     pub backend: &'static str,
 }
 
-/// Whether any process of group `pgid` still runs on this machine. Zombies do not count: a
-/// dead command's leader may wait unreaped (its parent, the dead holder, is gone) where the
-/// init process does not reap. Where /proc cannot be read, the group is taken to be alive.
-fn process_group_alive(pgid: i64) -> bool {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return true;
-    };
-    entries.flatten().any(|e| {
-        let name = e.file_name();
-        let name = name.to_string_lossy();
-        if !name.bytes().all(|b| b.is_ascii_digit()) {
-            return false;
-        }
-        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
-            return false;
-        };
-        // After the command name in parentheses: state, ppid, pgrp, ...
-        let Some((_, rest)) = stat.rsplit_once(") ") else {
-            return false;
-        };
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        fields.get(2).and_then(|g| g.parse::<i64>().ok()) == Some(pgid)
-            && fields.first().is_some_and(|s| *s != "Z" && *s != "X")
-    })
-}
-
-/// Renews the lock until `stop`; sets `lost` if a renewal fails. Returns the client for release.
-fn keep_lock<'c>(
-    mut client: LockClient<'c>,
-    held: &Held,
-    stop: &AtomicBool,
-    lost: &AtomicBool,
-) -> LockClient<'c> {
-    let interval = lease::renew_interval(held.ttl);
-    let mut next = Instant::now() + interval;
-    while !stop.load(Ordering::SeqCst) {
-        if Instant::now() >= next {
-            if client.renew(held).is_err() {
-                lost.store(true, Ordering::SeqCst);
-                return client;
-            }
-            next = Instant::now() + interval;
-        }
-        // Woken early by `holding` when the work is done.
-        std::thread::park_timeout(next.saturating_duration_since(Instant::now()));
-    }
-    client
-}
-
-/// Takes the lock (trying for up to `wait`), runs `f` while a thread renews it, then releases
-/// it. `f` sees `lost` set once a renewal failed; work it finished stands (its writes were
+/// Takes the lock (trying for up to `wait`), runs `f` while the keeper renews it, then
+/// releases it. `f` asks the watch before each act; work it finished stands (its writes were
 /// fenced), but a lost lock is never released (it is someone else's by then).
 pub fn holding<T>(
     cfg: &Config,
     req: &Request,
     wait: Duration,
-    f: impl FnOnce(&Held, &AtomicBool) -> Result<T>,
+    f: impl FnOnce(&Held, &keeper::Watch) -> Result<T>,
 ) -> Result<T> {
     let mut client = LockClient::new(cfg)?;
+    let granted = Instant::now();
     let held = client.acquire(req, wait)?;
-    let stop = AtomicBool::new(false);
-    let lost = AtomicBool::new(false);
-    /// Stops the keeper however `f` ends: a panic unwinding through the scope would otherwise
-    /// wait for a keeper that renews forever.
-    struct StopKeeper<'a>(&'a AtomicBool, std::thread::Thread);
-    impl Drop for StopKeeper<'_> {
-        fn drop(&mut self) {
-            self.0.store(true, Ordering::SeqCst);
-            self.1.unpark();
-        }
-    }
-    let (result, mut client) = std::thread::scope(|s| {
-        let keeper = s.spawn(|| keep_lock(client, &held, &stop, &lost));
-        let stopping = StopKeeper(&stop, keeper.thread().clone());
-        let result = f(&held, &lost);
-        drop(stopping);
-        (
-            result,
-            keeper
-                .join()
-                .map_err(|_| Error::Failed("the lock keeper panicked".into())),
-        )
-    });
-    let client = client.as_mut().map_err(|e| Error::Failed(e.to_string()))?;
-    if lost.load(Ordering::SeqCst) {
+    let (result, watch, client) = keeper::keeping(client, &held, granted, |w| f(&held, w));
+    let mut client = client?;
+    if let Err(lost) = watch.check() {
         return match result {
             Ok(v) => Ok(v),
             Err(e @ Error::LockLost(_)) => Err(e),
-            Err(_) => Err(Error::LockLost(format!(
-                "lock {} was lost while it was held",
-                held.name
-            ))),
+            Err(_) => Err(lost),
         };
     }
     let released = client.release(&held);
@@ -1607,12 +1697,14 @@ pub fn list(ring: &mut Db, filter: &ListFilter) -> Result<Vec<Lease>> {
     Ok(rows.into_iter().map(|r| r.0).collect())
 }
 
-/// Lock nodes matching the filter, oldest expiry first (the ring's listing order).
+/// Lock nodes matching the filter, oldest expiry first (the ring's listing order), judged by
+/// the ensemble's clock read after them.
 fn list_nodes(store: &ZkStore, filter: &ListFilter) -> Result<Vec<Lease>> {
-    let mut leases: Vec<Lease> = store
-        .read_all()?
+    let nodes = store.read_all()?;
+    let now = if nodes.is_empty() { 0 } else { store.now_ms()? };
+    let mut leases: Vec<Lease> = nodes
         .into_iter()
-        .map(Lease::from_node)
+        .map(|n| Lease::from_node(n, now))
         .filter(|l| {
             (!filter.expired_only || l.expired)
                 && filter.prefix.is_none_or(|p| l.name.starts_with(p))

@@ -87,37 +87,31 @@ impl Record {
         }
     }
 
-    /// Moves the expiry to `ttl` from now.
+    /// Moves the written expiry to `ttl` from now. Informational only: readers judge expiry
+    /// by the node's `mtime` (the leader's clock), never by this text.
     pub fn extend(&mut self, ttl: Duration) {
         self.expires_at = timestamp(SystemTime::now() + ttl);
     }
 
-    fn at(s: &str) -> Option<SystemTime> {
-        humantime::parse_rfc3339(s).ok()
-    }
-
-    /// Whether the lease is past its expiry by this machine's clock. A record whose expiry
-    /// cannot be read (written by hand) is taken as expired, so it can be swept.
-    pub fn expired(&self) -> bool {
-        Record::at(&self.expires_at).is_none_or(|t| t <= SystemTime::now())
-    }
-
-    pub fn age_seconds(&self) -> f64 {
-        Record::at(&self.acquired_at)
-            .and_then(|t| SystemTime::now().duration_since(t).ok())
-            .map_or(0.0, |d| d.as_secs_f64())
-    }
-
-    pub fn remaining_seconds(&self) -> f64 {
-        Record::at(&self.expires_at)
-            .and_then(|t| t.duration_since(SystemTime::now()).ok())
-            .map_or(0.0, |d| d.as_secs_f64())
+    /// The lease's length in milliseconds; a record that does not say (written by hand) has
+    /// none, so it is expired and can be swept.
+    fn ttl_ms(&self) -> i64 {
+        if self.max_hold_seconds.is_finite() && self.max_hold_seconds > 0.0 {
+            (self.max_hold_seconds * 1000.0).min(i64::MAX as f64 / 2.0) as i64
+        } else {
+            0
+        }
     }
 }
 
 /// The ring's format for times (`2026-12-02T03:40:00.123456Z`), so both backends print alike.
 fn timestamp(t: SystemTime) -> String {
     humantime::format_rfc3339_micros(t).to_string()
+}
+
+/// A ZooKeeper time (milliseconds since the epoch, the leader's clock) in the ring's format.
+pub fn zk_timestamp(ms: i64) -> String {
+    timestamp(SystemTime::UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64))
 }
 
 /// A lock node as read: its record, its token, and its holder child (None: the holder's
@@ -128,6 +122,26 @@ pub struct Node {
     pub record: Record,
     pub token: u64,
     pub holder: Option<String>,
+    /// Every child, the holder's and any stray one (a delete must remove them all).
+    pub children: Vec<String>,
+    /// The data version read: a delete or takeover judged on this read is conditional on it,
+    /// so a renewal in between makes it fail.
+    pub version: i32,
+    /// The leader's clock when the node was created and last written (ms since the epoch).
+    pub ctime_ms: i64,
+    pub mtime_ms: i64,
+}
+
+impl Node {
+    /// When the lease ends, by the ensemble's clock: the last write (the grant or the holder's
+    /// last renewal, stamped by the leader) plus the lease's length. No client's clock enters.
+    pub fn expires_ms(&self) -> i64 {
+        self.mtime_ms.saturating_add(self.record.ttl_ms())
+    }
+
+    pub fn expired_at(&self, now_ms: i64) -> bool {
+        self.expires_ms() <= now_ms
+    }
 }
 
 /// Whether the holder keeps a session: its child is ephemeral, or was (a lock without a child
@@ -142,8 +156,8 @@ pub fn session_alive(holder: Option<&str>) -> bool {
 }
 
 pub enum Created {
-    /// Won: the token and the holder child.
-    Won(u64, String),
+    /// Won: the token, the holder child, and the leader's clock at the grant (ms).
+    Won(u64, String, i64),
     /// The lock node exists (someone else's).
     Exists,
 }
@@ -233,7 +247,12 @@ impl ZkStore {
                 .map(|i| cfg.servers[(first + attempt + i) % n].to_string())
                 .collect();
             let ensemble = order.join(",");
-            let connecting = zk::Client::connector()
+            let mut connector = zk::Client::connector();
+            if let Some((user, password)) = &cfg.digest {
+                connector = connector
+                    .with_auth("digest", format!("{user}:{}", password.expose()).as_bytes());
+            }
+            let connecting = connector
                 .with_session_timeout(timeout)
                 .with_connection_timeout((bound / n as u32).max(Duration::from_millis(200)))
                 .with_fail_eagerly()
@@ -264,6 +283,44 @@ impl ZkStore {
 
     fn path(&self, name: &str) -> String {
         format!("{}/{name}", self.dir)
+    }
+
+    /// The ACL of every node shardctl creates: with digest authentication configured, only
+    /// that identity may change or delete them (anyone may read, as stock tools do); without
+    /// it, anyone may do anything, which `doctor` says.
+    fn acls(&self) -> zk::Acls<'static> {
+        static OWNER_ALL_WORLD_READ: [zk::Acl; 2] = [
+            zk::Acl::new_const(zk::Permission::ALL, "auth", ""),
+            zk::Acl::new_const(zk::Permission::READ, "world", "anyone"),
+        ];
+        if self.cfg.digest.is_some() {
+            zk::Acls::new(&OWNER_ALL_WORLD_READ)
+        } else {
+            zk::Acls::anyone_all()
+        }
+    }
+
+    /// Whether anyone who can reach the ensemble may change or delete the locks directory.
+    pub fn world_writable(&self) -> Result<bool> {
+        let doing = "reading the locks directory's ACL";
+        let got = self.retrying(doing, |s| {
+            s.wait(doing, s.client.get_acl(&s.dir)).map(|r| match r {
+                Ok((acls, _)) => Ok(Some(acls)),
+                Err(zk::Error::NoNode) => Ok(None),
+                Err(e) => Err(e),
+            })
+        })?;
+        // Not there yet: it will be created with the configured ACL.
+        let Some(acls) = got else {
+            return Ok(self.cfg.digest.is_none());
+        };
+        Ok(acls.iter().any(|a| {
+            a.scheme() == "world"
+                && a.id() == "anyone"
+                && (a.permission()
+                    & (zk::Permission::WRITE | zk::Permission::DELETE | zk::Permission::CREATE))
+                    != zk::Permission::NONE
+        }))
     }
 
     /// Runs one request, bounded by the session timeout.
@@ -325,13 +382,13 @@ impl ZkStore {
         );
         let child = format!("{path}/{holder}");
         let data = serde_json::to_vec(record).map_err(|e| Error::Failed(e.to_string()))?;
-        let lock_mode = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+        let lock_mode = zk::CreateMode::Persistent.with_acls(self.acls());
         let child_mode = if ephemeral {
             zk::CreateMode::Ephemeral
         } else {
             zk::CreateMode::Persistent
         }
-        .with_acls(zk::Acls::anyone_all());
+        .with_acls(self.acls());
         let mut lost_connection = false;
         let deadline = Instant::now() + self.cfg.session_timeout;
         loop {
@@ -350,7 +407,7 @@ impl ZkStore {
                 self.wait("creating the lock", async { (commit.await, mine.await) })?;
             let won = match created {
                 Ok(_) => match mine {
-                    Ok(stat) => stat.map(|st| st.czxid),
+                    Ok(stat) => stat.map(|st| (st.czxid, st.ctime)),
                     // Created, then the connection broke: ask again.
                     Err(e) if is_transient(&e) => self.own_token(&child)?,
                     Err(e) => return Err(self.failed("reading the lock", &e)),
@@ -373,7 +430,7 @@ impl ZkStore {
                 },
             };
             return match won {
-                Some(czxid) => {
+                Some((czxid, granted_ms)) => {
                     let token = czxid.max(0) as u64;
                     if ephemeral {
                         self.send_token(name, &holder, record, token)?;
@@ -383,7 +440,7 @@ impl ZkStore {
                         record.token = token;
                         self.update(name, &holder, &record)?;
                     }
-                    Ok(Created::Won(token, holder))
+                    Ok(Created::Won(token, holder, granted_ms))
                 }
                 // Someone else's, or ours taken away at once (force-released).
                 None => Ok(Created::Exists),
@@ -391,11 +448,32 @@ impl ZkStore {
         }
     }
 
-    /// The czxid of our holder child, if it exists.
-    fn own_token(&self, child: &str) -> Result<Option<i64>> {
+    /// The czxid and ctime of our holder child, if it exists.
+    fn own_token(&self, child: &str) -> Result<Option<(i64, i64)>> {
         self.retrying("reading the lock", |s| {
             s.wait("reading the lock", s.client.check_stat(child))
-                .map(|r| r.map(|st| st.map(|st| st.czxid)))
+                .map(|r| r.map(|st| st.map(|st| (st.czxid, st.ctime))))
+        })
+    }
+
+    /// The ensemble's clock now (ms since the epoch): the leader stamps every write with its
+    /// own time, so a write to a scratch node reads the one clock every client shares.
+    pub fn now_ms(&self) -> Result<i64> {
+        let path = format!("{}/clock", self.cfg.root);
+        let doing = "reading the ensemble's clock";
+        self.retrying(doing, |s| {
+            let got = s.wait(doing, s.client.set_data(&path, &[], None))?;
+            Ok(match got {
+                Ok(stat) => Ok(stat.mtime),
+                Err(zk::Error::NoNode) => {
+                    let mode = zk::CreateMode::Persistent.with_acls(s.acls());
+                    match s.wait(doing, s.client.mkdir(&path, &mode))? {
+                        Ok(()) | Err(zk::Error::NodeExists) => Err(zk::Error::ConnectionLoss),
+                        Err(e) => Err(e),
+                    }
+                }
+                Err(e) => Err(e),
+            })
         })
     }
 
@@ -427,7 +505,7 @@ impl ZkStore {
     }
 
     fn ensure_dir(&self) -> Result<()> {
-        let mode = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+        let mode = zk::CreateMode::Persistent.with_acls(self.acls());
         self.retrying("creating the locks directory", |s| {
             s.wait(
                 "creating the locks directory",
@@ -500,8 +578,13 @@ impl ZkStore {
             record,
             token: stat.czxid.max(0) as u64,
             holder: children
-                .into_iter()
-                .find(|c| c.starts_with("e-") || c.starts_with("p-")),
+                .iter()
+                .find(|c| c.starts_with("e-") || c.starts_with("p-"))
+                .cloned(),
+            children,
+            version: stat.version,
+            ctime_ms: stat.ctime,
+            mtime_ms: stat.mtime,
         }))
     }
 
@@ -556,39 +639,69 @@ impl ZkStore {
         Ok(nodes)
     }
 
-    /// Rewrites the record, only while `holder` is the lock's child. False: the lock is not
-    /// ours any more (released, taken over, or our session ended).
-    pub fn update(&self, name: &str, holder: &str, record: &Record) -> Result<bool> {
+    /// Rewrites the record, only while `holder` is the lock's child. None: the lock is not
+    /// ours any more (released, taken over, or our session ended); else the leader's time of
+    /// the write (ms), from which the lease now runs.
+    pub fn update(&self, name: &str, holder: &str, record: &Record) -> Result<Option<i64>> {
         let path = self.path(name);
         let child = format!("{path}/{holder}");
         let data = serde_json::to_vec(record).map_err(|e| Error::Failed(e.to_string()))?;
         let doing = "updating the lock";
         self.retrying(doing, |s| {
-            let done = s.multi(doing, |w| {
-                w.add_check_version(&child, 0)?;
-                w.add_set_data(&path, &data, None)
-            })?;
+            let mut writer = s.client.new_multi_writer();
+            if let Err(e) = writer
+                .add_check_version(&child, 0)
+                .and_then(|_| writer.add_set_data(&path, &data, None))
+            {
+                return Ok(Err(e));
+            }
+            let commit = writer.commit();
+            let done = s.wait(doing, commit)?;
             Ok(match done {
-                Ok(()) => Ok(true),
-                Err(zk::Error::NoNode | zk::Error::BadVersion) => Ok(false),
-                Err(e) => Err(e),
+                Ok(results) => Ok(results.into_iter().find_map(|r| match r {
+                    zk::MultiWriteResult::SetData { stat } => Some(stat.mtime),
+                    _ => None,
+                })),
+                Err(e) => match multi_source(&e) {
+                    zk::Error::NoNode | zk::Error::BadVersion => Ok(None),
+                    e => Err(e.clone()),
+                },
             })
         })
     }
 
-    /// Deletes the lock if `holder` is still its child (None: only if it has no child, the
-    /// lock of a holder whose session ended). False when the lock was not that one any more.
-    pub fn delete(&self, name: &str, holder: Option<&str>) -> Result<bool> {
+    /// Deletes the lock we hold under `holder`. A stray child someone put beside ours (the
+    /// delete would fail NotEmpty) is read and removed with it, while ours is still there.
+    pub fn release(&self, name: &str, holder: &str) -> Result<bool> {
+        if self.delete(name, &[holder.to_string()], None)? {
+            return Ok(true);
+        }
+        match self.read(name)? {
+            Some(node) if node.holder.as_deref() == Some(holder) => self.delete_judged(&node),
+            _ => Ok(false),
+        }
+    }
+
+    /// Deletes the lock as it was read: every child read with it (the holder's, which a
+    /// successor never has, and any stray one) and the node itself only at the version read, so
+    /// a renewal since the read, or a successor, makes it fail. False: it is not that lock any
+    /// more.
+    pub fn delete_judged(&self, node: &Node) -> Result<bool> {
+        self.delete(&node.name, &node.children, Some(node.version))
+    }
+
+    fn delete(&self, name: &str, children: &[String], version: Option<i32>) -> Result<bool> {
         let path = self.path(name);
         let doing = "deleting the lock";
         let mut retried = false;
+        let holder = children.first().map(String::as_str);
         self.retrying(doing, |s| {
             let done = s.multi(doing, |w| {
-                if let Some(h) = holder {
-                    w.add_delete(&format!("{path}/{h}"), None)?;
+                for c in children {
+                    w.add_delete(&format!("{path}/{c}"), None)?;
                 }
-                // Without our child named, it fails NotEmpty: a successor always has one.
-                w.add_delete(&path, None)
+                // Without every child named it fails NotEmpty: a successor always has one.
+                w.add_delete(&path, version)
             })?;
             Ok(match done {
                 Ok(()) => Ok(true),
@@ -596,7 +709,7 @@ impl ZkStore {
                 Err(zk::Error::NoNode) if retried && holder.is_some() => {
                     Ok(!s.holder_is(&path, holder))
                 }
-                Err(zk::Error::NoNode | zk::Error::NotEmpty) => Ok(false),
+                Err(zk::Error::NoNode | zk::Error::NotEmpty | zk::Error::BadVersion) => Ok(false),
                 Err(e) if is_transient(&e) => {
                     retried = true;
                     Err(zk::Error::ConnectionLoss)
@@ -681,23 +794,40 @@ mod tests {
         Record::starting_now("ops", "test", ttl, None, Value::Null)
     }
 
+    fn node(record: Record, mtime_ms: i64) -> Node {
+        Node {
+            name: "n".into(),
+            record,
+            token: 1,
+            holder: None,
+            children: Vec::new(),
+            version: 0,
+            ctime_ms: mtime_ms,
+            mtime_ms,
+        }
+    }
+
     #[test]
-    fn times_round_trip_and_judge_expiry() {
-        let r = record(Duration::from_secs(60));
-        assert!(!r.expired());
-        assert!(r.remaining_seconds() > 59.0 && r.remaining_seconds() <= 60.0);
-        assert!(r.age_seconds() < 1.0);
+    fn expiry_is_the_leaders_last_write_plus_the_ttl_whatever_the_text_says() {
+        let mut r = record(Duration::from_secs(60));
         assert!(
             r.expires_at.ends_with('Z') && r.expires_at.len() == 27,
             "{}",
             r.expires_at
         );
-        let mut gone = record(Duration::from_secs(60));
-        gone.expires_at = "2020-01-01T00:00:00.000000Z".into();
-        assert!(gone.expired());
-        assert_eq!(gone.remaining_seconds(), 0.0);
-        gone.expires_at = "not a time".into();
-        assert!(gone.expired(), "an unreadable expiry is sweepable");
+        // A writer two hours behind wrote an expiry long past: the leader's time decides.
+        r.expires_at = "2020-01-01T00:00:00.000000Z".into();
+        let n = node(r, 1_000_000);
+        assert_eq!(n.expires_ms(), 1_060_000);
+        assert!(!n.expired_at(1_059_999));
+        assert!(n.expired_at(1_060_000));
+        let mut forged = record(Duration::from_secs(60));
+        forged.max_hold_seconds = f64::NAN;
+        assert!(
+            node(forged, 1_000).expired_at(1_000),
+            "a record without a readable ttl is sweepable"
+        );
+        assert_eq!(zk_timestamp(1_000), "1970-01-01T00:00:01.000000Z");
     }
 
     #[test]

@@ -27,10 +27,24 @@ pub fn operator() -> String {
 /// Refuses an operator name with control characters (a newline would forge audit lines in
 /// whatever reads the log as text).
 pub fn check_operator() -> std::result::Result<(), String> {
+    // A set variable that is not UTF-8 would be skipped by the rule below and the next one
+    // used: the audit would name someone else.
+    for var in ["SHARDCTL_OPERATOR", "SUDO_USER", "USER", "LOGNAME"] {
+        match std::env::var(var) {
+            Err(std::env::VarError::NotUnicode(v)) => {
+                return Err(format!(
+                    "${var} ({:?}) is not UTF-8: set it to the operator's name",
+                    v.to_string_lossy()
+                ))
+            }
+            Ok(v) if !v.is_empty() => break,
+            _ => {}
+        }
+    }
     let name = operator();
-    if name.chars().any(char::is_control) {
+    if name.chars().any(crate::types::is_hidden_char) {
         return Err(format!(
-            "the operator name {:?} (from $SHARDCTL_OPERATOR, $SUDO_USER, $USER or $LOGNAME) contains control characters",
+            "the operator name {:?} (from $SHARDCTL_OPERATOR, $SUDO_USER, $USER or $LOGNAME) contains control or format characters",
             name.chars().take(40).collect::<String>()
         ));
     }

@@ -149,7 +149,8 @@ fn panel(f: &mut Frame, area: Rect, index: usize, view: &View, p: Panel) {
         .zip(p.alarms)
         .skip(skip)
         .map(|(cells, alarm)| {
-            let row = Row::new(cells);
+            // Stored text (owners, audit subjects) escaped: nothing drawn may steer the terminal.
+            let row = Row::new(cells.iter().map(|c| crate::types::shown(c)));
             if alarm {
                 row.style(Style::default().fg(Color::Red))
             } else {

@@ -143,6 +143,7 @@ impl Federation {
                 .collect(),
             root: format!("/t_{name}"),
             session_timeout: session,
+            digest: None,
         }
     }
 
@@ -382,6 +383,27 @@ pub fn run_with_config(config: &Path, args: &[&str], env: &[(&str, &str)]) -> Ru
     }
 }
 
+/// Runs shardctl with `--format json` on a host whose wall clock is `skew` off (libfaketime,
+/// `+2h` or `-1h`), its timers real, as a skewed host's are.
+pub fn run_skewed(config: &Path, skew: &str, args: &[&str]) -> Run {
+    let out = Command::new("faketime")
+        .arg("-f")
+        .arg(skew)
+        .arg(bin())
+        .args(["--format", "json"])
+        .args(args)
+        .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
+        .env("SHARDCTL_CONFIG", config)
+        .env("SHARDCTL_OPERATOR", "test-operator")
+        .output()
+        .unwrap();
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
 /// One test's world: its own ring database, ticket schemas and shard database.
 pub struct Env {
     pub fed: &'static Federation,
@@ -574,7 +596,7 @@ impl Env {
         )
         .unwrap();
         for node in store.read_all().unwrap() {
-            store.delete(&node.name, node.holder.as_deref()).unwrap();
+            store.delete_judged(&node).unwrap();
         }
     }
 
@@ -863,4 +885,62 @@ pub fn verbs() -> std::collections::BTreeSet<String> {
     let mut out = std::collections::BTreeSet::new();
     walk(&cli, "", &mut out);
     out
+}
+
+/// The clock-skew cases of one backend, as a hostile cron host and operator would cause them:
+/// a sweep from a host 2 h ahead or behind releases no live lease (and still the expired one),
+/// an acquirer an hour ahead never takes over a live holder, and a host whose clock is off
+/// holds nothing (exit 4, saying so, leaving nothing behind).
+pub fn skewed_hosts_never_make_two_holders(env: &Env) {
+    let config = env.config.as_path();
+    env.json(&["lock", "acquire", "live", "--ttl", "1h"]);
+    env.json(&["lock", "acquire", "short", "--ttl", "1s"]);
+    std::thread::sleep(Duration::from_millis(1300));
+    for skew in ["+2h", "-2h"] {
+        let dry = run_skewed(config, skew, &["lock", "sweep", "--dry-run"]);
+        assert_eq!(dry.code, 0, "{}", dry.stderr);
+        assert_eq!(dry.json()["locks"], serde_json::json!(["short"]), "{skew}");
+    }
+    let swept = run_skewed(config, "+2h", &["lock", "sweep"]);
+    assert_eq!(swept.code, 0, "{}", swept.stderr);
+    assert_eq!(swept.json()["locks"], serde_json::json!(["short"]));
+    let shown = env.json(&["lock", "show", "live"]);
+    assert_eq!(shown["held"], true, "the live lease survived: {shown}");
+    assert!(shown["lease"]["remaining_seconds"].as_f64().unwrap() > 3500.0);
+    for skew in ["+1h", "-1h"] {
+        let taken = run_skewed(config, skew, &["lock", "acquire", "live", "--ttl", "10s"]);
+        assert_eq!(
+            taken.code, 3,
+            "an acquirer {skew} meets the live holder: {}",
+            taken.stdout
+        );
+        let fresh = run_skewed(config, skew, &["lock", "acquire", "fresh", "--ttl", "1h"]);
+        assert_eq!(
+            fresh.code, 4,
+            "a host {skew} off holds nothing: {}",
+            fresh.stdout
+        );
+        let msg = fresh.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(msg.contains("clock") && msg.contains("NTP"), "{msg}");
+        let run = run_skewed(
+            config,
+            skew,
+            &["lock", "run", "fresh", "--ttl", "1h", "--", "true"],
+        );
+        assert_eq!(run.code, 4, "lock run {skew}: {}", run.stdout);
+    }
+    assert_eq!(
+        env.json(&["lock", "show", "fresh"])["held"],
+        false,
+        "a refused grant leaves no lease"
+    );
+    assert_eq!(
+        env.json(&["lock", "show", "live"])["lease"]["token"],
+        shown["lease"]["token"],
+        "the first holder still holds it"
+    );
+    env.json(&["lock", "release", "live"]);
 }
