@@ -511,7 +511,7 @@ complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fis
 b\t''"
 complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from roll" -l parallel -d 'How many commands run at once' -r
 complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from roll" -l timeout -d 'How long each drain waits for sessions, and each restore for servers to catch up' -r
-complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from roll" -l exec-timeout -d 'A command still running after this long is stopped and counts as failed [default: none]' -r
+complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from roll" -l exec-timeout -d 'A command still running after this long is stopped (SIGTERM, SIGKILL 5s later) and counts as failed; raise it for long upgrades' -r
 complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from roll" -l max-lag -d 'Refuse to drain, and wait to restore, while replication lags more than this many seconds' -r
 complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from roll" -l config -d 'Config file [default: $SHARDCTL_CONFIG, else ~/.config/shardctl/config.toml]' -r -F
 complete -c shardctl -n "__fish_shardctl_using_subcommand maintenance; and __fish_seen_subcommand_from roll" -l defaults-file -d 'Read credentials from only this MySQL option file (for auth sections naming none)' -r -F

@@ -91,6 +91,9 @@ impl Error {
             return Error::Unreachable(format!("{doing} on {server}: {what}"));
         }
         match err {
+            mysql::Error::MySqlError(e) if e.code == crate::ring::fences::FENCED => {
+                Error::LockLost(format!("{doing}: {}", e.message))
+            }
             mysql::Error::MySqlError(e) => Error::Database(DbError {
                 code: Some(e.code),
                 message: format!(

@@ -19,6 +19,7 @@ pub mod maintenance;
 pub mod migrate;
 pub mod output;
 pub mod parallel;
+pub mod process;
 pub mod rebalance;
 pub mod ring;
 pub mod sandbox;

@@ -1,12 +1,19 @@
 //! Termination signals noted rather than obeyed at once, so long work can stop at a safe point
 //! (a chunk boundary) and leave things resumable.
 
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
 
 static PENDING: AtomicI32 = AtomicI32::new(0);
+static COUNT: AtomicU32 = AtomicU32::new(0);
 
 extern "C" fn note(sig: libc::c_int) {
     PENDING.store(sig, Ordering::SeqCst);
+    COUNT.fetch_add(1, Ordering::SeqCst);
+}
+
+/// How many termination signals have arrived in all (a second Ctrl-C means "now").
+pub fn count() -> u32 {
+    COUNT.load(Ordering::SeqCst)
 }
 
 /// From now on SIGINT, SIGTERM and SIGHUP only set a flag. Handlers (unlike ignored signals)

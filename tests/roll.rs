@@ -408,3 +408,97 @@ fn refusals_dry_runs_and_bad_input_change_nothing() {
         .unwrap();
     assert!(statuses.iter().all(|s| s == "online"), "{statuses:?}");
 }
+
+/// Per port, the log's starts and ends in order: never a second start before its end.
+fn assert_never_two_at_once(log: &[(u16, String, String)]) {
+    for port in all_ports() {
+        let mut running = false;
+        for r in log.iter().filter(|r| r.0 == port) {
+            match r.2.as_str() {
+                "start" => {
+                    assert!(!running, "{port} ran twice at once: {log:?}");
+                    running = true;
+                }
+                _ => running = false,
+            }
+        }
+    }
+}
+
+#[test]
+fn a_killed_roll_whose_command_ignores_sigterm_is_waited_for_not_run_twice() {
+    let _turn = serial();
+    let env = world("roll_sigterm");
+    let script = format!(
+        "trap '' TERM INT HUP; echo \"$SHARDCTL_PORT $SHARDCTL_HALF start\" >> {log}; sleep 4; \
+         echo \"$SHARDCTL_PORT $SHARDCTL_HALF end\" >> {log}",
+        log = log_path(&env).display()
+    );
+    let args = [
+        "maintenance",
+        "roll",
+        "--exec",
+        &script,
+        "--halves",
+        "a",
+        "--format",
+        "json",
+    ];
+    let first = env.spawn(&args, &[]);
+    wait_until("a command to start", || !runs(&env).is_empty());
+    // SAFETY: killing the roll this test started; its command ignores the SIGTERM it gets.
+    unsafe { libc::kill(first.id() as i32, libc::SIGKILL) };
+    let _ = first.wait_with_output();
+    let (code, doc) = finished(env.spawn(&args, &[]));
+    assert_eq!(code, 0, "{doc}");
+    let log = runs(&env);
+    assert_never_two_at_once(&log);
+    for port in half_ports(0) {
+        assert!(count(&log, port, "end") >= 1, "{port}: {log:?}");
+    }
+    assert_all_online_and_replicating(&env);
+}
+
+#[test]
+fn a_roll_frozen_past_its_lock_does_nothing_more_when_woken() {
+    let _turn = serial();
+    let env = world("roll_frozen");
+    let script = format!(
+        "echo \"$SHARDCTL_PORT $SHARDCTL_HALF start\" >> {log}; sleep 2; \
+         echo \"$SHARDCTL_PORT $SHARDCTL_HALF end\" >> {log}",
+        log = log_path(&env).display()
+    );
+    let args = [
+        "maintenance",
+        "roll",
+        "--exec",
+        &script,
+        "--halves",
+        "a",
+        "--format",
+        "json",
+    ];
+    let first = env.spawn(&args, &[]);
+    wait_until("a command to start", || !runs(&env).is_empty());
+    let frozen = common::Frozen::new(first.id() as i32);
+    // Past the roll lock's 30 s lease: a successor takes over and finishes the half.
+    std::thread::sleep(Duration::from_secs(32));
+    let (code, doc) = finished(env.spawn(&args, &[]));
+    assert_eq!(code, 0, "the successor finishes: {doc}");
+    let before_waking = runs(&env);
+    let roll_rows = |env: &Env| -> u64 {
+        env.ring()
+            .query_first("SELECT COUNT(*) FROM audit_log WHERE action LIKE 'maintenance.%'")
+            .unwrap()
+            .unwrap()
+    };
+    let audited = roll_rows(&env);
+    drop(frozen);
+    let (code, doc) = finished(first);
+    assert_ne!(code, 0, "the woken roll knows it lost its lock: {doc}");
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(runs(&env), before_waking, "the woken roll started nothing");
+    assert_eq!(roll_rows(&env), audited, "and wrote nothing to the ring");
+    assert_never_two_at_once(&before_waking);
+    assert_all_online_and_replicating(&env);
+}

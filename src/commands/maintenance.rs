@@ -34,6 +34,7 @@ pub fn run(ctx: &Ctx, cmd: MaintenanceCommand) -> Result<Outcome> {
             done: maintenance::drain(
                 &cfg,
                 &DrainOptions {
+                    fence: None,
                     half: a.half,
                     timeout: a.timeout,
                     max_lag: a.max_lag,
@@ -49,6 +50,7 @@ pub fn run(ctx: &Ctx, cmd: MaintenanceCommand) -> Result<Outcome> {
             done: maintenance::restore(
                 &cfg,
                 &RestoreOptions {
+                    fence: None,
                     half: a.half,
                     timeout: a.timeout,
                     max_lag: a.max_lag,
@@ -278,6 +280,7 @@ impl Report for Change {
         if d.blocked {
             exit_codes::REFUSED
         } else if !d.refused.is_empty()
+            || d.locks_unknown.is_some()
             || (!d.dry_run && d.servers.iter().any(|s| s.note.is_some()))
         {
             exit_codes::PARTIAL

@@ -27,7 +27,7 @@ use crate::error::{Error, Result};
 use crate::output::Ui;
 use crate::parallel;
 use crate::ring::directory::{self, Half, Server, ServerStatus, Shard};
-use crate::ring::{self, audit};
+use crate::ring::{self, audit, fences};
 use crate::shard::replica::{self, ReplicaStatus};
 use crate::shard::sessions::{self, Session};
 use crate::shard::{handover, home};
@@ -198,6 +198,10 @@ pub struct Outcome {
     /// shardctl locks whose GET_LOCK is held on a drained server: their holders lose that
     /// server with it (and their leases are then waited out, not taken over).
     pub locks: Vec<crate::lock::HolderOn>,
+    /// Why `locks` could not be read (the lock backend did not answer): exit 5, the drain
+    /// itself done.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub locks_unknown: Option<String>,
     /// How many servers changed status.
     pub changed: usize,
     pub seconds: f64,
@@ -251,6 +255,7 @@ fn report(
         })
         .collect();
     Outcome {
+        locks_unknown: None,
         half,
         dry_run,
         changed: servers.iter().filter(|s| s.changed).count(),
@@ -275,6 +280,8 @@ pub struct DrainOptions {
     pub skip_unsafe: bool,
     /// Only these servers of the half (a roll picking up after a failure); None: all of them.
     pub only: Option<Vec<HostPort>>,
+    /// A roll's lock: every ring write of the drain is refused once a successor holds it.
+    pub fence: Option<fences::Fence>,
 }
 
 /// Why a server did not finish draining.
@@ -455,6 +462,7 @@ pub fn drain(cfg: &Config, opts: &DrainOptions, ui: &Ui) -> Result<Outcome> {
         &[ServerStatus::Draining],
         ServerStatus::Offline,
         half,
+        opts.fence.as_ref(),
     )? {
         changes.insert(addr, ServerStatus::Offline);
     }
@@ -465,11 +473,22 @@ pub fn drain(cfg: &Config, opts: &DrainOptions, ui: &Ui) -> Result<Outcome> {
         &[ServerStatus::Draining],
         ServerStatus::Online,
         half,
+        opts.fence.as_ref(),
     )? {
         changes.insert(addr, ServerStatus::Online);
     }
     let drained: Vec<HostPort> = draining.iter().map(|(_, s)| s.addr()).collect();
-    let locks = crate::lock::holders_on(cfg, &mut ring, &drained)?;
+    // Only informational, read after the change: a lock backend that does not answer never
+    // turns a finished drain into a failure (the runbook would find no servers to act on).
+    let (locks, locks_unknown) = match crate::lock::holders_on(cfg, &mut ring, &drained) {
+        Ok(l) => (l, None),
+        Err(e) => {
+            ui.warn(&format!(
+                "which locks are held on the drained servers is unknown: {e}"
+            ));
+            (Vec::new(), Some(e.to_string()))
+        }
+    };
     for l in &locks {
         ui.warn(&format!(
             "lock {} (owner {}) is held with GET_LOCK on drained server {} (connection {})",
@@ -478,6 +497,7 @@ pub fn drain(cfg: &Config, opts: &DrainOptions, ui: &Ui) -> Result<Outcome> {
     }
     Ok(Outcome {
         locks,
+        locks_unknown,
         handovers,
         interrupted: crate::signals::received(),
         blocked: false,
@@ -622,6 +642,7 @@ fn mark_one(
     opts: &DrainOptions,
     hand_over: &impl Fn(&Shard) -> std::result::Result<Option<handover::Handover>, String>,
 ) -> mysql::Result<Marked> {
+    fences::hold_if(tx, opts.fence.as_ref())?;
     let now = match servers_of(&lock_servers(tx, &[shard.id])?, shard.id).and_then(|servers| {
         rules::other_half_online(half, &servers)?;
         Ok(servers)
@@ -783,11 +804,13 @@ fn set_status(
     from: &[ServerStatus],
     to: ServerStatus,
     half: Half,
+    fence: Option<&fences::Fence>,
 ) -> Result<Vec<HostPort>> {
     if servers.is_empty() {
         return Ok(Vec::new());
     }
     ring.transaction("changing server status", |tx| {
+        fences::hold_if(tx, fence)?;
         write_status(tx, servers, from, to, half)
     })
     .inspect(|changed| {
@@ -862,6 +885,7 @@ fn hand_back(
     joining: Option<&Server>,
     half: Half,
     deadline: Instant,
+    fence: Option<&fences::Fence>,
 ) -> std::result::Result<(bool, Option<handover::Handover>), String> {
     let enforced = home::enabled(cfg);
     let done = crate::db::retry_deadlocks(|| {
@@ -869,6 +893,7 @@ fn hand_back(
         ring.set_timeouts(until(deadline), until(deadline))?;
         bound_lock_waits(&mut ring, deadline)?;
         ring.transaction("handing the users back", |tx| {
+            fences::hold_if(tx, fence)?;
             let now = match servers_of(&lock_servers(tx, &[shard.id])?, shard.id) {
                 Ok(servers) => Shard {
                     servers,
@@ -926,6 +951,8 @@ pub struct RestoreOptions {
     pub dry_run: bool,
     /// Only these servers of the half (a roll leaves those whose command failed drained).
     pub only: Option<Vec<HostPort>>,
+    /// A roll's lock: every ring write of the restore is refused once a successor holds it.
+    pub fence: Option<fences::Fence>,
 }
 
 pub fn restore(cfg: &Config, opts: &RestoreOptions, ui: &Ui) -> Result<Outcome> {
@@ -971,7 +998,7 @@ pub fn restore(cfg: &Config, opts: &RestoreOptions, ui: &Ui) -> Result<Outcome> 
             // Already serving: only say whether it really answers, and settle its shard's
             // rules if a hand-over was left half done.
             if enforced && !opts.dry_run {
-                keep(hand_back(cfg, shard, None, half, deadline)?.1);
+                keep(hand_back(cfg, shard, None, half, deadline, opts.fence.as_ref())?.1);
             }
             return probe(cfg, &server.addr(), None, Trust::AsShown)
                 .map(|_| Step::Unchanged)
@@ -988,7 +1015,14 @@ pub fn restore(cfg: &Config, opts: &RestoreOptions, ui: &Ui) -> Result<Outcome> 
             };
         }
         let note = wait_restorable(cfg, shard, server, opts.max_lag, deadline)?;
-        let (changed, handed) = hand_back(cfg, shard, Some(server), half, deadline)?;
+        let (changed, handed) = hand_back(
+            cfg,
+            shard,
+            Some(server),
+            half,
+            deadline,
+            opts.fence.as_ref(),
+        )?;
         keep(handed);
         Ok(if changed {
             Step::Online(note)

@@ -8,9 +8,7 @@
 //! before it was killed. One roll at a time: it holds the `MAINTENANCE_ROLL` lock.
 
 use std::collections::{HashMap, VecDeque};
-use std::io::{BufRead, BufReader, Read};
-use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -23,9 +21,12 @@ use super::{drain, restore, DrainOptions, Refusal, RestoreOptions};
 use crate::config::Config;
 use crate::db::Db;
 use crate::error::{Error, Result};
+use crate::lock::keeper::Watch;
 use crate::lock::{self, Request};
 use crate::output::Ui;
+use crate::process::{self, Output};
 use crate::ring::directory::{self, Half, ServerStatus, Shard};
+use crate::ring::fences::{self, Fence};
 use crate::ring::{self, audit};
 use crate::types::{HostPort, LockName};
 
@@ -41,7 +42,7 @@ pub struct RollOptions {
     pub halves: Vec<Half>,
     pub parallel: usize,
     pub timeout: Duration,
-    pub exec_timeout: Option<Duration>,
+    pub exec_timeout: Duration,
     pub max_lag: u64,
     pub dry_run: bool,
 }
@@ -225,6 +226,7 @@ fn read_journal(ring: &mut Db, roll_id: u64) -> Result<Journal> {
 
 fn journal_step(
     ring: &mut Db,
+    fence: &Fence,
     roll_id: u64,
     t: &Target,
     step: Step,
@@ -239,7 +241,8 @@ fn journal_step(
         ),
         None => (None, None, false, None),
     };
-    ring.run("journaling the roll", |c| {
+    ring.transaction("journaling the roll", |c| {
+        fences::hold(c, fence)?;
         c.exec_drop(
             "INSERT INTO roll_servers (roll_id, half, shard, host, port, step, exit_code, seconds, timed_out,
                                        output_tail, updated_at)
@@ -282,8 +285,82 @@ fn halves_text(halves: &[Half]) -> String {
         .join(",")
 }
 
-fn set_roll_state(ring: &mut Db, roll_id: u64, state: &str) -> Result<()> {
-    ring.run("recording the roll's state", |c| {
+/// Journals where the command for `t` runs, as it starts (a later roll waits for it).
+fn journal_started(
+    ring: &mut Db,
+    fence: &Fence,
+    roll_id: u64,
+    t: &Target,
+    pgid: u32,
+) -> Result<()> {
+    ring.transaction("journaling the command's start", |c| {
+        fences::hold(c, fence)?;
+        c.exec_drop(
+            "UPDATE roll_servers SET exec_host = ?, exec_pgid = ?, updated_at = UTC_TIMESTAMP(6)
+             WHERE roll_id = ? AND host = ? AND port = ?",
+            (
+                audit::hostname(),
+                pgid,
+                roll_id,
+                t.addr.host.as_str(),
+                t.addr.port,
+            ),
+        )
+    })
+}
+
+/// Commands a roll started whose end was never journaled (the roll was killed, or lost its
+/// lock): (server, host they ran on, process group).
+fn unended_commands(ring: &mut Db) -> Result<Vec<(HostPort, String, i64)>> {
+    let rows: Vec<(String, u16, String, i64)> = ring.exec(
+        "looking for commands a roll left running",
+        "SELECT s.host, s.port, s.exec_host, s.exec_pgid FROM roll_servers s JOIN rolls r USING (roll_id)
+         WHERE s.step = 'drained' AND s.exec_pgid IS NOT NULL AND r.state IN ('running', 'failed', 'refused', 'abandoned')",
+        (),
+    )?;
+    Ok(rows
+        .into_iter()
+        .map(|(h, p, eh, g)| (HostPort::new(h, p), eh, g))
+        .collect())
+}
+
+/// Waits (up to `within`) for commands an earlier roll started and never saw end: a second
+/// copy must not run beside the first. A command on another host cannot be seen from here:
+/// refused, naming it.
+fn wait_for_unended(ring: &mut Db, within: Duration, ui: &Ui) -> Result<()> {
+    let here = audit::hostname();
+    let deadline = Instant::now() + within;
+    loop {
+        let left: Vec<(HostPort, String, i64)> = unended_commands(ring)?
+            .into_iter()
+            .filter(|(_, host, pgid)| *host != here || process::group_alive(*pgid))
+            .collect();
+        let Some((server, host, pgid)) = left.first() else {
+            return Ok(());
+        };
+        if *host != here {
+            return Err(Error::Refused(format!(
+                "an earlier roll started its command for {server} on host {host} (process group \
+                 {pgid}) and never saw it end: run this roll on {host}, where it can wait for that \
+                 command, or end that process group there first"
+            )));
+        }
+        if Instant::now() >= deadline || crate::signals::received() {
+            return Err(Error::Refused(format!(
+                "an earlier roll's command for {server} (process group {pgid} on this host) still \
+                 runs; not starting a second copy (kill -TERM -{pgid} to end it)"
+            )));
+        }
+        ui.status(&format!(
+            "waiting for an earlier roll's command for {server} (process group {pgid}) to end"
+        ));
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+fn set_roll_state(ring: &mut Db, fence: &Fence, roll_id: u64, state: &str) -> Result<()> {
+    ring.transaction("recording the roll's state", |c| {
+        fences::hold(c, fence)?;
         c.exec_drop(
             "UPDATE rolls SET state = ?, updated_at = UTC_TIMESTAMP(6),
                  finished_at = IF(? IN ('done'), UTC_TIMESTAMP(6), NULL) WHERE roll_id = ?",
@@ -302,20 +379,21 @@ fn set_roll_state(ring: &mut Db, roll_id: u64, state: &str) -> Result<()> {
 /// (roll id, whether it was picked up) An unfinished roll of another command is superseded:
 /// with the roll lock held none is live, and the new roll gives every server its own command
 /// (servers the old one left drained included), so nothing is skipped.
-fn begin(ring: &mut Db, opts: &RollOptions, ui: &Ui) -> Result<(u64, bool)> {
+fn begin(ring: &mut Db, fence: &Fence, opts: &RollOptions, ui: &Ui) -> Result<(u64, bool)> {
     let halves = halves_text(&opts.halves);
     if let Some((id, command, was_halves)) = unfinished(ring)? {
         if command == opts.exec && was_halves == halves {
-            set_roll_state(ring, id, "running")?;
+            set_roll_state(ring, fence, id, "running")?;
             return Ok((id, true));
         }
         ui.warn(&format!(
             "maintenance roll #{id} (--exec {command:?} --halves {was_halves}) was left unfinished; \
              this roll of another command supersedes it"
         ));
-        set_roll_state(ring, id, "abandoned")?;
+        set_roll_state(ring, fence, id, "abandoned")?;
     }
-    let id = ring.run("journaling the roll", |c| {
+    let id = ring.transaction("journaling the roll", |c| {
+        fences::hold(c, fence)?;
         c.exec_drop(
             "INSERT INTO rolls (command, halves, state, operator, host, started_at, updated_at)
              VALUES (?, ?, 'running', ?, ?, UTC_TIMESTAMP(6), UTC_TIMESTAMP(6))",
@@ -326,7 +404,7 @@ fn begin(ring: &mut Db, opts: &RollOptions, ui: &Ui) -> Result<(u64, bool)> {
                 audit::hostname(),
             ),
         )?;
-        let id = c.last_insert_id();
+        let id = c.last_insert_id().unwrap_or_default();
         audit::record(
             c,
             "maintenance.roll",
@@ -382,7 +460,7 @@ pub fn roll(cfg: &Config, opts: &RollOptions, ui: &Ui) -> Result<RollReport> {
     };
     if opts.dry_run {
         let first = opts.halves[0];
-        let checked = drain(cfg, &drain_options(opts, first, None, true), ui)?;
+        let checked = drain(cfg, &drain_options(opts, first, None, true, None), ui)?;
         report.state = if checked.blocked {
             RollState::Refused
         } else {
@@ -407,8 +485,17 @@ pub fn roll(cfg: &Config, opts: &RollOptions, ui: &Ui) -> Result<RollReport> {
                           "host": audit::hostname() }),
     };
     crate::signals::catch_termination();
-    let held = lock::holding(cfg, &req, Duration::ZERO, |_, lost| {
-        run_halves(cfg, opts, ui, &mut report, lost)
+    let held = lock::holding(cfg, &req, Duration::ZERO, |held, watch| {
+        // Every ring write of this roll holds the lock's fence at its token: once a successor
+        // raised it, nothing this roll writes lands, whenever it wakes.
+        let fence = Fence {
+            name: held.name.clone(),
+            token: held.token,
+        };
+        ring::open(cfg)?.run("raising the roll lock's fence", |c| {
+            fences::raise(c, &[(&fence.name, fence.token)])
+        })?;
+        run_halves(cfg, opts, ui, &mut report, watch, &fence)
     });
     match held {
         Err(Error::LockInUse(why)) => {
@@ -429,8 +516,10 @@ fn drain_options(
     half: Half,
     only: Option<Vec<HostPort>>,
     dry_run: bool,
+    fence: Option<&Fence>,
 ) -> DrainOptions {
     DrainOptions {
+        fence: fence.cloned(),
         half,
         timeout: opts.timeout,
         max_lag: opts.max_lag,
@@ -483,10 +572,15 @@ fn run_halves(
     opts: &RollOptions,
     ui: &Ui,
     report: &mut RollReport,
-    lost: &AtomicBool,
+    watch: &Watch,
+    fence: &Fence,
 ) -> Result<()> {
     let mut ring = ring::open(cfg)?;
-    let (roll_id, resumed) = begin(&mut ring, opts, ui)?;
+    // A command an earlier roll started may still run (it was SIGKILLed, or lost its lock):
+    // never a second copy beside it.
+    wait_for_unended(&mut ring, opts.exec_timeout, ui)?;
+    watch.check()?;
+    let (roll_id, resumed) = begin(&mut ring, fence, opts, ui)?;
     report.roll_id = Some(roll_id);
     report.resumed = resumed;
     if resumed {
@@ -507,9 +601,10 @@ fn run_halves(
         }
         let mut restore_now = left.restore.clone();
         if !left.exec.is_empty() {
+            watch.check()?;
             let drained = drain(
                 cfg,
-                &drain_options(opts, half, Some(left.exec.clone()), false),
+                &drain_options(opts, half, Some(left.exec.clone()), false, Some(fence)),
                 ui,
             )?;
             if drained.blocked {
@@ -542,9 +637,11 @@ fn run_halves(
                 }
             }
             for t in &offline {
-                journal_step(&mut ring, roll_id, t, Step::Drained, None)?;
+                watch.check()?;
+                journal_step(&mut ring, fence, roll_id, t, Step::Drained, None)?;
             }
-            let results = run_commands(opts, ui, roll_id, half, &offline, &mut ring, lost)?;
+            let results = run_commands(opts, ui, roll_id, half, &offline, &mut ring, watch, fence)?;
+            watch.check()?;
             for (t, r) in offline.iter().zip(results) {
                 match r {
                     Some(e) if e.code == 0 => restore_now.push(t.addr.clone()),
@@ -562,9 +659,11 @@ fn run_halves(
             }
         }
         if !restore_now.is_empty() {
+            watch.check()?;
             let restored = restore(
                 cfg,
                 &RestoreOptions {
+                    fence: Some(fence.clone()),
                     half,
                     timeout: opts.timeout,
                     max_lag: opts.max_lag,
@@ -585,7 +684,8 @@ fn run_halves(
                     if let (true, Some(t)) =
                         (succeeded, half_targets.iter().find(|t| t.addr == addr))
                     {
-                        journal_step(&mut ring, roll_id, t, Step::Restored, None)?;
+                        watch.check()?;
+                        journal_step(&mut ring, fence, roll_id, t, Step::Restored, None)?;
                     }
                 } else {
                     notes.insert(
@@ -608,7 +708,8 @@ fn run_halves(
             }
             state = RollState::Failed;
         }
-        if state != RollState::Done || crate::signals::received() || lost.load(Ordering::SeqCst) {
+        watch.check()?;
+        if state != RollState::Done || crate::signals::received() {
             if state == RollState::Done {
                 state = RollState::Failed;
             }
@@ -624,8 +725,10 @@ fn run_halves(
         }
     }
     report.state = state;
+    watch.check()?;
     set_roll_state(
         &mut ring,
+        fence,
         roll_id,
         match state {
             RollState::Done => "done",
@@ -645,8 +748,9 @@ fn every_online(shards: &[Shard], half: Half) -> bool {
 }
 
 /// Runs the command for each of `servers`, at most `--parallel` at once. After the first
-/// failure no new one starts; running ones finish. Each result is journaled as it comes.
-/// Results in the order of `servers`; None for a command not started.
+/// failure no new one starts; running ones finish. Each start and result is journaled as it
+/// comes, only while the roll still holds its lock. Results in the order of `servers`; None for
+/// a command not started.
 #[allow(clippy::too_many_arguments)]
 fn run_commands(
     opts: &RollOptions,
@@ -655,7 +759,8 @@ fn run_commands(
     half: Half,
     servers: &[&Target],
     ring: &mut Db,
-    lost: &AtomicBool,
+    watch: &Watch,
+    fence: &Fence,
 ) -> Result<Vec<Option<Exec>>> {
     let queue: Mutex<VecDeque<usize>> = Mutex::new((0..servers.len()).collect());
     let results: Mutex<Vec<Option<Exec>>> = Mutex::new(vec![None; servers.len()]);
@@ -680,12 +785,28 @@ fn run_commands(
         servers.len(),
         opts.parallel
     ));
+    let journal = |f: &dyn Fn(&mut Db) -> Result<()>| -> bool {
+        let Ok(mut db) = ring.lock() else {
+            return false;
+        };
+        let result = watch.check().and_then(|()| f(&mut db));
+        match result {
+            Ok(()) => true,
+            Err(e) => {
+                if let Ok(mut j) = journal_error.lock() {
+                    j.get_or_insert(e);
+                }
+                failed.store(true, Ordering::SeqCst);
+                false
+            }
+        }
+    };
     std::thread::scope(|s| {
         for _ in 0..opts.parallel.min(servers.len().max(1)) {
             s.spawn(|| loop {
                 let stop = failed.load(Ordering::SeqCst)
                     || crate::signals::received()
-                    || lost.load(Ordering::SeqCst);
+                    || watch.check().is_err();
                 let next = if stop {
                     None
                 } else {
@@ -698,7 +819,9 @@ fn run_commands(
                     r.push(label.clone());
                     progress.set_message(show(done.load(Ordering::SeqCst), &r));
                 }
-                let (exec, tail) = run_one(&opts.exec, t, opts.exec_timeout, ui);
+                let started =
+                    |pgid: u32| journal(&|db| journal_started(db, fence, roll_id, t, pgid));
+                let (exec, tail) = run_one(&opts.exec, t, opts.exec_timeout, ui, started);
                 if exec.code != 0 {
                     failed.store(true, Ordering::SeqCst);
                 }
@@ -708,14 +831,8 @@ fn run_commands(
                     Step::ExecFailed
                 };
                 let kept: &[String] = if exec.code == 0 { &[] } else { &tail };
-                if let Ok(mut db) = ring.lock() {
-                    if let Err(e) = journal_step(&mut db, roll_id, t, step, Some((&exec, kept))) {
-                        if let Ok(mut j) = journal_error.lock() {
-                            j.get_or_insert(e);
-                        }
-                        failed.store(true, Ordering::SeqCst);
-                    }
-                }
+                // A roll that lost its lock journals nothing: its successor owns the journal.
+                journal(&|db| journal_step(db, fence, roll_id, t, step, Some((&exec, kept))));
                 if let Ok(mut r) = results.lock() {
                     r[i] = Some(exec);
                 }
@@ -734,11 +851,23 @@ fn run_commands(
     Ok(results.into_inner().unwrap_or_default())
 }
 
-/// Runs the command for one server: `sh -c CMD` with the server in its environment, in a process
-/// group of its own (stopped whole on `--exec-timeout`, and sent SIGTERM if shardctl dies), its
-/// output passed through line by line with a prefix naming the server. (result, last lines)
-fn run_one(exec: &str, t: &Target, timeout: Option<Duration>, ui: &Ui) -> (Exec, Vec<String>) {
-    let started = Instant::now();
+/// How long a command has after SIGTERM (a timeout, a signal to the roll) before SIGKILL.
+const EXEC_GRACE: Duration = Duration::from_secs(5);
+
+/// Runs the command for one server: `sh -c CMD` with the server in its environment, under the
+/// shared runner, its output passed through line by line with a prefix naming the server.
+/// `started` journals the command's process group; if it cannot (the roll lost its lock) the
+/// command is stopped at once. The command's exit — or its timeout, or a signal to the roll
+/// (SIGTERM to its group; a second signal, or the grace, SIGKILL) — ends it, whatever still
+/// holds its output. (result, last lines)
+fn run_one(
+    exec: &str,
+    t: &Target,
+    timeout: Duration,
+    ui: &Ui,
+    started: impl Fn(u32) -> bool,
+) -> (Exec, Vec<String>) {
+    let begun = Instant::now();
     let prefix = format!("[{}/{} {}]", t.shard, t.half, t.addr);
     let mut cmd = Command::new("sh");
     cmd.arg("-c")
@@ -746,96 +875,72 @@ fn run_one(exec: &str, t: &Target, timeout: Option<Duration>, ui: &Ui) -> (Exec,
         .env("SHARDCTL_SHARD", &t.shard)
         .env("SHARDCTL_HALF", t.half.as_str())
         .env("SHARDCTL_HOST", &t.addr.host)
-        .env("SHARDCTL_PORT", t.addr.port.to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0);
-    // SAFETY: prctl is async-signal-safe; the command is told to stop if shardctl dies.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
-            Ok(())
-        });
-    }
-    let failed = |code: i32, line: String| {
+        .env("SHARDCTL_PORT", t.addr.port.to_string());
+    let result = |code: i32, timed_out: bool, tail: Vec<String>| {
         (
             Exec {
                 code,
-                seconds: started.elapsed().as_secs_f64(),
-                timed_out: false,
+                seconds: begun.elapsed().as_secs_f64(),
+                timed_out,
             },
-            vec![line],
+            tail,
         )
     };
-    let mut child = match cmd.spawn() {
-        Ok(c) => c,
-        Err(e) => return failed(127, format!("cannot run sh: {e}")),
+    let output = Output::Lines {
+        prefix: prefix.clone(),
+        ui: ui.clone(),
+        keep: TAIL_LINES,
     };
-    let tail: Mutex<VecDeque<String>> = Mutex::new(VecDeque::new());
-    let pgid = child.id() as libc::pid_t;
-    let (out, err) = (child.stdout.take(), child.stderr.take());
+    let mut child = match process::spawn(cmd, output) {
+        Ok(c) => c,
+        Err(e) => return result(127, false, vec![format!("cannot run sh: {e}")]),
+    };
+    if !started(child.pgid()) {
+        child.stop(Duration::ZERO, || true);
+        let (tail, _) = child.finish();
+        return result(1, false, tail);
+    }
+    let signals_before = crate::signals::count();
     let mut timed_out = false;
-    let status = std::thread::scope(|s| {
-        let pass = |stream: Box<dyn Read + Send>| {
-            let (tail, prefix) = (&tail, &prefix);
-            move || {
-                for line in BufReader::new(stream).lines().map_while(|l| l.ok()) {
-                    ui.passthrough(&format!("{prefix} {line}"));
-                    if let Ok(mut t) = tail.lock() {
-                        if t.len() == TAIL_LINES {
-                            t.pop_front();
-                        }
-                        t.push_back(line);
-                    }
-                }
-            }
-        };
-        if let Some(o) = out {
-            s.spawn(pass(Box::new(o)));
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break Some(status),
+            Ok(None) => {}
+            Err(_) => break None,
         }
-        if let Some(e) = err {
-            s.spawn(pass(Box::new(e)));
+        let signalled = crate::signals::count() > signals_before;
+        if signalled || begun.elapsed() >= timeout {
+            timed_out = !signalled;
+            ui.warn(&format!(
+                "{prefix} {}: stopping the command (SIGTERM, SIGKILL after {}s{})",
+                if signalled {
+                    "signal received"
+                } else {
+                    "--exec-timeout passed"
+                },
+                EXEC_GRACE.as_secs(),
+                if signalled { " or another signal" } else { "" }
+            ));
+            break child.stop(EXEC_GRACE, || {
+                crate::signals::count() > signals_before + u32::from(signalled)
+            });
         }
-        loop {
-            match child.try_wait() {
-                Ok(Some(status)) => return Some(status),
-                Ok(None) => {}
-                Err(_) => return None,
-            }
-            if timeout.is_some_and(|t| started.elapsed() >= t) {
-                timed_out = true;
-                // SAFETY: signalling the process group this command leads.
-                unsafe { libc::kill(-pgid, libc::SIGTERM) };
-                let grace = Instant::now() + Duration::from_secs(5);
-                while Instant::now() < grace && matches!(child.try_wait(), Ok(None)) {
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-                // SAFETY: as above; whatever is left of the group goes.
-                unsafe { libc::kill(-pgid, libc::SIGKILL) };
-                let _ = child.wait();
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(25));
-        }
-    });
+        std::thread::sleep(Duration::from_millis(25));
+    };
     let code = match status {
         _ if timed_out => 124,
-        Some(st) => {
-            use std::os::unix::process::ExitStatusExt;
-            st.code().unwrap_or_else(|| 128 + st.signal().unwrap_or(0))
-        }
+        Some(st) => process::exit_code(st),
         None => 1,
     };
-    let tail: Vec<String> = tail.into_inner().unwrap_or_default().into();
-    (
-        Exec {
-            code,
-            seconds: started.elapsed().as_secs_f64(),
-            timed_out,
-        },
-        tail,
-    )
+    let (mut tail, left) = child.finish();
+    if let Some(note) = left {
+        ui.warn(&format!("{prefix} {note}"));
+        if tail.len() == TAIL_LINES {
+            tail.remove(0);
+        }
+        tail.push(note);
+    }
+    result(code, timed_out, tail)
 }
 
 /// The roll in progress (or left unfinished), for `maintenance status`.

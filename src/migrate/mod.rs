@@ -233,7 +233,8 @@ fn with_lock<T>(
         hold_session: true,
         metadata: json!({ "purpose": purpose, "user": user, "pid": std::process::id(), "host": audit::hostname() }),
     };
-    crate::lock::holding(cfg, &req, Duration::ZERO, |held, lost| {
+    crate::lock::holding(cfg, &req, Duration::ZERO, |held, watch| {
+        let lost = watch.flag();
         failpoint!(state::AFTER_LOCK);
         f(held, lost)
     })

@@ -52,3 +52,42 @@ pub fn current(conn: &mut impl Queryable, grants: &[Grant]) -> mysql::Result<Vec
         params(grants),
     )
 }
+
+/// The error code a fenced write is refused with (no server uses it): `Error::db` turns it
+/// into `LockLost`.
+pub const FENCED: u16 = 65_001;
+
+/// A holder's claim on what it writes: its lock and token.
+#[derive(Clone, Debug)]
+pub struct Fence {
+    pub name: LockName,
+    pub token: u64,
+}
+
+/// Inside a ring transaction, before its writes: holds the lock's fence row until the commit
+/// (a successor raising it waits for this transaction) and refuses when a higher token has
+/// raised it since (the writer lost its lock to a successor).
+pub fn hold(conn: &mut impl Queryable, fence: &Fence) -> mysql::Result<()> {
+    let current: Option<u64> = conn.exec_first(
+        "SELECT token FROM lock_fences WHERE name = ? FOR UPDATE",
+        (fence.name.as_str(),),
+    )?;
+    if current == Some(fence.token) {
+        return Ok(());
+    }
+    Err(mysql::Error::MySqlError(mysql::MySqlError {
+        state: "45000".into(),
+        code: FENCED,
+        message: format!(
+            "lock {} token {} is no longer current (the fence holds {}): a successor holds it; nothing written",
+            fence.name,
+            fence.token,
+            current.map_or("nothing".to_string(), |t| t.to_string())
+        ),
+    }))
+}
+
+/// `hold` for an optional fence.
+pub fn hold_if(conn: &mut impl Queryable, fence: Option<&Fence>) -> mysql::Result<()> {
+    fence.map_or(Ok(()), |f| hold(conn, f))
+}

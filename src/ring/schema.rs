@@ -9,7 +9,7 @@ use crate::error::Result;
 use crate::types::Ident;
 
 /// The schema version this build writes and expects.
-pub const VERSION: u32 = 5;
+pub const VERSION: u32 = 6;
 
 /// The ticket tables, Flickr style: one row per table, `REPLACE` bumps its auto-increment.
 pub const TICKET_TABLES: &[&str] = &[
@@ -173,8 +173,16 @@ const V5: &[&str] = &[
         ADD COLUMN IF NOT EXISTS read_only_seconds DOUBLE NULL",
 ];
 
+/// Version 6, rolls that lose their lock: where each roll's command runs (host and process
+/// group), journaled as it starts, so a later roll waits for a command that may still run
+/// rather than start a second copy.
+const V6: &[&str] = &[
+    "ALTER TABLE roll_servers ADD COLUMN IF NOT EXISTS exec_host VARCHAR(255) NULL,
+        ADD COLUMN IF NOT EXISTS exec_pgid INT NULL",
+];
+
 /// Every version's statements; index 0 is version 1.
-const STEPS: &[&[&str]] = &[V1, V2, V3, V4, V5];
+const STEPS: &[&[&str]] = &[V1, V2, V3, V4, V5, V6];
 
 /// The recorded version, or None where the schema was never created.
 pub fn recorded_version(db: &mut Db, database: &Ident) -> Result<Option<u32>> {
