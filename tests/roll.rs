@@ -502,3 +502,97 @@ fn a_roll_frozen_past_its_lock_does_nothing_more_when_woken() {
     assert_never_two_at_once(&before_waking);
     assert_all_online_and_replicating(&env);
 }
+
+#[test]
+fn a_command_that_leaves_a_daemon_holding_its_output_ends_its_step_when_it_exits() {
+    let _turn = serial();
+    let env = world("roll_daemon");
+    let args = [
+        "maintenance",
+        "roll",
+        "--exec",
+        "sleep 31.25 & echo started",
+        "--halves",
+        "a",
+        "--exec-timeout",
+        "20s",
+        "--format",
+        "json",
+    ];
+    let start = Instant::now();
+    let out = env.run(&args);
+    let took = start.elapsed();
+    let _ = std::process::Command::new("pkill")
+        .args(["-f", "sleep 31.25"])
+        .status();
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains("still holds its output"),
+        "said: {}",
+        out.stderr
+    );
+    // Three servers one after another: each step ends when its command exits (plus the 1 s
+    // grace), not when the daemon lets go of the pipe 31 s later.
+    assert!(took < Duration::from_secs(28), "took {took:?}");
+    for s in out.json()["halves"][0]["servers"].as_array().unwrap() {
+        assert_eq!(s["exec"]["code"], 0, "{s}");
+        assert_ne!(s["exec"]["timed_out"], true, "{s}");
+    }
+    assert_all_online_and_replicating(&env);
+}
+
+#[test]
+fn signals_to_a_roll_reach_its_commands_and_it_journals_and_exits() {
+    let _turn = serial();
+    let env = world("roll_signals");
+    for (script, signals) in [
+        ("sleep 60", 1),
+        ("trap '' TERM INT HUP; while :; do sleep 0.2; done", 2),
+    ] {
+        let exec = format!(
+            "echo \"$SHARDCTL_PORT $SHARDCTL_HALF start\" >> {log}; {script}",
+            log = log_path(&env).display()
+        );
+        let args = [
+            "maintenance",
+            "roll",
+            "--exec",
+            &exec,
+            "--halves",
+            "a",
+            "--format",
+            "json",
+        ];
+        std::fs::write(log_path(&env), "").unwrap();
+        let roll = env.spawn(&args, &[]);
+        wait_until("a command to start", || !runs(&env).is_empty());
+        let start = Instant::now();
+        for _ in 0..signals {
+            // SAFETY: signalling the roll this test started.
+            unsafe { libc::kill(roll.id() as i32, libc::SIGTERM) };
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        let (code, doc) = finished(roll);
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "{:?}",
+            start.elapsed()
+        );
+        assert_eq!(code, 5, "{doc}");
+        let status = env.json(&["maintenance", "status"]);
+        let journaled: Vec<&Value> = status["roll"]["servers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["step"] == "exec_failed")
+            .collect();
+        assert_eq!(journaled.len(), 1, "{status}");
+        assert!(
+            journaled[0]["exit_code"].as_i64().unwrap() > 128,
+            "{status}"
+        );
+        assert_eq!(runs(&env).len(), 1, "no other command started");
+        env.json(&["maintenance", "restore", "--half", "a"]);
+    }
+    assert_all_online_and_replicating(&env);
+}

@@ -182,7 +182,7 @@ fn the_live_screen_follows_a_rebalance_and_quits_cleanly() {
         "Enter",
     ]);
     tmux.wait_for("the first refresh", Duration::from_secs(20), |s| {
-        s.contains("refreshed in") && s.contains("servers (4)")
+        s.contains("ring read") && s.contains("servers (4)")
     });
     assert!(tmux.alternate_screen());
 
@@ -242,7 +242,7 @@ fn the_live_screen_follows_a_rebalance_and_quits_cleanly() {
         "Enter",
     ]);
     tmux.wait_for("top again", Duration::from_secs(20), |s| {
-        s.contains("refreshed in")
+        s.contains("ring read")
     });
     let shell: i32 = String::from_utf8_lossy(
         &tmux
@@ -292,4 +292,36 @@ fn a_frozen_server_shows_as_such_and_does_not_slow_the_refresh() {
         .iter()
         .filter(|s| s["port"] != frozen)
         .all(|s| s["reachable"] == true));
+}
+
+#[test]
+fn a_frozen_ring_shows_its_age_and_the_panels_come_back() {
+    let _turn = serial();
+    let env = world("top_ring_frozen");
+    let tmux = Tmux::start(150, 45);
+    tmux.keys(&[
+        &format!(
+            "SHARDCTL_CONFIG={} {} top --interval 200ms; echo EXIT=$?",
+            env.config.display(),
+            bin().display()
+        ),
+        "Enter",
+    ]);
+    tmux.wait_for("the first refresh", Duration::from_secs(20), |s| {
+        s.contains("ring read 0s ago") && s.contains("servers (4)")
+    });
+    let ring = Frozen::new(fed().server_pid("global"));
+    // The header's age grows while the ring does not answer, and the ring's panels say why.
+    let s = tmux.wait_for("the age to show", Duration::from_secs(20), |s| {
+        s.contains("STALE") && (4..=19).any(|n| s.contains(&format!("ring read {n}s ago")))
+    });
+    assert!(s.contains("servers (4)"), "the last panels stay: {s}");
+    drop(ring);
+    tmux.wait_for("the ring to be read again", Duration::from_secs(20), |s| {
+        !s.contains("STALE") && s.contains("ring read 0s ago")
+    });
+    tmux.keys(&["q"]);
+    tmux.wait_for("top to quit", Duration::from_secs(5), |s| {
+        s.contains("EXIT=0")
+    });
 }

@@ -505,6 +505,41 @@ fn the_whole_ensemble_down_fails_within_the_session_timeout_and_changes_nothing(
         zk_ports().iter().all(|p| role(*p).is_none())
     });
     check("killed");
+    // One source down is one panel's failure, never the others' (`top`), and never turns a
+    // finished drain into a failure.
+    let start = Instant::now();
+    let (code, doc) = env.run_json(&["top", "--once"]);
+    assert_eq!(code, 5, "{doc}");
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(
+        doc["errors"]["locks"]
+            .as_str()
+            .unwrap()
+            .contains("ZooKeeper"),
+        "{doc}"
+    );
+    assert!(doc["errors"].get("ring").is_none(), "{doc}");
+    assert!(!doc["shards"].as_array().unwrap().is_empty(), "{doc}");
+    assert!(!doc["servers"].as_array().unwrap().is_empty(), "{doc}");
+    let (code, drained) = env.run_json(&["maintenance", "drain", "--half", "a"]);
+    assert_eq!(code, 5, "{drained}");
+    assert!(
+        drained["locks_unknown"]
+            .as_str()
+            .unwrap()
+            .contains("ZooKeeper"),
+        "{drained}"
+    );
+    let servers = drained["servers"].as_array().unwrap();
+    assert!(
+        !servers.is_empty() && servers.iter().all(|s| s["status"] == "offline"),
+        "the runbook still finds the drained servers: {drained}"
+    );
+    env.json(&["maintenance", "restore", "--half", "a"]);
     heal();
     env.json(&["migrate", "12", "--to", &to]);
     env.assert_whole(12, &original);
@@ -870,4 +905,288 @@ fn with_digest_authentication_the_lock_nodes_are_not_world_writable() {
     let shown = env.json(&["lock", "show", "guarded"]);
     assert_eq!(shown["held"], true, "{shown}");
     env.json(&["lock", "release", "guarded"]);
+}
+
+/// The history check: many client processes on one lock, on both backends at once, acquiring,
+/// renewing, releasing, frozen, killed and clock-skewed at random for a minute. Each client
+/// logs, on the host's monotonic clock (one clock for every process here, untouched by
+/// faketime), its grant and every moment its keeper proved the lock held; and under the lock it
+/// writes to the ring, each write fenced by its token. The checker proves no two clients'
+/// believed intervals of one lock overlap, and that the fenced writes carry tokens in the order
+/// they were granted (every write was made under the newest token).
+mod history {
+    use super::*;
+    use shardctl::lock::keeper::keeping;
+    use shardctl::lock::{LockClient, Request};
+    use shardctl::ring::fences::{self, Fence};
+    use shardctl::types::LockName;
+    use std::io::Write;
+
+    const LOCK: &str = "HISTORY";
+    const TTL: Duration = Duration::from_secs(2);
+
+    fn mono_ns() -> u128 {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: clock_gettime writes the timespec we own.
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+        ts.tv_sec as u128 * 1_000_000_000 + ts.tv_nsec as u128
+    }
+
+    /// One client process: holds, works under the lock, releases, again, until killed or 70 s.
+    #[test]
+    fn history_client() {
+        let (Ok(config), Ok(log)) = (
+            std::env::var("HISTORY_CONFIG"),
+            std::env::var("HISTORY_LOG"),
+        ) else {
+            return; // run only as a client process, by the history test
+        };
+        let cfg = shardctl::config::Config::load(std::path::Path::new(&config)).unwrap();
+        let mut out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
+        let name: LockName = LOCK.parse().unwrap();
+        let req = Request {
+            name: name.clone(),
+            ttl: TTL,
+            owner: format!("client-{}", std::process::id()),
+            purpose: "history".into(),
+            hold_session: true,
+            metadata: serde_json::Value::Null,
+        };
+        let until = Instant::now() + Duration::from_secs(100);
+        while Instant::now() < until {
+            let Ok(mut client) = LockClient::new(&cfg) else {
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            };
+            let granted = Instant::now();
+            let Ok(held) = client.acquire(&req, Duration::from_millis(500)) else {
+                continue;
+            };
+            writeln!(out, "begin {} {}", held.token, mono_ns()).unwrap();
+            let fence = Fence {
+                name: name.clone(),
+                token: held.token,
+            };
+            let raised = client.ring().run("raising", |c| {
+                fences::raise(c, &[(&fence.name, fence.token)])
+            });
+            let hold_for = Duration::from_millis(200 + rand_ms(1500));
+            let (_, watch, client) = keeping(client, &held, granted, |w| {
+                let mut ring = shardctl::ring::open(&cfg).ok();
+                let start = Instant::now();
+                // Work first, then look at the time: a client woken from a freeze acts at once,
+                // as real ones do, and only its keeper's proof stands between it and a write.
+                while raised.is_ok() {
+                    if w.check().is_err() {
+                        break;
+                    }
+                    let now = mono_ns();
+                    writeln!(out, "held {} {now}", held.token).unwrap();
+                    if let Some(db) = ring.as_mut() {
+                        let _ = db.transaction("writing under the lock", |c| {
+                            use mysql::prelude::Queryable;
+                            fences::hold(c, &fence)?;
+                            c.exec_drop(
+                                "INSERT INTO history_writes (token, pid) VALUES (?, ?)",
+                                (held.token, std::process::id()),
+                            )
+                        });
+                    }
+                    if start.elapsed() >= hold_for {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            });
+            if watch.check().is_ok() {
+                if let Ok(mut c) = client {
+                    let _ = c.release(&held);
+                }
+            }
+            writeln!(out, "end {} {}", held.token, mono_ns()).unwrap();
+        }
+    }
+
+    fn rand_ms(n: u64) -> u64 {
+        (mono_ns() as u64 / 1000) % n.max(1)
+    }
+
+    fn spawn_client(env: &Env, log: &std::path::Path, skew: Option<&str>) -> Child {
+        let exe = std::env::current_exe().unwrap();
+        let mut cmd = match skew {
+            Some(s) => {
+                let mut c = std::process::Command::new("faketime");
+                c.args(["-f", s]).arg(&exe);
+                c
+            }
+            None => std::process::Command::new(&exe),
+        };
+        cmd.args([
+            "--exact",
+            "history::history_client",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
+        .env("HISTORY_CONFIG", &env.config)
+        .env("HISTORY_LOG", log)
+        .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+    }
+
+    /// (token, first, last) believed intervals from one client's log.
+    fn intervals(log: &str) -> Vec<(u64, u128, u128)> {
+        let mut out: Vec<(u64, u128, u128)> = Vec::new();
+        for line in log.lines() {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let (Some(kind), Some(token), Some(at)) = (f.first(), f.get(1), f.get(2)) else {
+                continue; // a line cut short by a kill
+            };
+            let (Ok(token), Ok(at)) = (token.parse::<u64>(), at.parse::<u128>()) else {
+                continue;
+            };
+            match *kind {
+                "begin" => out.push((token, at, at)),
+                "held" => {
+                    if let Some(last) = out.iter_mut().rev().find(|i| i.0 == token) {
+                        last.2 = last.2.max(at);
+                    }
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+
+    fn world(name: &str, zookeeper: bool) -> Env {
+        let env = if zookeeper {
+            zk_env(name, "2s")
+        } else {
+            Env::new(fed(), name)
+        };
+        env.ring()
+            .query_drop(
+                "CREATE TABLE history_writes (id BIGINT AUTO_INCREMENT PRIMARY KEY,
+                 token BIGINT UNSIGNED NOT NULL, pid INT NOT NULL)",
+            )
+            .unwrap();
+        env
+    }
+
+    #[test]
+    fn no_two_clients_ever_believe_they_hold_one_lock_and_every_write_is_fenced() {
+        let _g = shared();
+        let worlds = [world("hist_mysql", false), world("hist_zk", true)];
+        let dirs: Vec<std::path::PathBuf> =
+            worlds.iter().map(|e| e.dir.path().to_path_buf()).collect();
+        let mut clients: Vec<(usize, std::path::PathBuf, Child)> = Vec::new();
+        let mut next_log = 0;
+        let mut spawn =
+            |w: usize,
+             skew: Option<&str>,
+             clients: &mut Vec<(usize, std::path::PathBuf, Child)>| {
+                next_log += 1;
+                let log = dirs[w].join(format!("client{next_log}.log"));
+                clients.push((w, log.clone(), spawn_client(&worlds[w], &log, skew)));
+            };
+        for w in 0..2 {
+            for skew in [None, None, Some("+5s"), Some("-5s"), Some("+2h")] {
+                spawn(w, skew, &mut clients);
+            }
+        }
+        let start = Instant::now();
+        let mut faults = 0;
+        while start.elapsed() < Duration::from_secs(60) {
+            std::thread::sleep(Duration::from_millis(200 + rand_ms(500)));
+            // Mostly the holder of the moment (its owner names its pid): faults that matter.
+            let w = rand_ms(2) as usize;
+            let holder = worlds[w]
+                .run(&["--format", "json", "lock", "show", LOCK])
+                .json()["lease"]["owner"]
+                .as_str()
+                .and_then(|o| o.strip_prefix("client-"))
+                .and_then(|p| p.parse::<u32>().ok());
+            let i = match holder.and_then(|p| clients.iter().position(|c| c.2.id() == p)) {
+                Some(i) if rand_ms(10) < 7 => i,
+                _ => rand_ms(clients.len() as u64) as usize,
+            };
+            let pid = clients[i].2.id();
+            match rand_ms(3) {
+                0 | 2 => {
+                    // Frozen within its lease or well past it, then woken.
+                    signal(pid, libc::SIGSTOP);
+                    std::thread::sleep(Duration::from_millis(1000 + rand_ms(3000)));
+                    signal(pid, libc::SIGCONT);
+                }
+                1 => {
+                    signal(pid, libc::SIGKILL);
+                    let _ = clients[i].2.wait();
+                    let w = clients[i].0;
+                    spawn(w, None, &mut clients);
+                }
+                _ => unreachable!("rand_ms(3) is below 3"),
+            }
+            faults += 1;
+        }
+        for (_, _, c) in &mut clients {
+            signal(c.id(), libc::SIGCONT);
+            signal(c.id(), libc::SIGKILL);
+            let _ = c.wait();
+        }
+        assert!(faults >= 10, "{faults} faults");
+        for (w, env) in worlds.iter().enumerate() {
+            let mut all: Vec<(u64, u128, u128)> = clients
+                .iter()
+                .filter(|(cw, _, _)| *cw == w)
+                .flat_map(|(_, log, _)| {
+                    intervals(&std::fs::read_to_string(log).unwrap_or_default())
+                })
+                .collect();
+            all.sort_by_key(|i| i.1);
+            let holders: std::collections::BTreeSet<u64> = all.iter().map(|i| i.0).collect();
+            assert!(
+                holders.len() >= 10,
+                "{}: only {} grants",
+                env.name,
+                holders.len()
+            );
+            for pair in all.windows(2) {
+                let (a, b) = (pair[0], pair[1]);
+                assert!(
+                    a.2 < b.1,
+                    "{}: token {} believed held until {} but token {} was granted at {}",
+                    env.name,
+                    a.0,
+                    a.2,
+                    b.0,
+                    b.1
+                );
+                assert!(
+                    a.0 < b.0,
+                    "{}: tokens out of grant order: {a:?} {b:?}",
+                    env.name
+                );
+            }
+            let writes: Vec<u64> = env
+                .ring()
+                .query("SELECT token FROM history_writes ORDER BY id")
+                .unwrap();
+            assert!(writes.len() > 50, "{}: {} writes", env.name, writes.len());
+            assert!(
+                writes.windows(2).all(|w| w[0] <= w[1]),
+                "{}: a write under an older token after a newer one: {writes:?}",
+                env.name
+            );
+        }
+    }
 }

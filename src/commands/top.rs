@@ -9,7 +9,7 @@ use crate::top::{self, app, Snapshot};
 pub fn run(ctx: &Ctx, args: &TopArgs) -> Result<Outcome> {
     let cfg = ctx.config()?;
     if args.once {
-        return Outcome::of(top::once(&cfg)?);
+        return Outcome::of(top::once(&cfg));
     }
     app::run(
         &cfg,
@@ -141,6 +141,20 @@ impl Report for Snapshot {
                 ]
             }),
         );
-        format!("{shards}\n{servers}\n{migrations}\n{locks}\n{audit}")
+        let errors: String = self
+            .errors
+            .iter()
+            .map(|(source, e)| format!("\n{source}: {}", crate::types::shown(e)))
+            .collect();
+        format!("{shards}\n{servers}\n{migrations}\n{locks}\n{audit}{errors}")
+    }
+
+    /// A source that could not be read: partly done.
+    fn exit_code(&self) -> u8 {
+        if self.errors.is_empty() {
+            crate::exit_codes::OK
+        } else {
+            crate::exit_codes::PARTIAL
+        }
     }
 }

@@ -1699,7 +1699,7 @@ pub fn list(ring: &mut Db, filter: &ListFilter) -> Result<Vec<Lease>> {
 
 /// Lock nodes matching the filter, oldest expiry first (the ring's listing order), judged by
 /// the ensemble's clock read after them.
-fn list_nodes(store: &ZkStore, filter: &ListFilter) -> Result<Vec<Lease>> {
+pub fn list_nodes(store: &ZkStore, filter: &ListFilter) -> Result<Vec<Lease>> {
     let nodes = store.read_all()?;
     let now = if nodes.is_empty() { 0 } else { store.now_ms()? };
     let mut leases: Vec<Lease> = nodes
@@ -1718,14 +1718,6 @@ fn list_nodes(store: &ZkStore, filter: &ListFilter) -> Result<Vec<Lease>> {
             .then_with(|| a.name.cmp(&b.name))
     });
     Ok(leases)
-}
-
-/// Every lease of the configured backend matching the filter (`top`, which has the ring open).
-pub fn list_leases(cfg: &Config, ring: &mut Db, filter: &ListFilter) -> Result<Vec<Lease>> {
-    match &cfg.locks {
-        LockBackend::Mysql => list(ring, filter),
-        LockBackend::Zookeeper(z) => list_nodes(&ZkStore::connect(z)?, filter),
-    }
 }
 
 /// What an operator does when a backend's next token is not above the highest one used.

@@ -91,7 +91,7 @@ pub fn run_under_lock(cfg: &Config, opts: &RunOptions, ui: &Ui) -> Result<RunOut
     );
     let interactive = std::io::IsTerminal::is_terminal(&std::io::stdin());
     let (ended, watch, client) = keeping(client, &held, granted, |w| {
-        watch(&mut child, w, interactive, opts.grace, ui)
+        watch(&mut child, w, held.ttl, interactive, opts.grace, ui)
     });
     let mut client = client?;
     let renewals = watch.renewals();
@@ -161,7 +161,15 @@ enum Ended {
 
 /// Waits for the command, passing signals on to its group, and stops it once the lock is lost
 /// or its lease may have run out without a confirmed renewal.
-fn watch(child: &mut Running, w: &Watch, interactive: bool, grace: Duration, ui: &Ui) -> Ended {
+fn watch(
+    child: &mut Running,
+    w: &Watch,
+    ttl: Duration,
+    interactive: bool,
+    grace: Duration,
+    ui: &Ui,
+) -> Ended {
+    let stop_margin = grace.min(ttl / 4);
     loop {
         match child.try_wait() {
             Ok(Some(status)) => return Ended::Exited(process::exit_code(status)),
@@ -172,12 +180,21 @@ fn watch(child: &mut Running, w: &Watch, interactive: bool, grace: Duration, ui:
         if let Some(sig) = crate::signals::take().filter(|s| !(*s == libc::SIGINT && interactive)) {
             child.signal(sig);
         }
-        if let Err(lost) = w.check() {
+        // The command must be gone before the lease may be: it is stopped once what is left of
+        // the last confirmed lease is no more than its stopping time (a renewal every third of
+        // the ttl keeps at least two thirds left), and killed when that runs out.
+        let left = w.confirmed_for();
+        let lost = w.check().err().or_else(|| {
+            (left <= stop_margin).then(|| {
+                Error::LockLost(format!(
+                    "no renewal was confirmed for {:.1}s: the lease may run out",
+                    ttl.saturating_sub(left).as_secs_f64()
+                ))
+            })
+        });
+        if let Some(lost) = lost {
             ui.warn(&format!("{lost}; stopping the command"));
-            // The command must be gone before the lease may be: its grace ends at the last
-            // confirmed expiry at the latest (a little time to exit cleanly is kept).
-            let grace = grace.min(w.confirmed_for()).max(Duration::from_millis(200));
-            child.stop(grace, || false);
+            child.stop(grace.min(left), || false);
             return Ended::Lost(lost);
         }
         std::thread::sleep(Duration::from_millis(25));

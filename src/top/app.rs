@@ -16,7 +16,6 @@ use super::{snapshot, Probers, Snapshot};
 use crate::config::Config;
 use crate::db::Db;
 use crate::error::{Error, Result};
-use crate::ring;
 
 pub struct TopOptions {
     pub interval: Duration,
@@ -41,29 +40,21 @@ pub fn run(cfg: &Config, opts: &TopOptions) -> Result<()> {
 fn event_loop(terminal: &mut DefaultTerminal, cfg: &Config, opts: &TopOptions) -> Result<()> {
     let paused = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
-    let (tx, rx) = mpsc::channel::<std::result::Result<Snapshot, String>>();
+    let (tx, rx) = mpsc::channel::<Snapshot>();
     let refresher = {
         let (cfg, paused, stop, interval) =
             (cfg.clone(), paused.clone(), stop.clone(), opts.interval);
         std::thread::spawn(move || refresh_loop(&cfg, interval, &paused, &stop, &tx))
     };
-    let mut snap = Snapshot::default();
-    let mut view = View {
-        taken_at: "waiting for the first refresh".into(),
-        ..View::default()
-    };
+    let mut shown = Shown::default();
+    let mut view = View::default();
     let outcome = loop {
         while let Ok(next) = rx.try_recv() {
-            match next {
-                Ok(s) => {
-                    snap = s;
-                    view.error = None;
-                    view.taken_at = format!("refreshed in {:.0} ms", snap.refresh_ms);
-                }
-                Err(e) => view.error = Some(e),
-            }
+            shown.merge(next);
         }
-        if let Err(e) = terminal.draw(|f| draw(f, &snap, &view)) {
+        shown.describe(&mut view);
+        let snap = &shown.snap;
+        if let Err(e) = terminal.draw(|f| draw(f, snap, &view)) {
             break Err(Error::io("drawing the screen", e));
         }
         if crate::signals::received() {
@@ -86,6 +77,67 @@ fn event_loop(terminal: &mut DefaultTerminal, cfg: &Config, opts: &TopOptions) -
     // The refresher may be inside a ring query: it ends on its own, bounded by the timeouts.
     drop(refresher);
     outcome
+}
+
+/// What is on screen: the newest of each source's panels, and when each was read. A source that
+/// failed keeps its last panels, marked stale with their age and the reason.
+#[derive(Default)]
+struct Shown {
+    snap: Snapshot,
+    ring_at: Option<Instant>,
+    locks_at: Option<Instant>,
+    errors: std::collections::BTreeMap<String, String>,
+}
+
+impl Shown {
+    fn merge(&mut self, next: Snapshot) {
+        let now = Instant::now();
+        if !next.errors.contains_key(super::RING) {
+            self.snap.shards = next.shards;
+            self.snap.servers = next.servers;
+            self.snap.migrations = next.migrations;
+            self.snap.audit = next.audit;
+            self.snap.refresh_ms = next.refresh_ms;
+            self.ring_at = Some(now);
+        }
+        if !next.errors.contains_key(super::LOCKS) {
+            self.snap.locks = next.locks;
+            self.locks_at = Some(now);
+        }
+        self.errors = next.errors;
+    }
+
+    /// The title's ages and each stale panel's reason, as of now.
+    fn describe(&self, view: &mut View) {
+        let age = |at: Option<Instant>| match at {
+            None => "not read yet".to_string(),
+            Some(at) => format!("{:.0}s ago", at.elapsed().as_secs_f64()),
+        };
+        view.taken_at = format!(
+            "ring read {} ({:.0} ms) · locks read {}",
+            age(self.ring_at),
+            self.snap.refresh_ms,
+            age(self.locks_at)
+        );
+        view.stale = Default::default();
+        for (source, why) in &self.errors {
+            let (panels, at): (&[usize], _) = if source == super::LOCKS {
+                (&[3], self.locks_at)
+            } else {
+                (&[0, 1, 2, 4], self.ring_at)
+            };
+            for &p in panels {
+                view.stale[p] = Some(format!("{source} read {}: {why}", age(at)));
+            }
+        }
+        view.error = (!self.errors.is_empty()).then(|| {
+            self.errors
+                .iter()
+                .map(|(s, e)| format!("{s}: {e}"))
+                .collect::<Vec<_>>()
+                .join(" · ")
+        });
+    }
 }
 
 /// Handles every event available now; true when the operator asked to quit.
@@ -126,31 +178,37 @@ fn hung_up_while_waiting(timeout: Duration) -> bool {
     n > 0 && fd.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0
 }
 
-/// Takes a snapshot every `interval` (unless paused) and sends it, or why it failed; a lost
-/// ring connection is opened again at the next refresh.
+/// Takes a snapshot every `interval` (unless paused) and sends it, each source's failure in
+/// it; a lost ring connection is opened again at the next refresh.
 fn refresh_loop(
     cfg: &Config,
     interval: Duration,
     paused: &AtomicBool,
     stop: &AtomicBool,
-    tx: &mpsc::Sender<std::result::Result<Snapshot, String>>,
+    tx: &mpsc::Sender<Snapshot>,
 ) {
     let probers = Probers::new(interval);
     let mut ring: Option<Db> = None;
     while !stop.load(Ordering::SeqCst) {
         let began = Instant::now();
         if !paused.load(Ordering::SeqCst) {
-            let result = match ring.take().filter(|db| !db.is_lost()) {
+            let opened = match ring.take().filter(|db| !db.is_lost()) {
                 Some(db) => Ok(db),
-                None => ring::open(cfg),
-            }
-            .and_then(|mut db| {
-                let snap = snapshot(cfg, &mut db, &probers);
-                ring = Some(db);
-                snap
-            })
-            .map_err(|e| e.to_string());
-            if tx.send(result).is_err() {
+                None => super::open_ring(cfg),
+            };
+            let snap = match opened {
+                Ok(mut db) => {
+                    let snap = snapshot(cfg, Some(&mut db), &probers);
+                    ring = Some(db);
+                    snap
+                }
+                Err(e) => {
+                    let mut snap = snapshot(cfg, None, &probers);
+                    snap.errors.insert(super::RING.to_string(), e.to_string());
+                    snap
+                }
+            };
+            if tx.send(snap).is_err() {
                 return;
             }
         }

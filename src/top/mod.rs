@@ -8,7 +8,7 @@
 pub mod app;
 pub mod render;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -35,7 +35,17 @@ pub struct Snapshot {
     pub audit: Vec<AuditRow>,
     /// How long reading the ring took, in milliseconds (the servers' probes run apart).
     pub refresh_ms: f64,
+    /// The sources that could not be read this time, and why: `ring` (shards, servers,
+    /// migrations, audit) and `locks` (the lock backend). Their panels are empty here; the live
+    /// screen keeps what it last read and says how old it is.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub errors: BTreeMap<String, String>,
 }
+
+/// The source behind the shards, servers, migrations and audit panels.
+pub const RING: &str = "ring";
+/// The source behind the locks panel.
+pub const LOCKS: &str = "locks";
 
 #[derive(Clone, Debug, Serialize)]
 pub struct ShardRow {
@@ -256,14 +266,84 @@ fn probe_once(cfg: &Config, addr: &HostPort, db: &mut Option<Db>) -> Result<Prob
     })
 }
 
-/// Reads the ring and the servers' latest probes into one snapshot.
-pub fn snapshot(cfg: &Config, ring: &mut Db, probers: &Probers) -> Result<Snapshot> {
+/// The leases, from whichever backend keeps them. On ZooKeeper the read runs on a thread of
+/// its own and is waited for at most a probe's time: an ensemble that does not answer costs the
+/// locks panel its refresh, never the others theirs.
+fn read_locks(cfg: &Config, ring: Option<&mut Db>) -> Result<Vec<Lease>> {
+    let crate::config::LockBackend::Zookeeper(z) = &cfg.locks else {
+        return match ring {
+            Some(ring) => crate::lock::list(ring, &Default::default()),
+            None => Err(crate::error::Error::Unreachable(
+                "the ring does not answer".into(),
+            )),
+        };
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    let z = z.clone();
+    std::thread::spawn(move || {
+        let read = crate::lock::zk::ZkStore::connect(&z)
+            .and_then(|store| crate::lock::list_nodes(&store, &Default::default()));
+        let _ = tx.send(read);
+    });
+    let bound = probe_timeout(cfg) * 2;
+    rx.recv_timeout(bound).unwrap_or_else(|_| {
+        Err(crate::error::Error::Unreachable(format!(
+            "the ZooKeeper ensemble did not answer within {}s",
+            bound.as_secs()
+        )))
+    })
+}
+
+/// What the ring says, read in one go.
+struct RingView {
+    shards: Vec<directory::Shard>,
+    counts: HashMap<u32, u64>,
+    migrations: Vec<MigrationRow>,
+    audit: Vec<audit::Entry>,
+}
+
+fn read_ring(ring: &mut Db) -> Result<RingView> {
+    Ok(RingView {
+        shards: directory::shards(ring)?,
+        counts: directory::user_counts(ring)?,
+        migrations: migrations(ring)?,
+        audit: audit::read(ring, None, None, 8)?,
+    })
+}
+
+/// Reads the ring, the locks and the servers' latest probes into one snapshot. A source that
+/// fails leaves its panels empty and says why in `errors`; the others are read all the same.
+pub fn snapshot(cfg: &Config, ring: Option<&mut Db>, probers: &Probers) -> Snapshot {
     let began = Instant::now();
-    let shards = directory::shards(ring)?;
-    let counts = directory::user_counts(ring)?;
-    let migrations = migrations(ring)?;
-    let locks = crate::lock::list_leases(cfg, ring, &Default::default())?;
-    let audit = audit::read(ring, None, None, 8)?;
+    let mut errors = BTreeMap::new();
+    let (view, ring) = match ring {
+        Some(db) => match read_ring(db) {
+            Ok(v) => (Some(v), Some(db)),
+            Err(e) => {
+                errors.insert(RING.to_string(), e.to_string());
+                (None, None)
+            }
+        },
+        None => (None, None),
+    };
+    let RingView {
+        shards,
+        counts,
+        migrations,
+        audit,
+    } = view.unwrap_or(RingView {
+        shards: Vec::new(),
+        counts: HashMap::new(),
+        migrations: Vec::new(),
+        audit: Vec::new(),
+    });
+    let locks = match read_locks(cfg, ring) {
+        Ok(l) => l,
+        Err(e) => {
+            errors.insert(LOCKS.to_string(), e.to_string());
+            Vec::new()
+        }
+    };
     let refresh_ms = began.elapsed().as_secs_f64() * 1000.0;
 
     let addrs: Vec<HostPort> = shards
@@ -367,7 +447,8 @@ pub fn snapshot(cfg: &Config, ring: &mut Db, probers: &Probers) -> Result<Snapsh
                 row
             })
             .collect();
-    Ok(Snapshot {
+    Snapshot {
+        errors,
         shards: shard_rows,
         servers: server_rows,
         migrations,
@@ -382,7 +463,7 @@ pub fn snapshot(cfg: &Config, ring: &mut Db, probers: &Probers) -> Result<Snapsh
             })
             .collect(),
         refresh_ms,
-    })
+    }
 }
 
 fn lock_row(l: Lease) -> LockRow {
@@ -448,23 +529,40 @@ fn migrations(ring: &mut Db) -> Result<Vec<MigrationRow>> {
         .collect())
 }
 
+/// The ring, opened with every statement bounded like a probe's: a frozen ring costs a
+/// refresh that much, and the screen says how old what it shows is.
+pub fn open_ring(cfg: &Config) -> Result<Db> {
+    let mut cfg = cfg.clone();
+    let bound = probe_timeout(&cfg);
+    cfg.net.read_timeout = cfg.net.read_timeout.min(bound);
+    cfg.net.write_timeout = cfg.net.write_timeout.min(bound);
+    ring::open(&cfg)
+}
+
 /// One snapshot for `top --once`: the servers probed once (in parallel, bounded) first.
-pub fn once(cfg: &Config) -> Result<Snapshot> {
-    let mut ring = ring::open(cfg)?;
+pub fn once(cfg: &Config) -> Snapshot {
+    let mut ring = open_ring(cfg);
     let probers = Probers::new(Duration::from_secs(3600));
-    let shards = directory::shards(&mut ring)?;
-    let addrs: Vec<HostPort> = shards
+    let addrs: Vec<HostPort> = ring
+        .as_mut()
+        .ok()
+        .and_then(|db| directory::shards(db).ok())
+        .unwrap_or_default()
         .iter()
         .flat_map(|s| s.servers.iter().map(|v| v.addr()))
         .collect();
     probers.watch(cfg, &addrs);
     probers.settle(&addrs, cfg.net.connect_timeout + probe_timeout(cfg) * 2);
-    let mut snap = snapshot(cfg, &mut ring, &probers)?;
+    let opened_error = ring.as_ref().err().map(|e| e.to_string());
+    let mut snap = snapshot(cfg, ring.as_mut().ok(), &probers);
+    if let Some(e) = opened_error {
+        snap.errors.insert(RING.to_string(), e);
+    }
     // A server that did not answer within the wait is said so.
     for s in &mut snap.servers {
         if s.error.as_deref() == Some("not probed yet") {
             s.error = Some("does not answer".into());
         }
     }
-    Ok(snap)
+    snap
 }

@@ -20,8 +20,10 @@ pub struct View {
     pub paused: bool,
     /// Why the last refresh failed, shown until one succeeds.
     pub error: Option<String>,
-    /// When the shown snapshot was taken, for the title line.
+    /// How old what is on screen is, for the title line.
     pub taken_at: String,
+    /// Per panel: why its source failed and how old what it shows is, while it is stale.
+    pub stale: [Option<String>; 5],
 }
 
 impl View {
@@ -105,7 +107,7 @@ pub fn draw(f: &mut Frame, snap: &Snapshot, view: &View) {
     panel(f, bottom[0], 2, view, migrations(snap));
     panel(f, bottom[1], 4, view, audit(snap));
     let status = match &view.error {
-        Some(e) => Line::styled(format!(" ring: {e}"), Style::default().fg(Color::Red)),
+        Some(e) => Line::styled(format!(" {e}"), Style::default().fg(Color::Red)),
         None => Line::from(" q quit · tab next panel · ↑↓/j k scroll · p pause"),
     };
     f.render_widget(Paragraph::new(status), rows[4]);
@@ -132,7 +134,10 @@ fn panel(f: &mut Frame, area: Rect, index: usize, view: &View, p: Panel) {
     let focused = view.focus == index;
     let block = Block::default()
         .borders(Borders::ALL)
-        .title(format!(" {} ({}) ", PANELS[index], p.rows.len()))
+        .title(match &view.stale[index] {
+            None => format!(" {} ({}) ", PANELS[index], p.rows.len()),
+            Some(why) => format!(" {} ({}) · STALE: {why} ", PANELS[index], p.rows.len()),
+        })
         .border_style(if focused {
             Style::default().fg(Color::Cyan)
         } else {
@@ -410,6 +415,7 @@ mod tests {
 
     fn full() -> Snapshot {
         Snapshot {
+            errors: Default::default(),
             shards: vec![ShardRow {
                 name: "shard1".into(),
                 state: ShardState::Active,
@@ -516,7 +522,7 @@ mod tests {
         view.next_panel();
         view.scroll_down();
         view.paused = true;
-        view.error = Some("connecting on ring:3306: refused".into());
+        view.error = Some("ring: connecting on ring:3306: refused".into());
         let s = screen(&full(), &view);
         assert!(
             !s.contains("127.0.0.1:3307"),
@@ -524,7 +530,9 @@ mod tests {
         );
         assert!(s.contains("127.0.0.1:3308"));
         assert!(s.contains("PAUSED"));
-        assert!(s.contains("ring: connecting on ring:3306: refused"));
+        view.stale[3] = Some("locks read 25s ago: no answer".into());
+        assert!(screen(&full(), &view).contains("STALE: locks read 25s ago"));
+        assert!(s.contains("connecting on ring:3306: refused"));
         view.scroll_up();
         view.scroll_up();
         assert!(screen(&full(), &view).contains("127.0.0.1:3307"));
