@@ -1190,3 +1190,76 @@ mod history {
         }
     }
 }
+
+#[test]
+fn a_roll_frozen_past_its_zookeeper_session_does_nothing_more_when_woken() {
+    let _g = shared();
+    let env = zk_env("zk_roll", "6s");
+    env.register_shards();
+    let log = env.dir.path().join("runs.log");
+    let script = format!(
+        "echo \"$SHARDCTL_PORT start\" >> {log}; sleep 3; echo \"$SHARDCTL_PORT end\" >> {log}",
+        log = log.display()
+    );
+    let args = [
+        "maintenance",
+        "roll",
+        "--exec",
+        &script,
+        "--halves",
+        "a",
+        "--format",
+        "json",
+    ];
+    let lines = || std::fs::read_to_string(&log).unwrap_or_default();
+    let first = env.spawn(&args, &[]);
+    wait_until("a command to start", || !lines().is_empty());
+    let frozen = common::Frozen::new(first.id() as i32);
+    // Past the 6 s session: its holder child is gone, a successor takes the lock over.
+    std::thread::sleep(Duration::from_secs(9));
+    let out = env.spawn(&args, &[]).wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let before_waking = lines();
+    let audited = || -> u64 {
+        env.ring()
+            .query_first("SELECT COUNT(*) FROM audit_log WHERE action LIKE 'maintenance.%'")
+            .unwrap()
+            .unwrap()
+    };
+    let audit_before = audited();
+    drop(frozen);
+    let woken = first.wait_with_output().unwrap();
+    assert_ne!(
+        woken.status.code(),
+        Some(0),
+        "the woken roll knows it lost its lock"
+    );
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(lines(), before_waking, "the woken roll started nothing");
+    assert_eq!(audited(), audit_before, "and wrote nothing to the ring");
+    // Per server: never a second start before the first one's end.
+    let mut running: std::collections::HashMap<String, bool> = Default::default();
+    for l in before_waking.lines() {
+        let (port, what) = l.split_once(' ').unwrap();
+        let r = running.entry(port.to_string()).or_default();
+        assert!(
+            !(*r && what == "start"),
+            "{port} ran twice at once:\n{before_waking}"
+        );
+        *r = what == "start";
+    }
+    let status = env.json(&["maintenance", "status"]);
+    assert!(
+        status["servers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["status"] == "online"),
+        "{status}"
+    );
+}

@@ -1,30 +1,37 @@
-//! Locks: a lease row in the ring (listable, with owner, expiry and a fencing token) united with
-//! MySQL's `GET_LOCK` on the server where the data lives (atomic, honoured by application jobs
-//! that use the classic protocol, and released by the server the moment the holder dies).
+//! Locks: a lease (listable, with owner, expiry and a fencing token) united with MySQL's
+//! `GET_LOCK` on the server where the data lives (atomic, honoured by application jobs that use
+//! the classic protocol, and released by the server the moment the holder dies).
 //!
-//! The winner is decided by one statement: the lease `INSERT` (primary key on the name), which
-//! also draws the token from the table's auto-increment. Nothing checks and then acts.
+//! The lease lives in a store (`store::LeaseStore`): the ring's `locks` table
+//! (`ring_store`) or a ZooKeeper ensemble (`zk_leases`). The store keeps and judges records by
+//! its own clock; this client decides on them in one place for both — who wins, when a holder
+//! may be taken over (`lease::judge`), the token rule and the fences — and holds the GET_LOCK
+//! interlock. One keeper renews (`keeper`), one runner runs commands (`crate::process`).
 
 pub mod clock;
 pub mod keeper;
 pub mod lease;
+pub mod ring_store;
 pub mod run;
+pub mod store;
 pub mod zk;
+pub mod zk_leases;
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::config::{Config, LockBackend};
-use crate::db::{retry_deadlocks, Db};
-use crate::error::{kind_of, DbErrorKind, Error, Result};
+use crate::db::Db;
+use crate::error::{Error, Result};
 use crate::ring::{self, audit, directory, fences};
 use crate::shard::routing;
 use crate::types::{shown, HostPort, LockName};
 use lease::{judge, Observed, Verdict};
-use zk::ZkStore;
+use store::{Inserted, LeaseStore, Won};
+pub use zk_leases::list_nodes;
 
 /// A lease as recorded, with what the ring says about its age.
 #[derive(Clone, Debug, Serialize)]
@@ -47,75 +54,10 @@ pub struct Lease {
     pub backend: &'static str,
     /// On ZooKeeper, the lock node as read: what a takeover or sweep deletes, at its version.
     #[serde(skip)]
-    zk_node: Option<zk::Node>,
-}
-
-const LEASE_COLUMNS: &str = "name, owner, host, pid, purpose, token,
-    DATE_FORMAT(acquired_at, '%Y-%m-%dT%H:%i:%s.%fZ'), DATE_FORMAT(expires_at, '%Y-%m-%dT%H:%i:%s.%fZ'),
-    expires_at <= UTC_TIMESTAMP(6),
-    TIMESTAMPDIFF(MICROSECOND, acquired_at, UTC_TIMESTAMP(6)) / 1e6,
-    GREATEST(TIMESTAMPDIFF(MICROSECOND, UTC_TIMESTAMP(6), expires_at), 0) / 1e6,
-    holder_server, holder_connection, metadata";
-
-/// A row of `LEASE_COLUMNS` (more columns than the crate's tuples take).
-struct LeaseRow(Lease);
-
-impl mysql::prelude::FromRow for LeaseRow {
-    fn from_row_opt(mut row: mysql::Row) -> std::result::Result<Self, mysql::FromRowError> {
-        fn take<T: mysql::prelude::FromValue>(row: &mut mysql::Row, i: usize) -> Option<T> {
-            row.take_opt(i).and_then(|v| v.ok())
-        }
-        let r = &mut row;
-        let lease = (|| {
-            Some(Lease {
-                name: take(r, 0)?,
-                owner: take(r, 1)?,
-                host: take(r, 2)?,
-                pid: take(r, 3)?,
-                purpose: take(r, 4)?,
-                token: take(r, 5)?,
-                acquired_at: take(r, 6)?,
-                expires_at: take(r, 7)?,
-                expired: take::<u8>(r, 8)? != 0,
-                age_seconds: take(r, 9)?,
-                remaining_seconds: take(r, 10)?,
-                holder_server: take(r, 11)?,
-                holder_connection: take(r, 12)?,
-                metadata: serde_json::from_str(&take::<String>(r, 13)?).unwrap_or(Value::Null),
-                backend: "mysql",
-                zk_node: None,
-            })
-        })();
-        lease.map(LeaseRow).ok_or(mysql::FromRowError(row))
-    }
+    pub(crate) zk_node: Option<zk::Node>,
 }
 
 impl Lease {
-    /// A lock node judged at `now_ms` on the ensemble's clock: its times are the leader's
-    /// (created, last written), whatever the record's text says.
-    fn from_node(node: zk::Node, now_ms: i64) -> Lease {
-        let r = node.record.clone();
-        let expires_ms = node.expires_ms();
-        Lease {
-            name: node.name.clone(),
-            expired: node.expired_at(now_ms),
-            age_seconds: (now_ms - node.ctime_ms).max(0) as f64 / 1000.0,
-            remaining_seconds: (expires_ms.saturating_sub(now_ms)).max(0) as f64 / 1000.0,
-            owner: r.owner,
-            host: r.host,
-            pid: r.pid,
-            purpose: r.purpose,
-            token: node.token,
-            acquired_at: zk::zk_timestamp(node.ctime_ms),
-            expires_at: zk::zk_timestamp(expires_ms),
-            holder_server: r.holder_server,
-            holder_connection: r.holder_connection,
-            metadata: r.metadata,
-            backend: "zookeeper",
-            zk_node: Some(node),
-        }
-    }
-
     /// On ZooKeeper, the holder child (None: its ephemeral child is gone); None on mysql.
     fn zk_holder(&self) -> Option<Option<&str>> {
         self.zk_node.as_ref().map(|n| n.holder.as_deref())
@@ -156,18 +98,6 @@ impl Lease {
     }
 }
 
-enum Inserted {
-    /// The token, and on ZooKeeper the lock node's holder child.
-    Won(u64, Option<String>),
-    /// A lease with this name exists.
-    Exists,
-    /// GET_LOCK was refused, so no row was written.
-    Refused,
-}
-
-/// A swept lease: name, token, and the session that held its GET_LOCK.
-type SweptRow = (String, u64, Option<String>, Option<u64>);
-
 /// What to ask for.
 #[derive(Clone, Debug)]
 pub struct Request {
@@ -206,35 +136,25 @@ pub struct LockClient<'c> {
     /// Dedicated connections to shard servers, each holding the GET_LOCKs taken on that server.
     /// Plain `Conn`s, never pooled: returning a pooled connection resets it and drops its locks.
     shards: HashMap<HostPort, Db>,
-    /// Whether the ring runs MariaDB (which has DELETE ... RETURNING); asked when first needed.
-    mariadb: Option<bool>,
     /// The longest one read or write may block, where a holder must not wait longer than its
     /// lease (see `bound_io`).
     io_timeout: Option<Duration>,
-    /// With `[locks] backend = "zookeeper"`: the session where the lock nodes are kept. The
-    /// leases are there, not in the ring; the GET_LOCK interlock on an account's server stays.
-    zk: Option<ZkStore>,
+    /// Where the leases are kept (`[locks] backend`).
+    store: Box<dyn LeaseStore>,
     /// The highest token a move had used before this client's first grant (the shards' fences
     /// held no higher): no grant at or below it is handed out.
     token_floor: Option<u64>,
-    /// On ZooKeeper, the record this client last wrote for each lock it holds, with the holder
-    /// child it was written under: a renewal rewrites it without reading it back first.
-    zk_records: HashMap<String, OwnNode>,
     /// Registered servers (the ring's and the shards'): the only ones this client logs in to,
     /// whatever a lease record names. Read when first needed.
     registered: Option<Vec<HostPort>>,
-    /// Whether this host's clock was found within `clock::MAX_SKEW` of the ring's.
-    clock_checked: bool,
 }
 
-/// A lock node this client holds on ZooKeeper.
-#[derive(Clone)]
-struct OwnNode {
-    child: String,
-    record: zk::Record,
-    /// Until when the lease certainly holds, on this host's monotonic clock: the start of the
-    /// last confirmed write plus the ttl (the leader stamped it at or after that instant).
-    confirmed_until: Instant,
+/// The lease store `[locks] backend` names.
+pub fn open_store(cfg: &Config) -> Result<Box<dyn LeaseStore>> {
+    Ok(match &cfg.locks {
+        LockBackend::Mysql => Box::<ring_store::RingLeases>::default(),
+        LockBackend::Zookeeper(z) => Box::new(zk_leases::ZkLeases::new(zk::ZkStore::connect(z)?)),
+    })
 }
 
 impl<'c> LockClient<'c> {
@@ -243,22 +163,15 @@ impl<'c> LockClient<'c> {
     }
 
     pub fn with_ring(cfg: &'c Config, ring: Db) -> Result<LockClient<'c>> {
-        let zk = match &cfg.locks {
-            LockBackend::Mysql => None,
-            LockBackend::Zookeeper(z) => Some(ZkStore::connect(z)?),
-        };
         Ok(LockClient {
             cfg,
             ring_connection_id: ring.connection_id(),
             ring,
             shards: HashMap::new(),
-            mariadb: None,
             io_timeout: None,
-            zk,
+            store: open_store(cfg)?,
             token_floor: None,
-            zk_records: HashMap::new(),
             registered: None,
-            clock_checked: false,
         })
     }
 
@@ -275,36 +188,14 @@ impl<'c> LockClient<'c> {
         Ok(f)
     }
 
-    /// On the mysql backend, once per client, at its first grant: a holder on a host whose
-    /// clock is off refuses to act (the leases themselves are judged by the ring's clock). On
-    /// ZooKeeper every grant and renewal carries the leader's time and is checked as it comes.
+    /// A holder on a host whose clock is off refuses to act (the store says how it checks).
     fn check_clock(&mut self) -> Result<()> {
-        if self.zk.is_some() || self.clock_checked {
-            return Ok(());
-        }
-        self.check_ring_clock()?;
-        self.clock_checked = true;
-        Ok(())
-    }
-
-    /// Refuses when this host's clock strays from the ring's by more than `clock::MAX_SKEW`.
-    fn check_ring_clock(&mut self) -> Result<()> {
-        let before = SystemTime::now();
-        let ring_ms: Option<i64> = self.ring.exec_first(
-            "reading the ring's clock",
-            "SELECT CAST(UNIX_TIMESTAMP(NOW(3)) * 1000 AS SIGNED)",
-            (),
-        )?;
-        let after = SystemTime::now();
-        match ring_ms {
-            Some(ms) => clock::check(ms, before, after, "the ring's clock").map_err(Error::Refused),
-            None => Ok(()),
-        }
+        self.store.check_clock(&mut self.ring)
     }
 
     /// "mysql" or "zookeeper", as the lock verbs report it.
     pub fn backend(&self) -> &'static str {
-        self.cfg.locks.name()
+        self.store.name()
     }
 
     /// Which grants may be handed out. Each token must be above every token a move has used:
@@ -316,7 +207,8 @@ impl<'c> LockClient<'c> {
     /// that has seen a higher token refuses the grant.
     fn admissible(&mut self, held: &[&Held]) -> Result<Vec<bool>> {
         let floor = self.token_floor()?;
-        let fenced = |h: &Held| self.zk.is_some() && h.name.account().is_some();
+        let in_ring = self.store.fences_in_ring();
+        let fenced = |h: &Held| in_ring && h.name.account().is_some();
         let grants: Vec<fences::Grant> = held
             .iter()
             .filter(|h| fenced(h))
@@ -372,13 +264,6 @@ impl<'c> LockClient<'c> {
             db.set_timeouts(d, d)?;
         }
         Ok(())
-    }
-
-    fn ring_is_mariadb(&mut self) -> Result<bool> {
-        if self.mariadb.is_none() {
-            self.mariadb = Some(self.ring.version()?.contains("MariaDB"));
-        }
-        Ok(self.mariadb == Some(true))
     }
 
     pub fn ring(&mut self) -> &mut Db {
@@ -529,20 +414,7 @@ impl<'c> LockClient<'c> {
     }
 
     pub fn read(&mut self, name: &str) -> Result<Option<Lease>> {
-        if let Some(store) = &self.zk {
-            let Some(node) = store.read(name)? else {
-                return Ok(None);
-            };
-            // Judged by the ensemble's clock, read after the node: a lease seen expired was.
-            let now = store.now_ms()?;
-            return Ok(Some(Lease::from_node(node, now)));
-        }
-        let row: Option<LeaseRow> = self.ring.exec_first(
-            "reading the lease",
-            &format!("SELECT {LEASE_COLUMNS} FROM locks WHERE name = ?"),
-            (name,),
-        )?;
-        Ok(row.map(|r| r.0))
+        self.store.read(&mut self.ring, name)
     }
 
     /// Whether the session a lease names still holds its GET_LOCK; None when its server does
@@ -574,7 +446,7 @@ impl<'c> LockClient<'c> {
 
     fn try_acquire_unchecked(&mut self, req: &Request) -> Result<Held> {
         let server = self.lock_server(&req.name)?;
-        if server.is_none() && self.zk.is_some() {
+        if server.is_none() && !self.store.getlock_on_ring() {
             // No GET_LOCK to take: the lock node alone decides.
             return self.insert_lease(req, None);
         }
@@ -582,11 +454,11 @@ impl<'c> LockClient<'c> {
             // The GET_LOCK lives on the ring connection itself: one statement takes it and
             // records the lease, so an uncontended lock costs what bare GET_LOCK costs.
             match self.insert_row(req, None, true)? {
-                Inserted::Won(token, child) => {
+                Inserted::Won(won) => {
                     if !req.hold_session {
                         self.release_lock(None, &req.name)?;
                     }
-                    return Ok(self.held(req, None, (token, child), false));
+                    return Ok(self.held(req, None, won, false));
                 }
                 // We hold the GET_LOCK now; the lease decides.
                 Inserted::Exists => return self.record_lease(req, None),
@@ -658,62 +530,13 @@ impl<'c> LockClient<'c> {
             .filter(|(_, w)| **w)
             .map(|(r, _)| r)
             .collect();
-        let mut tokens: HashMap<String, (u64, Option<String>)> = HashMap::new();
-        if let (false, Some(_)) = (ours.is_empty(), &self.zk) {
-            for r in &ours {
-                match self.insert_row(r, session.as_ref(), false) {
-                    Ok(Inserted::Won(token, child)) => {
-                        tokens.insert(r.name.to_string(), (token, child));
-                    }
-                    Ok(_) => {}
-                    Err(e) => {
-                        let names = ours.iter().map(|r| r.name.as_str().into()).collect();
-                        self.release_locks(session.as_ref(), names);
-                        return Err(e);
-                    }
-                }
-            }
-        } else if !ours.is_empty() {
-            // IGNORE: a lease left by a dead holder keeps its row; that lock goes the slow way.
-            let sql = format!(
-                "INSERT IGNORE INTO locks (name, owner, host, pid, purpose, acquired_at, expires_at, metadata,
-                                           holder_server, holder_connection)
-                 VALUES {}",
-                vec!["(?, ?, ?, ?, ?, UTC_TIMESTAMP(6), UTC_TIMESTAMP(6) + INTERVAL ? MICROSECOND, ?, ?, ?)"; ours.len()].join(", ")
-            );
-            let host = audit::hostname();
-            let pid = std::process::id();
-            let mut params: Vec<mysql::Value> = Vec::with_capacity(ours.len() * 9);
-            for r in &ours {
-                params.extend([
-                    r.name.as_str().into(),
-                    r.owner.as_str().into(),
-                    host.as_str().into(),
-                    pid.into(),
-                    r.purpose.as_str().into(),
-                    (r.ttl.as_micros() as u64).into(),
-                    r.metadata.to_string().into(),
-                    server.to_string().into(),
-                    conn.into(),
-                ]);
-            }
-            let lookup = format!(
-                "SELECT name, token FROM locks WHERE name IN ({}) AND holder_server = ? AND holder_connection = ?",
-                vec!["?"; ours.len()].join(", ")
-            );
-            let mut look: Vec<mysql::Value> = ours.iter().map(|r| r.name.as_str().into()).collect();
-            look.extend([server.to_string().into(), conn.into()]);
-            let ring = &mut self.ring;
-            // One transaction, so a deadlock retried never leaves a first attempt's rows.
-            let rows: Result<Vec<(String, u64)>> = retry_deadlocks(|| {
-                ring.transaction("recording the leases", |c| {
-                    use mysql::prelude::Queryable;
-                    c.exec_drop(&sql, params.clone())?;
-                    c.exec(&lookup, look.clone())
-                })
-            });
-            match rows {
-                Ok(rows) => tokens.extend(rows.into_iter().map(|(n, t)| (n, (t, None)))),
+        let mut tokens: HashMap<String, Won> = HashMap::new();
+        if !ours.is_empty() {
+            match self
+                .store
+                .insert_many(&mut self.ring, &ours, (server, conn))
+            {
+                Ok(won) => tokens = won,
                 Err(e) => {
                     // Give the GET_LOCKs back, or they would block everyone until we exit.
                     let names = ours.iter().map(|r| r.name.as_str().into()).collect();
@@ -767,42 +590,10 @@ impl<'c> LockClient<'c> {
     /// Extends many leases held on one session. Fails with `LockLost` unless every one of them
     /// was still current and its GET_LOCK still held.
     pub fn renew_many(&mut self, held: &[Held]) -> Result<()> {
-        let Some(first) = held.first() else {
-            return Ok(());
-        };
-        if self.zk.is_some() {
-            let mut lost = 0;
-            for h in held {
-                lost += usize::from(self.renew_node(h).is_err());
-            }
-            if lost > 0 {
-                return Err(Error::LockLost(format!(
-                    "{lost} of {} account locks were lost (expired, taken over or released)",
-                    held.len()
-                )));
-            }
-            return Ok(());
-        }
-        let mut params = vec![mysql::Value::from(first.ttl.as_micros() as u64)];
-        params.extend(held.iter().map(|h| mysql::Value::from(h.name.as_str())));
-        params.extend(held.iter().map(|h| mysql::Value::from(h.token)));
-        let sql = format!(
-            "UPDATE locks SET expires_at = UTC_TIMESTAMP(6) + INTERVAL ? MICROSECOND
-             WHERE name IN ({0}) AND token IN ({0}) AND expires_at > UTC_TIMESTAMP(6)",
-            vec!["?"; held.len()].join(", ")
-        );
-        let ring = &mut self.ring;
-        let renewed = retry_deadlocks(|| {
-            ring.run("renewing the leases", |c| {
-                use mysql::prelude::Queryable;
-                c.exec_drop(&sql, params.clone())?;
-                Ok(c.affected_rows())
-            })
-        })?;
-        if renewed != held.len() as u64 {
+        let lost = self.store.renew_many(&mut self.ring, held)?;
+        if lost > 0 {
             return Err(Error::LockLost(format!(
-                "{} of {} account locks were lost (expired, taken over or released)",
-                held.len() as u64 - renewed,
+                "{lost} of {} account locks were lost (expired, taken over or released)",
                 held.len()
             )));
         }
@@ -814,26 +605,7 @@ impl<'c> LockClient<'c> {
         if held.is_empty() {
             return Ok(());
         }
-        if let Some(store) = &self.zk {
-            for h in held {
-                self.zk_records.remove(h.name.as_str());
-                if let Some(child) = &h.zk_holder {
-                    store.release(h.name.as_str(), child)?;
-                }
-            }
-        } else {
-            // By primary key (with the tokens, so only our own leases go): record locks only,
-            // no gaps for a concurrent acquirer's insert to deadlock with.
-            let mut params: Vec<mysql::Value> =
-                held.iter().map(|h| h.name.as_str().into()).collect();
-            params.extend(held.iter().map(|h| mysql::Value::from(h.token)));
-            let sql = format!(
-                "DELETE FROM locks WHERE name IN ({0}) AND token IN ({0})",
-                vec!["?"; held.len()].join(", ")
-            );
-            let ring = &mut self.ring;
-            retry_deadlocks(|| ring.exec_drop("releasing the leases", &sql, params.clone()))?;
-        }
+        self.store.release_many(&mut self.ring, held)?;
         // Then the GET_LOCKs, one statement per session, on either backend.
         let mut by_session: HashMap<Option<HostPort>, Vec<mysql::Value>> = HashMap::new();
         for h in held {
@@ -868,17 +640,11 @@ impl<'c> LockClient<'c> {
         result
     }
 
-    fn held(
-        &self,
-        req: &Request,
-        server: Option<&HostPort>,
-        won: (u64, Option<String>),
-        took_over: bool,
-    ) -> Held {
+    fn held(&self, req: &Request, server: Option<&HostPort>, won: Won, took_over: bool) -> Held {
         // On ZooKeeper a lock that is not an account's takes no GET_LOCK anywhere.
         let getlock_on = match server {
             Some(s) => Some(s),
-            None if self.zk.is_none() => Some(&self.ring.server),
+            None if self.store.getlock_on_ring() => Some(&self.ring.server),
             None => None,
         };
         Held {
@@ -892,132 +658,36 @@ impl<'c> LockClient<'c> {
         }
     }
 
-    /// One lease INSERT. `with_get_lock` makes the row conditional on taking GET_LOCK on the
-    /// ring connection in the same statement.
+    /// Records the lease in the store. `server` is where the caller took GET_LOCK (None: on
+    /// the ring connection where the store keeps it there, else nowhere); `fuse_getlock` takes
+    /// it on the ring connection in the same statement.
     fn insert_row(
         &mut self,
         req: &Request,
         server: Option<&HostPort>,
-        with_get_lock: bool,
+        fuse_getlock: bool,
     ) -> Result<Inserted> {
-        if self.zk.is_some() {
-            return self.create_node(req, server);
-        }
-        let (holder_server, holder_conn) = if req.hold_session {
-            let id = self.session_connection_id(server)?;
-            (
-                Some(server.unwrap_or(&self.ring.server).to_string()),
-                Some(id),
-            )
-        } else {
-            (None, None)
+        let holder = match (req.hold_session, server) {
+            (false, _) => None,
+            (true, Some(s)) => Some((s.clone(), self.session_connection_id(Some(s))?)),
+            (true, None) if self.store.getlock_on_ring() => {
+                Some((self.ring.server.clone(), self.ring_connection_id))
+            }
+            (true, None) => None,
         };
-        // A VALUES insert (not INSERT ... SELECT) takes InnoDB's auto-increment mutex only
-        // briefly, not the table-level AUTO-INC lock, so concurrent acquirers do not queue. To
-        // fuse GET_LOCK in, a refused GET_LOCK makes `owner` NULL, which its NOT NULL column
-        // rejects (error 1048) before anything is written.
-        let owner = if with_get_lock {
-            "IF(GET_LOCK(?, 0) = 1, ?, NULL)"
-        } else {
-            "?"
-        };
-        let sql = format!(
-            "INSERT INTO locks (name, owner, host, pid, purpose, acquired_at, expires_at, metadata,
-                                holder_server, holder_connection)
-             VALUES (?, {owner}, ?, ?, ?, UTC_TIMESTAMP(6), UTC_TIMESTAMP(6) + INTERVAL ? MICROSECOND, ?, ?, ?)"
-        );
-        let ring = &mut self.ring;
-        let mut attempt = || {
-            ring.run("recording the lease", |c| {
-                use mysql::prelude::Queryable;
-                let mut params: Vec<mysql::Value> = vec![req.name.as_str().into()];
-                if with_get_lock {
-                    params.push(req.name.as_str().into());
-                }
-                params.extend([
-                    req.owner.as_str().into(),
-                    audit::hostname().into(),
-                    std::process::id().into(),
-                    req.purpose.as_str().into(),
-                    (req.ttl.as_micros() as u64).into(),
-                    req.metadata.to_string().into(),
-                    holder_server.clone().into(),
-                    holder_conn.into(),
-                ]);
-                match c.exec_drop(&sql, params) {
-                    Ok(()) => Ok(Inserted::Won(c.last_insert_id(), None)),
-                    Err(e) if kind_of(&e) == DbErrorKind::Duplicate => Ok(Inserted::Exists),
-                    Err(e) if with_get_lock && kind_of(&e) == DbErrorKind::NullRefused => {
-                        Ok(Inserted::Refused)
-                    }
-                    Err(e) => Err(e),
-                }
-            })
-        };
-        // A fused GET_LOCK is not undone by a rollback (and would nest if taken again): only a
-        // plain insert is retried after a deadlock.
-        if with_get_lock {
-            attempt()
-        } else {
-            retry_deadlocks(attempt)
-        }
-    }
-
-    /// On ZooKeeper: the lock node, ephemeral-held when the holder keeps a session. `server`
-    /// is where the caller took GET_LOCK (None: nowhere).
-    fn create_node(&mut self, req: &Request, server: Option<&HostPort>) -> Result<Inserted> {
-        let holder = match server.filter(|_| req.hold_session) {
-            Some(s) => Some((s.to_string(), self.session_connection_id(Some(s))?)),
-            None => None,
-        };
-        let record = zk::Record::starting_now(
-            &req.owner,
-            &req.purpose,
-            req.ttl,
-            holder,
-            req.metadata.clone(),
-        );
-        let store = self.zk.as_ref().expect("called for the zookeeper backend");
-        let began = Instant::now();
-        let before = SystemTime::now();
-        Ok(
-            match store.create(req.name.as_str(), &record, req.hold_session)? {
-                zk::Created::Won(token, child, granted_ms) => {
-                    let after = SystemTime::now();
-                    if let Err(why) = clock::check(granted_ms, before, after, "ZooKeeper's clock") {
-                        let _ = store.release(req.name.as_str(), &child);
-                        return Err(Error::Refused(why));
-                    }
-                    let mut record = record;
-                    record.token = token;
-                    self.zk_records.insert(
-                        req.name.to_string(),
-                        OwnNode {
-                            child: child.clone(),
-                            record,
-                            confirmed_until: began + req.ttl,
-                        },
-                    );
-                    Inserted::Won(token, Some(child))
-                }
-                zk::Created::Exists => Inserted::Exists,
-            },
-        )
+        self.store.insert(&mut self.ring, req, holder, fuse_getlock)
     }
 
     /// Deletes a stale lease being taken over, only if it is still the one judged.
     fn delete_judged(&mut self, existing: &Lease) -> Result<bool> {
-        match (&self.zk, &existing.zk_node) {
-            (Some(store), Some(node)) => store.delete_judged(node),
-            _ => self.delete_lease(&existing.name, Some(existing.token)),
-        }
+        self.store.delete_judged(&mut self.ring, existing)
     }
 
     fn insert_lease(&mut self, req: &Request, server: Option<&HostPort>) -> Result<Held> {
         let mut took_over = false;
         for _ in 0..3 {
-            if let Inserted::Won(token, child) = self.insert_row(req, server, false)? {
-                return Ok(self.held(req, server, (token, child), took_over));
+            if let Inserted::Won(won) = self.insert_row(req, server, false)? {
+                return Ok(self.held(req, server, won, took_over));
             }
             let Some(existing) = self.read(req.name.as_str())? else {
                 continue;
@@ -1035,16 +705,12 @@ impl<'c> LockClient<'c> {
                     if let (true, Some((s, conn))) = (kill_session, existing.holder()) {
                         killed = self.kill_holder(&s, &existing.name, conn)?;
                     }
-                    if self.zk.is_some() && !self.delete_judged(&existing)? {
-                        // Someone else took it over first: judge theirs.
+                    if !self.delete_judged(&existing)? {
+                        // It changed since it was judged (renewed, or someone else took it
+                        // over first): judge it again.
                         continue;
                     }
-                    let on_ring = self.zk.is_none();
-                    self.ring.run("taking over the lease", |c| {
-                        use mysql::prelude::Queryable;
-                        if on_ring {
-                            c.exec_drop("DELETE FROM locks WHERE name = ? AND token = ?", (&existing.name, existing.token))?;
-                        }
+                    self.ring.run("auditing the takeover", |c| {
                         audit::record(
                             c,
                             "lock.takeover",
@@ -1189,24 +855,9 @@ impl<'c> LockClient<'c> {
                 held.name, held.token
             ))
         };
-        if self.zk.is_some() {
-            self.renew_node(held).map_err(|why| lost(&why))?;
-        } else {
-            let renewed = self.ring.run("renewing the lease", |c| {
-                use mysql::prelude::Queryable;
-                c.exec_drop(
-                    "UPDATE locks SET expires_at = UTC_TIMESTAMP(6) + INTERVAL ? MICROSECOND
-                     WHERE name = ? AND token = ? AND expires_at > UTC_TIMESTAMP(6)",
-                    (held.ttl.as_micros() as u64, held.name.as_str(), held.token),
-                )?;
-                Ok(c.affected_rows())
-            });
-            match renewed {
-                Ok(1) => {}
-                Ok(_) => return Err(lost("the lease expired, was taken over or was released")),
-                Err(e) => return Err(lost(&e.to_string())),
-            }
-        }
+        self.store
+            .renew(&mut self.ring, held)
+            .map_err(|why| lost(&why))?;
         if let Some(server) = &held.session {
             let session = self.as_session(server);
             let mine: Result<Option<Option<i64>>> = self.session(session.as_ref()).and_then(|db| {
@@ -1223,169 +874,26 @@ impl<'c> LockClient<'c> {
         Ok(())
     }
 
-    /// On ZooKeeper: extends our lock node's expiry, only while its holder child is ours and
-    /// the lease has not expired. Err says why it is lost.
-    fn renew_node(&mut self, held: &Held) -> std::result::Result<(), String> {
-        let gone = "the lock node is gone or is someone else's";
-        let child = held
-            .zk_holder
-            .as_deref()
-            .ok_or("no holder child recorded")?;
-        let own = self
-            .own_record(held)
-            .map_err(|e| e.to_string())?
-            .ok_or(gone)?;
-        // Past its last confirmed end the lease may have been judged expired and taken over;
-        // the mysql backend refuses such a renewal too.
-        if Instant::now() >= own.confirmed_until {
-            return Err("the lease expired".into());
-        }
-        let mut record = own.record;
-        record.extend(held.ttl);
-        let store = self.zk.as_ref().ok_or("not on zookeeper")?;
-        let began = Instant::now();
-        let before = SystemTime::now();
-        match store.update(held.name.as_str(), child, &record) {
-            Ok(Some(written_ms)) => {
-                clock::check(written_ms, before, SystemTime::now(), "ZooKeeper's clock")?;
-                self.zk_records.insert(
-                    held.name.to_string(),
-                    OwnNode {
-                        child: child.to_string(),
-                        record,
-                        confirmed_until: began + held.ttl,
-                    },
-                );
-                Ok(())
-            }
-            Ok(None) => Err(gone.into()),
-            Err(e) => Err(e.to_string()),
-        }
-    }
-
-    /// On ZooKeeper, the record of a lock we hold: as we last wrote it, else read (None: the
-    /// node is gone or is someone else's).
-    fn own_record(&self, held: &Held) -> Result<Option<OwnNode>> {
-        let Some(child) = held.zk_holder.as_deref() else {
-            return Ok(None);
-        };
-        if let Some(own) = self.zk_records.get(held.name.as_str()) {
-            if own.child == child {
-                return Ok(Some(own.clone()));
-            }
-        }
-        // Not written by this client (a clone of the grant): the lease holds for what the
-        // ensemble's clock says is left of it, counted from before the read.
-        let Some(store) = &self.zk else {
-            return Ok(None);
-        };
-        let began = Instant::now();
-        let Some(n) = store
-            .read(held.name.as_str())?
-            .filter(|n| n.holder.as_deref() == Some(child))
-        else {
-            return Ok(None);
-        };
-        let left = n.expires_ms().saturating_sub(store.now_ms()?).max(0) as u64;
-        Ok(Some(OwnNode {
-            child: child.to_string(),
-            confirmed_until: began + Duration::from_millis(left),
-            record: zk::Record {
-                token: n.token,
-                ..n.record
-            },
-        }))
-    }
-
     /// Releases a lock this process holds. False when the lease was no longer ours.
     pub fn release(&mut self, held: &Held) -> Result<bool> {
-        self.zk_records.remove(held.name.as_str());
-        if let Some(store) = &self.zk {
-            let deleted = match &held.zk_holder {
-                Some(child) => store.release(held.name.as_str(), child)?,
-                None => false,
-            };
-            if let Some(server) = &held.session {
-                let session = self.as_session(server);
-                let _ = self.release_lock(session.as_ref(), &held.name);
-            }
-            return Ok(deleted);
-        }
-        let on_ring = held.session.as_ref() == Some(&self.ring.server);
-        if on_ring {
-            // Lease and GET_LOCK on the same connection: one statement drops both. RELEASE_LOCK
-            // is evaluated only for our own row; COALESCE keeps the condition true either way.
-            let n = self.ring.run("releasing the lock", |c| {
-                use mysql::prelude::Queryable;
-                c.exec_drop(
-                    "DELETE FROM locks WHERE name = ? AND token = ? AND COALESCE(RELEASE_LOCK(?), 0) >= 0",
-                    (held.name.as_str(), held.token, held.name.as_str()),
-                )?;
-                Ok(c.affected_rows())
-            })?;
-            if n == 1 {
-                return Ok(true);
-            }
-        }
-        let deleted = self.delete_lease(held.name.as_str(), Some(held.token))?;
-        if let Some(server) = &held.session {
+        let released = self.store.release(&mut self.ring, held)?;
+        if let (false, Some(server)) = (released.getlock_released, &held.session) {
             let session = self.as_session(server);
             // A killed session already dropped its lock.
             let _ = self.release_lock(session.as_ref(), &held.name);
         }
-        Ok(deleted)
+        Ok(released.deleted)
     }
 
     /// Records in our lease the process group of the command `lock run` started, so a later
     /// acquirer on this host can tell whether the command outlived us.
     pub fn record_command_group(&mut self, held: &Held, pgid: u32) -> Result<()> {
-        if let (Some(_), Some(child)) = (&self.zk, held.zk_holder.clone()) {
-            if let Some(mut own) = self.own_record(held)? {
-                let record = &mut own.record;
-                if let Value::Object(m) = &mut record.metadata {
-                    m.insert("command_pgid".into(), pgid.into());
-                } else {
-                    record.metadata = json!({ "command_pgid": pgid });
-                }
-                let store = self.zk.as_ref().expect("matched above");
-                // The write moves the node's mtime, but the lease this holder counts on stays
-                // what its last renewal confirmed.
-                if store
-                    .update(held.name.as_str(), &child, &own.record)?
-                    .is_some()
-                {
-                    self.zk_records.insert(held.name.to_string(), own);
-                }
-            }
-            return Ok(());
-        }
-        self.ring.exec_drop(
-            "recording the command's process group",
-            "UPDATE locks SET metadata = JSON_SET(metadata, '$.command_pgid', ?) WHERE name = ? AND token = ?",
-            (pgid, held.name.as_str(), held.token),
-        )
+        self.store.record_command_group(&mut self.ring, held, pgid)
     }
 
     /// Deletes a lease, only if it still carries `token` when one is given.
     pub fn delete_lease(&mut self, name: &str, token: Option<u64>) -> Result<bool> {
-        if let Some(store) = &self.zk {
-            let Some(node) = store.read(name)? else {
-                return Ok(false);
-            };
-            if token.is_some_and(|t| t != node.token) {
-                return Ok(false);
-            }
-            return store.delete_judged(&node);
-        }
-        let n = self.ring.run("deleting the lease", |c| {
-            use mysql::prelude::Queryable;
-            c.exec_drop(
-                "DELETE FROM locks WHERE name = ? AND (? IS NULL OR token = ?)",
-                (name, token, token),
-            )?;
-            Ok(c.affected_rows())
-        })?;
-        Ok(n == 1)
+        self.store.delete(&mut self.ring, name, token)
     }
 
     /// Ends whoever holds the lock: kills the GET_LOCK holder's session on the lock's server
@@ -1396,13 +904,13 @@ impl<'c> LockClient<'c> {
             return Err(Error::Usage("--reason must say why".into()));
         }
         let lease = self.read(name.as_str())?;
-        let on_zk = self.zk.is_some();
+        let on_ring = self.store.getlock_on_ring();
         let server = match lease.as_ref().and_then(|l| l.holder()) {
             Some((s, _)) => Some(s),
             // On ZooKeeper a lock that is not an account's has no GET_LOCK anywhere.
             None => self
                 .lock_server(name)?
-                .or_else(|| (!on_zk).then(|| self.ring.server.clone())),
+                .or_else(|| on_ring.then(|| self.ring.server.clone())),
         };
         let mut killed = Vec::new();
         if let Some(server) = server {
@@ -1417,6 +925,8 @@ impl<'c> LockClient<'c> {
                 }
             }
         }
+        // What the operator asked to remove, as it is now (a renewal since the read does not
+        // save it), children and all.
         let released = self.delete_lease(name.as_str(), lease.as_ref().map(|l| l.token))?;
         let stray_children = lease
             .as_ref()
@@ -1449,135 +959,45 @@ impl<'c> LockClient<'c> {
 
     /// Leases matching the filter, oldest expiry first.
     pub fn list(&mut self, filter: &ListFilter) -> Result<Vec<Lease>> {
-        match &self.zk {
-            Some(store) => list_nodes(store, filter),
-            None => list(&mut self.ring, filter),
-        }
+        self.store.list(&mut self.ring, filter)
     }
 
-    /// Releases expired leases, `SWEEP_CHUNK` at a time by the `expires_at` index, at most
-    /// `limit` (None: all).
-    /// Each chunk is one statement; the sessions of their holders are ended. Two sweeps at once
-    /// each delete distinct rows (a row is deleted once), so their counts add up.
+    /// Releases expired leases, `SWEEP_CHUNK` at a time, at most `limit` (None: all), each
+    /// only as it was judged expired; the sessions of their holders are ended, each chunk
+    /// audited. Two sweeps at once each delete distinct leases (a lease is deleted once), so
+    /// their counts add up.
     pub fn sweep(&mut self, limit: Option<u64>, dry_run: bool) -> Result<Vec<String>> {
-        if self.zk.is_some() {
-            return self.sweep_nodes(limit, dry_run);
-        }
         let limit = limit.unwrap_or(u64::MAX);
-        let chunk = SWEEP_CHUNK;
         let mut released = Vec::new();
         while (released.len() as u64) < limit {
-            let n = chunk.min(limit - released.len() as u64);
-            let rows: Vec<SweptRow> = if dry_run {
-                self.ring.exec(
-                    "listing expired leases",
-                    "SELECT name, token, holder_server, holder_connection FROM locks
-                     WHERE expires_at <= UTC_TIMESTAMP(6) ORDER BY expires_at LIMIT ? OFFSET ?",
-                    (n, released.len() as u64),
-                )?
-            } else if self.ring_is_mariadb()? {
-                self.ring.exec(
-                    "sweeping expired leases",
-                    "DELETE FROM locks WHERE expires_at <= UTC_TIMESTAMP(6) ORDER BY expires_at LIMIT ?
-                     RETURNING name, token, holder_server, holder_connection",
-                    (n,),
-                )?
-            } else {
-                self.sweep_chunk_portable(n)?
-            };
-            let got = rows.len() as u64;
+            let n = SWEEP_CHUNK.min(limit - released.len() as u64);
+            let done = released.len() as u64;
+            let chunk = self.store.sweep_chunk(&mut self.ring, n, dry_run, done)?;
+            let got = chunk.len() as u64;
             if !dry_run && got > 0 {
-                for (name, _, server, conn) in &rows {
-                    if let (Some(s), Some(c)) = (
-                        server.as_deref().and_then(|s| s.parse::<HostPort>().ok()),
-                        conn,
-                    ) {
+                for s in &chunk {
+                    if let Some((server, conn)) = &s.holder {
                         // A holder that is unreachable has no session left to end.
-                        let _ = self.kill_holder(&s, name, *c);
+                        let _ = self.kill_holder(server, &s.name, *conn);
                     }
                 }
-                let names: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
+                let names: Vec<&str> = chunk.iter().map(|s| s.name.as_str()).collect();
+                let backend = self.store.name();
                 self.ring.run("auditing the sweep", |c| {
                     audit::record(
                         c,
                         "lock.sweep",
                         &format!("{got} locks"),
-                        json!({ "released": names }),
+                        json!({ "released": names, "backend": backend }),
                     )
                 })?;
             }
-            released.extend(rows.into_iter().map(|r| r.0));
+            released.extend(chunk.into_iter().map(|s| s.name));
             if got < n {
                 break;
             }
         }
         Ok(released)
-    }
-
-    /// ZooLocker's periodic scan: every expired lock node is deleted with the holder child it
-    /// was read with, so a lock released and re-acquired since the read (a new child) is never
-    /// the one deleted. The GET_LOCK sessions of the swept holders are ended.
-    fn sweep_nodes(&mut self, limit: Option<u64>, dry_run: bool) -> Result<Vec<String>> {
-        let store = self.zk.as_ref().expect("called for the zookeeper backend");
-        let expired: Vec<Lease> = list_nodes(
-            store,
-            &ListFilter {
-                expired_only: true,
-                ..Default::default()
-            },
-        )?
-        .into_iter()
-        .take(limit.map_or(usize::MAX, |l| l as usize))
-        .collect();
-        if dry_run {
-            return Ok(expired.into_iter().map(|l| l.name).collect());
-        }
-        let mut released = Vec::new();
-        for lease in expired {
-            if !self.delete_judged(&lease)? {
-                continue;
-            }
-            if let Some((server, conn)) = lease.holder() {
-                let _ = self.kill_holder(&server, &lease.name, conn);
-            }
-            released.push(lease.name);
-        }
-        if !released.is_empty() {
-            let n = released.len();
-            self.ring.run("auditing the sweep", |c| {
-                audit::record(
-                    c,
-                    "lock.sweep",
-                    &format!("{n} locks"),
-                    json!({ "released": released, "backend": "zookeeper" }),
-                )
-            })?;
-        }
-        Ok(released)
-    }
-
-    /// MySQL has no DELETE ... RETURNING: select the chunk, then delete exactly those rows
-    /// that are still expired with the same token.
-    fn sweep_chunk_portable(&mut self, n: u64) -> Result<Vec<SweptRow>> {
-        self.ring.transaction("sweeping expired leases", |tx| {
-            use mysql::prelude::Queryable;
-            let rows: Vec<SweptRow> = tx.exec(
-                "SELECT name, token, holder_server, holder_connection FROM locks
-                 WHERE expires_at <= UTC_TIMESTAMP(6) ORDER BY expires_at LIMIT ? FOR UPDATE",
-                (n,),
-            )?;
-            if !rows.is_empty() {
-                let names: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
-                tx.exec_drop(
-                    format!(
-                        "DELETE FROM locks WHERE name IN ({}) AND expires_at <= UTC_TIMESTAMP(6)",
-                        vec!["?"; names.len()].join(",")
-                    ),
-                    names,
-                )?;
-            }
-            Ok(rows)
-        })
     }
 
     /// The GET_LOCK holder of `name` on its server right now, as (server, connection id).
@@ -1590,7 +1010,7 @@ impl<'c> LockClient<'c> {
             Some((s, _)) => Some(s),
             None => self.lock_server(name)?,
         };
-        if server.is_none() && self.zk.is_some() {
+        if server.is_none() && !self.store.getlock_on_ring() {
             return Ok(None);
         }
         let session = server.as_ref().and_then(|s| self.as_session(s));
@@ -1670,54 +1090,9 @@ pub struct ListFilter<'a> {
     pub owner: Option<&'a str>,
 }
 
-/// Leases matching the filter, oldest expiry first, read on `ring`.
-pub fn list(ring: &mut Db, filter: &ListFilter) -> Result<Vec<Lease>> {
-    let ListFilter {
-        expired_only,
-        prefix,
-        owner,
-    } = *filter;
-    let like = prefix.map(|p| {
-        format!(
-            "{}%",
-            p.replace('\\', "\\\\")
-                .replace('%', "\\%")
-                .replace('_', "\\_")
-        )
-    });
-    let rows: Vec<LeaseRow> = ring.exec(
-        "listing locks",
-        &format!(
-            "SELECT {LEASE_COLUMNS} FROM locks
-             WHERE (? = 0 OR expires_at <= UTC_TIMESTAMP(6)) AND (? IS NULL OR name LIKE ?) AND (? IS NULL OR owner = ?)
-             ORDER BY expires_at, name"
-        ),
-        (expired_only as u8, &like, &like, owner, owner),
-    )?;
-    Ok(rows.into_iter().map(|r| r.0).collect())
-}
-
-/// Lock nodes matching the filter, oldest expiry first (the ring's listing order), judged by
-/// the ensemble's clock read after them.
-pub fn list_nodes(store: &ZkStore, filter: &ListFilter) -> Result<Vec<Lease>> {
-    let nodes = store.read_all()?;
-    let now = if nodes.is_empty() { 0 } else { store.now_ms()? };
-    let mut leases: Vec<Lease> = nodes
-        .into_iter()
-        .map(|n| Lease::from_node(n, now))
-        .filter(|l| {
-            (!filter.expired_only || l.expired)
-                && filter.prefix.is_none_or(|p| l.name.starts_with(p))
-                && filter.owner.is_none_or(|o| l.owner == o)
-        })
-        .collect();
-    // Both sides are the same fixed-width UTC format, so text order is time order.
-    leases.sort_by(|a, b| {
-        a.expires_at
-            .cmp(&b.expires_at)
-            .then_with(|| a.name.cmp(&b.name))
-    });
-    Ok(leases)
+/// Every lease of the configured backend matching the filter, read with `ring` open.
+pub fn list(cfg: &Config, ring: &mut Db, filter: &ListFilter) -> Result<Vec<Lease>> {
+    open_store(cfg)?.list(ring, filter)
 }
 
 /// What an operator does when a backend's next token is not above the highest one used.
@@ -1749,38 +1124,19 @@ pub fn holders_on(cfg: &Config, ring: &mut Db, servers: &[HostPort]) -> Result<V
     if servers.is_empty() {
         return Ok(Vec::new());
     }
-    if let LockBackend::Zookeeper(z) = &cfg.locks {
-        let names: Vec<String> = servers.iter().map(|s| s.to_string()).collect();
-        return Ok(list_nodes(&ZkStore::connect(z)?, &ListFilter::default())?
-            .into_iter()
-            .filter_map(|l| {
-                let server = l.holder_server.filter(|s| names.contains(s))?;
-                Some(HolderOn {
-                    name: l.name,
-                    owner: l.owner,
-                    server,
-                    connection: l.holder_connection?,
-                })
-            })
-            .collect());
-    }
     let names: Vec<String> = servers.iter().map(|s| s.to_string()).collect();
-    let rows: Vec<(String, String, String, u64)> = ring.exec(
-        "listing locks held on the drained servers",
-        &format!(
-            "SELECT name, owner, holder_server, holder_connection FROM locks
-             WHERE holder_server IN ({}) AND holder_connection IS NOT NULL ORDER BY name",
-            vec!["?"; names.len()].join(", ")
-        ),
-        names,
-    )?;
-    Ok(rows
+    let mut held: Vec<HolderOn> = list(cfg, ring, &ListFilter::default())?
         .into_iter()
-        .map(|(name, owner, server, connection)| HolderOn {
-            name,
-            owner,
-            server,
-            connection,
+        .filter_map(|l| {
+            let server = l.holder_server.filter(|s| names.contains(s))?;
+            Some(HolderOn {
+                name: l.name,
+                owner: l.owner,
+                server,
+                connection: l.holder_connection?,
+            })
         })
-        .collect())
+        .collect();
+    held.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(held)
 }

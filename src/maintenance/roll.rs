@@ -285,13 +285,15 @@ fn halves_text(halves: &[Half]) -> String {
         .join(",")
 }
 
-/// Journals where the command for `t` runs, as it starts (a later roll waits for it).
+/// Journals where the command for `t` runs: before it starts (no group yet: a roll that lost
+/// its lock is refused here, by the fence, before it runs anything) and as it starts (a later
+/// roll waits for that group).
 fn journal_started(
     ring: &mut Db,
     fence: &Fence,
     roll_id: u64,
     t: &Target,
-    pgid: u32,
+    pgid: Option<u32>,
 ) -> Result<()> {
     ring.transaction("journaling the command's start", |c| {
         fences::hold(c, fence)?;
@@ -820,7 +822,7 @@ fn run_commands(
                     progress.set_message(show(done.load(Ordering::SeqCst), &r));
                 }
                 let started =
-                    |pgid: u32| journal(&|db| journal_started(db, fence, roll_id, t, pgid));
+                    |pgid: Option<u32>| journal(&|db| journal_started(db, fence, roll_id, t, pgid));
                 let (exec, tail) = run_one(&opts.exec, t, opts.exec_timeout, ui, started);
                 if exec.code != 0 {
                     failed.store(true, Ordering::SeqCst);
@@ -856,8 +858,8 @@ const EXEC_GRACE: Duration = Duration::from_secs(5);
 
 /// Runs the command for one server: `sh -c CMD` with the server in its environment, under the
 /// shared runner, its output passed through line by line with a prefix naming the server.
-/// `started` journals the command's process group; if it cannot (the roll lost its lock) the
-/// command is stopped at once. The command's exit — or its timeout, or a signal to the roll
+/// `started` journals the start, before (None) and after (the process group) the spawn; if it
+/// cannot (the roll lost its lock) the command is not started, or is stopped at once. The command's exit — or its timeout, or a signal to the roll
 /// (SIGTERM to its group; a second signal, or the grace, SIGKILL) — ends it, whatever still
 /// holds its output. (result, last lines)
 fn run_one(
@@ -865,7 +867,7 @@ fn run_one(
     t: &Target,
     timeout: Duration,
     ui: &Ui,
-    started: impl Fn(u32) -> bool,
+    started: impl Fn(Option<u32>) -> bool,
 ) -> (Exec, Vec<String>) {
     let begun = Instant::now();
     let prefix = format!("[{}/{} {}]", t.shard, t.half, t.addr);
@@ -891,11 +893,14 @@ fn run_one(
         ui: ui.clone(),
         keep: TAIL_LINES,
     };
+    if !started(None) {
+        return result(1, false, vec!["not started: the roll lost its lock".into()]);
+    }
     let mut child = match process::spawn(cmd, output) {
         Ok(c) => c,
         Err(e) => return result(127, false, vec![format!("cannot run sh: {e}")]),
     };
-    if !started(child.pgid()) {
+    if !started(Some(child.pgid())) {
         child.stop(Duration::ZERO, || true);
         let (tail, _) = child.finish();
         return result(1, false, tail);

@@ -272,7 +272,7 @@ fn probe_once(cfg: &Config, addr: &HostPort, db: &mut Option<Db>) -> Result<Prob
 fn read_locks(cfg: &Config, ring: Option<&mut Db>) -> Result<Vec<Lease>> {
     let crate::config::LockBackend::Zookeeper(z) = &cfg.locks else {
         return match ring {
-            Some(ring) => crate::lock::list(ring, &Default::default()),
+            Some(ring) => crate::lock::list(cfg, ring, &Default::default()),
             None => Err(crate::error::Error::Unreachable(
                 "the ring does not answer".into(),
             )),
