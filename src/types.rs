@@ -82,12 +82,12 @@ fn check_name(kind: &str, s: &str, max: usize, extra: &[char]) -> Result<(), Str
 }
 
 /// Whether `c` changes how text around it is shown without being seen itself: controls (ESC,
-/// newline, BEL) and Unicode's format characters (bidi overrides and isolates, zero-width
-/// characters, the byte-order mark, tags).
+/// newline, BEL), the line and paragraph separators, and Unicode's format characters (bidi
+/// overrides and isolates, zero-width characters, the byte-order mark, tags).
 pub fn is_hidden_char(c: char) -> bool {
     c.is_control()
         || matches!(c as u32,
-            0xAD | 0x600..=0x605 | 0x61C | 0x6DD | 0x70F | 0x890..=0x891 | 0x8E2 | 0x180E
+            0xAD | 0x2028 | 0x2029 | 0x600..=0x605 | 0x61C | 0x6DD | 0x70F | 0x890..=0x891 | 0x8E2 | 0x180E
             | 0x200B..=0x200F | 0x202A..=0x202E | 0x2060..=0x2064 | 0x2066..=0x206F | 0xFEFF
             | 0xFFF9..=0xFFFB | 0x110BD | 0x110CD | 0x13430..=0x1343F | 0x1BCA0..=0x1BCA3
             | 0x1D173..=0x1D17A | 0xE0001 | 0xE0020..=0xE007F)

@@ -592,6 +592,15 @@ fn signals_to_a_roll_reach_its_commands_and_it_journals_and_exits() {
             "{status}"
         );
         assert_eq!(runs(&env).len(), 1, "no other command started");
+        // The signal stopped the commands, not the restore: the servers whose command never
+        // ran serve again; the one whose command was stopped stays drained.
+        let offline: Vec<&Value> = status["servers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["status"] != "online")
+            .collect();
+        assert_eq!(offline.len(), 1, "{status}");
         env.json(&["maintenance", "restore", "--half", "a"]);
     }
     assert_all_online_and_replicating(&env);

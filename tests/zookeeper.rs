@@ -807,6 +807,12 @@ fn names_and_nodes_zookeeper_treats_differently_work_the_same_everywhere() {
     zk_cli(&["create", "/t_zk_nodes/locks/stray/junk", "x"]);
     let released = env.json(&["lock", "release", "stray"]);
     assert_eq!(released["released"], true, "{released}");
+    // A stray with children of its own goes too, deepest first.
+    env.json(&["lock", "acquire", "deep", "--ttl", "60s"]);
+    zk_cli(&["create", "/t_zk_nodes/locks/deep/junk2", "x"]);
+    zk_cli(&["create", "/t_zk_nodes/locks/deep/junk2/deeper", "x"]);
+    let released = env.json(&["lock", "release", "deep"]);
+    assert_eq!(released["released"], true, "{released}");
     env.json(&["lock", "acquire", "forced", "--ttl", "60s"]);
     zk_cli(&["create", "/t_zk_nodes/locks/forced/junk", "x"]);
     let forced = env.json(&["lock", "force-release", "forced", "--reason", "test"]);
@@ -1262,4 +1268,52 @@ fn a_roll_frozen_past_its_zookeeper_session_does_nothing_more_when_woken() {
             .all(|s| s["status"] == "online"),
         "{status}"
     );
+}
+
+#[test]
+fn a_roll_woken_after_its_zookeeper_session_expired_acts_no_more() {
+    let _g = shared();
+    let env = zk_env("zk_roll_alone", "6s");
+    env.register_shards();
+    let log = env.dir.path().join("runs.log");
+    let script = format!(
+        "echo \"$SHARDCTL_PORT start\" >> {log}; sleep 2; echo \"$SHARDCTL_PORT end\" >> {log}",
+        log = log.display()
+    );
+    let args = [
+        "maintenance",
+        "roll",
+        "--exec",
+        &script,
+        "--halves",
+        "a",
+        "--format",
+        "json",
+    ];
+    let lines = || std::fs::read_to_string(&log).unwrap_or_default();
+    let roll = env.spawn(&args, &[]);
+    wait_until("a command to start", || !lines().is_empty());
+    let audited = || -> u64 {
+        env.ring()
+            .query_first("SELECT COUNT(*) FROM audit_log WHERE action LIKE 'maintenance.%'")
+            .unwrap()
+            .unwrap()
+    };
+    let frozen = common::Frozen::new(roll.id() as i32);
+    // Past the session: its holder child is gone, so the lock is no longer its own, though no
+    // successor came and its 30 s lease has not run out.
+    std::thread::sleep(Duration::from_secs(9));
+    let audit_before = audited();
+    drop(frozen);
+    let woken = roll.wait_with_output().unwrap();
+    assert_ne!(
+        woken.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&woken.stdout)
+    );
+    let starts = lines().lines().filter(|l| l.ends_with("start")).count();
+    assert_eq!(starts, 1, "no command started after waking:\n{}", lines());
+    assert_eq!(audited(), audit_before, "nothing written after waking");
+    env.json(&["maintenance", "restore", "--half", "a"]);
 }

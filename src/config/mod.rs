@@ -354,7 +354,11 @@ fn locks_config(
                 r.split('/')
                     .all(|seg| !seg.is_empty() && seg != "." && seg != "..")
             });
-            if !segments_ok || root.chars().any(|c| c.is_control() || c.is_whitespace()) {
+            if !segments_ok
+                || root
+                    .chars()
+                    .any(|c| crate::types::is_hidden_char(c) || c.is_whitespace())
+            {
                 return Err(format!(
                     "[locks] root `{root}` must be an absolute ZooKeeper path like /shardctl (no trailing slash, no empty segments)"
                 ));

@@ -14,6 +14,9 @@ use crate::error::{Error, Result};
 /// What the keeper has confirmed, shared with the work.
 pub struct Watch {
     name: String,
+    /// How long one confirmed renewal proves the lock held (the ttl, or the ZooKeeper session
+    /// timeout where an ephemeral holder child is dropped sooner).
+    proof: Duration,
     /// The start of the last confirmed renewal (or of the grant) plus the ttl: the backend
     /// extended the lease from its own clock at or after that instant.
     confirmed_until: Mutex<Instant>,
@@ -25,10 +28,11 @@ pub struct Watch {
 }
 
 impl Watch {
-    fn new(held: &Held, granted: Instant) -> Watch {
+    fn new(held: &Held, granted: Instant, proof: Duration) -> Watch {
         Watch {
             name: held.name.to_string(),
-            confirmed_until: Mutex::new(granted + held.ttl),
+            proof,
+            confirmed_until: Mutex::new(granted + proof),
             renewals: AtomicU64::new(0),
             lost: AtomicBool::new(false),
             why: Mutex::new(None),
@@ -64,6 +68,11 @@ impl Watch {
         Ok(())
     }
 
+    /// How long one confirmed renewal proves the lock held.
+    pub fn proof(&self) -> Duration {
+        self.proof
+    }
+
     pub fn renewals(&self) -> u64 {
         self.renewals.load(Ordering::SeqCst)
     }
@@ -78,7 +87,7 @@ impl Watch {
 
 /// Renews until told to stop or the lock is lost; returns the client.
 fn renew_loop<'c>(mut client: LockClient<'c>, held: &Held, watch: &Watch) -> LockClient<'c> {
-    let interval = lease::renew_interval(held.ttl);
+    let interval = lease::renew_interval(watch.proof);
     let mut next = Instant::now() + interval;
     while !watch.stop.load(Ordering::SeqCst) {
         if watch.check().is_err() {
@@ -89,7 +98,7 @@ fn renew_loop<'c>(mut client: LockClient<'c>, held: &Held, watch: &Watch) -> Loc
             match client.renew(held) {
                 Ok(()) => {
                     if let Ok(mut until) = watch.confirmed_until.lock() {
-                        *until = began + held.ttl;
+                        *until = began + watch.proof;
                     }
                     watch.renewals.fetch_add(1, Ordering::SeqCst);
                     next = Instant::now() + interval;
@@ -115,7 +124,7 @@ pub fn keeping<'c, T>(
     granted: Instant,
     work: impl FnOnce(&Watch) -> T,
 ) -> (T, Watch, Result<LockClient<'c>>) {
-    let watch = Watch::new(held, granted);
+    let watch = Watch::new(held, granted, client.proof_for(held));
     /// Stops the keeper however `work` ends: a panic unwinding through the scope would
     /// otherwise wait for a keeper that renews forever.
     struct StopKeeper<'a>(&'a AtomicBool, std::thread::Thread);

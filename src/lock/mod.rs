@@ -193,6 +193,11 @@ impl<'c> LockClient<'c> {
         self.store.check_clock(&mut self.ring)
     }
 
+    /// How long one confirmed grant or renewal proves `held` is still ours (see the store).
+    pub fn proof_for(&self, held: &Held) -> Duration {
+        self.store.proof_for(held)
+    }
+
     /// "mysql" or "zookeeper", as the lock verbs report it.
     pub fn backend(&self) -> &'static str {
         self.store.name()

@@ -91,7 +91,7 @@ pub fn run_under_lock(cfg: &Config, opts: &RunOptions, ui: &Ui) -> Result<RunOut
     );
     let interactive = std::io::IsTerminal::is_terminal(&std::io::stdin());
     let (ended, watch, client) = keeping(client, &held, granted, |w| {
-        watch(&mut child, w, held.ttl, interactive, opts.grace, ui)
+        watch(&mut child, w, w.proof(), interactive, opts.grace, ui)
     });
     let mut client = client?;
     let renewals = watch.renewals();

@@ -52,6 +52,13 @@ pub trait LeaseStore: Send {
     /// ring cannot take part in a directory change's transaction.
     fn fences_in_ring(&self) -> bool;
 
+    /// How long one confirmed grant or renewal proves `held` is still ours: its ttl, or less
+    /// where the store drops a holder sooner (ZooKeeper drops an ephemeral holder child when its
+    /// session expires, which a frozen holder's does after the session timeout).
+    fn proof_for(&self, held: &Held) -> std::time::Duration {
+        held.ttl
+    }
+
     /// Refuses when this host's clock is too far off the store's (see `clock`). Stores that
     /// check at every grant and renewal do nothing here.
     fn check_clock(&mut self, ring: &mut Db) -> Result<()>;

@@ -277,6 +277,11 @@ impl ZkStore {
         }
     }
 
+    /// The session timeout asked of the ensemble.
+    pub fn session_timeout(&self) -> Duration {
+        self.cfg.session_timeout
+    }
+
     pub fn backend_description(&self) -> String {
         format!("ZooKeeper ensemble {}", self.cfg.ensemble())
     }
@@ -691,6 +696,53 @@ impl ZkStore {
     }
 
     fn delete(&self, name: &str, children: &[String], version: Option<i32>) -> Result<bool> {
+        match self.delete_once(name, children, version)? {
+            Some(done) => Ok(done),
+            // A child has children of its own (someone put them there): the whole subtree of
+            // every child read goes, deepest first, still at the version judged.
+            None => {
+                let mut all = Vec::new();
+                for c in children {
+                    self.subtree(&self.path(name), c, 0, &mut all)?;
+                }
+                Ok(self.delete_once(name, &all, version)?.unwrap_or(false))
+            }
+        }
+    }
+
+    /// `rel` under `base` and everything below it, deepest first, as paths relative to `base`
+    /// (at most 16 levels and 1,000 nodes: what a hand or a tool left, not a tree to walk for
+    /// ever).
+    fn subtree(&self, base: &str, rel: &str, depth: usize, out: &mut Vec<String>) -> Result<()> {
+        if depth > 16 || out.len() > 1_000 {
+            return Err(Error::Failed(format!(
+                "{base}/{rel} holds a deeper or larger tree than a lock ever has; remove it by hand"
+            )));
+        }
+        let doing = "listing a lock's children";
+        let path = format!("{base}/{rel}");
+        let kids = self.retrying(doing, |s| {
+            s.wait(doing, s.client.list_children(&path))
+                .map(|r| match r {
+                    Err(zk::Error::NoNode) => Ok(Vec::new()),
+                    other => other,
+                })
+        })?;
+        for k in kids {
+            self.subtree(base, &format!("{rel}/{k}"), depth + 1, out)?;
+        }
+        out.push(rel.to_string());
+        Ok(())
+    }
+
+    /// One delete multi: Some(whether it went), None when a node named has children it did not
+    /// name.
+    fn delete_once(
+        &self,
+        name: &str,
+        children: &[String],
+        version: Option<i32>,
+    ) -> Result<Option<bool>> {
         let path = self.path(name);
         let doing = "deleting the lock";
         let mut retried = false;
@@ -704,12 +756,13 @@ impl ZkStore {
                 w.add_delete(&path, version)
             })?;
             Ok(match done {
-                Ok(()) => Ok(true),
+                Ok(()) => Ok(Some(true)),
                 // A retry after a lost connection may find our own delete done.
                 Err(zk::Error::NoNode) if retried && holder.is_some() => {
-                    Ok(!s.holder_is(&path, holder))
+                    Ok(Some(!s.holder_is(&path, holder)))
                 }
-                Err(zk::Error::NoNode | zk::Error::NotEmpty | zk::Error::BadVersion) => Ok(false),
+                Err(zk::Error::NotEmpty) => Ok(None),
+                Err(zk::Error::NoNode | zk::Error::BadVersion) => Ok(Some(false)),
                 Err(e) if is_transient(&e) => {
                     retried = true;
                     Err(zk::Error::ConnectionLoss)

@@ -123,9 +123,28 @@ pub fn list_nodes(store: &ZkStore, filter: &ListFilter) -> Result<Vec<Lease>> {
     Ok(leases)
 }
 
+impl ZkLeases {
+    /// How long a write confirms a lease held with (or without) an ephemeral holder child.
+    fn proof(&self, ttl: Duration, ephemeral: bool) -> Duration {
+        if ephemeral {
+            ttl.min(self.store.session_timeout())
+        } else {
+            ttl
+        }
+    }
+}
+
 impl LeaseStore for ZkLeases {
     fn name(&self) -> &'static str {
         "zookeeper"
+    }
+
+    fn proof_for(&self, held: &Held) -> Duration {
+        let ephemeral = held
+            .zk_holder
+            .as_deref()
+            .is_some_and(|c| c.starts_with("e-"));
+        self.proof(held.ttl, ephemeral)
     }
 
     fn getlock_on_ring(&self) -> bool {
@@ -175,7 +194,7 @@ impl LeaseStore for ZkLeases {
                         OwnNode {
                             child: child.clone(),
                             record,
-                            confirmed_until: began + req.ttl,
+                            confirmed_until: began + self.proof(req.ttl, req.hold_session),
                         },
                     );
                     Inserted::Won((token, Some(child)))
@@ -230,6 +249,7 @@ impl LeaseStore for ZkLeases {
         }
         let mut record = own.record;
         record.extend(held.ttl);
+        let proof = self.proof_for(held);
         let began = Instant::now();
         let before = SystemTime::now();
         match self.store.update(held.name.as_str(), child, &record) {
@@ -240,7 +260,7 @@ impl LeaseStore for ZkLeases {
                     OwnNode {
                         child: child.to_string(),
                         record,
-                        confirmed_until: began + held.ttl,
+                        confirmed_until: began + proof,
                     },
                 );
                 Ok(())

@@ -592,6 +592,9 @@ fn run_halves(
     }
     let mut notes: HashMap<HostPort, String> = HashMap::new();
     let mut state = RollState::Done;
+    // A signal stops the commands and the roll, never the restore of what it drained: taken
+    // here so the restore runs (a second signal during it stops that too).
+    let mut interrupted = false;
     for &half in &opts.halves {
         let shards = directory::shards(&mut ring)?;
         let half_targets = targets(&shards, half);
@@ -660,6 +663,9 @@ fn run_halves(
                 }
             }
         }
+        if crate::signals::take().is_some() {
+            interrupted = true;
+        }
         if !restore_now.is_empty() {
             watch.check()?;
             let restored = restore(
@@ -711,7 +717,8 @@ fn run_halves(
             state = RollState::Failed;
         }
         watch.check()?;
-        if state != RollState::Done || crate::signals::received() {
+        interrupted |= crate::signals::take().is_some();
+        if state != RollState::Done || interrupted {
             if state == RollState::Done {
                 state = RollState::Failed;
             }
