@@ -425,25 +425,36 @@ fn assert_never_two_at_once(log: &[(u16, String, String)]) {
     }
 }
 
-#[test]
-fn a_killed_roll_whose_command_ignores_sigterm_is_waited_for_not_run_twice() {
-    let _turn = serial();
-    let env = world("roll_sigterm");
-    let script = format!(
-        "trap '' TERM INT HUP; echo \"$SHARDCTL_PORT $SHARDCTL_HALF start\" >> {log}; sleep 4; \
+/// A command that logs its start and end for the server it runs for (`setup` first, a sleep of
+/// `secs` between).
+fn logged_command(env: &Env, setup: &str, secs: u32) -> String {
+    format!(
+        "{setup}echo \"$SHARDCTL_PORT $SHARDCTL_HALF start\" >> {log}; sleep {secs}; \
          echo \"$SHARDCTL_PORT $SHARDCTL_HALF end\" >> {log}",
-        log = log_path(&env).display()
-    );
-    let args = [
+        log = log_path(env).display()
+    )
+}
+
+/// `maintenance roll` of half a with `exec`, JSON out.
+fn half_a_roll(exec: &str) -> [&str; 8] {
+    [
         "maintenance",
         "roll",
         "--exec",
-        &script,
+        exec,
         "--halves",
         "a",
         "--format",
         "json",
-    ];
+    ]
+}
+
+#[test]
+fn a_killed_roll_whose_command_ignores_sigterm_is_waited_for_not_run_twice() {
+    let _turn = serial();
+    let env = world("roll_sigterm");
+    let script = logged_command(&env, "trap '' TERM INT HUP; ", 4);
+    let args = half_a_roll(&script);
     let first = env.spawn(&args, &[]);
     wait_until("a command to start", || !runs(&env).is_empty());
     // SAFETY: killing the roll this test started; its command ignores the SIGTERM it gets.
@@ -463,21 +474,8 @@ fn a_killed_roll_whose_command_ignores_sigterm_is_waited_for_not_run_twice() {
 fn a_roll_frozen_past_its_lock_does_nothing_more_when_woken() {
     let _turn = serial();
     let env = world("roll_frozen");
-    let script = format!(
-        "echo \"$SHARDCTL_PORT $SHARDCTL_HALF start\" >> {log}; sleep 2; \
-         echo \"$SHARDCTL_PORT $SHARDCTL_HALF end\" >> {log}",
-        log = log_path(&env).display()
-    );
-    let args = [
-        "maintenance",
-        "roll",
-        "--exec",
-        &script,
-        "--halves",
-        "a",
-        "--format",
-        "json",
-    ];
+    let script = logged_command(&env, "", 2);
+    let args = half_a_roll(&script);
     let first = env.spawn(&args, &[]);
     wait_until("a command to start", || !runs(&env).is_empty());
     let frozen = common::Frozen::new(first.id() as i32);
@@ -486,19 +484,17 @@ fn a_roll_frozen_past_its_lock_does_nothing_more_when_woken() {
     let (code, doc) = finished(env.spawn(&args, &[]));
     assert_eq!(code, 0, "the successor finishes: {doc}");
     let before_waking = runs(&env);
-    let roll_rows = |env: &Env| -> u64 {
-        env.ring()
-            .query_first("SELECT COUNT(*) FROM audit_log WHERE action LIKE 'maintenance.%'")
-            .unwrap()
-            .unwrap()
-    };
-    let audited = roll_rows(&env);
+    let audited = env.maintenance_audits();
     drop(frozen);
     let (code, doc) = finished(first);
     assert_ne!(code, 0, "the woken roll knows it lost its lock: {doc}");
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(runs(&env), before_waking, "the woken roll started nothing");
-    assert_eq!(roll_rows(&env), audited, "and wrote nothing to the ring");
+    assert_eq!(
+        env.maintenance_audits(),
+        audited,
+        "and wrote nothing to the ring"
+    );
     assert_never_two_at_once(&before_waking);
     assert_all_online_and_replicating(&env);
 }

@@ -159,6 +159,24 @@ fn child_of(pid: i32) -> Option<i32> {
     })
 }
 
+/// `top` live in a 150x45 terminal for `env`, refreshing every 200 ms, after its first
+/// refresh; the shell prints its exit code when it ends.
+fn top_in_tmux(env: &Env) -> Tmux {
+    let tmux = Tmux::start(150, 45);
+    tmux.keys(&[
+        &format!(
+            "SHARDCTL_CONFIG={} {} top --interval 200ms; echo EXIT=$?",
+            env.config.display(),
+            bin().display()
+        ),
+        "Enter",
+    ]);
+    tmux.wait_for("the first refresh", Duration::from_secs(20), |s| {
+        s.contains("ring read 0s ago") && s.contains("servers (4)")
+    });
+    tmux
+}
+
 #[test]
 fn the_live_screen_follows_a_rebalance_and_quits_cleanly() {
     let _turn = serial();
@@ -172,18 +190,7 @@ fn the_live_screen_follows_a_rebalance_and_quits_cleanly() {
         );
     }
     let plan = env.write_plan("plan.json", moves);
-    let tmux = Tmux::start(150, 45);
-    tmux.keys(&[
-        &format!(
-            "SHARDCTL_CONFIG={} {} top --interval 200ms; echo EXIT=$?",
-            env.config.display(),
-            bin().display()
-        ),
-        "Enter",
-    ]);
-    tmux.wait_for("the first refresh", Duration::from_secs(20), |s| {
-        s.contains("ring read") && s.contains("servers (4)")
-    });
+    let tmux = top_in_tmux(&env);
     assert!(tmux.alternate_screen());
 
     // A rebalance stops in the middle of its first batch's copy: top shows it in flight.
@@ -298,18 +305,7 @@ fn a_frozen_server_shows_as_such_and_does_not_slow_the_refresh() {
 fn a_frozen_ring_shows_its_age_and_the_panels_come_back() {
     let _turn = serial();
     let env = world("top_ring_frozen");
-    let tmux = Tmux::start(150, 45);
-    tmux.keys(&[
-        &format!(
-            "SHARDCTL_CONFIG={} {} top --interval 200ms; echo EXIT=$?",
-            env.config.display(),
-            bin().display()
-        ),
-        "Enter",
-    ]);
-    tmux.wait_for("the first refresh", Duration::from_secs(20), |s| {
-        s.contains("ring read 0s ago") && s.contains("servers (4)")
-    });
+    let tmux = top_in_tmux(&env);
     let ring = Frozen::new(fed().server_pid("global"));
     // The header's age grows while the ring does not answer, and the ring's panels say why.
     let s = tmux.wait_for("the age to show", Duration::from_secs(20), |s| {

@@ -1197,16 +1197,23 @@ mod history {
     }
 }
 
-#[test]
-fn a_roll_frozen_past_its_zookeeper_session_does_nothing_more_when_woken() {
-    let _g = shared();
-    let env = zk_env("zk_roll", "6s");
+/// A world on ZooKeeper locks with its shards registered, and a roll command that logs each
+/// server's start and end (after a sleep of `secs`) to the returned file.
+fn zk_roll_world(name: &str, secs: u32) -> (Env, std::path::PathBuf, String) {
+    let env = zk_env(name, "6s");
     env.register_shards();
     let log = env.dir.path().join("runs.log");
     let script = format!(
-        "echo \"$SHARDCTL_PORT start\" >> {log}; sleep 3; echo \"$SHARDCTL_PORT end\" >> {log}",
+        "echo \"$SHARDCTL_PORT start\" >> {log}; sleep {secs}; echo \"$SHARDCTL_PORT end\" >> {log}",
         log = log.display()
     );
+    (env, log, script)
+}
+
+#[test]
+fn a_roll_frozen_past_its_zookeeper_session_does_nothing_more_when_woken() {
+    let _g = shared();
+    let (env, log, script) = zk_roll_world("zk_roll", 3);
     let args = [
         "maintenance",
         "roll",
@@ -1231,13 +1238,7 @@ fn a_roll_frozen_past_its_zookeeper_session_does_nothing_more_when_woken() {
         String::from_utf8_lossy(&out.stderr)
     );
     let before_waking = lines();
-    let audited = || -> u64 {
-        env.ring()
-            .query_first("SELECT COUNT(*) FROM audit_log WHERE action LIKE 'maintenance.%'")
-            .unwrap()
-            .unwrap()
-    };
-    let audit_before = audited();
+    let audit_before = env.maintenance_audits();
     drop(frozen);
     let woken = first.wait_with_output().unwrap();
     assert_ne!(
@@ -1247,7 +1248,11 @@ fn a_roll_frozen_past_its_zookeeper_session_does_nothing_more_when_woken() {
     );
     std::thread::sleep(Duration::from_secs(4));
     assert_eq!(lines(), before_waking, "the woken roll started nothing");
-    assert_eq!(audited(), audit_before, "and wrote nothing to the ring");
+    assert_eq!(
+        env.maintenance_audits(),
+        audit_before,
+        "and wrote nothing to the ring"
+    );
     // Per server: never a second start before the first one's end.
     let mut running: std::collections::HashMap<String, bool> = Default::default();
     for l in before_waking.lines() {
@@ -1273,13 +1278,7 @@ fn a_roll_frozen_past_its_zookeeper_session_does_nothing_more_when_woken() {
 #[test]
 fn a_roll_woken_after_its_zookeeper_session_expired_acts_no_more() {
     let _g = shared();
-    let env = zk_env("zk_roll_alone", "6s");
-    env.register_shards();
-    let log = env.dir.path().join("runs.log");
-    let script = format!(
-        "echo \"$SHARDCTL_PORT start\" >> {log}; sleep 2; echo \"$SHARDCTL_PORT end\" >> {log}",
-        log = log.display()
-    );
+    let (env, log, script) = zk_roll_world("zk_roll_alone", 2);
     let args = [
         "maintenance",
         "roll",
@@ -1293,17 +1292,11 @@ fn a_roll_woken_after_its_zookeeper_session_expired_acts_no_more() {
     let lines = || std::fs::read_to_string(&log).unwrap_or_default();
     let roll = env.spawn(&args, &[]);
     wait_until("a command to start", || !lines().is_empty());
-    let audited = || -> u64 {
-        env.ring()
-            .query_first("SELECT COUNT(*) FROM audit_log WHERE action LIKE 'maintenance.%'")
-            .unwrap()
-            .unwrap()
-    };
     let frozen = common::Frozen::new(roll.id() as i32);
     // Past the session: its holder child is gone, so the lock is no longer its own, though no
     // successor came and its 30 s lease has not run out.
     std::thread::sleep(Duration::from_secs(9));
-    let audit_before = audited();
+    let audit_before = env.maintenance_audits();
     drop(frozen);
     let woken = roll.wait_with_output().unwrap();
     assert_ne!(
@@ -1314,6 +1307,10 @@ fn a_roll_woken_after_its_zookeeper_session_expired_acts_no_more() {
     );
     let starts = lines().lines().filter(|l| l.ends_with("start")).count();
     assert_eq!(starts, 1, "no command started after waking:\n{}", lines());
-    assert_eq!(audited(), audit_before, "nothing written after waking");
+    assert_eq!(
+        env.maintenance_audits(),
+        audit_before,
+        "nothing written after waking"
+    );
     env.json(&["maintenance", "restore", "--half", "a"]);
 }

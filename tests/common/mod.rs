@@ -369,8 +369,14 @@ impl Run {
 
 /// Runs shardctl with the config at `config` (and `env`), as operator `test-operator`.
 pub fn run_with_config(config: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
-    let out = Command::new(bin())
-        .args(args)
+    let mut cmd = Command::new(bin());
+    cmd.args(args);
+    run_command(cmd, config, env)
+}
+
+/// Runs `cmd` (shardctl, or something that runs it) with `config` and the test operator.
+fn run_command(mut cmd: Command, config: &Path, env: &[(&str, &str)]) -> Run {
+    let out = cmd
         .env("SHARDCTL_CONFIG", config)
         .env("SHARDCTL_OPERATOR", "test-operator")
         .envs(env.iter().copied())
@@ -386,22 +392,13 @@ pub fn run_with_config(config: &Path, args: &[&str], env: &[(&str, &str)]) -> Ru
 /// Runs shardctl with `--format json` on a host whose wall clock is `skew` off (libfaketime,
 /// `+2h` or `-1h`), its timers real, as a skewed host's are.
 pub fn run_skewed(config: &Path, skew: &str, args: &[&str]) -> Run {
-    let out = Command::new("faketime")
-        .arg("-f")
+    let mut cmd = Command::new("faketime");
+    cmd.arg("-f")
         .arg(skew)
         .arg(bin())
         .args(["--format", "json"])
-        .args(args)
-        .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
-        .env("SHARDCTL_CONFIG", config)
-        .env("SHARDCTL_OPERATOR", "test-operator")
-        .output()
-        .unwrap();
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+        .args(args);
+    run_command(cmd, config, &[("FAKETIME_DONT_FAKE_MONOTONIC", "1")])
 }
 
 /// One test's world: its own ring database, ticket schemas and shard database.
@@ -598,6 +595,14 @@ impl Env {
         for node in store.read_all().unwrap() {
             store.delete_judged(&node).unwrap();
         }
+    }
+
+    /// How many audit rows maintenance commands wrote (drains, restores, rolls).
+    pub fn maintenance_audits(&self) -> u64 {
+        self.ring()
+            .query_first("SELECT COUNT(*) FROM audit_log WHERE action LIKE 'maintenance.%'")
+            .unwrap()
+            .unwrap()
     }
 
     /// How many audit rows record `action` on `target`.
