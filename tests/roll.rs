@@ -435,26 +435,12 @@ fn logged_command(env: &Env, setup: &str, secs: u32) -> String {
     )
 }
 
-/// `maintenance roll` of half a with `exec`, JSON out.
-fn half_a_roll(exec: &str) -> [&str; 8] {
-    [
-        "maintenance",
-        "roll",
-        "--exec",
-        exec,
-        "--halves",
-        "a",
-        "--format",
-        "json",
-    ]
-}
-
 #[test]
 fn a_killed_roll_whose_command_ignores_sigterm_is_waited_for_not_run_twice() {
     let _turn = serial();
     let env = world("roll_sigterm");
     let script = logged_command(&env, "trap '' TERM INT HUP; ", 4);
-    let args = half_a_roll(&script);
+    let args = common::half_a_roll(&script);
     let first = env.spawn(&args, &[]);
     wait_until("a command to start", || !runs(&env).is_empty());
     // SAFETY: killing the roll this test started; its command ignores the SIGTERM it gets.
@@ -475,7 +461,7 @@ fn a_roll_frozen_past_its_lock_does_nothing_more_when_woken() {
     let _turn = serial();
     let env = world("roll_frozen");
     let script = logged_command(&env, "", 2);
-    let args = half_a_roll(&script);
+    let args = common::half_a_roll(&script);
     let first = env.spawn(&args, &[]);
     wait_until("a command to start", || !runs(&env).is_empty());
     let frozen = common::Frozen::new(first.id() as i32);

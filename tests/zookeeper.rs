@@ -1210,27 +1210,33 @@ fn zk_roll_world(name: &str, secs: u32) -> (Env, std::path::PathBuf, String) {
     (env, log, script)
 }
 
+/// `maintenance roll` of half a with `script`, started and frozen (SIGSTOP) for 9 s — past
+/// its 6 s ZooKeeper session — once its first command has started.
+fn roll_frozen_past_its_session(
+    env: &Env,
+    log: &std::path::Path,
+    script: &str,
+) -> (Child, common::Frozen) {
+    let roll = env.spawn(&common::half_a_roll(script), &[]);
+    wait_until("a command to start", || {
+        std::fs::read_to_string(log).is_ok_and(|l| !l.is_empty())
+    });
+    let frozen = common::Frozen::new(roll.id() as i32);
+    std::thread::sleep(Duration::from_secs(9));
+    (roll, frozen)
+}
+
 #[test]
 fn a_roll_frozen_past_its_zookeeper_session_does_nothing_more_when_woken() {
     let _g = shared();
     let (env, log, script) = zk_roll_world("zk_roll", 3);
-    let args = [
-        "maintenance",
-        "roll",
-        "--exec",
-        &script,
-        "--halves",
-        "a",
-        "--format",
-        "json",
-    ];
     let lines = || std::fs::read_to_string(&log).unwrap_or_default();
-    let first = env.spawn(&args, &[]);
-    wait_until("a command to start", || !lines().is_empty());
-    let frozen = common::Frozen::new(first.id() as i32);
     // Past the 6 s session: its holder child is gone, a successor takes the lock over.
-    std::thread::sleep(Duration::from_secs(9));
-    let out = env.spawn(&args, &[]).wait_with_output().unwrap();
+    let (first, frozen) = roll_frozen_past_its_session(&env, &log, &script);
+    let out = env
+        .spawn(&common::half_a_roll(&script), &[])
+        .wait_with_output()
+        .unwrap();
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -1279,23 +1285,10 @@ fn a_roll_frozen_past_its_zookeeper_session_does_nothing_more_when_woken() {
 fn a_roll_woken_after_its_zookeeper_session_expired_acts_no_more() {
     let _g = shared();
     let (env, log, script) = zk_roll_world("zk_roll_alone", 2);
-    let args = [
-        "maintenance",
-        "roll",
-        "--exec",
-        &script,
-        "--halves",
-        "a",
-        "--format",
-        "json",
-    ];
     let lines = || std::fs::read_to_string(&log).unwrap_or_default();
-    let roll = env.spawn(&args, &[]);
-    wait_until("a command to start", || !lines().is_empty());
-    let frozen = common::Frozen::new(roll.id() as i32);
     // Past the session: its holder child is gone, so the lock is no longer its own, though no
     // successor came and its 30 s lease has not run out.
-    std::thread::sleep(Duration::from_secs(9));
+    let (roll, frozen) = roll_frozen_past_its_session(&env, &log, &script);
     let audit_before = env.maintenance_audits();
     drop(frozen);
     let woken = roll.wait_with_output().unwrap();

@@ -949,3 +949,17 @@ pub fn skewed_hosts_never_make_two_holders(env: &Env) {
     );
     env.json(&["lock", "release", "live"]);
 }
+
+/// `maintenance roll` of half a with `exec`, JSON out.
+pub fn half_a_roll(exec: &str) -> [&str; 8] {
+    [
+        "maintenance",
+        "roll",
+        "--exec",
+        exec,
+        "--halves",
+        "a",
+        "--format",
+        "json",
+    ]
+}
