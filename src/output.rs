@@ -124,12 +124,12 @@ pub fn table(headers: &[&str], rows: impl IntoIterator<Item = Vec<String>>) -> S
     t.load_preset(UTF8_FULL_CONDENSED)
         .set_content_arrangement(ContentArrangement::Disabled)
         .set_header(headers.to_vec());
-    // Cells often hold what someone else stored (an owner, a purpose, a command): escaped, so
-    // no stored text moves the cursor or forges a row.
+    // No cell moves the cursor or reorders what is shown; stored text (an owner, a command)
+    // has its newlines escaped too where it is put in (`types::shown`), so it forges no row.
     for row in rows {
         t.add_row(
             row.iter()
-                .map(|c| crate::types::shown(c))
+                .map(|c| crate::types::shown_cell(c))
                 .collect::<Vec<_>>(),
         );
     }

@@ -108,15 +108,26 @@ pub fn plain_text(what: &str, s: &str, max: usize) -> Result<String, String> {
     Ok(s.to_string())
 }
 
-/// Stored text for a table cell: hidden characters shown escaped (`\u{1b}`), so a record
-/// written by anyone cannot move the cursor or forge a row.
+/// Stored text for printing: hidden characters shown escaped (`\u{1b}`), newlines too, so a
+/// record written by anyone cannot move the cursor or forge a line or a table row.
 pub fn shown(s: &str) -> String {
-    if !s.chars().any(is_hidden_char) {
+    escaped(s, |_| true)
+}
+
+/// A table cell: hidden characters escaped except newlines, which a cell of our own may hold
+/// on purpose (a shard's servers, one per line); stored text goes through `shown` first.
+pub fn shown_cell(s: &str) -> String {
+    escaped(s, |c| c != '\n')
+}
+
+fn escaped(s: &str, escape: impl Fn(char) -> bool) -> String {
+    let hidden = |c: char| is_hidden_char(c) && escape(c);
+    if !s.chars().any(hidden) {
         return s.to_string();
     }
     s.chars()
         .map(|c| {
-            if is_hidden_char(c) {
+            if hidden(c) {
                 c.escape_unicode().to_string()
             } else {
                 c.to_string()

@@ -480,4 +480,9 @@ fn hostile_text_is_refused_at_input_and_stored_text_is_escaped_in_tables() {
         "{}",
         table.stdout
     );
+    // Our own multi-line cells stay multi-line: a shard's servers, one per line.
+    env.register_shards();
+    let shards = env.run(&["shard", "list"]);
+    assert_eq!(shards.code, 0, "{}", shards.stderr);
+    assert!(!shards.stdout.contains("\\u{a}"), "{}", shards.stdout);
 }

@@ -5,6 +5,7 @@ use crate::commands::Ctx;
 use crate::error::Result;
 use crate::output::{table, Outcome, Report};
 use crate::ring::{self, audit::Entry};
+use crate::types::shown;
 
 #[derive(Serialize)]
 #[serde(transparent)]
@@ -17,10 +18,10 @@ impl Report for AuditReport {
             self.0.iter().map(|e| {
                 vec![
                     e.at.clone(),
-                    e.operator.clone(),
-                    e.host.clone(),
+                    shown(&e.operator),
+                    shown(&e.host),
                     e.action.clone(),
-                    e.target.clone(),
+                    shown(&e.target),
                     e.details.to_string(),
                 ]
             }),

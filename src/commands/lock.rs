@@ -50,9 +50,9 @@ impl Report for LockList {
             ],
             self.0.iter().map(|l| {
                 vec![
-                    l.name.clone(),
-                    l.owner.clone(),
-                    l.host.clone(),
+                    shown(&l.name),
+                    shown(&l.owner),
+                    shown(&l.host),
                     l.pid.to_string(),
                     l.token.to_string(),
                     seconds(l.age_seconds),

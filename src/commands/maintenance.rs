@@ -217,7 +217,7 @@ impl Report for Change {
                             .state
                             .clone()
                             .unwrap_or_else(|| h.session.command.clone()),
-                        h.session.info.clone().unwrap_or_default(),
+                        crate::types::shown(&h.session.info.clone().unwrap_or_default()),
                     ]
                 }),
             ));

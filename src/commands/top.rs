@@ -5,6 +5,7 @@ use crate::commands::Ctx;
 use crate::error::Result;
 use crate::output::{table, Outcome, Report};
 use crate::top::{self, app, Snapshot};
+use crate::types::shown;
 
 pub fn run(ctx: &Ctx, args: &TopArgs) -> Result<Outcome> {
     let cfg = ctx.config()?;
@@ -116,9 +117,9 @@ impl Report for Snapshot {
             &["lock", "owner", "host", "token", "age", "left", "expired"],
             self.locks.iter().map(|l| {
                 vec![
-                    l.name.clone(),
-                    l.owner.clone(),
-                    l.host.clone(),
+                    shown(&l.name),
+                    shown(&l.owner),
+                    shown(&l.host),
                     l.token.to_string(),
                     format!("{:.1}s", l.age_seconds),
                     format!("{:.1}s", l.remaining_seconds),
@@ -135,9 +136,9 @@ impl Report for Snapshot {
             self.audit.iter().map(|a| {
                 vec![
                     a.at.clone(),
-                    a.operator.clone(),
+                    shown(&a.operator),
                     a.action.clone(),
-                    a.target.clone(),
+                    shown(&a.target),
                 ]
             }),
         );
