@@ -813,6 +813,7 @@ fn names_and_nodes_zookeeper_treats_differently_work_the_same_everywhere() {
     zk_cli(&["create", "/t_zk_nodes/locks/deep/junk2/deeper", "x"]);
     let released = env.json(&["lock", "release", "deep"]);
     assert_eq!(released["released"], true, "{released}");
+    assert_eq!(released["stray_children"], serde_json::json!(["junk2"]));
     env.json(&["lock", "acquire", "forced", "--ttl", "60s"]);
     zk_cli(&["create", "/t_zk_nodes/locks/forced/junk", "x"]);
     let forced = env.json(&["lock", "force-release", "forced", "--reason", "test"]);
@@ -826,6 +827,29 @@ fn names_and_nodes_zookeeper_treats_differently_work_the_same_everywhere() {
         serde_json::json!(["swept"])
     );
     assert!(lock_names(&env).is_empty(), "{:?}", lock_names(&env));
+    // Another federation's root nested inside this one's locks: to this one it looks like an
+    // expired lock with an unreadable record, but it is no lock's shape, and its live leases
+    // survive this one's sweep and takeovers.
+    let nested = env.dir.path().join("nested.toml");
+    std::fs::write(
+        &nested,
+        std::fs::read_to_string(&env.config)
+            .unwrap()
+            .replace("root = \"/t_zk_nodes\"", "root = \"/t_zk_nodes/locks/ZZ\""),
+    )
+    .unwrap();
+    let inner = |args: &[&str]| common::run_with_config(&nested, args, &[]);
+    assert_eq!(inner(&["lock", "acquire", "L1", "--ttl", "1h"]).code, 0);
+    let swept = env.json(&["lock", "sweep"]);
+    assert_eq!(swept["locks"], serde_json::json!([]), "{swept}");
+    assert_eq!(env.run(&["lock", "acquire", "ZZ", "--ttl", "5s"]).code, 3);
+    let again = inner(&["lock", "acquire", "L1", "--ttl", "1h"]);
+    assert_eq!(
+        again.code, 3,
+        "the nested root's lease survived: {}",
+        again.stdout
+    );
+    assert_eq!(inner(&["lock", "release", "L1"]).code, 0);
     // A root inside ZooKeeper's own tree is refused at load.
     let text = std::fs::read_to_string(&env.config).unwrap();
     std::fs::write(
@@ -979,12 +1003,17 @@ mod history {
             let fence = Fence {
                 name: name.clone(),
                 token: held.token,
+                proof: None,
             };
             let raised = client.ring().run("raising", |c| {
                 fences::raise(c, &[(&fence.name, fence.token)])
             });
             let hold_for = Duration::from_millis(200 + rand_ms(1500));
             let (_, watch, client) = keeping(client, &held, granted, |w| {
+                let fence = Fence {
+                    proof: Some(w.held_proof()),
+                    ..fence.clone()
+                };
                 let mut ring = shardctl::ring::open(&cfg).ok();
                 let start = Instant::now();
                 // Work first, then look at the time: a client woken from a freeze acts at once,
@@ -1002,7 +1031,8 @@ mod history {
                             c.exec_drop(
                                 "INSERT INTO history_writes (token, pid) VALUES (?, ?)",
                                 (held.token, std::process::id()),
-                            )
+                            )?;
+                            fences::still_proven(Some(&fence))
                         });
                     }
                     if start.elapsed() >= hold_for {
@@ -1304,6 +1334,57 @@ fn a_roll_woken_after_its_zookeeper_session_expired_acts_no_more() {
         env.maintenance_audits(),
         audit_before,
         "nothing written after waking"
+    );
+    env.json(&["maintenance", "restore", "--half", "a"]);
+}
+
+#[test]
+fn a_roll_frozen_inside_its_restore_transaction_writes_nothing_when_woken() {
+    let _g = shared();
+    let (env, _log, script) = zk_roll_world("zk_roll_restore", 0);
+    let roll = env.spawn(
+        &common::half_a_roll(&script),
+        &[("SHARDCTL_FAILPOINT_STOP", "restore.before_commit")],
+    );
+    wait_until("the roll to stop inside its restore", || {
+        common::is_stopped(roll.id())
+    });
+    // Its fence was checked as the transaction began; past its 6 s session it no longer holds
+    // the lock, and the commit must not land.
+    std::thread::sleep(Duration::from_secs(9));
+    let statuses = |env: &Env| -> Vec<String> {
+        env.json(&["maintenance", "status"])["servers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| format!("{}:{}", s["port"], s["status"]))
+            .collect()
+    };
+    let before = statuses(&env);
+    assert!(
+        before.iter().any(|s| s.ends_with("\"offline\"")),
+        "{before:?}"
+    );
+    let audit_before = env.maintenance_audits();
+    // Woken (again, should it stop at the point once more for another shard).
+    let mut roll = roll;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while roll.try_wait().unwrap().is_none() && Instant::now() < deadline {
+        signal(roll.id(), libc::SIGCONT);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let woken = roll.wait_with_output().unwrap();
+    assert_ne!(
+        woken.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&woken.stderr)
+    );
+    assert_eq!(statuses(&env), before, "the woken roll restored nothing");
+    assert_eq!(
+        env.maintenance_audits(),
+        audit_before,
+        "and audited nothing"
     );
     env.json(&["maintenance", "restore", "--half", "a"]);
 }

@@ -181,6 +181,8 @@ struct Released {
     name: String,
     released: bool,
     token: Option<u64>,
+    /// On ZooKeeper: children of the lock node that were not its holder's, removed with it.
+    stray_children: Vec<String>,
     backend: &'static str,
 }
 
@@ -328,6 +330,11 @@ pub fn run(ctx: &Ctx, cmd: LockCommand) -> Result<Outcome> {
             Outcome::of(Released {
                 name: args.name.to_string(),
                 released,
+                stray_children: lease
+                    .as_ref()
+                    .filter(|_| released)
+                    .map(Lease::stray_children)
+                    .unwrap_or_default(),
                 token: lease.map(|l| l.token),
                 backend: client.backend(),
             })

@@ -5,7 +5,7 @@
 //! woken knows at once that it may have lost the lock, before any renewal is tried.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::{lease, Held, LockClient};
@@ -19,10 +19,10 @@ pub struct Watch {
     proof: Duration,
     /// The start of the last confirmed renewal (or of the grant) plus the ttl: the backend
     /// extended the lease from its own clock at or after that instant.
-    confirmed_until: Mutex<Instant>,
+    confirmed_until: Arc<Mutex<Instant>>,
     renewals: AtomicU64,
     /// Set once the lock is, or may be, lost.
-    lost: AtomicBool,
+    lost: Arc<AtomicBool>,
     why: Mutex<Option<Error>>,
     stop: AtomicBool,
 }
@@ -32,9 +32,9 @@ impl Watch {
         Watch {
             name: held.name.to_string(),
             proof,
-            confirmed_until: Mutex::new(granted + proof),
+            confirmed_until: Arc::new(Mutex::new(granted + proof)),
             renewals: AtomicU64::new(0),
-            lost: AtomicBool::new(false),
+            lost: Arc::new(AtomicBool::new(false)),
             why: Mutex::new(None),
             stop: AtomicBool::new(false),
         }
@@ -68,6 +68,15 @@ impl Watch {
         Ok(())
     }
 
+    /// A handle that says, from anywhere (a ring transaction about to commit), whether the
+    /// lock is still proven held.
+    pub fn held_proof(&self) -> Proof {
+        Proof {
+            until: self.confirmed_until.clone(),
+            lost: self.lost.clone(),
+        }
+    }
+
     /// How long one confirmed renewal proves the lock held.
     pub fn proof(&self) -> Duration {
         self.proof
@@ -82,6 +91,21 @@ impl Watch {
             w.get_or_insert(e);
         }
         self.lost.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Whether a lock is still proven held, as its keeper knows: checked by a fenced transaction
+/// just before it commits, so one frozen after its fence check and woken past the lease rolls
+/// back rather than write.
+#[derive(Clone, Debug)]
+pub struct Proof {
+    until: Arc<Mutex<Instant>>,
+    lost: Arc<AtomicBool>,
+}
+
+impl Proof {
+    pub fn holds(&self) -> bool {
+        !self.lost.load(Ordering::SeqCst) && self.until.lock().is_ok_and(|u| Instant::now() < *u)
     }
 }
 

@@ -58,6 +58,21 @@ pub struct Lease {
 }
 
 impl Lease {
+    /// On ZooKeeper, children of the lock node that are not its holder's (put there by hand or
+    /// by another tool): an explicit release removes them with it.
+    pub fn stray_children(&self) -> Vec<String> {
+        self.zk_node
+            .as_ref()
+            .map(|n| {
+                n.children
+                    .iter()
+                    .filter(|c| Some(*c) != n.holder.as_ref())
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// On ZooKeeper, the holder child (None: its ephemeral child is gone); None on mysql.
     fn zk_holder(&self) -> Option<Option<&str>> {
         self.zk_node.as_ref().map(|n| n.holder.as_deref())
@@ -935,14 +950,7 @@ impl<'c> LockClient<'c> {
         let released = self.delete_lease(name.as_str(), lease.as_ref().map(|l| l.token))?;
         let stray_children = lease
             .as_ref()
-            .and_then(|l| l.zk_node.as_ref())
-            .map(|n| {
-                n.children
-                    .iter()
-                    .filter(|c| Some(*c) != n.holder.as_ref())
-                    .cloned()
-                    .collect()
-            })
+            .map(Lease::stray_children)
             .unwrap_or_default();
         let done = ForceReleased {
             name: name.to_string(),

@@ -678,11 +678,11 @@ impl ZkStore {
     /// Deletes the lock we hold under `holder`. A stray child someone put beside ours (the
     /// delete would fail NotEmpty) is read and removed with it, while ours is still there.
     pub fn release(&self, name: &str, holder: &str) -> Result<bool> {
-        if self.delete(name, &[holder.to_string()], None)? {
+        if self.delete_once(name, &[holder.to_string()], None)? == Some(true) {
             return Ok(true);
         }
         match self.read(name)? {
-            Some(node) if node.holder.as_deref() == Some(holder) => self.delete_judged(&node),
+            Some(node) if node.holder.as_deref() == Some(holder) => self.remove(&node),
             _ => Ok(false),
         }
     }
@@ -691,23 +691,29 @@ impl ZkStore {
     /// successor never has, and any stray one) and the node itself only at the version read, so
     /// a renewal since the read, or a successor, makes it fail. False: it is not that lock any
     /// more.
+    ///
+    /// A node whose children have children of their own is not a lock's shape (another tool's
+    /// tree, or another root nested inside this one): a takeover or a sweep never removes it.
     pub fn delete_judged(&self, node: &Node) -> Result<bool> {
-        self.delete(&node.name, &node.children, Some(node.version))
+        Ok(self
+            .delete_once(&node.name, &node.children, Some(node.version))?
+            .unwrap_or(false))
     }
 
-    fn delete(&self, name: &str, children: &[String], version: Option<i32>) -> Result<bool> {
-        match self.delete_once(name, children, version)? {
-            Some(done) => Ok(done),
-            // A child has children of its own (someone put them there): the whole subtree of
-            // every child read goes, deepest first, still at the version judged.
-            None => {
-                let mut all = Vec::new();
-                for c in children {
-                    self.subtree(&self.path(name), c, 0, &mut all)?;
-                }
-                Ok(self.delete_once(name, &all, version)?.unwrap_or(false))
-            }
+    /// Removes a lock an operator named (its release, `force-release`): as `delete_judged`,
+    /// and where a child has children of its own, the whole subtree of every child read goes
+    /// too, deepest first, still at the version read.
+    pub fn remove(&self, node: &Node) -> Result<bool> {
+        if let Some(done) = self.delete_once(&node.name, &node.children, Some(node.version))? {
+            return Ok(done);
         }
+        let mut all = Vec::new();
+        for c in &node.children {
+            self.subtree(&self.path(&node.name), c, 0, &mut all)?;
+        }
+        Ok(self
+            .delete_once(&node.name, &all, Some(node.version))?
+            .unwrap_or(false))
     }
 
     /// `rel` under `base` and everything below it, deepest first, as paths relative to `base`

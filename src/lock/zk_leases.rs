@@ -307,7 +307,7 @@ impl LeaseStore for ZkLeases {
         if token.is_some_and(|t| t != node.token) {
             return Ok(false);
         }
-        self.store.delete_judged(&node)
+        self.store.remove(&node)
     }
 
     fn record_command_group(&mut self, _ring: &mut Db, held: &Held, pgid: u32) -> Result<()> {

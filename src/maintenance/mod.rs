@@ -693,6 +693,7 @@ fn mark_one(
             json!({ "half": half, "status": "draining" }),
         )],
     )?;
+    fences::still_proven(opts.fence.as_ref())?;
     Ok(Marked::Done(handed))
 }
 
@@ -811,7 +812,9 @@ fn set_status(
     }
     ring.transaction("changing server status", |tx| {
         fences::hold_if(tx, fence)?;
-        write_status(tx, servers, from, to, half)
+        let changed = write_status(tx, servers, from, to, half)?;
+        fences::still_proven(fence)?;
+        Ok(changed)
     })
     .inspect(|changed| {
         let ids: Vec<u32> = servers
@@ -931,6 +934,9 @@ fn hand_back(
                 .is_empty(),
                 None => false,
             };
+            // A pause here (the tests' failpoint) holds the transaction open past the lease.
+            crate::failpoint!("restore.before_commit");
+            fences::still_proven(fence)?;
             Ok(Ok((changed, handed)))
         })
     })
@@ -1015,6 +1021,10 @@ pub fn restore(cfg: &Config, opts: &RestoreOptions, ui: &Ui) -> Result<Outcome> 
             };
         }
         let note = wait_restorable(cfg, shard, server, opts.max_lag, deadline)?;
+        // A roll that lost its lock (frozen, woken) touches nothing more.
+        if !fences::proven(opts.fence.as_ref()) {
+            return Err("not restored: the roll's lock is no longer proven held".into());
+        }
         let (changed, handed) = hand_back(
             cfg,
             shard,

@@ -241,8 +241,7 @@ fn journal_step(
         ),
         None => (None, None, false, None),
     };
-    ring.transaction("journaling the roll", |c| {
-        fences::hold(c, fence)?;
+    fenced(ring, "journaling the roll", fence, |c| {
         c.exec_drop(
             "INSERT INTO roll_servers (roll_id, half, shard, host, port, step, exit_code, seconds, timed_out,
                                        output_tail, updated_at)
@@ -264,6 +263,22 @@ fn journal_step(
             )?;
         }
         Ok(())
+    })
+}
+
+/// One ring transaction of the roll, fenced by its lock: the fence held from the start (a
+/// successor raising it waits) and the lock still proven held just before the commit.
+fn fenced<T>(
+    ring: &mut Db,
+    doing: &str,
+    fence: &Fence,
+    f: impl FnOnce(&mut mysql::Transaction) -> mysql::Result<T>,
+) -> Result<T> {
+    ring.transaction(doing, |c| {
+        fences::hold(c, fence)?;
+        let v = f(c)?;
+        fences::still_proven(Some(fence))?;
+        Ok(v)
     })
 }
 
@@ -295,8 +310,7 @@ fn journal_started(
     t: &Target,
     pgid: Option<u32>,
 ) -> Result<()> {
-    ring.transaction("journaling the command's start", |c| {
-        fences::hold(c, fence)?;
+    fenced(ring, "journaling the command's start", fence, |c| {
         c.exec_drop(
             "UPDATE roll_servers SET exec_host = ?, exec_pgid = ?, updated_at = UTC_TIMESTAMP(6)
              WHERE roll_id = ? AND host = ? AND port = ?",
@@ -361,8 +375,7 @@ fn wait_for_unended(ring: &mut Db, within: Duration, ui: &Ui) -> Result<()> {
 }
 
 fn set_roll_state(ring: &mut Db, fence: &Fence, roll_id: u64, state: &str) -> Result<()> {
-    ring.transaction("recording the roll's state", |c| {
-        fences::hold(c, fence)?;
+    fenced(ring, "recording the roll's state", fence, |c| {
         c.exec_drop(
             "UPDATE rolls SET state = ?, updated_at = UTC_TIMESTAMP(6),
                  finished_at = IF(? IN ('done'), UTC_TIMESTAMP(6), NULL) WHERE roll_id = ?",
@@ -394,8 +407,7 @@ fn begin(ring: &mut Db, fence: &Fence, opts: &RollOptions, ui: &Ui) -> Result<(u
         ));
         set_roll_state(ring, fence, id, "abandoned")?;
     }
-    let id = ring.transaction("journaling the roll", |c| {
-        fences::hold(c, fence)?;
+    let id = fenced(ring, "journaling the roll", fence, |c| {
         c.exec_drop(
             "INSERT INTO rolls (command, halves, state, operator, host, started_at, updated_at)
              VALUES (?, ?, 'running', ?, ?, UTC_TIMESTAMP(6), UTC_TIMESTAMP(6))",
@@ -493,6 +505,7 @@ pub fn roll(cfg: &Config, opts: &RollOptions, ui: &Ui) -> Result<RollReport> {
         let fence = Fence {
             name: held.name.clone(),
             token: held.token,
+            proof: Some(watch.held_proof()),
         };
         ring::open(cfg)?.run("raising the roll lock's fence", |c| {
             fences::raise(c, &[(&fence.name, fence.token)])

@@ -62,6 +62,8 @@ pub const FENCED: u16 = 65_001;
 pub struct Fence {
     pub name: LockName,
     pub token: u64,
+    /// The holder's keeper: a transaction commits only while it still proves the lock held.
+    pub proof: Option<crate::lock::keeper::Proof>,
 }
 
 /// Inside a ring transaction, before its writes: holds the lock's fence row until the commit
@@ -85,6 +87,31 @@ pub fn hold(conn: &mut impl Queryable, fence: &Fence) -> mysql::Result<()> {
             current.map_or("nothing".to_string(), |t| t.to_string())
         ),
     }))
+}
+
+/// Last, just before the commit: refuses (the transaction rolls back) when the holder can no
+/// longer prove it holds the lock — frozen after `hold`, and woken past its lease. Its
+/// successor, raising the fence, waited for this transaction and sees nothing of it.
+pub fn still_proven(fence: Option<&Fence>) -> mysql::Result<()> {
+    match fence.and_then(|f| f.proof.as_ref().map(|p| (f, p))) {
+        Some((f, p)) if !p.holds() => Err(mysql::Error::MySqlError(mysql::MySqlError {
+            state: "45000".into(),
+            code: FENCED,
+            message: format!(
+                "lock {} token {} is no longer proven held (its lease may have run out while this \
+                 transaction was open); rolled back, nothing written",
+                f.name, f.token
+            ),
+        })),
+        _ => Ok(()),
+    }
+}
+
+/// Whether the holder of `fence` (if any) still proves it holds the lock.
+pub fn proven(fence: Option<&Fence>) -> bool {
+    fence
+        .and_then(|f| f.proof.as_ref())
+        .is_none_or(|p| p.holds())
 }
 
 /// `hold` for an optional fence.
