@@ -312,6 +312,14 @@ fn a_frozen_ring_shows_its_age_and_the_panels_come_back() {
         s.contains("STALE") && (4..=19).any(|n| s.contains(&format!("ring read {n}s ago")))
     });
     assert!(s.contains("servers (4)"), "the last panels stay: {s}");
+    // The servers' probes do not wait for the ring: a shard server frozen now shows as such.
+    let server = Frozen::new(fed().server_pid("shard1a"));
+    tmux.wait_for(
+        "the frozen shard server to show",
+        Duration::from_secs(20),
+        |s| s.contains("NO: does not answer"),
+    );
+    drop(server);
     drop(ring);
     tmux.wait_for("the ring to be read again", Duration::from_secs(20), |s| {
         !s.contains("STALE") && s.contains("ring read 0s ago")

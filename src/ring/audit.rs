@@ -147,7 +147,7 @@ pub fn record_many(
     )
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Clone, Debug, Serialize)]
 pub struct Entry {
     pub id: u64,
     pub at: String,

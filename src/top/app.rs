@@ -12,9 +12,8 @@ use ratatui::crossterm::event::{self, Event, KeyCode, KeyEventKind, KeyModifiers
 use ratatui::DefaultTerminal;
 
 use super::render::{draw, View};
-use super::{snapshot, Probers, Snapshot};
+use super::{Snapshot, Sources};
 use crate::config::Config;
-use crate::db::Db;
 use crate::error::{Error, Result};
 
 pub struct TopOptions {
@@ -91,18 +90,20 @@ struct Shown {
 
 impl Shown {
     fn merge(&mut self, next: Snapshot) {
-        let now = Instant::now();
-        if !next.errors.contains_key(super::RING) {
-            self.snap.shards = next.shards;
+        // The servers' probes run apart from the ring: they keep coming while it does not answer.
+        if !next.servers.is_empty() {
             self.snap.servers = next.servers;
+        }
+        if let Some(at) = next.ring_read_at {
+            self.snap.shards = next.shards;
             self.snap.migrations = next.migrations;
             self.snap.audit = next.audit;
             self.snap.refresh_ms = next.refresh_ms;
-            self.ring_at = Some(now);
+            self.ring_at = Some(at);
         }
-        if !next.errors.contains_key(super::LOCKS) {
+        if let Some(at) = next.locks_read_at {
             self.snap.locks = next.locks;
-            self.locks_at = Some(now);
+            self.locks_at = Some(at);
         }
         self.errors = next.errors;
     }
@@ -124,6 +125,7 @@ impl Shown {
             let (panels, at): (&[usize], _) = if source == super::LOCKS {
                 (&[3], self.locks_at)
             } else {
+                // The servers panel keeps its probes; its statuses are the ring's.
                 (&[0, 1, 2, 4], self.ring_at)
             };
             for &p in panels {
@@ -178,8 +180,8 @@ fn hung_up_while_waiting(timeout: Duration) -> bool {
     n > 0 && fd.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0
 }
 
-/// Takes a snapshot every `interval` (unless paused) and sends it, each source's failure in
-/// it; a lost ring connection is opened again at the next refresh.
+/// Every `interval` (unless paused), the latest of each source, sent as one snapshot: the ring,
+/// the locks and the servers are each read on threads of their own, so none waits for another.
 fn refresh_loop(
     cfg: &Config,
     interval: Duration,
@@ -187,30 +189,11 @@ fn refresh_loop(
     stop: &AtomicBool,
     tx: &mpsc::Sender<Snapshot>,
 ) {
-    let probers = Probers::new(interval);
-    let mut ring: Option<Db> = None;
+    let sources = Sources::start(cfg, interval);
     while !stop.load(Ordering::SeqCst) {
         let began = Instant::now();
-        if !paused.load(Ordering::SeqCst) {
-            let opened = match ring.take().filter(|db| !db.is_lost()) {
-                Some(db) => Ok(db),
-                None => super::open_ring(cfg),
-            };
-            let snap = match opened {
-                Ok(mut db) => {
-                    let snap = snapshot(cfg, Some(&mut db), &probers);
-                    ring = Some(db);
-                    snap
-                }
-                Err(e) => {
-                    let mut snap = snapshot(cfg, None, &probers);
-                    snap.errors.insert(super::RING.to_string(), e.to_string());
-                    snap
-                }
-            };
-            if tx.send(snap).is_err() {
-                return;
-            }
+        if !paused.load(Ordering::SeqCst) && tx.send(sources.snapshot(cfg)).is_err() {
+            return;
         }
         while began.elapsed() < interval && !stop.load(Ordering::SeqCst) {
             std::thread::sleep(Duration::from_millis(20));

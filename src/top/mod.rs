@@ -40,6 +40,11 @@ pub struct Snapshot {
     /// screen keeps what it last read and says how old it is.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub errors: BTreeMap<String, String>,
+    /// When the ring's part and the locks were read (each by a thread of its own).
+    #[serde(skip)]
+    pub ring_read_at: Option<Instant>,
+    #[serde(skip)]
+    pub locks_read_at: Option<Instant>,
 }
 
 /// The source behind the shards, servers, migrations and audit panels.
@@ -266,35 +271,8 @@ fn probe_once(cfg: &Config, addr: &HostPort, db: &mut Option<Db>) -> Result<Prob
     })
 }
 
-/// The leases, from whichever backend keeps them. On ZooKeeper the read runs on a thread of
-/// its own and is waited for at most a probe's time: an ensemble that does not answer costs the
-/// locks panel its refresh, never the others theirs.
-fn read_locks(cfg: &Config, ring: Option<&mut Db>) -> Result<Vec<Lease>> {
-    let crate::config::LockBackend::Zookeeper(z) = &cfg.locks else {
-        return match ring {
-            Some(ring) => crate::lock::list(cfg, ring, &Default::default()),
-            None => Err(crate::error::Error::Unreachable(
-                "the ring does not answer".into(),
-            )),
-        };
-    };
-    let (tx, rx) = std::sync::mpsc::channel();
-    let z = z.clone();
-    std::thread::spawn(move || {
-        let read = crate::lock::zk::ZkStore::connect(&z)
-            .and_then(|store| crate::lock::list_nodes(&store, &Default::default()));
-        let _ = tx.send(read);
-    });
-    let bound = probe_timeout(cfg) * 2;
-    rx.recv_timeout(bound).unwrap_or_else(|_| {
-        Err(crate::error::Error::Unreachable(format!(
-            "the ZooKeeper ensemble did not answer within {}s",
-            bound.as_secs()
-        )))
-    })
-}
-
 /// What the ring says, read in one go.
+#[derive(Clone, Default)]
 struct RingView {
     shards: Vec<directory::Shard>,
     counts: HashMap<u32, u64>,
@@ -311,42 +289,202 @@ fn read_ring(ring: &mut Db) -> Result<RingView> {
     })
 }
 
-/// Reads the ring, the locks and the servers' latest probes into one snapshot. A source that
-/// fails leaves its panels empty and says why in `errors`; the others are read all the same.
-pub fn snapshot(cfg: &Config, ring: Option<&mut Db>, probers: &Probers) -> Snapshot {
-    let began = Instant::now();
-    let mut errors = BTreeMap::new();
-    let (view, ring) = match ring {
-        Some(db) => match read_ring(db) {
-            Ok(v) => (Some(v), Some(db)),
-            Err(e) => {
-                errors.insert(RING.to_string(), e.to_string());
-                (None, None)
+/// A source's latest read: when it began, how long it took (ms), and what it found.
+type LatestRead<T> = Arc<Mutex<Option<(Instant, f64, std::result::Result<T, String>)>>>;
+
+/// Reads `read` every `interval` on a thread of its own until `stop`, keeping the latest result:
+/// a source that does not answer holds up its own panels, never the others'.
+fn watch_source<T: Send + 'static>(
+    interval: Duration,
+    stop: Arc<AtomicBool>,
+    mut read: impl FnMut() -> std::result::Result<T, String> + Send + 'static,
+) -> LatestRead<T> {
+    let latest: LatestRead<T> = Arc::default();
+    let out = latest.clone();
+    std::thread::spawn(move || {
+        while !stop.load(Ordering::SeqCst) {
+            let began = Instant::now();
+            let found = read();
+            let ms = began.elapsed().as_secs_f64() * 1000.0;
+            if let Ok(mut l) = out.lock() {
+                *l = Some((began, ms, found));
             }
-        },
-        None => (None, None),
+            while began.elapsed() < interval && !stop.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    });
+    latest
+}
+
+/// The leases, from whichever backend keeps them, each read with what is kept between reads
+/// (a ZooKeeper session, a ring connection), dropped after an error.
+fn read_locks(
+    cfg: &Config,
+    zk: &mut Option<crate::lock::zk::ZkStore>,
+    ring: &mut Option<Db>,
+) -> Result<Vec<Lease>> {
+    let read = match &cfg.locks {
+        crate::config::LockBackend::Zookeeper(z) => {
+            let store = match zk.take() {
+                Some(s) => s,
+                None => crate::lock::zk::ZkStore::connect(z)?,
+            };
+            let read = crate::lock::list_nodes(&store, &Default::default());
+            *zk = Some(store);
+            read
+        }
+        crate::config::LockBackend::Mysql => {
+            let mut db = match ring.take().filter(|d| !d.is_lost()) {
+                Some(d) => d,
+                None => open_ring(cfg)?,
+            };
+            let read = crate::lock::list(cfg, &mut db, &Default::default());
+            *ring = Some(db);
+            read
+        }
     };
+    if read.is_err() {
+        *zk = None;
+        *ring = None;
+    }
+    read
+}
+
+/// The three sources of the screen, each read on threads of its own: the ring, the lock
+/// backend, and every shard server (`Probers`).
+pub struct Sources {
+    probers: Probers,
+    ring: LatestRead<RingView>,
+    locks: LatestRead<Vec<Lease>>,
+    stop: Arc<AtomicBool>,
+    /// The last ring view read well: its servers are still probed while the ring is not.
+    last_view: Mutex<RingView>,
+}
+
+impl Drop for Sources {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+impl Sources {
+    pub fn start(cfg: &Config, interval: Duration) -> Sources {
+        let stop = Arc::new(AtomicBool::new(false));
+        let ring_cfg = cfg.clone();
+        let mut db: Option<Db> = None;
+        let ring = watch_source(interval, stop.clone(), move || {
+            let mut d = match db.take().filter(|d| !d.is_lost()) {
+                Some(d) => d,
+                None => open_ring(&ring_cfg).map_err(|e| e.to_string())?,
+            };
+            let read = read_ring(&mut d).map_err(|e| e.to_string());
+            db = Some(d);
+            read
+        });
+        let locks_cfg = cfg.clone();
+        let (mut zk, mut lock_ring) = (None, None);
+        let locks = watch_source(interval, stop.clone(), move || {
+            read_locks(&locks_cfg, &mut zk, &mut lock_ring).map_err(|e| e.to_string())
+        });
+        Sources {
+            probers: Probers::new(interval),
+            ring,
+            locks,
+            stop,
+            last_view: Mutex::new(RingView::default()),
+        }
+    }
+
+    /// Waits, up to `within`, for a first read of the ring and the locks, then for a first
+    /// probe of every server (`top --once`).
+    fn settle(&self, cfg: &Config, within: Duration) {
+        let deadline = Instant::now() + within;
+        let ring_read = || self.ring.lock().is_ok_and(|l| l.is_some());
+        let locks_read = || self.locks.lock().is_ok_and(|l| l.is_some());
+        while Instant::now() < deadline && !(ring_read() && locks_read()) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let view = self.ring.lock().ok().and_then(|l| match l.as_ref() {
+            Some((_, _, Ok(v))) => Some(v.clone()),
+            _ => None,
+        });
+        if let Some(v) = view {
+            let addrs: Vec<HostPort> = v
+                .shards
+                .iter()
+                .flat_map(|s| s.servers.iter().map(|v| v.addr()))
+                .collect();
+            self.probers.watch(cfg, &addrs);
+            self.probers
+                .settle(&addrs, deadline.saturating_duration_since(Instant::now()));
+        }
+    }
+
+    /// The latest of every source, now. A source that failed (or was not read yet) leaves its
+    /// panels empty and says why in `errors`; the servers keep their probes, from the last
+    /// shards the ring gave.
+    pub fn snapshot(&self, cfg: &Config) -> Snapshot {
+        let mut errors = BTreeMap::new();
+        let latest_ring = self.ring.lock().ok().and_then(|l| l.clone());
+        let (view, ring_read_at, refresh_ms) = match latest_ring {
+            Some((at, ms, Ok(v))) => {
+                if let Ok(mut last) = self.last_view.lock() {
+                    *last = v.clone();
+                }
+                (v, Some(at), ms)
+            }
+            Some((_, ms, Err(e))) => {
+                errors.insert(RING.to_string(), e);
+                (RingView::default(), None, ms)
+            }
+            None => {
+                errors.insert(RING.to_string(), "not read yet".into());
+                (RingView::default(), None, 0.0)
+            }
+        };
+        let latest_locks = self.locks.lock().ok().and_then(|l| l.clone());
+        let (locks, locks_read_at) = match latest_locks {
+            Some((at, _, Ok(l))) => (l, Some(at)),
+            Some((_, _, Err(e))) => {
+                errors.insert(LOCKS.to_string(), e);
+                (Vec::new(), None)
+            }
+            None => {
+                errors.insert(LOCKS.to_string(), "not read yet".into());
+                (Vec::new(), None)
+            }
+        };
+        let server_shards = self
+            .last_view
+            .lock()
+            .map(|v| v.shards.clone())
+            .unwrap_or_default();
+        let mut snap = assemble(cfg, &self.probers, view, &server_shards, locks, refresh_ms);
+        snap.errors = errors;
+        snap.ring_read_at = ring_read_at;
+        snap.locks_read_at = locks_read_at;
+        snap
+    }
+}
+
+/// One screenful from what the sources read: the ring's view (its shards, counts, migrations,
+/// audit), the servers of `server_shards` with their latest probes, and the locks.
+fn assemble(
+    cfg: &Config,
+    probers: &Probers,
+    view: RingView,
+    server_shards: &[directory::Shard],
+    locks: Vec<Lease>,
+    refresh_ms: f64,
+) -> Snapshot {
     let RingView {
         shards,
         counts,
         migrations,
         audit,
-    } = view.unwrap_or(RingView {
-        shards: Vec::new(),
-        counts: HashMap::new(),
-        migrations: Vec::new(),
-        audit: Vec::new(),
-    });
-    let locks = match read_locks(cfg, ring) {
-        Ok(l) => l,
-        Err(e) => {
-            errors.insert(LOCKS.to_string(), e.to_string());
-            Vec::new()
-        }
-    };
-    let refresh_ms = began.elapsed().as_secs_f64() * 1000.0;
-
-    let addrs: Vec<HostPort> = shards
+    } = view;
+    let addrs: Vec<HostPort> = server_shards
         .iter()
         .flat_map(|s| s.servers.iter().map(|v| v.addr()))
         .collect();
@@ -396,7 +534,7 @@ pub fn snapshot(cfg: &Config, ring: Option<&mut Db>, probers: &Probers) -> Snaps
     let stale_after = probers.interval * 2 + probe_timeout(cfg) + Duration::from_secs(1);
     let latest = probers.latest.lock().map(|l| l.clone()).unwrap_or_default();
     let server_rows =
-        shards
+        server_shards
             .iter()
             .flat_map(|s| s.servers.iter().map(move |v| (s, v)))
             .map(|(s, v)| {
@@ -448,7 +586,9 @@ pub fn snapshot(cfg: &Config, ring: Option<&mut Db>, probers: &Probers) -> Snaps
             })
             .collect();
     Snapshot {
-        errors,
+        errors: BTreeMap::new(),
+        ring_read_at: None,
+        locks_read_at: None,
         shards: shard_rows,
         servers: server_rows,
         migrations,
@@ -539,25 +679,15 @@ pub fn open_ring(cfg: &Config) -> Result<Db> {
     ring::open(&cfg)
 }
 
-/// One snapshot for `top --once`: the servers probed once (in parallel, bounded) first.
+/// One snapshot for `top --once`: the ring and the locks read and the servers probed once (in
+/// parallel, each bounded) first.
 pub fn once(cfg: &Config) -> Snapshot {
-    let mut ring = open_ring(cfg);
-    let probers = Probers::new(Duration::from_secs(3600));
-    let addrs: Vec<HostPort> = ring
-        .as_mut()
-        .ok()
-        .and_then(|db| directory::shards(db).ok())
-        .unwrap_or_default()
-        .iter()
-        .flat_map(|s| s.servers.iter().map(|v| v.addr()))
-        .collect();
-    probers.watch(cfg, &addrs);
-    probers.settle(&addrs, cfg.net.connect_timeout + probe_timeout(cfg) * 2);
-    let opened_error = ring.as_ref().err().map(|e| e.to_string());
-    let mut snap = snapshot(cfg, ring.as_mut().ok(), &probers);
-    if let Some(e) = opened_error {
-        snap.errors.insert(RING.to_string(), e);
-    }
+    let sources = Sources::start(cfg, Duration::from_secs(3600));
+    sources.settle(
+        cfg,
+        cfg.net.connect_timeout * 2 + probe_timeout(cfg) * 4 + Duration::from_secs(2),
+    );
+    let mut snap = sources.snapshot(cfg);
     // A server that did not answer within the wait is said so.
     for s in &mut snap.servers {
         if s.error.as_deref() == Some("not probed yet") {

@@ -416,6 +416,8 @@ mod tests {
     fn full() -> Snapshot {
         Snapshot {
             errors: Default::default(),
+            ring_read_at: None,
+            locks_read_at: None,
             shards: vec![ShardRow {
                 name: "shard1".into(),
                 state: ShardState::Active,
