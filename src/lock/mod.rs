@@ -299,7 +299,15 @@ impl<'c> LockClient<'c> {
         let Some((shard_id, _)) = directory::user(&mut self.ring, user)? else {
             return Ok(None);
         };
-        let shard = directory::shards(&mut self.ring)?
+        let shards = directory::shards(&mut self.ring)?;
+        // Just read: the servers shardctl may log in to, without asking the ring again.
+        self.registered = Some(
+            shards
+                .iter()
+                .flat_map(|s| s.servers.iter().map(|v| v.addr()))
+                .collect(),
+        );
+        let shard = shards
             .into_iter()
             .find(|s| s.id == shard_id)
             .ok_or_else(|| {

@@ -507,7 +507,11 @@ pub fn roll(cfg: &Config, opts: &RollOptions, ui: &Ui) -> Result<RollReport> {
             token: held.token,
             proof: Some(watch.held_proof()),
         };
-        ring::open(cfg)?.run("raising the roll lock's fence", |c| {
+        // Raising waits for a frozen predecessor's open transaction on the fence row: no
+        // longer than the operator's --timeout.
+        let mut ring = ring::open(cfg)?;
+        super::bound_lock_waits(&mut ring, Instant::now() + opts.timeout)?;
+        ring.run("raising the roll lock's fence", |c| {
             fences::raise(c, &[(&fence.name, fence.token)])
         })?;
         run_halves(cfg, opts, ui, &mut report, watch, &fence)
