@@ -379,10 +379,14 @@ impl Ctx<'_> {
         work: &StreamWork<'_>,
     ) -> Result<BTreeMap<String, u64>> {
         let control = Control::default();
+        let mut peers = self.lag_peers();
+        control
+            .pause
+            .store(self.lagging(&mut peers), Ordering::SeqCst);
         let done = AtomicBool::new(false);
         let bar = self.ui.progress(total, what);
         let results: Vec<(String, Result<u64>)> = std::thread::scope(|s| {
-            s.spawn(|| self.watch_lag(&control, &done));
+            s.spawn(|| self.watch_lag(peers, &control, &done));
             let control = &control;
             let handles: Vec<_> = lanes
                 .into_iter()
@@ -455,25 +459,35 @@ impl Ctx<'_> {
         }
     }
 
-    /// Keeps `pause` set while any peer of the two servers lags more than `max_lag` seconds
-    /// (None: never).
-    fn watch_lag(&self, control: &Control, done: &AtomicBool) {
-        let peers: Vec<HostPort> = [self.from, self.to]
+    /// Connections to every peer of the two servers (None: not reachable now).
+    fn lag_peers(&self) -> Vec<Option<Lent<'_>>> {
+        if self.max_lag.is_none() {
+            return Vec::new();
+        }
+        [self.from, self.to]
             .iter()
             .flat_map(|s| s.servers.iter().map(|v| v.addr()))
             .filter(|a| *a != self.src && *a != self.dst)
-            .collect();
-        let mut conns: Vec<Option<Lent>> = peers.iter().map(|p| self.conns.get(p).ok()).collect();
+            .map(|p| self.conns.get(&p).ok())
+            .collect()
+    }
+
+    /// Whether any of `peers` lags more than `max_lag` seconds (None: never).
+    fn lagging(&self, peers: &mut [Option<Lent<'_>>]) -> bool {
+        let Some(max_lag) = self.max_lag else {
+            return false;
+        };
+        peers.iter_mut().any(|c| {
+            c.as_mut()
+                .and_then(|db| replica::status(db).ok().flatten())
+                .is_some_and(|s| s.lag_seconds.is_some_and(|l| l > max_lag))
+        })
+    }
+
+    /// Keeps `pause` set while any of `peers` lags; the caller made the first check before any
+    /// stream started, so no batch runs on a lag nobody looked at.
+    fn watch_lag(&self, mut peers: Vec<Option<Lent<'_>>>, control: &Control, done: &AtomicBool) {
         while !done.load(Ordering::SeqCst) {
-            let lagging = conns.iter_mut().any(|c| {
-                c.as_mut()
-                    .and_then(|db| replica::status(db).ok().flatten())
-                    .is_some_and(|s| {
-                        s.lag_seconds
-                            .is_some_and(|l| self.max_lag.is_some_and(|m| l > m))
-                    })
-            });
-            control.pause.store(lagging, Ordering::SeqCst);
             // Check twice a second, but notice the end of the step at once (a small account's
             // step takes milliseconds).
             for _ in 0..100 {
@@ -481,6 +495,11 @@ impl Ctx<'_> {
                     break;
                 }
                 std::thread::sleep(Duration::from_millis(5));
+            }
+            if !done.load(Ordering::SeqCst) {
+                control
+                    .pause
+                    .store(self.lagging(&mut peers), Ordering::SeqCst);
             }
         }
         control.pause.store(false, Ordering::SeqCst);
