@@ -32,26 +32,13 @@ use std::ffi::OsString;
 
 use clap::Parser;
 
-use crate::output::{error_json, write_stdout, Format, Ui};
+use crate::output::{fail, write_stdout, Format, Ui};
 
 /// True when the raw arguments ask for JSON, so even a parse error is printed as JSON.
 fn wants_json(args: &[OsString]) -> bool {
     args.windows(2)
         .any(|w| w[0] == "--format" && w[1] == "json")
         || args.iter().any(|a| a == "--format=json")
-}
-
-/// Prints a failure the way every command does (one line on stderr; the JSON error object on
-/// stdout with `--format json`) and returns its exit code.
-pub(crate) fn fail(kind: &str, message: &str, json: bool, code: u8) -> u8 {
-    // One line, and bounded: an error may quote input, and input may be anything.
-    let message = error::excerpt(&error::one_line(message), 2000);
-    output::write_stderr(&format!("error: {message}"));
-    if json {
-        let doc = format!("{}\n", error_json(kind, &message));
-        let _ = write_stdout(&doc);
-    }
-    code
 }
 
 /// Parses, runs, prints; returns the process exit code.

@@ -289,3 +289,16 @@ mod tests {
         assert_eq!(share_bar(0.0, 3), "...");
     }
 }
+
+/// Prints a failure the way every command does (one line on stderr; the JSON error object on
+/// stdout with `--format json`) and returns its exit code.
+pub fn fail(kind: &str, message: &str, json: bool, code: u8) -> u8 {
+    // One line, and bounded: an error may quote input, and input may be anything.
+    let message = crate::error::excerpt(&crate::error::one_line(message), 2000);
+    write_stderr(&format!("error: {message}"));
+    if json {
+        let doc = format!("{}\n", error_json(kind, &message));
+        let _ = write_stdout(&doc);
+    }
+    code
+}

@@ -91,6 +91,54 @@ fn shard_id(env: &Env, name: &str) -> u32 {
         .unwrap()
 }
 
+/// Every user's route and every shard's entry as the ring holds them: what a router caches.
+#[derive(PartialEq)]
+struct Routes {
+    users: std::collections::BTreeMap<u64, (u32, String)>,
+    shards: std::collections::BTreeMap<u32, Vec<String>>,
+}
+
+fn routes(env: &Env) -> Routes {
+    let mut ring = env.ring();
+    let users: Vec<(u64, u32, String)> = ring
+        .query("SELECT user_id, shard_id, state FROM users")
+        .unwrap();
+    let shards: Vec<(u32, String)> = ring
+        .query(
+            "SELECT s.shard_id, CONCAT_WS(' ', s.name, s.weight, s.state, ss.host, ss.port, ss.half,
+                    ss.status, IFNULL(ss.capacity_qps, '-'))
+             FROM shards s LEFT JOIN shard_servers ss USING (shard_id)",
+        )
+        .unwrap();
+    let mut by_shard: std::collections::BTreeMap<u32, Vec<String>> = Default::default();
+    for (id, row) in shards {
+        by_shard.entry(id).or_default().push(row);
+    }
+    for rows in by_shard.values_mut() {
+        rows.sort();
+    }
+    Routes {
+        users: users.into_iter().map(|(u, s, st)| (u, (s, st))).collect(),
+        shards: by_shard,
+    }
+}
+
+/// The users and shards whose entry differs between `before` and `after` (added, changed or
+/// gone).
+fn changed_entries(before: &Routes, after: &Routes) -> (Vec<u64>, Vec<u32>) {
+    fn differ<K: Ord + Copy, V: PartialEq>(
+        a: &std::collections::BTreeMap<K, V>,
+        b: &std::collections::BTreeMap<K, V>,
+    ) -> Vec<K> {
+        let keys: std::collections::BTreeSet<K> = a.keys().chain(b.keys()).copied().collect();
+        keys.into_iter().filter(|k| a.get(k) != b.get(k)).collect()
+    }
+    (
+        differ(&before.users, &after.users),
+        differ(&before.shards, &after.shards),
+    )
+}
+
 #[test]
 fn every_change_of_a_cached_entry_deletes_its_key() {
     let _turn = CACHE.write().unwrap_or_else(|p| p.into_inner());
@@ -240,7 +288,16 @@ fn every_change_of_a_cached_entry_deletes_its_key() {
             );
             assert_eq!(out.code, -1, "{}", out.stderr);
         }
-        for k in keys {
+        // Every entry the ring holds is cached, and the ones the verb is known to change.
+        let before = routes(&env);
+        let all: Vec<String> = before
+            .users
+            .keys()
+            .map(|u| user(*u))
+            .chain(before.shards.keys().map(|s| shard(*s)))
+            .chain(keys.iter().cloned())
+            .collect();
+        for k in &all {
             put(k);
         }
         let r = env.run(args);
@@ -248,6 +305,24 @@ fn every_change_of_a_cached_entry_deletes_its_key() {
         for k in keys {
             assert!(!cached(k), "{verb} left `{k}` in the cache");
         }
+        // Whatever the verb changed in the ring, listed above or not, is gone from the cache.
+        let (users, shards) = changed_entries(&before, &routes(&env));
+        let stale: Vec<String> = users
+            .iter()
+            .map(|u| user(*u))
+            .chain(shards.iter().map(|s| shard(*s)))
+            .filter(|k| cached(k))
+            .collect();
+        assert!(
+            stale.is_empty(),
+            "{verb} changed the ring's entries of {users:?} (users) and {shards:?} (shards) but left {stale:?} cached"
+        );
+        // (A roll drains and restores: it ends where it began; its keys are listed above.)
+        let touched = !users.is_empty() || !shards.is_empty();
+        assert!(
+            touched || verb.starts_with("cache") || *verb == "maintenance roll",
+            "{verb} changed no entry of the ring: the walk does not exercise it"
+        );
     }
     // A key nobody's change concerns stays; a reader that filled the cache just after the
     // first delete (from a ring read made before the commit) is undone by the second one,

@@ -18,14 +18,15 @@ use serde::Serialize;
 use crate::config::{CacheConfig, Config, OptionSources};
 use crate::db::Db;
 use crate::error::Result;
+use crate::ring::session::{Changed, Observer};
 use crate::types::HostPort;
 
-/// What this process invalidated, for the second delete and the report.
+/// What a command invalidated, for the second delete and the report.
+#[derive(Default)]
 struct Run {
-    cfg: Config,
     keys: BTreeSet<String>,
     /// When the second delete is due.
-    due: Instant,
+    due: Option<Instant>,
     /// Keys whose delete failed on some server (journaled in the ring).
     pending: BTreeSet<String>,
     /// Cache servers that did not answer once this run: not waited for again (a frozen cache
@@ -36,51 +37,86 @@ struct Run {
 /// Servers (`HOST:PORT`) found not answering.
 pub type Down = BTreeSet<String>;
 
-static RUN: Mutex<Option<Run>> = Mutex::new(None);
+/// One command's invalidation of the routing cache: it observes the command's ring sessions
+/// (the first delete right after each commit) and is finished once, when the command ends
+/// (the second delete, the retry of what earlier runs left pending, the report).
+pub struct Invalidator {
+    cfg: Config,
+    /// Held across the deletes: concurrent workers learn of a server that is down from the
+    /// first one that waited for it.
+    run: Mutex<Run>,
+}
+
+impl Invalidator {
+    pub fn new(cfg: &Config) -> Invalidator {
+        Invalidator {
+            cfg: cfg.clone(),
+            run: Mutex::new(Run::default()),
+        }
+    }
+
+    /// Deletes the entries of `users` now (an operator's `cache invalidate`).
+    pub fn users(&self, users: &[u64]) {
+        self.committed(&Changed::users(users.to_vec()));
+    }
+
+    /// At the end of a command: a retry of what earlier runs left pending, and the second
+    /// delete of everything this command invalidated. The second delete is due
+    /// `redelete_after` after the last invalidation; rather than hold the command (and every
+    /// script waiting on it) until then, a detached `shardctl cache redelete` does it and
+    /// journals what it cannot delete. None when this command invalidated nothing; otherwise
+    /// the keys still pending.
+    pub fn finish(&self, sources: &OptionSources) -> Option<Pending> {
+        let mut run = std::mem::take(&mut *self.run.lock().unwrap_or_else(|p| p.into_inner()));
+        let due = run.due?;
+        let keys: Vec<String> = run.keys.iter().cloned().collect();
+        let wait = due.saturating_duration_since(Instant::now());
+        if !redelete_later(&self.cfg, sources, &keys, wait) {
+            std::thread::sleep(wait);
+            redelete(&self.cfg, &keys);
+        }
+        let mut pending: BTreeSet<String> = run.pending;
+        if let Ok(mut ring) = crate::ring::open(&self.cfg) {
+            if let Ok((done, left)) = flush(&self.cfg, &mut ring, &mut run.down) {
+                for k in done {
+                    pending.remove(&k);
+                }
+                pending.extend(left);
+            }
+        }
+        Some(Pending {
+            pending: pending.into_iter().collect(),
+        })
+    }
+}
+
+impl Observer for Invalidator {
+    fn committed(&self, changed: &Changed) {
+        let Some(cache) = &self.cfg.cache else { return };
+        let keys: Vec<String> = changed
+            .users
+            .iter()
+            .map(|u| cache.user_key(*u))
+            .chain(changed.shards.iter().map(|s| cache.shard_key(*s)))
+            .collect();
+        if keys.is_empty() {
+            return;
+        }
+        let mut run = self.run.lock().unwrap_or_else(|p| p.into_inner());
+        let failed = delete_everywhere(cache, &keys, io_timeout(&self.cfg), &mut run.down);
+        if !failed.is_empty() {
+            journal_pending(&self.cfg, &failed);
+        }
+        run.keys.extend(keys);
+        run.due = Some(Instant::now() + cache.redelete_after);
+        run.pending.extend(failed);
+    }
+}
 
 /// How long one memcached server may take to answer: it answers in well under a millisecond,
 /// and a frozen one must not hold a command.
 pub fn io_timeout(cfg: &Config) -> Duration {
     cfg.net.connect_timeout.min(Duration::from_secs(1))
-}
-
-/// The entries of `users` changed in the ring (placed, marked moving, flipped, given back).
-pub fn users_changed(cfg: &Config, users: &[u64]) {
-    if let Some(c) = &cfg.cache {
-        invalidate(cfg, users.iter().map(|u| c.user_key(*u)).collect());
-    }
-}
-
-/// The entries of the shards `ids` changed (state, weight, capacity, servers, a server's
-/// status, removal).
-pub fn shards_changed(cfg: &Config, ids: &[u32]) {
-    if let Some(c) = &cfg.cache {
-        invalidate(cfg, ids.iter().map(|s| c.shard_key(*s)).collect());
-    }
-}
-
-fn invalidate(cfg: &Config, keys: Vec<String>) {
-    let Some(cache) = &cfg.cache else { return };
-    if keys.is_empty() {
-        return;
-    }
-    // Held across the deletes: concurrent workers learn of a server that is down from the
-    // first one that waited for it.
-    let mut run = RUN.lock().unwrap_or_else(|p| p.into_inner());
-    let run = run.get_or_insert_with(|| Run {
-        cfg: cfg.clone(),
-        keys: BTreeSet::new(),
-        due: Instant::now(),
-        pending: BTreeSet::new(),
-        down: Down::new(),
-    });
-    let failed = delete_everywhere(cache, &keys, io_timeout(cfg), &mut run.down);
-    if !failed.is_empty() {
-        journal_pending(cfg, &failed);
-    }
-    run.keys.extend(keys);
-    run.due = Instant::now() + cache.redelete_after;
-    run.pending.extend(failed);
 }
 
 /// Deletes `keys` on every server (not only the one a client's hash would pick: the
@@ -170,34 +206,6 @@ pub fn flush(cfg: &Config, ring: &mut Db, down: &mut Down) -> Result<(Vec<String
 #[derive(Clone, Debug, Serialize)]
 pub struct Pending {
     pub pending: Vec<String>,
-}
-
-/// At the end of a run: a retry of what earlier runs left pending, and the second delete of
-/// everything this run invalidated. The second delete is due `redelete_after` after the last
-/// invalidation; rather than hold the command (and every script waiting on it) until then, a
-/// detached `shardctl cache redelete` does it and journals what it cannot delete. None when
-/// this run invalidated nothing; otherwise the keys still pending.
-pub fn finish(sources: &OptionSources) -> Option<Pending> {
-    let mut run = RUN.lock().unwrap_or_else(|p| p.into_inner()).take()?;
-    run.cfg.cache.as_ref()?;
-    let keys: Vec<String> = run.keys.iter().cloned().collect();
-    let wait = run.due.saturating_duration_since(Instant::now());
-    if !redelete_later(&run.cfg, sources, &keys, wait) {
-        std::thread::sleep(wait);
-        redelete(&run.cfg, &keys);
-    }
-    let mut pending: BTreeSet<String> = run.pending;
-    if let Ok(mut ring) = crate::ring::open(&run.cfg) {
-        if let Ok((done, left)) = flush(&run.cfg, &mut ring, &mut run.down) {
-            for k in done {
-                pending.remove(&k);
-            }
-            pending.extend(left);
-        }
-    }
-    Some(Pending {
-        pending: pending.into_iter().collect(),
-    })
 }
 
 /// Deletes `keys` once more, journaling what could not be deleted.

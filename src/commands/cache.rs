@@ -128,7 +128,7 @@ pub fn run(ctx: &Ctx, cmd: CacheCommand) -> Result<Outcome> {
                 });
             }
             // The second delete and any failure are reported when the command ends.
-            cache::users_changed(&cfg, &args.users);
+            ctx.invalidate_users(&cfg, &args.users);
             Outcome::of(Deleted {
                 deleted: keys,
                 pending: Vec::new(),

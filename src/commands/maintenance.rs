@@ -17,6 +17,7 @@ pub fn run(ctx: &Ctx, cmd: MaintenanceCommand) -> Result<Outcome> {
         }
         MaintenanceCommand::Roll(a) => Outcome::of(maintenance::roll::roll(
             &cfg,
+            &ctx.changes(&cfg),
             &RollOptions {
                 exec: a.exec,
                 halves: a.halves,
@@ -33,6 +34,7 @@ pub fn run(ctx: &Ctx, cmd: MaintenanceCommand) -> Result<Outcome> {
             action: "drain",
             done: maintenance::drain(
                 &cfg,
+                &ctx.changes(&cfg),
                 &DrainOptions {
                     fence: None,
                     half: a.half,
@@ -49,6 +51,7 @@ pub fn run(ctx: &Ctx, cmd: MaintenanceCommand) -> Result<Outcome> {
             action: "restore",
             done: maintenance::restore(
                 &cfg,
+                &ctx.changes(&cfg),
                 &RestoreOptions {
                     fence: None,
                     half: a.half,

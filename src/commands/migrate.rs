@@ -180,8 +180,13 @@ pub fn run(ctx: &Ctx, args: MigrateArgs) -> Result<Outcome> {
         }
         Some(MigrateCommand::Resume(a)) => {
             crate::signals::catch_termination();
-            let outcome =
-                migrate::resume(&cfg, a.user, (a.lock.lock_ttl.get(), a.max_lag), &ctx.ui)?;
+            let outcome = migrate::resume(
+                &cfg,
+                &ctx.changes(&cfg),
+                a.user,
+                (a.lock.lock_ttl.get(), a.max_lag),
+                &ctx.ui,
+            )?;
             Outcome::of(ResumeReport {
                 released_locks: outcome.released_locks,
                 in_progress: outcome.in_progress,
@@ -204,7 +209,7 @@ pub fn run(ctx: &Ctx, args: MigrateArgs) -> Result<Outcome> {
             crate::signals::catch_termination();
             let json = ctx.ui.format == crate::output::Format::Json;
             crate::signals::watchdog(STUCK_GRACE, move || {
-                let code = crate::fail(
+                let code = crate::output::fail(
                     "failed",
                     &format!(
                         "interrupted while a server did not answer for {}s; the journal is consistent: \
@@ -218,6 +223,7 @@ pub fn run(ctx: &Ctx, args: MigrateArgs) -> Result<Outcome> {
             });
             let report = migrate::migrate(
                 &cfg,
+                &ctx.changes(&cfg),
                 &Options {
                     user,
                     to,

@@ -18,17 +18,23 @@ mod top;
 mod user;
 
 use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
 
+use crate::cache::{Invalidator, Pending};
 use crate::cli::{Cli, Command};
 use crate::config::{self, Config, OptionSources};
 use crate::error::Result;
 use crate::output::{Outcome, Ui};
+use crate::ring::{Changes, Ring};
 
-/// What every command may need: stderr, and the config (loaded only by commands that use it).
+/// What every command may need: stderr, the config (loaded only by commands that use it), and
+/// the routing cache's invalidator, which observes every ring session the command opens for
+/// directory writes and is finished once, when the command ends.
 pub struct Ctx {
     pub ui: Ui,
     config_path: Option<PathBuf>,
     option_files: OptionSources,
+    invalidator: OnceLock<Arc<Invalidator>>,
 }
 
 impl Ctx {
@@ -44,6 +50,33 @@ impl Ctx {
         }
         Ok(cfg)
     }
+
+    /// The command's invalidator (made on first use, with the first config loaded).
+    fn invalidator(&self, cfg: &Config) -> &Arc<Invalidator> {
+        self.invalidator
+            .get_or_init(|| Arc::new(Invalidator::new(cfg)))
+    }
+
+    /// Deletes the routing cache's entries of `users` now (the second delete and any failure
+    /// are reported when the command ends).
+    pub fn invalidate_users(&self, cfg: &Config, users: &[u64]) {
+        self.invalidator(cfg).users(users);
+    }
+
+    /// What observes this command's directory writes.
+    pub fn changes(&self, cfg: &Config) -> Changes {
+        Changes::new(self.invalidator(cfg).clone())
+    }
+
+    /// A ring session for directory writes.
+    pub fn ring(&self, cfg: &Config) -> Result<Ring> {
+        Ring::open(cfg, &self.changes(cfg))
+    }
+
+    /// The second delete of what this command invalidated, and what could not be deleted.
+    fn finish(&self) -> Option<Pending> {
+        self.invalidator.get()?.finish(&self.option_files)
+    }
 }
 
 pub fn dispatch(cli: Cli, ui: Ui) -> Result<Outcome> {
@@ -55,6 +88,7 @@ pub fn dispatch(cli: Cli, ui: Ui) -> Result<Outcome> {
             extra_file: cli.global.defaults_extra_file,
             none: cli.global.no_defaults,
         },
+        invalidator: OnceLock::new(),
     };
     let result = match cli.command {
         Command::Init(args) => init::run(&ctx, &args),
@@ -75,7 +109,7 @@ pub fn dispatch(cli: Cli, ui: Ui) -> Result<Outcome> {
     };
     // The routing cache: the second delete of what this run invalidated, and a report of what
     // could not be deleted (the ring change stands; exit 5 says the cache may be stale).
-    match crate::cache::finish(&ctx.option_files) {
+    match ctx.finish() {
         Some(p) if !p.pending.is_empty() => {
             ctx.ui.warn(&format!(
                 "the routing cache may still hold {} stale entries (`shardctl cache flush` retries them): {}",

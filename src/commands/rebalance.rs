@@ -210,5 +210,11 @@ fn apply(ctx: &Ctx, args: &RebalanceApplyArgs) -> Result<Outcome> {
         mode: args.mode,
     };
     crate::signals::catch_termination();
-    Outcome::of(apply::apply(&cfg, &plan, &opts, &ctx.ui)?)
+    Outcome::of(apply::apply(
+        &cfg,
+        &ctx.changes(&cfg),
+        &plan,
+        &opts,
+        &ctx.ui,
+    )?)
 }

@@ -99,6 +99,7 @@ pub fn run(ctx: &Ctx, cmd: SandboxCommand) -> Result<Outcome> {
                     },
                     users: args.users,
                 },
+                &|cfg| ctx.changes(cfg),
                 &ctx.ui,
             )?;
             let export = format!("export SHARDCTL_CONFIG={}", outcome.config.display());

@@ -185,7 +185,7 @@ fn assign_users(ctx: &Ctx, args: &UserAssignArgs) -> Result<Outcome> {
         ));
     }
     let cfg = ctx.config()?;
-    let mut db = ring::open(&cfg)?;
+    let mut db = ctx.ring(&cfg)?;
     let names: HashMap<u32, String> = directory::shards(&mut db)?
         .into_iter()
         .map(|s| (s.id, s.name))
@@ -196,9 +196,6 @@ fn assign_users(ctx: &Ctx, args: &UserAssignArgs) -> Result<Outcome> {
         let bar = ctx.ui.progress(ids.len() as u64, "assigning");
         let r = assign::assign(&mut db, &ids, args.seed, &bar)?;
         bar.finish_and_clear();
-        // A reader may have cached "no such user" for a new one.
-        let placed: Vec<u64> = r.assigned.iter().map(|p| p.0).collect();
-        crate::cache::users_changed(&cfg, &placed);
         r
     };
     let unique: std::collections::HashSet<u64> = ids.iter().copied().collect();

@@ -19,7 +19,6 @@ use mysql::prelude::Queryable;
 use serde::Serialize;
 use serde_json::json;
 
-use crate::cache;
 use crate::config::Config;
 use crate::db::Db;
 use crate::doctor::{self, grants};
@@ -27,7 +26,7 @@ use crate::error::{Error, Result};
 use crate::output::Ui;
 use crate::parallel;
 use crate::ring::directory::{self, Half, Server, ServerStatus, Shard};
-use crate::ring::{self, audit, fences};
+use crate::ring::{self, audit, fences, Changed, Changes, Ring};
 use crate::shard::replica::{self, ReplicaStatus};
 use crate::shard::sessions::{self, Session};
 use crate::shard::{handover, home};
@@ -294,12 +293,12 @@ enum Stuck {
     Dead(String),
 }
 
-pub fn drain(cfg: &Config, opts: &DrainOptions, ui: &Ui) -> Result<Outcome> {
+pub fn drain(cfg: &Config, changes: &Changes, opts: &DrainOptions, ui: &Ui) -> Result<Outcome> {
     let start = Instant::now();
     // A signal stops the waits at their next look and undoes a hand-over in progress.
     crate::signals::catch_termination();
     let half = opts.half;
-    let mut ring = ring::open(cfg)?;
+    let mut ring = Ring::open(cfg, changes)?;
     // Nothing the drain asks of the ring may outlast the operator's timeout.
     ring.set_timeouts(until(start + opts.timeout), until(start + opts.timeout))?;
     let shards = directory::shards(&mut ring)?;
@@ -380,11 +379,10 @@ pub fn drain(cfg: &Config, opts: &DrainOptions, ui: &Ui) -> Result<Outcome> {
         handover::converge(cfg, shard, &home::writers(&rest), deadline).map(Some)
     };
     let (marked, raced, handovers) =
-        mark_draining(cfg, half, &safe_shards, opts, deadline, hand_over)?;
+        mark_draining(changes, cfg, half, &safe_shards, opts, deadline, hand_over)?;
     if let Some(h) = handing {
         h.finish_and_clear();
     }
-    cache::shards_changed(cfg, &marked.iter().map(|s| s.id).collect::<Vec<_>>());
     let handed_over_none = marked.is_empty() && !raced.is_empty();
     refused.extend(raced);
     if marked.is_empty() {
@@ -456,7 +454,6 @@ pub fn drain(cfg: &Config, opts: &DrainOptions, ui: &Ui) -> Result<Outcome> {
         }
     }
     for addr in set_status(
-        cfg,
         &mut ring,
         &done,
         &[ServerStatus::Draining],
@@ -467,7 +464,6 @@ pub fn drain(cfg: &Config, opts: &DrainOptions, ui: &Ui) -> Result<Outcome> {
         changes.insert(addr, ServerStatus::Offline);
     }
     for addr in set_status(
-        cfg,
         &mut ring,
         &back,
         &[ServerStatus::Draining],
@@ -594,6 +590,7 @@ enum Marked {
 /// others. Returns the shards marked, those refused (by the second look, their hand-over, or
 /// another maintenance command holding them past the timeout), and the hand-overs.
 fn mark_draining<'s>(
+    changes: &Changes,
     cfg: &Config,
     half: Half,
     shards: &[&'s Shard],
@@ -603,11 +600,16 @@ fn mark_draining<'s>(
 ) -> Result<(Vec<&'s Shard>, Vec<Refusal>, Vec<handover::Handover>)> {
     let results = parallel::each(shards, |shard| {
         crate::db::retry_deadlocks(|| {
-            let mut ring = ring::open(cfg)?;
+            let mut ring = Ring::open(cfg, changes)?;
             ring.set_timeouts(until(deadline), until(deadline))?;
             bound_lock_waits(&mut ring, deadline)?;
-            ring.transaction("marking the half draining", |tx| {
-                mark_one(tx, half, shard, opts, &hand_over)
+            ring.write("marking the half draining", |tx| {
+                let marked = mark_one(tx, half, shard, opts, &hand_over)?;
+                let changed = match marked {
+                    Marked::Done(_) => Changed::shards(vec![shard.id]),
+                    Marked::Refused(_) => Changed::default(),
+                };
+                Ok((marked, changed))
             })
         })
     });
@@ -799,8 +801,7 @@ fn other_half_answers(cfg: &Config, peers: &mut [(HostPort, Option<Db>)]) -> Res
 /// another drain may have moved it on meanwhile), in one ring transaction audited per shard.
 /// Returns the servers changed.
 fn set_status(
-    cfg: &Config,
-    ring: &mut Db,
+    ring: &mut Ring,
     servers: &[(&Shard, &Server)],
     from: &[ServerStatus],
     to: ServerStatus,
@@ -810,19 +811,16 @@ fn set_status(
     if servers.is_empty() {
         return Ok(Vec::new());
     }
-    ring.transaction("changing server status", |tx| {
+    ring.write("changing server status", |tx| {
         fences::hold_if(tx, fence)?;
         let changed = write_status(tx, servers, from, to, half)?;
         fences::still_proven(fence)?;
-        Ok(changed)
-    })
-    .inspect(|changed| {
         let ids: Vec<u32> = servers
             .iter()
             .filter(|(_, server)| changed.contains(&server.addr()))
             .map(|(shard, _)| shard.id)
             .collect();
-        cache::shards_changed(cfg, &ids);
+        Ok((changed, Changed::shards(ids)))
     })
 }
 
@@ -883,6 +881,7 @@ fn write_status(
 /// that holds the shard's rows (see `lock_servers`): the ring names the server a writer only
 /// once it takes the writes. Returns whether the ring changed and the hand-over, if any.
 fn hand_back(
+    changes: &Changes,
     cfg: &Config,
     shard: &Shard,
     joining: Option<&Server>,
@@ -892,17 +891,17 @@ fn hand_back(
 ) -> std::result::Result<(bool, Option<handover::Handover>), String> {
     let enforced = home::enabled(cfg);
     let done = crate::db::retry_deadlocks(|| {
-        let mut ring = ring::open(cfg)?;
+        let mut ring = Ring::open(cfg, changes)?;
         ring.set_timeouts(until(deadline), until(deadline))?;
         bound_lock_waits(&mut ring, deadline)?;
-        ring.transaction("handing the users back", |tx| {
+        ring.write("handing the users back", |tx| {
             fences::hold_if(tx, fence)?;
             let now = match servers_of(&lock_servers(tx, &[shard.id])?, shard.id) {
                 Ok(servers) => Shard {
                     servers,
                     ..shard.clone()
                 },
-                Err(e) => return Ok(Err(e)),
+                Err(e) => return Ok((Err(e), Changed::default())),
             };
             let handed = if enforced {
                 let mut after = now.servers.clone();
@@ -915,9 +914,10 @@ fn hand_back(
                 match handover::converge(cfg, &now, &home::writers(&after), deadline) {
                     Ok(h) => Some(h).filter(|h| h.write_window_seconds > 0.0),
                     Err(e) => {
-                        return Ok(Err(format!(
-                            "its users' writes could not be handed over: {e}"
-                        )))
+                        return Ok((
+                            Err(format!("its users' writes could not be handed over: {e}")),
+                            Changed::default(),
+                        ))
                     }
                 }
             } else {
@@ -937,16 +937,14 @@ fn hand_back(
             // A pause here (the tests' failpoint) holds the transaction open past the lease.
             crate::failpoint!("restore.before_commit");
             fences::still_proven(fence)?;
-            Ok(Ok((changed, handed)))
+            let ids = if changed { vec![shard.id] } else { Vec::new() };
+            Ok((Ok((changed, handed)), Changed::shards(ids)))
         })
     })
     .map_err(|e| match e.is(crate::error::DbErrorKind::LockWaitTimeout) {
         true => "another maintenance command is changing its shard's servers and held them past --timeout; nothing was changed".to_string(),
         false => format!("could not mark it online: {e}"),
     })??;
-    if done.0 {
-        cache::shards_changed(cfg, &[shard.id]);
-    }
     Ok(done)
 }
 
@@ -961,12 +959,12 @@ pub struct RestoreOptions {
     pub fence: Option<fences::Fence>,
 }
 
-pub fn restore(cfg: &Config, opts: &RestoreOptions, ui: &Ui) -> Result<Outcome> {
+pub fn restore(cfg: &Config, changes: &Changes, opts: &RestoreOptions, ui: &Ui) -> Result<Outcome> {
     let start = Instant::now();
     crate::signals::catch_termination();
     let half = opts.half;
     let deadline = start + opts.timeout;
-    let mut ring = ring::open(cfg)?;
+    let mut ring = Ring::open(cfg, changes)?;
     ring.set_timeouts(until(deadline), until(deadline))?;
     let shards = directory::shards(&mut ring)?;
     let of_half: Vec<(&Shard, &Server)> = shards
@@ -1004,7 +1002,18 @@ pub fn restore(cfg: &Config, opts: &RestoreOptions, ui: &Ui) -> Result<Outcome> 
             // Already serving: only say whether it really answers, and settle its shard's
             // rules if a hand-over was left half done.
             if enforced && !opts.dry_run {
-                keep(hand_back(cfg, shard, None, half, deadline, opts.fence.as_ref())?.1);
+                keep(
+                    hand_back(
+                        changes,
+                        cfg,
+                        shard,
+                        None,
+                        half,
+                        deadline,
+                        opts.fence.as_ref(),
+                    )?
+                    .1,
+                );
             }
             return probe(cfg, &server.addr(), None, Trust::AsShown)
                 .map(|_| Step::Unchanged)
@@ -1026,6 +1035,7 @@ pub fn restore(cfg: &Config, opts: &RestoreOptions, ui: &Ui) -> Result<Outcome> 
             return Err("not restored: the roll's lock is no longer proven held".into());
         }
         let (changed, handed) = hand_back(
+            changes,
             cfg,
             shard,
             Some(server),

@@ -27,7 +27,7 @@ use crate::output::Ui;
 use crate::process::{self, Output};
 use crate::ring::directory::{self, Half, ServerStatus, Shard};
 use crate::ring::fences::{self, Fence};
-use crate::ring::{self, audit};
+use crate::ring::{self, audit, Changes};
 use crate::types::{HostPort, LockName};
 
 /// The lock every roll holds: two at once would drain both halves' servers in turn.
@@ -446,7 +446,7 @@ fn targets(shards: &[Shard], half: Half) -> Vec<Target> {
         .collect()
 }
 
-pub fn roll(cfg: &Config, opts: &RollOptions, ui: &Ui) -> Result<RollReport> {
+pub fn roll(cfg: &Config, changes: &Changes, opts: &RollOptions, ui: &Ui) -> Result<RollReport> {
     let start = Instant::now();
     if opts.exec.trim().is_empty() {
         return Err(Error::Usage("--exec needs a command".into()));
@@ -474,7 +474,12 @@ pub fn roll(cfg: &Config, opts: &RollOptions, ui: &Ui) -> Result<RollReport> {
     };
     if opts.dry_run {
         let first = opts.halves[0];
-        let checked = drain(cfg, &drain_options(opts, first, None, true, None), ui)?;
+        let checked = drain(
+            cfg,
+            changes,
+            &drain_options(opts, first, None, true, None),
+            ui,
+        )?;
         report.state = if checked.blocked {
             RollState::Refused
         } else {
@@ -514,7 +519,7 @@ pub fn roll(cfg: &Config, opts: &RollOptions, ui: &Ui) -> Result<RollReport> {
         ring.run("raising the roll lock's fence", |c| {
             fences::raise(c, &[(&fence.name, fence.token)])
         })?;
-        run_halves(cfg, opts, ui, &mut report, watch, &fence)
+        run_halves(cfg, changes, opts, ui, &mut report, watch, &fence)
     });
     match held {
         Err(Error::LockInUse(why)) => {
@@ -588,6 +593,7 @@ fn half_runs(opts: &RollOptions, shards: &[Shard], journal: Option<&Journal>) ->
 /// With the roll lock held: every half in order, each drained, run and restored before the next.
 fn run_halves(
     cfg: &Config,
+    changes: &Changes,
     opts: &RollOptions,
     ui: &Ui,
     report: &mut RollReport,
@@ -626,6 +632,7 @@ fn run_halves(
             watch.check()?;
             let drained = drain(
                 cfg,
+                changes,
                 &drain_options(opts, half, Some(left.exec.clone()), false, Some(fence)),
                 ui,
             )?;
@@ -687,6 +694,7 @@ fn run_halves(
             watch.check()?;
             let restored = restore(
                 cfg,
+                changes,
                 &RestoreOptions {
                     fence: Some(fence.clone()),
                     half,

@@ -16,12 +16,13 @@ use super::data::{self, Checksum, Table};
 use super::engine::{self, Account, Group, Holder, Mover, Route, Side, Sums};
 use super::state::{Course, Step};
 use super::{describe_tables, lock_name};
+use crate::config::Config;
 use crate::db::{retry_deadlocks, Db};
 use crate::error::{Error, Result};
 use crate::lock::{Held, LockClient, Request};
 use crate::output::Ui;
-use crate::ring::audit;
 use crate::ring::directory::{self, Shard};
+use crate::ring::{audit, Ring};
 use crate::shard::conns::Conns;
 use crate::shard::{fence, replica, routing};
 use crate::types::HostPort;
@@ -84,12 +85,13 @@ pub fn placement(user: u64, placed: Option<&(u32, String)>, from: &Shard, to: &S
     }
 }
 
-/// One worker: its lock client (whose ring connection also writes the journal), kept from
+/// One worker: its lock client and its ring session (the journal and the directory), kept from
 /// batch to batch, and the command's shard sessions.
 pub struct Worker<'c> {
     ui: &'c Ui,
     conns: &'c Conns<'c>,
     locks: LockClient<'c>,
+    ring: Ring,
     tables: HashMap<(HostPort, HostPort), Vec<Table>>,
     lock_ttl: Duration,
     max_lag: Option<u64>,
@@ -107,6 +109,7 @@ impl<'c> Worker<'c> {
             ui,
             conns,
             locks: LockClient::new(conns.cfg())?,
+            ring: conns.ring()?,
             tables: HashMap::new(),
             lock_ttl,
             max_lag,
@@ -195,7 +198,7 @@ impl<'c> Worker<'c> {
         failpoint!(super::state::AFTER_LOCK);
         // Under the locks: which accounts are still where the caller saw them.
         let ids: Vec<u64> = held.iter().map(|h| h.0).collect();
-        let placed = match directory::placements(self.locks.ring(), &ids) {
+        let placed = match directory::placements(&mut self.ring, &ids) {
             Ok(p) => p,
             Err(e) => {
                 out.fail_all(&ids, &e);
@@ -286,6 +289,8 @@ impl<'c> Worker<'c> {
         let (ui, conns) = (self.ui, self.conns);
         let mut leases = Leases {
             locks: &mut self.locks,
+            ring: &mut self.ring,
+            cfg: self.conns.cfg(),
             held,
             renewed_at: Instant::now(),
             ttl: self.lock_ttl,
@@ -408,14 +413,20 @@ impl<'c> Worker<'c> {
 /// stretch it).
 struct Leases<'a, 'c> {
     locks: &'a mut LockClient<'c>,
+    ring: &'a mut Ring,
+    cfg: &'c Config,
     held: &'a [Held],
     renewed_at: Instant,
     ttl: Duration,
 }
 
 impl Holder for Leases<'_, '_> {
-    fn ring(&mut self) -> Result<&mut Db> {
-        Ok(self.locks.ring())
+    /// The worker's session, opened again if an I/O error ended it.
+    fn ring(&mut self) -> Result<&mut Ring> {
+        if self.ring.is_lost() {
+            self.ring.reconnect(self.cfg)?;
+        }
+        Ok(self.ring)
     }
 
     fn keep(&mut self) -> Result<()> {

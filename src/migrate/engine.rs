@@ -18,11 +18,11 @@ use serde_json::json;
 use super::data::{self, Checksum, Table};
 use super::state::{self, Course, Stage, State, Step};
 use crate::config::{Config, LockBackend};
-use crate::db::{placeholders, retry_deadlocks, values, Db};
+use crate::db::{placeholders, retry_deadlocks, values};
 use crate::error::{Error, Result};
 use crate::output::Ui;
 use crate::ring::directory::Shard;
-use crate::ring::{audit, fences};
+use crate::ring::{audit, fences, Changed, Ring};
 use crate::shard::conns::Conns;
 use crate::shard::{fence, guard, replica};
 use crate::types::{HostPort, LockName};
@@ -49,7 +49,7 @@ pub enum Side {
 /// Whoever holds the accounts' locks: the ring session the journal and the directory are
 /// written on, and the check, between steps, that the locks are still ours.
 pub trait Holder {
-    fn ring(&mut self) -> Result<&mut Db>;
+    fn ring(&mut self) -> Result<&mut Ring>;
     /// `LockLost` once a lock is no longer ours; renews the leases when due.
     fn keep(&mut self) -> Result<()>;
 }
@@ -317,6 +317,7 @@ impl<'a> Group<'a> {
         &mut self,
         f: impl Fn(&mut mysql::Transaction) -> mysql::Result<Fenced<T>>,
     ) -> Result<Fenced<T>> {
+        let users = self.users();
         let Group {
             cfg,
             accounts,
@@ -327,8 +328,12 @@ impl<'a> Group<'a> {
         let grants: Vec<fences::Grant> = accounts.iter().map(|a| (&a.lock, a.token)).collect();
         let backend: &LockBackend = &cfg.locks;
         let ring = holder.ring()?;
+        // Why a transaction was rolled back: a lock no longer ours, or a directory not as
+        // expected (whatever `f` changed before noticing is undone).
+        let unexpected = std::cell::Cell::new(false);
         let result = retry_deadlocks(|| {
-            ring.transaction_if("changing the directory", |tx| {
+            unexpected.set(false);
+            ring.write_if("changing the directory", |tx| {
                 let current = match backend {
                     LockBackend::Mysql => tx
                         .exec_first::<u64, _, _>(
@@ -348,15 +353,17 @@ impl<'a> Group<'a> {
                     return Ok(None);
                 }
                 match f(tx)? {
-                    Fenced::Unexpected => Ok(Some(None)),
-                    Fenced::Done(v) => Ok(Some(Some(v))),
+                    Fenced::Unexpected => {
+                        unexpected.set(true);
+                        Ok(None)
+                    }
+                    Fenced::Done(v) => Ok(Some((v, Changed::users(users.clone())))),
                 }
             })
         })?;
         match result {
-            // Rolled back: the transaction commits only what `f` finished.
-            Some(Some(v)) => Ok(Fenced::Done(v)),
-            Some(None) => Ok(Fenced::Unexpected),
+            Some(v) => Ok(Fenced::Done(v)),
+            None if unexpected.get() => Ok(Fenced::Unexpected),
             None => Err(match self.accounts.as_slice() {
                 [one] => Error::LockLost(format!(
                     "the account lock was lost (token {} is no longer current); nothing changed",
@@ -452,14 +459,14 @@ impl<'a> Group<'a> {
         // Only checked here: the destination's servers keep refusing the accounts (guarded
         // when they left it before) until the flip makes it theirs; a move given back leaves
         // that guard as it was.
-        guard::check_destination(self.cfg, &servers(self.to))
+        guard::check_destination(self.conns, &servers(self.to))
     }
 
     /// From the flip on, the destination takes the accounts' writes: any guard it kept for them
     /// from an earlier move is lifted. Done again by the clean-up (a failure here only delays
     /// their writes there, refused until it is done).
     fn open_destination(&mut self) {
-        if let Err(e) = guard::open_destination(self.cfg, &servers(self.to), &self.users()) {
+        if let Err(e) = guard::open_destination(self.conns, &servers(self.to), &self.users()) {
             self.ui.warn(&format!(
                 "{e}: the accounts' writes on {} stay refused until `shardctl migrate resume` lifts the guard",
                 self.to.name
@@ -474,7 +481,7 @@ impl<'a> Group<'a> {
         let users = self.users();
         let sources = servers(self.from);
         // A failure gives the accounts back, their guard lifted with them.
-        guard::close_source(self.cfg, &sources, &users, &self.to.name)?;
+        guard::close_source(self.conns, &sources, &users, &self.to.name)?;
         let n = users.len() as u64;
         let (mark, mark_params) = self.users_update("state = 'moving'", vec![], Some("active"));
         let (journal, journal_params) = self.journal_update(State::Moving, &[]);
@@ -495,7 +502,6 @@ impl<'a> Group<'a> {
         }
         self.marked_at = Some(Instant::now());
         self.outcome.reached = Some(State::Moving);
-        crate::cache::users_changed(self.cfg, &users);
         Ok(())
     }
 
@@ -795,7 +801,6 @@ impl<'a> Group<'a> {
         self.outcome
             .timings
             .insert("served".into(), self.started.elapsed().as_secs_f64());
-        crate::cache::users_changed(self.cfg, &users);
         Ok(())
     }
 
@@ -812,7 +817,7 @@ impl<'a> Group<'a> {
     fn clean(&mut self, mover: &mut dyn Mover<'a>) -> Result<()> {
         // A resumed clean-up finishes what the flip may have left undone.
         if let Course::Resume { .. } = self.course {
-            guard::open_destination(self.cfg, &servers(self.to), &self.users())?;
+            guard::open_destination(self.conns, &servers(self.to), &self.users())?;
         }
         self.source_unchanged()?;
         mover.delete(self, Side::Source, Step::Clean)?;
@@ -843,11 +848,10 @@ impl<'a> Group<'a> {
             tx.exec_drop(&give_back, params.clone())?;
             Ok(Fenced::Done(()))
         })?;
-        crate::cache::users_changed(self.cfg, &users);
         // The accounts are the source's again in the directory; a server whose guard could not
         // be lifted keeps refusing their writes: the entry stays `aborted`, and `migrate
         // resume` lifts it.
-        let unguarded = guard::given_back(self.cfg, &servers(self.from), &users)
+        let unguarded = guard::given_back(self.conns, &servers(self.from), &users)
             .map_err(|e| {
                 self.ui.warn(&format!(
                     "{e}: there the accounts' writes stay refused until `shardctl migrate resume` lifts the guard"

@@ -35,7 +35,7 @@ use crate::error::{Error, Result};
 use crate::lock::{Held, LockClient, Request};
 use crate::output::Ui;
 use crate::ring::directory::{self, Shard};
-use crate::ring::{self, audit};
+use crate::ring::{audit, Changes, Ring};
 use crate::shard::conns::Conns;
 use crate::shard::routing;
 use crate::types::{HostPort, LockName, ShardName};
@@ -177,16 +177,16 @@ pub fn journal(db: &mut Db, which: Entries) -> Result<Vec<Entry>> {
 /// A single move's lock: renewed by its keeper thread, which says so when it cannot.
 struct Kept<'a> {
     cfg: &'a Config,
-    ring: &'a mut Db,
+    ring: &'a mut Ring,
     lost: &'a AtomicBool,
 }
 
 impl Holder for Kept<'_> {
     /// The ring session, opened again if an I/O error ended it (the ring may have failed over
     /// to its other server between two steps).
-    fn ring(&mut self) -> Result<&mut Db> {
+    fn ring(&mut self) -> Result<&mut Ring> {
         if self.ring.is_lost() {
-            *self.ring = ring::open(self.cfg)?;
+            self.ring.reconnect(self.cfg)?;
         }
         Ok(self.ring)
     }
@@ -352,8 +352,8 @@ fn choose_mode(
 
 /// Moves a user. Re-running after it finished changes nothing; after an interruption it first
 /// resolves the unfinished journal entry, then moves.
-pub fn migrate(cfg: &Config, opts: &Options, ui: &Ui) -> Result<Report> {
-    migrate_with(&Conns::new(cfg), opts, ui, &|_| {})
+pub fn migrate(cfg: &Config, changes: &Changes, opts: &Options, ui: &Ui) -> Result<Report> {
+    migrate_with(&Conns::new(cfg, changes), opts, ui, &|_| {})
 }
 
 /// `migrate` on the command's shard sessions; `phase` hears which step is running.
@@ -365,7 +365,7 @@ pub fn migrate_with(
 ) -> Result<Report> {
     let cfg = conns.cfg();
     let started = Instant::now();
-    let mut ring_db = ring::open(cfg)?;
+    let mut ring_db = conns.ring()?;
     let shards = directory::shards(&mut ring_db)?;
     let to = shards
         .iter()
@@ -551,7 +551,7 @@ pub struct Resumed {
 /// engine's loop, started from the entry's state.
 pub fn resume_entry(
     conns: &Conns,
-    ring_db: &mut Db,
+    ring_db: &mut Ring,
     entry: &Entry,
     (ttl, max_lag): (Duration, u64),
     ui: &Ui,
@@ -703,12 +703,13 @@ fn release_dead_locks(cfg: &Config, user: Option<u64>, ttl: Duration) -> Result<
 /// Resumes the unfinished entries of one user, or of everyone.
 pub fn resume(
     cfg: &Config,
+    changes: &Changes,
     user: Option<u64>,
     (ttl, max_lag): (Duration, u64),
     ui: &Ui,
 ) -> Result<ResumeOutcome> {
-    let conns = Conns::new(cfg);
-    let mut ring_db = ring::open(cfg)?;
+    let conns = Conns::new(cfg, changes);
+    let mut ring_db = conns.ring()?;
     let entries = journal(&mut ring_db, Entries::Unfinished(user))?;
     let mut done = Vec::new();
     let mut in_progress = Vec::new();

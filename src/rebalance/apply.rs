@@ -19,7 +19,7 @@ use crate::migrate;
 use crate::migrate::batch::{placement, BatchOutcome, Placement, Worker};
 use crate::output::Ui;
 use crate::ring::directory::{self, Shard, ShardState};
-use crate::ring::{self, audit};
+use crate::ring::{self, audit, Changes, Ring};
 use crate::shard::conns::Conns;
 
 #[derive(Clone, Debug)]
@@ -288,9 +288,16 @@ fn run_tasks(
 }
 
 /// Applies `plan`.
-pub fn apply(cfg: &Config, plan: &PlanFile, opts: &Options, ui: &Ui) -> Result<Report> {
+pub fn apply(
+    cfg: &Config,
+    changes: &Changes,
+    plan: &PlanFile,
+    opts: &Options,
+    ui: &Ui,
+) -> Result<Report> {
     let started = Instant::now();
-    let mut ring_db = ring::open(cfg)?;
+    let conns = Conns::new(cfg, changes);
+    let mut ring_db = conns.ring()?;
     let shards = directory::shards(&mut ring_db)?;
     let index: HashMap<&str, usize> = shards
         .iter()
@@ -316,7 +323,7 @@ pub fn apply(cfg: &Config, plan: &PlanFile, opts: &Options, ui: &Ui) -> Result<R
     };
     let users: Vec<u64> = plan.moves.iter().map(|m| m.user).collect();
     if !opts.dry_run {
-        report.resumed = resume_interrupted(&Conns::new(cfg), &mut ring_db, &users, opts, ui)?;
+        report.resumed = resume_interrupted(&conns, &mut ring_db, &users, opts, ui)?;
     }
     let now = directory::placements(&mut ring_db, &users)?;
     let mut pending: Vec<schedule::Move> = Vec::new();
@@ -356,7 +363,6 @@ pub fn apply(cfg: &Config, plan: &PlanFile, opts: &Options, ui: &Ui) -> Result<R
         ));
     }
     let run_ui = ui.multi();
-    let conns = Conns::new(cfg);
     let (mut results, left) = run_tasks(
         cfg,
         &conns,
@@ -397,7 +403,7 @@ pub fn apply(cfg: &Config, plan: &PlanFile, opts: &Options, ui: &Ui) -> Result<R
         .collect();
     if !still_busy.is_empty() {
         if ring_db.is_lost() {
-            ring_db = ring::open(cfg)?;
+            ring_db.reconnect(cfg)?;
         }
         let placed = directory::placements(&mut ring_db, &still_busy)?;
         for (task, o) in results.iter_mut() {
@@ -463,7 +469,7 @@ pub fn apply(cfg: &Config, plan: &PlanFile, opts: &Options, ui: &Ui) -> Result<R
         report.rows_per_second = report.rows as f64 / report.seconds;
     }
     if ring_db.is_lost() {
-        ring_db = ring::open(cfg)?;
+        ring_db.reconnect(cfg)?;
     }
     report.shards = users_per_shard(&mut ring_db, &shards)?;
     ring_db.run("auditing", |c| {
@@ -485,7 +491,7 @@ pub fn apply(cfg: &Config, plan: &PlanFile, opts: &Options, ui: &Ui) -> Result<R
 /// batch in a moment: locks in use are tried again for a while.
 fn resume_interrupted(
     conns: &Conns,
-    ring_db: &mut Db,
+    ring_db: &mut Ring,
     users: &[u64],
     opts: &Options,
     ui: &Ui,

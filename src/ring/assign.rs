@@ -10,10 +10,10 @@ use std::collections::{BTreeMap, HashSet};
 use indicatif::ProgressBar;
 use serde_json::json;
 
-use crate::db::{retry_deadlocks, Db};
+use crate::db::retry_deadlocks;
 use crate::error::{Error, Result};
 use crate::ring::placement::WeightedChooser;
-use crate::ring::{audit, directory};
+use crate::ring::{audit, directory, Changed, Ring};
 
 /// Rows per INSERT: large enough to amortise the round trip, far below 65,535 placeholders.
 pub const BATCH: usize = 5000;
@@ -33,7 +33,7 @@ pub struct Assignment {
 /// one transaction with its own audit row, so what committed is always audited; a deadlock
 /// (two runs over the same ids) is retried.
 pub fn assign(
-    db: &mut Db,
+    db: &mut Ring,
     ids: &[u64],
     seed: Option<u64>,
     progress: &ProgressBar,
@@ -80,7 +80,7 @@ type Placed = Vec<(u64, u32)>;
 /// over the same ids lock rows in the same order), and an audit row for what it placed.
 /// Returns (placed, already there).
 fn assign_batch(
-    db: &mut Db,
+    db: &mut Ring,
     batch: &[u64],
     rows: &[(u64, u32)],
     seed: Option<u64>,
@@ -103,23 +103,21 @@ fn assign_batch(
                     "seed": seed, "first": new.first().map(|r| r.0), "last": new.last().map(|r| r.0) }),
         )
     };
-    let fast = db.run("assigning users", |c| {
-        let mut tx = c.start_transaction(mysql::TxOpts::default())?;
-        match directory::insert_users(&mut tx, &sorted) {
+    let placed = |rows: &[(u64, u32)]| Changed::users(rows.iter().map(|r| r.0).collect());
+    let fast = db.write_if("assigning users", |tx| {
+        match directory::insert_users(tx, &sorted) {
             Ok(()) => {
-                audit_row(&mut tx, &sorted, 0)?;
-                tx.commit().map(|_| true)
+                audit_row(tx, &sorted, 0)?;
+                Ok(Some(((), placed(&sorted))))
             }
-            Err(e) if crate::error::kind_of(&e) == crate::error::DbErrorKind::Duplicate => {
-                tx.rollback().map(|_| false)
-            }
+            Err(e) if crate::error::kind_of(&e) == crate::error::DbErrorKind::Duplicate => Ok(None),
             Err(e) => Err(e),
         }
     })?;
-    if fast {
+    if fast.is_some() {
         return Ok((rows.to_vec(), Vec::new()));
     }
-    db.transaction("assigning users", |tx| {
+    db.write("assigning users", |tx| {
         let old = directory::existing_users(tx, batch)?;
         let taken: HashSet<u64> = old.iter().map(|(u, _)| *u).collect();
         let new: Vec<(u64, u32)> = sorted
@@ -129,6 +127,7 @@ fn assign_batch(
             .collect();
         directory::insert_users(tx, &new)?;
         audit_row(tx, &new, old.len())?;
-        Ok((new, old))
+        let changed = placed(&new);
+        Ok(((new, old), changed))
     })
 }

@@ -10,7 +10,7 @@ use serde_json::json;
 
 use crate::db::Db;
 use crate::error::{DbErrorKind, Error, Result};
-use crate::ring::audit;
+use crate::ring::{audit, Changed, Ring};
 use crate::types::{HostPort, ShardName, Weight};
 
 /// Declares a string-valued enum stored as a MySQL ENUM, with its text both ways.
@@ -142,7 +142,7 @@ pub fn user_counts(db: &mut Db) -> Result<HashMap<u32, u64>> {
 
 /// Registers a shard and its servers (halves a, b, a, ... in order) in one transaction.
 pub fn add_shard(
-    db: &mut Db,
+    db: &mut Ring,
     name: &ShardName,
     weight: Weight,
     servers: &[HostPort],
@@ -165,7 +165,7 @@ pub fn add_shard(
             HostPort::new(host.clone(), *port)
         )));
     }
-    let result = db.transaction("registering the shard", |tx| {
+    let result = db.write("registering the shard", |tx| {
         tx.exec_drop(
             "INSERT INTO shards (name, weight, state, created_at) VALUES (?, ?, 'active', UTC_TIMESTAMP(6))",
             (name.as_str(), weight.get()),
@@ -184,7 +184,7 @@ pub fn add_shard(
             name.as_str(),
             json!({ "weight": weight.get(), "servers": servers.iter().map(|s| s.to_string()).collect::<Vec<_>>() }),
         )?;
-        Ok(id)
+        Ok((id, Changed::shards(vec![id])))
     });
     match result {
         Err(e) if e.is(DbErrorKind::Duplicate) => Err(Error::Conflict(format!(
@@ -195,12 +195,12 @@ pub fn add_shard(
 }
 
 /// Changes a shard's weight. Returns the old weight, or None when unchanged.
-pub fn set_weight(db: &mut Db, name: &ShardName, weight: Weight) -> Result<Option<f64>> {
+pub fn set_weight(db: &mut Ring, name: &ShardName, weight: Weight) -> Result<Option<f64>> {
     let shard = shard(db, name)?;
     if shard.weight == weight.get() {
         return Ok(None);
     }
-    db.transaction("changing the shard weight", |tx| {
+    db.write("changing the shard weight", |tx| {
         tx.exec_drop(
             "UPDATE shards SET weight = ? WHERE shard_id = ?",
             (weight.get(), shard.id),
@@ -210,18 +210,19 @@ pub fn set_weight(db: &mut Db, name: &ShardName, weight: Weight) -> Result<Optio
             "shard.set-weight",
             name.as_str(),
             json!({ "from": shard.weight, "to": weight.get() }),
-        )
+        )?;
+        Ok(((), Changed::shards(vec![shard.id])))
     })?;
     Ok(Some(shard.weight))
 }
 
 /// Changes a shard's state. Returns the old state, or None when unchanged.
-pub fn set_state(db: &mut Db, name: &ShardName, state: ShardState) -> Result<Option<ShardState>> {
+pub fn set_state(db: &mut Ring, name: &ShardName, state: ShardState) -> Result<Option<ShardState>> {
     let shard = shard(db, name)?;
     if shard.state == state {
         return Ok(None);
     }
-    db.transaction("changing the shard state", |tx| {
+    db.write("changing the shard state", |tx| {
         tx.exec_drop(
             "UPDATE shards SET state = ? WHERE shard_id = ?",
             (state.as_str(), shard.id),
@@ -231,14 +232,15 @@ pub fn set_state(db: &mut Db, name: &ShardName, state: ShardState) -> Result<Opt
             "shard.set-state",
             name.as_str(),
             json!({ "from": shard.state, "to": state }),
-        )
+        )?;
+        Ok(((), Changed::shards(vec![shard.id])))
     })?;
     Ok(Some(shard.state))
 }
 
 /// Sets the capacity of `servers` (all the shard's when empty) in one audited transaction.
 pub fn set_capacity(
-    db: &mut Db,
+    db: &mut Ring,
     shard: &Shard,
     servers: &[HostPort],
     capacity_qps: Option<f64>,
@@ -248,7 +250,7 @@ pub fn set_capacity(
     } else {
         servers.to_vec()
     };
-    db.transaction("changing server capacity", |tx| {
+    db.write("changing server capacity", |tx| {
         for t in &targets {
             tx.exec_drop(
                 "UPDATE shard_servers SET capacity_qps = ? WHERE shard_id = ? AND host = ? AND port = ?",
@@ -260,15 +262,16 @@ pub fn set_capacity(
             "shard.set-capacity",
             &shard.name,
             json!({ "capacity_qps": capacity_qps, "servers": targets.iter().map(|t| t.to_string()).collect::<Vec<_>>() }),
-        )
+        )?;
+        Ok(((), Changed::shards(vec![shard.id])))
     })
 }
 
 /// Removes an empty shard. The users index range is share-locked in the same transaction, so
 /// no concurrent assignment can slip a user onto the shard while it goes.
-pub fn remove_shard(db: &mut Db, name: &ShardName) -> Result<()> {
+pub fn remove_shard(db: &mut Ring, name: &ShardName) -> Result<()> {
     let shard = shard(db, name)?;
-    let removed = db.transaction("removing the shard", |tx| {
+    let removed = db.write("removing the shard", |tx| {
         // The shard's row is locked first: a flip into it reads it in share mode in its own
         // transaction, so the two cannot interleave.
         // Read, not dropped: a lock wait that runs out arrives after the result's columns,
@@ -284,20 +287,20 @@ pub fn remove_shard(db: &mut Db, name: &ShardName) -> Result<()> {
             (shard.id, shard.id),
         )?;
         if let Some((id, user, state)) = moving.first() {
-            return Ok(Err(Error::Refused(format!(
+            return Ok((Err(Error::Refused(format!(
                 "shard `{name}` takes part in {} unfinished migration(s), #{id} of user {user} ({state}) first; \
                  nothing was changed: let them finish or run `shardctl migrate resume --all`",
                 moving.len()
-            ))));
+            ))), Changed::default()));
         }
         let holds: Option<u8> = tx.exec_first(
             "SELECT 1 FROM users WHERE shard_id = ? LIMIT 1 LOCK IN SHARE MODE",
             (shard.id,),
         )?;
         if holds.is_some() {
-            return Ok(Err(Error::Conflict(format!(
+            return Ok((Err(Error::Conflict(format!(
                 "shard `{name}` still holds users: move them first (set it retiring and rebalance)"
-            ))));
+            ))), Changed::default()));
         }
         tx.exec_drop("DELETE FROM shard_servers WHERE shard_id = ?", (shard.id,))?;
         tx.exec_drop("DELETE FROM shards WHERE shard_id = ?", (shard.id,))?;
@@ -307,7 +310,7 @@ pub fn remove_shard(db: &mut Db, name: &ShardName) -> Result<()> {
             name.as_str(),
             json!({ "weight": shard.weight }),
         )?;
-        Ok(Ok(()))
+        Ok((Ok(()), Changed::shards(vec![shard.id])))
     })?;
     removed
 }
@@ -363,7 +366,7 @@ pub fn placements(db: &mut Db, users: &[u64]) -> Result<HashMap<u64, (u32, Strin
 
 /// Inserts new users in one multi-row statement inside `tx`. A duplicate key fails the whole
 /// statement (InnoDB statements are atomic), which the caller handles.
-pub fn insert_users(tx: &mut impl Queryable, rows: &[(u64, u32)]) -> mysql::Result<()> {
+pub(super) fn insert_users(tx: &mut impl Queryable, rows: &[(u64, u32)]) -> mysql::Result<()> {
     if rows.is_empty() {
         return Ok(());
     }

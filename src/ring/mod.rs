@@ -7,7 +7,10 @@ pub mod directory;
 pub mod fences;
 pub mod placement;
 pub mod schema;
+pub mod session;
 pub mod tickets;
+
+pub use session::{Changed, Changes, Ring};
 
 use crate::config::Config;
 use crate::db::Db;

@@ -20,7 +20,7 @@ use crate::error::{Error, Result};
 use crate::output::Ui;
 use crate::parallel;
 use crate::ring::directory::{self, Half};
-use crate::ring::{self, assign};
+use crate::ring::{self, assign, Changes, Ring};
 use crate::shard::replica;
 use crate::types::{HostPort, Ident, ShardName, Weight};
 use server::{Binaries, ServerProcess};
@@ -258,7 +258,9 @@ pub struct UpOutcome {
 }
 
 /// Brings the sandbox up: creates it the first time, afterwards restarts whatever is down.
-pub fn up(opts: &UpOptions, ui: &Ui) -> Result<UpOutcome> {
+/// `observe` gives the observer of the new ring's directory writes (the routing cache's
+/// invalidator, for the sandbox's own config).
+pub fn up(opts: &UpOptions, observe: &dyn Fn(&Config) -> Changes, ui: &Ui) -> Result<UpOutcome> {
     std::fs::create_dir_all(&opts.dir)
         .map_err(|e| Error::io("creating the sandbox directory", e))?;
     let dir = opts
@@ -334,7 +336,15 @@ pub fn up(opts: &UpOptions, ui: &Ui) -> Result<UpOutcome> {
             spinner.set_message("waiting for ZooKeeper");
             zookeeper::wait_serving(&ensemble, START_TIMEOUT)?;
         }
-        bring_up(opts, &dir, &spec, recorded.is_none(), &members, &spinner)
+        bring_up(
+            opts,
+            observe,
+            &dir,
+            &spec,
+            recorded.is_none(),
+            &members,
+            &spinner,
+        )
     })();
     match result {
         Ok((config, users, rows)) => Ok(UpOutcome {
@@ -366,6 +376,7 @@ pub fn up(opts: &UpOptions, ui: &Ui) -> Result<UpOutcome> {
 /// ring and the demo data; then waits for replication. (config, users placed, rows written)
 fn bring_up(
     opts: &UpOptions,
+    observe: &dyn Fn(&Config) -> Changes,
     dir: &Path,
     spec: &Spec,
     fresh: bool,
@@ -402,7 +413,7 @@ fn bring_up(
         let cfg = Config::load(&config_path)?;
         spinner.set_message("creating the ring and the shards");
         ring::initialize(&cfg, false)?;
-        let mut ring_db = ring::open(&cfg)?;
+        let mut ring_db = Ring::open(&cfg, &observe(&cfg))?;
         let database: Ident = demo::DATABASE.parse().map_err(Error::Failed)?;
         for (i, pair) in members[1..].chunks(2).enumerate() {
             let name: ShardName = shard_name(i as u32 + 1).parse().map_err(Error::Failed)?;

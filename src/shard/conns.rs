@@ -15,20 +15,24 @@ use std::sync::Mutex;
 use crate::config::Config;
 use crate::db::Db;
 use crate::error::Result;
+use crate::ring::{Changes, Ring};
 use crate::types::HostPort;
 
 /// The idle sessions of one command, per server.
 pub struct Conns<'c> {
     cfg: &'c Config,
+    /// Observes the command's directory writes (its ring sessions are opened with it).
+    changes: Changes,
     idle: Mutex<HashMap<HostPort, Vec<Db>>>,
     /// What `once` already saw to on each server.
     done: Mutex<HashSet<(HostPort, &'static str)>>,
 }
 
 impl<'c> Conns<'c> {
-    pub fn new(cfg: &'c Config) -> Conns<'c> {
+    pub fn new(cfg: &'c Config, changes: &Changes) -> Conns<'c> {
         Conns {
             cfg,
+            changes: changes.clone(),
             idle: Mutex::new(HashMap::new()),
             done: Mutex::new(HashSet::new()),
         }
@@ -55,6 +59,11 @@ impl<'c> Conns<'c> {
 
     pub fn cfg(&self) -> &'c Config {
         self.cfg
+    }
+
+    /// A new ring session whose directory writes this command observes.
+    pub fn ring(&self) -> Result<Ring> {
+        Ring::open(self.cfg, &self.changes)
     }
 
     /// A session on `addr`: an idle one, else a new one. It comes back when dropped, unless an

@@ -29,6 +29,7 @@ use crate::db::{placeholders, values, Db};
 use crate::error::{Error, Result};
 use crate::types::HostPort;
 
+use super::conns::Conns;
 use super::home;
 
 /// The guard table: a row per user this server refuses, with where the user lives now.
@@ -437,27 +438,12 @@ pub fn not_installed(server: &str, missing: &[String]) -> Error {
     ))
 }
 
-/// Servers this process has seen with the guard installed: checked once per run.
-static CHECKED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
-
 /// Refuses a move onto or off a server that lacks the guard, when it is configured.
 fn check_installed(cfg: &Config, db: &mut Db) -> Result<()> {
-    let server = db.server.to_string();
-    if CHECKED
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .contains(&server)
-    {
-        return Ok(());
-    }
     let have = inspect(cfg, db)?;
     if !have.installed {
-        return Err(not_installed(&server, &have.missing));
+        return Err(not_installed(&db.server.to_string(), &have.missing));
     }
-    CHECKED
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .push(server);
     Ok(())
 }
 
@@ -476,18 +462,21 @@ fn session(cfg: &Config, addr: &HostPort) -> Result<Db> {
 
 /// Runs `f` on every one of `servers` at once, each on a guard session whose server has the
 /// guard installed; fails naming every server where it could not be done.
+/// (Whether the guard is installed is checked once per server and command.)
 fn on_each(
-    cfg: &Config,
+    conns: &Conns,
     servers: &[HostPort],
     what: &str,
     f: impl Fn(&mut Db) -> Result<()> + Sync,
 ) -> Result<()> {
+    let cfg = conns.cfg();
     let failed: Vec<String> = crate::parallel::each(servers, |addr| {
-        session(cfg, addr)
-            .and_then(|mut db| {
-                check_installed(cfg, &mut db)?;
-                f(&mut db)
+        conns
+            .once(addr, "the write guard installed", |db| {
+                check_installed(cfg, db)
             })
+            .and_then(|()| session(cfg, addr))
+            .and_then(|mut db| f(&mut db))
             .err()
             .map(|e| format!("{addr}: {e}"))
     })
@@ -505,47 +494,49 @@ fn on_each(
 
 /// Before a move: every server of the destination shard has the guard (a move onto a server
 /// without it could not be guarded there later).
-pub fn check_destination(cfg: &Config, servers: &[HostPort]) -> Result<()> {
-    if !enabled(cfg) {
+pub fn check_destination(conns: &Conns, servers: &[HostPort]) -> Result<()> {
+    if !enabled(conns.cfg()) {
         return Ok(());
     }
-    on_each(cfg, servers, "checking the destination's guard", |_| Ok(()))
+    on_each(conns, servers, "checking the destination's guard", |_| {
+        Ok(())
+    })
 }
 
 /// At the flip: the users' guard lifted on every server of the destination shard (its rows
 /// are theirs now).
-pub fn open_destination(cfg: &Config, servers: &[HostPort], users: &[u64]) -> Result<()> {
-    if !enabled(cfg) {
+pub fn open_destination(conns: &Conns, servers: &[HostPort], users: &[u64]) -> Result<()> {
+    if !enabled(conns.cfg()) {
         return Ok(());
     }
-    on_each(cfg, servers, "lifting the destination's guard", |db| {
-        unguard(cfg, db, users)
+    on_each(conns, servers, "lifting the destination's guard", |db| {
+        unguard(conns.cfg(), db, users)
     })
 }
 
 /// Before a move marks `users` moving: guarded on every server of the source shard, each
 /// directly. A server that cannot be guarded holds the move (the caller gives it back).
 pub fn close_source(
-    cfg: &Config,
+    conns: &Conns,
     servers: &[HostPort],
     users: &[u64],
     to_shard: &str,
 ) -> Result<()> {
-    if !enabled(cfg) {
+    if !enabled(conns.cfg()) {
         return Ok(());
     }
-    on_each(cfg, servers, "guarding the source", |db| {
-        guard(cfg, db, users, to_shard)
+    on_each(conns, servers, "guarding the source", |db| {
+        guard(conns.cfg(), db, users, to_shard)
     })
 }
 
 /// The move was undone: the users are the source's again, on every server of its shard.
-pub fn given_back(cfg: &Config, servers: &[HostPort], users: &[u64]) -> Result<()> {
-    if !enabled(cfg) {
+pub fn given_back(conns: &Conns, servers: &[HostPort], users: &[u64]) -> Result<()> {
+    if !enabled(conns.cfg()) {
         return Ok(());
     }
-    on_each(cfg, servers, "lifting the source's guard", |db| {
-        unguard(cfg, db, users)
+    on_each(conns, servers, "lifting the source's guard", |db| {
+        unguard(conns.cfg(), db, users)
     })
 }
 
