@@ -278,18 +278,6 @@ pub fn share_bar(share: f64, width: usize) -> String {
     format!("{}{}", "#".repeat(filled), ".".repeat(width - filled))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn share_bar_is_proportional() {
-        assert_eq!(share_bar(0.5, 10), "#####.....");
-        assert_eq!(share_bar(1.5, 4), "####");
-        assert_eq!(share_bar(0.0, 3), "...");
-    }
-}
-
 /// Prints a failure the way every command does (one line on stderr; the JSON error object on
 /// stdout with `--format json`) and returns its exit code.
 pub fn fail(kind: &str, message: &str, json: bool, code: u8) -> u8 {
@@ -301,4 +289,16 @@ pub fn fail(kind: &str, message: &str, json: bool, code: u8) -> u8 {
         let _ = write_stdout(&doc);
     }
     code
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn share_bar_is_proportional() {
+        assert_eq!(share_bar(0.5, 10), "#####.....");
+        assert_eq!(share_bar(1.5, 4), "####");
+        assert_eq!(share_bar(0.0, 3), "...");
+    }
 }

@@ -6,6 +6,7 @@
 //! Tests that freeze or stop servers, or change replication, take turns (`serial`); the others
 //! run beside them in databases of their own.
 #![allow(clippy::unwrap_used)] // a test fails by panicking
+#![allow(clippy::too_many_lines)] // a test reads as the operator's story, top to bottom
 
 mod common;
 

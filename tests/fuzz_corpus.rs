@@ -2,6 +2,7 @@
 //! corpus and then over seeded mutations of it for a fixed time, so CI fuzzes on stable Rust
 //! without cargo-fuzz. A panic fails the test; so would a hang (the test would time out).
 #![allow(clippy::unwrap_used)] // a test fails by panicking
+#![allow(clippy::too_many_lines)] // a test reads as the operator's story, top to bottom
 
 use std::path::Path;
 use std::time::{Duration, Instant};

@@ -6,6 +6,7 @@
 //! run without the home guard loses writes, so the test can fail.
 
 #![allow(clippy::unwrap_used)] // a test fails by panicking
+#![allow(clippy::too_many_lines)] // a test reads as the operator's story, top to bottom
 
 mod common;
 

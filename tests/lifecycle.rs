@@ -2,6 +2,7 @@
 //! stopped replication, `sandbox up` must bring both back, `sandbox down` must stop exactly the
 //! sandbox's servers and be idempotent. One test, in order, because each step breaks the world.
 #![allow(clippy::unwrap_used)] // a test fails by panicking
+#![allow(clippy::too_many_lines)] // a test reads as the operator's story, top to bottom
 
 mod common;
 

@@ -5,6 +5,7 @@
 //! Replication threads and sessions are per server, not per test database, so the tests of this
 //! binary take turns (`serial`).
 #![allow(clippy::unwrap_used)] // a test fails by panicking
+#![allow(clippy::too_many_lines)] // a test reads as the operator's story, top to bottom
 
 mod common;
 

@@ -2,6 +2,7 @@
 //! the user active on its source, the source untouched), and once the server is back a resume
 //! clears the partial copy and the move can be made. Its own federation: it kills a server.
 #![allow(clippy::unwrap_used)] // a test fails by panicking
+#![allow(clippy::too_many_lines)] // a test reads as the operator's story, top to bottom
 #![cfg(feature = "failpoints")]
 
 mod common;

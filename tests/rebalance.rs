@@ -4,6 +4,7 @@
 //! runs that do nothing twice, and — with the `failpoints` feature — a crash at every named
 //! point followed by a re-run.
 #![allow(clippy::unwrap_used)] // a test fails by panicking
+#![allow(clippy::too_many_lines)] // a test reads as the operator's story, top to bottom
 
 mod common;
 

@@ -6,6 +6,7 @@
 //!
 //! Servers and their replication are shared by every test of this binary: they take turns.
 #![allow(clippy::unwrap_used)] // a test fails by panicking
+#![allow(clippy::too_many_lines)] // a test reads as the operator's story, top to bottom
 
 mod common;
 

@@ -2,6 +2,7 @@
 //! under tmux (a private socket) during a `rebalance apply`, seen moving and finishing, then
 //! quit with `q` and the terminal back to normal.
 #![allow(clippy::unwrap_used)] // a test fails by panicking
+#![allow(clippy::too_many_lines)] // a test reads as the operator's story, top to bottom
 
 mod common;
 

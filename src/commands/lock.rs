@@ -1,7 +1,7 @@
 use serde::Serialize;
 use serde_json::json;
 
-use crate::cli::{LockAcquireArgs, LockCommand};
+use crate::cli::{LockAcquireArgs, LockCommand, LockReleaseArgs};
 use crate::commands::Ctx;
 use crate::error::{Error, Result};
 use crate::lock::run::{run_under_lock, RunOptions, RunOutcome};
@@ -314,31 +314,7 @@ pub fn run(ctx: &Ctx, cmd: LockCommand) -> Result<Outcome> {
                 backend: client.backend(),
             })
         }
-        LockCommand::Release(args) if args.dry_run => {
-            let client = &mut connect()?;
-            let mut p = preview(client, &args.name, "release")?;
-            p.would = p
-                .lease
-                .as_ref()
-                .is_some_and(|l| args.token.is_none_or(|t| t == l.token));
-            p.in_use_code = p.lease.is_some();
-            Outcome::of(p)
-        }
-        LockCommand::Release(args) => {
-            let client = &mut connect()?;
-            let (lease, released) = client.release_audited(&args.name, args.token)?;
-            Outcome::of(Released {
-                name: args.name.to_string(),
-                released,
-                stray_children: lease
-                    .as_ref()
-                    .filter(|_| released)
-                    .map(Lease::stray_children)
-                    .unwrap_or_default(),
-                token: lease.map(|l| l.token),
-                backend: client.backend(),
-            })
-        }
+        LockCommand::Release(args) => release(&mut connect()?, &args),
         LockCommand::Show(args) => {
             let client = &mut connect()?;
             let lease = client.read(args.name.as_str())?;
@@ -382,4 +358,29 @@ pub fn run(ctx: &Ctx, cmd: LockCommand) -> Result<Outcome> {
             })
         }
     }
+}
+
+/// `lock release`: the holder gives its lock back (or, dry, whether it would).
+fn release(client: &mut LockClient, args: &LockReleaseArgs) -> Result<Outcome> {
+    if args.dry_run {
+        let mut p = preview(client, &args.name, "release")?;
+        p.would = p
+            .lease
+            .as_ref()
+            .is_some_and(|l| args.token.is_none_or(|t| t == l.token));
+        p.in_use_code = p.lease.is_some();
+        return Outcome::of(p);
+    }
+    let (lease, released) = client.release_audited(&args.name, args.token)?;
+    Outcome::of(Released {
+        name: args.name.to_string(),
+        released,
+        stray_children: lease
+            .as_ref()
+            .filter(|_| released)
+            .map(Lease::stray_children)
+            .unwrap_or_default(),
+        token: lease.map(|l| l.token),
+        backend: client.backend(),
+    })
 }

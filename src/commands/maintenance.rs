@@ -198,59 +198,8 @@ impl Report for Change {
                     .map(|r| vec![r.shard.clone(), r.reason.clone()]),
             ));
         }
-        if !d.sessions.is_empty() {
-            out.push_str(if d.dry_run {
-                "\napplication sessions open now (a drain waits for them):\n"
-            } else {
-                "\napplication sessions still open:\n"
-            });
-            out.push_str(&table(
-                &[
-                    "shard", "server", "id", "user", "client", "time", "state", "query",
-                ],
-                d.sessions.iter().map(|h| {
-                    vec![
-                        h.shard.clone(),
-                        h.server.clone(),
-                        h.session.id.to_string(),
-                        h.session.user.clone(),
-                        h.session.host.clone(),
-                        format!("{}s", h.session.time),
-                        h.session
-                            .state
-                            .clone()
-                            .unwrap_or_else(|| h.session.command.clone()),
-                        crate::types::shown(&h.session.info.clone().unwrap_or_default()),
-                    ]
-                }),
-            ));
-        }
-        if !d.handovers.is_empty() {
-            out.push_str("\nusers' writes handed over (never two servers taking one user's):\n");
-            out.push_str(&table(
-                &[
-                    "shard",
-                    "server",
-                    "took writes for",
-                    "takes writes for",
-                    "write window",
-                ],
-                d.handovers.iter().flat_map(|h| {
-                    h.servers.iter().map(move |s| {
-                        vec![
-                            h.shard.clone(),
-                            format!("{}:{}", s.host, s.port),
-                            s.before.clone(),
-                            s.after.clone(),
-                            format!("{:.3}s", h.write_window_seconds),
-                        ]
-                    })
-                }),
-            ));
-            for note in d.handovers.iter().flat_map(|h| &h.notes) {
-                out.push_str(&format!("\nnote: {note}"));
-            }
-        }
+        out.push_str(&sessions_table(d));
+        out.push_str(&handovers_table(d));
         if let Some(w) = &d.warning {
             out.push_str(&format!("\nwarning: {w}"));
         }
@@ -395,4 +344,73 @@ impl Report for RollReport {
             RollState::Refused => exit_codes::REFUSED,
         }
     }
+}
+
+/// The application sessions a drain met, as a table (empty without any).
+fn sessions_table(d: &Done) -> String {
+    let mut out = String::new();
+    if d.sessions.is_empty() {
+        return out;
+    }
+
+    out.push_str(if d.dry_run {
+        "\napplication sessions open now (a drain waits for them):\n"
+    } else {
+        "\napplication sessions still open:\n"
+    });
+    out.push_str(&table(
+        &[
+            "shard", "server", "id", "user", "client", "time", "state", "query",
+        ],
+        d.sessions.iter().map(|h| {
+            vec![
+                h.shard.clone(),
+                h.server.clone(),
+                h.session.id.to_string(),
+                h.session.user.clone(),
+                h.session.host.clone(),
+                format!("{}s", h.session.time),
+                h.session
+                    .state
+                    .clone()
+                    .unwrap_or_else(|| h.session.command.clone()),
+                crate::types::shown(&h.session.info.clone().unwrap_or_default()),
+            ]
+        }),
+    ));
+    out
+}
+
+/// The hand-overs a drain or restore made, as a table with their notes (empty without any).
+fn handovers_table(d: &Done) -> String {
+    let mut out = String::new();
+    if d.handovers.is_empty() {
+        return out;
+    }
+
+    out.push_str("\nusers' writes handed over (never two servers taking one user's):\n");
+    out.push_str(&table(
+        &[
+            "shard",
+            "server",
+            "took writes for",
+            "takes writes for",
+            "write window",
+        ],
+        d.handovers.iter().flat_map(|h| {
+            h.servers.iter().map(move |s| {
+                vec![
+                    h.shard.clone(),
+                    format!("{}:{}", s.host, s.port),
+                    s.before.clone(),
+                    s.after.clone(),
+                    format!("{:.3}s", h.write_window_seconds),
+                ]
+            })
+        }),
+    ));
+    for note in d.handovers.iter().flat_map(|h| &h.notes) {
+        out.push_str(&format!("\nnote: {note}"));
+    }
+    out
 }

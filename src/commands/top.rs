@@ -85,52 +85,7 @@ impl Report for Snapshot {
                 ]
             }),
         );
-        let migrations = table(
-            &[
-                "migration",
-                "user",
-                "from",
-                "to",
-                "step",
-                "rows",
-                "age",
-                "read-only",
-            ],
-            self.migrations.iter().map(|m| {
-                vec![
-                    m.migration_id.to_string(),
-                    m.user.to_string(),
-                    m.from.clone(),
-                    m.to.clone(),
-                    if m.in_flight {
-                        m.state.clone()
-                    } else {
-                        format!("last: {}", m.state)
-                    },
-                    m.rows.to_string(),
-                    format!("{:.1}s", m.age_seconds),
-                    or_dash(m.read_only_seconds.map(|s| format!("{s:.2}s"))),
-                ]
-            }),
-        );
-        let locks = table(
-            &["lock", "owner", "host", "token", "age", "left", "expired"],
-            self.locks.iter().map(|l| {
-                vec![
-                    shown(&l.name),
-                    shown(&l.owner),
-                    shown(&l.host),
-                    l.token.to_string(),
-                    format!("{:.1}s", l.age_seconds),
-                    format!("{:.1}s", l.remaining_seconds),
-                    if l.expired {
-                        "EXPIRED".into()
-                    } else {
-                        String::new()
-                    },
-                ]
-            }),
-        );
+        let (migrations, locks) = (migrations_table(self), locks_table(self));
         let audit = table(
             &["at", "operator", "action", "target"],
             self.audit.iter().map(|a| {
@@ -158,4 +113,56 @@ impl Report for Snapshot {
             crate::exit_codes::PARTIAL
         }
     }
+}
+
+fn migrations_table(s: &Snapshot) -> String {
+    table(
+        &[
+            "migration",
+            "user",
+            "from",
+            "to",
+            "step",
+            "rows",
+            "age",
+            "read-only",
+        ],
+        s.migrations.iter().map(|m| {
+            vec![
+                m.migration_id.to_string(),
+                m.user.to_string(),
+                m.from.clone(),
+                m.to.clone(),
+                if m.in_flight {
+                    m.state.clone()
+                } else {
+                    format!("last: {}", m.state)
+                },
+                m.rows.to_string(),
+                format!("{:.1}s", m.age_seconds),
+                or_dash(m.read_only_seconds.map(|s| format!("{s:.2}s"))),
+            ]
+        }),
+    )
+}
+
+fn locks_table(s: &Snapshot) -> String {
+    table(
+        &["lock", "owner", "host", "token", "age", "left", "expired"],
+        s.locks.iter().map(|l| {
+            vec![
+                shown(&l.name),
+                shown(&l.owner),
+                shown(&l.host),
+                l.token.to_string(),
+                format!("{:.1}s", l.age_seconds),
+                format!("{:.1}s", l.remaining_seconds),
+                if l.expired {
+                    "EXPIRED".into()
+                } else {
+                    String::new()
+                },
+            ]
+        }),
+    )
 }

@@ -679,128 +679,35 @@ impl Config {
     }
 
     pub fn parse_with(text: &str, path: &Path, sources: &OptionSources) -> Result<Config> {
-        let bad = |msg: String| Error::Config(format!("config {}: {msg}", path.display()));
+        let mut p = Parsing {
+            path,
+            base: path.parent().unwrap_or(Path::new(".")),
+            sources,
+            discovered: None,
+            warnings: Vec::new(),
+        };
         let raw: RawConfig =
-            toml::from_str(text).map_err(|e| bad(crate::error::one_line(&e.to_string())))?;
-        let base = path.parent().unwrap_or(Path::new("."));
-        let mut warnings = Vec::new();
-        // Read the option files once, and only if an auth section needs them.
-        let mut discovered: Option<Option<OptionFile>> = None;
-        let mut login = |auth: &RawAuth, section: &str| -> Result<Login> {
-            let bad = |e: String| bad(format!("[{section}] {e}"));
-            if !auth.needs_option_files() {
-                return resolve_login(auth, base, None, &mut warnings).map_err(bad);
-            }
-            if discovered.is_none() {
-                let found = sources
-                    .read()
-                    .map_err(|e| bad(format!("option files: {e}")))?;
-                if let Some(f) = &found {
-                    warnings.extend(readable_password_warnings(f));
-                }
-                discovered = Some(found);
-            }
-            resolve_login(
-                auth,
-                base,
-                discovered.as_ref().and_then(Option::as_ref),
-                &mut warnings,
-            )
-            .map_err(bad)
-        };
-
-        if raw.ring.servers.is_empty() {
-            return Err(bad("[ring] servers must name at least one HOST:PORT".into()));
-        }
-        let servers = raw
-            .ring
-            .servers
-            .iter()
-            .map(|s| s.parse::<HostPort>())
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| bad(format!("[ring] servers: {e}")))?;
-        let ident =
-            |what: &str, v: &str| v.parse::<Ident>().map_err(|e| bad(format!("{what}: {e}")));
-        let ring = RingConfig {
-            servers,
-            database: ident("[ring] database", &raw.ring.database)?,
-            login: login(&raw.ring.auth, "ring.auth")?,
-        };
-        let tickets = raw
-            .tickets
-            .iter()
-            .map(|t| {
-                let check_positive = |v: Option<u32>, key: &str| match v {
-                    Some(0) => Err(bad(format!("[[tickets]] {key} must be at least 1"))),
-                    _ => Ok(v),
-                };
-                Ok(TicketServer {
-                    server: t
-                        .server
-                        .parse()
-                        .map_err(|e| bad(format!("[[tickets]] server: {e}")))?,
-                    database: ident("[[tickets]] database", &t.database)?,
-                    auto_increment_increment: check_positive(
-                        t.auto_increment_increment,
-                        "auto_increment_increment",
-                    )?,
-                    auto_increment_offset: check_positive(
-                        t.auto_increment_offset,
-                        "auto_increment_offset",
-                    )?,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let tables = raw
-            .shards
-            .tables
-            .iter()
-            .map(|t| {
-                Ok(TableSpec {
-                    name: ident("[[shards.tables]] name", &t.name)?,
-                    owner_column: ident("[[shards.tables]] owner_column", &t.owner_column)?,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        check_tables(&tables).map_err(bad)?;
-        let shards = ShardsConfig {
-            database: ident("[shards] database", &raw.shards.database)?,
-            login: login(&raw.shards.auth, "shards.auth")?,
-            tables,
-            write_guard: raw.shards.write_guard,
-            home_guard: raw.shards.home_guard,
-        };
-        let timeout = |v: &Option<String>, default: Duration, key: &str| match v {
-            None => Ok(default),
-            // Zero would mean "wait forever" to the socket: every wait must be bounded.
-            Some(s) => match parse_duration(s) {
-                Ok(d) if d < Duration::from_millis(1) => Err(bad(format!(
-                    "[timeouts] {key}: `{s}` must be at least 1ms (a timeout of zero never ends)"
-                ))),
-                Ok(d) => Ok(d),
-                Err(e) => Err(bad(format!("[timeouts] {key}: {e}"))),
-            },
-        };
-        let defaults = NetOptions::default();
-        let net = NetOptions {
-            tls: raw.tls.mode,
-            ca: raw.tls.ca.map(|p| base.join(p)),
-            connect_timeout: timeout(&raw.timeouts.connect, defaults.connect_timeout, "connect")?,
-            read_timeout: timeout(&raw.timeouts.read, defaults.read_timeout, "read")?,
-            write_timeout: timeout(&raw.timeouts.write, defaults.write_timeout, "write")?,
-        };
-        let cache = raw.cache.map(cache_config).transpose().map_err(bad)?;
+            toml::from_str(text).map_err(|e| p.bad(crate::error::one_line(&e.to_string())))?;
+        let ring = p.ring(&raw.ring)?;
+        let tickets = p.tickets(&raw.tickets)?;
+        let shards = p.shards(&raw.shards)?;
+        let net = p.net(raw.tls, &raw.timeouts)?;
+        let cache = raw
+            .cache
+            .map(cache_config)
+            .transpose()
+            .map_err(|e| p.bad(e))?;
         let locks = raw
             .locks
-            .map(|l| locks_config(l, base, &mut warnings))
+            .map(|l| locks_config(l, p.base, &mut p.warnings))
             .transpose()
-            .map_err(bad)?
+            .map_err(|e| p.bad(e))?
             .unwrap_or_default();
         let migrate = raw
             .migrate
             .map(migrate_config)
             .transpose()
-            .map_err(bad)?
+            .map_err(|e| p.bad(e))?
             .unwrap_or_default();
         Ok(Config {
             path: path.to_path_buf(),
@@ -811,8 +718,163 @@ impl Config {
             cache,
             locks,
             migrate,
-            warnings,
+            warnings: p.warnings,
         })
+    }
+}
+
+/// One config file being checked section by section: what the sections share (where its
+/// relative paths start, the option files, the warnings so far) travels here between them.
+struct Parsing<'a> {
+    path: &'a Path,
+    /// Relative paths in the file are relative to the file, not to the working directory.
+    base: &'a Path,
+    sources: &'a OptionSources,
+    /// The option files, read once, and only if an auth section needs them.
+    discovered: Option<Option<OptionFile>>,
+    warnings: Vec<String>,
+}
+
+impl Parsing<'_> {
+    /// Every mistake names the file it is in: the operator may have several.
+    fn bad(&self, msg: String) -> Error {
+        Error::Config(format!("config {}: {msg}", self.path.display()))
+    }
+
+    /// Names end up quoted in SQL: they are checked here, once, and a bad one names its key.
+    fn ident(&self, what: &str, v: &str) -> Result<Ident> {
+        v.parse::<Ident>()
+            .map_err(|e| self.bad(format!("{what}: {e}")))
+    }
+
+    /// An `auth` section's login. The option files are read at the first section that leaves
+    /// its password to them (a config that names its own sources never touches them), and
+    /// their warnings are given once.
+    fn login(&mut self, auth: &RawAuth, section: &str) -> Result<Login> {
+        if !auth.needs_option_files() {
+            return resolve_login(auth, self.base, None, &mut self.warnings)
+                .map_err(|e| self.bad(format!("[{section}] {e}")));
+        }
+        if self.discovered.is_none() {
+            let found = self
+                .sources
+                .read()
+                .map_err(|e| self.bad(format!("[{section}] option files: {e}")))?;
+            if let Some(f) = &found {
+                self.warnings.extend(readable_password_warnings(f));
+            }
+            self.discovered = Some(found);
+        }
+        resolve_login(
+            auth,
+            self.base,
+            self.discovered.as_ref().and_then(Option::as_ref),
+            &mut self.warnings,
+        )
+        .map_err(|e| self.bad(format!("[{section}] {e}")))
+    }
+
+    /// `[ring]`: its servers are tried in order, so with none there is nothing to try.
+    fn ring(&mut self, raw: &RawRing) -> Result<RingConfig> {
+        if raw.servers.is_empty() {
+            return Err(self.bad("[ring] servers must name at least one HOST:PORT".into()));
+        }
+        let servers = raw
+            .servers
+            .iter()
+            .map(|s| s.parse::<HostPort>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.bad(format!("[ring] servers: {e}")))?;
+        Ok(RingConfig {
+            servers,
+            database: self.ident("[ring] database", &raw.database)?,
+            login: self.login(&raw.auth, "ring.auth")?,
+        })
+    }
+
+    /// `[[tickets]]`: an auto-increment setting of zero is outside MySQL's range, so it is
+    /// refused here, where the message can name its key.
+    fn tickets(&self, raw: &[RawTicket]) -> Result<Vec<TicketServer>> {
+        raw.iter()
+            .map(|t| {
+                let check_positive = |v: Option<u32>, key: &str| match v {
+                    Some(0) => Err(self.bad(format!("[[tickets]] {key} must be at least 1"))),
+                    _ => Ok(v),
+                };
+                Ok(TicketServer {
+                    server: t
+                        .server
+                        .parse()
+                        .map_err(|e| self.bad(format!("[[tickets]] server: {e}")))?,
+                    database: self.ident("[[tickets]] database", &t.database)?,
+                    auto_increment_increment: check_positive(
+                        t.auto_increment_increment,
+                        "auto_increment_increment",
+                    )?,
+                    auto_increment_offset: check_positive(
+                        t.auto_increment_offset,
+                        "auto_increment_offset",
+                    )?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()
+    }
+
+    /// `[shards]`: what a move copies (see `check_tables`) and how it logs in to the shards.
+    fn shards(&mut self, raw: &RawShards) -> Result<ShardsConfig> {
+        let tables = raw
+            .tables
+            .iter()
+            .map(|t| {
+                Ok(TableSpec {
+                    name: self.ident("[[shards.tables]] name", &t.name)?,
+                    owner_column: self.ident("[[shards.tables]] owner_column", &t.owner_column)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        check_tables(&tables).map_err(|e| self.bad(e))?;
+        Ok(ShardsConfig {
+            database: self.ident("[shards] database", &raw.database)?,
+            login: self.login(&raw.auth, "shards.auth")?,
+            tables,
+            write_guard: raw.write_guard,
+            home_guard: raw.home_guard,
+        })
+    }
+
+    /// `[tls]` and `[timeouts]`: how every connection is made, to the ring and shards alike.
+    fn net(&self, tls: RawTls, timeouts: &RawTimeouts) -> Result<NetOptions> {
+        let defaults = NetOptions::default();
+        Ok(NetOptions {
+            tls: tls.mode,
+            ca: tls.ca.map(|p| self.base.join(p)),
+            connect_timeout: self.timeout(
+                timeouts.connect.as_deref(),
+                defaults.connect_timeout,
+                "connect",
+            )?,
+            read_timeout: self.timeout(timeouts.read.as_deref(), defaults.read_timeout, "read")?,
+            write_timeout: self.timeout(
+                timeouts.write.as_deref(),
+                defaults.write_timeout,
+                "write",
+            )?,
+        })
+    }
+
+    /// One `[timeouts]` key. Zero would mean "wait forever" to the socket: every wait must be
+    /// bounded.
+    fn timeout(&self, v: Option<&str>, default: Duration, key: &str) -> Result<Duration> {
+        match v {
+            None => Ok(default),
+            Some(s) => match parse_duration(s) {
+                Ok(d) if d < Duration::from_millis(1) => Err(self.bad(format!(
+                    "[timeouts] {key}: `{s}` must be at least 1ms (a timeout of zero never ends)"
+                ))),
+                Ok(d) => Ok(d),
+                Err(e) => Err(self.bad(format!("[timeouts] {key}: {e}"))),
+            },
+        }
     }
 }
 

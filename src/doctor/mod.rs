@@ -14,7 +14,7 @@ use crate::error::Result;
 use crate::parallel;
 use crate::ring::{directory, schema, tickets};
 use crate::shard::home::{self, Rule};
-use crate::shard::replica;
+use crate::shard::probe;
 use crate::types::HostPort;
 use rules::{Check, Flavor, Need};
 
@@ -214,6 +214,27 @@ fn shard_server_checks(
         "reachable",
         db.version().unwrap_or_default(),
     ));
+    out.push(tables_check(cfg, &mut db, &target));
+    out.push(privilege_check(
+        &mut db,
+        &target,
+        "privileges",
+        cfg.shards.database.as_str(),
+        rules::shard_needs,
+    ));
+    // The privileges online moves need are in the privileges check above.
+    out.push(online_moves_check(cfg, &mut db, &target, paired));
+    if crate::shard::guard::enabled(cfg) {
+        out.push(write_guard_check(cfg, &mut db, &target));
+    }
+    out.push(home_check(cfg, &mut db, &target, writes_for));
+    out.push(replication_check(cfg, &mut db, &target, paired, max_lag));
+    out
+}
+
+/// Whether the shard database has every per-user table with its owner column: moves find a
+/// user's rows by them, so the config must match the schema.
+fn tables_check(cfg: &Config, db: &mut Db, target: &str) -> Check {
     let db_name = cfg.shards.database.as_str();
     let tables: Result<HashSet<(String, String)>> = db
         .exec(
@@ -231,110 +252,109 @@ fn shard_server_checks(
                 .filter(|t| !found.contains(&(t.name.to_string(), t.owner_column.to_string())))
                 .map(|t| format!("{}.{}", t.name, t.owner_column))
                 .collect();
-            out.push(if missing.is_empty() {
+            if missing.is_empty() {
                 Check::pass(
-                    &target,
+                    target,
                     "tables",
                     format!("{} per-user tables in `{db_name}`", cfg.shards.tables.len()),
                 )
             } else {
                 Check::fail(
-                    &target,
+                    target,
                     "tables",
                     format!("missing {}", missing.join(", ")),
                     format!("create the application schema in `{db_name}`"),
                 )
-            });
+            }
         }
-        Err(e) => out.push(Check::fail(
-            &target,
+        Err(e) => Check::fail(
+            target,
             "tables",
             e.to_string(),
             "grant SELECT on the shard database",
-        )),
+        ),
     }
-    out.push(privilege_check(
-        &mut db,
-        &target,
-        "privileges",
-        db_name,
-        rules::shard_needs,
-    ));
-    // The privileges online moves need are in the privileges check above.
-    out.push(match crate::migrate::online::unmet_settings(cfg, &mut db, &[], paired) {
+}
+
+/// Whether a move can follow the server's binary log: where it cannot, `--mode auto` moves
+/// offline, and the operator should know why.
+fn online_moves_check(cfg: &Config, db: &mut Db, target: &str, paired: bool) -> Check {
+    match crate::migrate::online::unmet_settings(cfg, db, &[], paired) {
         Ok(unmet) if unmet.is_empty() => Check::pass(
-            &target,
+            target,
             "online moves",
             "its binary log can be followed (ROW, FULL images, uncompressed, a free server_id, its peer's writes logged)",
         ),
         Ok(unmet) => Check::fail(
-            &target,
+            target,
             "online moves",
             format!("{}; `--mode auto` moves offline until this is fixed", unmet.join("; ")),
             "set log_bin=ON, binlog_format=ROW, binlog_row_image=FULL, log_bin_compress=OFF and (for a server with a peer) log_slave_updates=ON, and give shardctl a [migrate] server_id no server uses; applications must not override binlog_format or binlog_row_image in their sessions while a move follows the log",
         ),
         Err(e) => Check::fail(
-            &target,
+            target,
             "online moves",
             e.to_string(),
             "grant the privileges the privileges check names",
         ),
-    });
-    if crate::shard::guard::enabled(cfg) {
-        out.push(match crate::shard::guard::inspect(cfg, &mut db) {
-            Ok(g) if g.installed => Check::pass(
-                &target,
-                "write guard",
-                format!("installed; {} users guarded", g.guarded),
-            ),
-            Ok(g) => Check::fail(
-                &target,
-                "write guard",
-                format!("missing {}", g.missing.join(", ")),
-                "run `shardctl guard install`",
-            ),
-            Err(e) => Check::fail(
-                &target,
-                "write guard",
-                e.to_string(),
-                "grant SELECT on information_schema",
-            ),
-        });
     }
-    out.push(home_check(cfg, &mut db, &target, writes_for));
-    match replica::status(&mut db) {
-        Ok(Some(s)) => out.push(match s.problem(Some(max_lag)) {
+}
+
+/// Whether the write guard's triggers are all there: with `write_guard` on, moves rely on
+/// them to keep a user's writes off the rows being copied.
+fn write_guard_check(cfg: &Config, db: &mut Db, target: &str) -> Check {
+    match crate::shard::guard::inspect(cfg, db) {
+        Ok(g) if g.installed => Check::pass(
+            target,
+            "write guard",
+            format!("installed; {} users guarded", g.guarded),
+        ),
+        Ok(g) => Check::fail(
+            target,
+            "write guard",
+            format!("missing {}", g.missing.join(", ")),
+            "run `shardctl guard install`",
+        ),
+        Err(e) => Check::fail(
+            target,
+            "write guard",
+            e.to_string(),
+            "grant SELECT on information_schema",
+        ),
+    }
+}
+
+/// Whether the server replicates as its shard expects: from its peer, within `max_lag`, when
+/// paired; a single server is expected not to.
+fn replication_check(cfg: &Config, db: &mut Db, target: &str, paired: bool, max_lag: u64) -> Check {
+    match probe::probe(cfg, db).map(|p| p.replica) {
+        Ok(Some(s)) => match s.problem(Some(max_lag)) {
             None => Check::pass(
-                &target,
+                target,
                 "replication",
                 format!("from {}, lag {}s", s.source, s.lag_seconds.unwrap_or(0)),
             ),
             Some(p) => Check::fail(
-                &target,
+                target,
                 "replication",
                 p,
                 "fix and START SLAVE on this server",
             ),
-        }),
-        Ok(None) if paired => out.push(Check::fail(
-            &target,
+        },
+        Ok(None) if paired => Check::fail(
+            target,
             "replication",
             "not replicating from its peer",
             "CHANGE MASTER TO its peer and START SLAVE",
-        )),
-        Ok(None) => out.push(Check::pass(
-            &target,
-            "replication",
-            "single server; none expected",
-        )),
-        Err(e) => out.push(Check::fail(
-            &target,
+        ),
+        Ok(None) => Check::pass(target, "replication", "single server; none expected"),
+        Err(e) => Check::fail(
+            target,
             "replication",
             e.to_string(),
             "grant REPLICATION CLIENT / SLAVE MONITOR",
-        )),
+        ),
     }
-    out
 }
 
 /// Every check of the federation `cfg` describes: the ring, the ticket servers, and every

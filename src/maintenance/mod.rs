@@ -29,49 +29,19 @@ use crate::ring::directory::{self, Half, Server, ServerStatus, Shard};
 use crate::ring::{self, audit, fences, Changed, Changes, Ring};
 use crate::shard::replica::{self, ReplicaStatus};
 use crate::shard::sessions::{self, Session};
-use crate::shard::{handover, home};
+use crate::shard::{handover, home, probe};
 use crate::types::HostPort;
-use rules::{Facts, Probe};
+use rules::Facts;
 
 /// How long the query rate is sampled, where capacities ask for it.
 const RATE_SAMPLE: Duration = Duration::from_secs(1);
 /// How often a waiting drain or restore looks again.
 const POLL: Duration = Duration::from_millis(100);
 
-/// How long one statement of a status probe or safety check may take: a frozen server costs
-/// this much, never the connection's full read timeout.
-fn probe_io(cfg: &Config) -> Duration {
-    cfg.net.connect_timeout.max(Duration::from_secs(2))
-}
-
-/// A connection whose every statement is bounded by `io`.
-/// A connection whose login and every statement are bounded by `io` (never more than the
-/// configured connect timeout for the login): a wait that is bounded by the operator's
-/// deadline stays within it even when it has to reconnect to a frozen server.
-fn connect(cfg: &Config, addr: &HostPort, io: Duration) -> Result<Db> {
-    let net = crate::config::NetOptions {
-        connect_timeout: cfg.net.connect_timeout.min(io),
-        ..cfg.net.clone()
-    };
-    // No default database, so our own session is never counted as application work.
-    let mut db = crate::shard::connect_server(cfg, addr, &net)?;
-    db.set_timeouts(io, io)?;
-    Ok(db)
-}
-
 /// What is left until `deadline`, plus a second for the answer to travel: the bound for a
 /// statement that itself waits until then (MASTER_GTID_WAIT).
 fn until(deadline: Instant) -> Duration {
     deadline.saturating_duration_since(Instant::now()) + Duration::from_secs(1)
-}
-
-fn questions(db: &mut Db) -> Result<u64> {
-    let v: Option<String> = db.exec_first(
-        "reading the query counter",
-        "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'QUESTIONS'",
-        (),
-    )?;
-    Ok(v.and_then(|v| v.parse().ok()).unwrap_or(0))
 }
 
 /// How much to trust a probe.
@@ -84,45 +54,47 @@ enum Trust {
     CheckGrants,
 }
 
-/// Reads the server's replication, its application sessions and, when `sample` is set, its
-/// query rate over that long.
-fn probe_on(cfg: &Config, db: &mut Db, sample: Option<Duration>, trust: Trust) -> Result<Probe> {
-    if trust == Trust::CheckGrants {
-        if let Some(gap) =
-            grants::gap(db, cfg.shards.database.as_str(), doctor::rules::drain_needs)?
-        {
-            return Err(Error::Refused(format!(
-                "{}; run: {}",
-                gap.describe(),
-                gap.statements.join(" ")
-            )));
+/// Probes `server` on a session of its own for a maintenance decision: when `sample` is set,
+/// its query rate over that long too.
+fn facts(cfg: &Config, server: &Server, sample: Option<Duration>, trust: Trust) -> Facts {
+    let found = probe::session(cfg, &server.addr(), probe::bound(cfg)).and_then(|mut db| {
+        if trust == Trust::CheckGrants {
+            if let Some(gap) = grants::gap(
+                &mut db,
+                cfg.shards.database.as_str(),
+                doctor::rules::drain_needs,
+            )? {
+                return Err(Error::Refused(format!(
+                    "{}; run: {}",
+                    gap.describe(),
+                    gap.statements.join(" ")
+                )));
+            }
         }
+        let first = probe::probe(cfg, &mut db)?;
+        let qps = match sample {
+            Some(d) => {
+                let t0 = Instant::now();
+                std::thread::sleep(d);
+                let q1 = probe::questions(&mut db)?;
+                Some(q1.saturating_sub(first.questions) as f64 / t0.elapsed().as_secs_f64())
+            }
+            None => None,
+        };
+        Ok((first, qps))
+    });
+    match found {
+        Ok((p, qps)) => Facts {
+            server: server.clone(),
+            probe: Ok(p),
+            qps,
+        },
+        Err(e) => Facts {
+            server: server.clone(),
+            probe: Err(e.to_string()),
+            qps: None,
+        },
     }
-    let qps = match sample {
-        Some(d) => {
-            let (q0, t0) = (questions(db)?, Instant::now());
-            std::thread::sleep(d);
-            let q1 = questions(db)?;
-            Some(q1.saturating_sub(q0) as f64 / t0.elapsed().as_secs_f64())
-        }
-        None => None,
-    };
-    Ok(Probe {
-        replica: replica::status(db)?,
-        sessions: sessions::list(db, &cfg.shards.database)?,
-        qps,
-    })
-}
-
-fn probe(
-    cfg: &Config,
-    addr: &HostPort,
-    sample: Option<Duration>,
-    trust: Trust,
-) -> Result<Probe, String> {
-    connect(cfg, addr, probe_io(cfg))
-        .and_then(|mut db| probe_on(cfg, &mut db, sample, trust))
-        .map_err(|e| e.to_string())
 }
 
 /// The servers of `shards` worth probing for a drain of `half` (not those of the half already
@@ -144,11 +116,11 @@ fn shard_facts(cfg: &Config, shards: &[&Shard], half: Half) -> Vec<Vec<Facts>> {
         })
         .collect();
     let probes = parallel::each(&targets, |(_, s, sample)| {
-        probe(cfg, &s.addr(), *sample, Trust::CheckGrants)
+        facts(cfg, s, *sample, Trust::CheckGrants)
     });
     let mut out: Vec<Vec<Facts>> = vec![Vec::new(); shards.len()];
-    for ((i, server, _), probe) in targets.into_iter().zip(probes) {
-        out[i].push(Facts { server, probe });
+    for ((i, _, _), f) in targets.into_iter().zip(probes) {
+        out[i].push(f);
     }
     out
 }
@@ -166,6 +138,12 @@ pub struct ServerReport {
     /// Why it did not reach the status asked for, or what a dry run would do.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+}
+
+impl ServerReport {
+    pub fn addr(&self) -> HostPort {
+        HostPort::new(self.host.clone(), self.port)
+    }
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -303,28 +281,7 @@ pub fn drain(cfg: &Config, changes: &Changes, opts: &DrainOptions, ui: &Ui) -> R
     ring.set_timeouts(until(start + opts.timeout), until(start + opts.timeout))?;
     let shards = directory::shards(&mut ring)?;
     let only = opts.only.as_deref();
-    let pending: Vec<&Shard> = shards
-        .iter()
-        .filter(|s| rules::drain_pending(half, &s.servers, only))
-        .collect();
-    let checking = ui.spinner(&format!(
-        "checking {} shards before draining half {half}",
-        pending.len()
-    ));
-    let facts = shard_facts(cfg, &pending, half);
-    checking.finish_and_clear();
-
-    let mut refused = Vec::new();
-    let mut safe: Vec<(&Shard, &Vec<Facts>)> = Vec::new();
-    for (shard, f) in pending.iter().zip(&facts) {
-        match rules::drain_refusal(half, f, opts.max_lag) {
-            Ok(()) => safe.push((shard, f)),
-            Err(reason) => refused.push(Refusal {
-                shard: shard.name.clone(),
-                reason,
-            }),
-        }
-    }
+    let (safe, mut refused) = check_shards(cfg, &shards, opts, ui);
     let mut notes: HashMap<HostPort, String> = HashMap::new();
     let enforced = home::enabled(cfg);
     let outcome = |changes: HashMap<HostPort, ServerStatus>,
@@ -345,18 +302,90 @@ pub fn drain(cfg: &Config, changes: &Changes, opts: &DrainOptions, ui: &Ui) -> R
         return Ok(outcome(HashMap::new(), &notes, refused, Vec::new()));
     }
     if opts.dry_run {
-        let mut open = Vec::new();
-        for (shard, f) in &safe {
-            for fact in f.iter().filter(|f| f.server.half == half) {
-                notes.insert(fact.server.addr(), WOULD.into());
-                open.extend(holdouts(shard, &fact.server, sessions_of(fact)));
-            }
-        }
+        let open = would_drain(half, &safe, &mut notes);
         return Ok(outcome(HashMap::new(), &notes, refused, open));
     }
 
     let safe_shards: Vec<&Shard> = safe.iter().map(|(s, _)| *s).collect();
     let deadline = start + opts.timeout;
+    let (marked, raced, handovers) =
+        hand_over_and_mark(cfg, changes, opts, &safe_shards, deadline, ui)?;
+    let handed_over_none = marked.is_empty() && !raced.is_empty();
+    refused.extend(raced);
+    if marked.is_empty() {
+        return Ok(Outcome {
+            blocked: handed_over_none,
+            interrupted: crate::signals::received(),
+            ..outcome(HashMap::new(), &notes, refused, Vec::new())
+        });
+    }
+    let draining: Vec<(&Shard, &Server)> = marked
+        .iter()
+        .flat_map(|shard| {
+            shard
+                .servers
+                .iter()
+                .filter(|s| rules::in_scope(s, half, only) && s.status != ServerStatus::Offline)
+                .map(move |s| (*shard, s))
+        })
+        .collect();
+    let waiting = ui.spinner(&format!(
+        "half {half} draining: waiting for application sessions on {} servers to end",
+        draining.len()
+    ));
+    let results = parallel::each(&draining, |(shard, server)| {
+        // With the home guard the hand-over already waited for the other half.
+        wait_drained(cfg, shard, server, deadline, !enforced)
+    });
+    waiting.finish_and_clear();
+
+    let mut statuses: HashMap<HostPort, ServerStatus> = HashMap::new();
+    let Settled { done, back, open } = settle(half, &draining, results, &mut statuses, &mut notes);
+    for addr in set_status(
+        &mut ring,
+        &done,
+        &[ServerStatus::Draining],
+        ServerStatus::Offline,
+        half,
+        opts.fence.as_ref(),
+    )? {
+        statuses.insert(addr, ServerStatus::Offline);
+    }
+    for addr in set_status(
+        &mut ring,
+        &back,
+        &[ServerStatus::Draining],
+        ServerStatus::Online,
+        half,
+        opts.fence.as_ref(),
+    )? {
+        statuses.insert(addr, ServerStatus::Online);
+    }
+    let drained: Vec<HostPort> = draining.iter().map(|(_, s)| s.addr()).collect();
+    let (locks, locks_unknown) = locks_on(cfg, &mut ring, &drained, ui);
+    Ok(Outcome {
+        locks,
+        locks_unknown,
+        handovers,
+        interrupted: crate::signals::received(),
+        blocked: false,
+        ..outcome(statuses, &notes, refused, open)
+    })
+}
+
+/// Marks `half` of each of `safe_shards` draining, with the home guard handing each shard's
+/// users over to the rest of it first: the shards marked, those refused meanwhile, and the
+/// hand-overs.
+fn hand_over_and_mark<'s>(
+    cfg: &Config,
+    changes: &Changes,
+    opts: &DrainOptions,
+    safe_shards: &[&'s Shard],
+    deadline: Instant,
+    ui: &Ui,
+) -> Result<(Vec<&'s Shard>, Vec<Refusal>, Vec<handover::Handover>)> {
+    let (half, only) = (opts.half, opts.only.as_deref());
+    let enforced = home::enabled(cfg);
     // With the home guard, each shard's users are handed over to the rest of it inside the
     // transaction that marks the half, so the ring names the new writers only once they take
     // the writes; a shard whose hand-over is refused is left as it was.
@@ -378,47 +407,38 @@ pub fn drain(cfg: &Config, changes: &Changes, opts: &DrainOptions, ui: &Ui) -> R
             .collect();
         handover::converge(cfg, shard, &home::writers(&rest), deadline).map(Some)
     };
-    let (marked, raced, handovers) =
-        mark_draining(changes, cfg, half, &safe_shards, opts, deadline, hand_over)?;
+    let marked = mark_draining(changes, cfg, half, safe_shards, opts, deadline, hand_over);
     if let Some(h) = handing {
         h.finish_and_clear();
     }
-    let handed_over_none = marked.is_empty() && !raced.is_empty();
-    refused.extend(raced);
-    if marked.is_empty() {
-        return Ok(Outcome {
-            blocked: handed_over_none,
-            interrupted: crate::signals::received(),
-            ..outcome(HashMap::new(), &notes, refused, Vec::new())
-        });
-    }
-    let mut changes: HashMap<HostPort, ServerStatus> = HashMap::new();
-    let draining: Vec<(&Shard, &Server)> = marked
-        .iter()
-        .flat_map(|shard| {
-            shard
-                .servers
-                .iter()
-                .filter(|s| rules::in_scope(s, half, only) && s.status != ServerStatus::Offline)
-                .map(move |s| (*shard, s))
-        })
-        .collect();
-    let waiting = ui.spinner(&format!(
-        "half {half} draining: waiting for application sessions on {} servers to end",
-        draining.len()
-    ));
-    let results = parallel::each(&draining, |(shard, server)| {
-        // With the home guard the hand-over already waited for the other half.
-        wait_drained(cfg, shard, server, deadline, !enforced)
-    });
-    waiting.finish_and_clear();
+    marked
+}
 
+/// Where the waits of a drain left its servers.
+struct Settled<'s> {
+    /// Drained (or dead): to be marked offline.
+    done: Vec<(&'s Shard, &'s Server)>,
+    /// Their other half stopped answering: to be put back online.
+    back: Vec<(&'s Shard, &'s Server)>,
+    /// Application sessions that kept servers draining.
+    open: Vec<Holdout>,
+}
+
+/// Sorts the waits' `results` (one per server of `draining`), noting each server marked
+/// draining in `statuses` and why one did not drain in `notes`.
+fn settle<'s>(
+    half: Half,
+    draining: &[(&'s Shard, &'s Server)],
+    results: Vec<Result<(), Stuck>>,
+    statuses: &mut HashMap<HostPort, ServerStatus>,
+    notes: &mut HashMap<HostPort, String>,
+) -> Settled<'s> {
     let mut open = Vec::new();
     let mut done = Vec::new();
     let mut back = Vec::new();
     for ((shard, server), result) in draining.iter().zip(results) {
         let addr = server.addr();
-        changes.insert(addr.clone(), ServerStatus::Draining);
+        statuses.insert(addr.clone(), ServerStatus::Draining);
         match result {
             Ok(()) => done.push((*shard, *server)),
             Err(Stuck::Sessions(s)) => {
@@ -453,30 +473,19 @@ pub fn drain(cfg: &Config, changes: &Changes, opts: &DrainOptions, ui: &Ui) -> R
             }
         }
     }
-    for addr in set_status(
-        &mut ring,
-        &done,
-        &[ServerStatus::Draining],
-        ServerStatus::Offline,
-        half,
-        opts.fence.as_ref(),
-    )? {
-        changes.insert(addr, ServerStatus::Offline);
-    }
-    for addr in set_status(
-        &mut ring,
-        &back,
-        &[ServerStatus::Draining],
-        ServerStatus::Online,
-        half,
-        opts.fence.as_ref(),
-    )? {
-        changes.insert(addr, ServerStatus::Online);
-    }
-    let drained: Vec<HostPort> = draining.iter().map(|(_, s)| s.addr()).collect();
+    Settled { done, back, open }
+}
+
+/// The shardctl locks held with GET_LOCK on `drained` servers, or why they are unknown.
+fn locks_on(
+    cfg: &Config,
+    ring: &mut Db,
+    drained: &[HostPort],
+    ui: &Ui,
+) -> (Vec<crate::lock::HolderOn>, Option<String>) {
     // Only informational, read after the change: a lock backend that does not answer never
     // turns a finished drain into a failure (the runbook would find no servers to act on).
-    let (locks, locks_unknown) = match crate::lock::holders_on(cfg, &mut ring, &drained) {
+    let (locks, unknown) = match crate::lock::holders_on(cfg, ring, drained) {
         Ok(l) => (l, None),
         Err(e) => {
             ui.warn(&format!(
@@ -491,14 +500,57 @@ pub fn drain(cfg: &Config, changes: &Changes, opts: &DrainOptions, ui: &Ui) -> R
             l.name, l.owner, l.server, l.connection
         ));
     }
-    Ok(Outcome {
-        locks,
-        locks_unknown,
-        handovers,
-        interrupted: crate::signals::received(),
-        blocked: false,
-        ..outcome(changes, &notes, refused, open)
-    })
+    (locks, unknown)
+}
+
+/// The shards with something left to drain in `opts.half`, probed at once: those safe to
+/// drain, with what their servers reported, and those refused, with why.
+fn check_shards<'s>(
+    cfg: &Config,
+    shards: &'s [Shard],
+    opts: &DrainOptions,
+    ui: &Ui,
+) -> (Vec<(&'s Shard, Vec<Facts>)>, Vec<Refusal>) {
+    let half = opts.half;
+    let pending: Vec<&Shard> = shards
+        .iter()
+        .filter(|s| rules::drain_pending(half, &s.servers, opts.only.as_deref()))
+        .collect();
+    let checking = ui.spinner(&format!(
+        "checking {} shards before draining half {half}",
+        pending.len()
+    ));
+    let facts = shard_facts(cfg, &pending, half);
+    checking.finish_and_clear();
+    let mut refused = Vec::new();
+    let mut safe = Vec::new();
+    for (shard, f) in pending.into_iter().zip(facts) {
+        match rules::drain_refusal(half, &f, opts.max_lag) {
+            Ok(()) => safe.push((shard, f)),
+            Err(reason) => refused.push(Refusal {
+                shard: shard.name.clone(),
+                reason,
+            }),
+        }
+    }
+    (safe, refused)
+}
+
+/// A dry run: notes the servers of `half` a drain would change, and returns the application
+/// sessions it would wait for.
+fn would_drain(
+    half: Half,
+    safe: &[(&Shard, Vec<Facts>)],
+    notes: &mut HashMap<HostPort, String>,
+) -> Vec<Holdout> {
+    let mut open = Vec::new();
+    for (shard, f) in safe {
+        for fact in f.iter().filter(|f| f.server.half == half) {
+            notes.insert(fact.server.addr(), WOULD.into());
+            open.extend(holdouts(shard, &fact.server, sessions_of(fact)));
+        }
+    }
+    open
 }
 
 fn sessions_of(f: &Facts) -> Vec<Session> {
@@ -712,8 +764,8 @@ fn wait_drained(
     replicated: bool,
 ) -> Result<(), Stuck> {
     let problem = |e: crate::error::Error| Stuck::Problem(e.to_string());
-    let mut db =
-        connect(cfg, &server.addr(), until(deadline)).map_err(|e| Stuck::Dead(e.to_string()))?;
+    let mut db = probe::session(cfg, &server.addr(), until(deadline))
+        .map_err(|e| Stuck::Dead(e.to_string()))?;
     let mut peers: Vec<(HostPort, Option<Db>)> = shard
         .servers
         .iter()
@@ -726,7 +778,7 @@ fn wait_drained(
             Ok(open) => open,
             // It went away while we waited: if it does not take a new connection, it is dead.
             Err(crate::error::Error::Unreachable(_)) => {
-                db = connect(cfg, &server.addr(), until(deadline))
+                db = probe::session(cfg, &server.addr(), until(deadline))
                     .map_err(|e| Stuck::Dead(e.to_string()))?;
                 continue;
             }
@@ -778,7 +830,7 @@ fn other_half_answers(cfg: &Config, peers: &mut [(HostPort, Option<Db>)]) -> Res
     let mut failures = Vec::new();
     for (addr, conn) in peers.iter_mut() {
         if conn.as_ref().is_none_or(Db::is_lost) {
-            *conn = connect(cfg, addr, probe_io(cfg)).ok();
+            *conn = probe::session(cfg, addr, probe::bound(cfg)).ok();
         }
         let alive = conn
             .as_mut()
@@ -948,6 +1000,77 @@ fn hand_back(
     Ok(done)
 }
 
+/// What every server of a restore shares.
+struct Restoring<'a> {
+    cfg: &'a Config,
+    changes: &'a Changes,
+    opts: &'a RestoreOptions,
+    deadline: Instant,
+    enforced: bool,
+}
+
+impl Restoring<'_> {
+    /// Brings one server of the half back (or, dry, says whether it could come back); `keep`
+    /// collects the hand-overs made on the way.
+    fn one(
+        &self,
+        shard: &Shard,
+        server: &Server,
+        keep: &dyn Fn(Option<handover::Handover>),
+    ) -> Result<Step, String> {
+        let half = self.opts.half;
+        if server.status == ServerStatus::Online {
+            // Already serving: only say whether it really answers, and settle its shard's
+            // rules if a hand-over was left half done.
+            if self.enforced && !self.opts.dry_run {
+                keep(
+                    hand_back(
+                        self.changes,
+                        self.cfg,
+                        shard,
+                        None,
+                        half,
+                        self.deadline,
+                        self.opts.fence.as_ref(),
+                    )?
+                    .1,
+                );
+            }
+            return facts(self.cfg, server, None, Trust::AsShown)
+                .probe
+                .map(|_| Step::Unchanged)
+                .map_err(|e| format!("marked online but does not answer: {e}"));
+        }
+        if self.opts.dry_run {
+            let found = facts(self.cfg, server, None, Trust::AsShown);
+            return match rules::restore_problem(&found, self.opts.max_lag) {
+                Some(p) if server.status != ServerStatus::Draining => Err(p),
+                _ => Ok(Step::Would),
+            };
+        }
+        let note = wait_restorable(self.cfg, shard, server, self.opts.max_lag, self.deadline)?;
+        // A roll that lost its lock (frozen, woken) touches nothing more.
+        if !fences::proven(self.opts.fence.as_ref()) {
+            return Err("not restored: the roll's lock is no longer proven held".into());
+        }
+        let (changed, handed) = hand_back(
+            self.changes,
+            self.cfg,
+            shard,
+            Some(server),
+            half,
+            self.deadline,
+            self.opts.fence.as_ref(),
+        )?;
+        keep(handed);
+        Ok(if changed {
+            Step::Online(note)
+        } else {
+            Step::Unchanged
+        })
+    }
+}
+
 pub struct RestoreOptions {
     pub half: Half,
     pub timeout: Duration,
@@ -991,63 +1114,19 @@ pub fn restore(cfg: &Config, changes: &Changes, opts: &RestoreOptions, ui: &Ui) 
     // Each server goes back online the moment it is ready, not when the slowest one is, each
     // in a ring transaction of its own that holds its shard's rows while it hands users back.
     let handovers = std::sync::Mutex::new(Vec::new());
-    let results = parallel::each(&of_half, |(shard, server)| -> Result<Step, String> {
-        let keep = |h: Option<handover::Handover>| {
+    let restoring = Restoring {
+        cfg,
+        changes,
+        opts,
+        deadline,
+        enforced,
+    };
+    let results = parallel::each(&of_half, |(shard, server)| {
+        restoring.one(shard, server, &|h| {
             handovers
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .extend(h)
-        };
-        if server.status == ServerStatus::Online {
-            // Already serving: only say whether it really answers, and settle its shard's
-            // rules if a hand-over was left half done.
-            if enforced && !opts.dry_run {
-                keep(
-                    hand_back(
-                        changes,
-                        cfg,
-                        shard,
-                        None,
-                        half,
-                        deadline,
-                        opts.fence.as_ref(),
-                    )?
-                    .1,
-                );
-            }
-            return probe(cfg, &server.addr(), None, Trust::AsShown)
-                .map(|_| Step::Unchanged)
-                .map_err(|e| format!("marked online but does not answer: {e}"));
-        }
-        if opts.dry_run {
-            let facts = Facts {
-                server: (*server).clone(),
-                probe: probe(cfg, &server.addr(), None, Trust::AsShown),
-            };
-            return match rules::restore_problem(&facts, opts.max_lag) {
-                Some(p) if server.status != ServerStatus::Draining => Err(p),
-                _ => Ok(Step::Would),
-            };
-        }
-        let note = wait_restorable(cfg, shard, server, opts.max_lag, deadline)?;
-        // A roll that lost its lock (frozen, woken) touches nothing more.
-        if !fences::proven(opts.fence.as_ref()) {
-            return Err("not restored: the roll's lock is no longer proven held".into());
-        }
-        let (changed, handed) = hand_back(
-            changes,
-            cfg,
-            shard,
-            Some(server),
-            half,
-            deadline,
-            opts.fence.as_ref(),
-        )?;
-        keep(handed);
-        Ok(if changed {
-            Step::Online(note)
-        } else {
-            Step::Unchanged
         })
     });
     waiting.finish_and_clear();
@@ -1109,12 +1188,22 @@ fn wait_restorable(
     deadline: Instant,
 ) -> Result<Option<String>, String> {
     let only_draining = server.status == ServerStatus::Draining;
-    let attempt = || -> Result<Option<String>, String> {
-        let mut db = connect(cfg, &server.addr(), until(deadline))
-            .map_err(|e| format!("does not answer: {e}"))?;
+    // Sessions are kept from one attempt to the next (one login a server, not one every
+    // 100 ms); one that failed is dropped and logged in again.
+    let mut own: Option<Db> = None;
+    let mut peers: HashMap<HostPort, Db> = HashMap::new();
+    let mut attempt = || -> Result<Option<String>, String> {
+        if own.as_ref().is_none_or(Db::is_lost) {
+            own = Some(
+                probe::session(cfg, &server.addr(), until(deadline))
+                    .map_err(|e| format!("does not answer: {e}"))?,
+            );
+        }
+        let db = own.as_mut().expect("logged in above");
         let facts = Facts {
             server: server.clone(),
-            probe: probe_on(cfg, &mut db, None, Trust::AsShown).map_err(|e| e.to_string()),
+            probe: probe::probe(cfg, db).map_err(|e| e.to_string()),
+            qps: None,
         };
         let mut skipped = Vec::new();
         if let Some(problem) = rules::restore_problem(&facts, max_lag) {
@@ -1128,9 +1217,25 @@ fn wait_restorable(
             .iter()
             .filter(|p| p.status == ServerStatus::Online && p.addr() != server.addr())
         {
-            let position = connect(cfg, &peer.addr(), probe_io(cfg))
-                .and_then(|mut p| replica::binlog_position(&mut p))
-                .map_err(|e| format!("cannot read the position of its peer {}: {e}", peer.addr()));
+            let addr = peer.addr();
+            if peers.get(&addr).is_none_or(Db::is_lost) {
+                match probe::session(cfg, &addr, probe::bound(cfg)) {
+                    Ok(p) => {
+                        peers.insert(addr.clone(), p);
+                    }
+                    Err(e) => {
+                        peers.remove(&addr);
+                        let e = format!("cannot read the position of its peer {addr}: {e}");
+                        if only_draining {
+                            skipped.push(e);
+                            continue;
+                        }
+                        return Err(e);
+                    }
+                }
+            }
+            let position = replica::binlog_position(peers.get_mut(&addr).expect("logged in above"))
+                .map_err(|e| format!("cannot read the position of its peer {addr}: {e}"));
             let position = match position {
                 Ok(p) => p,
                 Err(e) if only_draining => {
@@ -1141,11 +1246,11 @@ fn wait_restorable(
             };
             let Some(position) = position else { continue };
             let left = deadline.saturating_duration_since(Instant::now());
-            if !replica::wait_for(&mut db, &position, left).map_err(|e| e.to_string())? {
+            if !replica::wait_for(db, &position, left).map_err(|e| e.to_string())? {
                 return Err(format!(
                     "has not caught up with {} ({})",
                     peer.addr(),
-                    replica::why_behind(&mut db)
+                    replica::why_behind(db)
                 ));
             }
         }
@@ -1204,16 +1309,11 @@ pub fn status(cfg: &Config) -> Result<(Vec<ServerState>, Option<roll::RollStatus
         .flat_map(|shard| shard.servers.iter().map(move |s| (shard, s)))
         .collect();
     let probes = parallel::each(&servers, |(shard, s)| {
-        // One login a server: a frozen one costs one probe's time, not two.
-        let mut db = match connect(cfg, &s.addr(), probe_io(cfg)) {
-            Ok(db) => db,
-            Err(e) => return (Err(e.to_string()), None),
-        };
-        let probe = probe_on(cfg, &mut db, None, Trust::AsShown).map_err(|e| e.to_string());
+        let probe = probe::probe_at(cfg, &s.addr()).map_err(|e| e.to_string());
         let home = probe
-            .is_ok()
-            .then(|| home::read(cfg, &mut db).ok().flatten())
-            .flatten()
+            .as_ref()
+            .ok()
+            .and_then(|p| p.home.clone())
             .filter(|v| home::enabled(cfg) || *v != home::View::default())
             .map(|v| {
                 let expected = home::Rule::of(&s.addr(), &home::writers(&shard.servers));

@@ -2,25 +2,16 @@
 //! over what the servers reported, so the safety rules are tested without a server.
 
 use crate::ring::directory::{Half, Server, ServerStatus};
-use crate::shard::replica::ReplicaStatus;
+use crate::shard::probe::Probe;
 use crate::types::HostPort;
-
-/// What one server reported when probed.
-#[derive(Clone, Debug)]
-pub struct Probe {
-    /// None when it replicates from nobody.
-    pub replica: Option<ReplicaStatus>,
-    /// Application sessions open on it now.
-    pub sessions: Vec<super::Session>,
-    /// Queries per second, when sampled (only where capacities are configured).
-    pub qps: Option<f64>,
-}
 
 /// One server of a shard and what probing it found (the error when it did not answer).
 #[derive(Clone, Debug)]
 pub struct Facts {
     pub server: Server,
     pub probe: Result<Probe, String>,
+    /// Queries per second, when sampled (only where capacities are configured).
+    pub qps: Option<f64>,
 }
 
 fn label(s: &Server) -> String {
@@ -114,7 +105,7 @@ fn capacity_problem(half: Half, facts: &[Facts]) -> Option<String> {
         .sum::<Option<f64>>()?;
     let load: f64 = facts
         .iter()
-        .map(|f| f.probe.as_ref().ok().and_then(|p| p.qps))
+        .map(|f| f.probe.as_ref().ok().and(f.qps))
         .sum::<Option<f64>>()?;
     (load > capacity).then(|| {
         format!(
@@ -139,6 +130,7 @@ pub fn restore_problem(facts: &Facts, max_lag: u64) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::shard::replica::ReplicaStatus;
 
     fn server(port: u16, half: Half, status: ServerStatus) -> Server {
         Server {
@@ -166,8 +158,10 @@ mod tests {
             probe: Ok(Probe {
                 replica: replica(true, true, Some(0)),
                 sessions: Vec::new(),
-                qps: None,
+                questions: 0,
+                home: None,
             }),
+            qps: None,
         }
     }
 
@@ -235,9 +229,7 @@ mod tests {
             let mut f = pair();
             f[1].server.capacity_qps = cap;
             for (x, q) in f.iter_mut().zip(qps) {
-                if let Ok(p) = &mut x.probe {
-                    p.qps = Some(q);
-                }
+                x.qps = Some(q);
             }
             drain_refusal(Half::A, &f, 5)
         };

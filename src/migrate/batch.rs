@@ -146,24 +146,24 @@ impl<'c> Worker<'c> {
                 .first_answering(&from.name, src)
                 .and_then(|s| Ok((s, self.conns.first_answering(&to.name, dst)?)));
             match servers {
-                Ok((src, dst)) => self.move_group(from, to, src, dst, &users, phase, &mut out),
+                Ok((src, dst)) => {
+                    let way = Way { from, to, src, dst };
+                    self.move_group(way, &users, phase, &mut out)
+                }
                 Err(e) => out.fail_all(&users, &e),
             }
         }
         out
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn move_group(
         &mut self,
-        from: &Shard,
-        to: &Shard,
-        src: HostPort,
-        dst: HostPort,
+        way: Way,
         users: &[u64],
         phase: &dyn Fn(&str),
         out: &mut BatchOutcome,
     ) {
+        let Way { from, to, src, dst } = way;
         if let Err(e) = self.wait_for_lag(from, to, phase) {
             return out.fail_all(users, &e);
         }
@@ -252,7 +252,7 @@ impl<'c> Worker<'c> {
         }
         let users: Vec<u64> = go.iter().map(|g| g.0).collect();
         let held: Vec<Held> = go.into_iter().map(|g| g.1).collect();
-        match self.run_group(from, to, (src, dst), &held, phase) {
+        match self.run_group(Way { from, to, src, dst }, &held, phase) {
             Ok(moved) => out.done.extend(moved),
             Err(e) => {
                 let e = self.why_stopped(&held, e);
@@ -264,14 +264,8 @@ impl<'c> Worker<'c> {
         }
     }
 
-    fn run_group(
-        &mut self,
-        from: &Shard,
-        to: &Shard,
-        (src, dst): (HostPort, HostPort),
-        held: &[Held],
-        phase: &dyn Fn(&str),
-    ) -> Result<Vec<Moved>> {
+    fn run_group(&mut self, way: Way, held: &[Held], phase: &dyn Fn(&str)) -> Result<Vec<Moved>> {
+        let Way { from, to, src, dst } = way;
         let tables = self.tables(&src, &dst)?;
         let accounts: Vec<Account> = held
             .iter()
@@ -406,6 +400,14 @@ impl<'c> Worker<'c> {
         }
         Ok(self.tables[&key].clone())
     }
+}
+
+/// A group's way: between which shards, and by which of their servers.
+struct Way<'a> {
+    from: &'a Shard,
+    to: &'a Shard,
+    src: HostPort,
+    dst: HostPort,
 }
 
 /// A batch's locks: held by the worker's lock client, renewed between steps once a third of

@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 use std::fmt;
 
-use mysql::binlog::events::{EventData, RowsEventData, TableMapEvent};
+use mysql::binlog::events::{Event, EventData, RowsEventData, TableMapEvent};
 use mysql::{BinlogDumpFlags, BinlogRequest, Value};
 
 use super::data::Table;
@@ -516,6 +516,50 @@ pub fn rotated_file(received: &[u8], files: &[String]) -> Option<String> {
         .cloned()
 }
 
+/// Where a pass is in the log and what it has gathered, carried from event to event.
+struct Cursor {
+    /// The file being read: a rotate event names the next.
+    file: String,
+    /// The move's tables (index and map) by the table id the log's row events name.
+    maps: HashMap<u64, (usize, TableMapEvent<'static>)>,
+    read: Read,
+    /// The changes of the transaction being read: handed on only once it commits.
+    open: Vec<Change>,
+    in_transaction: bool,
+}
+
+impl Cursor {
+    /// Keeps the first event (of the followed server's) that may have changed rows without
+    /// saying which: only a verification of the whole account can vouch for the copy then.
+    fn unattributed(&mut self, ours: bool, log_pos: u64, what: &str) {
+        if ours && self.read.unattributed.is_none() {
+            let text: String = crate::error::one_line(what).chars().take(120).collect();
+            self.read.unattributed = Some(format!("{}:{log_pos} `{text}`", self.file));
+        }
+    }
+
+    /// A transaction ended at `log_pos`: the pass has read up to there, and the user's rows it
+    /// changed go to `each`.
+    fn commit(&mut self, log_pos: u64, each: &mut dyn FnMut(Txn) -> Result<()>) -> Result<()> {
+        self.in_transaction = false;
+        if log_pos > 0 {
+            self.read.end = Position {
+                file: self.file.clone(),
+                pos: log_pos,
+            };
+        }
+        if !self.open.is_empty() {
+            self.read.transactions += 1;
+            self.read.changes += self.open.len() as u64;
+            each(Txn {
+                end: self.read.end.clone(),
+                changes: std::mem::take(&mut self.open),
+            })?;
+        }
+        Ok(())
+    }
+}
+
 /// Follows one source server's binary log for one user.
 pub struct Tail<'a> {
     conns: &'a Conns<'a>,
@@ -584,6 +628,44 @@ impl<'a> Tail<'a> {
         until: Option<&Position>,
         each: &mut dyn FnMut(Txn) -> Result<()>,
     ) -> Result<Read> {
+        let (stream, files) = self.dump(from)?;
+        let mut at = Cursor {
+            file: from.file.clone(),
+            maps: HashMap::new(),
+            read: Read {
+                end: from.clone(),
+                transactions: 0,
+                changes: 0,
+                unattributed: None,
+            },
+            open: Vec::new(),
+            in_transaction: false,
+        };
+        let past =
+            |file: &str, pos: u64| until.is_some_and(|u| (file, pos) > (u.file.as_str(), u.pos));
+        for event in stream {
+            let event = event.map_err(|e| self.fail(e))?;
+            let log_pos = u64::from(event.header().log_pos());
+            if !at.in_transaction && log_pos > 0 && past(&at.file, log_pos) {
+                // The next transaction ends past `until`: the pass is complete.
+                break;
+            }
+            if self.event(&mut at, &event, log_pos, &files)? {
+                at.commit(log_pos, each)?;
+            }
+        }
+        let mut read = at.read;
+        if let Some(u) = until {
+            // Everything committed up to `until` was read: the pass reached it.
+            read.end = read.end.max(u.clone());
+        }
+        Ok(read)
+    }
+
+    /// Starts the dump at `from`, whose file must still be there: from a purged one the changes
+    /// since `from` cannot be followed. Also gives the files listed, against which a rotate
+    /// event's name is matched.
+    fn dump(&self, from: &Position) -> Result<(mysql::BinlogStream, Vec<String>)> {
         let cfg = self.conns.cfg();
         // The dump takes the session over for good.
         let mut db = self.conns.get(&self.src)?.keep();
@@ -613,123 +695,85 @@ impl<'a> Tail<'a> {
             .into_conn("following the binary log")?
             .get_binlog_stream(request)
             .map_err(|e| self.fail(e))?;
-        let database = cfg.shards.database.as_str();
-        let mut maps: HashMap<u64, (usize, TableMapEvent<'static>)> = HashMap::new();
-        let mut file = from.file.clone();
-        let mut read = Read {
-            end: from.clone(),
-            transactions: 0,
-            changes: 0,
-            unattributed: None,
-        };
-        let mut open: Vec<Change> = Vec::new();
-        let mut in_transaction = false;
-        let past =
-            |file: &str, pos: u64| until.is_some_and(|u| (file, pos) > (u.file.as_str(), u.pos));
-        for event in stream {
-            let event = event.map_err(|e| self.fail(e))?;
-            let log_pos = u64::from(event.header().log_pos());
-            if !in_transaction && log_pos > 0 && past(&file, log_pos) {
-                // The next transaction ends past `until`: the pass is complete.
-                break;
+        Ok((stream, files))
+    }
+
+    /// Takes one event (at `log_pos` in `at.file`) into the pass: true when it ends a
+    /// transaction, whose changes are then complete.
+    fn event(
+        &mut self,
+        at: &mut Cursor,
+        event: &Event,
+        log_pos: u64,
+        files: &[String],
+    ) -> Result<bool> {
+        let data = event.read_data().map_err(|e| self.fail(e))?;
+        let ours = self
+            .origin
+            .is_none_or(|id| event.header().server_id() == id);
+        let mut commit = false;
+        match data {
+            Some(EventData::RotateEvent(r)) => {
+                // A file created since the listing is named as sent (only the first,
+                // artificial rotate carries the stray checksum).
+                at.file =
+                    rotated_file(r.name_raw(), files).unwrap_or_else(|| r.name().into_owned());
             }
-            let data = event.read_data().map_err(|e| self.fail(e))?;
-            let ours = self
-                .origin
-                .is_none_or(|id| event.header().server_id() == id);
-            let mut unattributed = |what: &str| {
-                if ours && read.unattributed.is_none() {
-                    let text: String = crate::error::one_line(what).chars().take(120).collect();
-                    read.unattributed = Some(format!("{file}:{log_pos} `{text}`"));
-                }
-            };
-            let mut commit = false;
-            match data {
-                Some(EventData::RotateEvent(r)) => {
-                    // A file created since the listing is named as sent (only the first,
-                    // artificial rotate carries the stray checksum).
-                    file =
-                        rotated_file(r.name_raw(), &files).unwrap_or_else(|| r.name().into_owned());
-                    continue;
-                }
-                Some(EventData::TableMapEvent(tme)) => {
-                    if tme.database_name() == database {
-                        if let Some(i) = self
-                            .tables
-                            .iter()
-                            .position(|t| t.name.as_str() == tme.table_name())
-                        {
-                            maps.insert(tme.table_id(), (i, tme.into_owned()));
-                        }
+            Some(EventData::TableMapEvent(tme)) => {
+                if tme.database_name() == self.conns.cfg().shards.database.as_str() {
+                    if let Some(i) = self
+                        .tables
+                        .iter()
+                        .position(|t| t.name.as_str() == tme.table_name())
+                    {
+                        at.maps.insert(tme.table_id(), (i, tme.into_owned()));
                     }
-                }
-                Some(EventData::RowsEvent(rows)) => {
-                    if let (Some((i, tme)), true) = (maps.get(&rows.table_id()), ours) {
-                        let i = *i;
-                        self.collect(&rows, tme, i, &mut open)?;
-                    }
-                }
-                Some(EventData::QueryEvent(q)) => {
-                    let sql = q.query();
-                    match query_kind(&sql) {
-                        Query::Begin => in_transaction = true,
-                        Query::Commit => commit = true,
-                        Query::Nothing => {}
-                        Query::Rollback => {
-                            open.clear();
-                            unattributed(&sql);
-                            commit = true;
-                        }
-                        Query::Statement => {
-                            unattributed(&sql);
-                            // A statement of its own (DDL, XA COMMIT): a transaction by itself.
-                            commit = !in_transaction;
-                        }
-                    }
-                }
-                // A statement loading a file (LOAD DATA in statement format).
-                Some(EventData::ExecuteLoadQueryEvent(q)) => {
-                    unattributed(&q.query());
-                    commit = !in_transaction;
-                }
-                // An XA transaction's changes are logged when it is prepared: applied then, and
-                // its later XA COMMIT or XA ROLLBACK is a statement of its own.
-                Some(EventData::XidEvent(_)) | Some(EventData::XaPrepareLogEvent(_)) => {
-                    commit = true
-                }
-                Some(EventData::UnknownEvent) | None => {
-                    if in_transaction {
-                        return Err(self.fail(format!(
-                            "an event of unknown type {} inside a transaction at {file}:{log_pos}",
-                            event.header().event_type_raw()
-                        )));
-                    }
-                }
-                Some(_) => {}
-            }
-            if commit {
-                in_transaction = false;
-                if log_pos > 0 {
-                    read.end = Position {
-                        file: file.clone(),
-                        pos: log_pos,
-                    };
-                }
-                if !open.is_empty() {
-                    read.transactions += 1;
-                    read.changes += open.len() as u64;
-                    each(Txn {
-                        end: read.end.clone(),
-                        changes: std::mem::take(&mut open),
-                    })?;
                 }
             }
+            Some(EventData::RowsEvent(rows)) => {
+                if let (Some((i, tme)), true) = (at.maps.get(&rows.table_id()), ours) {
+                    let i = *i;
+                    self.collect(&rows, tme, i, &mut at.open)?;
+                }
+            }
+            Some(EventData::QueryEvent(q)) => {
+                let sql = q.query();
+                match query_kind(&sql) {
+                    Query::Begin => at.in_transaction = true,
+                    Query::Commit => commit = true,
+                    Query::Nothing => {}
+                    Query::Rollback => {
+                        at.open.clear();
+                        at.unattributed(ours, log_pos, &sql);
+                        commit = true;
+                    }
+                    Query::Statement => {
+                        at.unattributed(ours, log_pos, &sql);
+                        // A statement of its own (DDL, XA COMMIT): a transaction by itself.
+                        commit = !at.in_transaction;
+                    }
+                }
+            }
+            // A statement loading a file (LOAD DATA in statement format).
+            Some(EventData::ExecuteLoadQueryEvent(q)) => {
+                at.unattributed(ours, log_pos, &q.query());
+                commit = !at.in_transaction;
+            }
+            // An XA transaction's changes are logged when it is prepared: applied then, and
+            // its later XA COMMIT or XA ROLLBACK is a statement of its own.
+            Some(EventData::XidEvent(_)) | Some(EventData::XaPrepareLogEvent(_)) => commit = true,
+            Some(EventData::UnknownEvent) | None => {
+                if at.in_transaction {
+                    return Err(self.fail(format!(
+                        "an event of unknown type {} inside a transaction at {}:{log_pos}",
+                        event.header().event_type_raw(),
+                        at.file
+                    )));
+                }
+            }
+            Some(_) => {}
         }
-        if let Some(u) = until {
-            // Everything committed up to `until` was read: the pass reached it.
-            read.end = read.end.max(u.clone());
-        }
-        Ok(read)
+        Ok(commit)
     }
 
     fn layout(&mut self, table: usize, mapped_columns: usize) -> Result<&Layout> {

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use mysql::prelude::Queryable;
@@ -524,14 +525,9 @@ pub fn copy_stream(
     after_first_chunk: &dyn Fn(),
 ) -> Result<u64> {
     let Job {
-        table,
-        user,
-        token,
-        range,
-        control,
+        table, user, range, ..
     } = *job;
-    let (src_addr, dst_addr) = (src.server.clone(), dst.server.clone());
-    let (src_addr, dst_addr) = (&src_addr, &dst_addr);
+    let src_name = src.server.to_string();
     let ncols = table.columns.len();
     let chunk = chunk_rows(ncols);
     let select = format!(
@@ -542,107 +538,13 @@ pub fn copy_stream(
         range_clause(table, range),
         table.key_list()
     );
-    let insert = format!(
-        "INSERT INTO {} ({}) VALUES ",
-        table.name.quoted(),
-        table.column_list()
-    );
-    let load = format!(
-        "LOAD DATA LOCAL INFILE '{STREAM_FILE}' INTO TABLE {} CHARACTER SET utf8mb4 ({})",
-        table.name.quoted(),
-        table.column_list()
-    );
-    let src_name = src_addr.to_string();
-    let dst_conn = dst.raw("copying")?;
-    fence::register(dst_conn, dst_addr, user, token)?;
-    // The handler hands the server the chunk prepared below, and nothing else.
-    let staged: std::sync::Arc<std::sync::Mutex<Vec<u8>>> = Default::default();
-    let feed = staged.clone();
-    dst_conn.set_local_infile_handler(Some(mysql::LocalInfileHandler::new(move |name, out| {
-        if name != STREAM_FILE.as_bytes() {
-            return Err(std::io::Error::other(
-                "the server asked for a file shardctl did not offer",
-            ));
-        }
-        let data =
-            std::mem::take(&mut *feed.lock().map_err(|_| std::io::Error::other("poisoned"))?);
-        std::io::Write::write_all(out, &data)
-    })));
-    let mut writer = Writer::Load;
-    let mut written = 0u64;
-    let mut first = true;
-    // Rows of the current chunk, as values (for INSERT) or encoded text (for LOAD DATA).
-    let mut values: Vec<mysql::Value> = Vec::with_capacity(chunk * ncols);
-    let mut text: Vec<u8> = Vec::new();
-    let mut rows_in_chunk = 0usize;
-    let mut probing = true;
-    let mut flush = |values: &mut Vec<mysql::Value>,
-                     text: &mut Vec<u8>,
-                     rows: &mut usize,
-                     writer: &mut Writer|
-     -> Result<()> {
-        if *rows == 0 {
-            return Ok(());
-        }
-        if let Some(stop) = control.checkpoint() {
-            return Err(stopped(stop, "copying"));
-        }
-        let n = *rows as u64;
-        if *writer == Writer::Load {
-            *staged
-                .lock()
-                .map_err(|_| Error::Failed("poisoned chunk buffer".into()))? = std::mem::take(text);
-            // LOAD DATA LOCAL turns a refused row (a duplicate key) into a warning: the first
-            // one is read in the same transaction, before anything resets it, to say why.
-            let loaded = fence::fenced(dst_conn, dst_addr, user, token, |tx| {
-                tx.query_drop(&load)?;
-                let got = tx.affected_rows();
-                let why: Option<(String, u32, String)> = if got == n {
-                    None
-                } else {
-                    tx.query_first("SHOW WARNINGS LIMIT 1")?
-                };
-                Ok((got, why))
-            });
-            match loaded {
-                Ok((got, _)) if got == n => {}
-                Ok((got, why)) => {
-                    return Err(Error::Failed(format!(
-                        "{dst_addr}: LOAD DATA took {got} of {n} rows of {}: {}",
-                        table.name,
-                        why.map(|(level, code, text)| format!(
-                            "{level} {code}: {}",
-                            crate::error::one_line(&text)
-                        ))
-                        .unwrap_or_else(|| "the server gave no warning".into())
-                    )))
-                }
-                // Local files are disabled on this server: write these rows (kept below) with
-                // INSERTs instead, from now on.
-                Err(e) if e.is(DbErrorKind::LocalInfileRefused) => *writer = Writer::Insert,
-                Err(e) => return Err(e),
-            }
-        }
-        if *writer == Writer::Insert {
-            // A chunk kept for LOAD DATA may be larger than one INSERT may carry.
-            for part in values.chunks(chunk * ncols) {
-                let sql = format!("{insert}{}", row_placeholders(part.len() / ncols, ncols));
-                fence::fenced(dst_conn, dst_addr, user, token, |tx| {
-                    tx.exec_drop(&sql, part.to_vec())
-                })?;
-            }
-        }
-        values.clear();
-        text.clear();
-        *rows = 0;
-        written += n;
-        control.rows.fetch_add(n, Ordering::Relaxed);
-        if first {
-            first = false;
-            after_first_chunk();
-        }
-        Ok(())
+    let mut sink = Sink::open(job, dst, after_first_chunk)?;
+    let mut pending = Chunk {
+        values: Vec::with_capacity(chunk * ncols),
+        text: Vec::new(),
+        rows: 0,
     };
+    let mut probing = true;
     let src_conn = src.raw("copying")?;
     let mut result = src_conn
         .exec_iter(&select, range_params(user, range))
@@ -659,41 +561,228 @@ pub fn copy_stream(
         let row = row
             .map_err(|e| Error::db(&src_name, "reading the user's rows", e))?
             .unwrap();
-        if writer == Writer::Load {
-            for (i, v) in row.iter().enumerate() {
-                if i > 0 {
-                    text.push(b'\t');
-                }
-                match v {
-                    mysql::Value::Int(y) if years[i] => {
-                        let _ = std::io::Write::write_fmt(&mut text, format_args!("{y:04}"));
-                    }
-                    mysql::Value::UInt(y) if years[i] => {
-                        let _ = std::io::Write::write_fmt(&mut text, format_args!("{y:04}"));
-                    }
-                    v => encode_value(&mut text, v),
-                }
-            }
-            text.push(b'\n');
+        if sink.writer == Writer::Load {
+            encode_row(&mut pending.text, &row, &years);
         }
         // The first chunk's values are kept too, in case the server refuses LOAD DATA.
-        if writer == Writer::Insert || probing {
-            values.extend(row);
+        if sink.writer == Writer::Insert || probing {
+            pending.values.extend(row);
         }
-        rows_in_chunk += 1;
-        let full = match writer {
-            Writer::Load => text.len() >= LOAD_CHUNK_BYTES,
-            Writer::Insert => rows_in_chunk >= chunk,
+        pending.rows += 1;
+        let full = match sink.writer {
+            Writer::Load => pending.text.len() >= LOAD_CHUNK_BYTES,
+            Writer::Insert => pending.rows >= chunk,
         };
         if full {
-            flush(&mut values, &mut text, &mut rows_in_chunk, &mut writer)?;
+            sink.flush(&mut pending)?;
             probing = false;
         }
     }
-    flush(&mut values, &mut text, &mut rows_in_chunk, &mut writer)?;
-    fence::unregister(dst_conn, user);
-    dst_conn.set_local_infile_handler(None);
-    Ok(written)
+    sink.flush(&mut pending)?;
+    Ok(sink.close())
+}
+
+/// Appends one row in LOAD DATA's text format, a line of tab-separated values; `years` marks
+/// the YEAR columns, written with four digits (LOAD DATA reads a short year as two-digit).
+fn encode_row(text: &mut Vec<u8>, row: &[mysql::Value], years: &[bool]) {
+    for (i, v) in row.iter().enumerate() {
+        if i > 0 {
+            text.push(b'\t');
+        }
+        match v {
+            mysql::Value::Int(y) if years[i] => {
+                let _ = std::io::Write::write_fmt(text, format_args!("{y:04}"));
+            }
+            mysql::Value::UInt(y) if years[i] => {
+                let _ = std::io::Write::write_fmt(text, format_args!("{y:04}"));
+            }
+            v => encode_value(text, v),
+        }
+    }
+    text.push(b'\n');
+}
+
+/// The rows of a copy stream's current chunk, as values (for INSERT) or encoded text (for
+/// LOAD DATA).
+struct Chunk {
+    values: Vec<mysql::Value>,
+    text: Vec<u8>,
+    rows: usize,
+}
+
+/// The destination of a copy stream: its session, registered with the fence, with what writes
+/// a chunk there and how many rows it has written.
+struct Sink<'a> {
+    conn: &'a mut mysql::Conn,
+    addr: HostPort,
+    table: &'a Table,
+    user: u64,
+    token: u64,
+    control: &'a Control,
+    /// The chunk the LOAD DATA LOCAL handler hands the server next.
+    staged: Arc<Mutex<Vec<u8>>>,
+    insert: String,
+    load: String,
+    writer: Writer,
+    written: u64,
+    first: bool,
+    after_first_chunk: &'a dyn Fn(),
+}
+
+impl<'a> Sink<'a> {
+    /// Registers `dst`'s session with the fence, so a newer lock holder can end it, and
+    /// installs the LOAD DATA LOCAL handler that serves the staged chunk.
+    fn open(job: &Job<'a>, dst: &'a mut Db, after_first_chunk: &'a dyn Fn()) -> Result<Sink<'a>> {
+        let Job {
+            table,
+            user,
+            token,
+            control,
+            ..
+        } = *job;
+        let addr = dst.server.clone();
+        let insert = format!(
+            "INSERT INTO {} ({}) VALUES ",
+            table.name.quoted(),
+            table.column_list()
+        );
+        let load = format!(
+            "LOAD DATA LOCAL INFILE '{STREAM_FILE}' INTO TABLE {} CHARACTER SET utf8mb4 ({})",
+            table.name.quoted(),
+            table.column_list()
+        );
+        let conn = dst.raw("copying")?;
+        fence::register(conn, &addr, user, token)?;
+        let staged = serve_staged(conn);
+        Ok(Sink {
+            conn,
+            addr,
+            table,
+            user,
+            token,
+            control,
+            staged,
+            insert,
+            load,
+            writer: Writer::Load,
+            written: 0,
+            first: true,
+            after_first_chunk,
+        })
+    }
+
+    /// Writes `chunk` under the fence, once the control allows, and empties it; the first chunk
+    /// written calls `after_first_chunk`, for the crash tests.
+    fn flush(&mut self, chunk: &mut Chunk) -> Result<()> {
+        if chunk.rows == 0 {
+            return Ok(());
+        }
+        if let Some(stop) = self.control.checkpoint() {
+            return Err(stopped(stop, "copying"));
+        }
+        let n = chunk.rows as u64;
+        if self.writer == Writer::Load {
+            self.load_chunk(&mut chunk.text, n)?;
+        }
+        if self.writer == Writer::Insert {
+            self.insert_chunk(&chunk.values)?;
+        }
+        chunk.values.clear();
+        chunk.text.clear();
+        chunk.rows = 0;
+        self.written += n;
+        self.control.rows.fetch_add(n, Ordering::Relaxed);
+        if self.first {
+            self.first = false;
+            (self.after_first_chunk)();
+        }
+        Ok(())
+    }
+
+    /// Writes the `n` rows of `text` with LOAD DATA LOCAL. Where the server refuses local files,
+    /// writes nothing and turns the sink to INSERTs, from this chunk on (its values are kept).
+    fn load_chunk(&mut self, text: &mut Vec<u8>, n: u64) -> Result<()> {
+        *self
+            .staged
+            .lock()
+            .map_err(|_| Error::Failed("poisoned chunk buffer".into()))? = std::mem::take(text);
+        let load = &self.load;
+        // LOAD DATA LOCAL turns a refused row (a duplicate key) into a warning: the first
+        // one is read in the same transaction, before anything resets it, to say why.
+        let loaded = fence::fenced(self.conn, &self.addr, self.user, self.token, |tx| {
+            tx.query_drop(load)?;
+            let got = tx.affected_rows();
+            let why: Option<(String, u32, String)> = if got == n {
+                None
+            } else {
+                tx.query_first("SHOW WARNINGS LIMIT 1")?
+            };
+            Ok((got, why))
+        });
+        match loaded {
+            Ok((got, _)) if got == n => {}
+            Ok((got, why)) => {
+                return Err(Error::Failed(format!(
+                    "{}: LOAD DATA took {got} of {n} rows of {}: {}",
+                    self.addr,
+                    self.table.name,
+                    why.map(|(level, code, text)| format!(
+                        "{level} {code}: {}",
+                        crate::error::one_line(&text)
+                    ))
+                    .unwrap_or_else(|| "the server gave no warning".into())
+                )))
+            }
+            // Local files are disabled on this server: write these rows (kept by the caller)
+            // with INSERTs instead, from now on.
+            Err(e) if e.is(DbErrorKind::LocalInfileRefused) => self.writer = Writer::Insert,
+            Err(e) => return Err(e),
+        }
+        Ok(())
+    }
+
+    /// Writes `values` with multi-row INSERTs, each within a statement's placeholders.
+    fn insert_chunk(&mut self, values: &[mysql::Value]) -> Result<()> {
+        let ncols = self.table.columns.len();
+        // A chunk kept for LOAD DATA may be larger than one INSERT may carry.
+        for part in values.chunks(chunk_rows(ncols) * ncols) {
+            let sql = format!(
+                "{}{}",
+                self.insert,
+                row_placeholders(part.len() / ncols, ncols)
+            );
+            fence::fenced(self.conn, &self.addr, self.user, self.token, |tx| {
+                tx.exec_drop(&sql, part.to_vec())
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Leaves the session unregistered and without the file handler, once every chunk is
+    /// written; returns how many rows were.
+    fn close(self) -> u64 {
+        fence::unregister(self.conn, self.user);
+        self.conn.set_local_infile_handler(None);
+        self.written
+    }
+}
+
+/// Installs on `conn` the LOAD DATA LOCAL handler that hands the server the chunk staged in the
+/// returned buffer, and nothing else: a server asking for any other file gets an error.
+fn serve_staged(conn: &mut mysql::Conn) -> Arc<Mutex<Vec<u8>>> {
+    let staged: Arc<Mutex<Vec<u8>>> = Default::default();
+    let feed = staged.clone();
+    conn.set_local_infile_handler(Some(mysql::LocalInfileHandler::new(move |name, out| {
+        if name != STREAM_FILE.as_bytes() {
+            return Err(std::io::Error::other(
+                "the server asked for a file shardctl did not offer",
+            ));
+        }
+        let data =
+            std::mem::take(&mut *feed.lock().map_err(|_| std::io::Error::other("poisoned"))?);
+        std::io::Write::write_all(out, &data)
+    })));
+    staged
 }
 
 /// Deletes the job's rows on `db`'s server in fenced chunks (the session's minimal row images

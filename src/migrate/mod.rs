@@ -356,14 +356,14 @@ pub fn migrate(cfg: &Config, changes: &Changes, opts: &Options, ui: &Ui) -> Resu
     migrate_with(&Conns::new(cfg, changes), opts, ui, &|_| {})
 }
 
-/// `migrate` on the command's shard sessions; `phase` hears which step is running.
+/// `migrate` on the command's shard sessions; `phase` hears which step is running. The dry
+/// run and the real run share one plan.
 pub fn migrate_with(
     conns: &Conns,
     opts: &Options,
     ui: &Ui,
     phase: &dyn Fn(&str),
 ) -> Result<Report> {
-    let cfg = conns.cfg();
     let started = Instant::now();
     let mut ring_db = conns.ring()?;
     let shards = directory::shards(&mut ring_db)?;
@@ -378,31 +378,71 @@ pub fn migrate_with(
         )));
     }
     if !opts.dry_run {
-        for entry in journal(&mut ring_db, Entries::Unfinished(Some(opts.user)))? {
-            match resume_entry(
-                conns,
-                &mut ring_db,
-                &entry,
-                (opts.lock_ttl, opts.max_lag),
-                ui,
-            ) {
-                Ok(r) => ui.status(&format!(
-                    "migration #{} had been interrupted ({}); it is {} now",
-                    r.migration_id, r.was, r.now
-                )),
-                // A live holder is driving it: it is in progress, not interrupted.
-                Err(Error::LockInUse(why)) => {
-                    return Err(Error::LockInUse(format!(
-                        "migration #{} of user {} to {} is in progress ({}): {why}",
-                        entry.migration_id, entry.user, entry.to, entry.state
-                    )))
-                }
-                Err(e) => return Err(e),
+        resume_unfinished(conns, &mut ring_db, opts, ui)?;
+    }
+    let mut plan = match plan(conns, &mut ring_db, &shards, to, opts, ui)? {
+        Planned::Move(plan) => plan,
+        Planned::Nothing(report) => return Ok(report),
+    };
+    if opts.dry_run {
+        plan.report.state = "planned".into();
+        plan.report.note = format!(
+            "would copy {} from {} to {}",
+            plan.report.mode, plan.route.src, plan.route.dst
+        );
+        return Ok(plan.report);
+    }
+    execute(conns, &mut ring_db, plan, opts, (ui, phase), started)
+}
+
+/// Finishes or rolls back the user's interrupted migrations first; one a live holder drives
+/// is in progress, not interrupted.
+fn resume_unfinished(conns: &Conns, ring_db: &mut Ring, opts: &Options, ui: &Ui) -> Result<()> {
+    for entry in journal(ring_db, Entries::Unfinished(Some(opts.user)))? {
+        match resume_entry(conns, ring_db, &entry, (opts.lock_ttl, opts.max_lag), ui) {
+            Ok(r) => ui.status(&format!(
+                "migration #{} had been interrupted ({}); it is {} now",
+                r.migration_id, r.was, r.now
+            )),
+            // A live holder is driving it: it is in progress, not interrupted.
+            Err(Error::LockInUse(why)) => {
+                return Err(Error::LockInUse(format!(
+                    "migration #{} of user {} to {} is in progress ({}): {why}",
+                    entry.migration_id, entry.user, entry.to, entry.state
+                )))
             }
+            Err(e) => return Err(e),
         }
     }
-    let (from_id, state) = directory::user(&mut ring_db, opts.user)?.unwrap_or_default();
-    let from = shard_by_id(&shards, from_id)?;
+    Ok(())
+}
+
+/// A move decided: by which route, online or offline, and the report so far.
+struct Plan<'s> {
+    to: &'s Shard,
+    route: Route<'s>,
+    course: Course,
+    report: Report,
+}
+
+enum Planned<'s> {
+    Move(Plan<'s>),
+    /// Nothing to move (the user already lives there): the report says so.
+    Nothing(Report),
+}
+
+/// Decides the move: where the user is, that it may move, the route, the rows to copy and
+/// whether online; refuses what may not be moved.
+fn plan<'s>(
+    conns: &Conns,
+    ring_db: &mut Ring,
+    shards: &'s [Shard],
+    to: &'s Shard,
+    opts: &Options,
+    ui: &Ui,
+) -> Result<Planned<'s>> {
+    let (from_id, state) = directory::user(ring_db, opts.user)?.unwrap_or_default();
+    let from = shard_by_id(shards, from_id)?;
     let mut report = Report {
         user: opts.user,
         from: from.name.clone(),
@@ -415,7 +455,7 @@ pub fn migrate_with(
             "user {} already lives on {}; nothing to do",
             opts.user, to.name
         );
-        return Ok(report);
+        return Ok(Planned::Nothing(report));
     }
     if state != "active" {
         return Err(Error::Refused(format!(
@@ -430,11 +470,9 @@ pub fn migrate_with(
         )));
     }
     let route = route(conns, opts.user, (from, to), (None, None))?;
-    // Named in the report's notes after the route has gone to the move.
-    let src = route.src.clone();
-    let (dst, tables) = (&route.dst, &route.tables);
+    let (src, dst, tables) = (&route.src, &route.dst, &route.tables);
     {
-        let mut s = conns.get(&src)?;
+        let mut s = conns.get(src)?;
         for t in tables {
             report
                 .rows
@@ -445,7 +483,7 @@ pub fn migrate_with(
         refuse_strays(conns, dst, tables, opts.user)?;
     }
     let total: u64 = report.rows.values().sum();
-    let course = match choose_mode(conns, opts.mode, total, from, &src)? {
+    let course = match choose_mode(conns, opts.mode, total, from, src)? {
         Chosen::Online => Course::Online {
             keep_source: opts.keep_source,
         },
@@ -465,11 +503,32 @@ pub fn migrate_with(
         "offline"
     }
     .into();
-    if opts.dry_run {
-        report.state = "planned".into();
-        report.note = format!("would copy {} from {src} to {dst}", report.mode);
-        return Ok(report);
-    }
+    Ok(Planned::Move(Plan {
+        to,
+        route,
+        course,
+        report,
+    }))
+}
+
+/// Moves the user as planned, under its account lock, and audits the move.
+fn execute(
+    conns: &Conns,
+    ring_db: &mut Ring,
+    plan: Plan,
+    opts: &Options,
+    (ui, phase): (&Ui, &dyn Fn(&str)),
+    started: Instant,
+) -> Result<Report> {
+    let cfg = conns.cfg();
+    let Plan {
+        to,
+        route,
+        course,
+        mut report,
+    } = plan;
+    // Named in the report's notes after the route has gone to the move.
+    let src = route.src.clone();
     let rows = report.rows.clone();
     let (migration_id, token, outcome, caught_up) = with_lock(
         cfg,
@@ -479,7 +538,7 @@ pub fn migrate_with(
         |held, lost| {
             let mut kept = Kept {
                 cfg,
-                ring: &mut ring_db,
+                ring: &mut *ring_db,
                 lost,
             };
             let mut g = Group::new(

@@ -299,21 +299,7 @@ pub fn apply(
     let conns = Conns::new(cfg, changes);
     let mut ring_db = conns.ring()?;
     let shards = directory::shards(&mut ring_db)?;
-    let index: HashMap<&str, usize> = shards
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (s.name.as_str(), i))
-        .collect();
-    for m in &plan.moves {
-        for name in [&m.from, &m.to] {
-            if !index.contains_key(name.as_str()) {
-                return Err(Error::NotFound(format!(
-                    "the plan moves user {} via shard `{name}`, which is not registered; nothing was moved",
-                    m.user
-                )));
-            }
-        }
-    }
+    let index = shard_index(&shards, plan)?;
     let mut report = Report {
         planned: plan.moves.len() as u64,
         jobs: opts.jobs,
@@ -326,27 +312,7 @@ pub fn apply(
         report.resumed = resume_interrupted(&conns, &mut ring_db, &users, opts, ui)?;
     }
     let now = directory::placements(&mut ring_db, &users)?;
-    let mut pending: Vec<schedule::Move> = Vec::new();
-    for m in &plan.moves {
-        let (from, to) = (index[m.from.as_str()], index[m.to.as_str()]);
-        let skip = |reason: String| Skipped {
-            user: m.user,
-            from: m.from.clone(),
-            to: m.to.clone(),
-            reason,
-        };
-        match placement(m.user, now.get(&m.user), &shards[from], &shards[to]) {
-            Placement::Arrived => report.already_done += 1,
-            Placement::Movable if shards[to].state != ShardState::Active => {
-                report.skipped.push(skip(format!(
-                    "shard {} is {}: only active shards take users",
-                    m.to, shards[to].state
-                )))
-            }
-            Placement::Movable => pending.push((m.user, m.rows, from, to)),
-            Placement::Elsewhere(why) => report.skipped.push(skip(why)),
-        }
-    }
+    let pending = pending_moves(plan, &shards, &index, &now, &mut report);
     if opts.dry_run {
         report.would_move = pending.len() as u64;
         report.would_move_rows = pending.iter().map(|m| m.1).sum();
@@ -393,65 +359,8 @@ pub fn apply(
         let (again, _) = run_tasks(cfg, &conns, &run_ui, &shards, opts, schedule::tasks(&busy))?;
         results.extend(again);
     }
-    // Accounts still busy after the second try were being moved by someone else all along (a
-    // concurrent apply of this plan or another): where are they now?
-    let still_busy: Vec<u64> = results
-        .iter()
-        .flat_map(|(_, o)| o.failed.iter())
-        .filter(|(_, e)| matches!(e, Error::LockInUse(_)))
-        .map(|(u, _)| *u)
-        .collect();
-    if !still_busy.is_empty() {
-        if ring_db.is_lost() {
-            ring_db.reconnect(cfg)?;
-        }
-        let placed = directory::placements(&mut ring_db, &still_busy)?;
-        for (task, o) in results.iter_mut() {
-            let [from, to] = task.shards().map(|i| &shards[i]);
-            let failed = std::mem::take(&mut o.failed);
-            for (u, e) in failed {
-                if !matches!(e, Error::LockInUse(_)) {
-                    o.failed.push((u, e));
-                    continue;
-                }
-                match placement(u, placed.get(&u), from, to) {
-                    Placement::Arrived => o.already.push(u),
-                    Placement::Elsewhere(why) => o.skipped.push((u, why)),
-                    Placement::Movable => o.failed.push((u, e)),
-                }
-            }
-        }
-    }
-    for (task, o) in results {
-        let [from, to] = task.shards().map(|i| shards[i].name.clone());
-        report.done += o.done.len() as u64;
-        report.already_done += o.already.len() as u64;
-        report.rows += o.done.iter().map(|d| d.rows).sum::<u64>();
-        report.moves.extend(o.done.iter().map(|d| Move {
-            user: d.user,
-            from: from.clone(),
-            to: to.clone(),
-            rows: d.rows,
-            mode: d.mode.clone(),
-            read_only_seconds: d.read_only_seconds,
-        }));
-        for (user, reason) in o.skipped {
-            report.skipped.push(Skipped {
-                user,
-                from: from.clone(),
-                to: to.clone(),
-                reason,
-            });
-        }
-        report
-            .failed
-            .extend(o.failed.into_iter().map(|(user, e)| Failed {
-                user,
-                from: from.clone(),
-                to: to.clone(),
-                error: e.to_string(),
-            }));
-    }
+    settle_busy(cfg, &mut ring_db, &shards, &mut results)?;
+    tally(&mut report, results, &shards);
     report.moves.sort_by_key(|m| m.user);
     report.online = report.moves.iter().filter(|m| m.mode == "online").count() as u64;
     report.longest_read_only_seconds = report
@@ -488,6 +397,131 @@ pub fn apply(
 /// Resolves unfinished migrations of the plan's users (a crashed earlier apply leaves them),
 /// so their moves start from a known state. The count resolved. A holder that just died may
 /// still hold its GET_LOCKs for a moment, and a live one (a concurrent apply) finishes its
+/// Each shard's position by name; refuses a plan naming a shard that is not registered.
+fn shard_index<'s>(shards: &'s [Shard], plan: &PlanFile) -> Result<HashMap<&'s str, usize>> {
+    let index: HashMap<&str, usize> = shards
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.name.as_str(), i))
+        .collect();
+    for m in &plan.moves {
+        for name in [&m.from, &m.to] {
+            if !index.contains_key(name.as_str()) {
+                return Err(Error::NotFound(format!(
+                    "the plan moves user {} via shard `{name}`, which is not registered; nothing was moved",
+                    m.user
+                )));
+            }
+        }
+    }
+    Ok(index)
+}
+
+/// The plan's moves still to make: those already made are counted, and those that cannot be
+/// made (the user moved elsewhere, the destination takes no users) are skipped with why.
+fn pending_moves(
+    plan: &PlanFile,
+    shards: &[Shard],
+    index: &HashMap<&str, usize>,
+    now: &HashMap<u64, (u32, String)>,
+    report: &mut Report,
+) -> Vec<schedule::Move> {
+    let mut pending: Vec<schedule::Move> = Vec::new();
+    for m in &plan.moves {
+        let (from, to) = (index[m.from.as_str()], index[m.to.as_str()]);
+        let skip = |reason: String| Skipped {
+            user: m.user,
+            from: m.from.clone(),
+            to: m.to.clone(),
+            reason,
+        };
+        match placement(m.user, now.get(&m.user), &shards[from], &shards[to]) {
+            Placement::Arrived => report.already_done += 1,
+            Placement::Movable if shards[to].state != ShardState::Active => {
+                report.skipped.push(skip(format!(
+                    "shard {} is {}: only active shards take users",
+                    m.to, shards[to].state
+                )))
+            }
+            Placement::Movable => pending.push((m.user, m.rows, from, to)),
+            Placement::Elsewhere(why) => report.skipped.push(skip(why)),
+        }
+    }
+    pending
+}
+
+/// Accounts still busy after the second try were being moved by someone else all along (a
+/// concurrent apply of this plan or another): where are they now?
+fn settle_busy(
+    cfg: &Config,
+    ring_db: &mut Ring,
+    shards: &[Shard],
+    results: &mut [(Task, BatchOutcome)],
+) -> Result<()> {
+    let still_busy: Vec<u64> = results
+        .iter()
+        .flat_map(|(_, o)| o.failed.iter())
+        .filter(|(_, e)| matches!(e, Error::LockInUse(_)))
+        .map(|(u, _)| *u)
+        .collect();
+    if !still_busy.is_empty() {
+        if ring_db.is_lost() {
+            ring_db.reconnect(cfg)?;
+        }
+        let placed = directory::placements(ring_db, &still_busy)?;
+        for (task, o) in results.iter_mut() {
+            let [from, to] = task.shards().map(|i| &shards[i]);
+            let failed = std::mem::take(&mut o.failed);
+            for (u, e) in failed {
+                if !matches!(e, Error::LockInUse(_)) {
+                    o.failed.push((u, e));
+                    continue;
+                }
+                match placement(u, placed.get(&u), from, to) {
+                    Placement::Arrived => o.already.push(u),
+                    Placement::Elsewhere(why) => o.skipped.push((u, why)),
+                    Placement::Movable => o.failed.push((u, e)),
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Adds the workers' outcomes to the report, per move.
+fn tally(report: &mut Report, results: Vec<(Task, BatchOutcome)>, shards: &[Shard]) {
+    for (task, o) in results {
+        let [from, to] = task.shards().map(|i| shards[i].name.clone());
+        report.done += o.done.len() as u64;
+        report.already_done += o.already.len() as u64;
+        report.rows += o.done.iter().map(|d| d.rows).sum::<u64>();
+        report.moves.extend(o.done.iter().map(|d| Move {
+            user: d.user,
+            from: from.clone(),
+            to: to.clone(),
+            rows: d.rows,
+            mode: d.mode.clone(),
+            read_only_seconds: d.read_only_seconds,
+        }));
+        for (user, reason) in o.skipped {
+            report.skipped.push(Skipped {
+                user,
+                from: from.clone(),
+                to: to.clone(),
+                reason,
+            });
+        }
+        report
+            .failed
+            .extend(o.failed.into_iter().map(|(user, e)| Failed {
+                user,
+                from: from.clone(),
+                to: to.clone(),
+                error: e.to_string(),
+            }));
+    }
+}
+
 /// batch in a moment: locks in use are tried again for a while.
 fn resume_interrupted(
     conns: &Conns,

@@ -269,8 +269,52 @@ pub fn up(opts: &UpOptions, observe: &dyn Fn(&Config) -> Changes, ui: &Ui) -> Re
         .map_err(|e| Error::io("resolving the sandbox directory", e))?;
     let recorded = read_spec(&dir)?;
     let mut notes = Vec::new();
-    let spec = match &recorded {
-        Some(s) if *s != opts.spec => {
+    let spec = spec_to_keep(recorded.as_ref(), &opts.spec, &mut notes);
+    check_ports_fit(&spec)?;
+    let bins = Binaries::locate()?;
+    let members = layout(&dir, &spec);
+    let spinner = ui.spinner("preparing data directories");
+    let template = server::template(&bins, &template_cache(&dir))?;
+    let ensemble = zookeeper_nodes(&dir, &spec);
+    let down = Down::find(&members, cache_process(&dir, &spec), &ensemble)?;
+    let mut started = Started::default();
+    let result = started
+        .start(&down, &bins, &template, &spinner)
+        .and_then(|()| {
+            bring_up(
+                opts,
+                observe,
+                &dir,
+                &spec,
+                recorded.is_none(),
+                &members,
+                &spinner,
+            )
+        });
+    match result {
+        Ok((config, users, rows)) => Ok(UpOutcome {
+            config,
+            created: recorded.is_none(),
+            started: started.addrs,
+            users,
+            rows,
+            notes,
+        }),
+        Err(e) => {
+            // Leave nothing running that this call started: a failed `up` is undone.
+            spinner.finish_and_clear();
+            started.undo(down.cache.as_ref());
+            Err(e)
+        }
+    }
+}
+
+/// The spec the sandbox runs with: the one it was created with, if it was (its data
+/// directories and ports were laid out by that one), else the one asked for. Keeping a
+/// recorded spec that differs from the one asked for is noted.
+fn spec_to_keep(recorded: Option<&Spec>, asked: &Spec, notes: &mut Vec<String>) -> Spec {
+    match recorded {
+        Some(s) if s != asked => {
             notes.push(format!(
                 "this sandbox was created with {} shards (and {} spare) on base port {} and {} MB buffer pools, locks in {}; keeping that",
                 s.shards,
@@ -285,8 +329,13 @@ pub fn up(opts: &UpOptions, observe: &dyn Fn(&Config) -> Changes, ui: &Ui) -> Re
             s.clone()
         }
         Some(s) => s.clone(),
-        None => opts.spec.clone(),
-    };
+        None => asked.clone(),
+    }
+}
+
+/// Refuses a spec whose servers' ports would run past the last port, or that has no shard,
+/// before anything is started.
+fn check_ports_fit(spec: &Spec) -> Result<()> {
     if spec.base_port as u32 + 2 * (spec.shards + spec.spare_shards) + 2 + 3 * spec.zookeeper_nodes
         > u16::MAX as u32
         || spec.shards == 0
@@ -295,79 +344,96 @@ pub fn up(opts: &UpOptions, observe: &dyn Fn(&Config) -> Changes, ui: &Ui) -> Re
             "--shards and --base-port leave no room for the servers' ports".into(),
         ));
     }
-    let bins = Binaries::locate()?;
-    let members = layout(&dir, &spec);
-    let spinner = ui.spinner("preparing data directories");
-    let template = server::template(&bins, &template_cache(&dir))?;
-    // Every port a server must be started on is checked before any is started.
-    let to_start: Vec<&Member> = members
-        .iter()
-        .filter(|m| m.process.running_pid().is_none())
-        .collect();
-    for m in &to_start {
-        m.process.check_port_free()?;
-    }
-    let cache = cache_process(&dir, &spec).filter(|c| c.running_pid().is_none());
-    let ensemble = zookeeper_nodes(&dir, &spec);
-    let zk_to_start: Vec<&ZkNode> = ensemble
-        .iter()
-        .filter(|n| n.running_pid().is_none())
-        .collect();
-    let mut zk_started: Vec<&ZkNode> = Vec::new();
-    let mut started = Vec::new();
-    let mut spawned: Vec<&Member> = Vec::new();
-    let result = (|| {
+    Ok(())
+}
+
+/// What of the sandbox is not running: what this `up` starts.
+struct Down<'a> {
+    members: Vec<&'a Member>,
+    cache: Option<CacheProcess>,
+    /// The whole ensemble: each node starting is told of all of them.
+    ensemble: &'a [ZkNode],
+    zookeeper: Vec<&'a ZkNode>,
+}
+
+impl<'a> Down<'a> {
+    /// Finds what is down. Every port a server must be started on is checked before any is
+    /// started.
+    fn find(
+        members: &'a [Member],
+        cache: Option<CacheProcess>,
+        ensemble: &'a [ZkNode],
+    ) -> Result<Down<'a>> {
+        let to_start: Vec<&Member> = members
+            .iter()
+            .filter(|m| m.process.running_pid().is_none())
+            .collect();
         for m in &to_start {
-            m.process.prepare(&template)?;
-            m.process.spawn(&bins)?;
-            spawned.push(m);
-            started.push(m.process.addr().to_string());
+            m.process.check_port_free()?;
         }
-        if let Some(c) = &cache {
+        Ok(Down {
+            members: to_start,
+            cache: cache.filter(|c| c.running_pid().is_none()),
+            ensemble,
+            zookeeper: ensemble
+                .iter()
+                .filter(|n| n.running_pid().is_none())
+                .collect(),
+        })
+    }
+}
+
+/// What this `up` has started so far: a failed `up` stops it again.
+#[derive(Default)]
+struct Started<'a> {
+    /// Every address started, for the outcome.
+    addrs: Vec<String>,
+    members: Vec<&'a Member>,
+    zookeeper: Vec<&'a ZkNode>,
+}
+
+impl<'a> Started<'a> {
+    /// Starts what is down, noting each as it starts (a failure leaves the rest unstarted).
+    fn start(
+        &mut self,
+        down: &Down<'a>,
+        bins: &Binaries,
+        template: &Path,
+        spinner: &indicatif::ProgressBar,
+    ) -> Result<()> {
+        for &m in &down.members {
+            m.process.prepare(template)?;
+            m.process.spawn(bins)?;
+            self.members.push(m);
+            self.addrs.push(m.process.addr().to_string());
+        }
+        if let Some(c) = &down.cache {
             c.start()?;
-            started.push(c.addr().to_string());
+            self.addrs.push(c.addr().to_string());
         }
-        for n in &zk_to_start {
-            n.start(&ensemble)?;
-            zk_started.push(n);
-            started.push(n.addr().to_string());
+        for &n in &down.zookeeper {
+            n.start(down.ensemble)?;
+            self.zookeeper.push(n);
+            self.addrs.push(n.addr().to_string());
         }
-        if !zk_to_start.is_empty() {
+        if !down.zookeeper.is_empty() {
             spinner.set_message("waiting for ZooKeeper");
-            zookeeper::wait_serving(&ensemble, START_TIMEOUT)?;
+            zookeeper::wait_serving(down.ensemble, START_TIMEOUT)?;
         }
-        bring_up(
-            opts,
-            observe,
-            &dir,
-            &spec,
-            recorded.is_none(),
-            &members,
-            &spinner,
-        )
-    })();
-    match result {
-        Ok((config, users, rows)) => Ok(UpOutcome {
-            config,
-            created: recorded.is_none(),
-            started,
-            users,
-            rows,
-            notes,
-        }),
-        Err(e) => {
-            // Leave nothing running that this call started: a failed `up` is undone.
-            spinner.finish_and_clear();
-            for m in spawned {
-                m.process.stop(Duration::from_secs(10));
-            }
-            if let Some(c) = &cache {
-                c.stop();
-            }
-            for n in zk_started {
-                n.stop();
-            }
-            Err(e)
+        Ok(())
+    }
+
+    /// Stops the servers and nodes this `up` started, and `cache`, the memcached it was to
+    /// start, whether or not it got that far.
+    fn undo(self, cache: Option<&CacheProcess>) {
+        for m in self.members {
+            m.process.stop(Duration::from_secs(10));
+        }
+        if let Some(c) = cache {
+            c.stop();
+        }
+        for n in self.zookeeper {
+            n.stop();
         }
     }
 }

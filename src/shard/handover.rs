@@ -155,9 +155,46 @@ pub fn converge(
     writers: &[HostPort],
     deadline: Instant,
 ) -> std::result::Result<Handover, String> {
+    let members = open_members(cfg, shard, writers, deadline);
+    let notes = down_notes(&members)?;
+    let live: Vec<&Member> = members.iter().filter(|m| m.view().is_some()).collect();
+    if live.iter().all(|m| m.settled()) {
+        return Ok(report(shard, writers, &members, 0.0, notes));
+    }
+
+    // 1. Those losing users stop taking them, once what they took under the old rule is done.
+    let start = Instant::now();
+    let changed = stop_losers(cfg, &live, writers, deadline)?;
+    crate::failpoint!("handover.stopped");
+
+    // 2. Those gaining users apply everything the others wrote.
+    catch_up_gainers(&live, deadline).map_err(|e| undo(cfg, &changed, e))?;
+
+    crate::failpoint!("handover.caught_up");
+
+    // 3. Settle: those that lost users first, then the gainers.
+    settle_losers(cfg, &live, writers, deadline).map_err(|e| undo(cfg, &changed, e))?;
+    settle_gainers(cfg, &live, writers, deadline)?;
+    Ok(report(
+        shard,
+        writers,
+        &members,
+        start.elapsed().as_secs_f64(),
+        notes,
+    ))
+}
+
+/// Opens every server of `shard` at once (the slowest sets the pace, not the sum of them), each
+/// with the rule `writers` gives it.
+fn open_members(
+    cfg: &Config,
+    shard: &Shard,
+    writers: &[HostPort],
+    deadline: Instant,
+) -> Vec<Member> {
     let addrs: Vec<HostPort> = shard.servers.iter().map(|s| s.addr()).collect();
     let opened = parallel::each(&addrs, |a| open(cfg, a, deadline));
-    let members: Vec<Member> = addrs
+    addrs
         .into_iter()
         .zip(opened)
         .map(|(addr, state)| Member {
@@ -165,9 +202,15 @@ pub fn converge(
             addr,
             state,
         })
-        .collect();
+        .collect()
+}
+
+/// The notes for servers that are down and are to take no writes afterwards; `Err` refuses the
+/// hand-over when any other server's rules could not be read, since nobody could then say
+/// which users' writes it takes.
+fn down_notes(members: &[Member]) -> std::result::Result<Vec<String>, String> {
     let mut notes = Vec::new();
-    for m in &members {
+    for m in members {
         match &m.state {
             Ok(_) => {}
             // A server that is not running takes no writes now; if it is to take none
@@ -184,7 +227,19 @@ pub fn converge(
             }
         }
     }
-    let report = |window: f64, notes: Vec<String>| Handover {
+    Ok(notes)
+}
+
+/// What the hand-over did, for the operator: every server's rules before and after, and how
+/// long the users changing hands were refused (`window`).
+fn report(
+    shard: &Shard,
+    writers: &[HostPort],
+    members: &[Member],
+    window: f64,
+    notes: Vec<String>,
+) -> Handover {
+    Handover {
         shard: shard.name.clone(),
         writers: writers.iter().map(|w| w.to_string()).collect(),
         write_window_seconds: window,
@@ -205,45 +260,56 @@ pub fn converge(
             })
             .collect(),
         notes,
-    };
-    let live: Vec<&Member> = members.iter().filter(|m| m.view().is_some()).collect();
-    if live.iter().all(|m| m.settled()) {
-        return Ok(report(0.0, notes));
     }
+}
 
-    // 1. Those losing users stop taking them, once what they took under the old rule is done.
-    let start = Instant::now();
-    let shrinking: Vec<&&Member> = live.iter().filter(|m| m.shrinking()).collect();
+/// Step 1: the servers of `live` losing users propose their new rules behind the barrier. What
+/// it returns are the servers whose rules changed, for `undo` to withdraw should a later step
+/// fail; if any server did not get through, those are withdrawn here and `Err` says why.
+fn stop_losers<'a>(
+    cfg: &Config,
+    live: &[&'a Member],
+    writers: &[HostPort],
+    deadline: Instant,
+) -> std::result::Result<Vec<&'a Member>, String> {
+    let shrinking: Vec<&Member> = live.iter().copied().filter(|m| m.shrinking()).collect();
     let proposed = parallel::each(&shrinking, |m| {
         let mut db = lock(m.db().expect("live"));
         barrier(cfg, &mut db, &m.target, writers, deadline)
     });
-    let changed: Vec<&&&Member> = shrinking
+    let changed: Vec<&Member> = shrinking
         .iter()
         .zip(&proposed)
         .filter(|(_, p)| !matches!(p, Stopped::NotYet(_)))
-        .map(|(m, _)| m)
+        .map(|(m, _)| *m)
         .collect();
-    let undo = |why: String| -> String {
-        parallel::each(&changed, |m| {
-            let mut db = lock(m.db().expect("live"));
-            // A server whose withdrawal fails (an open transaction holds its rules) keeps
-            // accepting only what both its rules accept until its proposal lapses: safe.
-            let _ = bounded(&mut db, Duration::from_secs(1))
-                .and_then(|()| home::withdraw(cfg, &mut db));
-        });
-        why
-    };
     if let Some(e) = shrinking.iter().zip(proposed).find_map(|(m, p)| match p {
         Stopped::Yes => None,
         Stopped::NotYet(e) | Stopped::Pending(e) => Some(format!("{}: {e}", m.addr)),
     }) {
-        return Err(undo(e));
+        return Err(undo(cfg, &changed, e));
     }
-    crate::failpoint!("handover.stopped");
+    Ok(changed)
+}
 
-    // 2. Those gaining users apply everything the others wrote.
-    let positions: Vec<Result<(HostPort, Option<String>)>> = parallel::each(&live, |m| {
+/// Withdraws the proposals of `changed`, so that every server takes what it took before: a
+/// hand-over that stops is undone, never half done. Returns `why`, the reason it stopped.
+fn undo(cfg: &Config, changed: &[&Member], why: String) -> String {
+    parallel::each(changed, |m| {
+        let mut db = lock(m.db().expect("live"));
+        // A server whose withdrawal fails (an open transaction holds its rules) keeps
+        // accepting only what both its rules accept until its proposal lapses: safe.
+        let _ =
+            bounded(&mut db, Duration::from_secs(1)).and_then(|()| home::withdraw(cfg, &mut db));
+    });
+    why
+}
+
+/// Step 2: each server of `live` gaining users applies everything every other server wrote to
+/// its binary log up to now, so that it takes no user's writes before it holds all of them.
+/// `Err` says why not (or that a signal came); the caller undoes step 1.
+fn catch_up_gainers(live: &[&Member], deadline: Instant) -> std::result::Result<(), String> {
+    let positions: Vec<Result<(HostPort, Option<String>)>> = parallel::each(live, |m| {
         let mut db = lock(m.db().expect("live"));
         Ok((m.addr.clone(), replica::binlog_position(&mut db)?))
     });
@@ -252,7 +318,7 @@ pub fn converge(
         match p {
             Ok((addr, Some(pos))) => marks.push((addr, pos)),
             Ok((_, None)) => {}
-            Err(e) => return Err(undo(e.to_string())),
+            Err(e) => return Err(e.to_string()),
         }
     }
     let gaining: Vec<&&Member> = live.iter().filter(|m| m.gaining()).collect();
@@ -260,19 +326,26 @@ pub fn converge(
         catch_up(&mut lock(m.db().expect("live")), &m.addr, &marks, deadline)
     });
     if let Some(e) = caught_up.into_iter().find_map(|r| r.err()) {
-        return Err(undo(e));
+        return Err(e);
     }
     if crate::signals::received() {
-        return Err(undo("interrupted".into()));
+        return Err("interrupted".into());
     }
+    Ok(())
+}
 
-    crate::failpoint!("handover.caught_up");
-
-    // 3. Settle: those that lost users first, each only while its proposal has not lapsed, so
-    // that no gainer takes a user its old writer could take back; then the gainers. A loser
-    // that cannot settle (an application transaction holds its rules' lock past the lease:
-    // one left open after a refused write, say) stops the hand-over before any gainer takes
-    // anything: its proposal lapses and it takes its users back, as if nothing had started.
+/// Step 3, first: the servers of `live` that lost users settle on their new rules, each only
+/// while its proposal has not lapsed, so that no gainer takes a user its old writer could take
+/// back. A loser that cannot settle (an application transaction holds its rules' lock past the
+/// lease: one left open after a refused write, say) stops the hand-over before any gainer takes
+/// anything: its proposal lapses and it takes its users back, as if nothing had started. `Err`
+/// says why; returning releases the loser's session, which the caller's `undo` then locks.
+fn settle_losers(
+    cfg: &Config,
+    live: &[&Member],
+    writers: &[HostPort],
+    deadline: Instant,
+) -> std::result::Result<(), String> {
     for m in live.iter().filter(|m| !m.gaining() && !m.settled()) {
         let mut db = lock(m.db().expect("live"));
         // Within the operator's timeout (a second at least): the lease's margin is for the
@@ -288,16 +361,27 @@ pub fn converge(
                         holders(&mut db).unwrap_or_else(|e| e.to_string())
                     ),
                 };
-                drop(db);
-                return Err(undo(format!(
+                return Err(format!(
                     "{}: could not settle its new rule ({why}); no user was handed over: its proposal lapses within {}s and it takes its users back",
                     m.addr,
                     LEASE_MARGIN.as_secs()
-                )));
+                ));
             }
         }
         crate::failpoint!("handover.settled_one");
     }
+    Ok(())
+}
+
+/// Step 3, then: the servers of `live` gaining users settle on their new rules, however late,
+/// since the losers have settled and those users have no other writer now. `Err` leaves the
+/// hand-over partly done, for the same command to finish.
+fn settle_gainers(
+    cfg: &Config,
+    live: &[&Member],
+    writers: &[HostPort],
+    deadline: Instant,
+) -> std::result::Result<(), String> {
     for m in live.iter().filter(|m| m.gaining()) {
         let mut db = lock(m.db().expect("live"));
         // However late: its users have no other writer now.
@@ -317,7 +401,7 @@ pub fn converge(
             })?;
         crate::failpoint!("handover.settled_one");
     }
-    Ok(report(start.elapsed().as_secs_f64(), notes))
+    Ok(())
 }
 
 /// Sets how long the session's row-lock waits may take (whole seconds, at least one).

@@ -7,6 +7,7 @@ pub mod fence;
 pub mod guard;
 pub mod handover;
 pub mod home;
+pub mod probe;
 pub mod registry;
 pub mod replica;
 pub mod routing;

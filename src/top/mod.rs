@@ -22,7 +22,7 @@ use crate::lock::Lease;
 use crate::rebalance::balance::{self, Load};
 use crate::ring::directory::{self, Half, ServerStatus, ShardState};
 use crate::ring::{self, audit};
-use crate::shard::replica;
+use crate::shard::probe::{self, Probe};
 use crate::types::HostPort;
 
 /// One screenful of the federation, as `top --once --format json` prints it.
@@ -126,17 +126,6 @@ pub struct AuditRow {
     pub target: String,
 }
 
-/// What one probe of a server found.
-#[derive(Clone, Debug)]
-struct Probe {
-    io_running: Option<bool>,
-    sql_running: Option<bool>,
-    lag_seconds: Option<u64>,
-    sessions: u64,
-    questions: u64,
-    home: Option<crate::shard::home::View>,
-}
-
 /// The latest probe of a server: when it finished, and what it found.
 type Latest = (Instant, std::result::Result<Probe, String>, Option<f64>);
 
@@ -196,13 +185,6 @@ impl Drop for Probers {
     }
 }
 
-/// The most a probe's statement may take: a frozen server costs the prober this, nobody else.
-fn probe_timeout(cfg: &Config) -> Duration {
-    cfg.net
-        .connect_timeout
-        .clamp(Duration::from_secs(1), Duration::from_secs(3))
-}
-
 fn probe_loop(
     cfg: &Config,
     addr: &HostPort,
@@ -238,37 +220,13 @@ fn probe_loop(
     }
 }
 
-/// Two statements: the replication state, then sessions and the query counter together.
+/// Probes `addr` on the prober's session, logging in again when it was lost (a frozen server
+/// costs the prober `probe::bound`, nobody else).
 fn probe_once(cfg: &Config, addr: &HostPort, db: &mut Option<Db>) -> Result<Probe> {
     if db.as_ref().is_none_or(Db::is_lost) {
-        let mut fresh = crate::shard::connect_server(cfg, addr, &cfg.net)?;
-        let t = probe_timeout(cfg);
-        fresh.set_timeouts(t, t)?;
-        *db = Some(fresh);
+        *db = Some(probe::session(cfg, addr, probe::bound(cfg))?);
     }
-    let conn = db.as_mut().expect("connected above");
-    let r = replica::status(conn)?;
-    let (sessions, questions): (u64, Option<String>) = conn
-        .exec_first(
-            "counting sessions and queries",
-            &format!(
-                "SELECT (SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE {}),
-                        (SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS
-                         WHERE VARIABLE_NAME = 'QUESTIONS')",
-                crate::shard::sessions::APP_SESSION
-            ),
-            (cfg.shards.database.as_str(),),
-        )?
-        .unwrap_or((0, None));
-    Ok(Probe {
-        io_running: r.as_ref().map(|s| s.io_running),
-        sql_running: r.as_ref().map(|s| s.sql_running),
-        lag_seconds: r.as_ref().and_then(|s| s.lag_seconds),
-        sessions,
-        questions: questions.and_then(|q| q.parse().ok()).unwrap_or(0),
-        // Informational: a server without the home guard's table simply shows none.
-        home: crate::shard::home::read(cfg, conn).ok().flatten(),
-    })
+    probe::probe(cfg, db.as_mut().expect("logged in above"))
 }
 
 /// What the ring says, read in one go.
@@ -490,6 +448,34 @@ fn assemble(
         .collect();
     probers.watch(cfg, &addrs);
 
+    Snapshot {
+        errors: BTreeMap::new(),
+        ring_read_at: None,
+        locks_read_at: None,
+        shards: shard_rows(&shards, &counts, &migrations),
+        servers: server_rows(cfg, probers, server_shards),
+        migrations,
+        locks: locks.into_iter().map(lock_row).collect(),
+        audit: audit
+            .into_iter()
+            .map(|e| AuditRow {
+                at: e.at,
+                operator: e.operator,
+                action: e.action,
+                target: e.target,
+            })
+            .collect(),
+        refresh_ms,
+    }
+}
+
+/// The shards panel: each shard's users against the share the balancer aims for, and the
+/// migrations in flight into and out of it, so an operator sees where the ring is heading.
+fn shard_rows(
+    shards: &[directory::Shard],
+    counts: &HashMap<u32, u64>,
+    migrations: &[MigrationRow],
+) -> Vec<ShardRow> {
     let total: u64 = counts.values().sum();
     let targets = balance::targets(
         &shards
@@ -514,7 +500,7 @@ fn assemble(
             .filter(|m| m.in_flight && if into { m.to == name } else { m.from == name })
             .count() as u64
     };
-    let shard_rows = shards
+    shards
         .iter()
         .zip(&targets)
         .map(|(s, &t)| {
@@ -530,80 +516,83 @@ fn assemble(
                 moves_out: in_flight(&s.name, false),
             }
         })
-        .collect();
-    let stale_after = probers.interval * 2 + probe_timeout(cfg) + Duration::from_secs(1);
+        .collect()
+}
+
+/// The servers panel: every server of `server_shards` with the probers' latest finding, read
+/// once for the whole screen so every row is of the same moment.
+fn server_rows(
+    cfg: &Config,
+    probers: &Probers,
+    server_shards: &[directory::Shard],
+) -> Vec<ServerRow> {
+    let stale_after = probers.interval * 2 + probe::bound(cfg) + Duration::from_secs(1);
     let latest = probers.latest.lock().map(|l| l.clone()).unwrap_or_default();
-    let server_rows =
-        server_shards
-            .iter()
-            .flat_map(|s| s.servers.iter().map(move |v| (s, v)))
-            .map(|(s, v)| {
-                let mut row = ServerRow {
-                    shard: s.name.clone(),
-                    host: v.host.clone(),
-                    port: v.port,
-                    half: v.half,
-                    status: v.status,
-                    reachable: false,
-                    error: None,
-                    io_running: None,
-                    sql_running: None,
-                    lag_seconds: None,
-                    sessions: None,
-                    qps: None,
-                    takes_writes_for: None,
-                    agrees_with_ring: None,
-                };
-                match latest.get(&v.addr()) {
-                    None => row.error = Some("not probed yet".into()),
-                    Some((at, _, _)) if at.elapsed() > stale_after => {
-                        row.error = Some(format!(
-                            "does not answer (last heard {:.0}s ago)",
-                            at.elapsed().as_secs_f64()
-                        ))
-                    }
-                    Some((_, Err(e), _)) => row.error = Some(e.clone()),
-                    Some((_, Ok(p), qps)) => {
-                        row.reachable = true;
-                        row.io_running = p.io_running;
-                        row.sql_running = p.sql_running;
-                        row.lag_seconds = p.lag_seconds;
-                        row.sessions = Some(p.sessions);
-                        row.qps = *qps;
-                        if let Some(view) = p.home.as_ref().filter(|v| {
-                            crate::shard::home::enabled(cfg) || **v != Default::default()
-                        }) {
-                            let expected = crate::shard::home::Rule::of(
-                                &v.addr(),
-                                &crate::shard::home::writers(&s.servers),
-                            );
-                            row.takes_writes_for = Some(view.short());
-                            row.agrees_with_ring = Some(view.settled_on(&expected));
-                        }
-                    }
-                }
-                row
-            })
-            .collect();
-    Snapshot {
-        errors: BTreeMap::new(),
-        ring_read_at: None,
-        locks_read_at: None,
-        shards: shard_rows,
-        servers: server_rows,
-        migrations,
-        locks: locks.into_iter().map(lock_row).collect(),
-        audit: audit
-            .into_iter()
-            .map(|e| AuditRow {
-                at: e.at,
-                operator: e.operator,
-                action: e.action,
-                target: e.target,
-            })
-            .collect(),
-        refresh_ms,
+    server_shards
+        .iter()
+        .flat_map(|s| s.servers.iter().map(move |v| (s, v)))
+        .map(|(s, v)| server_row(cfg, s, v, latest.get(&v.addr()), stale_after))
+        .collect()
+}
+
+/// One server's row from its latest probe (`latest`): a probe older than `stale_after` means
+/// the prober is stuck on a server that does not answer, so the row says that rather than show
+/// what it found back then.
+fn server_row(
+    cfg: &Config,
+    s: &directory::Shard,
+    v: &directory::Server,
+    latest: Option<&Latest>,
+    stale_after: Duration,
+) -> ServerRow {
+    let mut row = ServerRow {
+        shard: s.name.clone(),
+        host: v.host.clone(),
+        port: v.port,
+        half: v.half,
+        status: v.status,
+        reachable: false,
+        error: None,
+        io_running: None,
+        sql_running: None,
+        lag_seconds: None,
+        sessions: None,
+        qps: None,
+        takes_writes_for: None,
+        agrees_with_ring: None,
+    };
+    match latest {
+        None => row.error = Some("not probed yet".into()),
+        Some((at, _, _)) if at.elapsed() > stale_after => {
+            row.error = Some(format!(
+                "does not answer (last heard {:.0}s ago)",
+                at.elapsed().as_secs_f64()
+            ))
+        }
+        Some((_, Err(e), _)) => row.error = Some(e.clone()),
+        Some((_, Ok(p), qps)) => {
+            row.reachable = true;
+            let r = p.replica.as_ref();
+            row.io_running = r.map(|s| s.io_running);
+            row.sql_running = r.map(|s| s.sql_running);
+            row.lag_seconds = r.and_then(|s| s.lag_seconds);
+            row.sessions = Some(p.sessions.len() as u64);
+            row.qps = *qps;
+            if let Some(view) = p
+                .home
+                .as_ref()
+                .filter(|v| crate::shard::home::enabled(cfg) || **v != Default::default())
+            {
+                let expected = crate::shard::home::Rule::of(
+                    &v.addr(),
+                    &crate::shard::home::writers(&s.servers),
+                );
+                row.takes_writes_for = Some(view.short());
+                row.agrees_with_ring = Some(view.settled_on(&expected));
+            }
+        }
     }
+    row
 }
 
 fn lock_row(l: Lease) -> LockRow {
@@ -673,7 +662,7 @@ fn migrations(ring: &mut Db) -> Result<Vec<MigrationRow>> {
 /// refresh that much, and the screen says how old what it shows is.
 pub fn open_ring(cfg: &Config) -> Result<Db> {
     let mut cfg = cfg.clone();
-    let bound = probe_timeout(&cfg);
+    let bound = probe::bound(&cfg);
     cfg.net.read_timeout = cfg.net.read_timeout.min(bound);
     cfg.net.write_timeout = cfg.net.write_timeout.min(bound);
     ring::open(&cfg)
@@ -685,7 +674,7 @@ pub fn once(cfg: &Config) -> Snapshot {
     let sources = Sources::start(cfg, Duration::from_secs(3600));
     sources.settle(
         cfg,
-        cfg.net.connect_timeout * 2 + probe_timeout(cfg) * 4 + Duration::from_secs(2),
+        cfg.net.connect_timeout * 2 + probe::bound(cfg) * 4 + Duration::from_secs(2),
     );
     let mut snap = sources.snapshot(cfg);
     // A server that did not answer within the wait is said so.
