@@ -397,3 +397,86 @@ fn ids_are_unique_and_survive_a_dead_ticket_server() {
     let doctor = env.run(&["doctor", "--format", "json"]);
     assert_eq!(doctor.code, 1);
 }
+
+/// A shard removed, or set retiring, while `user assign` is placing users takes none of them:
+/// each batch holds its chosen shards' rows in share mode and finds them changed, and places
+/// its users on the shards active now. (Before, a batch placed users on a shard removed a
+/// moment earlier: users the directory sent to a shard that no longer existed.)
+#[cfg(feature = "failpoints")]
+#[test]
+fn a_shard_removed_or_retired_mid_assign_takes_no_user() {
+    let env = Env::new(fed(), "assign_race");
+    env.create_app_schema();
+    let (big, small) = (&fed().shards()[0].1, &fed().shards()[1].1);
+    for (name, weight, ports) in [("big", "1000000", big), ("small", "1", small)] {
+        env.json(&[
+            "shard",
+            "add",
+            name,
+            "--weight",
+            weight,
+            "--server",
+            &server(ports[0]),
+            "--server",
+            &server(ports[1]),
+        ]);
+    }
+    let changes: [(u64, &[&str]); 2] = [
+        (0, &["shard", "remove", "big"]),
+        (1, &["shard", "set-state", "big", "retiring"]),
+    ];
+    for (round, change) in changes {
+        if round == 1 {
+            // Back as it was: the shard again, active, holding no users.
+            env.json(&[
+                "shard",
+                "add",
+                "big",
+                "--weight",
+                "1000000",
+                "--server",
+                &server(big[0]),
+                "--server",
+                &server(big[1]),
+            ]);
+        }
+        let ids: Vec<String> = (1..=50).map(|u| (round * 1000 + u).to_string()).collect();
+        let mut args = vec!["user", "assign"];
+        args.extend(ids.iter().map(String::as_str));
+        let assign = env.spawn(&args, &[("SHARDCTL_FAILPOINT_STOP", "assign.before_batch")]);
+        common::wait_until("the assignment to pause before its batch", || {
+            common::is_stopped(assign.id())
+        });
+        env.json(change);
+        common::signal(assign.id() as i32, libc::SIGCONT);
+        let out = assign.wait_with_output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut ring = env.ring();
+        let misplaced: Vec<(u64, String)> = ring
+            .exec(
+                "SELECT u.user_id, IFNULL(s.name, CONCAT('#', u.shard_id)) FROM users u
+                 LEFT JOIN shards s USING (shard_id)
+                 WHERE u.user_id BETWEEN ? AND ? AND (s.state IS NULL OR s.state <> 'active')",
+                (round * 1000 + 1, round * 1000 + 50),
+            )
+            .unwrap();
+        assert!(
+            misplaced.is_empty(),
+            "round {round}: users placed on a shard gone or not active: {misplaced:?}"
+        );
+        let placed: u64 = ring
+            .exec_first(
+                "SELECT COUNT(*) FROM users u JOIN shards s USING (shard_id)
+                 WHERE u.user_id BETWEEN ? AND ? AND s.name = 'small'",
+                (round * 1000 + 1, round * 1000 + 50),
+            )
+            .unwrap()
+            .unwrap();
+        assert_eq!(placed, 50, "round {round}");
+    }
+}

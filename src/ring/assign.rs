@@ -5,9 +5,10 @@
 //! locking and reading the users that already exist, so a second run over the same file changes
 //! nothing and reports every user as existing.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use indicatif::ProgressBar;
+use mysql::prelude::Queryable;
 use serde_json::json;
 
 use crate::db::retry_deadlocks;
@@ -38,16 +39,7 @@ pub fn assign(
     seed: Option<u64>,
     progress: &ProgressBar,
 ) -> Result<Assignment> {
-    let weights: Vec<(u32, f64)> = db.exec(
-        "reading active shards",
-        "SELECT shard_id, weight FROM shards WHERE state = 'active' ORDER BY shard_id",
-        (),
-    )?;
-    let mut chooser = WeightedChooser::new(&weights, seed).ok_or_else(|| {
-        Error::Conflict(
-            "no active shard to place users on: add one with `shardctl shard add`".into(),
-        )
-    })?;
+    let mut chooser = chooser(db, seed)?;
     let mut result = Assignment::default();
     for chunk in ids.chunks(BATCH) {
         let mut seen = HashSet::with_capacity(chunk.len());
@@ -56,8 +48,27 @@ pub fn assign(
             .copied()
             .filter(|id| seen.insert(*id))
             .collect();
-        let rows: Vec<(u64, u32)> = batch.iter().map(|id| (*id, chooser.choose())).collect();
-        match retry_deadlocks(|| assign_batch(db, &batch, &rows, seed)) {
+        crate::failpoint!("assign.before_batch");
+        let mut rows: Vec<(u64, u32)> = batch.iter().map(|id| (*id, chooser.choose())).collect();
+        let mut placed = retry_deadlocks(|| assign_batch(db, &batch, &rows, seed));
+        // A shard chosen was removed or left `active` since the weights were read: choose
+        // again among the shards active now (at most a few times: each round is one change).
+        for _ in 0..5 {
+            if !matches!(placed, Ok(Batch::ShardsChanged)) {
+                break;
+            }
+            chooser = self::chooser(db, seed)?;
+            rows = batch.iter().map(|id| (*id, chooser.choose())).collect();
+            placed = retry_deadlocks(|| assign_batch(db, &batch, &rows, seed));
+        }
+        let placed = match placed {
+            Ok(Batch::ShardsChanged) => Err(Error::Conflict(
+                "the active shards kept changing while users were placed; run again".into(),
+            )),
+            Ok(Batch::Placed(new, old)) => Ok((new, old)),
+            Err(e) => Err(e),
+        };
+        match placed {
             Ok((new, old)) => {
                 result.assigned.extend(new);
                 result.existing.extend(old);
@@ -73,8 +84,49 @@ pub fn assign(
     Ok(result)
 }
 
+/// A chooser over the shards active now, by weight.
+fn chooser(db: &mut Ring, seed: Option<u64>) -> Result<WeightedChooser<u32>> {
+    let weights: Vec<(u32, f64)> = db.exec(
+        "reading active shards",
+        "SELECT shard_id, weight FROM shards WHERE state = 'active' ORDER BY shard_id",
+        (),
+    )?;
+    WeightedChooser::new(&weights, seed).ok_or_else(|| {
+        Error::Conflict(
+            "no active shard to place users on: add one with `shardctl shard add`".into(),
+        )
+    })
+}
+
 /// (user, shard id) pairs.
 type Placed = Vec<(u64, u32)>;
+
+/// How one batch ended.
+enum Batch {
+    /// (placed now, placed before).
+    Placed(Placed, Placed),
+    /// A shard the batch chose is no longer registered and active: nothing was placed.
+    ShardsChanged,
+}
+
+/// Whether every shard `rows` chose is still registered and active, share-locking their rows
+/// until the transaction ends: `shard remove` (which locks the row for update) and
+/// `shard set-state` wait for the batch, and a batch after them sees what they did.
+fn chosen_still_active(tx: &mut mysql::Transaction, rows: &[(u64, u32)]) -> mysql::Result<bool> {
+    let chosen: BTreeSet<u32> = rows.iter().map(|r| r.1).collect();
+    if chosen.is_empty() {
+        return Ok(true);
+    }
+    let ids: Vec<u32> = chosen.iter().copied().collect();
+    let active: Vec<u32> = tx.exec(
+        format!(
+            "SELECT shard_id FROM shards WHERE shard_id IN ({}) AND state = 'active' LOCK IN SHARE MODE",
+            crate::db::placeholders(ids.len())
+        ),
+        ids,
+    )?;
+    Ok(active.len() == chosen.len())
+}
 
 /// One batch in one transaction: the users inserted (keys in ascending order, so two runs
 /// over the same ids lock rows in the same order), and an audit row for what it placed.
@@ -84,7 +136,7 @@ fn assign_batch(
     batch: &[u64],
     rows: &[(u64, u32)],
     seed: Option<u64>,
-) -> Result<(Placed, Placed)> {
+) -> Result<Batch> {
     let mut sorted = rows.to_vec();
     sorted.sort_unstable();
     let audit_row = |c: &mut mysql::Transaction, new: &[(u64, u32)], existing: usize| {
@@ -104,7 +156,12 @@ fn assign_batch(
         )
     };
     let placed = |rows: &[(u64, u32)]| Changed::users(rows.iter().map(|r| r.0).collect());
+    let changed_shards = std::cell::Cell::new(false);
     let fast = db.write_if("assigning users", |tx| {
+        if !chosen_still_active(tx, &sorted)? {
+            changed_shards.set(true);
+            return Ok(None);
+        }
         match directory::insert_users(tx, &sorted) {
             Ok(()) => {
                 audit_row(tx, &sorted, 0)?;
@@ -115,9 +172,15 @@ fn assign_batch(
         }
     })?;
     if fast.is_some() {
-        return Ok((rows.to_vec(), Vec::new()));
+        return Ok(Batch::Placed(rows.to_vec(), Vec::new()));
+    }
+    if changed_shards.get() {
+        return Ok(Batch::ShardsChanged);
     }
     db.write("assigning users", |tx| {
+        if !chosen_still_active(tx, &sorted)? {
+            return Ok((Batch::ShardsChanged, Changed::default()));
+        }
         let old = directory::existing_users(tx, batch)?;
         let taken: HashSet<u64> = old.iter().map(|(u, _)| *u).collect();
         let new: Vec<(u64, u32)> = sorted
@@ -128,6 +191,6 @@ fn assign_batch(
         directory::insert_users(tx, &new)?;
         audit_row(tx, &new, old.len())?;
         let changed = placed(&new);
-        Ok(((new, old), changed))
+        Ok((Batch::Placed(new, old), changed))
     })
 }
