@@ -36,7 +36,10 @@ impl Report for ShardList {
                                 .capacity_qps
                                 .map(|c| format!(" ≤{c} q/s"))
                                 .unwrap_or_default();
-                            format!("{}:{} {} {}{capacity}", v.host, v.port, v.half, v.status)
+                            format!(
+                                "{}:{} {} {}{capacity}",
+                                v.addr.host, v.addr.port, v.half, v.status
+                            )
                         })
                         .collect::<Vec<_>>()
                         .join("\n"),

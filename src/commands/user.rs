@@ -223,7 +223,7 @@ fn dry_run(db: &mut Db, ids: &[u64]) -> Result<assign::Assignment> {
 struct Location {
     user: u64,
     shard: String,
-    state: String,
+    state: directory::UserState,
     /// The server the application should use now, or null when none answers.
     server: Option<Endpoint>,
     servers: Vec<Server>,
@@ -255,7 +255,7 @@ impl Report for Location {
             [vec![
                 self.user.to_string(),
                 self.shard.clone(),
-                self.state.clone(),
+                self.state.to_string(),
                 server,
             ]],
         );

@@ -398,8 +398,8 @@ pub fn checks(cfg: &Config, max_lag: u64) -> Vec<Check> {
                     .flat_map(|s| {
                         let writers = home::writers(&s.servers);
                         s.servers.iter().map(move |v| {
-                            let rule = Rule::of(&v.addr(), &writers);
-                            (s.name.clone(), v.addr(), s.servers.len() > 1, rule)
+                            let rule = Rule::of(&v.addr, &writers);
+                            (s.name.clone(), v.addr.clone(), s.servers.len() > 1, rule)
                         })
                     })
                     .collect();

@@ -304,7 +304,7 @@ impl<'c> LockClient<'c> {
         self.registered = Some(
             shards
                 .iter()
-                .flat_map(|s| s.servers.iter().map(|v| v.addr()))
+                .flat_map(|s| s.servers.iter().map(|v| v.addr.clone()))
                 .collect(),
         );
         let shard = shards
@@ -318,7 +318,7 @@ impl<'c> LockClient<'c> {
         // at the lease, whose insert alone decides the winner.)
         let candidates: Vec<HostPort> = routing::candidates(user, &shard.servers)
             .iter()
-            .map(|s| s.addr())
+            .map(|s| s.addr.clone())
             .collect();
         if candidates.is_empty() {
             return Ok(None);
@@ -366,7 +366,7 @@ impl<'c> LockClient<'c> {
             // Read again on a miss: a server may have been registered since.
             let servers = directory::shards(&mut self.ring)?
                 .iter()
-                .flat_map(|s| s.servers.iter().map(|v| v.addr()))
+                .flat_map(|s| s.servers.iter().map(|v| v.addr.clone()))
                 .collect();
             self.registered = Some(servers);
         }

@@ -57,7 +57,7 @@ enum Trust {
 /// Probes `server` on a session of its own for a maintenance decision: when `sample` is set,
 /// its query rate over that long too.
 fn facts(cfg: &Config, server: &Server, sample: Option<Duration>, trust: Trust) -> Facts {
-    let found = probe::session(cfg, &server.addr(), probe::bound(cfg)).and_then(|mut db| {
+    let found = probe::session(cfg, &server.addr, probe::bound(cfg)).and_then(|mut db| {
         if trust == Trust::CheckGrants {
             if let Some(gap) = grants::gap(
                 &mut db,
@@ -217,12 +217,12 @@ fn report(
         .iter()
         .flat_map(|shard| {
             shard.servers.iter().filter(|s| s.half == half).map(|s| {
-                let addr = s.addr();
+                let addr = s.addr.clone();
                 let new = changes.get(&addr).copied();
                 ServerReport {
                     shard: shard.name.clone(),
-                    host: s.host.clone(),
-                    port: s.port,
+                    host: s.addr.host.clone(),
+                    port: s.addr.port,
                     half,
                     status: new.unwrap_or(s.status),
                     changed: new.is_some_and(|n| n != s.status),
@@ -361,7 +361,7 @@ pub fn drain(cfg: &Config, changes: &Changes, opts: &DrainOptions, ui: &Ui) -> R
     )? {
         statuses.insert(addr, ServerStatus::Online);
     }
-    let drained: Vec<HostPort> = draining.iter().map(|(_, s)| s.addr()).collect();
+    let drained: Vec<HostPort> = draining.iter().map(|(_, s)| s.addr.clone()).collect();
     let (locks, locks_unknown) = locks_on(cfg, &mut ring, &drained, ui);
     Ok(Outcome {
         locks,
@@ -437,7 +437,7 @@ fn settle<'s>(
     let mut done = Vec::new();
     let mut back = Vec::new();
     for ((shard, server), result) in draining.iter().zip(results) {
-        let addr = server.addr();
+        let addr = server.addr.clone();
         statuses.insert(addr.clone(), ServerStatus::Draining);
         match result {
             Ok(()) => done.push((*shard, *server)),
@@ -546,7 +546,7 @@ fn would_drain(
     let mut open = Vec::new();
     for (shard, f) in safe {
         for fact in f.iter().filter(|f| f.server.half == half) {
-            notes.insert(fact.server.addr(), WOULD.into());
+            notes.insert(fact.server.addr.clone(), WOULD.into());
             open.extend(holdouts(shard, &fact.server, sessions_of(fact)));
         }
     }
@@ -565,7 +565,7 @@ fn holdouts(shard: &Shard, server: &Server, sessions: Vec<Session>) -> Vec<Holdo
         .into_iter()
         .map(|session| Holdout {
             shard: shard.name.clone(),
-            server: server.addr().to_string(),
+            server: server.addr.to_string(),
             session,
         })
         .collect()
@@ -592,8 +592,7 @@ fn lock_servers(
         .map(|(id, host, port, h, status)| {
             let server = h.parse().and_then(|half| {
                 Ok(Server {
-                    host,
-                    port,
+                    addr: HostPort::new(host, port),
                     half,
                     status: status.parse()?,
                     capacity_qps: None,
@@ -764,13 +763,13 @@ fn wait_drained(
     replicated: bool,
 ) -> Result<(), Stuck> {
     let problem = |e: crate::error::Error| Stuck::Problem(e.to_string());
-    let mut db = probe::session(cfg, &server.addr(), until(deadline))
+    let mut db = probe::session(cfg, &server.addr, until(deadline))
         .map_err(|e| Stuck::Dead(e.to_string()))?;
     let mut peers: Vec<(HostPort, Option<Db>)> = shard
         .servers
         .iter()
         .filter(|s| s.half != server.half)
-        .map(|s| (s.addr(), None))
+        .map(|s| (s.addr.clone(), None))
         .collect();
     loop {
         other_half_answers(cfg, &mut peers)?;
@@ -778,7 +777,7 @@ fn wait_drained(
             Ok(open) => open,
             // It went away while we waited: if it does not take a new connection, it is dead.
             Err(crate::error::Error::Unreachable(_)) => {
-                db = probe::session(cfg, &server.addr(), until(deadline))
+                db = probe::session(cfg, &server.addr, until(deadline))
                     .map_err(|e| Stuck::Dead(e.to_string()))?;
                 continue;
             }
@@ -869,7 +868,7 @@ fn set_status(
         fences::still_proven(fence)?;
         let ids: Vec<u32> = servers
             .iter()
-            .filter(|(_, server)| changed.contains(&server.addr()))
+            .filter(|(_, server)| changed.contains(&server.addr))
             .map(|(shard, _)| shard.id)
             .collect();
         Ok((changed, Changed::shards(ids)))
@@ -899,8 +898,8 @@ fn write_status(
     for (shard, server) in servers {
         let params: Vec<mysql::Value> = [
             to.as_str().into(),
-            server.host.as_str().into(),
-            server.port.into(),
+            server.addr.host.as_str().into(),
+            server.addr.port.into(),
         ]
         .into_iter()
         .chain(from.iter().map(|f| f.as_str().into()))
@@ -909,10 +908,10 @@ fn write_status(
         if tx.affected_rows() == 0 {
             continue;
         }
-        changed.push(server.addr());
+        changed.push(server.addr.clone());
         match by_shard.iter_mut().find(|(s, _)| *s == shard.name) {
-            Some((_, list)) => list.push(server.addr().to_string()),
-            None => by_shard.push((shard.name.clone(), vec![server.addr().to_string()])),
+            Some((_, list)) => list.push(server.addr.to_string()),
+            None => by_shard.push((shard.name.clone(), vec![server.addr.to_string()])),
         }
     }
     let entries: Vec<(String, serde_json::Value)> = by_shard
@@ -959,7 +958,7 @@ fn hand_back(
                 let mut after = now.servers.clone();
                 for s in after
                     .iter_mut()
-                    .filter(|s| joining.is_some_and(|j| j.addr() == s.addr()))
+                    .filter(|s| joining.is_some_and(|j| j.addr == s.addr))
                 {
                     s.status = ServerStatus::Online;
                 }
@@ -1134,7 +1133,7 @@ pub fn restore(cfg: &Config, changes: &Changes, opts: &RestoreOptions, ui: &Ui) 
     let mut notes = HashMap::new();
     let mut changes = HashMap::new();
     for (&(_, server), result) in of_half.iter().zip(results) {
-        let addr = server.addr();
+        let addr = server.addr.clone();
         match result {
             Ok(Step::Unchanged) => {}
             Ok(Step::Would) => {
@@ -1195,7 +1194,7 @@ fn wait_restorable(
     let mut attempt = || -> Result<Option<String>, String> {
         if own.as_ref().is_none_or(Db::is_lost) {
             own = Some(
-                probe::session(cfg, &server.addr(), until(deadline))
+                probe::session(cfg, &server.addr, until(deadline))
                     .map_err(|e| format!("does not answer: {e}"))?,
             );
         }
@@ -1215,9 +1214,9 @@ fn wait_restorable(
         for peer in shard
             .servers
             .iter()
-            .filter(|p| p.status == ServerStatus::Online && p.addr() != server.addr())
+            .filter(|p| p.status == ServerStatus::Online && p.addr != server.addr)
         {
-            let addr = peer.addr();
+            let addr = peer.addr.clone();
             if peers.get(&addr).is_none_or(Db::is_lost) {
                 match probe::session(cfg, &addr, probe::bound(cfg)) {
                     Ok(p) => {
@@ -1249,7 +1248,7 @@ fn wait_restorable(
             if !replica::wait_for(db, &position, left).map_err(|e| e.to_string())? {
                 return Err(format!(
                     "has not caught up with {} ({})",
-                    peer.addr(),
+                    peer.addr.clone(),
                     replica::why_behind(db)
                 ));
             }
@@ -1309,14 +1308,14 @@ pub fn status(cfg: &Config) -> Result<(Vec<ServerState>, Option<roll::RollStatus
         .flat_map(|shard| shard.servers.iter().map(move |s| (shard, s)))
         .collect();
     let probes = parallel::each(&servers, |(shard, s)| {
-        let probe = probe::probe_at(cfg, &s.addr()).map_err(|e| e.to_string());
+        let probe = probe::probe_at(cfg, &s.addr).map_err(|e| e.to_string());
         let home = probe
             .as_ref()
             .ok()
             .and_then(|p| p.home.clone())
             .filter(|v| home::enabled(cfg) || *v != home::View::default())
             .map(|v| {
-                let expected = home::Rule::of(&s.addr(), &home::writers(&shard.servers));
+                let expected = home::Rule::of(&s.addr, &home::writers(&shard.servers));
                 (v.describe(), v.settled_on(&expected))
             });
         (probe, home)
@@ -1328,8 +1327,8 @@ pub fn status(cfg: &Config) -> Result<(Vec<ServerState>, Option<roll::RollStatus
             takes_writes_for: home.as_ref().map(|(d, _)| d.clone()),
             agrees_with_ring: home.map(|(_, a)| a),
             shard: shard.name.clone(),
-            host: s.host.clone(),
-            port: s.port,
+            host: s.addr.host.clone(),
+            port: s.addr.port,
             half: s.half,
             status: s.status,
             reachable: p.is_ok(),

@@ -15,13 +15,13 @@ pub struct Facts {
 }
 
 fn label(s: &Server) -> String {
-    format!("{}:{} (half {})", s.host, s.port, s.half)
+    format!("{}:{} (half {})", s.addr.host, s.addr.port, s.half)
 }
 
 /// Whether `server` is one a drain or restore of `half` acts on: every server of the half, or
 /// only those listed (a roll picking up after a failure).
 pub fn in_scope(server: &Server, half: Half, only: Option<&[HostPort]>) -> bool {
-    server.half == half && only.is_none_or(|o| o.contains(&server.addr()))
+    server.half == half && only.is_none_or(|o| o.contains(&server.addr))
 }
 
 /// Whether draining `half` of a shard with these servers has anything left to do: some server
@@ -134,8 +134,7 @@ mod tests {
 
     fn server(port: u16, half: Half, status: ServerStatus) -> Server {
         Server {
-            host: "db".into(),
-            port,
+            addr: HostPort::new("db", port),
             half,
             status,
             capacity_qps: None,
@@ -250,7 +249,7 @@ mod tests {
         ];
         assert!(!drain_pending(Half::A, &s, None));
         assert!(drain_pending(Half::B, &s, None));
-        let first_b = s.iter().find(|v| v.half == Half::B).unwrap().addr();
+        let first_b = s.iter().find(|v| v.half == Half::B).unwrap().addr.clone();
         assert!(drain_pending(Half::B, &s, Some(&[first_b])));
         assert!(!drain_pending(Half::B, &s, Some(&[])));
         let mut f = healthy(s[0].clone());

@@ -21,7 +21,7 @@ use crate::db::{retry_deadlocks, Db};
 use crate::error::{Error, Result};
 use crate::lock::{Held, LockClient, Request};
 use crate::output::Ui;
-use crate::ring::directory::{self, Shard};
+use crate::ring::directory::{self, Placed, Shard, UserState};
 use crate::ring::{audit, Ring};
 use crate::shard::conns::Conns;
 use crate::shard::{fence, replica, routing};
@@ -70,9 +70,9 @@ pub enum Placement {
 }
 
 /// Judges `placed` (shard id, state) of `user` for a move from `from` to `to`.
-pub fn placement(user: u64, placed: Option<&(u32, String)>, from: &Shard, to: &Shard) -> Placement {
+pub fn placement(user: u64, placed: Option<&Placed>, from: &Shard, to: &Shard) -> Placement {
     match placed {
-        Some((s, st)) if *s == from.id && st == "active" => Placement::Movable,
+        Some((s, UserState::Active)) if *s == from.id => Placement::Movable,
         Some((s, _)) if *s == to.id => Placement::Arrived,
         Some((s, st)) if *s == from.id => Placement::Elsewhere(format!(
             "{st} on {} (an unfinished migration: run `shardctl migrate resume {user}`)",
@@ -130,7 +130,7 @@ impl<'c> Worker<'c> {
         let route = |u: u64, s: &Shard| -> Vec<HostPort> {
             routing::candidates(u, &s.servers)
                 .iter()
-                .map(|v| v.addr())
+                .map(|v| v.addr.clone())
                 .collect()
         };
         let mut groups: BTreeMap<(Vec<HostPort>, Vec<HostPort>), Vec<u64>> = BTreeMap::new();
@@ -364,7 +364,7 @@ impl<'c> Worker<'c> {
             .servers
             .iter()
             .chain(&to.servers)
-            .map(|s| s.addr())
+            .map(|s| s.addr.clone())
             .collect();
         loop {
             let mut lagging = None;

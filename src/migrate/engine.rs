@@ -518,7 +518,7 @@ impl<'a> Group<'a> {
             self.no_writers()?;
         }
         let mut positions = Vec::new();
-        for peer in self.from.servers.iter().map(|s| s.addr()) {
+        for peer in self.from.servers.iter().map(|s| s.addr.clone()) {
             if peer == self.src {
                 continue;
             }
@@ -884,7 +884,7 @@ impl<'a> Group<'a> {
 
 /// Every server of a shard, whatever its status: each must refuse a moved user's writes.
 fn servers(shard: &Shard) -> Vec<HostPort> {
-    shard.servers.iter().map(|s| s.addr()).collect()
+    shard.servers.iter().map(|s| s.addr.clone()).collect()
 }
 
 /// How long transactions that wrote the accounts' rows before the `moving` mark may take to

@@ -142,36 +142,47 @@ pub fn journal(db: &mut Db, which: Entries) -> Result<Vec<Entry>> {
          ORDER BY m.migration_id DESC LIMIT 1000",
         (user, user, unfinished_only as u8),
     )?;
-    rows.into_iter()
-        .map(|mut r| {
-            let mut take = |i: usize| r.take::<mysql::Value, _>(i).unwrap_or(mysql::Value::NULL);
-            let text = |v: mysql::Value| mysql::from_value_opt::<Option<String>>(v).ok().flatten();
-            let num = |v: mysql::Value| mysql::from_value_opt::<Option<u64>>(v).ok().flatten();
-            let state: String = text(take(6)).unwrap_or_default();
-            Ok(Entry {
-                migration_id: num(take(0)).unwrap_or(0),
-                user: num(take(1)).unwrap_or(0),
-                from: text(take(2)).unwrap_or_default(),
-                to: text(take(3)).unwrap_or_default(),
-                from_id: num(take(4)).unwrap_or(0) as u32,
-                to_id: num(take(5)).unwrap_or(0) as u32,
-                state: state.parse().map_err(Error::inconsistent)?,
-                token: num(take(7)),
-                keep_source: num(take(8)) == Some(1),
-                source_server: text(take(9)),
-                dest_server: text(take(10)),
-                rows: serde_json::from_str(&text(take(11)).unwrap_or_default()).unwrap_or_default(),
-                error: text(take(12)),
-                started_at: text(take(13)).unwrap_or_default(),
-                updated_at: text(take(14)).unwrap_or_default(),
-                mode: text(take(15)).unwrap_or_else(|| "offline".into()),
-                binlog_position: text(take(16)),
-                read_only_seconds: mysql::from_value_opt::<Option<f64>>(take(17))
-                    .ok()
-                    .flatten(),
-            })
-        })
-        .collect()
+    rows.into_iter().map(|mut r| entry(&mut r)).collect()
+}
+
+/// One journal row, refused (never defaulted) when a column is missing or of the wrong type:
+/// a resume acting on a guessed entry could move a user the wrong way.
+fn entry(r: &mut mysql::Row) -> Result<Entry> {
+    fn column<T: mysql::prelude::FromValue>(r: &mut mysql::Row, i: usize, name: &str) -> Result<T> {
+        match r.take_opt::<T, _>(i) {
+            Some(Ok(v)) => Ok(v),
+            _ => Err(Error::inconsistent(format!(
+                "a migration journal row has no valid `{name}`; nothing was done with it"
+            ))),
+        }
+    }
+    let rows: String = column(r, 11, "row_counts")?;
+    Ok(Entry {
+        migration_id: column(r, 0, "migration_id")?,
+        user: column(r, 1, "user_id")?,
+        from: column(r, 2, "from_shard")?,
+        to: column(r, 3, "to_shard")?,
+        from_id: column(r, 4, "from_shard")?,
+        to_id: column(r, 5, "to_shard")?,
+        state: column::<String>(r, 6, "state")?
+            .parse()
+            .map_err(Error::inconsistent)?,
+        token: column(r, 7, "token")?,
+        keep_source: column::<u8>(r, 8, "keep_source")? == 1,
+        source_server: column(r, 9, "source_server")?,
+        dest_server: column(r, 10, "dest_server")?,
+        rows: serde_json::from_str(&rows).map_err(|e| {
+            Error::inconsistent(format!(
+                "a migration journal row's row_counts is not JSON: {e}"
+            ))
+        })?,
+        error: column(r, 12, "error")?,
+        started_at: column(r, 13, "started_at")?,
+        updated_at: column(r, 14, "updated_at")?,
+        mode: column(r, 15, "mode")?,
+        binlog_position: column(r, 16, "binlog_position")?,
+        read_only_seconds: column(r, 17, "read_only_seconds")?,
+    })
 }
 
 /// A single move's lock: renewed by its keeper thread, which says so when it cannot.
@@ -208,7 +219,7 @@ fn pick_server(
 ) -> Result<HostPort> {
     let mut order: Vec<HostPort> = routing::candidates(user, &shard.servers)
         .iter()
-        .map(|s| s.addr())
+        .map(|s| s.addr.clone())
         .collect();
     if let Some(p) = preferred.and_then(|p| p.parse::<HostPort>().ok()) {
         order.retain(|a| *a != p);
@@ -323,7 +334,7 @@ fn choose_mode(
     let peers: Vec<(HostPort, u32)> = from
         .servers
         .iter()
-        .map(|s| s.addr())
+        .map(|s| s.addr.clone())
         .filter(|a| a != src)
         .filter_map(|p| {
             let id = conns
@@ -338,7 +349,7 @@ fn choose_mode(
     let peers_write = from
         .servers
         .iter()
-        .any(|s| s.addr() != *src && s.status == directory::ServerStatus::Online);
+        .any(|s| s.addr != *src && s.status == directory::ServerStatus::Online);
     let unmet = online::unmet_preconditions(cfg, &mut *conns.get(src)?, &peers, peers_write)?;
     match (unmet.is_empty(), mode) {
         (true, _) => Ok(Chosen::Online),
@@ -441,7 +452,12 @@ fn plan<'s>(
     opts: &Options,
     ui: &Ui,
 ) -> Result<Planned<'s>> {
-    let (from_id, state) = directory::user(ring_db, opts.user)?.unwrap_or_default();
+    let Some((from_id, state)) = directory::user(ring_db, opts.user)? else {
+        return Err(Error::NotFound(format!(
+            "user {} is not assigned to any shard",
+            opts.user
+        )));
+    };
     let from = shard_by_id(shards, from_id)?;
     let mut report = Report {
         user: opts.user,
@@ -457,7 +473,7 @@ fn plan<'s>(
         );
         return Ok(Planned::Nothing(report));
     }
-    if state != "active" {
+    if state != directory::UserState::Active {
         return Err(Error::Refused(format!(
             "user {} is `{state}` with no unfinished migration in the journal",
             opts.user

@@ -466,7 +466,7 @@ impl Ctx<'_> {
         }
         [self.from, self.to]
             .iter()
-            .flat_map(|s| s.servers.iter().map(|v| v.addr()))
+            .flat_map(|s| s.servers.iter().map(|v| v.addr.clone()))
             .filter(|a| *a != self.src && *a != self.dst)
             .map(|p| self.conns.get(&p).ok())
             .collect()
@@ -707,7 +707,7 @@ impl Ctx<'_> {
         self.from
             .servers
             .iter()
-            .map(|s| s.addr())
+            .map(|s| s.addr.clone())
             .filter(|a| *a != self.src)
             .map(|addr| {
                 let at = self

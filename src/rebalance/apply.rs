@@ -423,7 +423,7 @@ fn pending_moves(
     plan: &PlanFile,
     shards: &[Shard],
     index: &HashMap<&str, usize>,
-    now: &HashMap<u64, (u32, String)>,
+    now: &HashMap<u64, directory::Placed>,
     report: &mut Report,
 ) -> Vec<schedule::Move> {
     let mut pending: Vec<schedule::Move> = Vec::new();

@@ -114,7 +114,7 @@ impl PlanFile {
 fn rows_per_user(cfg: &Config, shard: &Shard) -> Result<HashMap<u64, u64>> {
     let servers = routing::candidates(0, &shard.servers)
         .into_iter()
-        .map(|s| s.addr());
+        .map(|s| s.addr.clone());
     crate::shard::first_answering(&shard.name, servers, |addr| {
         let mut db = crate::shard::connect(cfg, addr)?;
         let mut rows: HashMap<u64, u64> = HashMap::new();

@@ -47,6 +47,10 @@ macro_rules! sql_enum {
 sql_enum!(ShardState { Active = "active", Readonly = "readonly", Retiring = "retiring" });
 sql_enum!(Half { A = "a", B = "b" });
 sql_enum!(ServerStatus { Online = "online", Draining = "draining", Offline = "offline" });
+sql_enum!(UserState { Active = "active", Moving = "moving" });
+
+/// Where a user lives: (shard id, state).
+pub type Placed = (u32, UserState);
 
 impl Half {
     pub fn other(self) -> Half {
@@ -57,10 +61,10 @@ impl Half {
     }
 }
 
-#[derive(Clone, Debug, Serialize)]
+/// A shard's server as the ring registers it.
+#[derive(Clone, Debug)]
 pub struct Server {
-    pub host: String,
-    pub port: u16,
+    pub addr: HostPort,
     pub half: Half,
     pub status: ServerStatus,
     /// Queries per second the server can carry, where configured: a drain refuses to leave a
@@ -68,9 +72,25 @@ pub struct Server {
     pub capacity_qps: Option<f64>,
 }
 
-impl Server {
-    pub fn addr(&self) -> HostPort {
-        HostPort::new(self.host.clone(), self.port)
+/// Serialised with `host` and `port` apart, as the JSON contract has them.
+impl Serialize for Server {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Fields<'a> {
+            host: &'a str,
+            port: u16,
+            half: Half,
+            status: ServerStatus,
+            capacity_qps: Option<f64>,
+        }
+        Fields {
+            host: &self.addr.host,
+            port: self.addr.port,
+            half: self.half,
+            status: self.status,
+            capacity_qps: self.capacity_qps,
+        }
+        .serialize(s)
     }
 }
 
@@ -102,8 +122,7 @@ pub fn shards(db: &mut Db) -> Result<Vec<Shard>> {
     let mut servers: HashMap<u32, Vec<Server>> = HashMap::new();
     for (id, host, port, half, status, capacity_qps) in server_rows {
         servers.entry(id).or_default().push(Server {
-            host,
-            port,
+            addr: HostPort::new(host, port),
             half: parse_col(&half)?,
             status: parse_col(&status)?,
             capacity_qps,
@@ -246,7 +265,7 @@ pub fn set_capacity(
     capacity_qps: Option<f64>,
 ) -> Result<()> {
     let targets: Vec<HostPort> = if servers.is_empty() {
-        shard.servers.iter().map(Server::addr).collect()
+        shard.servers.iter().map(|s| s.addr.clone()).collect()
     } else {
         servers.to_vec()
     };
@@ -335,17 +354,19 @@ pub fn users_on_unknown_shards(db: &mut Db) -> Result<(u64, Vec<u64>)> {
     Ok((n.unwrap_or(0), ids))
 }
 
-/// Where a user lives: (shard id, state), or None for a user never assigned.
-pub fn user(db: &mut Db, user_id: u64) -> Result<Option<(u32, String)>> {
-    db.exec_first(
+/// Where a user lives, or None for a user never assigned.
+pub fn user(db: &mut Db, user_id: u64) -> Result<Option<Placed>> {
+    let row: Option<(u32, String)> = db.exec_first(
         "locating the user",
         "SELECT shard_id, state FROM users WHERE user_id = ?",
         (user_id,),
-    )
+    )?;
+    row.map(|(s, st)| Ok((s, st.parse().map_err(Error::inconsistent)?)))
+        .transpose()
 }
 
 /// Where each of `users` lives now: (shard id, state); users never assigned are absent.
-pub fn placements(db: &mut Db, users: &[u64]) -> Result<HashMap<u64, (u32, String)>> {
+pub fn placements(db: &mut Db, users: &[u64]) -> Result<HashMap<u64, Placed>> {
     let mut out = HashMap::with_capacity(users.len());
     for chunk in users.chunks(10_000) {
         let rows: Vec<(u64, u32, String)> = db.exec(
@@ -359,7 +380,9 @@ pub fn placements(db: &mut Db, users: &[u64]) -> Result<HashMap<u64, (u32, Strin
                 .map(|&u| mysql::Value::from(u))
                 .collect::<Vec<_>>(),
         )?;
-        out.extend(rows.into_iter().map(|(u, s, st)| (u, (s, st))));
+        for (u, s, st) in rows {
+            out.insert(u, (s, st.parse().map_err(Error::inconsistent)?));
+        }
     }
     Ok(out)
 }

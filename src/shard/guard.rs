@@ -600,7 +600,7 @@ fn all_servers(ring: &mut Db) -> Result<(Vec<crate::ring::directory::Shard>, Vec
     let shards = crate::ring::directory::shards(ring)?;
     let servers = shards
         .iter()
-        .flat_map(|s| s.servers.iter().map(|v| (s.name.clone(), v.addr())))
+        .flat_map(|s| s.servers.iter().map(|v| (s.name.clone(), v.addr.clone())))
         .collect();
     Ok((shards, servers))
 }

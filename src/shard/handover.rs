@@ -192,7 +192,7 @@ fn open_members(
     writers: &[HostPort],
     deadline: Instant,
 ) -> Vec<Member> {
-    let addrs: Vec<HostPort> = shard.servers.iter().map(|s| s.addr()).collect();
+    let addrs: Vec<HostPort> = shard.servers.iter().map(|s| s.addr.clone()).collect();
     let opened = parallel::each(&addrs, |a| open(cfg, a, deadline));
     addrs
         .into_iter()
@@ -593,7 +593,7 @@ pub fn to_ring(
     parallel::each(shards, |shard| {
         // Rows first (the triggers lock only rows that exist), then the rules.
         for s in &shard.servers {
-            home::session(cfg, &s.addr(), left(deadline))
+            home::session(cfg, &s.addr, left(deadline))
                 .and_then(|mut db| {
                     home::ensure_rows(cfg, &mut db)?;
                     if home::enabled(cfg) {
@@ -602,7 +602,7 @@ pub fn to_ring(
                         home::clear(cfg, &mut db)
                     }
                 })
-                .map_err(|e| format!("{}: {e}", s.addr()))?;
+                .map_err(|e| format!("{}: {e}", s.addr))?;
         }
         if home::enabled(cfg) {
             return converge(cfg, shard, &home::writers(&shard.servers), deadline).map(Some);

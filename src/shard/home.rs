@@ -98,7 +98,7 @@ impl Rule {
 pub fn writers(servers: &[Server]) -> Vec<HostPort> {
     super::routing::online_in_order(servers)
         .into_iter()
-        .map(Server::addr)
+        .map(|s| s.addr.clone())
         .collect()
 }
 

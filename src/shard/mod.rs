@@ -79,9 +79,9 @@ pub fn first_accepting(
     };
     let mut skipped = Vec::new();
     for s in routing::candidates(user, servers) {
-        match connect_server(cfg, &s.addr(), &net) {
-            Ok(_) => return (Some(s.addr()), skipped),
-            Err(e) => skipped.push((s.addr(), e.to_string())),
+        match connect_server(cfg, &s.addr, &net) {
+            Ok(_) => return (Some(s.addr.clone()), skipped),
+            Err(e) => skipped.push((s.addr.clone(), e.to_string())),
         }
     }
     (None, skipped)

@@ -199,14 +199,14 @@ pub fn set_capacity(
     let shard = directory::shard(ring, name)?;
     if let Some(stranger) = servers
         .iter()
-        .find(|a| !shard.servers.iter().any(|s| s.addr() == **a))
+        .find(|a| !shard.servers.iter().any(|s| s.addr == **a))
     {
         return Err(Error::NotFound(format!(
             "{stranger} is not a server of shard `{}`",
             shard.name
         )));
     }
-    let targeted = |s: &&Server| servers.is_empty() || servers.contains(&s.addr());
+    let targeted = |s: &&Server| servers.is_empty() || servers.contains(&s.addr);
     let changed = shard
         .servers
         .iter()
@@ -219,7 +219,7 @@ pub fn set_capacity(
         .servers
         .iter()
         .filter(targeted)
-        .map(|s| s.addr().to_string())
+        .map(|s| s.addr.to_string())
         .collect();
     Ok(Change {
         shard: shard.name,

@@ -10,7 +10,9 @@ pub fn online_in_order(servers: &[Server]) -> Vec<&Server> {
         .iter()
         .filter(|s| s.status == ServerStatus::Online)
         .collect();
-    online.sort_by(|a, b| (a.half, &a.host, a.port).cmp(&(b.half, &b.host, b.port)));
+    online.sort_by(|a, b| {
+        (a.half, &a.addr.host, a.addr.port).cmp(&(b.half, &b.addr.host, b.addr.port))
+    });
     online
 }
 
@@ -32,8 +34,7 @@ mod tests {
 
     fn server(host: &str, port: u16, half: Half, status: ServerStatus) -> Server {
         Server {
-            host: host.into(),
-            port,
+            addr: crate::types::HostPort::new(host, port),
             half,
             status,
             capacity_qps: None,
@@ -50,7 +51,7 @@ mod tests {
         let order = |uid| -> Vec<String> {
             candidates(uid, &servers)
                 .iter()
-                .map(|s| s.host.clone())
+                .map(|s| s.addr.host.clone())
                 .collect()
         };
         assert_eq!(order(10), ["db1", "db2"]);

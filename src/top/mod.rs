@@ -196,7 +196,11 @@ fn probe_loop(
     let mut last: Option<(Instant, u64)> = None;
     while !stop.load(Ordering::SeqCst) {
         let began = Instant::now();
-        let probe = probe_once(cfg, addr, &mut db).map_err(|e| e.to_string());
+        // A server that did not answer in time says so first, whichever statement it froze in.
+        let probe = probe_once(cfg, addr, &mut db).map_err(|e| match e {
+            crate::error::Error::Unreachable(m) => format!("does not answer: {m}"),
+            e => e.to_string(),
+        });
         if probe.is_err() {
             db = None;
         }
@@ -371,7 +375,7 @@ impl Sources {
             let addrs: Vec<HostPort> = v
                 .shards
                 .iter()
-                .flat_map(|s| s.servers.iter().map(|v| v.addr()))
+                .flat_map(|s| s.servers.iter().map(|v| v.addr.clone()))
                 .collect();
             self.probers.watch(cfg, &addrs);
             self.probers
@@ -444,7 +448,7 @@ fn assemble(
     } = view;
     let addrs: Vec<HostPort> = server_shards
         .iter()
-        .flat_map(|s| s.servers.iter().map(|v| v.addr()))
+        .flat_map(|s| s.servers.iter().map(|v| v.addr.clone()))
         .collect();
     probers.watch(cfg, &addrs);
 
@@ -531,7 +535,7 @@ fn server_rows(
     server_shards
         .iter()
         .flat_map(|s| s.servers.iter().map(move |v| (s, v)))
-        .map(|(s, v)| server_row(cfg, s, v, latest.get(&v.addr()), stale_after))
+        .map(|(s, v)| server_row(cfg, s, v, latest.get(&v.addr), stale_after))
         .collect()
 }
 
@@ -547,8 +551,8 @@ fn server_row(
 ) -> ServerRow {
     let mut row = ServerRow {
         shard: s.name.clone(),
-        host: v.host.clone(),
-        port: v.port,
+        host: v.addr.host.clone(),
+        port: v.addr.port,
         half: v.half,
         status: v.status,
         reachable: false,
@@ -583,10 +587,8 @@ fn server_row(
                 .as_ref()
                 .filter(|v| crate::shard::home::enabled(cfg) || **v != Default::default())
             {
-                let expected = crate::shard::home::Rule::of(
-                    &v.addr(),
-                    &crate::shard::home::writers(&s.servers),
-                );
+                let expected =
+                    crate::shard::home::Rule::of(&v.addr, &crate::shard::home::writers(&s.servers));
                 row.takes_writes_for = Some(view.short());
                 row.agrees_with_ring = Some(view.settled_on(&expected));
             }

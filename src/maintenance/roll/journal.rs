@@ -48,9 +48,13 @@ pub(super) fn read(ring: &mut Db, roll_id: u64) -> Result<Journal> {
     };
     for (host, port, step, code, seconds, timed_out, tail) in rows {
         let addr = HostPort::new(host, port);
-        if let Some(step) = Step::parse(&step) {
-            j.steps.insert(addr.clone(), step);
-        }
+        // Refused, never skipped: a server whose step is unknown would run its command again.
+        let known = Step::parse(&step).ok_or_else(|| {
+            Error::inconsistent(format!(
+                "the roll journal records an unknown step `{step}` for {addr}"
+            ))
+        })?;
+        j.steps.insert(addr.clone(), known);
         if let (Some(code), Some(seconds)) = (code, seconds) {
             let exec = Exec {
                 code,

@@ -185,7 +185,7 @@ fn targets(shards: &[Shard], half: Half) -> Vec<Target> {
                 .map(move |v| Target {
                     shard: s.name.clone(),
                     half,
-                    addr: v.addr(),
+                    addr: v.addr.clone(),
                 })
         })
         .collect()
@@ -306,7 +306,7 @@ fn half_runs(
 ) -> Vec<HalfRun> {
     let status: HashMap<HostPort, ServerStatus> = shards
         .iter()
-        .flat_map(|s| s.servers.iter().map(|v| (v.addr(), v.status)))
+        .flat_map(|s| s.servers.iter().map(|v| (v.addr.clone(), v.status)))
         .collect();
     opts.halves
         .iter()
@@ -436,7 +436,7 @@ impl Rolling<'_> {
         if self.state == RollState::Done && !every_online(&shards, half) {
             for s in shards.iter().flat_map(|s| s.servers.iter()) {
                 if s.half == half && s.status != ServerStatus::Online {
-                    self.notes.entry(s.addr()).or_insert_with(|| {
+                    self.notes.entry(s.addr.clone()).or_insert_with(|| {
                         format!("{}: not back online, so the next half waits", s.status)
                     });
                 }
