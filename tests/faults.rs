@@ -528,6 +528,86 @@ fn a_drain_whose_other_half_dies_puts_its_servers_back_online() {
     assert!(statuses(&env).iter().all(|(_, s)| s == "online"));
 }
 
+/// A server that freezes after the drain or restore logged in to it holds the command no
+/// longer than what was left of `--timeout` (plus a second): every statement of the waits is
+/// bounded by what is left, not by what was left at the login. (Before, a server frozen 4.5 s
+/// into a 6 s drain held it for 6 s more.)
+#[test]
+fn a_server_frozen_mid_wait_holds_no_drain_or_restore_past_its_timeout() {
+    let _turn = serial();
+    let env = world("frozen_mid_wait");
+    let a1 = fed().shards()[0].1[0];
+    let pid = fed().server_pid(&member(fed(), a1));
+    // An application session that keeps a1 from draining.
+    let db = env.shard_db();
+    let sleeper = std::thread::spawn(move || {
+        let mut c = conn(a1);
+        let _ = c.query_drop(format!("USE {db}"));
+        let _ = c.query_drop("SELECT SLEEP(20)");
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let started = Instant::now();
+    let drain = env.spawn(
+        &[
+            "maintenance",
+            "drain",
+            "--half",
+            "a",
+            "--timeout",
+            "6s",
+            "--format",
+            "json",
+        ],
+        &[],
+    );
+    std::thread::sleep(Duration::from_millis(4500));
+    let frozen = Frozen::new(pid);
+    let out = drain.wait_with_output().unwrap();
+    let took = started.elapsed();
+    drop(frozen);
+    assert!(
+        took < Duration::from_secs(9),
+        "drain --timeout 6s took {took:?}"
+    );
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(5), "{doc}");
+    sleeper.join().unwrap();
+    env.json(&["maintenance", "restore", "--half", "a"]);
+
+    // A drained server whose replication is stopped keeps a restore waiting; frozen then, it
+    // holds the restore no longer than --timeout either.
+    env.json(&["maintenance", "drain", "--half", "a"]);
+    conn(a1).query_drop("STOP SLAVE SQL_THREAD").unwrap();
+    let started = Instant::now();
+    let restore = env.spawn(
+        &[
+            "maintenance",
+            "restore",
+            "--half",
+            "a",
+            "--timeout",
+            "6s",
+            "--format",
+            "json",
+        ],
+        &[],
+    );
+    std::thread::sleep(Duration::from_millis(5000));
+    let frozen = Frozen::new(pid);
+    let out = restore.wait_with_output().unwrap();
+    let took = started.elapsed();
+    drop(frozen);
+    assert!(
+        took < Duration::from_secs(9),
+        "restore --timeout 6s took {took:?}"
+    );
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(5), "{doc}");
+    conn(a1).query_drop("START SLAVE SQL_THREAD").unwrap();
+    env.json(&["maintenance", "restore", "--half", "a"]);
+    assert!(statuses(&env).iter().all(|(_, s)| s == "online"));
+}
+
 #[test]
 fn a_frozen_server_holds_no_command_past_its_timeout() {
     let _turn = serial();

@@ -44,6 +44,15 @@ fn until(deadline: Instant) -> Duration {
     deadline.saturating_duration_since(Instant::now()) + Duration::from_secs(1)
 }
 
+/// Bounds every statement `db` sends from now by what is left until `deadline` (and by `cap`
+/// when given): a session logged in early must not wait past the deadline when its server
+/// freezes later.
+fn bound_by(db: &mut Db, deadline: Instant, cap: Option<Duration>) -> Result<()> {
+    let left = until(deadline);
+    let t = cap.map_or(left, |c| c.min(left));
+    db.set_timeouts(t, t)
+}
+
 /// How much to trust a probe.
 #[derive(Clone, Copy, PartialEq)]
 enum Trust {
@@ -772,8 +781,10 @@ fn wait_drained(
         .map(|s| (s.addr.clone(), None))
         .collect();
     loop {
-        other_half_answers(cfg, &mut peers)?;
-        let open = match sessions::list(&mut db, &cfg.shards.database) {
+        other_half_answers(cfg, &mut peers, deadline)?;
+        let open = match bound_by(&mut db, deadline, None)
+            .and_then(|()| sessions::list(&mut db, &cfg.shards.database))
+        {
             Ok(open) => open,
             // It went away while we waited: if it does not take a new connection, it is dead.
             Err(crate::error::Error::Unreachable(_)) => {
@@ -800,6 +811,7 @@ fn wait_drained(
     if !replicated {
         return Ok(());
     }
+    bound_by(&mut db, deadline, None).map_err(problem)?;
     let Some(position) = replica::binlog_position(&mut db).map_err(problem)? else {
         return Ok(());
     };
@@ -825,15 +837,22 @@ fn wait_drained(
 
 /// Pings every server of the other half (reconnecting what was lost); fails with `PeerDown`
 /// when none answers.
-fn other_half_answers(cfg: &Config, peers: &mut [(HostPort, Option<Db>)]) -> Result<(), Stuck> {
+fn other_half_answers(
+    cfg: &Config,
+    peers: &mut [(HostPort, Option<Db>)],
+    deadline: Instant,
+) -> Result<(), Stuck> {
+    let bound = probe::bound(cfg);
     let mut failures = Vec::new();
     for (addr, conn) in peers.iter_mut() {
         if conn.as_ref().is_none_or(Db::is_lost) {
-            *conn = probe::session(cfg, addr, probe::bound(cfg)).ok();
+            *conn = probe::session(cfg, addr, bound.min(until(deadline))).ok();
         }
-        let alive = conn
-            .as_mut()
-            .is_some_and(|db| db.query_drop("checking the other half", "DO 1").is_ok());
+        let alive = conn.as_mut().is_some_and(|db| {
+            bound_by(db, deadline, Some(bound))
+                .and_then(|()| db.query_drop("checking the other half", "DO 1"))
+                .is_ok()
+        });
         if !alive {
             *conn = None;
             failures.push(addr.to_string());
@@ -1199,6 +1218,7 @@ fn wait_restorable(
             );
         }
         let db = own.as_mut().expect("logged in above");
+        bound_by(db, deadline, None).map_err(|e| e.to_string())?;
         let facts = Facts {
             server: server.clone(),
             probe: probe::probe(cfg, db).map_err(|e| e.to_string()),
@@ -1217,8 +1237,9 @@ fn wait_restorable(
             .filter(|p| p.status == ServerStatus::Online && p.addr != server.addr)
         {
             let addr = peer.addr.clone();
+            let bound = probe::bound(cfg).min(until(deadline));
             if peers.get(&addr).is_none_or(Db::is_lost) {
-                match probe::session(cfg, &addr, probe::bound(cfg)) {
+                match probe::session(cfg, &addr, bound) {
                     Ok(p) => {
                         peers.insert(addr.clone(), p);
                     }
@@ -1233,7 +1254,10 @@ fn wait_restorable(
                     }
                 }
             }
-            let position = replica::binlog_position(peers.get_mut(&addr).expect("logged in above"))
+            let peer_db = peers.get_mut(&addr).expect("logged in above");
+            let position = peer_db
+                .set_timeouts(bound, bound)
+                .and_then(|()| replica::binlog_position(peer_db))
                 .map_err(|e| format!("cannot read the position of its peer {addr}: {e}"));
             let position = match position {
                 Ok(p) => p,
