@@ -365,6 +365,14 @@ fn a_cache_that_is_down_leaves_the_flip_standing_and_flush_clears_it() {
     assert_eq!(flushed["deleted"], json!(["cdown:user:11"]));
     assert!(!cached("cdown:user:11"));
     assert_eq!(env.json(&["cache", "status"])["pending"], json!([]));
+    // `cache invalidate` with the cache down says the key is pending, not deleted.
+    let frozen = Frozen::new(fed().pid("memcached/memcached.pid"));
+    let (code, doc) = env.run_json(&["cache", "invalidate", "11"]);
+    drop(frozen);
+    assert_eq!(code, 5, "{doc}");
+    assert_eq!(doc["deleted"], json!([]), "{doc}");
+    assert_eq!(doc["pending"], json!(["cdown:user:11"]), "{doc}");
+    env.json(&["cache", "flush"]);
 }
 
 /// A look-aside application: it routes each write by its cache (memcached, entries kept for

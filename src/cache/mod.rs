@@ -55,9 +55,10 @@ impl Invalidator {
         }
     }
 
-    /// Deletes the entries of `users` now (an operator's `cache invalidate`).
-    pub fn users(&self, users: &[u64]) {
-        self.committed(&Changed::users(users.to_vec()));
+    /// Deletes the entries of `users` now (an operator's `cache invalidate`): the keys that
+    /// some server did not delete (journaled as pending).
+    pub fn users(&self, users: &[u64]) -> Vec<String> {
+        self.invalidate(&Changed::users(users.to_vec()))
     }
 
     /// At the end of a command: a retry of what earlier runs left pending, and the second
@@ -92,7 +93,16 @@ impl Invalidator {
 
 impl Observer for Invalidator {
     fn committed(&self, changed: &Changed) {
-        let Some(cache) = &self.cfg.cache else { return };
+        self.invalidate(changed);
+    }
+}
+
+impl Invalidator {
+    /// The first delete of what `changed` concerns: the keys some server did not delete.
+    fn invalidate(&self, changed: &Changed) -> Vec<String> {
+        let Some(cache) = &self.cfg.cache else {
+            return Vec::new();
+        };
         let keys: Vec<String> = changed
             .users
             .iter()
@@ -100,7 +110,7 @@ impl Observer for Invalidator {
             .chain(changed.shards.iter().map(|s| cache.shard_key(*s)))
             .collect();
         if keys.is_empty() {
-            return;
+            return Vec::new();
         }
         let mut run = self.run.lock().unwrap_or_else(|p| p.into_inner());
         let failed = delete_everywhere(cache, &keys, io_timeout(&self.cfg), &mut run.down);
@@ -109,7 +119,8 @@ impl Observer for Invalidator {
         }
         run.keys.extend(keys);
         run.due = Some(Instant::now() + cache.redelete_after);
-        run.pending.extend(failed);
+        run.pending.extend(failed.iter().cloned());
+        failed
     }
 }
 

@@ -127,11 +127,11 @@ pub fn run(ctx: &Ctx, cmd: CacheCommand) -> Result<Outcome> {
                     dry_run: true,
                 });
             }
-            // The second delete and any failure are reported when the command ends.
-            ctx.invalidate_users(&cfg, &args.users);
+            // The second delete and any failure are reported when the command ends too.
+            let pending = ctx.invalidate_users(&cfg, &args.users);
             Outcome::of(Deleted {
-                deleted: keys,
-                pending: Vec::new(),
+                deleted: keys.into_iter().filter(|k| !pending.contains(k)).collect(),
+                pending,
                 dry_run: false,
             })
         }

@@ -57,10 +57,10 @@ impl Ctx {
             .get_or_init(|| Arc::new(Invalidator::new(cfg)))
     }
 
-    /// Deletes the routing cache's entries of `users` now (the second delete and any failure
-    /// are reported when the command ends).
-    pub fn invalidate_users(&self, cfg: &Config, users: &[u64]) {
-        self.invalidator(cfg).users(users);
+    /// Deletes the routing cache's entries of `users` now: the keys some server did not
+    /// delete (the second delete follows when the command ends).
+    pub fn invalidate_users(&self, cfg: &Config, users: &[u64]) -> Vec<String> {
+        self.invalidator(cfg).users(users)
     }
 
     /// What observes this command's directory writes.
