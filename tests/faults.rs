@@ -608,6 +608,21 @@ fn a_server_frozen_mid_wait_holds_no_drain_or_restore_past_its_timeout() {
     assert!(statuses(&env).iter().all(|(_, s)| s == "online"));
 }
 
+/// `doctor` with the ring frozen waits one bounded login, not one per source (the ring and two
+/// ticket databases on that server cost three 5 s waits, one after another, before).
+#[test]
+fn doctor_with_the_ring_frozen_costs_one_login_not_one_per_source() {
+    let _turn = serial();
+    let env = world("frozen_ring_doctor");
+    let ring = Frozen::new(fed().server_pid("global"));
+    let started = Instant::now();
+    let (code, doc) = env.run_json(&["doctor"]);
+    let took = started.elapsed();
+    drop(ring);
+    assert_eq!(code, 1, "{doc}");
+    assert!(took < Duration::from_secs(9), "doctor took {took:?}");
+}
+
 #[test]
 fn a_frozen_server_holds_no_command_past_its_timeout() {
     let _turn = serial();

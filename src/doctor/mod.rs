@@ -99,23 +99,41 @@ fn ring_checks(cfg: &Config, out: &mut Vec<Check>) -> Option<Db> {
 
 fn ticket_checks(cfg: &Config, out: &mut Vec<Check>) {
     let mut settings = Vec::new();
-    for t in &cfg.tickets {
-        let target = format!("{}/{}", t.server, t.database);
-        match tickets::connect(cfg, t).and_then(|mut db| {
+    // Every ticket server at once: a frozen one costs one login's time, not one per server.
+    let answers = parallel::each(&cfg.tickets, |t| {
+        tickets::connect(cfg, t).and_then(|mut db| {
             let io = tickets::increment_and_offset(&mut db)?;
             let tables: Vec<String> = db.exec("reading the ticket tables",
                 "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME IN ('tickets32','tickets64')",
                 (t.database.as_str(),))?;
             Ok((io, tables.len()))
-        }) {
+        })
+    });
+    for (t, answer) in cfg.tickets.iter().zip(answers) {
+        let target = format!("{}/{}", t.server, t.database);
+        match answer {
             Ok(((inc, off), tables)) => {
-                out.push(Check::pass(&target, "tickets reachable", format!("auto_increment_increment={inc} auto_increment_offset={off}")));
+                out.push(Check::pass(
+                    &target,
+                    "tickets reachable",
+                    format!("auto_increment_increment={inc} auto_increment_offset={off}"),
+                ));
                 if tables < 2 {
-                    out.push(Check::fail(&target, "ticket tables", "tickets32/tickets64 missing", "run `shardctl init`"));
+                    out.push(Check::fail(
+                        &target,
+                        "ticket tables",
+                        "tickets32/tickets64 missing",
+                        "run `shardctl init`",
+                    ));
                 }
                 settings.push((target, inc, off));
             }
-            Err(e) => out.push(Check::fail(&target, "tickets reachable", e.to_string(), "start the ticket server or fix [[tickets]]")),
+            Err(e) => out.push(Check::fail(
+                &target,
+                "tickets reachable",
+                e.to_string(),
+                "start the ticket server or fix [[tickets]]",
+            )),
         }
     }
     for p in rules::ticket_problems(&settings) {
@@ -360,10 +378,35 @@ fn replication_check(cfg: &Config, db: &mut Db, target: &str, paired: bool, max_
 /// Every check of the federation `cfg` describes: the ring, the ticket servers, and every
 /// server of every registered shard (in parallel).
 pub fn checks(cfg: &Config, max_lag: u64) -> Vec<Check> {
-    let mut checks = Vec::new();
-    let ring_db = ring_checks(cfg, &mut checks);
-    ticket_checks(cfg, &mut checks);
-    locks::ensemble(cfg, &mut checks);
+    // The ring, the ticket servers and the lock ensemble at once: a frozen server costs one
+    // bounded wait, not one per source.
+    let (mut checks, ring_db, tickets, ensemble) = std::thread::scope(|s| {
+        let tickets = s.spawn(|| {
+            let mut out = Vec::new();
+            ticket_checks(cfg, &mut out);
+            out
+        });
+        let ensemble = s.spawn(|| {
+            let mut out = Vec::new();
+            locks::ensemble(cfg, &mut out);
+            out
+        });
+        let mut ring = Vec::new();
+        let ring_db = ring_checks(cfg, &mut ring);
+        let joined = |h: std::thread::ScopedJoinHandle<'_, Vec<Check>>| {
+            h.join().unwrap_or_else(|_| {
+                vec![Check::fail(
+                    "doctor",
+                    "checks",
+                    "a check panicked",
+                    "report this",
+                )]
+            })
+        };
+        (ring, ring_db, joined(tickets), joined(ensemble))
+    });
+    checks.extend(tickets);
+    checks.extend(ensemble);
     if let Some(mut db) = ring_db {
         let use_ring = format!("USE {}", cfg.ring.database.quoted());
         match db
