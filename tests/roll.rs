@@ -457,6 +457,48 @@ fn a_killed_roll_whose_command_ignores_sigterm_is_waited_for_not_run_twice() {
     assert_all_online_and_replicating(&env);
 }
 
+/// A roll frozen inside a fenced ring transaction (its restore's) holds the roll lock's fence
+/// row: its successor waits for it no longer than `--timeout`, says what holds it (exit 3),
+/// and once the frozen roll is gone, finishes the half. (Before, it failed after its whole
+/// `--timeout` with the server's "Lock wait timeout exceeded".)
+#[cfg(feature = "failpoints")]
+#[test]
+fn a_successor_behind_a_roll_frozen_in_a_ring_transaction_says_so_within_its_timeout() {
+    let _turn = serial();
+    let env = world("roll_frozen_tx");
+    let script = logged_command(&env, "", 0);
+    let args = common::half_a_roll(&script);
+    let mut first = env.spawn(
+        &args,
+        &[("SHARDCTL_FAILPOINT_STOP", "restore.before_commit")],
+    );
+    wait_until("the roll to stop inside its restore", || {
+        common::is_stopped(first.id())
+    });
+    // Past the roll lock's 30 s lease.
+    std::thread::sleep(Duration::from_secs(31));
+    let mut bounded = args.to_vec();
+    bounded.extend(["--timeout", "3s"]);
+    let started = Instant::now();
+    let (code, doc) = finished(env.spawn(&bounded, &[]));
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    assert_eq!(code, 3, "{doc}");
+    assert!(
+        doc["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("holds the roll lock's fence"),
+        "{doc}"
+    );
+    // SAFETY: killing the roll this test started (frozen: SIGKILL needs no SIGCONT).
+    unsafe { libc::kill(first.id() as i32, libc::SIGKILL) };
+    let _ = first.wait();
+    let (code, doc) = finished(env.spawn(&args, &[]));
+    assert_eq!(code, 0, "{doc}");
+    assert_all_online_and_replicating(&env);
+}
+
 #[test]
 fn a_roll_frozen_past_its_lock_does_nothing_more_when_woken() {
     let _turn = serial();
@@ -464,7 +506,19 @@ fn a_roll_frozen_past_its_lock_does_nothing_more_when_woken() {
     let script = logged_command(&env, "", 2);
     let args = common::half_a_roll(&script);
     let first = env.spawn(&args, &[]);
-    wait_until("a command to start", || !runs(&env).is_empty());
+    // Frozen while its command runs, its start journaled: not inside a ring transaction (a
+    // roll frozen there holds the fence row; tests/zookeeper.rs covers that).
+    wait_until("a command to start, journaled", || {
+        !runs(&env).is_empty()
+            && env
+                .ring()
+                .query_first::<u64, _>(
+                    "SELECT COUNT(*) FROM roll_servers WHERE exec_pgid IS NOT NULL",
+                )
+                .unwrap()
+                .unwrap_or(0)
+                > 0
+    });
     let frozen = common::Frozen::new(first.id() as i32);
     // Past the roll lock's 30 s lease: a successor takes over and finishes the half.
     std::thread::sleep(Duration::from_secs(32));

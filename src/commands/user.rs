@@ -188,7 +188,7 @@ fn assign_users(ctx: &Ctx, args: &UserAssignArgs) -> Result<Outcome> {
     let mut db = ctx.ring(&cfg)?;
     let names: HashMap<u32, String> = directory::shards(&mut db)?
         .into_iter()
-        .map(|s| (s.id, s.name))
+        .map(|s| (s.id, s.name.to_string()))
         .collect();
     let result = if args.dry_run {
         dry_run(&mut db, &ids)?
@@ -304,7 +304,7 @@ fn locate(ctx: &Ctx, args: &UserLocateArgs) -> Result<Outcome> {
         .collect();
     Outcome::of(Location {
         user: args.user,
-        shard: shard.name,
+        shard: shard.name.to_string(),
         state,
         server,
         servers: shard.servers,

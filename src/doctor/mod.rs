@@ -442,7 +442,12 @@ pub fn checks(cfg: &Config, max_lag: u64) -> Vec<Check> {
                         let writers = home::writers(&s.servers);
                         s.servers.iter().map(move |v| {
                             let rule = Rule::of(&v.addr, &writers);
-                            (s.name.clone(), v.addr.clone(), s.servers.len() > 1, rule)
+                            (
+                                s.name.to_string(),
+                                v.addr.clone(),
+                                s.servers.len() > 1,
+                                rule,
+                            )
                         })
                     })
                     .collect();

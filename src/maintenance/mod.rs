@@ -229,7 +229,7 @@ fn report(
                 let addr = s.addr.clone();
                 let new = changes.get(&addr).copied();
                 ServerReport {
-                    shard: shard.name.clone(),
+                    shard: shard.name.to_string(),
                     host: s.addr.host.clone(),
                     port: s.addr.port,
                     half,
@@ -537,7 +537,7 @@ fn check_shards<'s>(
         match rules::drain_refusal(half, &f, opts.max_lag) {
             Ok(()) => safe.push((shard, f)),
             Err(reason) => refused.push(Refusal {
-                shard: shard.name.clone(),
+                shard: shard.name.to_string(),
                 reason,
             }),
         }
@@ -573,7 +573,7 @@ fn holdouts(shard: &Shard, server: &Server, sessions: Vec<Session>) -> Vec<Holdo
     sessions
         .into_iter()
         .map(|session| Holdout {
-            shard: shard.name.clone(),
+            shard: shard.name.to_string(),
             server: server.addr.to_string(),
             session,
         })
@@ -678,7 +678,7 @@ fn mark_draining<'s>(
     let mut handovers = Vec::new();
     for (shard, result) in shards.iter().zip(results) {
         let refuse = |reason: String| Refusal {
-            shard: shard.name.clone(),
+            shard: shard.name.to_string(),
             reason,
         };
         match result {
@@ -751,7 +751,7 @@ fn mark_one(
         tx,
         "maintenance.drain",
         &[(
-            shard.name.clone(),
+            shard.name.to_string(),
             json!({ "half": half, "status": "draining" }),
         )],
     )?;
@@ -928,9 +928,9 @@ fn write_status(
             continue;
         }
         changed.push(server.addr.clone());
-        match by_shard.iter_mut().find(|(s, _)| *s == shard.name) {
+        match by_shard.iter_mut().find(|(s, _)| shard.name == s.as_str()) {
             Some((_, list)) => list.push(server.addr.to_string()),
-            None => by_shard.push((shard.name.clone(), vec![server.addr.to_string()])),
+            None => by_shard.push((shard.name.to_string(), vec![server.addr.to_string()])),
         }
     }
     let entries: Vec<(String, serde_json::Value)> = by_shard
@@ -1350,7 +1350,7 @@ pub fn status(cfg: &Config) -> Result<(Vec<ServerState>, Option<roll::RollStatus
         .map(|((shard, s), (p, home))| ServerState {
             takes_writes_for: home.as_ref().map(|(d, _)| d.clone()),
             agrees_with_ring: home.map(|(_, a)| a),
-            shard: shard.name.clone(),
+            shard: shard.name.to_string(),
             host: s.addr.host.clone(),
             port: s.addr.port,
             half: s.half,

@@ -461,8 +461,8 @@ fn plan<'s>(
     let from = shard_by_id(shards, from_id)?;
     let mut report = Report {
         user: opts.user,
-        from: from.name.clone(),
-        to: to.name.clone(),
+        from: from.name.to_string(),
+        to: to.name.to_string(),
         ..Report::default()
     };
     if from.id == to.id {

@@ -266,17 +266,17 @@ fn run_tasks(
         overall: ui.accounts_bar(accounts as u64),
         total_rows,
     };
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(opts.jobs)
-        .thread_name(|i| format!("rebalance-{i}"))
-        .build()
-        .map_err(|e| Error::Failed(format!("starting {} workers: {e}", opts.jobs)))?;
-    pool.scope(|s| {
+    std::thread::scope(|s| {
         for n in 1..=opts.jobs {
             let work = &work;
-            s.spawn(move |_| work.worker(n));
+            std::thread::Builder::new()
+                .name(format!("rebalance-{n}"))
+                .spawn_scoped(s, move || work.worker(n))
+                .map(|_| ())
+                .map_err(|e| Error::Failed(format!("starting {} workers: {e}", opts.jobs)))?;
         }
-    });
+        Ok::<(), Error>(())
+    })?;
     work.overall.finish_and_clear();
     let left = work
         .queue
@@ -497,8 +497,8 @@ fn tally(report: &mut Report, results: Vec<(Task, BatchOutcome)>, shards: &[Shar
         report.rows += o.done.iter().map(|d| d.rows).sum::<u64>();
         report.moves.extend(o.done.iter().map(|d| Move {
             user: d.user,
-            from: from.clone(),
-            to: to.clone(),
+            from: from.to_string(),
+            to: to.to_string(),
             rows: d.rows,
             mode: d.mode.clone(),
             read_only_seconds: d.read_only_seconds,
@@ -506,8 +506,8 @@ fn tally(report: &mut Report, results: Vec<(Task, BatchOutcome)>, shards: &[Shar
         for (user, reason) in o.skipped {
             report.skipped.push(Skipped {
                 user,
-                from: from.clone(),
-                to: to.clone(),
+                from: from.to_string(),
+                to: to.to_string(),
                 reason,
             });
         }
@@ -515,8 +515,8 @@ fn tally(report: &mut Report, results: Vec<(Task, BatchOutcome)>, shards: &[Shar
             .failed
             .extend(o.failed.into_iter().map(|(user, e)| Failed {
                 user,
-                from: from.clone(),
-                to: to.clone(),
+                from: from.to_string(),
+                to: to.to_string(),
                 error: e.to_string(),
             }));
     }
@@ -570,7 +570,7 @@ fn users_per_shard(ring_db: &mut Db, shards: &[Shard]) -> Result<Vec<ShardUsers>
     Ok(shards
         .iter()
         .map(|s| ShardUsers {
-            name: s.name.clone(),
+            name: s.name.to_string(),
             state: s.state,
             users: counts.get(&s.id).copied().unwrap_or(0),
         })

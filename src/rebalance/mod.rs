@@ -152,7 +152,7 @@ pub fn gather(cfg: &Config, ring: &mut Db) -> Result<(Vec<Shard>, Vec<ShardLoad>
     let mut loads: Vec<ShardLoad> = shards
         .iter()
         .map(|s| ShardLoad {
-            name: s.name.clone(),
+            name: s.name.to_string(),
             state: s.state,
             weight: s.weight,
             accounts: Vec::new(),

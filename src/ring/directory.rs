@@ -97,7 +97,7 @@ impl Serialize for Server {
 #[derive(Clone, Debug)]
 pub struct Shard {
     pub id: u32,
-    pub name: String,
+    pub name: ShardName,
     pub weight: f64,
     pub state: ShardState,
     pub servers: Vec<Server>,
@@ -132,7 +132,7 @@ pub fn shards(db: &mut Db) -> Result<Vec<Shard>> {
         .map(|(id, name, weight, state)| {
             Ok(Shard {
                 id,
-                name,
+                name: parse_col(&name)?,
                 weight,
                 state: parse_col(&state)?,
                 servers: servers.remove(&id).unwrap_or_default(),

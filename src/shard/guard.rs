@@ -600,7 +600,11 @@ fn all_servers(ring: &mut Db) -> Result<(Vec<crate::ring::directory::Shard>, Vec
     let shards = crate::ring::directory::shards(ring)?;
     let servers = shards
         .iter()
-        .flat_map(|s| s.servers.iter().map(|v| (s.name.clone(), v.addr.clone())))
+        .flat_map(|s| {
+            s.servers
+                .iter()
+                .map(|v| (s.name.to_string(), v.addr.clone()))
+        })
         .collect();
     Ok((shards, servers))
 }
@@ -700,7 +704,7 @@ pub fn everywhere(cfg: &Config, action: Action, timeout: Duration) -> Result<Vec
             .zip(super::handover::to_ring(cfg, &shards, timeout))
         {
             if let Err(e) = result {
-                unsettled.push((shard.name.clone(), e));
+                unsettled.push((shard.name.to_string(), e));
             }
         }
     }

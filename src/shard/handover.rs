@@ -240,7 +240,7 @@ fn report(
     notes: Vec<String>,
 ) -> Handover {
     Handover {
-        shard: shard.name.clone(),
+        shard: shard.name.to_string(),
         writers: writers.iter().map(|w| w.to_string()).collect(),
         write_window_seconds: window,
         servers: members

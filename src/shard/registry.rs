@@ -72,7 +72,7 @@ pub fn list(db: &mut Db) -> Result<Vec<Listed>> {
             } else {
                 frac(target)
             },
-            name: s.name,
+            name: s.name.to_string(),
             weight: s.weight,
             state: s.state,
             users: load.units,
@@ -160,7 +160,7 @@ pub fn set_weight(
         directory::set_weight(ring, name, weight)?;
     }
     Ok(Change {
-        shard: shard.name,
+        shard: shard.name.to_string(),
         action: "set-weight",
         changed,
         dry_run,
@@ -180,7 +180,7 @@ pub fn set_state(
         directory::set_state(ring, name, state)?;
     }
     Ok(Change {
-        shard: shard.name,
+        shard: shard.name.to_string(),
         action: "set-state",
         changed,
         dry_run,
@@ -222,7 +222,7 @@ pub fn set_capacity(
         .map(|s| s.addr.to_string())
         .collect();
     Ok(Change {
-        shard: shard.name,
+        shard: shard.name.to_string(),
         action: "set-capacity",
         changed,
         dry_run,
@@ -248,7 +248,7 @@ pub fn remove(ring: &mut Ring, name: &ShardName, dry_run: bool) -> Result<Change
         directory::remove_shard(ring, name)?;
     }
     Ok(Change {
-        shard: shard.name,
+        shard: shard.name.to_string(),
         action: "remove",
         changed: true,
         dry_run,

@@ -510,7 +510,7 @@ fn shard_rows(
         .map(|(s, &t)| {
             let users = counts.get(&s.id).copied().unwrap_or(0);
             ShardRow {
-                name: s.name.clone(),
+                name: s.name.to_string(),
                 state: s.state,
                 weight: s.weight,
                 users,
@@ -550,7 +550,7 @@ fn server_row(
     stale_after: Duration,
 ) -> ServerRow {
     let mut row = ServerRow {
-        shard: s.name.clone(),
+        shard: s.name.to_string(),
         host: v.addr.host.clone(),
         port: v.addr.port,
         half: v.half,

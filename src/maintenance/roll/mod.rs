@@ -183,7 +183,7 @@ fn targets(shards: &[Shard], half: Half) -> Vec<Target> {
                 .iter()
                 .filter(move |v| v.half == half)
                 .map(move |v| Target {
-                    shard: s.name.clone(),
+                    shard: s.name.to_string(),
                     half,
                     addr: v.addr.clone(),
                 })
@@ -263,6 +263,13 @@ pub fn roll(cfg: &Config, changes: &Changes, opts: &RollOptions, ui: &Ui) -> Res
         super::bound_lock_waits(&mut ring, Instant::now() + opts.timeout)?;
         ring.run("raising the roll lock's fence", |c| {
             fences::raise(c, &[(&fence.name, fence.token)])
+        })
+        .map_err(|e| match e.is(crate::error::DbErrorKind::LockWaitTimeout) {
+            true => Error::LockInUse(format!(
+                "the previous roll holds the roll lock's fence in an open ring transaction (it is frozen or stuck) past --timeout {}: stop that process (or kill its ring session), then run again; nothing was changed",
+                humantime::format_duration(opts.timeout)
+            )),
+            false => e,
         })?;
         run_halves(cfg, changes, opts, ui, &mut report, (watch, &fence))
     });
