@@ -546,31 +546,36 @@ fn a_server_frozen_mid_wait_holds_no_drain_or_restore_past_its_timeout() {
         let _ = c.query_drop("SELECT SLEEP(20)");
     });
     std::thread::sleep(Duration::from_millis(500));
-    let started = Instant::now();
-    let drain = env.spawn(
-        &[
-            "maintenance",
-            "drain",
-            "--half",
-            "a",
-            "--timeout",
-            "6s",
-            "--format",
-            "json",
-        ],
-        &[],
-    );
-    std::thread::sleep(Duration::from_millis(4500));
-    let frozen = Frozen::new(pid);
-    let out = drain.wait_with_output().unwrap();
-    let took = started.elapsed();
-    drop(frozen);
-    assert!(
-        took < Duration::from_secs(9),
-        "drain --timeout 6s took {took:?}"
-    );
-    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(out.status.code(), Some(5), "{doc}");
+    // Runs `verb --half a --timeout 6s`, freezes a1 `after` into it: how long it took, and
+    // its exit code.
+    let frozen_after = |verb: &str, after: Duration| {
+        let started = Instant::now();
+        let child = env.spawn(
+            &[
+                "maintenance",
+                verb,
+                "--half",
+                "a",
+                "--timeout",
+                "6s",
+                "--format",
+                "json",
+            ],
+            &[],
+        );
+        std::thread::sleep(after);
+        let frozen = Frozen::new(pid);
+        let out = child.wait_with_output().unwrap();
+        let took = started.elapsed();
+        drop(frozen);
+        let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert!(
+            took < Duration::from_secs(9),
+            "{verb} --timeout 6s took {took:?}: {doc}"
+        );
+        assert_eq!(out.status.code(), Some(5), "{doc}");
+    };
+    frozen_after("drain", Duration::from_millis(4500));
     sleeper.join().unwrap();
     env.json(&["maintenance", "restore", "--half", "a"]);
 
@@ -578,31 +583,7 @@ fn a_server_frozen_mid_wait_holds_no_drain_or_restore_past_its_timeout() {
     // holds the restore no longer than --timeout either.
     env.json(&["maintenance", "drain", "--half", "a"]);
     conn(a1).query_drop("STOP SLAVE SQL_THREAD").unwrap();
-    let started = Instant::now();
-    let restore = env.spawn(
-        &[
-            "maintenance",
-            "restore",
-            "--half",
-            "a",
-            "--timeout",
-            "6s",
-            "--format",
-            "json",
-        ],
-        &[],
-    );
-    std::thread::sleep(Duration::from_millis(5000));
-    let frozen = Frozen::new(pid);
-    let out = restore.wait_with_output().unwrap();
-    let took = started.elapsed();
-    drop(frozen);
-    assert!(
-        took < Duration::from_secs(9),
-        "restore --timeout 6s took {took:?}"
-    );
-    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(out.status.code(), Some(5), "{doc}");
+    frozen_after("restore", Duration::from_millis(5000));
     conn(a1).query_drop("START SLAVE SQL_THREAD").unwrap();
     env.json(&["maintenance", "restore", "--half", "a"]);
     assert!(statuses(&env).iter().all(|(_, s)| s == "online"));
