@@ -112,6 +112,11 @@ impl Proof {
 /// Renews until told to stop or the lock is lost; returns the client.
 fn renew_loop<'c>(mut client: LockClient<'c>, held: &Held, watch: &Watch) -> LockClient<'c> {
     let interval = lease::renew_interval(watch.proof);
+    // A renewal that takes longer than the next one is due proves nothing: bounded so, a
+    // frozen ring loses the lock in seconds (and the holder stops), instead of holding the
+    // keeper, and whoever waits for it, for the connection's whole read timeout.
+    let bound = interval.max(Duration::from_secs(2));
+    let _ = client.ring().set_timeouts(bound, bound);
     let mut next = Instant::now() + interval;
     while !watch.stop.load(Ordering::SeqCst) {
         if watch.check().is_err() {

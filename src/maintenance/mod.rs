@@ -350,6 +350,9 @@ pub fn drain(cfg: &Config, changes: &Changes, opts: &DrainOptions, ui: &Ui) -> R
 
     let mut statuses: HashMap<HostPort, ServerStatus> = HashMap::new();
     let Settled { done, back, open } = settle(half, &draining, results, &mut statuses, &mut notes);
+    // The waits may have run to the deadline: what the ring is asked now is bounded by what
+    // is left of it (a ring frozen meanwhile must not hold the drain another --timeout).
+    bound_by(&mut ring, deadline, None)?;
     for addr in set_status(
         &mut ring,
         &done,

@@ -71,7 +71,9 @@ pub struct Fence {
 /// raised it since (the writer lost its lock to a successor).
 pub fn hold(conn: &mut impl Queryable, fence: &Fence) -> mysql::Result<()> {
     let current: Option<u64> = conn.exec_first(
-        "SELECT token FROM lock_fences WHERE name = ? FOR UPDATE",
+        // Shared: one holder's transactions run side by side (a roll marks its shards in
+        // parallel); raising the fence (an UPDATE) still waits for every one of them.
+        "SELECT token FROM lock_fences WHERE name = ? LOCK IN SHARE MODE",
         (fence.name.as_str(),),
     )?;
     if current == Some(fence.token) {

@@ -357,6 +357,10 @@ fn run_halves(
     (watch, fence): (&Watch, &Fence),
 ) -> Result<()> {
     let mut ring = ring::open(cfg)?;
+    // The journal's statements are quick: one the ring holds past the lease (or --timeout) is
+    // a roll that can no longer prove its lock, and must stop, not wait 5 minutes.
+    let bound = opts.timeout.min(ROLL_LOCK_TTL) + Duration::from_secs(1);
+    ring.set_timeouts(bound, bound)?;
     // A command an earlier roll started may still run (it was SIGKILLed, or lost its lock):
     // never a second copy beside it.
     journal::wait_for_unended(&mut ring, opts.exec_timeout, ui)?;
@@ -479,6 +483,12 @@ impl Rolling<'_> {
             self.state = RollState::Refused;
             return Ok(None);
         }
+        // Shards refused while others drained (a hand-over that could not settle): the roll
+        // goes on with the others, and says why these did not drain.
+        if !drained.refused.is_empty() {
+            self.state = RollState::Failed;
+        }
+        self.refused.extend(drained.refused);
         let now: HashMap<HostPort, &super::ServerReport> =
             drained.servers.iter().map(|s| (s.addr(), s)).collect();
         let offline: Vec<&Target> = targets
