@@ -643,45 +643,6 @@ fn signals_to_a_roll_reach_its_commands_and_it_journals_and_exits() {
     assert_all_online_and_replicating(&env);
 }
 
-/// One holder's fenced ring transactions run side by side (a roll marks its shards in
-/// parallel), and raising the fence waits for every one of them. (Before, each held the fence
-/// row for update: a shard whose hand-over waited held every other shard's mark, and those
-/// were refused as if another maintenance command held them.)
-#[test]
-fn fenced_transactions_of_one_holder_run_side_by_side_and_a_raise_waits_for_them() {
-    use shardctl::ring::fences::{self, Fence};
-    let env = Env::new(fed(), "fence_shared");
-    let name: shardctl::types::LockName = "FENCE_SHARED".parse().unwrap();
-    fences::raise(&mut env.ring(), &[(&name, 7)]).unwrap();
-    let fence = Fence {
-        name: name.clone(),
-        token: 7,
-        proof: None,
-    };
-    let session = || {
-        let mut c = env.ring();
-        c.query_drop("SET SESSION innodb_lock_wait_timeout = 1")
-            .unwrap();
-        c
-    };
-    let (mut a, mut b, mut successor) = (session(), session(), session());
-    let mut ta = a.start_transaction(mysql::TxOpts::default()).unwrap();
-    fences::hold(&mut ta, &fence).unwrap();
-    let mut tb = b.start_transaction(mysql::TxOpts::default()).unwrap();
-    fences::hold(&mut tb, &fence).expect("a second transaction of the same holder waits for none");
-    assert!(
-        fences::raise(&mut successor, &[(&name, 8)]).is_err(),
-        "a successor's raise waits for the holder's open transactions"
-    );
-    ta.commit().unwrap();
-    tb.commit().unwrap();
-    fences::raise(&mut successor, &[(&name, 8)]).unwrap();
-    assert!(
-        fences::hold(&mut session(), &fence).is_err(),
-        "token 7 is fenced off"
-    );
-}
-
 /// A roll whose ring freezes stops within its bounds (each ring statement at most --timeout,
 /// the lock's lease at most), saying so, instead of waiting out the connection's 5 minute read
 /// timeout; no server's command runs twice.

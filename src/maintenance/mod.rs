@@ -690,8 +690,14 @@ fn mark_draining<'s>(
                 handovers.extend(h);
             }
             Ok(Marked::Refused(reason)) => refused.push(refuse(reason)),
+            // A roll's shards take its fence one at a time: behind a shard whose hand-over
+            // waits, the others wait too, and are said to.
             Err(e) if e.is(crate::error::DbErrorKind::LockWaitTimeout) => refused.push(refuse(
-                "another maintenance command is changing this shard's servers and held them past --timeout; nothing was changed".into(),
+                if opts.fence.is_some() {
+                    "waited past --timeout behind the roll's hand-over on another shard (or another maintenance command changing this shard's servers); nothing was changed".into()
+                } else {
+                    "another maintenance command is changing this shard's servers and held them past --timeout; nothing was changed".into()
+                },
             )),
             Err(e) => return Err(e),
         }

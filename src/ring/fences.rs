@@ -71,9 +71,7 @@ pub struct Fence {
 /// raised it since (the writer lost its lock to a successor).
 pub fn hold(conn: &mut impl Queryable, fence: &Fence) -> mysql::Result<()> {
     let current: Option<u64> = conn.exec_first(
-        // Shared: one holder's transactions run side by side (a roll marks its shards in
-        // parallel); raising the fence (an UPDATE) still waits for every one of them.
-        "SELECT token FROM lock_fences WHERE name = ? LOCK IN SHARE MODE",
+        "SELECT token FROM lock_fences WHERE name = ? FOR UPDATE",
         (fence.name.as_str(),),
     )?;
     if current == Some(fence.token) {
