@@ -177,6 +177,9 @@ pub(super) fn run_one(
         ui: ui.clone(),
         keep: TAIL_LINES,
     };
+    // Counted from before the spawn: a signal that arrives while the start is journaled (a
+    // ring round trip, slow on a loaded ring) still stops the command.
+    let signals_before = crate::signals::count();
     if !started(None) {
         return result(1, false, vec!["not started: the roll lost its lock".into()]);
     }
@@ -189,7 +192,6 @@ pub(super) fn run_one(
         let (tail, _) = child.finish();
         return result(1, false, tail);
     }
-    let signals_before = crate::signals::count();
     let mut timed_out = false;
     let status = loop {
         match child.try_wait() {
